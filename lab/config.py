@@ -1,0 +1,267 @@
+"""Frozen configuration dataclasses for a run, and `--set key=value` overrides.
+
+A run is fully described by `RunConfig` (model + data + train + mesh). Every field can be
+overridden from the command line by its dotted name, e.g. `--set model.d_model=96`; values are
+parsed according to the field's declared type, and unknown keys or badly typed values raise
+`ConfigError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A user-caused configuration error; its message is one line, shown without a traceback."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one transformer. Cost accounting lives in `lab.costs` and reads only this."""
+
+    arch: str = "decoder"  # decoder | encoder | encdec
+    vocab_size: int = 256
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    n_kv_heads: int = 0  # 0 = same as n_heads (MHA); fewer = GQA; 1 = MQA
+    d_ff: int = 0  # 0 = 4 * d_model
+    seq_len: int = 128
+    pos_encoding: str = "rope"  # rope | learned | sinusoidal | none
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    mlp: str = "gelu"  # gelu | swiglu
+    tie_embeddings: bool = True
+    rope_theta: float = 10000.0
+    n_dec_layers: int = 0  # encdec only: decoder layers (0 = n_layers)
+    attn_window: int = 0  # sparse attention: sliding window size in tokens (0 = full attention)
+    attn_global_tokens: int = 0  # sparse attention: leading tokens every query may see
+    dtype: str = "float32"  # activation / matmul dtype: float32 | bfloat16
+    param_dtype: str = "float32"
+    init_std: float = 0.02
+    scan_layers: bool = False  # lax.scan over layers: compile time independent of depth
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def ffn_dim(self) -> int:
+        return self.d_ff or 4 * self.d_model
+
+    @property
+    def dec_layers(self) -> int:
+        return self.n_dec_layers or self.n_layers
+
+    def validate(self) -> None:
+        _choice("model.arch", self.arch, ("decoder", "encoder", "encdec"))
+        _choice("model.pos_encoding", self.pos_encoding, ("rope", "learned", "sinusoidal", "none"))
+        _choice("model.norm", self.norm, ("layernorm", "rmsnorm"))
+        _choice("model.mlp", self.mlp, ("gelu", "swiglu"))
+        _choice("model.dtype", self.dtype, ("float32", "bfloat16"))
+        _choice("model.param_dtype", self.param_dtype, ("float32", "bfloat16"))
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "seq_len"):
+            _positive(f"model.{name}", getattr(self, name))
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
+        if self.n_heads % self.kv_heads:
+            raise ConfigError(f"model.n_heads={self.n_heads} is not divisible by model.n_kv_heads={self.kv_heads}")
+        if self.pos_encoding == "rope" and self.head_dim % 2:
+            raise ConfigError(f"RoPE needs an even head dimension, got {self.head_dim}")
+        if min(self.n_kv_heads, self.d_ff, self.attn_window, self.attn_global_tokens, self.n_dec_layers) < 0:
+            raise ConfigError("model sizes must not be negative")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which corpus and tokenizer; see `lab.data`."""
+
+    name: str = "python_stdlib"  # python_stdlib | synthetic | tfds:NAME[/CONFIG][:VERSION]
+    tokenizer: str = "byte"  # byte | bpe
+    bpe_vocab_size: int = 1024
+    data_dir: str = ""  # "" = $LAB_DATA_DIR or ~/.cache/scaling-lab
+    text_key: str = "text"  # feature holding the text, for tfds catalog datasets
+    train_split: str = "train"
+    val_split: str = "validation"
+    val_tokens: int = 1 << 16  # held-out tokens evaluated at every eval (a fixed set)
+
+    def validate(self) -> None:
+        _choice("data.tokenizer", self.tokenizer, ("byte", "bpe"))
+        if not (self.name in ("python_stdlib", "synthetic") or self.name.startswith("tfds:")):
+            raise ConfigError(f"unknown dataset {self.name!r}: use python_stdlib, synthetic or tfds:NAME")
+        _positive("data.val_tokens", self.val_tokens)
+        _positive("data.bpe_vocab_size", self.bpe_vocab_size)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation. The schedule's horizon is the run's own token count."""
+
+    seed: int = 0
+    batch_size: int = 8  # sequences per step (global, across all devices and hosts)
+    tokens: int = 0  # training tokens; 0 = derived from `steps`
+    steps: int = 0  # 0 = derived from `tokens`
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # final lr = lr * min_lr_ratio
+    schedule: str = "wsd"  # wsd | cosine | constant
+    decay_frac: float = 0.2  # WSD: fraction of steps in the final decay
+    warmup_steps: int = -1  # -1 = size policy (see lab.schedules.warmup_policy)
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    z_loss: float = 0.0  # coefficient of log(Z)^2, stabilises large-vocab logits
+    eval_every: int = 0  # steps between evals; 0 = ~10 evals per run
+    log_every: int = 0  # steps between metric lines; 0 = ~100 lines per run
+    mlm_prob: float = 0.15  # encoder (masked LM): fraction of tokens masked
+
+    def validate(self) -> None:
+        _choice("train.schedule", self.schedule, ("wsd", "cosine", "constant"))
+        _positive("train.batch_size", self.batch_size)
+        _positive("train.lr", self.lr)
+        if self.tokens < 0 or self.steps < 0:
+            raise ConfigError("train.tokens and train.steps must be positive")
+        if not 0.0 <= self.decay_frac <= 1.0:
+            raise ConfigError(f"train.decay_frac={self.decay_frac} must lie in [0, 1]")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"train.min_lr_ratio={self.min_lr_ratio} must lie in [0, 1]")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mesh: str = ""  # e.g. "data=2,fsdp=2,tensor=2"; "" = all devices on `data`
+    checkpoint_every: int = 0  # steps; 0 = only at the end
+    keep_checkpoints: int = 2
+
+    def validate(self) -> "RunConfig":
+        self.model.validate()
+        self.data.validate()
+        self.train.validate()
+        if self.train.tokens == 0 and self.train.steps == 0:
+            raise ConfigError("give the run a length: --tokens D or --steps S")
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.train.batch_size * self.model.seq_len
+
+    @property
+    def total_steps(self) -> int:
+        if self.train.steps:
+            return self.train.steps
+        return max(1, -(-self.train.tokens // self.tokens_per_step))  # ceil
+
+    @property
+    def total_tokens(self) -> int:
+        return self.total_steps * self.tokens_per_step
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Stable hash of everything that changes the result (the seed included)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def from_dict(cls, data: dict):
+    """Build a (nested) config dataclass from a dict, e.g. a saved config.json."""
+    kwargs = {}
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key {cls.__name__}.{key}")
+        tp = hints[key]
+        kwargs[key] = from_dict(tp, value) if dataclasses.is_dataclass(tp) else value
+    return cls(**kwargs)
+
+
+def apply_overrides(cfg, overrides: typing.Iterable[str]):
+    """Apply `key=value` strings (dotted keys into nested dataclasses) to a frozen config."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        cfg = set_path(cfg, key.strip(), raw.strip())
+    return cfg
+
+
+def set_path(cfg, dotted: str, raw):
+    head, _, rest = dotted.partition(".")
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    if head not in fields:
+        known = ", ".join(sorted(fields))
+        raise ConfigError(f"unknown config key {dotted!r} (known at this level: {known})")
+    hints = typing.get_type_hints(type(cfg))
+    current = getattr(cfg, head)
+    if dataclasses.is_dataclass(current):
+        if not rest:
+            raise ConfigError(f"{dotted!r} is a group; set one of its fields, e.g. {dotted}.<field>=...")
+        return dataclasses.replace(cfg, **{head: set_path(current, rest, raw)})
+    if rest:
+        raise ConfigError(f"{head!r} has no sub-field {rest!r}")
+    return dataclasses.replace(cfg, **{head: parse_value(dotted, hints[head], raw)})
+
+
+def parse_value(key: str, tp, raw):
+    """Parse a command-line string into the declared type of a config field."""
+    if not isinstance(raw, str):
+        return raw
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                if raw.lower() in ("none", "null"):
+                    return None
+                continue
+            try:
+                return parse_value(key, arg, raw)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: cannot parse {raw!r} as {tp}")
+    try:
+        if tp is bool:
+            low = raw.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            value = float(raw)  # accept 1e6 for integers
+            if value != int(value):
+                raise ValueError
+            return int(value)
+        if tp is float:
+            return float(raw)
+        if tp is str:
+            return raw
+    except ValueError:
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {raw!r}") from None
+    raise ConfigError(f"{key}: unsupported field type {tp}")
+
+
+def _choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+
+
+def _positive(key: str, value) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key} must be positive, got {value}")
