@@ -25,7 +25,7 @@ class ModelConfig:
     """Architecture of one transformer. Cost accounting lives in `lab.costs` and reads only this."""
 
     arch: str = "decoder"  # decoder | encoder | encdec
-    vocab_size: int = 256
+    vocab_size: int = 0  # 0 = the corpus tokenizer's vocabulary (resolved at run start)
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
@@ -43,7 +43,6 @@ class ModelConfig:
     dtype: str = "float32"  # activation / matmul dtype: float32 | bfloat16
     param_dtype: str = "float32"
     init_std: float = 0.02
-    scan_layers: bool = False  # lax.scan over layers: compile time independent of depth
 
     @property
     def head_dim(self) -> int:
@@ -68,7 +67,7 @@ class ModelConfig:
         _choice("model.mlp", self.mlp, ("gelu", "swiglu"))
         _choice("model.dtype", self.dtype, ("float32", "bfloat16"))
         _choice("model.param_dtype", self.param_dtype, ("float32", "bfloat16"))
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "seq_len"):
+        for name in ("d_model", "n_layers", "n_heads", "seq_len"):
             _positive(f"model.{name}", getattr(self, name))
         if self.d_model % self.n_heads:
             raise ConfigError(f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}")
@@ -76,7 +75,7 @@ class ModelConfig:
             raise ConfigError(f"model.n_heads={self.n_heads} is not divisible by model.n_kv_heads={self.kv_heads}")
         if self.pos_encoding == "rope" and self.head_dim % 2:
             raise ConfigError(f"RoPE needs an even head dimension, got {self.head_dim}")
-        if min(self.n_kv_heads, self.d_ff, self.attn_window, self.attn_global_tokens, self.n_dec_layers) < 0:
+        if min(self.vocab_size, self.n_kv_heads, self.d_ff, self.attn_window, self.attn_global_tokens, self.n_dec_layers) < 0:
             raise ConfigError("model sizes must not be negative")
 
 

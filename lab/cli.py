@@ -1,0 +1,154 @@
+"""The `lab` command: train a model, run a study, fit and plot scaling laws, benchmark.
+
+Errors a user can cause end in one line on stderr and exit status 2; a run that diverges or
+fails exits 1 with its status recorded in the run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from lab.config import ConfigError
+
+EPILOG_TRAIN = """\
+examples:
+  lab train --out runs/tiny                                  # the tiny preset on the stdlib corpus
+  lab train --out runs/s --model small --tokens 2e6 --set train.lr=1e-3
+  lab train --out runs/syn --data synthetic --steps 2000     # loss approaches the known entropy
+  lab train --out runs/m --mesh data=2,fsdp=2,tensor=2       # sharded over 8 devices
+
+--set takes any config field by dotted name (see config.json of any run for all of them):
+  model.{d_model,n_layers,n_heads,n_kv_heads,d_ff,seq_len,pos_encoding,norm,mlp,tie_embeddings,...}
+  train.{lr,batch_size,schedule,warmup_steps,decay_frac,weight_decay,grad_clip,eval_every,...}
+  data.{tokenizer,bpe_vocab_size,val_tokens,text_key,...}
+
+presets:
+"""
+
+
+def add_train_parser(sub) -> None:
+    from lab.presets import describe
+
+    p = sub.add_parser(
+        "train", help="train one model and write a run directory",
+        description="Train one transformer. Writes OUT/config.json, OUT/metrics.jsonl and OUT/result.json.",
+        epilog=EPILOG_TRAIN + describe(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, help="run directory (must be empty unless --resume/--overwrite)")
+    p.add_argument("--model", default="tiny", help="model preset (default: tiny)")
+    p.add_argument("--data", default="python_stdlib",
+                   help="python_stdlib (default, no download) | synthetic | tfds:NAME[/CONFIG][:VERSION]")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--tokens", type=_count, help="training tokens (default: the preset's); accepts 2e6")
+    length.add_argument("--steps", type=_count, help="training steps (instead of --tokens)")
+    p.add_argument("--seed", type=int, default=None, help="seed for init and data order (default 0)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field by dotted name; repeatable")
+    p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all on data)")
+    p.add_argument("--checkpoint-every", type=_count, default=None, metavar="K", help="checkpoint every K steps")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in OUT from its latest checkpoint")
+    mode.add_argument("--overwrite", action="store_true", help="delete OUT's contents and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def build_config(args):
+    from lab.config import apply_overrides
+    from lab.presets import preset_config
+
+    cfg, default_tokens = preset_config(args.model)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=args.data))
+    train = cfg.train
+    if args.tokens is not None:
+        train = dataclasses.replace(train, tokens=args.tokens, steps=0)
+    elif args.steps is not None:
+        train = dataclasses.replace(train, steps=args.steps, tokens=0)
+    else:
+        train = dataclasses.replace(train, tokens=default_tokens, steps=0)
+    if args.seed is not None:
+        train = dataclasses.replace(train, seed=args.seed)
+    cfg = dataclasses.replace(cfg, train=train)
+    if args.mesh is not None:
+        cfg = dataclasses.replace(cfg, mesh=args.mesh)
+    if args.checkpoint_every is not None:
+        cfg = dataclasses.replace(cfg, checkpoint_every=args.checkpoint_every)
+    return apply_overrides(cfg, args.overrides).validate()
+
+
+def cmd_train(args) -> int:
+    cfg = build_config(args)  # user errors surface here, before the training stack loads
+    from lab.train import RunFailed, train
+
+    try:
+        result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    except RunFailed as e:
+        print(f"lab train: run failed: {e}", file=sys.stderr)
+        return 1
+    summary = {k: result.get(k) for k in ("status", "params_total", "tokens", "final_train_loss",
+                                          "final_val_loss", "val_bits_per_byte", "tokens_per_s", "wall_s")}
+    print(json.dumps(summary))
+    return 0 if result["status"] == "completed" else 1
+
+
+def _count(text: str) -> int:
+    """A positive count; accepts 2e6 and 2_000_000."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if value <= 0 or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(value)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's own convention)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lab",
+        description="A JAX/Flax lab for scaling-law studies: train model grids, fit scaling laws "
+        "with confidence intervals, plot compute-optimal frontiers.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    add_train_parser(sub)
+    try:
+        from analysis.cli import add_parsers
+    except ImportError:
+        pass
+    else:
+        add_parsers(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    user_errors: tuple = (ConfigError,)
+    try:
+        from analysis.errors import AnalysisError
+
+        user_errors += (AnalysisError,)
+    except ImportError:
+        pass
+    try:
+        return args.func(args)
+    except user_errors as e:
+        print(f"lab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Transformer building blocks in Flax NNX: norms, positional encodings, attention, MLP.
+
+Tensor names carry their shapes (B batch, T query positions, S key positions, D model width,
+H query heads, K key/value heads, G = H // K query heads per kv head, E head dim, F MLP width,
+V vocabulary). Every parameter is created with `logical_axes` metadata — the names the single
+sharding policy in `lab.sharding` maps onto mesh axes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from lab.config import ModelConfig
+from lab.sharding import constrain
+
+
+def param(rngs: nnx.Rngs, shape, axes, cfg: ModelConfig, std: float | None = None, init: str = "normal"):
+    """A parameter with logical axis names; `std` defaults to the config's init_std."""
+    dtype = jnp.dtype(cfg.param_dtype)
+    if init == "ones":
+        value = jnp.ones(shape, dtype)
+    elif init == "zeros":
+        value = jnp.zeros(shape, dtype)
+    else:
+        std = cfg.init_std if std is None else std
+        value = std * jax.random.normal(rngs.params(), shape, dtype)
+    assert len(axes) == len(shape), (axes, shape)
+    return nnx.Param(value, logical_axes=tuple(axes))
+
+
+class Norm(nnx.Module):
+    """LayerNorm (scale + bias) or RMSNorm (scale only), computed in float32."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.kind = cfg.norm
+        self.scale = param(rngs, (cfg.d_model,), ("norm",), cfg, init="ones")
+        if cfg.norm == "layernorm":
+            self.bias = param(rngs, (cfg.d_model,), ("norm",), cfg, init="zeros")
+
+    def __call__(self, x_BxTxD):
+        x = x_BxTxD.astype(jnp.float32)
+        if self.kind == "layernorm":
+            x = x - x.mean(-1, keepdims=True)
+        x = x * jax.lax.rsqrt((x * x).mean(-1, keepdims=True) + 1e-6)
+        x = x * self.scale[...].astype(jnp.float32)
+        if self.kind == "layernorm":
+            x = x + self.bias[...].astype(jnp.float32)
+        return x.astype(x_BxTxD.dtype)
+
+
+def sinusoidal_table(length: int, dim: int):
+    """The fixed sin/cos table of Vaswani et al. (no parameters)."""
+    pos_T = jnp.arange(length, dtype=jnp.float32)[:, None]
+    freq = jnp.exp(-math.log(10000.0) * jnp.arange(0, dim, 2, dtype=jnp.float32) / dim)
+    table = jnp.zeros((length, dim), jnp.float32)
+    table = table.at[:, 0::2].set(jnp.sin(pos_T * freq))
+    table = table.at[:, 1::2].set(jnp.cos(pos_T * freq[: dim // 2]))
+    return table
+
+
+def apply_rope(x_BxTxHxE, positions_T, theta: float):
+    """Rotary position embedding on the last axis (pairs split as halves, GPT-NeoX style)."""
+    half = x_BxTxHxE.shape[-1] // 2
+    freq = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angle_TxE2 = positions_T.astype(jnp.float32)[:, None] * freq[None, :]
+    cos, sin = jnp.cos(angle_TxE2)[None, :, None, :], jnp.sin(angle_TxE2)[None, :, None, :]
+    x1, x2 = x_BxTxHxE[..., :half].astype(jnp.float32), x_BxTxHxE[..., half:].astype(jnp.float32)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x_BxTxHxE.dtype)
+
+
+def attention_mask(q_pos_T, k_pos_S, *, causal: bool, window: int = 0, global_tokens: int = 0):
+    """Boolean [T, S] mask: True where query t may attend to key s.
+
+    causal: s <= t.  window > 0: additionally t - s < window (sliding window; for bidirectional
+    attention |t - s| < window).  global_tokens g > 0: keys s < g are visible to every query and
+    queries t < g see every (allowed-by-causality) key, as in Longformer/BigBird global tokens.
+    """
+    t, s = q_pos_T[:, None], k_pos_S[None, :]
+    allowed = jnp.ones((q_pos_T.shape[0], k_pos_S.shape[0]), bool)
+    if window:
+        near = (t - s < window) if causal else (jnp.abs(t - s) < window)
+        if global_tokens:
+            near = near | (s < global_tokens) | (t < global_tokens)
+        allowed = allowed & near
+    if causal:
+        allowed = allowed & (s <= t)
+    return allowed
+
+
+class Attention(nnx.Module):
+    """Multi-head attention with grouped key/value heads (MHA when K == H, MQA when K == 1).
+
+    Self-attention when called with one input; cross-attention when `kv_BxSxD` is given.
+    """
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, out_std: float):
+        D, H, K, E = cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        self.cfg = cfg
+        self.wq = param(rngs, (D, H, E), ("embed", "heads", "head_dim"), cfg)
+        self.wk = param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), cfg)
+        self.wv = param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), cfg)
+        self.wo = param(rngs, (H, E, D), ("heads", "head_dim", "embed"), cfg, std=out_std)
+
+    def project_kv(self, kv_BxSxD, positions_S=None):
+        """Keys and values [B, S, K, E] of a source sequence (RoPE applied to keys)."""
+        dt = kv_BxSxD.dtype
+        k_BxSxKxE = jnp.einsum("bsd,dke->bske", kv_BxSxD, self.wk[...].astype(dt))
+        v_BxSxKxE = jnp.einsum("bsd,dke->bske", kv_BxSxD, self.wv[...].astype(dt))
+        if positions_S is not None and self.cfg.pos_encoding == "rope":
+            k_BxSxKxE = apply_rope(k_BxSxKxE, positions_S, self.cfg.rope_theta)
+        return k_BxSxKxE, v_BxSxKxE
+
+    def __call__(self, x_BxTxD, mask_TxS, positions_T=None, *, kv=None):
+        """`kv` = (k_BxSxKxE, v_BxSxKxE) from `project_kv` (cross-attention or a KV cache)."""
+        cfg, dt = self.cfg, x_BxTxD.dtype
+        q_BxTxHxE = jnp.einsum("btd,dhe->bthe", x_BxTxD, self.wq[...].astype(dt))
+        q_BxTxHxE = constrain(q_BxTxHxE, ("batch", "seq", "act_heads", None))
+        if positions_T is not None and cfg.pos_encoding == "rope":
+            q_BxTxHxE = apply_rope(q_BxTxHxE, positions_T, cfg.rope_theta)
+        if kv is None:
+            kv = self.project_kv(x_BxTxD, positions_T)
+        k_BxSxKxE, v_BxSxKxE = kv
+        B, T, H, E = q_BxTxHxE.shape
+        K = k_BxSxKxE.shape[2]
+        q_BxTxKxGxE = q_BxTxHxE.reshape(B, T, K, H // K, E)
+        logits_BxKxGxTxS = jnp.einsum("btkge,bske->bkgts", q_BxTxKxGxE, k_BxSxKxE)
+        logits_BxKxGxTxS = logits_BxKxGxTxS.astype(jnp.float32) / math.sqrt(E)
+        logits_BxKxGxTxS = jnp.where(mask_TxS, logits_BxKxGxTxS, jnp.finfo(jnp.float32).min)
+        probs_BxKxGxTxS = jax.nn.softmax(logits_BxKxGxTxS, axis=-1).astype(dt)
+        out_BxTxKxGxE = jnp.einsum("bkgts,bske->btkge", probs_BxKxGxTxS, v_BxSxKxE)
+        out_BxTxHxE = out_BxTxKxGxE.reshape(B, T, H, E)
+        return jnp.einsum("bthe,hed->btd", out_BxTxHxE, self.wo[...].astype(dt))
+
+
+class MLP(nnx.Module):
+    """GELU MLP (D -> F -> D) or SwiGLU (gate and up projections, D -> F twice, F -> D)."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, out_std: float):
+        D, F = cfg.d_model, cfg.ffn_dim
+        self.kind = cfg.mlp
+        self.w_in = param(rngs, (D, F), ("embed", "mlp"), cfg)
+        if cfg.mlp == "swiglu":
+            self.w_gate = param(rngs, (D, F), ("embed", "mlp"), cfg)
+        self.w_out = param(rngs, (F, D), ("mlp", "embed"), cfg, std=out_std)
+
+    def __call__(self, x_BxTxD):
+        dt = x_BxTxD.dtype
+        h_BxTxF = constrain(x_BxTxD @ self.w_in[...].astype(dt), ("batch", "seq", "act_mlp"))
+        if self.kind == "swiglu":
+            h_BxTxF = jax.nn.silu(x_BxTxD @ self.w_gate[...].astype(dt)) * h_BxTxF
+        else:
+            h_BxTxF = jax.nn.gelu(h_BxTxF)
+        return h_BxTxF @ self.w_out[...].astype(dt)
+
+
+class Block(nnx.Module):
+    """Pre-norm residual block: self-attention, optional cross-attention, MLP."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, cross: bool = False, n_residual: int):
+        out_std = cfg.init_std / math.sqrt(2 * n_residual)  # GPT-2: scale residual outputs by depth
+        self.attn_norm = Norm(cfg, rngs=rngs)
+        self.attn = Attention(cfg, rngs=rngs, out_std=out_std)
+        self.cross = cross
+        if cross:
+            self.cross_norm = Norm(cfg, rngs=rngs)
+            self.cross_attn = Attention(cfg, rngs=rngs, out_std=out_std)
+        self.mlp_norm = Norm(cfg, rngs=rngs)
+        self.mlp = MLP(cfg, rngs=rngs, out_std=out_std)
+
+    def __call__(self, x_BxTxD, mask_TxS, positions_T, *, kv=None, cross_kv=None, cross_mask_TxS=None):
+        x_BxTxD = x_BxTxD + self.attn(self.attn_norm(x_BxTxD), mask_TxS, positions_T, kv=kv)
+        if self.cross:
+            x_BxTxD = x_BxTxD + self.cross_attn(self.cross_norm(x_BxTxD), cross_mask_TxS, kv=cross_kv)
+        return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))

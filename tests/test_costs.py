@@ -1,0 +1,80 @@
+"""Cost accounting: parameter counts against the real tree, FLOPs against XLA's own count."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+from lab.config import ModelConfig
+from lab.costs import model_costs
+from lab.model import Transformer, cross_entropy
+
+CONFIGS = {
+    "tied_rope_layernorm": ModelConfig(vocab_size=256, d_model=128, n_layers=2, n_heads=4, seq_len=128),
+    "untied_learned_gqa_swiglu_rms": ModelConfig(
+        vocab_size=300, d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, seq_len=64, tie_embeddings=False,
+        pos_encoding="learned", mlp="swiglu", norm="rmsnorm", d_ff=160),
+}
+
+
+def param_groups(model):
+    _, state = nnx.split(model, nnx.Param)
+    flat = {"/".join(map(str, p)): v[...].size for p, v in nnx.to_flat_state(state)}
+    emb = flat.get("embed", 0) + flat.get("pos_embed", 0)
+    head = flat.get("head", 0)
+    return sum(flat.values()), emb, head
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_param_counts_match_tree(name):
+    cfg = CONFIGS[name]
+    total, emb, head = param_groups(Transformer(cfg, rngs=nnx.Rngs(0)))
+    c = model_costs(cfg)
+    assert c.params_total == total
+    assert c.params_embedding == emb
+    assert c.params_head == head
+    assert c.params_non_embedding == total - emb - head
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_flops_exact_matches_xla(name):
+    """XLA counts every FLOP of a forward+backward step; ours counts the matmuls only, so ours is
+    a lower bound that must be within 5% (the rest is softmax, norms, activations)."""
+    cfg = CONFIGS[name]
+    model = Transformer(cfg, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+    B = 4
+    batch = jnp.zeros((B, cfg.seq_len + 1), jnp.int32)
+
+    def loss(params, batch):
+        logits = nnx.merge(graphdef, params)(batch[:, :-1])
+        return cross_entropy(logits, batch[:, 1:])[0]
+
+    def xla_flops(fn):
+        ca = jax.jit(fn).lower(params, batch).compile().cost_analysis()
+        return (ca[0] if isinstance(ca, list) else ca)["flops"]
+
+    ours = model_costs(cfg).flops_exact * B * cfg.seq_len
+    train = xla_flops(jax.grad(loss))
+    forward = xla_flops(loss)
+    assert 1.0 <= train / ours < 1.05, train / ours
+    assert 1.0 <= forward / (ours / 3) < 1.05, forward / (ours / 3)
+
+
+def test_conventions():
+    cfg = ModelConfig(vocab_size=256, d_model=64, n_layers=3, n_heads=4, seq_len=32)
+    c = model_costs(cfg)
+    # standard MHA + GELU MLP: 12·L·d² matmul weights plus 2 layernorms (2d each) per layer + final norm
+    assert c.params_non_embedding == 12 * 3 * 64**2 + 3 * 4 * 64 + 2 * 64
+    assert c.params_embedding == 256 * 64 and c.params_head == 0
+    assert c.flops_6n == 6 * c.params_non_embedding
+    assert c.flops_6n_total == 6 * c.params_total
+    assert c.flops_deepseek == 72 * 3 * 64**2 + 12 * 3 * 64 * 32
+    # exact = 3 × (2 × matmul params + attention 4·T·d per layer + head 2·d·V)
+    assert c.flops_exact == 3 * (2 * 12 * 3 * 64**2 + 4 * 32 * 64 * 3 + 2 * 64 * 256)
+    totals = c.totals(1000)
+    assert totals["flops_exact"] == 1000 * c.flops_exact and totals["tokens"] == 1000
+    untied = model_costs(dataclasses.replace(cfg, tie_embeddings=False))
+    assert untied.params_head == 64 * 256 and untied.params_total == c.params_total + 64 * 256
