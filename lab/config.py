@@ -83,21 +83,24 @@ class ModelConfig:
 class DataConfig:
     """Which corpus and tokenizer; see `lab.data`."""
 
-    name: str = "python_stdlib"  # python_stdlib | synthetic | tfds:NAME[/CONFIG][:VERSION]
-    tokenizer: str = "byte"  # byte | bpe
+    name: str = "python_stdlib"  # python_stdlib | synthetic[/markov1|markov2] | tfds:NAME[/CONFIG][:VERSION]
+    tokenizer: str = "byte"  # byte | bpe (synthetic data is its own symbols: byte only)
     bpe_vocab_size: int = 1024
     data_dir: str = ""  # "" = $LAB_DATA_DIR or ~/.cache/scaling-lab
     text_key: str = "text"  # feature holding the text, for tfds catalog datasets
-    train_split: str = "train"
-    val_split: str = "validation"
+    train_split: str = "train"  # TFDS split syntax works, e.g. "train[:10%]"
+    val_split: str = "validation"  # tfds catalog: falls back to "test" when there is no validation
+    source_dir: str = ""  # python_stdlib only: a directory of .py files to use instead of the stdlib
     val_tokens: int = 1 << 16  # held-out tokens evaluated at every eval (a fixed set)
 
     def validate(self) -> None:
         _choice("data.tokenizer", self.tokenizer, ("byte", "bpe"))
-        if not (self.name in ("python_stdlib", "synthetic") or self.name.startswith("tfds:")):
-            raise ConfigError(f"unknown dataset {self.name!r}: use python_stdlib, synthetic or tfds:NAME")
+        if not (self.name in ("python_stdlib", "synthetic") or self.name.startswith(("tfds:", "synthetic/"))):
+            raise ConfigError(f"unknown dataset {self.name!r}: use python_stdlib, synthetic[/VARIANT] or tfds:NAME")
         _positive("data.val_tokens", self.val_tokens)
         _positive("data.bpe_vocab_size", self.bpe_vocab_size)
+        if self.tokenizer == "bpe" and self.bpe_vocab_size <= 256:
+            raise ConfigError(f"data.bpe_vocab_size={self.bpe_vocab_size} must exceed the 256 byte symbols")
 
 
 @dataclass(frozen=True)
