@@ -89,7 +89,12 @@ def _stdlib(cfg: DataConfig, root: Path) -> Source:
     src_dir = cfg.source_dir or None
     if src_dir and not Path(src_dir).is_dir():
         raise ConfigError(f"data.source_dir={src_dir!r} is not a directory")
-    files_fp = stdlib.source_fingerprint(src_dir)
+    files = stdlib.read_sources(src_dir)
+    n_val = sum(stdlib.split_of(rel) == "validation" for rel, _ in files)
+    if not files or n_val in (0, len(files)):
+        where = src_dir or stdlib.stdlib_dir()
+        raise ConfigError(f"{where} gives an empty split: {len(files)} .py files, {n_val} of them in validation (1 in 20 by path hash)")
+    files_fp = stdlib.fingerprint(files)
     splits = _split_names(cfg)
     fp = files_fp if splits == {"train": "train", "val": "validation"} else _sha(files_fp, splits)
 
