@@ -67,6 +67,7 @@ def test_catalog_bpe(tmp_path):
 def test_catalog_user_errors_are_one_line_config_errors(tmp_path):
     bad = [
         (DataConfig(name="tfds:no_such_dataset_xyz", data_dir=str(tmp_path)), "not found"),
+        (DataConfig(name="tfds:lab_test_tiny_text:9.9.9", text_key="body", data_dir=str(tmp_path)), "9.9.9"),
         (DataConfig(name="tfds:lab_test_tiny_text", text_key="text", data_dir=str(tmp_path)), "no feature"),
         (DataConfig(name="tfds:lab_test_tiny_text", text_key="label", data_dir=str(tmp_path)), "not text"),
         (DataConfig(name="tfds:lab_test_tiny_text", text_key="body", val_split="dev", data_dir=str(tmp_path)), "no split"),

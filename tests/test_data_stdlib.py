@@ -99,5 +99,7 @@ def test_empty_corpus_or_split_is_a_config_error(tmp_path):
     make_tree(tmp_path / "few", n=30)  # file0..file29 all hash to train
     with pytest.raises(ConfigError, match="0 of them in validation"):
         load_corpus(DataConfig(source_dir=str(tmp_path / "few"), data_dir=str(tmp_path / "d")))
+    with pytest.raises(ConfigError, match="no split 'dev'"):
+        load_corpus(DataConfig(source_dir=str(make_tree(tmp_path / "ok")), val_split="dev", data_dir=str(tmp_path / "d")))
     with pytest.raises(ConfigError, match="not a directory"):
         load_corpus(DataConfig(source_dir=str(tmp_path / "missing"), data_dir=str(tmp_path / "d")))

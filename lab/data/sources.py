@@ -145,8 +145,8 @@ def _catalog(cfg: DataConfig, root: Path) -> Source:
     tfds = _tfds().tfds
     try:
         builder = tfds.builder(tfds_name, data_dir=str(root / "tfds"), file_format="array_record")
-    except Exception as e:  # DatasetNotFoundError, bad config/version: all user-caused here
-        raise ConfigError(f"tfds dataset {tfds_name!r} not found: {str(e).splitlines()[0]}") from e
+    except (ValueError, AssertionError) as e:  # DatasetNotFoundError, unknown config or version
+        raise ConfigError(f"tfds:{tfds_name}: {str(e).strip().splitlines()[0]}") from e
     features = builder.info.features
     if features is None or cfg.text_key not in features.keys():
         have = ", ".join(features.keys()) if features is not None else "none"
