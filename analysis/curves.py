@@ -1,0 +1,80 @@
+"""Training curves: read a study's `metrics.jsonl` files into one long table.
+
+A study directory holds `results.csv` and one directory per run containing `metrics.jsonl`, whose
+lines look like {"step", "tokens", "flops", "train_loss", ...} or eval lines
+{"step", "tokens", "flops", "val_loss", "val_bits_per_byte"}. The long table has one row per
+logged point: run_id, N, flops, tokens, loss.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import AnalysisError
+
+
+def read_metrics(path: Path, loss_key: str) -> pd.DataFrame:
+    rows = []
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a run killed mid-write leaves a partial last line
+            if loss_key in rec and rec[loss_key] is not None and "flops" in rec:
+                rows.append({"flops": rec["flops"], "tokens": rec.get("tokens", np.nan), "loss": rec[loss_key],
+                             "step": rec.get("step", np.nan)})
+    return pd.DataFrame(rows, columns=["flops", "tokens", "loss", "step"])
+
+
+def load_curves(study_dir, results: pd.DataFrame, n_col: str, loss_key: str | None = None,
+                smooth: int = 1) -> tuple[pd.DataFrame, list[str]]:
+    """Curves of every run in `results` that has `<study_dir>/<run_id>/metrics.jsonl`.
+
+    `loss_key` defaults to "train_loss" (Chinchilla's approach 1 used training loss) and falls
+    back to "val_loss". `smooth` > 1 applies a centred rolling mean over that many logged points.
+    Returns (long table, warnings).
+    """
+    study_dir = Path(study_dir)
+    if "run_id" not in results.columns:
+        raise AnalysisError("the results table has no run_id column to match run directories")
+    files = {p.parent.name: p for p in study_dir.glob("**/metrics.jsonl")}
+    warnings, parts = [], []
+    keys = [loss_key] if loss_key else ["train_loss", "val_loss"]
+    missing = 0
+    for _, row in results.iterrows():
+        path = files.get(str(row["run_id"]))
+        if path is None:
+            missing += 1
+            continue
+        for key in keys:
+            c = read_metrics(path, key)
+            if len(c):
+                break
+        if not len(c):
+            continue
+        c = c.sort_values("flops")
+        c = c[(c["flops"] > 0) & (c["loss"] > 0) & np.isfinite(c["loss"])]
+        if smooth > 1 and len(c) > smooth:
+            c["loss"] = c["loss"].rolling(smooth, center=True, min_periods=1).mean()
+        c.insert(0, "run_id", row["run_id"])
+        c.insert(1, "N", float(row[n_col]))
+        parts.append(c)
+    if missing:
+        warnings.append(f"{missing} run(s) in the table have no metrics.jsonl under {study_dir}")
+    if not parts:
+        raise AnalysisError(f"no training curves found under {study_dir} (looked for <run_id>/metrics.jsonl)")
+    return pd.concat(parts, ignore_index=True), warnings
+
+
+def final_points_as_curves(N, C, L, D=None) -> pd.DataFrame:
+    """A results table seen as one-point curves (for envelopes of tables without metrics)."""
+    D = np.full(len(N), np.nan) if D is None else D
+    return pd.DataFrame({"run_id": np.arange(len(N)), "N": N, "flops": C, "tokens": D, "loss": L, "step": np.nan})

@@ -1,0 +1,215 @@
+"""Chinchilla approach 2: IsoFLOP profiles -> per-budget optima -> power laws N_opt ∝ C^a, D_opt ∝ C^b.
+
+Per FLOP budget, the loss is modelled against log N (and separately log D) *around its minimum*,
+so that points far from the minimum (much too small or too large models) cannot drag it:
+
+- ``akima`` (default): Akima's local, shape-preserving spline through (log N, log L), minimised on
+  a fine grid. Each piece depends only on its neighbours, so far points have no influence. This is
+  the estimator of Porian et al. (2024).
+- ``quadratic``: a parabola in log N through the minimum and `window` neighbours on each side
+  (a symmetric window), the classic Hoffmann et al. fit made local.
+
+A budget whose minimum sits at the edge of its N grid has no interior optimum: it is reported,
+warned about, and left out of the power-law fit. The uncertainty of each optimum comes from
+refitting under seed noise (`loss_noise`, absolute loss std; estimated from the scatter of the
+points about local parabolas if not given) in `n_noise` vectorised draws: the std of log N* over
+the draws, floored at a third of the grid spacing and inflated by the share of draws whose minimum
+fell at an edge (as Porian et al. did). The power laws are then weighted least squares in log-log
+with weights 1/std^2 (inverse variance; this reproduces Porian et al.'s exponents to 4 decimals).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.interpolate import Akima1DInterpolator
+
+from .errors import AnalysisError
+from .result import FitResult
+from .table import FitData
+
+FINE = 25  # fine-grid points per data interval for minimising the interpolant
+
+
+def _argmin_akima(x, Y):
+    """x (n,), Y (n, m) -> (x* (m,), log-loss at x* (m,), edge (m,) bool)."""
+    xi = np.linspace(x[0], x[-1], (len(x) - 1) * FINE + 1)
+    yi = Akima1DInterpolator(x, Y, axis=0)(xi)
+    j = np.argmin(yi, axis=0)
+    edge = (j == 0) | (j == len(xi) - 1)
+    return xi[j], yi[j, np.arange(Y.shape[1])], edge
+
+
+def _argmin_quadratic(x, Y, window=2):
+    """Parabola through the minimum and `window` neighbours each side (window shrunk to stay symmetric)."""
+    n, m = Y.shape
+    i = np.argmin(Y, axis=0)
+    half = np.minimum(np.minimum(i, n - 1 - i), window)
+    edge = half == 0
+    half = np.maximum(half, 1)
+    idx = np.arange(n)[:, None]
+    lo, hi = np.clip(i - half, 0, n - 1), np.clip(i + half, 0, n - 1)
+    mask = ((idx >= lo) & (idx <= hi)).astype(float)
+    xc = x[:, None] - x[np.clip(i, 0, n - 1)][None, :]
+    V = np.stack([np.ones_like(xc), xc, xc ** 2], -1) * mask[..., None]  # (n, m, 3)
+    A = np.einsum("nmi,nmj->mij", V, V)
+    rhs = np.einsum("nmi,nm->mi", V, Y)
+    A += 1e-12 * np.eye(3)
+    c = np.linalg.solve(A, rhs[..., None])[..., 0]
+    bad = ~(c[:, 2] > 0)
+    v = -c[:, 1] / (2 * np.where(bad, 1.0, c[:, 2]))
+    v = np.clip(v, x[lo] - x[i], x[hi] - x[i])
+    y_at = c[:, 0] + c[:, 1] * v + c[:, 2] * v * v
+    return x[i] + v, y_at, edge | bad
+
+
+ESTIMATORS = {"akima": _argmin_akima, "quadratic": _argmin_quadratic}
+
+
+def merge_close(x, L, tol: float = 0.01):
+    """Sort by x (a log size) and merge points closer than `tol` (1% in size): replicates (seeds)
+    and digitisation jitter become one point at their mean x with the geometric-mean loss."""
+    order = np.argsort(x)
+    x, y = x[order], np.log(L[order])
+    group = np.concatenate([[0], np.cumsum(np.diff(x) > tol)])
+    n = group[-1] + 1 if len(group) else 0
+    cnt = np.bincount(group, minlength=n)
+    return np.bincount(group, x, n) / cnt, np.exp(np.bincount(group, y, n) / cnt)
+
+
+def estimate_loss_noise(budgets: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Robust scale of loss residuals about 5-point local parabolas in log N, pooled over budgets.
+    Includes some misfit of the parabola, so it errs on the large side."""
+    res = []
+    for x, L in budgets:
+        for j in range(2, len(x) - 2):
+            xs, ys = x[j - 2:j + 3], L[j - 2:j + 3]
+            c = np.polyfit(xs - xs[2], ys, 2)
+            res.append((ys[2] - np.polyval(c, 0.0)) * np.sqrt(5 / 2))
+    if not res:
+        return 0.01
+    return float(max(1.4826 * np.median(np.abs(res)), 1e-4))
+
+
+def profile_curve(x, L, method: str = "akima", window: int = 2, n: int = 200):
+    """The fitted log-loss profile of one budget around its minimum, as (x grid, loss) for plots:
+    the Akima interpolant over the whole grid, or the parabola over its window."""
+    y = np.log(L)
+    if method == "akima":
+        xi = np.linspace(x[0], x[-1], n)
+        return xi, np.exp(Akima1DInterpolator(x, y)(xi))
+    i = int(np.argmin(y))
+    half = max(1, min(i, len(x) - 1 - i, window))
+    lo, hi = max(0, i - half), min(len(x) - 1, i + half)
+    c = np.polyfit(x[lo:hi + 1] - x[i], y[lo:hi + 1], 2)
+    xi = np.linspace(x[lo], x[hi], n)
+    return xi, np.exp(np.polyval(c, xi - x[i]))
+
+
+def _optimum(x, L, method, sigma, n_noise, rng, window):
+    """Point estimate and noise-draw spread of the minimiser of log L over x (sorted)."""
+    est = ESTIMATORS[method]
+    kw = {"window": window} if method == "quadratic" else {}
+    y = np.log(L)
+    x0, y0, edge0 = (v[0] for v in est(x, y[:, None], **kw))
+    noisy = np.maximum(L[:, None] + sigma * rng.standard_normal((len(L), n_noise)), 1e-12)
+    xs, _, edges = est(x, np.log(noisy), **kw)
+    ok = ~edges
+    floor = np.mean(np.diff(x)) / 3.0
+    if ok.sum() < max(2, n_noise // 2):
+        std = np.inf
+    else:
+        std = max(float(np.std(xs[ok])), floor) * n_noise / ok.sum()
+    return float(x0), float(np.exp(y0)), bool(edge0), std
+
+
+def _wls_line(x, y, w):
+    """Weighted least squares y = c0 + c1 x; returns (c0, c1, residuals)."""
+    A = np.stack([np.ones_like(x), x], 1)
+    sw = np.sqrt(w)
+    c, *_ = np.linalg.lstsq(A * sw[:, None], y * sw, rcond=None)
+    return float(c[0]), float(c[1]), y - A @ c
+
+
+def fit_isoflop(data: FitData, estimator: str = "akima", loss_noise: float | None = None,
+                n_noise: int = 200, window: int = 2, weighted: bool = True, seed: int = 0,
+                target_flops: float | None = None, min_points: int = 3) -> FitResult:
+    """Per-budget optima and the power laws N_opt = n_coef C^a, D_opt = d_coef C^b (see module doc)."""
+    if estimator not in ESTIMATORS:
+        raise AnalysisError(f"unknown isoflop estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
+    if data.budget is None:
+        raise AnalysisError("isoflop needs a budget column (--budget-col) or C values to bin")
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"budget": data.budget, "N": data.N, "D": data.D, "C": data.C, "loss": data.L})
+    budgets = np.unique(frame["budget"])
+    if len(budgets) < 2:
+        raise AnalysisError(f"isoflop needs at least 2 FLOP budgets, got {len(budgets)} ({budgets[0]:.3g} FLOPs)")
+
+    warnings, per_budget, curves = [], [], []
+    for c in budgets:
+        g = frame[frame["budget"] == c]
+        xn, Ln = merge_close(np.log(g["N"].to_numpy()), g["loss"].to_numpy())
+        xd, Ld = merge_close(np.log(g["D"].to_numpy()), g["loss"].to_numpy())
+        curves.append((xn, Ln, xd, Ld))
+    sigma = estimate_loss_noise([(xn, Ln) for xn, Ln, _, _ in curves]) if loss_noise is None else float(loss_noise)
+
+    for c, (xn, Ln, xd, Ld) in zip(budgets, curves):
+        row = {"budget": float(c), "n_points": int(len(xn))}
+        if len(xn) < min_points:
+            warnings.append(f"budget {c:.3g}: only {len(xn)} distinct N, skipped")
+            row.update(n_opt=np.nan, d_opt=np.nan, loss_opt=np.nan, n_opt_std_log=np.nan,
+                       d_opt_std_log=np.nan, edge=False, used=False)
+            per_budget.append(row)
+            continue
+        xn_opt, l_opt, edge_n, sd_n = _optimum(xn, Ln, estimator, sigma, n_noise, rng, window)
+        if len(xd) >= min_points:
+            xd_opt, _, edge_d, sd_d = _optimum(xd, Ld, estimator, sigma, n_noise, rng, window)
+        else:
+            xd_opt, edge_d, sd_d = np.log(c / (data.k * np.exp(xn_opt))), edge_n, sd_n
+        edge = edge_n or edge_d
+        if edge:
+            side = "smallest" if np.argmin(Ln) == 0 else "largest"
+            warnings.append(f"budget {c:.3g}: loss minimum at the {side} N of its grid; excluded from the power-law fit")
+        usable = (not edge) and np.isfinite(sd_n) and np.isfinite(sd_d)
+        if not edge and not usable:
+            warnings.append(f"budget {c:.3g}: minimum unstable under loss noise {sigma:.3g}; excluded")
+        row.update(n_opt=float(np.exp(xn_opt)), d_opt=float(np.exp(xd_opt)), loss_opt=l_opt,
+                   n_opt_std_log=sd_n, d_opt_std_log=sd_d, edge=edge, used=usable)
+        per_budget.append(row)
+
+    opt = pd.DataFrame(per_budget)
+    use = opt[opt["used"]]
+    if len(use) < 2:
+        raise AnalysisError(f"isoflop: only {len(use)} budget(s) have an interior loss minimum; need at least 2")
+    lc = np.log(use["budget"].to_numpy())
+    wn = 1 / use["n_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
+    wd = 1 / use["d_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
+    cn0, a, rn = _wls_line(lc, np.log(use["n_opt"].to_numpy()), wn)
+    cd0, b, rd = _wls_line(lc, np.log(use["d_opt"].to_numpy()), wd)
+    if len(use) == 2:
+        warnings.append("only 2 budgets: the exponents have no residual degrees of freedom")
+
+    opt["residual_log_n"] = np.nan
+    opt.loc[opt["used"], "residual_log_n"] = rn
+    opt["residual_log_d"] = np.nan
+    opt.loc[opt["used"], "residual_log_d"] = rd
+    params = {"a": a, "b": b, "n_coef": float(np.exp(cn0)), "d_coef": float(np.exp(cd0))}
+    extra = {"optima": opt, "estimator": estimator, "window": window, "loss_noise": sigma, "weighted": weighted,
+             "n_budgets": int(len(budgets)), "n_budgets_used": int(len(use)), "columns": data.columns}
+    if target_flops:
+        extra["target"] = {"flops": float(target_flops), "n_opt": float(np.exp(cn0) * target_flops ** a),
+                           "d_opt": float(np.exp(cd0) * target_flops ** b)}
+    objective = float(np.sum(wn * rn ** 2))
+    return FitResult(method="isoflop", params=params, objective=objective, residuals=rn, data=frame,
+                     warnings=warnings, law=None, extra=extra)
+
+
+def powerlaw_from_optima(opt: pd.DataFrame, weighted: bool = True):
+    """(a, b, n_coef, d_coef) from a per-budget optima table (used by the bootstrap)."""
+    use = opt[opt["used"]]
+    lc = np.log(use["budget"].to_numpy())
+    wn = 1 / use["n_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
+    wd = 1 / use["d_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
+    cn0, a, _ = _wls_line(lc, np.log(use["n_opt"].to_numpy()), wn)
+    cd0, b, _ = _wls_line(lc, np.log(use["d_opt"].to_numpy()), wd)
+    return a, b, np.exp(cn0), np.exp(cd0)

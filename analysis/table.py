@@ -1,0 +1,203 @@
+"""Load a results table, filter it, and pick validated N / D / C / loss columns.
+
+Any CSV works: the lab's `results.csv` (column contract in the README), the published tables in
+`../shared/data/`, or your own. Column defaults are tried in order (case-insensitive); every column
+actually used is named in the fit result so a reader knows what was fitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import AnalysisError
+
+# Candidate column names, most specific first. Lab results tables come first, then the
+# published tables (Epoch's Chinchilla extraction, Porian et al., datablations).
+N_COLS = ("params_total", "params_non_embedding", "params", "Model Size", "num_params", "n_params", "N")
+D_COLS = ("tokens", "Training Tokens", "token_num", "n_tokens", "D")
+C_COLS = ("flops_exact", "flops", "flops_6n_total", "Training FLOP", "budget_flops", "flops_budget", "C")
+BUDGET_COLS = ("budget_flops", "flops_budget")
+LOSS_COLS = ("final_val_loss", "loss", "val_loss", "openLM_loss", "final_train_loss")
+K_DEFAULT = 6.0  # C = k * N * D when D or C has to be derived
+
+
+def load_table(source) -> pd.DataFrame:
+    """A DataFrame from a CSV path, a study directory holding `results.csv`, or a DataFrame."""
+    if isinstance(source, pd.DataFrame):
+        return source.copy()
+    path = Path(source)
+    if path.is_dir():
+        path = path / "results.csv"
+    if not path.exists():
+        raise AnalysisError(f"no such table: {path}")
+    try:
+        df = pd.read_csv(path)
+    except Exception as e:  # pandas raises several types for malformed files
+        raise AnalysisError(f"cannot read {path} as CSV: {str(e).splitlines()[0]}") from None
+    if df.empty:
+        raise AnalysisError(f"{path} has no rows")
+    return df
+
+
+def find_column(df: pd.DataFrame, name: str | None, candidates: tuple[str, ...], what: str,
+                required: bool = True) -> str | None:
+    """The column to use for `what`: `name` if given (must exist), else the first candidate present."""
+    lower = {c.lower(): c for c in df.columns}
+    if name is not None:
+        if name in df.columns:
+            return name
+        if name.lower() in lower:
+            return lower[name.lower()]
+        raise AnalysisError(f"column {name!r} ({what}) not in table; columns are: {', '.join(map(str, df.columns))}")
+    for c in candidates:
+        if c.lower() in lower:
+            return lower[c.lower()]
+    if required:
+        raise AnalysisError(f"no {what} column found (tried {', '.join(candidates)}); name one with the {what} option")
+    return None
+
+
+def filter_rows(df: pd.DataFrame, where: str | None = None, status: str | None = "completed") -> pd.DataFrame:
+    """Rows with `status == status` (if the table has a status column; None keeps all), then `where`.
+
+    `where` is a pandas query expression, e.g. ``"params_total > 1e6 and seed == 0"``; use
+    backticks around column names with spaces: ``"`Model Size` < 1e10"``.
+    """
+    if status is not None and "status" in df.columns:
+        df = df[df["status"].astype(str) == status]
+        if df.empty:
+            raise AnalysisError(f"no rows with status == {status!r} (use --status any to keep all rows)")
+    if where:
+        try:
+            kept = df.query(where, engine="python")
+        except Exception as e:
+            raise AnalysisError(f"bad --where expression {where!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        if not isinstance(kept, pd.DataFrame):
+            raise AnalysisError(f"bad --where expression {where!r}: it does not select rows")
+        if kept.empty:
+            raise AnalysisError(f"--where {where!r} selects no rows (of {len(df)})")
+        df = kept
+    return df
+
+
+def numeric_column(df: pd.DataFrame, col: str, what: str, positive: bool = True) -> np.ndarray:
+    """Column `col` as float64, failing with one line on non-numeric, missing or non-positive values."""
+    raw = df[col]
+    vals = pd.to_numeric(raw, errors="coerce")
+    bad = vals.isna() & raw.notna()
+    if bad.any():
+        i = bad.to_numpy().nonzero()[0][0]
+        raise AnalysisError(f"column {col!r} ({what}) has a non-numeric value {raw.iloc[i]!r} in row {df.index[i]}")
+    if vals.isna().any():
+        i = vals.isna().to_numpy().nonzero()[0][0]
+        raise AnalysisError(f"column {col!r} ({what}) has {int(vals.isna().sum())} missing values (first in row {df.index[i]}); "
+                            "drop them with --where")
+    out = vals.to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(out)):
+        i = (~np.isfinite(out)).nonzero()[0][0]
+        raise AnalysisError(f"column {col!r} ({what}) has a non-finite value {out[i]} in row {df.index[i]}")
+    if positive and np.any(out <= 0):
+        i = (out <= 0).nonzero()[0][0]
+        raise AnalysisError(f"column {col!r} ({what}) has a non-positive value {out[i]:g} in row {df.index[i]}")
+    return out
+
+
+@dataclass
+class FitData:
+    """Validated arrays for a fit, and where they came from."""
+
+    N: np.ndarray
+    D: np.ndarray
+    C: np.ndarray
+    L: np.ndarray
+    columns: dict  # role -> column name, or a note like "C/(6N)"
+    frame: pd.DataFrame  # the filtered rows, in the same order as the arrays
+    budget: np.ndarray | None = None
+    k: float = K_DEFAULT
+    notes: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.L)
+
+
+def fit_data(df: pd.DataFrame, n_col=None, d_col=None, c_col=None, loss_col=None, budget_col=None,
+             where=None, status="completed", k: float = K_DEFAULT, need_budget=False,
+             drop_highest: int = 0) -> FitData:
+    """Filter `df` and resolve its N, D, C, loss (and budget) columns into a `FitData`.
+
+    D defaults to a tokens column; without one it is derived as C / (k N) (Epoch's choice for the
+    Chinchilla data). C defaults to an exact-FLOPs column; without one it is k N D.
+    `drop_highest` drops the rows holding the `drop_highest` highest losses (Epoch dropped 5).
+    """
+    df = filter_rows(df, where=where, status=status)
+    ncol = find_column(df, n_col, N_COLS, "N (--n-col)")
+    lcol = find_column(df, loss_col, LOSS_COLS, "loss (--loss-col)")
+    if drop_highest:
+        L = numeric_column(df, lcol, "loss")
+        if drop_highest >= len(L):
+            raise AnalysisError(f"--drop-highest-loss {drop_highest} would drop all {len(L)} rows")
+        df = df[L < np.sort(L)[-drop_highest]]
+    dcol = find_column(df, d_col, D_COLS, "D (--d-col)", required=False)
+    ccol = find_column(df, c_col, C_COLS, "C (--c-col)", required=False)
+    if dcol is None and ccol is None:
+        raise AnalysisError("need a D column (--d-col) or a C column (--c-col) to derive D = C/(6N)")
+    N = numeric_column(df, ncol, "N")
+    L = numeric_column(df, lcol, "loss")
+    cols = {"N": ncol, "loss": lcol}
+    if dcol is not None:
+        D = numeric_column(df, dcol, "D")
+        cols["D"] = dcol
+    if ccol is not None:
+        C = numeric_column(df, ccol, "C")
+        cols["C"] = ccol
+    if dcol is None:
+        D = C / (k * N)
+        cols["D"] = f"{ccol}/({k:g}*N)"
+    if ccol is None:
+        C = k * N * D
+        cols["C"] = f"{k:g}*N*D"
+    budget = None
+    bcol = find_column(df, budget_col, BUDGET_COLS, "budget (--budget-col)", required=False)
+    if bcol is not None:
+        budget = numeric_column(df, bcol, "budget")
+        cols["budget"] = bcol
+    elif need_budget:
+        budget = bin_budgets(C)
+        cols["budget"] = f"{cols['C']} (binned)"
+    return FitData(N=N, D=D, C=C, L=L, columns=cols, frame=df, budget=budget, k=k)
+
+
+def bin_budgets(C: np.ndarray, width_dex: float = 0.1) -> np.ndarray:
+    """Group compute values into IsoFLOP budgets when the table has no budget column: walking up
+    the sorted log10 C values, a new group starts when a value lies more than `width_dex` above
+    its group's first value. Each point is labelled with its group's geometric-mean C."""
+    order = np.argsort(C)
+    lc = np.log10(C[order])
+    group = np.empty(len(lc), dtype=int)
+    g, start = 0, lc[0] if len(lc) else 0.0
+    for i, v in enumerate(lc):
+        if v > start + width_dex:
+            g, start = g + 1, v
+        group[i] = g
+    labels = np.empty_like(C, dtype=float)
+    for j in np.unique(group):
+        idx = order[group == j]
+        labels[idx] = 10 ** np.mean(np.log10(C[idx]))
+    return labels
+
+
+def require_points(n: int, n_params: int, what: str) -> None:
+    if n < n_params:
+        raise AnalysisError(f"{what} needs at least {n_params} points for {n_params} parameters, got {n}")
+
+
+def subset(data: FitData, mask: np.ndarray) -> FitData:
+    """The rows of `data` where `mask` is true."""
+    mask = np.asarray(mask, bool)
+    return FitData(N=data.N[mask], D=data.D[mask], C=data.C[mask], L=data.L[mask], columns=dict(data.columns),
+                   frame=data.frame[mask], budget=None if data.budget is None else data.budget[mask], k=data.k,
+                   notes=list(data.notes))
