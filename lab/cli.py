@@ -38,8 +38,8 @@ def add_train_parser(sub) -> None:
         epilog=EPILOG_TRAIN + describe(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, help="run directory (must be empty unless --resume/--overwrite)")
-    p.add_argument("--model", default="tiny", help="model preset (default: tiny)")
-    p.add_argument("--data", default="python_stdlib",
+    p.add_argument("--model", default=None, help="model preset (default: tiny)")
+    p.add_argument("--data", default=None,
                    help="python_stdlib (default, no download) | synthetic | tfds:NAME[/CONFIG][:VERSION]")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--tokens", type=_count, help="training tokens (default: the preset's); accepts 2e6")
@@ -53,6 +53,10 @@ def add_train_parser(sub) -> None:
     mode.add_argument("--resume", action="store_true", help="continue the run in OUT from its latest checkpoint")
     mode.add_argument("--overwrite", action="store_true", help="delete OUT's contents and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    multi = p.add_argument_group("multi-host (one process per host; see README)")
+    multi.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0")
+    multi.add_argument("--num-processes", type=int, default=None, metavar="N")
+    multi.add_argument("--process-id", type=int, default=None, metavar="I")
     p.set_defaults(func=cmd_train)
 
 
@@ -60,8 +64,11 @@ def build_config(args):
     from lab.config import apply_overrides
     from lab.presets import preset_config
 
-    cfg, default_tokens = preset_config(args.model)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=args.data))
+    saved = _saved_config(args) if args.resume else None
+    if saved is not None:
+        return saved
+    cfg, default_tokens = preset_config(args.model or "tiny")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=args.data or "python_stdlib"))
     train = cfg.train
     if args.tokens is not None:
         train = dataclasses.replace(train, tokens=args.tokens, steps=0)
@@ -79,18 +86,50 @@ def build_config(args):
     return apply_overrides(cfg, args.overrides).validate()
 
 
+def _saved_config(args):
+    """On --resume the run's own config.json decides; only the mesh and checkpoint interval may
+    change (a resumed run may land on other hardware). Other settings are an error."""
+    from pathlib import Path
+
+    from lab.config import RunConfig, from_dict
+
+    path = Path(args.out) / "config.json"
+    if not path.exists():
+        return None
+    changed = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--tokens", args.tokens),
+                                        ("--steps", args.steps), ("--seed", args.seed)) if value is not None]
+    if changed or args.overrides:
+        raise ConfigError(f"--resume continues the saved config of {args.out}; drop {', '.join(changed) or '--set'}")
+    saved = json.loads(path.read_text())
+    cfg = from_dict(RunConfig, {k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(RunConfig)}})
+    if args.mesh is not None:
+        cfg = dataclasses.replace(cfg, mesh=args.mesh)
+    if args.checkpoint_every is not None:
+        cfg = dataclasses.replace(cfg, checkpoint_every=args.checkpoint_every)
+    return cfg.validate()
+
+
 def cmd_train(args) -> int:
     cfg = build_config(args)  # user errors surface here, before the training stack loads
-    from lab.train import RunFailed, train
+    from lab.distributed import maybe_initialize
+
+    maybe_initialize(args.coordinator, args.num_processes, args.process_id)
+    from lab.train import Preempted, RunFailed, train
 
     try:
         result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except RunFailed as e:
         print(f"lab train: run failed: {e}", file=sys.stderr)
         return 1
+    except Preempted as e:
+        print(f"lab train: {e}; continue with: lab train --out {args.out} --resume", file=sys.stderr)
+        return 143
     summary = {k: result.get(k) for k in ("status", "params_total", "tokens", "final_train_loss",
                                           "final_val_loss", "val_bits_per_byte", "tokens_per_s", "wall_s")}
-    print(json.dumps(summary))
+    import jax
+
+    if jax.process_index() == 0:
+        print(json.dumps(summary))
     return 0 if result["status"] == "completed" else 1
 
 

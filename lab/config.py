@@ -173,8 +173,12 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Stable hash of everything that changes the result (the seed included)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Stable hash of everything that decides the result (seed included; not the mesh or
+        checkpoint cadence, which change where and how, not what, is computed)."""
+        d = self.to_dict()
+        for key in ("mesh", "checkpoint_every", "keep_checkpoints"):
+            d.pop(key)
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -63,13 +63,14 @@ class RunDir:
             raise ConfigError(f"{path} exists and is not a directory")
         if resume and overwrite:
             raise ConfigError("--resume and --overwrite exclude each other")
+        if not writer:  # another process of a multi-host run checks and creates it
+            return cls(path, writer)
         nonempty = path.is_dir() and any(path.iterdir())
         if nonempty and not (resume or overwrite):
             raise ConfigError(f"run directory {path} is not empty; pass --resume to continue it or --overwrite to replace it")
-        if writer:
-            if nonempty and overwrite:
-                shutil.rmtree(path)
-            path.mkdir(parents=True, exist_ok=True)
+        if nonempty and overwrite:
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
         return cls(path, writer)
 
     # ------------------------------------------------------------------ files

@@ -104,11 +104,14 @@ def param_shardings(abstract_state, mesh):
     from flax import nnx
 
     def one(path, variable):
+        name = "/".join(str(p) for p in path)
         axes = variable.get_metadata().get("logical_axes")
         if axes is None:
-            name = "/".join(str(p) for p in path)
             raise ConfigError(f"parameter {name} has no logical_axes; every parameter needs a sharding rule")
-        return NamedSharding(mesh, logical_to_spec(axes, variable.shape, mesh))
+        try:
+            return NamedSharding(mesh, logical_to_spec(axes, variable.shape, mesh))
+        except ConfigError as e:
+            raise ConfigError(f"parameter {name}: {e}") from None
 
     return nnx.to_pure_dict(nnx.map_state(one, abstract_state))
 

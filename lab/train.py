@@ -1,15 +1,17 @@
 """One training run: a jitted, donated, sharded step over batches that are a function of
-(seed, step), periodic evaluation on a fixed validation set, and the run directory's files.
+(seed, step), periodic evaluation on a fixed validation set, orbax checkpoints, exact resume.
 
-The step is pure: (params, opt_state, batch) -> (params, opt_state, metrics). Parameters are
-an `nnx.State` split from the model once; the step merges them back inside the trace, so the
-hot loop does no Python-side work beyond feeding the next batch.
+The step is pure: (params, opt_state, batch, step) -> (params, opt_state, metrics). Parameters
+are a pure dict split from the NNX model once; the step merges them back inside the trace, so
+the hot loop does no Python-side work beyond feeding the next batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -21,7 +23,8 @@ import optax
 from flax import nnx
 
 from lab import sharding
-from lab.config import ConfigError, RunConfig
+from lab.checkpoint import Checkpointer, abstract_like
+from lab.config import RunConfig
 from lab.costs import model_costs
 from lab.data import Corpus, load_corpus, train_batch, val_batches
 from lab.model import Transformer, cross_entropy
@@ -33,6 +36,10 @@ LN2 = math.log(2.0)
 
 class Diverged(Exception):
     pass
+
+
+class Preempted(Exception):
+    """SIGTERM/SIGINT arrived; a checkpoint of the current step was saved before stopping."""
 
 
 class RunFailed(RuntimeError):
@@ -90,7 +97,7 @@ def make_step(graphdef, tx, schedule, cfg: RunConfig):
         (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_BxT1)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(step_index)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step_index)}
         return params, opt_state, metrics
 
     return step
@@ -109,10 +116,15 @@ def make_eval(graphdef, cfg: RunConfig):
     return evaluate
 
 
+def abstract_model(cfg: RunConfig):
+    """(graphdef, abstract parameter state) without allocating anything."""
+    abstract = nnx.eval_shape(lambda: Transformer(cfg.model, rngs=nnx.Rngs(params=cfg.train.seed)))
+    return nnx.split(abstract, nnx.Param)
+
+
 def init_state(cfg: RunConfig, mesh):
     """Parameters and optimizer state, created directly in their shardings."""
-    abstract = nnx.eval_shape(lambda: Transformer(cfg.model, rngs=nnx.Rngs(params=cfg.train.seed)))
-    graphdef, abstract_params = nnx.split(abstract, nnx.Param)
+    graphdef, abstract_params = abstract_model(cfg)
     param_sh = sharding.param_shardings(abstract_params, mesh)
     tx, schedule = make_optimizer(cfg)
 
@@ -128,6 +140,52 @@ def init_state(cfg: RunConfig, mesh):
     return graphdef, tx, schedule, params, opt_state, (param_sh, opt_sh)
 
 
+def sharded_rows(sharding_, shape, make_rows):
+    """A global array whose addressable shards are built by `make_rows(row_range)` on this host:
+    each process generates only the batch rows its devices hold."""
+    def shard(index):
+        rows = index[0]
+        return make_rows(range(rows.start or 0, rows.stop if rows.stop is not None else shape[0]))[:, index[1]]
+
+    return jax.make_array_from_callback(shape, sharding_, shard)
+
+
+def memory_report(compiled, params, opt_state) -> dict:
+    """Bytes per device of the compiled step (XLA's memory analysis) and of the live state."""
+    report = {"param_bytes_per_device": sharding.bytes_per_device(params),
+              "opt_state_bytes_per_device": sharding.bytes_per_device(opt_state)}
+    try:
+        mem = compiled.memory_analysis()
+    except Exception:  # not every backend implements it
+        mem = None
+    for key in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+                "generated_code_size_in_bytes", "alias_size_in_bytes"):
+        if mem is not None and hasattr(mem, key):
+            report[f"step_{key}"] = int(getattr(mem, key))
+    return report
+
+
+class _StopFlag:
+    """Turns SIGTERM/SIGINT into a flag the loop checks once per step (main thread only)."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -136,17 +194,21 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: b
     """Train one model; returns the result dict (also written to OUT/result.json).
 
     User errors (bad config, an occupied run directory) raise ConfigError before anything is
-    written. A NaN/inf loss ends the run with status `diverged`; any other exception is
-    recorded as status `failed` (traceback in OUT/error.txt) and raised as RunFailed.
+    written. A NaN/inf loss ends the run with status `diverged`; SIGTERM/SIGINT save a
+    checkpoint and raise Preempted (no result is written: the run is unfinished); any other
+    exception is recorded as status `failed` (traceback in OUT/error.txt) and raised as RunFailed.
     """
     cfg.validate()
+    sharding.parse_mesh(cfg.mesh, jax.device_count())  # a mesh that does not fit: error before any write
     is_writer = jax.process_index() == 0
     rundir = RunDir.prepare(out, resume=resume, overwrite=overwrite, writer=is_writer)
     done = rundir.read_result() if resume else None
-    if done and done.get("status") == "completed":
+    if done and done.get("status") in ("completed", "diverged"):
         return done
     corpus = load_corpus(cfg.data)
     cfg = resolve_config(cfg, corpus)
+    mesh = sharding.make_mesh(cfg.mesh)
+    sharding.param_shardings(abstract_model(cfg)[1], mesh)  # every dimension divides its mesh axes
     costs = model_costs(cfg.model)
     result = {
         "run_id": rundir.path.name,
@@ -173,104 +235,161 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: b
     rundir.write_config({**cfg.to_dict(), "costs_per_token": costs.per_token(), "warmup_steps": warmup_steps(cfg)})
     t_start = time.perf_counter()
     try:
-        outcome = _loop(cfg, corpus, rundir, progress=progress)
-        result.update(outcome)
+        result.update(_Loop(cfg, corpus, rundir, mesh, progress=progress).run())
     except Diverged as e:
         result.update(status="diverged", error=str(e))
-    except KeyboardInterrupt:
+    except (Preempted, KeyboardInterrupt):
         raise
     except Exception as e:
         path = rundir.write_error(traceback.format_exc())
         result.update(status="failed", error=f"{type(e).__name__}: {e} (traceback in {path})")
         rundir.write_result({**result, "wall_s": time.perf_counter() - t_start})
         raise RunFailed(result["error"]) from e
-    result.setdefault("final_train_loss", None)
-    result.setdefault("final_val_loss", None)
-    result.setdefault("val_bits_per_byte", None)
+    for key in ("final_train_loss", "final_val_loss", "val_bits_per_byte"):
+        result.setdefault(key, None)
     result["wall_s"] = time.perf_counter() - t_start
     rundir.write_result(result)
     return result
 
 
-def _loop(cfg: RunConfig, corpus: Corpus, rundir: RunDir, *, progress: bool) -> dict:
-    t = cfg.train
-    T, B, steps = cfg.model.seq_len, t.batch_size, cfg.total_steps
-    costs = model_costs(cfg.model)
-    log_every = t.log_every or max(1, steps // 100)
-    eval_every = t.eval_every or max(1, steps // 10)
-    to_bits_per_byte = 1.0 / (LN2 * corpus.bytes_per_token)
+class _Loop:
+    """The state of one run's training loop; `run()` returns the result fields it measured."""
 
-    mesh = sharding.make_mesh(cfg.mesh)
-    with jax.set_mesh(mesh):
-        graphdef, tx, schedule, params, opt_state, (param_sh, opt_sh) = init_state(cfg, mesh)
-        batch_sh = sharding.batch_sharding(mesh)
-        metric_sh = sharding.replicated(mesh)
+    def __init__(self, cfg: RunConfig, corpus: Corpus, rundir: RunDir, mesh, *, progress: bool):
+        t = cfg.train
+        self.cfg, self.corpus, self.rundir, self.mesh, self.progress = cfg, corpus, rundir, mesh, progress
+        self.steps = cfg.total_steps
+        self.costs = model_costs(cfg.model)
+        self.log_every = t.log_every or max(1, self.steps // 100)
+        self.eval_every = t.eval_every or max(1, self.steps // 10)
+        self.to_bits_per_byte = 1.0 / (LN2 * corpus.bytes_per_token)
+        self.window: list[float] = []  # per-step train losses since the last log line
+        self.last_train = self.last_eval = None
+
+    def batch(self, step: int):
+        t, T = self.cfg.train, self.cfg.model.seq_len
+        return sharded_rows(self.batch_sh, (t.batch_size, T + 1), lambda rows: train_batch(
+            self.corpus.train, seed=t.seed, step=step, batch_size=t.batch_size, seq_len=T, rows=rows))
+
+    def compile(self) -> dict:
+        """Initial state in its shardings, the compiled step and eval; returns compile facts."""
+        cfg, mesh = self.cfg, self.mesh
+        graphdef, tx, schedule, self.params, self.opt_state, self.state_sh = init_state(cfg, mesh)
+        self.batch_sh = sharding.batch_sharding(mesh)
+        scalar = sharding.replicated(mesh)
         step_fn = jax.jit(
             make_step(graphdef, tx, schedule, cfg), donate_argnums=(0, 1),
-            in_shardings=(param_sh, opt_sh, batch_sh, metric_sh), out_shardings=(param_sh, opt_sh, metric_sh),
+            in_shardings=(*self.state_sh, self.batch_sh, scalar), out_shardings=(*self.state_sh, scalar),
         )
-        val_np = val_batches(corpus.val, batch_size=B, seq_len=T, n_tokens=cfg.data.val_tokens)
-        val = jax.device_put(val_np, sharding.logical_sharding(mesh, (None, "batch", "seq")))
-        eval_fn = jax.jit(make_eval(graphdef, cfg), out_shardings=metric_sh)
-
-        def global_batch(step):
-            return jax.device_put(train_batch(corpus.train, seed=t.seed, step=step, batch_size=B, seq_len=T), batch_sh)
-
         t0 = time.perf_counter()
-        step_c = step_fn.lower(params, opt_state, global_batch(0), np.int32(0)).compile()
+        self.step_fn = step_fn.lower(self.params, self.opt_state, self.batch(0), np.int32(0)).compile()
         compile_s = time.perf_counter() - t0
+        val = val_batches(self.corpus.val, batch_size=cfg.train.batch_size, seq_len=cfg.model.seq_len,
+                          n_tokens=cfg.data.val_tokens)
+        self.val = jax.device_put(val, sharding.logical_sharding(mesh, (None, "batch", "seq")))
+        self.eval_fn = jax.jit(make_eval(graphdef, cfg), out_shardings=scalar)
+        return {"compile_s": compile_s, **memory_report(self.step_fn, self.params, self.opt_state)}
 
-        def evaluate(step, tokens):
-            loss = float(eval_fn(params, val))
-            rec = {"step": step, "tokens": tokens, "flops": costs.flops_exact * tokens,
-                   "val_loss": loss, "val_bits_per_byte": loss * to_bits_per_byte}
-            rundir.log(rec)
-            return rec
+    def restore(self, ckpt: Checkpointer) -> int:
+        """Continue from the newest intact checkpoint, if any; returns the step to start at."""
+        restored = ckpt.restore_latest(abstract_like((self.params, self.opt_state), self.state_sh))
+        if restored is None:
+            self.rundir.truncate_metrics(0)
+            return 0
+        start, (self.params, self.opt_state), meta = restored
+        self.window, self.last_train = meta["window"], meta["last_train"]
+        self.rundir.truncate_metrics(start)
+        return start
 
-        bar = _progress(steps, progress)
-        pending, train_time, last_eval, last_train = [], 0.0, None, None
+    def save(self, ckpt: Checkpointer, step: int) -> None:
+        ckpt.save(step, (self.params, self.opt_state), {"window": self.window, "last_train": self.last_train,
+                                                        "seed": self.cfg.train.seed, "config_hash": self.cfg.hash()})
+
+    def run(self) -> dict:
+        with jax.set_mesh(self.mesh), _StopFlag() as stop:
+            facts = self.compile()
+            ckpt = Checkpointer(self.rundir.checkpoints, keep=self.cfg.keep_checkpoints)
+            try:
+                start = self.restore(ckpt)
+                train_time = self.train_steps(ckpt, start, stop)
+                if self.last_eval is None:  # resumed from the final checkpoint: evaluate it again
+                    self.last_eval = self.evaluate(self.steps, log=False)
+            finally:
+                ckpt.close()  # waits for an in-flight async save
+
+        tokens_per_s = (self.steps - start) * self.cfg.tokens_per_step / train_time if train_time > 0 else None
+        return {
+            "status": "completed",
+            "final_train_loss": self.last_train,
+            "final_val_loss": self.last_eval["val_loss"],
+            "val_bits_per_byte": self.last_eval["val_bits_per_byte"],
+            "tokens_per_s": tokens_per_s,
+            "flops_per_s": tokens_per_s * self.costs.flops_exact if tokens_per_s else None,
+            "resumed_from_step": start,
+            "mesh": dict(self.mesh.shape),
+            "devices": jax.device_count(),
+            "processes": jax.process_count(),
+            "device_kind": jax.devices()[0].device_kind,
+            **facts,
+        }
+
+    def train_steps(self, ckpt: Checkpointer, start: int, stop: _StopFlag) -> float:
+        """The hot loop. Metrics stay on device until a log/eval/checkpoint step; returns the
+        seconds spent training (evaluation excluded)."""
+        cfg = self.cfg
+        bar = _progress(self.steps, start, self.progress)
+        pending, train_time = [], 0.0
         t_mark = time.perf_counter()
-        for step in range(steps):
-            params, opt_state, metrics = step_c(params, opt_state, global_batch(step), np.int32(step))
+        for step in range(start, self.steps):
+            self.params, self.opt_state, metrics = self.step_fn(self.params, self.opt_state, self.batch(step),
+                                                                np.int32(step))
             pending.append(metrics)
             done = step + 1
-            if done % log_every == 0 or done == steps or done % eval_every == 0:
-                fetched = jax.device_get(pending)
-                pending = []
-                now = time.perf_counter()
-                train_time += now - t_mark
-                losses = np.array([m["loss"] for m in fetched])
-                if not np.all(np.isfinite(losses)):
-                    raise Diverged(f"non-finite loss at step {done}")
-                tokens = done * cfg.tokens_per_step
-                last_train = float(losses.mean())
-                rundir.log({"step": done, "tokens": tokens, "flops": costs.flops_exact * tokens,
-                            "train_loss": last_train, "lr": float(fetched[-1]["lr"]),
-                            "grad_norm": float(fetched[-1]["grad_norm"]),
-                            "tokens_per_s": done * cfg.tokens_per_step / train_time})
-                bar.update(len(fetched))
-                bar.set_postfix(loss=f"{last_train:.3f}")
-                if done % eval_every == 0 or done == steps:
-                    last_eval = evaluate(done, tokens)
-                    bar.set_postfix(loss=f"{last_train:.3f}", val=f"{last_eval['val_loss']:.3f}")
-                t_mark = time.perf_counter()
+            is_log = done % self.log_every == 0 or done == self.steps
+            is_eval = done % self.eval_every == 0 or done == self.steps
+            is_ckpt = (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == self.steps
+            if not (is_log or is_eval or is_ckpt or stop.signum):
+                continue
+            fetched, pending = jax.device_get(pending), []
+            train_time += time.perf_counter() - t_mark
+            self.window += [float(m["loss"]) for m in fetched]
+            if not all(math.isfinite(x) for x in self.window):
+                raise Diverged(f"non-finite training loss by step {done}")
+            if is_log:
+                self.log_train(done, fetched[-1], (done - start) * cfg.tokens_per_step / train_time)
+            if is_eval:
+                self.last_eval = self.evaluate(done)
+            bar.update(len(fetched))
+            bar.set_postfix(loss=f"{self.last_train or float('nan'):.3f}",
+                            val=f"{self.last_eval['val_loss']:.3f}" if self.last_eval else "-")
+            if is_ckpt or stop.signum:
+                self.save(ckpt, done)
+            if stop.signum:
+                raise Preempted(f"stopped by signal {stop.signum} after step {done}; checkpoint saved")
+            t_mark = time.perf_counter()
         bar.close()
+        return train_time
 
-    tokens_per_s = cfg.total_tokens / train_time
-    return {
-        "status": "completed",
-        "final_train_loss": last_train,
-        "final_val_loss": last_eval["val_loss"],
-        "val_bits_per_byte": last_eval["val_bits_per_byte"],
-        "tokens_per_s": tokens_per_s,
-        "flops_per_s": tokens_per_s * costs.flops_exact,
-        "compile_s": compile_s,
-        "devices": jax.device_count(),
-        "device_kind": jax.devices()[0].device_kind,
-    }
+    def log_train(self, step: int, last_metrics: dict, tokens_per_s: float) -> None:
+        """One metrics line; train_loss is the mean over the steps since the previous line."""
+        tokens = step * self.cfg.tokens_per_step
+        self.last_train = float(np.mean(self.window))
+        self.window = []
+        self.rundir.log({"step": step, "tokens": tokens, "flops": self.costs.flops_exact * tokens,
+                         "train_loss": self.last_train, "lr": float(last_metrics["lr"]),
+                         "grad_norm": float(last_metrics["grad_norm"]), "tokens_per_s": tokens_per_s})
+
+    def evaluate(self, step: int, log: bool = True) -> dict:
+        loss = float(self.eval_fn(self.params, self.val))
+        tokens = step * self.cfg.tokens_per_step
+        rec = {"step": step, "tokens": tokens, "flops": self.costs.flops_exact * tokens,
+               "val_loss": loss, "val_bits_per_byte": loss * self.to_bits_per_byte}
+        if log:
+            self.rundir.log(rec)
+        return rec
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, unit="step", dynamic_ncols=True, leave=False)
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, leave=False)

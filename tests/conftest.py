@@ -12,3 +12,15 @@ def _isolated_data_dir(tmp_path_factory, monkeypatch):
     if "LAB_DATA_DIR" not in os.environ or os.environ.get("LAB_TEST_SHARED_CACHE") != "1":
         root = tmp_path_factory.getbasetemp() / "lab-data"
         monkeypatch.setenv("LAB_DATA_DIR", str(root))
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory):
+    """The tiny config of tests.helpers.runs trained once, uninterrupted, on one device."""
+    from lab.train import train
+    from tests.helpers.runs import TINY
+
+    out = tmp_path_factory.mktemp("ref") / "one_device"
+    os.environ.setdefault("LAB_DATA_DIR", str(tmp_path_factory.getbasetemp() / "lab-data"))
+    train(TINY, out, progress=False)
+    return out

@@ -1,0 +1,107 @@
+"""Checkpoints and exact resume: SIGKILL, SIGTERM, a corrupted newest checkpoint, and a
+checkpoint written on 8 devices resumed on 1."""
+
+import dataclasses
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.checkpoint import CheckpointWarning
+from lab.train import train
+from tests.helpers.runs import TINY, env, lab_cmd, losses, run_python, set_args
+
+LONG = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=1500, log_every=10, eval_every=250),
+                           checkpoint_every=50)
+
+
+def start_run(out: Path, *extra) -> subprocess.Popen:
+    cmd = lab_cmd("train", "--out", out, "--quiet", "--steps", LONG.train.steps,
+                  "--checkpoint-every", LONG.checkpoint_every, *set_args(LONG), *extra)
+    return subprocess.Popen(cmd, env=env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_step(proc, out: Path, step: int, timeout: float = 240):
+    """Block until metrics.jsonl has a line at or beyond `step` (the run is mid-way)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, "the run ended before it could be interrupted: " + proc.stderr.read()[-2000:]
+        p = out / "metrics.jsonl"
+        if p.exists():
+            lines = p.read_text().splitlines()
+            steps = [json.loads(l)["step"] for l in lines[:-1]]  # the last line may be half-written
+            if steps and max(steps) >= step:
+                return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for the run")
+
+
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("long") / "uninterrupted"
+    train(LONG, out, progress=False)
+    return losses(out)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, long_reference, sig):
+    out = tmp_path / "run"
+    proc = start_run(out)
+    wait_for_step(proc, out, 420)
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    if sig == signal.SIGTERM:  # preemption: a checkpoint of the current step, then exit 143
+        assert proc.returncode == 143, proc.stderr.read()
+        assert "--resume" in proc.stderr.read()
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert not (out / "result.json").exists()
+    resumed = subprocess.run(lab_cmd("train", "--out", out, "--resume", "--quiet"), env=env(1),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "completed" and 0 < result["resumed_from_step"] < LONG.train.steps
+    got = losses(out)
+    assert got.keys() == long_reference.keys()
+    assert got == long_reference  # bitwise: same program, same batches, same state
+
+
+def test_corrupted_newest_checkpoint_falls_back(tmp_path, reference_run):
+    cfg = dataclasses.replace(TINY, checkpoint_every=8, keep_checkpoints=3)
+    out = tmp_path / "run"
+    train(cfg, out, progress=False)
+    assert sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == [8, 16, 24]
+    (out / "result.json").unlink()  # as if killed right after the last save
+    for f in (out / "checkpoints" / "24" / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0 and f.parent.name == "d":
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # truncate the array data
+    with pytest.warns(CheckpointWarning, match=r"checkpoints/24 is unreadable or corrupted"):
+        result = train(cfg, out, resume=True, progress=False)
+    assert result["status"] == "completed" and result["resumed_from_step"] == 16
+    assert losses(out) == losses(reference_run)
+
+
+def test_checkpoint_from_8_devices_resumes_on_1(tmp_path, reference_run):
+    out = tmp_path / "run"
+    cfg = dataclasses.replace(TINY, mesh="data=2,fsdp=2,tensor=2", checkpoint_every=8, keep_checkpoints=3)
+    code = f"""
+import json
+from lab.config import RunConfig, from_dict
+from lab.train import train
+train(from_dict(RunConfig, json.loads({json.dumps(cfg.to_dict())!r})), {str(out)!r}, progress=False)
+"""
+    proc = run_python(code, devices=8)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out / "result.json").unlink()
+    for step in ("16", "24"):  # keep only the step-8 checkpoint
+        shutil.rmtree(out / "checkpoints" / step)
+    result = train(dataclasses.replace(cfg, mesh=""), out, resume=True, progress=False)
+    assert result["resumed_from_step"] == 8 and result["devices"] == 1
+    ref, got = losses(reference_run), losses(out)
+    assert got.keys() == ref.keys()
+    for key in ref:
+        assert got[key] == pytest.approx(ref[key], rel=2e-4, abs=2e-4), key

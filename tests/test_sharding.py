@@ -1,0 +1,154 @@
+"""One sharding policy: mesh parsing, rules, and the sharded step on 8 fake CPU devices
+(in a subprocess, since the device count is fixed when JAX starts)."""
+
+import dataclasses
+import json
+import re
+
+import pytest
+
+from lab import sharding
+from lab.config import ConfigError
+from lab.train import train
+from tests.helpers.runs import TINY, losses, run_python
+
+MESHES = ["data=8", "fsdp=8", "tensor=8", "data=2,fsdp=2,tensor=2"]
+
+
+def test_parse_mesh():
+    assert sharding.parse_mesh("", 8) == {"data": 8, "fsdp": 1, "tensor": 1}
+    assert sharding.parse_mesh("fsdp=4,tensor=2", 8) == {"data": 1, "fsdp": 4, "tensor": 2}
+    assert sharding.parse_mesh("data=-1,tensor=2", 8) == {"data": 4, "fsdp": 1, "tensor": 2}
+    with pytest.raises(ConfigError, match="needs 3 devices but 8"):
+        sharding.parse_mesh("data=3", 8)
+    with pytest.raises(ConfigError, match="bad mesh"):
+        sharding.parse_mesh("model=8", 8)
+    with pytest.raises(ConfigError, match="bad mesh"):
+        sharding.parse_mesh("data=0", 8)
+
+
+def test_rules_are_strict():
+    with pytest.raises(ConfigError, match="no sharding rule for logical axis 'experts'"):
+        sharding.logical_to_spec(("experts", "embed"))
+    assert sharding.logical_to_spec(("embed", "mlp")) == sharding.P("fsdp", "tensor")
+
+
+WORKER = """
+import json, dataclasses, jax
+from flax import nnx
+from lab import sharding
+from lab.config import RunConfig, from_dict
+from lab.train import init_state, train
+cfg = from_dict(RunConfig, json.loads({cfg!r}))
+out = {{}}
+for spec in {meshes!r}:
+    c = dataclasses.replace(cfg, mesh=spec)
+    mesh = sharding.make_mesh(spec)
+    with jax.set_mesh(mesh):
+        _, _, _, params, opt_state, _ = init_state(dataclasses.replace(c, model=dataclasses.replace(c.model, vocab_size=256)), mesh)
+    flat = {{"/".join(map(str, k)): v for k, v in nnx.to_flat_state(nnx.State(params))}}
+    mu = opt_state[1][0].mu
+    out[spec] = {{
+        "specs": {{k: [str(a) for a in v.sharding.spec] for k, v in flat.items()}},
+        "shard_shapes": {{k: list(v.addressable_shards[0].data.shape) for k, v in flat.items()}},
+        "shapes": {{k: list(v.shape) for k, v in flat.items()}},
+        "mu_embed_shard": list(mu["embed"].addressable_shards[0].data.shape),
+        "result": train(c, {root!r} + "/" + spec.replace(",", "_").replace("=", ""), progress=False),
+    }}
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def sharded_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("meshes")
+    proc = run_python(WORKER.format(cfg=json.dumps(TINY.to_dict()), meshes=MESHES, root=str(root)), devices=8, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
+    return root, json.loads(line[len("RESULT"):])
+
+
+def test_every_parameter_sharded_as_the_policy_says(sharded_runs):
+    _, runs = sharded_runs
+    shapes = {m: r["shard_shapes"] for m, r in runs.items()}
+    specs = {m: r["specs"] for m, r in runs.items()}
+    # data parallel: every parameter whole on every device
+    assert shapes["data=8"] == runs["data=8"]["shapes"]
+    assert shapes["data=8"]["embed"] == [256, 32]
+    # FSDP: the model-width axis split 8 ways, in parameters and Adam moments alike
+    assert shapes["fsdp=8"]["embed"] == [256, 4] and runs["fsdp=8"]["mu_embed_shard"] == [256, 4]
+    assert shapes["fsdp=8"]["blocks/0/attn/wq"] == [4, 8, 4]
+    assert shapes["fsdp=8"]["blocks/1/mlp/w_out"] == [128, 4]
+    # tensor parallel: heads, MLP hidden and vocabulary split 8 ways
+    assert shapes["tensor=8"]["blocks/0/attn/wq"] == [32, 1, 4]
+    assert shapes["tensor=8"]["blocks/0/attn/wo"] == [1, 4, 32]
+    assert shapes["tensor=8"]["blocks/0/mlp/w_in"] == [32, 16]
+    assert shapes["tensor=8"]["embed"] == [32, 32]
+    # 2x2x2: both at once
+    assert shapes["data=2,fsdp=2,tensor=2"]["blocks/0/attn/wq"] == [16, 4, 4]
+    assert specs["data=2,fsdp=2,tensor=2"]["blocks/0/mlp/w_in"] == ["fsdp", "tensor"]
+    # norms are replicated on purpose
+    for mesh in MESHES:
+        assert shapes[mesh]["final_norm/scale"] == [32]
+
+
+@pytest.mark.parametrize("mesh", MESHES)
+def test_sharded_run_matches_one_device(sharded_runs, reference_run, mesh):
+    root, runs = sharded_runs
+    assert runs[mesh]["result"]["status"] == "completed"
+    assert runs[mesh]["result"]["devices"] == 8
+    ref = losses(reference_run)
+    got = losses(root / mesh.replace(",", "_").replace("=", ""))
+    assert got.keys() == ref.keys()
+    for key in ref:
+        assert got[key] == pytest.approx(ref[key], rel=2e-4, abs=2e-4), key
+
+
+def test_bad_mesh_fails_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match="needs 2 devices"):
+        train(dataclasses.replace(TINY, mesh="data=2"), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_indivisible_dimension_is_an_error(tmp_path):
+    code = """
+import dataclasses, json
+from lab.config import ConfigError, RunConfig, from_dict
+from lab.train import train
+cfg = from_dict(RunConfig, json.loads({cfg!r}))
+try:
+    train(dataclasses.replace(cfg, mesh="tensor=8", model=dataclasses.replace(cfg.model, n_heads=4)), {out!r})
+except ConfigError as e:
+    print("ERR", e)
+"""
+    proc = run_python(code.format(cfg=json.dumps(TINY.to_dict()), out=str(tmp_path / "r")), devices=8)
+    assert re.search(r"ERR parameter blocks/0/attn/w[qkv]: dimension '(kv_)?heads' of size 4 is not divisible "
+                     r"by mesh axes \('tensor',\) of size 8", proc.stdout), proc.stdout + proc.stderr[-2000:]
+    assert not (tmp_path / "r" / "result.json").exists()
+
+
+def test_two_processes_match_one_device(tmp_path, reference_run):
+    """A real multi-process run on localhost: 2 processes x 2 CPU devices, joined by
+    jax.distributed.initialize (gloo collectives); only process 0 writes."""
+    import socket
+    import subprocess
+
+    from tests.helpers.runs import env, lab_cmd, set_args
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "multi"
+    procs = [subprocess.Popen(
+        lab_cmd("train", "--out", out, "--quiet", "--steps", TINY.train.steps, *set_args(TINY),
+                "--coordinator", f"localhost:{port}", "--num-processes", 2, "--process-id", i),
+        env=env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert '"status": "completed"' in outs[0][0] and '"status"' not in outs[1][0]  # only process 0 reports
+    result = json.loads((out / "result.json").read_text())
+    assert result["processes"] == 2 and result["devices"] == 4 and result["mesh"]["data"] == 4
+    ref, got = losses(reference_run), losses(out)
+    assert got.keys() == ref.keys()
+    for key in ref:
+        assert got[key] == pytest.approx(ref[key], rel=2e-4, abs=2e-4), key
