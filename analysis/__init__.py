@@ -16,7 +16,7 @@ from importlib import import_module
 _EXPORTS = {
     "AnalysisError": "errors",
     "load_table": "table", "fit_data": "table", "FitData": "table", "filter_rows": "table",
-    "fit": "fit", "METHODS": "fit",
+    "fit": "fitting", "METHODS": "fitting",
     "FitResult": "result",
     "bootstrap": "bootstrap",
     "backtest": "backtest",

@@ -19,7 +19,7 @@ from .table import FitData, bin_budgets, subset
 
 def backtest(data: FitData, method: str = "parametric", holdout: int = 1, **fit_kwargs) -> dict:
     """Returns {"method", "train_max_flops", "holdout_budgets", "points": DataFrame, "summary": dict, "fit"}."""
-    from .fit import fit as run_fit
+    from .fitting import fit as run_fit
 
     budget = data.budget if data.budget is not None else bin_budgets(data.C)
     budgets = np.unique(budget)

@@ -96,7 +96,7 @@ def load_inputs(source, args, need_budget=False):
                     status=None if args.status == "any" else args.status, k=args.k,
                     need_budget=need_budget, drop_highest=args.drop_highest_loss)
     curves, warnings = None, []
-    if Path(source).is_dir():
+    if Path(source).is_dir() and any(Path(source).glob("**/metrics.jsonl")):
         from .curves import load_curves
         from .errors import AnalysisError
 
@@ -108,7 +108,7 @@ def load_inputs(source, args, need_budget=False):
 
 
 def run_fit(args, method, data, curves):
-    from .fit import fit
+    from .fitting import fit
 
     kw = {"target_flops": args.target_flops}
     if method == "parametric":

@@ -168,8 +168,9 @@ def fit_isoflop(data: FitData, estimator: str = "akima", loss_noise: float | Non
             xd_opt, edge_d, sd_d = np.log(c / (data.k * np.exp(xn_opt))), edge_n, sd_n
         edge = edge_n or edge_d
         if edge:
-            side = "smallest" if np.argmin(Ln) == 0 else "largest"
-            warnings.append(f"budget {c:.3g}: loss minimum at the {side} N of its grid; excluded from the power-law fit")
+            var, lv = ("N", Ln) if edge_n else ("D", Ld)
+            side = "smallest" if np.argmin(lv) == 0 else "largest"
+            warnings.append(f"budget {c:.3g}: loss minimum at the {side} {var} of its grid; excluded from the power-law fit")
         usable = (not edge) and np.isfinite(sd_n) and np.isfinite(sd_d)
         if not edge and not usable:
             warnings.append(f"budget {c:.3g}: minimum unstable under loss noise {sigma:.3g}; excluded")

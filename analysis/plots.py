@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
 plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.25,
                      "axes.spines.top": False, "axes.spines.right": False})
@@ -41,9 +41,17 @@ def _save(fig, df: pd.DataFrame, out: Path, name: str, formats=("png", "svg")) -
     return paths + [p]
 
 
-def _plain_log_y(ax):
-    """Log-scaled loss axis labelled with plain numbers (2.2, 2.4, ...) as the papers do."""
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=np.arange(1, 10) / 10, numticks=30))
+def _plain_log_y(ax, lo=None, hi=None):
+    """Log-scaled loss axis with plain-number ticks (2.2, 2.5, 3, ...) as the papers draw it."""
+    if lo is None:
+        lo, hi = ax.get_ylim()
+    ticks = []
+    for k in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1):
+        ticks += [m * 10.0 ** k for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)]
+    ticks = [t for t in ticks if lo <= t <= hi]
+    while len(ticks) > 9:
+        ticks = ticks[::2]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
@@ -238,62 +246,42 @@ def plot_residuals(fit, bt: dict | None, out: Path, formats=("png", "svg")):
     return _save(fig, pd.concat(rows, ignore_index=True), out, "e_residuals", formats)
 
 
-def holdout_for(data, share: float = 0.1, at_least: int = 3) -> int:
-    """How many of the largest budgets to hold out so the test set has >= max(at_least, share * n) runs."""
-    from .table import bin_budgets
-
-    budget = data.budget if data.budget is not None else bin_budgets(data.C)
-    b, counts = np.unique(budget, return_counts=True)
-    need = max(at_least, int(np.ceil(share * len(budget))))
-    cum = np.cumsum(counts[::-1])
-    h = int(np.searchsorted(cum, need) + 1)
-    return int(min(h, max(1, len(b) - 2)))
+def draw_figures(suite: dict, data, out: Path, wanted: str = "abcde", formats=("png", "svg"),
+                 target_flops: float | None = None) -> list[str]:
+    """Draw the figures in `wanted` from a `suite.run_suite` result."""
+    written = []
+    if "a" in wanted and suite.get("envelope") is not None:
+        env = suite["envelope"]
+        written += plot_envelope(suite["curves"] if suite.get("curves") is not None else env.data, env, out, formats)
+    if "b" in wanted and suite.get("isoflop") is not None:
+        written += plot_isoflop(suite["isoflop"], out, formats)
+    param = suite.get("parametric")
+    if "c" in wanted:
+        basis = suite.get("isoflop") or suite.get("envelope")
+        if basis is not None:
+            written += plot_optimal(basis, out, target_flops, law=param.law if param else None, k=data.k, formats=formats)
+    if "d" in wanted and param is not None:
+        written += plot_isoloss(param.law, data.N, data.D, data.L, out, data.k, target_flops, formats)
+    if "e" in wanted and param is not None:
+        written += plot_residuals(param, suite.get("backtest"), out, formats)
+    return [str(p) for p in written]
 
 
 def make_figures(source, args, out: Path):
-    """Fit what each figure needs and write figures (a)-(e) selected by `args.figures`.
-    Returns (written paths, notes about figures that could not be drawn)."""
-    from .backtest import backtest
-    from .bootstrap import bootstrap
+    """Fit what the figures in `args.figures` need and draw them. Returns (paths, notes)."""
     from .cli import load_inputs
-    from .errors import AnalysisError
-    from .fit import fit
+    from .suite import run_suite
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    wanted = set(args.figures)
     data, curves, notes = load_inputs(source, args, need_budget=True)
-    written = []
-    param = None
+    wanted = set(args.figures)
+    methods = set()
     if wanted & set("cde"):
-        param = fit(data, "parametric", delta=args.delta, target_flops=args.target_flops)
-    if "a" in wanted:
-        env = fit(data, "envelope", curves=curves)
-        src = curves if curves is not None else env.data
-        written += plot_envelope(src, env, out, formats)
-    iso = None
+        methods.add("parametric")
     if wanted & set("bc"):
-        try:
-            iso = fit(data, "isoflop", estimator=args.iso_method, loss_noise=args.loss_noise, seed=args.seed)
-            if args.bootstrap:
-                bootstrap(iso, data, n_boot=args.bootstrap, seed=args.seed)
-        except AnalysisError as e:
-            notes.append(f"no IsoFLOP fit ({e}); figure (b) skipped, (c) uses the envelope")
-    if "b" in wanted and iso is not None:
-        written += plot_isoflop(iso, out, formats)
-    if "c" in wanted:
-        basis = iso
-        if basis is None:
-            basis = fit(data, "envelope", curves=curves)
-            if args.bootstrap:
-                bootstrap(basis, data, curves=curves, n_boot=args.bootstrap, seed=args.seed)
-        written += plot_optimal(basis, out, args.target_flops, law=param.law, k=data.k, formats=formats)
-    if "d" in wanted:
-        written += plot_isoloss(param.law, data.N, data.D, data.L, out, data.k, args.target_flops, formats)
-    if "e" in wanted:
-        try:
-            bt = backtest(data, "parametric", holdout=holdout_for(data), delta=args.delta)
-        except AnalysisError as e:
-            bt = None
-            notes.append(f"no back-test: {e}")
-        written += plot_residuals(param, bt, out, formats)
-    return [str(p) for p in written], notes
+        methods.add("isoflop")
+    if wanted & set("ac"):
+        methods.add("envelope")
+    suite = run_suite(data, curves, args, methods, backtest_figure="e" in wanted)
+    written = draw_figures(suite, data, out, "".join(sorted(wanted)), formats, args.target_flops)
+    return written, notes + suite["notes"]
