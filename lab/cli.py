@@ -60,6 +60,70 @@ def add_train_parser(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def add_study_parser(sub) -> None:
+    p = sub.add_parser(
+        "study", help="run (or --dry-run) a study file: a grid of sizes x tokens or FLOP budgets",
+        description="Expand a study file into cells, train the unfinished ones and collect DIR/results.csv "
+        "(one row per run or cooldown branch). Re-running skips finished cells and resumes the rest. "
+        "Exit status 0 when every cell completed, 1 otherwise.",
+    )
+    p.add_argument("file", help="study file (a Python file with a study() function; see experiments/)")
+    p.add_argument("--out", help="study directory (required unless --dry-run)")
+    p.add_argument("--dry-run", action="store_true", help="print the grid and a wall-time estimate; train nothing")
+    p.add_argument("--no-timing", action="store_true", help="with --dry-run: skip the measured step times")
+    p.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"])
+    p.add_argument("--workers", type=_count, default=1, help="local launcher: runs at a time (default 1)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field in every cell; repeatable")
+    p.add_argument("--ray-address", default=None, help="ray: cluster address (default: start a local cluster)")
+    p.add_argument("--slurm-partition", default=None, help="slurm: partition")
+    p.add_argument("--cpus-per-run", type=_count, default=1, help="ray/slurm: CPUs per run")
+    p.add_argument("--gpus-per-run", type=int, default=0, help="ray/slurm: GPUs per run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_study)
+
+
+def cmd_study(args) -> int:
+    from pathlib import Path
+
+    from lab.study.load import load_study
+    from lab.study.spec import expand
+
+    study = load_study(args.file)
+    if not args.dry_run and not args.out:
+        raise ConfigError("--out DIR is required (or use --dry-run)")
+    from lab.data import load_corpus  # the vocabulary decides the head's size and so the FLOPs
+
+    from lab.config import apply_overrides
+
+    base = apply_overrides(study.base, list(study.overrides) + args.overrides)
+    cells = expand(study, load_corpus(base.data).vocab_size, args.overrides)
+    from lab.study.runner import describe, run_study
+
+    if args.dry_run:
+        timing = None
+        if not args.no_timing:
+            from lab.study.estimate import step_seconds
+
+            timing = step_seconds(cells)
+        print(describe(study, cells, timing))
+        return 0
+    status = run_study(study, cells, Path(args.out), launcher=args.launcher, workers=args.workers,
+                       progress=not args.quiet, **_launcher_args(args))
+    counts = {s: list(status.values()).count(s) for s in sorted(set(status.values()))}
+    print(json.dumps({"study": study.name, "cells": len(cells), **counts, "results": str(Path(args.out) / "results.csv")}))
+    return 0 if all(s == "completed" for s in status.values()) else 1
+
+
+def _launcher_args(args) -> dict:
+    if args.launcher == "ray":
+        return {"address": args.ray_address, "cpus_per_task": args.cpus_per_run, "gpus_per_task": args.gpus_per_run}
+    if args.launcher == "slurm":
+        return {"partition": args.slurm_partition, "cpus_per_task": args.cpus_per_run,
+                "gpus_per_task": args.gpus_per_run}
+    return {}
+
+
 def build_config(args):
     from lab.config import apply_overrides
     from lab.presets import preset_config
@@ -157,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     add_train_parser(sub)
+    add_study_parser(sub)
     try:
         from analysis.cli import add_parsers
     except ImportError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import signal
 import threading
 import time
@@ -190,13 +191,15 @@ class _StopFlag:
 
 
 def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, extra_result: dict | None = None) -> dict:
+          progress: bool = True, extra_result: dict | None = None, keep_steps: tuple[int, ...] = ()) -> dict:
     """Train one model; returns the result dict (also written to OUT/result.json).
 
     User errors (bad config, an occupied run directory) raise ConfigError before anything is
     written. A NaN/inf loss ends the run with status `diverged`; SIGTERM/SIGINT save a
     checkpoint and raise Preempted (no result is written: the run is unfinished); any other
     exception is recorded as status `failed` (traceback in OUT/error.txt) and raised as RunFailed.
+    `keep_steps`: steps whose checkpoints are also kept in OUT/branch_points/STEP (the starting
+    points of WSD cooldown branches).
     """
     cfg.validate()
     sharding.parse_mesh(cfg.mesh, jax.device_count())  # a mesh that does not fit: error before any write
@@ -235,7 +238,7 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: b
     rundir.write_config({**cfg.to_dict(), "costs_per_token": costs.per_token(), "warmup_steps": warmup_steps(cfg)})
     t_start = time.perf_counter()
     try:
-        result.update(_Loop(cfg, corpus, rundir, mesh, progress=progress).run())
+        result.update(_Loop(cfg, corpus, rundir, mesh, progress=progress, keep_steps=keep_steps).run())
     except Diverged as e:
         result.update(status="diverged", error=str(e))
     except (Preempted, KeyboardInterrupt):
@@ -255,8 +258,10 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: b
 class _Loop:
     """The state of one run's training loop; `run()` returns the result fields it measured."""
 
-    def __init__(self, cfg: RunConfig, corpus: Corpus, rundir: RunDir, mesh, *, progress: bool):
+    def __init__(self, cfg: RunConfig, corpus: Corpus, rundir: RunDir, mesh, *, progress: bool,
+                 keep_steps: tuple[int, ...] = ()):
         t = cfg.train
+        self.keep_steps = set(keep_steps)
         self.cfg, self.corpus, self.rundir, self.mesh, self.progress = cfg, corpus, rundir, mesh, progress
         self.steps = cfg.total_steps
         self.costs = model_costs(cfg.model)
@@ -304,6 +309,12 @@ class _Loop:
     def save(self, ckpt: Checkpointer, step: int) -> None:
         ckpt.save(step, (self.params, self.opt_state), {"window": self.window, "last_train": self.last_train,
                                                         "seed": self.cfg.train.seed, "config_hash": self.cfg.hash()})
+        if step in self.keep_steps:
+            ckpt.wait()
+            if self.rundir.writer:
+                target = self.rundir.path / "branch_points" / str(step)
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(ckpt.directory / str(step), target)
 
     def run(self) -> dict:
         with jax.set_mesh(self.mesh), _StopFlag() as stop:
@@ -347,7 +358,8 @@ class _Loop:
             done = step + 1
             is_log = done % self.log_every == 0 or done == self.steps
             is_eval = done % self.eval_every == 0 or done == self.steps
-            is_ckpt = (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == self.steps
+            is_ckpt = ((cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == self.steps
+                       or done in self.keep_steps)
             if not (is_log or is_eval or is_ckpt or stop.signum):
                 continue
             fetched, pending = jax.device_get(pending), []

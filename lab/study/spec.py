@@ -1,0 +1,172 @@
+"""A study — the grid as code — and its expansion into cells (one run or cooldown branch each).
+
+Two kinds of grid:
+
+* **N × D** (`tokens=[...]`): every size trained for every token count. With `branches=True`
+  and the WSD schedule, each (size, seed) gets one long run, and every shorter token count is a
+  cooldown branch started from the long run's stable-phase checkpoint at that count's decay
+  start: K data sizes cost one long run plus K short decays.
+* **IsoFLOP** (`budgets=[...]`): for each FLOP budget C and each size, tokens
+  D = C / flops_exact-per-token of that size (lab.costs). `window=k` keeps, per budget, the k sizes
+  nearest (in log N) to the guess N* = sqrt(C / (6·r)) for a tokens-per-parameter guess r.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from lab.config import ConfigError, RunConfig, apply_overrides
+from lab.costs import model_costs
+from lab.schedules import warmup_policy, wsd_decay_start
+from lab.study.policy import CellInfo, default_policy
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    base: RunConfig
+    sizes: Sequence[dict]  # ModelConfig fields per size, e.g. {"d_model": 32}; the policy fills the rest
+    tokens: Sequence[int] = ()  # N×D grid
+    budgets: Sequence[float] = ()  # IsoFLOP grid, in flops_exact
+    window: int = 0  # IsoFLOP: sizes per budget around the guessed optimum (0 = all)
+    tokens_per_param_guess: float = 20.0
+    seeds: Sequence[int] = (0,)
+    overrides: Sequence[str] = ()  # `--set`-style strings applied to every cell
+    policy: Callable[[RunConfig, CellInfo], RunConfig] = default_policy
+    branches: bool = False  # N×D + WSD: one long run and cooldown branches per (size, seed)
+    min_steps: int = 20  # a cell with fewer steps is an error in the study, not a data point
+
+
+@dataclass(frozen=True)
+class Cell:
+    cell_id: str
+    config: RunConfig
+    budget_flops: float | None = None
+    branch_of: str | None = None  # the long run this cooldown branches from
+    branch_step: int = 0  # the long run's step the branch starts from
+    keep_steps: tuple[int, ...] = ()  # long runs: steps whose checkpoints branches start from
+
+    @property
+    def flops(self) -> float:
+        return model_costs(self.config.model).flops_exact * self.config.total_tokens
+
+    def pack_key(self) -> tuple:
+        """Cells with equal keys have identical shapes and step counts: a later packed launcher
+        can train them together in one vmapped step (different seeds or learning rates)."""
+        c = self.config
+        return (c.model, c.data, c.train.batch_size, c.total_steps, c.train.schedule, self.branch_of)
+
+
+def _size_label(model) -> str:
+    return f"d{model.d_model}L{model.n_layers}"
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
+
+
+def _with_tokens(cfg: RunConfig, tokens: int) -> RunConfig:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, tokens=int(tokens), steps=0))
+
+
+def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -> list[Cell]:
+    """All cells of a study, checked: every config valid and long enough, ids unique."""
+    if bool(study.tokens) == bool(study.budgets):
+        raise ConfigError(f"study {study.name!r}: give exactly one of tokens=[...] (N×D grid) or budgets=[...] (IsoFLOP)")
+    if not study.sizes:
+        raise ConfigError(f"study {study.name!r}: no sizes")
+    if study.branches and not study.tokens:
+        raise ConfigError(f"study {study.name!r}: branches=True needs an N×D grid (tokens=[...])")
+    base = apply_overrides(study.base, [*study.overrides, *extra_overrides])
+    base = dataclasses.replace(base, model=dataclasses.replace(base.model, vocab_size=base.model.vocab_size or vocab_size))
+    cells = []
+    for seed in study.seeds:
+        seeded = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
+        for size in study.sizes:
+            if not isinstance(size, dict):
+                raise ConfigError(f"study {study.name!r}: each size must be a dict of model fields, got {size!r}")
+            if study.tokens:
+                cells += _grid_cells(study, seeded, size, seed)
+            else:
+                cells += _isoflop_cells(study, seeded, size, seed)
+    if study.budgets and study.window:
+        cells = _window(study, cells)
+    for c in cells:
+        what = f"budget {c.budget_flops:.3g} FLOPs for {c.cell_id}" if c.budget_flops else c.cell_id
+        _check_length(study, c.config, what)
+    ids = [c.cell_id for c in cells]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[0]
+        raise ConfigError(f"study {study.name!r}: two cells share the id {dup!r} (duplicate sizes?)")
+    return cells
+
+
+def _configure(study: Study, cfg: RunConfig, size: dict, tokens: int, budget: float | None) -> RunConfig:
+    try:
+        cfg = study.policy(cfg, CellInfo(size=size, tokens=tokens, budget_flops=budget))
+        return cfg.validate() if cfg.train.tokens or cfg.train.steps else cfg
+    except TypeError as e:
+        raise ConfigError(f"study {study.name!r}: bad size {size!r}: {e}") from None
+
+
+def _check_length(study: Study, cfg: RunConfig, what: str) -> None:
+    if cfg.total_steps < study.min_steps:
+        raise ConfigError(
+            f"study {study.name!r}: {what} gives {cfg.total_steps} steps of {cfg.tokens_per_step} tokens, "
+            f"fewer than min_steps={study.min_steps}; raise the budget or drop the size"
+        )
+
+
+def _grid_cells(study: Study, cfg: RunConfig, size: dict, seed: int) -> list[Cell]:
+    tokens = sorted(int(t) for t in study.tokens)
+    cfgs = [_with_tokens(_configure(study, _with_tokens(cfg, t), size, t, None), t) for t in tokens]
+    label = _size_label(cfgs[0].model)
+    ids = [_safe(f"{label}-D{c.total_tokens:.3g}-s{seed}") for c in cfgs]
+    if not study.branches:
+        return [Cell(i, c) for i, c in zip(ids, cfgs)]
+    if cfgs[0].train.schedule != "wsd":
+        raise ConfigError(f"study {study.name!r}: branches=True needs train.schedule=wsd")
+    # One warmup for the whole family (fixed by the shortest run), so schedules coincide.
+    warm = cfgs[0].train.warmup_steps
+    if warm < 0:
+        warm = warmup_policy(model_costs(cfgs[0].model).params_total, cfgs[0].tokens_per_step, cfgs[0].total_steps)
+    log_every = max(1, cfgs[0].total_steps // 50)
+    cfgs = [dataclasses.replace(c, train=dataclasses.replace(c.train, warmup_steps=warm, log_every=log_every))
+            for c in cfgs]
+    starts = [wsd_decay_start(c.total_steps, c.train.decay_frac) for c in cfgs[:-1]]
+    long = Cell(ids[-1], cfgs[-1], keep_steps=tuple(starts))
+    branches = [Cell(i, c, branch_of=long.cell_id, branch_step=s) for i, c, s in zip(ids[:-1], cfgs[:-1], starts)]
+    return [long, *branches]
+
+
+def _isoflop_cells(study: Study, cfg: RunConfig, size: dict, seed: int) -> list[Cell]:
+    cells = []
+    for budget in sorted(float(b) for b in study.budgets):
+        shaped = _configure(study, cfg, size, 0, budget)
+        per_token = model_costs(shaped.model).flops_exact
+        tokens = max(1, round(budget / per_token))
+        c = _with_tokens(shaped, tokens).validate()
+        cells.append(Cell(_safe(f"{_size_label(c.model)}-C{budget:.3g}-s{seed}"), c, budget_flops=budget))
+    return cells
+
+
+def _window(study: Study, cells: list[Cell]) -> list[Cell]:
+    """Per budget (and seed), the `window` sizes nearest the guessed optimum in log N."""
+    kept = []
+    for key in sorted({(c.budget_flops, c.config.train.seed) for c in cells}):
+        group = [c for c in cells if (c.budget_flops, c.config.train.seed) == key]
+        guess = math.sqrt(key[0] / (6.0 * study.tokens_per_param_guess))
+        group.sort(key=lambda c: abs(math.log(model_costs(c.config.model).params_total / guess)))
+        kept += sorted(group[: study.window], key=lambda c: model_costs(c.config.model).params_total)
+    return kept
+
+
+def branch_savings(cells: list[Cell]) -> tuple[float, float]:
+    """(FLOPs of the study as planned, FLOPs had every cell been trained from scratch)."""
+    independent = sum(c.flops for c in cells)
+    planned = sum(c.flops * (1 - c.branch_step / c.config.total_steps) if c.branch_of else c.flops for c in cells)
+    return planned, independent
