@@ -54,7 +54,8 @@ def bootstrap_isoflop(fit: FitResult, n_boot: int = 1000, seed: int = 0, target_
     return pd.DataFrame(out)
 
 
-def bootstrap_kaplan(data: FitData, n_boot: int = 1000, seed: int = 0, target_flops: float | None = None) -> pd.DataFrame:
+def bootstrap_kaplan(data: FitData, n_boot: int = 1000, seed: int = 0, target_flops: float | None = None,
+                     start: dict | None = None) -> pd.DataFrame:
     from .fit_kaplan import fit_kaplan
     from .table import subset
 
@@ -66,7 +67,7 @@ def bootstrap_kaplan(data: FitData, n_boot: int = 1000, seed: int = 0, target_fl
         mask = np.zeros(n, bool)
         mask[idx] = True  # duplicates do not move a frontier: a resample is its set of distinct runs
         try:
-            r = fit_kaplan(subset(data, mask), target_flops=target_flops)
+            r = fit_kaplan(subset(data, mask), target_flops=target_flops, start=start)
         except AnalysisError:
             continue
         row = {k: v for k, v in r.params.items()}
@@ -96,7 +97,7 @@ def bootstrap(fit: FitResult, data: FitData | None = None, curves=None, n_boot: 
             curves = final_points_as_curves(data.N, data.C, data.L, data.D)
         samples = bootstrap_envelope(curves, n_boot=n_boot, seed=seed, k=data.k if data else 6.0, target_flops=target_flops)
     elif fit.method == "kaplan":
-        samples = bootstrap_kaplan(data, n_boot=n_boot, seed=seed, target_flops=target_flops)
+        samples = bootstrap_kaplan(data, n_boot=n_boot, seed=seed, target_flops=target_flops, start=fit.params)
     else:
         raise AnalysisError(f"no bootstrap for method {fit.method!r}")
     if len(samples) < max(2, n_boot // 10):

@@ -161,7 +161,7 @@ def _fmt(v, spec=".4g"):
 def summary_text(r) -> str:
     """A few human-readable lines describing a fit."""
     p, cols = r.params, r.extra.get("columns", {})
-    head = f"{r.method} fit of {len(r.data)} points" + (f" ({', '.join(f'{k}={v}' for k, v in cols.items())})" if cols else "")
+    head = f"{r.method} fit of {r.n_points} points" + (f" ({', '.join(f'{k}={v}' for k, v in cols.items())})" if cols else "")
     lines = [head]
     if r.method == "parametric":
         lines.append(f"  L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}")

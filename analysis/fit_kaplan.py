@@ -1,18 +1,21 @@
-"""Kaplan et al.'s one-variable power laws L(N) = (N_c/N)^alpha_N, L(D) = (D_c/D)^alpha_D,
-L(C) = (C_c/C)^alpha_C, each a least-squares line in log-log through its frontier:
+"""Kaplan et al.'s power laws: L(N) = (N_c/N)^alpha_N, L(D) = (D_c/D)^alpha_D, L(C) = (C_c/C)^alpha_C.
 
-- L(N): the lowest loss at each model size (the best-trained run of each N);
-- L(D): the lowest loss at each amount of data (D binned in 0.05-dex slices);
-- L(C): the Pareto frontier over compute (runs that beat every cheaper run).
+L(N) and L(D) are the limits of Kaplan's joint form L(N, D) = ((N_c/N)^(alpha_N/alpha_D) + D_c/D)^alpha_D
+(data-rich and model-rich runs). When both N and D vary, the four parameters are fitted to every
+point at once (least squares in log L, started from the frontier fits below), so that runs limited
+by the other variable are modelled rather than mistaken for the limit. Otherwise each law is a
+log-log line through its frontier: the lowest loss at each N, at each D (0.05-dex bins).
+L(C) is a log-log line through the Pareto frontier over compute (runs that beat every cheaper run).
 
-Their joint form L(N, D) = ((N_c/N)^(alpha_N/alpha_D) + D_c/D)^alpha_D gives the allocation
-exponent a = alpha_D / (alpha_N + alpha_D) for N_opt ∝ C^a (C = k N D), reported as `a`.
+The joint form gives the allocation exponent a = alpha_D / (alpha_N + alpha_D) for N_opt ∝ C^a
+(C = k N D), reported as `a`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import least_squares
 
 from .errors import AnalysisError
 from .laws import KaplanND, PowerLaw
@@ -21,12 +24,11 @@ from .table import FitData
 
 
 def _fit_power(x, L):
-    """L = (x_c/x)^alpha: log L = alpha log x_c - alpha log x. Returns (PowerLaw fields, residuals)."""
+    """L = (x_c/x)^alpha: log L = alpha log x_c - alpha log x. Returns (alpha, x_c)."""
     slope, icpt = np.polyfit(np.log(x), np.log(L), 1)
     alpha = -slope
     x_c = np.exp(icpt / alpha) if alpha != 0 else np.nan
-    resid = np.log(L) - (icpt + slope * np.log(x))
-    return float(alpha), float(x_c), resid
+    return float(alpha), float(x_c)
 
 
 def frontiers(N, D, C, L, dex: float = 0.05):
@@ -40,33 +42,73 @@ def frontiers(N, D, C, L, dex: float = 0.05):
     return iN, iD, iC
 
 
-def fit_kaplan(data: FitData, k: float | None = None, target_flops: float | None = None) -> FitResult:
+def _joint_log_loss(q, lN, lD):
+    lnc, aN, ldc, aD = q
+    return aD * np.logaddexp((aN / aD) * (lnc - lN), ldc - lD)
+
+
+def _fit_joint(N, D, L, start, scales=(1.0, 0.5, 2.0)):
+    lN, lD, lL = np.log(N), np.log(D), np.log(L)
+    best = None
+    for scale in scales:
+        q0 = np.array([np.log(start[0]), start[1] * scale, np.log(start[2]), start[3] * scale])
+        try:
+            r = least_squares(lambda q: _joint_log_loss(q, lN, lD) - lL, q0,
+                              bounds=([-np.inf, 1e-4, -np.inf, 1e-4], [np.inf, 5, np.inf, 5]))
+        except ValueError:
+            continue
+        if np.isfinite(r.cost) and (best is None or r.cost < best.cost):
+            best = r
+    return best
+
+
+def fit_kaplan(data: FitData, k: float | None = None, target_flops: float | None = None,
+               start: dict | None = None) -> FitResult:
+    """`start` (a previous fit's params) replaces the frontier starts of the joint fit (bootstrap)."""
     N, D, C, L = data.N, data.D, data.C, data.L
     k = data.k if k is None else k
     iN, iD, iC = frontiers(N, D, C, L)
-    parts, params, warnings = [], {}, []
+    params, warnings = {}, []
     for var, x, idx in (("N", N, iN), ("D", D, iD), ("C", C, iC)):
         if len(np.unique(x[idx])) < 2:
             warnings.append(f"L({var}): fewer than 2 distinct {var} on the frontier; not fitted")
             params[f"alpha_{var}"], params[f"{var}_c"] = np.nan, np.nan
-            continue
-        alpha, x_c, resid = _fit_power(x[idx], L[idx])
-        params[f"alpha_{var}"], params[f"{var}_c"] = alpha, x_c
-        law = PowerLaw(x_c, alpha, var)
-        parts.append(pd.DataFrame({"law": f"L({var})", "x": x[idx], "loss": L[idx], "loss_fit": law(x[idx]),
-                                   "residual": resid, "N": N[idx], "D": D[idx], "C": C[idx]}))
-    if not parts:
+        else:
+            params[f"alpha_{var}"], params[f"{var}_c"] = _fit_power(x[idx], L[idx])
+    if all(np.isnan(params[f"alpha_{v}"]) for v in "NDC"):
         raise AnalysisError("kaplan: no variable has 2 or more distinct values on its frontier")
-    frame = pd.concat(parts, ignore_index=True)
-    joint = None
+    src = params if start is None else start
+    q0 = [src["N_c"], src["alpha_N"], src["D_c"], src["alpha_D"]]
+    joint, method = None, "frontiers"
+    if len(L) >= 5 and np.all(np.isfinite(q0)) and q0[1] > 0 and q0[3] > 0:
+        r = _fit_joint(N, D, L, q0, scales=(1.0,) if start is not None else (1.0, 0.5, 2.0))
+        if r is not None and r.success:
+            lnc, aN, ldc, aD = r.x
+            params.update(alpha_N=float(aN), N_c=float(np.exp(lnc)), alpha_D=float(aD), D_c=float(np.exp(ldc)))
+            method = "joint L(N, D)"
+        else:
+            warnings.append("joint L(N, D) fit failed; L(N) and L(D) are frontier fits")
     if np.isfinite(params["alpha_N"]) and np.isfinite(params["alpha_D"]) and params["alpha_N"] > 0 and params["alpha_D"] > 0:
         joint = KaplanND(params["N_c"], params["alpha_N"], params["D_c"], params["alpha_D"])
         params["a"], params["b"] = joint.a, joint.b
     else:
         params["a"] = params["b"] = np.nan
-    extra = {"columns": data.columns, "n_frontier": {"N": int(len(iN)), "D": int(len(iD)), "C": int(len(iC))}}
+
+    parts = []
+    if joint is not None:
+        pred = joint(N, D)
+        parts.append(pd.DataFrame({"law": "L(N, D)", "x": np.nan, "loss": L, "loss_fit": pred,
+                                   "residual": np.log(L) - np.log(pred), "N": N, "D": D, "C": C}))
+    if np.isfinite(params["alpha_C"]):
+        law = PowerLaw(params["C_c"], params["alpha_C"], "C")
+        parts.append(pd.DataFrame({"law": "L(C)", "x": C[iC], "loss": L[iC], "loss_fit": law(C[iC]),
+                                   "residual": np.log(L[iC]) - np.log(law(C[iC])), "N": N[iC], "D": D[iC], "C": C[iC]}))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    extra = {"columns": data.columns, "fit": method, "n_points": int(len(L)),
+             "n_frontier": {"N": int(len(iN)), "D": int(len(iD)), "C": int(len(iC))}}
     if target_flops and joint is not None:
         n_opt, d_opt = joint.optimal(target_flops, k)
         extra["target"] = {"flops": float(target_flops), "n_opt": float(n_opt), "d_opt": float(d_opt)}
-    return FitResult(method="kaplan", params=params, objective=float(np.sum(frame["residual"] ** 2)),
-                     residuals=frame["residual"].to_numpy(), data=frame, warnings=warnings, law=joint, extra=extra)
+    resid = frame["residual"].to_numpy() if len(frame) else np.array([])
+    return FitResult(method="kaplan", params=params, objective=float(np.sum(resid ** 2)),
+                     residuals=resid, data=frame, warnings=warnings, law=joint, extra=extra)

@@ -31,6 +31,11 @@ class FitResult:
     bootstrap_samples: pd.DataFrame | None = None
 
     @property
+    def n_points(self) -> int:
+        """Table rows the fit used (some methods' `data` holds derived rows instead)."""
+        return int(self.extra.get("n_points", len(self.data)))
+
+    @property
     def a(self):
         return self.params.get("a")
 
@@ -43,8 +48,10 @@ class FitResult:
         out = {"method": self.method}
         out.update({k: _plain(v) for k, v in self.params.items()})
         out["objective"] = _plain(self.objective)
-        out["n_points"] = int(len(self.data))
+        out["n_points"] = self.n_points
         for k, v in self.extra.items():
+            if k == "n_points":
+                continue
             out[k] = _plain(v)
         if self.ci is not None:
             out["ci"] = _plain(self.ci)
