@@ -115,6 +115,35 @@ def cmd_study(args) -> int:
     return 0 if all(s == "completed" for s in status.values()) else 1
 
 
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="measure this device's matmul peak and the train step's tokens/s and MFU",
+        description="Benchmark: N×N matmul peak per dtype, then the compiled training step of each model "
+        "(float32 and bfloat16) with tokens/s, FLOP/s under each FLOP convention, MFU and the attention "
+        "FLOP share. Prints a table with the formulas and the hardware; --json writes every number.",
+    )
+    p.add_argument("--model", dest="models", action="append", default=[], metavar="NAME",
+                   help="model preset; repeatable (default: tiny and small)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field of every model by dotted name; repeatable")
+    p.add_argument("--dtype", dest="dtypes", action="append", default=[], metavar="DTYPE",
+                   help="compute dtype (model.dtype): float32 | bfloat16; repeatable (default: both)")
+    p.add_argument("--steps", type=_count, default=10, help="timed steps per model (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling (default 2)")
+    p.add_argument("--matmul-n", type=_count, default=None, metavar="N", help="matmul size (default 2048 CPU, 8192 GPU)")
+    p.add_argument("--matmul-repeats", type=_count, default=5, metavar="R", help="timed matmuls, best kept (default 5)")
+    p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all on data)")
+    p.add_argument("--json", default=None, metavar="PATH", help="write all numbers and the hardware header here")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from lab.bench import command
+
+    return command(args)
+
+
 def _launcher_args(args) -> dict:
     if args.launcher == "ray":
         return {"address": args.ray_address, "cpus_per_task": args.cpus_per_run, "gpus_per_task": args.gpus_per_run}
@@ -222,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     add_train_parser(sub)
     add_study_parser(sub)
+    add_bench_parser(sub)
     try:
         from analysis.cli import add_parsers
     except ImportError:

@@ -1,0 +1,320 @@
+"""`lab bench`: this device's matmul peak, and training-step throughput and MFU of a few models,
+measured in one run and printed with their formulas and the hardware.
+
+    lab bench                                      # presets tiny and small, float32 and bfloat16
+    lab bench --model medium --set model.seq_len=128 --steps 20 --json bench.json
+
+Formulas (all FLOP counts are per trained token from `lab.costs`; one multiply-add = 2 FLOPs):
+
+* matmul peak   = 2·N³ / (best time of an N×N `jnp.dot`, after warm-up), per dtype.
+* achieved rate = FLOPs/token (each convention) × tokens/s, with tokens/s = batch·seq_len / step time
+  and step time = mean over K consecutive donated steps after warm-up (one block_until_ready).
+* MFU           = achieved `flops_exact` rate / measured matmul peak *in the model's dtype*, and, on
+  GPUs whose datasheet we know, / the nominal bf16 dense peak (NOTE: flops_exact counts attention
+  over the full T×T square, not halved for causality).
+* attention share = flops_attention / flops_exact (a share of FLOPs, not of time).
+
+The step is `lab.train.make_step` on random tokens, compiled once with the run's shardings; data
+loading is not timed. Speed targets belong here, never in timed unit tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+import time
+
+from lab.config import ConfigError, RunConfig, apply_overrides
+
+CONVENTIONS = ("flops_exact", "flops_6n", "flops_6n_total", "flops_deepseek")
+DTYPES = ("float32", "bfloat16")
+
+# Nominal dense bf16 tensor-core peaks, FLOP/s, from NVIDIA's datasheets, which list the figure
+# "with sparsity": the dense figure is half of it. Matched against jax's device_kind, first hit wins.
+NOMINAL_BF16_DENSE = (
+    ("H200 NVL", 835e12, "NVIDIA H200 NVL datasheet: BF16 1,671 TFLOPS with sparsity / 2"),
+    ("H100 NVL", 835e12, "NVIDIA H100 NVL datasheet: BF16 1,671 TFLOPS with sparsity / 2"),
+    ("H100 PCIe", 756e12, "NVIDIA H100 PCIe datasheet: BF16 1,513 TFLOPS with sparsity / 2"),
+    ("H200", 989e12, "NVIDIA H200 SXM datasheet: BF16 1,979 TFLOPS with sparsity / 2"),
+    ("H100", 989e12, "NVIDIA H100 SXM datasheet: BF16 1,979 TFLOPS with sparsity / 2"),
+)
+
+FORMULAS = {
+    "matmul_peak": "2*N^3 / best time of an NxN jnp.dot (after warm-up), per dtype",
+    "tokens_per_s": "batch_size*seq_len / step_s; step_s = mean of K consecutive steps after warm-up",
+    "flops_per_s": "costs.<convention> (FLOPs per trained token) * tokens_per_s",
+    "flops_exact": "3 x every forward matmul (QKV/O, QK^T and AV over the full TxT square, MLP, head)",
+    "flops_6n": "6 * params_non_embedding",
+    "flops_6n_total": "6 * params_total",
+    "flops_deepseek": "72*L*D^2 + 12*L*D*T",
+    "mfu_measured": "flops_per_s.flops_exact / measured matmul peak of the model's dtype",
+    "mfu_nominal": "flops_per_s.flops_exact / nominal bf16 dense peak of the card (null when unknown)",
+    "attention_flop_share": "flops_attention / flops_exact",
+}
+
+
+# ----------------------------------------------------------------------------- hardware
+
+
+def hardware() -> dict:
+    """The header block: what ran this benchmark."""
+    import flax
+    import jax
+    import jaxlib
+
+    device = jax.devices()[0]
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpu_name": device.device_kind if device.platform == "gpu" else None,
+        "hostname": platform.node(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+    }
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def nominal_peak(device_kind: str) -> dict | None:
+    """{"flops_per_s", "dtype", "source"} of a card we know, else None (CPUs have none)."""
+    for key, flops, source in NOMINAL_BF16_DENSE:
+        if key.lower() in device_kind.lower():
+            return {"flops_per_s": flops, "dtype": "bfloat16", "source": source}
+    return None
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def matmul_peak(dtype: str, n: int, repeats: int = 5, warmup: int = 2) -> dict:
+    """Achieved FLOP/s of one N×N by N×N jnp.dot: 2·N³ / best of `repeats` timed calls."""
+    import jax
+    import jax.numpy as jnp
+
+    ka, kb = jax.random.split(jax.random.key(0))
+    a_NxN = jax.random.normal(ka, (n, n), dtype)
+    b_NxN = jax.random.normal(kb, (n, n), dtype)
+    dot = jax.jit(jnp.dot)
+    for _ in range(warmup):
+        dot(a_NxN, b_NxN).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dot(a_NxN, b_NxN).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    best = min(times)
+    return {"dtype": dtype, "n": n, "repeats": repeats, "best_s": best, "flops_per_s": 2.0 * n**3 / best}
+
+
+def time_step(cfg: RunConfig, steps: int, warmup: int) -> dict:
+    """Compile `lab.train`'s step once for `cfg`, then time `steps` steps after `warmup` steps."""
+    import jax
+    import numpy as np
+
+    from lab import sharding
+    from lab.train import init_state, make_step
+
+    mesh = sharding.make_mesh(cfg.mesh)
+    with jax.set_mesh(mesh):
+        graphdef, tx, schedule, params, opt_state, state_sh = init_state(cfg, mesh)
+        batch_sh, scalar = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+        step_fn = jax.jit(make_step(graphdef, tx, schedule, cfg), donate_argnums=(0, 1),
+                          in_shardings=(*state_sh, batch_sh, scalar), out_shardings=(*state_sh, scalar))
+        rng = np.random.default_rng(cfg.train.seed)
+        tokens_BxT1 = rng.integers(0, cfg.model.vocab_size, (cfg.train.batch_size, cfg.model.seq_len + 1), np.int32)
+        batch = jax.device_put(tokens_BxT1, batch_sh)
+        t0 = time.perf_counter()
+        compiled = step_fn.lower(params, opt_state, batch, np.int32(0)).compile()
+        compile_s = time.perf_counter() - t0
+        for i in range(warmup):
+            params, opt_state, metrics = compiled(params, opt_state, batch, np.int32(i))
+        jax.block_until_ready((params, opt_state, metrics) if warmup else params)
+        t0 = time.perf_counter()
+        for i in range(warmup, warmup + steps):
+            params, opt_state, metrics = compiled(params, opt_state, batch, np.int32(i))
+        jax.block_until_ready((params, opt_state, metrics))
+        elapsed = time.perf_counter() - t0
+    return {"compile_s": compile_s, "warmup_steps": warmup, "timed_steps": steps, "step_s": elapsed / steps,
+            "final_loss": float(metrics["loss"])}
+
+
+# ----------------------------------------------------------------------------- configs and rows
+
+
+def bench_config(name: str, overrides: list[str], dtype: str, mesh: str, steps: int) -> RunConfig:
+    """A preset with --set overrides, in `dtype`; byte vocabulary (256) unless model.vocab_size is set."""
+    import jax
+
+    from lab import sharding
+    from lab.presets import preset_config
+
+    cfg, _ = preset_config(name)
+    cfg = apply_overrides(cfg, overrides)
+    model = dataclasses.replace(cfg.model, dtype=dtype, vocab_size=cfg.model.vocab_size or 256)
+    train = dataclasses.replace(cfg.train, steps=steps, tokens=0)
+    cfg = dataclasses.replace(cfg, model=model, train=train, mesh=mesh or cfg.mesh).validate()
+    sharding.parse_mesh(cfg.mesh, jax.device_count())  # a mesh that does not fit: one-line error
+    return cfg
+
+
+def step_row(name: str, cfg: RunConfig, timing: dict, peaks: dict, nominal: dict | None) -> dict:
+    """All figures of one (model, dtype): throughput, FLOP/s per convention, MFU, attention share."""
+    from lab.costs import model_costs
+
+    costs = model_costs(cfg.model)
+    tokens_per_s = cfg.tokens_per_step / timing["step_s"]
+    flops_per_s = {k: getattr(costs, k) * tokens_per_s for k in CONVENTIONS}
+    peak = peaks[cfg.model.dtype]["flops_per_s"]
+    m = cfg.model
+    return {
+        "model": name, "dtype": m.dtype, "param_dtype": m.param_dtype,
+        "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads, "seq_len": m.seq_len,
+        "vocab_size": m.vocab_size, "batch_size": cfg.train.batch_size, "tokens_per_step": cfg.tokens_per_step,
+        "mesh": cfg.mesh, "costs_per_token": costs.per_token(), **timing,
+        "step_ms": 1e3 * timing["step_s"], "tokens_per_s": tokens_per_s, "flops_per_s": flops_per_s,
+        "peak_measured_flops_per_s": peak, "mfu_measured": flops_per_s["flops_exact"] / peak,
+        "peak_nominal_flops_per_s": nominal["flops_per_s"] if nominal else None,
+        "mfu_nominal": flops_per_s["flops_exact"] / nominal["flops_per_s"] if nominal else None,
+        "attention_flop_share": costs.flops_attention / costs.flops_exact,
+    }
+
+
+def dtype_ratios(rows: list[dict]) -> list[dict]:
+    """bfloat16 / float32 tokens/s of each model benchmarked in both dtypes."""
+    by = {(r["model"], r["dtype"]): r for r in rows}
+    out = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        f32, b16 = by.get((name, "float32")), by.get((name, "bfloat16"))
+        if f32 and b16:
+            out.append({"model": name, "float32_tokens_per_s": f32["tokens_per_s"],
+                        "bfloat16_tokens_per_s": b16["tokens_per_s"],
+                        "bf16_over_f32": b16["tokens_per_s"] / f32["tokens_per_s"]})
+    return out
+
+
+def default_matmul_n(platform_: str) -> int:
+    return 2048 if platform_ == "cpu" else 8192
+
+
+def run_bench(models: list[str], overrides: list[str], dtypes: list[str], *, steps: int = 10, warmup: int = 2,
+              matmul_n: int = 0, matmul_repeats: int = 5, mesh: str = "", log=None) -> dict:
+    """The whole benchmark as one dict (what --json writes)."""
+    if any(o.split("=", 1)[0].strip() == "model.dtype" for o in overrides):
+        raise ConfigError("set the compute dtype with --dtype, not --set model.dtype")
+    for d in dtypes:
+        if d not in DTYPES:
+            raise ConfigError(f"--dtype {d!r} is not one of {', '.join(DTYPES)}")
+    configs = [(name, bench_config(name, overrides, d, mesh, warmup + steps)) for name in models for d in dtypes]
+    header = hardware()  # user errors above surface before anything is timed
+    nominal = nominal_peak(header["device_kind"]) if header["platform"] == "gpu" else None
+    n = matmul_n or default_matmul_n(header["platform"])
+    peaks = {}
+    for d in dtypes:
+        _say(log, f"matmul {d} N={n} ...")
+        peaks[d] = matmul_peak(d, n, matmul_repeats)
+    rows = []
+    for name, cfg in configs:
+        _say(log, f"step {name} {cfg.model.dtype} ...")
+        rows.append(step_row(name, cfg, time_step(cfg, steps, warmup), peaks, nominal))
+    return {"header": header, "formulas": FORMULAS, "matmul": list(peaks.values()), "nominal_peak": nominal,
+            "steps": rows, "dtype_comparison": dtype_ratios(rows)}
+
+
+def _say(log, text: str) -> None:
+    if log is not None:
+        print(text, file=log, flush=True)
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def si(x: float, unit: str = "FLOP/s") -> str:
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.1f} {prefix}{unit}"
+    return f"{x:.1f} {unit}"
+
+
+def format_report(res: dict) -> str:
+    h, nominal = res["header"], res["nominal_peak"]
+    where = h["gpu_name"] or f"{h['cpu_model']} ({h['cpu_count']} cores visible)"
+    lines = [f"lab bench · {h['date']} · {h['platform']} × {h['device_count']} ({h['device_kind']}) · {where}",
+             f"jax {h['jax']} · jaxlib {h['jaxlib']} · flax {h['flax']}", "",
+             "Matmul peak = 2·N³ / best time of an N×N jnp.dot (after warm-up):"]
+    for m in res["matmul"]:
+        lines.append(f"  {m['dtype']:<9} N={m['n']:<6} best {1e3 * m['best_s']:8.2f} ms  {si(m['flops_per_s']):>16}"
+                     f"  (best of {m['repeats']})")
+    lines.append(f"  nominal: {si(nominal['flops_per_s'])} bf16 dense — {nominal['source']}" if nominal else
+                 "  nominal: none known for this device; MFU uses the measured peak only")
+    lines += ["", "Training step (lab.train.make_step on random tokens; data loading not timed):"]
+    head = (f"  {'model':<8} {'dtype':<9} {'params':>9} {'tok/step':>8} {'compile':>8} {'step':>9} {'tok/s':>9}"
+            f" {'exact':>11} {'6N':>11} {'6N_total':>11} {'deepseek':>11} {'MFU':>6}"
+            + (f" {'MFU_nom':>7}" if nominal else "") + f" {'attn':>5}")
+    lines += [head, "  " + "-" * (len(head) - 2)]
+    for r in res["steps"]:
+        f = r["flops_per_s"]
+        lines.append(
+            f"  {r['model']:<8} {r['dtype']:<9} {r['costs_per_token']['params_total']:>9,} {r['tokens_per_step']:>8,}"
+            f" {r['compile_s']:>7.1f}s {r['step_ms']:>7.1f}ms {r['tokens_per_s']:>9,.0f}"
+            + "".join(f" {si(f[k], 'F/s'):>11}" for k in CONVENTIONS)
+            + f" {r['mfu_measured']:>6.3f}" + (f" {r['mfu_nominal']:>7.4f}" if nominal else "")
+            + f" {100 * r['attention_flop_share']:>4.1f}%")
+    r0 = res["steps"][0]
+    lines += [
+        "",
+        f"  step = mean of {r0['timed_steps']} consecutive steps after {r0['warmup_steps']} warm-up; "
+        "tok/s = batch·seq_len / step; FLOP/s = FLOPs/token × tok/s, per convention:",
+        "    exact    = 3 × every forward matmul (QKV/O, QKᵀ and AV over the full T×T square — not halved "
+        "for causality —, MLP, head)",
+        "    6N       = 6 · non-embedding params;  6N_total = 6 · all params;  deepseek = 72·L·D² + 12·L·D·T",
+        "  MFU     = exact FLOP/s ÷ measured matmul peak of the row's dtype (table above)",
+    ]
+    if nominal:
+        lines.append(f"  MFU_nom = exact FLOP/s ÷ {si(nominal['flops_per_s'])} (nominal bf16 dense, {nominal['source']})")
+    lines.append("  attn    = flops_attention / flops_exact: a share of FLOPs, not of time (CPU attention takes "
+                 "a larger share of time)")
+    if res["dtype_comparison"]:
+        lines += ["", f"dtype comparison (tokens/s; model.dtype is the compute dtype, params in {r0['param_dtype']}):",
+                  f"  {'model':<8} {'float32':>10} {'bfloat16':>10} {'bf16/f32':>9}"]
+        for c in res["dtype_comparison"]:
+            lines.append(f"  {c['model']:<8} {c['float32_tokens_per_s']:>10,.0f} {c['bfloat16_tokens_per_s']:>10,.0f}"
+                         f" {c['bf16_over_f32']:>8.2f}×")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def command(args) -> int:
+    """`lab bench` (registered in lab.cli.add_bench_parser)."""
+    import json
+    import sys
+
+    res = run_bench(args.models or ["tiny", "small"], args.overrides, args.dtypes or list(DTYPES),
+                    steps=args.steps, warmup=args.warmup, matmul_n=args.matmul_n or 0,
+                    matmul_repeats=args.matmul_repeats, mesh=args.mesh or "",
+                    log=None if args.quiet else sys.stderr)
+    print(format_report(res))
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
