@@ -237,6 +237,17 @@ def _count(text: str) -> int:
     return int(value)
 
 
+def _enable_compilation_cache() -> None:
+    """Compiled steps persist on disk (~/.cache/scaling-lab/jax, or $SCALING_LAB_JAX_CACHE):
+    a study compiles each model shape once, not once per cell. LAB_COMPILATION_CACHE=0 disables."""
+    import os
+
+    if os.environ.get("LAB_COMPILATION_CACHE", "1") != "0":
+        from analysis.jaxcache import enable_persistent_cache
+
+        enable_persistent_cache()
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse's own convention)
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -267,6 +278,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _enable_compilation_cache()
     user_errors: tuple = (ConfigError,)
     try:
         from analysis.errors import AnalysisError

@@ -91,7 +91,7 @@ class DataConfig:
     train_split: str = "train"  # TFDS split syntax works, e.g. "train[:10%]"
     val_split: str = "validation"  # tfds catalog: falls back to "test" when there is no validation
     source_dir: str = ""  # python_stdlib only: a directory of .py files to use instead of the stdlib
-    val_tokens: int = 1 << 16  # held-out tokens evaluated at every eval (a fixed set)
+    val_tokens: int = 1 << 15  # held-out tokens evaluated at every eval (a fixed set)
 
     def validate(self) -> None:
         _choice("data.tokenizer", self.tokenizer, ("byte", "bpe"))
@@ -122,7 +122,7 @@ class TrainConfig:
     eps: float = 1e-8
     grad_clip: float = 1.0
     z_loss: float = 0.0  # coefficient of log(Z)^2, stabilises large-vocab logits
-    eval_every: int = 0  # steps between evals; 0 = ~10 evals per run
+    eval_every: int = 0  # steps between evals; 0 = 5 evals per run (the last at the end)
     log_every: int = 0  # steps between metric lines; 0 = ~100 lines per run
     mlm_prob: float = 0.15  # encoder (masked LM): fraction of tokens masked
 

@@ -266,7 +266,7 @@ class _Loop:
         self.steps = cfg.total_steps
         self.costs = model_costs(cfg.model)
         self.log_every = t.log_every or max(1, self.steps // 100)
-        self.eval_every = t.eval_every or max(1, self.steps // 10)
+        self.eval_every = t.eval_every or max(1, self.steps // 5)
         self.to_bits_per_byte = 1.0 / (LN2 * corpus.bytes_per_token)
         self.window: list[float] = []  # per-step train losses since the last log line
         self.last_train = self.last_eval = None

@@ -1,7 +1,12 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# One compilation cache for the whole session (subprocesses inherit it): each tiny model shape
+# compiles once, not once per test. Never the user's own cache.
+os.environ.setdefault("SCALING_LAB_JAX_CACHE", tempfile.mkdtemp(prefix="lab-jax-cache-"))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -15,7 +15,7 @@ from lab.checkpoint import CheckpointWarning
 from lab.train import train
 from tests.helpers.runs import TINY, env, lab_cmd, losses, run_python, set_args
 
-LONG = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=1500, log_every=10, eval_every=250),
+LONG = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=600, log_every=10, eval_every=100),
                            checkpoint_every=50)
 
 
@@ -51,7 +51,7 @@ def long_reference(tmp_path_factory):
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, long_reference, sig):
     out = tmp_path / "run"
     proc = start_run(out)
-    wait_for_step(proc, out, 420)
+    wait_for_step(proc, out, 160)
     proc.send_signal(sig)
     proc.wait(timeout=120)
     if sig == signal.SIGTERM:  # preemption: a checkpoint of the current step, then exit 143

@@ -67,6 +67,9 @@ def launch(task_path: str, env: dict | None = None, log_path: str | None = None)
 
 
 def main(argv=None) -> int:
+    from lab.cli import _enable_compilation_cache
+
+    _enable_compilation_cache()
     argv = sys.argv[1:] if argv is None else argv
     task = json.loads(Path(argv[0]).read_text())
     return run_cells(task)
