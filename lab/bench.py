@@ -279,6 +279,7 @@ def format_report(res: dict) -> str:
     r0 = res["steps"][0]
     lines += [
         "",
+        "  compile = lowering + XLA compile of the step (a cache load if this shape was compiled before)",
         f"  step = mean of {r0['timed_steps']} consecutive steps after {r0['warmup_steps']} warm-up; "
         "tok/s = batch·seq_len / step; FLOP/s = FLOPs/token × tok/s, per convention:",
         "    exact    = 3 × every forward matmul (QKV/O, QKᵀ and AV over the full T×T square — not halved "
