@@ -208,21 +208,22 @@ def apply_overrides(cfg, overrides: typing.Iterable[str]):
     return cfg
 
 
-def set_path(cfg, dotted: str, raw):
+def set_path(cfg, dotted: str, raw, prefix: str = ""):
     head, _, rest = dotted.partition(".")
     fields = {f.name: f for f in dataclasses.fields(cfg)}
+    full = prefix + dotted
     if head not in fields:
         known = ", ".join(sorted(fields))
-        raise ConfigError(f"unknown config key {dotted!r} (known at this level: {known})")
+        raise ConfigError(f"unknown config key {full!r} (known{' in ' + prefix[:-1] if prefix else ''}: {known})")
     hints = typing.get_type_hints(type(cfg))
     current = getattr(cfg, head)
     if dataclasses.is_dataclass(current):
         if not rest:
-            raise ConfigError(f"{dotted!r} is a group; set one of its fields, e.g. {dotted}.<field>=...")
-        return dataclasses.replace(cfg, **{head: set_path(current, rest, raw)})
+            raise ConfigError(f"{full!r} is a group; set one of its fields, e.g. {full}.<field>=...")
+        return dataclasses.replace(cfg, **{head: set_path(current, rest, raw, prefix + head + ".")})
     if rest:
-        raise ConfigError(f"{head!r} has no sub-field {rest!r}")
-    return dataclasses.replace(cfg, **{head: parse_value(dotted, hints[head], raw)})
+        raise ConfigError(f"{prefix + head!r} has no sub-field {rest!r}")
+    return dataclasses.replace(cfg, **{head: parse_value(full, hints[head], raw)})
 
 
 def parse_value(key: str, tp, raw):

@@ -66,18 +66,5 @@ class Transformer(nnx.Module):
         return self.logits(x_BxTxD)
 
 
-def cross_entropy(logits_BxTxV, targets_BxT, weights_BxT=None, z_loss: float = 0.0):
-    """Mean next-token cross-entropy in nats (float32), optionally weighted and with z-loss."""
-    logz_BxT = jax.nn.logsumexp(logits_BxTxV, axis=-1)
-    target_logit_BxT = jnp.take_along_axis(logits_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
-    nll_BxT = logz_BxT - target_logit_BxT
-    if weights_BxT is None:
-        weights_BxT = jnp.ones_like(nll_BxT)
-    denom = jnp.maximum(weights_BxT.sum(), 1.0)
-    loss = (nll_BxT * weights_BxT).sum() / denom
-    total = loss + z_loss * ((logz_BxT**2) * weights_BxT).sum() / denom if z_loss else loss
-    return total, loss
-
-
 def init_model(cfg: ModelConfig, seed: int) -> Transformer:
     return Transformer(cfg, rngs=nnx.Rngs(params=seed))

@@ -28,7 +28,8 @@ from lab.checkpoint import Checkpointer, abstract_like
 from lab.config import RunConfig
 from lab.costs import model_costs
 from lab.data import Corpus, load_corpus, train_batch, val_batches
-from lab.model import Transformer, cross_entropy
+from lab.model import Transformer
+from lab.objectives import make_loss_fn
 from lab.rundir import RunDir, git_sha
 from lab.schedules import make_schedule, warmup_policy
 
@@ -53,8 +54,9 @@ class RunFailed(RuntimeError):
 def resolve_config(cfg: RunConfig, corpus: Corpus) -> RunConfig:
     """Fill in what the corpus decides (vocabulary size) and check the whole config."""
     model = cfg.model
-    if model.vocab_size < corpus.vocab_size:
-        model = dataclasses.replace(model, vocab_size=corpus.vocab_size)
+    needed = corpus.vocab_size + (1 if model.arch == "encoder" else 0)  # + [MASK] for masked LM
+    if model.vocab_size < needed:
+        model = dataclasses.replace(model, vocab_size=needed)
     cfg = dataclasses.replace(cfg, model=model)
     cfg.validate()
     return cfg
@@ -80,22 +82,17 @@ def make_optimizer(cfg: RunConfig):
     return tx, schedule
 
 
-def make_loss_fn(graphdef, cfg: RunConfig):
-    z_loss = cfg.train.z_loss
-
-    def loss_fn(params, batch_BxT1):
-        model = nnx.merge(graphdef, params)
-        logits_BxTxV = model(batch_BxT1[:, :-1])
-        return cross_entropy(logits_BxTxV, batch_BxT1[:, 1:], z_loss=z_loss)
-
-    return loss_fn
+def _loss_fn(graphdef, cfg: RunConfig):
+    return make_loss_fn(graphdef, cfg.model, z_loss=cfg.train.z_loss, mlm_prob=cfg.train.mlm_prob)
 
 
 def make_step(graphdef, tx, schedule, cfg: RunConfig):
-    loss_fn = make_loss_fn(graphdef, cfg)
+    loss_fn = _loss_fn(graphdef, cfg)
+    base_key = jax.random.key(cfg.train.seed)
 
     def step(params, opt_state, batch_BxT1, step_index):
-        (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_BxT1)
+        key = jax.random.fold_in(base_key, step_index)  # MLM masks: a function of (seed, step)
+        (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_BxT1, key)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step_index)}
@@ -105,13 +102,16 @@ def make_step(graphdef, tx, schedule, cfg: RunConfig):
 
 
 def make_eval(graphdef, cfg: RunConfig):
-    loss_fn = make_loss_fn(graphdef, cfg)
+    loss_fn = _loss_fn(graphdef, cfg)
+    eval_key = jax.random.key(0)  # the same MLM masks at every evaluation
 
     def evaluate(params, val_NxBxT1):
-        def body(total, batch):
-            return total + loss_fn(params, batch)[1], None
+        def body(total, indexed):
+            i, batch = indexed
+            return total + loss_fn(params, batch, jax.random.fold_in(eval_key, i))[1], None
 
-        total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), val_NxBxT1)
+        indices = jnp.arange(val_NxBxT1.shape[0])
+        total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (indices, val_NxBxT1))
         return total / val_NxBxT1.shape[0]
 
     return evaluate

@@ -9,7 +9,8 @@ from flax import nnx
 
 from lab.config import ModelConfig
 from lab.costs import model_costs
-from lab.model import Transformer, cross_entropy
+from lab.model import Transformer
+from lab.objectives import cross_entropy
 
 CONFIGS = {
     "tied_rope_layernorm": ModelConfig(vocab_size=256, d_model=128, n_layers=2, n_heads=4, seq_len=128),

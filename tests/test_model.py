@@ -10,7 +10,8 @@ from flax import nnx
 
 from lab.config import ModelConfig
 from lab.layers import attention_mask
-from lab.model import Transformer, cross_entropy
+from lab.model import Transformer
+from lab.objectives import cross_entropy
 
 BASE = ModelConfig(vocab_size=32, d_model=32, n_layers=2, n_heads=4, seq_len=16)
 

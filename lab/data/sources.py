@@ -7,6 +7,9 @@ never imports TFDS), and reads a split's documents through TFDS (`download_and_p
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import dataclasses
 import hashlib
 from pathlib import Path
@@ -78,7 +81,9 @@ def read_split(builder, split: str, decode: Callable) -> list:
 
 
 def _prepare(builder):
-    builder.download_and_prepare(file_format="array_record")
+    # TFDS announces preparation with print(); keep stdout clean for the commands' own output.
+    with contextlib.redirect_stdout(sys.stderr):
+        builder.download_and_prepare(file_format="array_record")
     return builder
 
 
