@@ -8,10 +8,9 @@ never imports TFDS), and reads a split's documents through TFDS (`download_and_p
 from __future__ import annotations
 
 import contextlib
-import sys
-
 import dataclasses
 import hashlib
+import sys
 from pathlib import Path
 from typing import Callable
 
