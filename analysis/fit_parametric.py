@@ -188,7 +188,7 @@ def fit_parametric(data: FitData, delta: float = 1e-3, grid: dict | np.ndarray |
         warnings.append("the best optimum was reached from a single initialisation; the fit may not be the global minimum")
     gmax = float(np.max(np.abs(gp[best])))
     if gmax > 1e-6 * max(objective, 1e-12):
-        warnings.append(f"polish did not fully converge (max |gradient| {gmax:.2e}); try more --polish-iters")
+        warnings.append(f"polish did not fully converge (max |gradient| {gmax:.2e}); raise polish_iters")
     if not (0.01 < law.alpha < 3.0 and 0.01 < law.beta < 3.0):
         warnings.append(f"unusual exponents alpha={law.alpha:.3g}, beta={law.beta:.3g}: the data may not constrain both terms")
     if n <= 10:

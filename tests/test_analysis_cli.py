@@ -137,3 +137,16 @@ def test_lab_cli_wires_the_subcommands(capsys, study_csv):
     code = lab_cli.main(["fit", str(study_csv), "--n-col", "nope"])
     _, err = capsys.readouterr()
     assert code == 2 and err.startswith("lab fit: error: column 'nope'")
+
+
+def test_analysis_never_imports_the_training_stack():
+    import subprocess
+    import sys
+
+    code = ("import sys, analysis, analysis.cli, analysis.fitting, analysis.fit_parametric, analysis.fit_isoflop, "
+            "analysis.fit_envelope, analysis.fit_kaplan, analysis.bootstrap, analysis.backtest, analysis.plots, "
+            "analysis.report, analysis.synthetic, analysis.__main__\n"
+            "bad = [m for m in sys.modules if m == 'lab' or m.startswith(('lab.', 'flax'))]\n"
+            "assert not bad, bad")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
