@@ -166,7 +166,7 @@ def summary_text(r) -> str:
     if r.method == "parametric":
         lines.append(f"  L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}")
         lines.append(f"  objective {r.objective:.7e} ({r.extra['objective_convention']}); {r.extra['n_inits']} inits, "
-                     f"{r.extra["n_inits_at_best"]} of the screened inits reached the best")
+                     f"{r.extra['n_inits_at_best']} of the screened inits reached the best")
     elif r.method == "isoflop":
         opt = r.extra["optima"]
         lines.append(f"  {r.extra['n_budgets_used']} of {r.extra['n_budgets']} budgets used; estimator {r.extra['estimator']}, "
