@@ -60,6 +60,11 @@ class ModelConfig:
     def dec_layers(self) -> int:
         return self.n_dec_layers or self.n_layers
 
+    def with_corpus_vocab(self, corpus_vocab: int) -> "ModelConfig":
+        """The vocabulary this model needs for a corpus: its tokens, plus [MASK] for a masked LM."""
+        needed = corpus_vocab + (1 if self.arch == "encoder" else 0)
+        return self if self.vocab_size >= needed else dataclasses.replace(self, vocab_size=needed)
+
     def validate(self) -> None:
         _choice("model.arch", self.arch, ("decoder", "encoder", "encdec"))
         _choice("model.pos_encoding", self.pos_encoding, ("rope", "learned", "sinusoidal", "none"))

@@ -25,7 +25,7 @@ from flax import nnx
 
 from lab import sharding
 from lab.checkpoint import Checkpointer, abstract_like
-from lab.config import RunConfig
+from lab.config import ConfigError, RunConfig
 from lab.costs import model_costs
 from lab.data import Corpus, load_corpus, train_batch, val_batches
 from lab.model import Transformer
@@ -53,11 +53,7 @@ class RunFailed(RuntimeError):
 
 def resolve_config(cfg: RunConfig, corpus: Corpus) -> RunConfig:
     """Fill in what the corpus decides (vocabulary size) and check the whole config."""
-    model = cfg.model
-    needed = corpus.vocab_size + (1 if model.arch == "encoder" else 0)  # + [MASK] for masked LM
-    if model.vocab_size < needed:
-        model = dataclasses.replace(model, vocab_size=needed)
-    cfg = dataclasses.replace(cfg, model=model)
+    cfg = dataclasses.replace(cfg, model=cfg.model.with_corpus_vocab(corpus.vocab_size))
     cfg.validate()
     return cfg
 
@@ -210,6 +206,10 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: b
         return done
     corpus = load_corpus(cfg.data)
     cfg = resolve_config(cfg, corpus)
+    saved = rundir.read_config() if resume else None
+    if saved is not None and saved.get("config_hash", cfg.hash()) != cfg.hash():
+        raise ConfigError(f"{rundir.path} holds a run of another config ({saved['config_hash']}, this is "
+                          f"{cfg.hash()}); resume it with its own config, or use another directory")
     mesh = sharding.make_mesh(cfg.mesh)
     sharding.param_shardings(abstract_model(cfg)[1], mesh)  # every dimension divides its mesh axes
     costs = model_costs(cfg.model)
@@ -235,7 +235,8 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: b
         "entropy_nats_per_token": corpus.entropy_nats_per_token,
         **(extra_result or {}),
     }
-    rundir.write_config({**cfg.to_dict(), "costs_per_token": costs.per_token(), "warmup_steps": warmup_steps(cfg)})
+    rundir.write_config({**cfg.to_dict(), "config_hash": cfg.hash(), "costs_per_token": costs.per_token(),
+                         "warmup_steps": warmup_steps(cfg)})
     t_start = time.perf_counter()
     try:
         result.update(_Loop(cfg, corpus, rundir, mesh, progress=progress, keep_steps=keep_steps).run())

@@ -219,3 +219,9 @@ def test_concurrent_writers_lose_no_rows(tmp_path):
     upsert_row(path, {"cell_id": "w0-0", "status": "failed"})  # same cell: replaced, not doubled
     rows = read_rows(path)
     assert len(rows) == 100 and [r["status"] for r in rows if r["cell_id"] == "w0-0"] == ["failed"]
+
+
+def test_a_changed_study_does_not_reuse_stale_runs(local_tiny, tmp_path, capsys):
+    changed = write(tmp_path, TINY_ISOFLOP.replace("lr=3e-3", "lr=1e-3"))
+    assert main(["study", str(changed), "--out", str(local_tiny), "--quiet"]) == 2
+    assert "was trained with another config" in capsys.readouterr().err

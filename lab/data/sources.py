@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import sys
+import io
 from pathlib import Path
 from typing import Callable
 
@@ -80,8 +80,8 @@ def read_split(builder, split: str, decode: Callable) -> list:
 
 
 def _prepare(builder):
-    # TFDS announces preparation with print(); keep stdout clean for the commands' own output.
-    with contextlib.redirect_stdout(sys.stderr):
+    # TFDS announces preparation with print(); the commands' own output stays clean.
+    with contextlib.redirect_stdout(io.StringIO()):
         builder.download_and_prepare(file_format="array_record")
     return builder
 

@@ -77,6 +77,9 @@ class StudyRun:
         todo = []
         for cell in self.cells:
             result = _read_result(self.run_dir(cell))
+            if result and result.get("config_hash") not in (None, cell.config.hash()):
+                raise ConfigError(f"{self.run_dir(cell)} was trained with another config than the study now gives "
+                                  f"cell {cell.cell_id}; use a new --out (or remove that run directory)")
             if result and result.get("status") in FINAL:
                 self.status[cell.cell_id] = result["status"]
                 if rows.get(cell.cell_id, {}).get("status") != result["status"]:

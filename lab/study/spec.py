@@ -82,7 +82,6 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
     if study.branches and not study.tokens:
         raise ConfigError(f"study {study.name!r}: branches=True needs an N×D grid (tokens=[...])")
     base = apply_overrides(study.base, [*study.overrides, *extra_overrides])
-    base = dataclasses.replace(base, model=dataclasses.replace(base.model, vocab_size=base.model.vocab_size or vocab_size))
     cells = []
     for seed in study.seeds:
         seeded = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
@@ -90,9 +89,9 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
             if not isinstance(size, dict):
                 raise ConfigError(f"study {study.name!r}: each size must be a dict of model fields, got {size!r}")
             if study.tokens:
-                cells += _grid_cells(study, seeded, size, seed)
+                cells += _grid_cells(study, seeded, size, seed, vocab_size)
             else:
-                cells += _isoflop_cells(study, seeded, size, seed)
+                cells += _isoflop_cells(study, seeded, size, seed, vocab_size)
     if study.budgets and study.window:
         cells = _window(study, cells)
     for c in cells:
@@ -105,9 +104,11 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
     return cells
 
 
-def _configure(study: Study, cfg: RunConfig, size: dict, tokens: int, budget: float | None) -> RunConfig:
+def _configure(study: Study, cfg: RunConfig, size: dict, tokens: int, budget: float | None,
+               vocab_size: int) -> RunConfig:
     try:
         cfg = study.policy(cfg, CellInfo(size=size, tokens=tokens, budget_flops=budget))
+        cfg = dataclasses.replace(cfg, model=cfg.model.with_corpus_vocab(vocab_size))
         return cfg.validate() if cfg.train.tokens or cfg.train.steps else cfg
     except TypeError as e:
         raise ConfigError(f"study {study.name!r}: bad size {size!r}: {e}") from None
@@ -121,9 +122,9 @@ def _check_length(study: Study, cfg: RunConfig, what: str) -> None:
         )
 
 
-def _grid_cells(study: Study, cfg: RunConfig, size: dict, seed: int) -> list[Cell]:
+def _grid_cells(study: Study, cfg: RunConfig, size: dict, seed: int, vocab_size: int) -> list[Cell]:
     tokens = sorted(int(t) for t in study.tokens)
-    cfgs = [_with_tokens(_configure(study, _with_tokens(cfg, t), size, t, None), t) for t in tokens]
+    cfgs = [_with_tokens(_configure(study, _with_tokens(cfg, t), size, t, None, vocab_size), t) for t in tokens]
     label = _size_label(cfgs[0].model)
     ids = [_safe(f"{label}-D{c.total_tokens:.3g}-s{seed}") for c in cfgs]
     if not study.branches:
@@ -143,10 +144,10 @@ def _grid_cells(study: Study, cfg: RunConfig, size: dict, seed: int) -> list[Cel
     return [long, *branches]
 
 
-def _isoflop_cells(study: Study, cfg: RunConfig, size: dict, seed: int) -> list[Cell]:
+def _isoflop_cells(study: Study, cfg: RunConfig, size: dict, seed: int, vocab_size: int) -> list[Cell]:
     cells = []
     for budget in sorted(float(b) for b in study.budgets):
-        shaped = _configure(study, cfg, size, 0, budget)
+        shaped = _configure(study, cfg, size, 0, budget, vocab_size)
         per_token = model_costs(shaped.model).flops_exact
         tokens = max(1, round(budget / per_token))
         c = _with_tokens(shaped, tokens).validate()
