@@ -24,21 +24,27 @@ class Transformer(nnx.Module):
         cfg.validate()
         if cfg.vocab_size <= 0:
             raise ValueError("model.vocab_size is unresolved (0): set it, or let the run take it from the corpus")
-        if cfg.arch == "encdec":
-            raise NotImplementedError("encoder-decoder models are not implemented yet")
         self.cfg = cfg
         V, D, T = cfg.vocab_size, cfg.d_model, cfg.seq_len
         self.embed = param(rngs, (V, D), ("vocab", "embed"), cfg)
         if cfg.pos_encoding == "learned":
             self.pos_embed = param(rngs, (T, D), ("pos", "embed"), cfg)
-        self.blocks = nnx.List([Block(cfg, rngs=rngs, n_residual=cfg.n_layers) for _ in range(cfg.n_layers)])
+        encdec = cfg.arch == "encdec"
+        if encdec:
+            self.enc_blocks = nnx.List([Block(cfg, rngs=rngs, n_residual=cfg.n_layers) for _ in range(cfg.n_layers)])
+            self.enc_norm = Norm(cfg, rngs=rngs)
+        L = cfg.dec_layers if encdec else cfg.n_layers
+        self.blocks = nnx.List([Block(cfg, rngs=rngs, cross=encdec, n_residual=L) for _ in range(L)])
         self.final_norm = Norm(cfg, rngs=rngs)
         if not cfg.tie_embeddings:
             self.head = param(rngs, (D, V), ("embed", "vocab"), cfg)
 
     def embed_tokens(self, tokens_BxT, positions_T):
         cfg = self.cfg
-        x_BxTxD = self.embed[...][tokens_BxT].astype(cfg.dtype)
+        # Gather rows from a table whole along its width (vocab stays split over `tensor`): a
+        # table also split along the width makes XLA replicate it for the gather.
+        table_VxD = constrain(self.embed[...], ("vocab", None))
+        x_BxTxD = table_VxD[tokens_BxT].astype(cfg.dtype)
         if cfg.pos_encoding == "learned":
             x_BxTxD = x_BxTxD + self.pos_embed[...][positions_T].astype(cfg.dtype)
         elif cfg.pos_encoding == "sinusoidal":
