@@ -41,6 +41,8 @@ def _table_args(p: argparse.ArgumentParser) -> None:
                    help="drop the K highest-loss rows (Epoch's refit of Chinchilla dropped 5)")
     g.add_argument("--k", type=_positive_float, default=6.0, help="FLOPs per parameter per token in C = k N D (default 6)")
     g.add_argument("--curve-loss", default=None, help="metrics.jsonl key for training curves (default train_loss, else val_loss)")
+    g.add_argument("--smooth", type=int, default=None, metavar="K",
+                   help="rolling mean over K logged points of each curve (default: 5%% of a run's points for train_loss)")
 
 
 def _fit_args(p: argparse.ArgumentParser) -> None:
@@ -101,7 +103,8 @@ def load_inputs(source, args, need_budget=False):
         from .errors import AnalysisError
 
         try:
-            curves, warnings = load_curves(source, data.frame, data.columns["N"], args.curve_loss)
+            curves, warnings = load_curves(source, data.frame, data.columns["N"], args.curve_loss,
+                                           getattr(args, "smooth", None))
         except AnalysisError as e:
             warnings.append(str(e))
     return data, curves, warnings

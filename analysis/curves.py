@@ -35,42 +35,46 @@ def read_metrics(path: Path, loss_key: str) -> pd.DataFrame:
 
 
 def load_curves(study_dir, results: pd.DataFrame, n_col: str, loss_key: str | None = None,
-                smooth: int = 1) -> tuple[pd.DataFrame, list[str]]:
-    """Curves of every run in `results` that has `<study_dir>/<run_id>/metrics.jsonl`.
+                smooth: int | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Curves of every run in `results` that has a `metrics.jsonl` under `study_dir`, in a directory
+    named by the row's cell_id (a `lab study` lays runs out as DIR/runs/CELL/) or its run_id.
 
     `loss_key` defaults to "train_loss" (Chinchilla's approach 1 used training loss) and falls
-    back to "val_loss". `smooth` > 1 applies a centred rolling mean over that many logged points.
-    Returns (long table, warnings).
+    back to "val_loss". `smooth` > 1 applies a centred rolling mean over that many logged points;
+    None (default) smooths training loss over 5% of each run's points and leaves eval loss alone.
+    Returns (long table with run_id = the matched directory name, warnings).
     """
     study_dir = Path(study_dir)
-    if "run_id" not in results.columns:
-        raise AnalysisError("the results table has no run_id column to match run directories")
+    keys = [c for c in ("cell_id", "run_id") if c in results.columns]
+    if not keys:
+        raise AnalysisError("the results table has no cell_id or run_id column to match run directories")
     files = {p.parent.name: p for p in study_dir.glob("**/metrics.jsonl")}
     warnings, parts = [], []
-    keys = [loss_key] if loss_key else ["train_loss", "val_loss"]
+    loss_keys = [loss_key] if loss_key else ["train_loss", "val_loss"]
     missing = 0
     for _, row in results.iterrows():
-        path = files.get(str(row["run_id"]))
-        if path is None:
+        name = next((str(row[k]) for k in keys if str(row[k]) in files), None)
+        if name is None:
             missing += 1
             continue
-        for key in keys:
-            c = read_metrics(path, key)
+        for key in loss_keys:
+            c = read_metrics(files[name], key)
             if len(c):
                 break
         if not len(c):
             continue
         c = c.sort_values("flops")
         c = c[(c["flops"] > 0) & (c["loss"] > 0) & np.isfinite(c["loss"])]
-        if smooth > 1 and len(c) > smooth:
-            c["loss"] = c["loss"].rolling(smooth, center=True, min_periods=1).mean()
-        c.insert(0, "run_id", row["run_id"])
+        window = (max(1, round(0.05 * len(c))) if key == "train_loss" else 1) if smooth is None else smooth
+        if window > 1 and len(c) > window:
+            c["loss"] = c["loss"].rolling(window, center=True, min_periods=1).mean()
+        c.insert(0, "run_id", name)
         c.insert(1, "N", float(row[n_col]))
         parts.append(c)
     if missing:
         warnings.append(f"{missing} run(s) in the table have no metrics.jsonl under {study_dir}")
     if not parts:
-        raise AnalysisError(f"no training curves found under {study_dir} (looked for <run_id>/metrics.jsonl)")
+        raise AnalysisError(f"no training curves found under {study_dir} (looked for <cell_id or run_id>/metrics.jsonl)")
     return pd.concat(parts, ignore_index=True), warnings
 
 

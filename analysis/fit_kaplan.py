@@ -88,6 +88,9 @@ def fit_kaplan(data: FitData, k: float | None = None, target_flops: float | None
             method = "joint L(N, D)"
         else:
             warnings.append("joint L(N, D) fit failed; L(N) and L(D) are frontier fits")
+    for v in "NDC":
+        if params[f"alpha_{v}"] <= 0:
+            warnings.append(f"L({v}): loss does not fall with {v} (alpha_{v} = {params[f'alpha_{v}']:.3g})")
     if np.isfinite(params["alpha_N"]) and np.isfinite(params["alpha_D"]) and params["alpha_N"] > 0 and params["alpha_D"] > 0:
         joint = KaplanND(params["N_c"], params["alpha_N"], params["D_c"], params["alpha_D"])
         params["a"], params["b"] = joint.a, joint.b

@@ -35,7 +35,8 @@ def run_suite(data, curves, args, methods=("parametric", "isoflop", "envelope", 
             out[name] = fn()
         except AnalysisError as e:
             out[name] = None
-            out["notes"].append(f"{name}: {e}")
+            msg = str(e)
+            out["notes"].append(msg if msg.startswith(f"{name}") else f"{name}: {msg}")
 
     def with_ci(result, **kw):
         if B:

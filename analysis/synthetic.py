@@ -3,6 +3,7 @@ checking a study design before spending compute: does the fit recover what gener
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -27,16 +28,18 @@ def isoflop_table(law: Chinchilla = CHINCHILLA_EPOCH, budgets=(1e17, 3e17, 1e18,
         for j, n in enumerate(n_opt * np.geomspace(1 / span, span, n_per_budget)):
             d = c / (k * n)
             loss = float(law(n, d) * np.exp(noise * rng.standard_normal()))
-            rows.append({"run_id": f"c{c:.0e}_n{j}", "status": "completed", "seed": 0, "params_total": n,
+            cell = f"c{c:.0e}_n{j}"
+            rows.append({"run_id": hashlib.sha1(cell.encode()).hexdigest()[:12], "status": "completed", "seed": 0, "params_total": n,
                          "params_non_embedding": 0.9 * n, "tokens": d, "flops_exact": c, "flops_6n": 6 * n * d,
                          "budget_flops": c, "final_val_loss": loss, "final_train_loss": loss,
-                         "study": "synthetic", "cell_id": f"c{c:.0e}_n{j}"})
+                         "study": "synthetic", "cell_id": cell})
     return pd.DataFrame(rows)
 
 
 def write_study(out: Path, table: pd.DataFrame, law: Chinchilla = CHINCHILLA_EPOCH, k: float = 6.0,
                 n_log: int = 40, noise: float = 0.005, seed: int = 0) -> Path:
-    """A study directory: out/results.csv and out/<run_id>/metrics.jsonl whose train_loss follows
+    """A study directory laid out as `lab study` does: out/results.csv and out/runs/<cell_id>/metrics.jsonl
+    whose train_loss follows
     L(N, D_t) for the tokens D_t seen so far (a run is its own compute-optimal schedule at every
     point, the idealisation behind approach 1), with eval lines every fifth point."""
     rng = np.random.default_rng(seed)
@@ -44,8 +47,8 @@ def write_study(out: Path, table: pd.DataFrame, law: Chinchilla = CHINCHILLA_EPO
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "results.csv", index=False)
     for _, r in table.iterrows():
-        d = out / str(r["run_id"])
-        d.mkdir(exist_ok=True)
+        d = out / "runs" / str(r["cell_id"])
+        d.mkdir(parents=True, exist_ok=True)
         toks = np.geomspace(r["tokens"] / 200, r["tokens"], n_log)
         with open(d / "metrics.jsonl", "w") as fh:
             for i, t in enumerate(toks):

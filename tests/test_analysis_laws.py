@@ -120,7 +120,7 @@ def test_val_loss_curves_and_partial_lines(study, tmp_path):
     data = fit_data(table)
     curves, _ = load_curves(path, data.frame, "params_total", loss_key="val_loss")
     assert curves.groupby("run_id").size().min() == 8  # eval lines every fifth point of 40
-    with open(path / table.run_id[0] / "metrics.jsonl", "a") as fh:
+    with open(path / "runs" / table.cell_id[0] / "metrics.jsonl", "a") as fh:
         fh.write('{"step": 99, "flops": 1')  # a run killed mid-write
     curves2, _ = load_curves(path, data.frame, "params_total")
     assert len(curves2) == 40 * len(table)
