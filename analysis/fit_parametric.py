@@ -89,8 +89,9 @@ def _huber_lse_vg(delta: float, stable: bool):
 
 
 def _padded_size(n: int) -> int:
-    """Pad the point count to a power of two (>= 64) so compiled programs are reused across tables."""
-    return max(64, 1 << (int(n) - 1).bit_length())
+    """Pad the point count to a power of two (>= 256) so that tables up to 256 rows, the usual
+    size of a study, share one compiled program (and one persistent-cache entry)."""
+    return max(256, 1 << (int(n) - 1).bit_length())
 
 
 def _arrays(N, D, L, weights=None):

@@ -16,7 +16,6 @@ Same as:  lab fit ../shared/data/chinchilla_epoch.csv --n-col "Model Size" --c-c
 import argparse
 from pathlib import Path
 
-import numpy as np
 
 from analysis import fit_data, load_table
 from analysis.fit_parametric import bootstrap_parametric, fit_parametric
