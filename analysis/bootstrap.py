@@ -82,6 +82,8 @@ def bootstrap(fit: FitResult, data: FitData | None = None, curves=None, n_boot: 
     """Attach `ci` (percentile intervals) and `bootstrap_samples` to `fit`, and return it."""
     if n_boot < 2:
         raise AnalysisError(f"--bootstrap needs at least 2 resamples, got {n_boot}")
+    if not 0 < level < 1:
+        raise AnalysisError(f"--level must be between 0 and 1, got {level}")
     if fit.method == "parametric":
         from .fit_parametric import bootstrap_parametric
 
