@@ -82,6 +82,10 @@ class ModelConfig:
             raise ConfigError(f"RoPE needs an even head dimension, got {self.head_dim}")
         if min(self.vocab_size, self.n_kv_heads, self.d_ff, self.attn_window, self.attn_global_tokens, self.n_dec_layers) < 0:
             raise ConfigError("model sizes must not be negative")
+        if self.n_dec_layers and self.arch != "encdec":
+            raise ConfigError(f"model.n_dec_layers={self.n_dec_layers} applies only to model.arch=encdec")
+        if self.arch == "encdec" and self.seq_len < 2:
+            raise ConfigError("model.arch=encdec splits each window into source and target: model.seq_len must be >= 2")
 
 
 @dataclass(frozen=True)

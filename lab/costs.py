@@ -19,6 +19,18 @@ FLOPs are per *trained* token (one multiply-add = 2 FLOPs), forward + backward =
 * `flops_6n_total`: 6 · params_total (Hoffmann et al. 2022 count all parameters).
 * `flops_deepseek`: 72·L·D² + 12·L·D·T, DeepSeek LLM's M (non-embedding, attention included).
 
+Encoder-decoder (`arch="encdec"`, objective in `lab.objectives`): a window of seq_len = T tokens
+is read as S = T // 2 source tokens (encoder) and T - S target tokens (decoder); a *trained token*
+is any of these T, so per-token figures × the run's tokens (batch × seq_len per step) are the
+run's totals, as for the other architectures (the loss averages over the T - S decoder
+predictions). `flops_exact` is the window's forward matmuls / T, × 3: encoder layers on S tokens
+with S×S attention; decoder layers on T - S tokens with (T-S)×(T-S) self-attention and
+(T-S)×S cross-attention, whose key/value projections act on the S encoder outputs; the head on
+the T - S decoder tokens only. Parameters add the encoder's final norm and each decoder
+layer's cross-attention (Q/K/V/O) and its norm. `flops_6n` keeps 6·N, which for encdec is ~2×
+the real cost (each token passes through one of the two stacks); `flops_deepseek` takes L =
+encoder + decoder layers.
+
 MFU figures in this project divide the achieved `flops_exact` rate by the hardware peak.
 """
 
@@ -70,15 +82,35 @@ def _layer_params(cfg: ModelConfig, cross: bool) -> tuple[int, int]:
     return n_attn * attn + mlp, (n_attn + 1) * norm
 
 
+def _encdec_forward(cfg: ModelConfig) -> tuple[int, float, float, float]:
+    """(non-embedding params, forward matmul FLOPs, attention part, head part) per trained token."""
+    D, T, V, HE = cfg.d_model, cfg.seq_len, cfg.vocab_size, cfg.n_heads * cfg.head_dim
+    S, Tt, Le, Ld = T // 2, T - T // 2, cfg.n_layers, cfg.dec_layers
+    norm = (2 if cfg.norm == "layernorm" else 1) * D
+    enc_matmul, enc_norms = _layer_params(cfg, cross=False)
+    dec_matmul, dec_norms = _layer_params(cfg, cross=True)
+    cross_kv = 2 * D * cfg.kv_heads * cfg.head_dim  # applied to the S encoder outputs
+    non_embedding = Le * (enc_matmul + enc_norms) + Ld * (dec_matmul + dec_norms) + 2 * norm  # 2 final norms
+    attention = Le * 4 * S * S * HE + Ld * 4 * (Tt * Tt + Tt * S) * HE  # per window
+    head = 2 * D * V * Tt
+    matmuls = 2 * Le * enc_matmul * S + 2 * Ld * ((dec_matmul - cross_kv) * Tt + cross_kv * S)
+    return non_embedding, (matmuls + attention + head) / T, attention / T, head / T
+
+
 def model_costs(cfg: ModelConfig) -> Costs:
     D, L, T, V = cfg.d_model, cfg.n_layers, cfg.seq_len, cfg.vocab_size
-    norm = (2 if cfg.norm == "layernorm" else 1) * D
-    matmul, norms = _layer_params(cfg, cross=False)
-    non_embedding = L * (matmul + norms) + norm  # + final norm
     embedding = V * D + (T * D if cfg.pos_encoding == "learned" else 0)
     head = 0 if cfg.tie_embeddings else D * V
-    attention = L * 2 * 2 * T * cfg.n_heads * cfg.head_dim  # QKᵀ and AV, per query token
-    forward = 2 * L * matmul + attention + 2 * D * V
+    if cfg.arch == "encdec":
+        L = cfg.n_layers + cfg.dec_layers
+        non_embedding, forward, attention, head_flops = _encdec_forward(cfg)
+    else:
+        norm = (2 if cfg.norm == "layernorm" else 1) * D
+        matmul, norms = _layer_params(cfg, cross=False)
+        non_embedding = L * (matmul + norms) + norm  # + final norm
+        attention = L * 2 * 2 * T * cfg.n_heads * cfg.head_dim  # QKᵀ and AV, per query token
+        head_flops = 2 * D * V
+        forward = 2 * L * matmul + attention + head_flops
     return Costs(
         params_non_embedding=non_embedding,
         params_embedding=embedding,
@@ -89,5 +121,5 @@ def model_costs(cfg: ModelConfig) -> Costs:
         flops_6n_total=6.0 * (non_embedding + embedding + head),
         flops_deepseek=72.0 * L * D * D + 12.0 * L * D * T,
         flops_attention=3.0 * attention,
-        flops_head=3.0 * 2 * D * V,
+        flops_head=3.0 * head_flops,
     )

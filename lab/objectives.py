@@ -1,8 +1,15 @@
-"""Training objectives: next-token prediction (decoder) and masked language modelling (encoder).
+"""Training objectives: next-token prediction (decoder), masked language modelling (encoder) and
+sequence-to-sequence continuation (encoder-decoder).
 
-Both are `loss_fn(params, batch_BxT1, key) -> (total, cross_entropy)` in nats per predicted
+All are `loss_fn(params, batch_BxT1, key) -> (total, cross_entropy)` in nats per predicted
 token. The key only matters for MLM, where it draws the masked positions; the training step
 derives it from (seed, step), so masks too are a pure function of the step.
+
+Seq2seq (`arch="encdec"`) on the same windows of seq_len + 1 tokens x[0..T], with S = T // 2:
+the encoder reads the source x[0:S]; the decoder reads x[S:T] with teacher forcing and predicts
+x[S+1:T+1] — it continues the text the encoder has read, its first input being the token right
+after the source. The loss averages over those T - S predicted tokens; the model reads T tokens
+per window (S encoder + T - S decoder), which is what `lab.costs` counts as trained tokens.
 """
 
 from __future__ import annotations
@@ -48,6 +55,15 @@ def make_loss_fn(graphdef, model_cfg, z_loss: float = 0.0, mlm_prob: float = 0.1
             return cross_entropy(logits_BxTxV, tokens_BxT, weights_BxT, z_loss)
 
         return mlm_loss
+
+    if model_cfg.arch == "encdec":
+        S = model_cfg.seq_len // 2
+
+        def seq2seq_loss(params, batch_BxT1, key):
+            logits_BxTxV = nnx.merge(graphdef, params)(batch_BxT1[:, S:-1], source_BxS=batch_BxT1[:, :S])
+            return cross_entropy(logits_BxTxV, batch_BxT1[:, S + 1:], z_loss=z_loss)
+
+        return seq2seq_loss
 
     def next_token_loss(params, batch_BxT1, key):
         logits_BxTxV = nnx.merge(graphdef, params)(batch_BxT1[:, :-1])

@@ -10,13 +10,16 @@ from flax import nnx
 from lab.config import ModelConfig
 from lab.costs import model_costs
 from lab.model import Transformer
-from lab.objectives import cross_entropy
+from lab.objectives import make_loss_fn
 
 CONFIGS = {
     "tied_rope_layernorm": ModelConfig(vocab_size=256, d_model=128, n_layers=2, n_heads=4, seq_len=128),
     "untied_learned_gqa_swiglu_rms": ModelConfig(
         vocab_size=300, d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, seq_len=64, tie_embeddings=False,
         pos_encoding="learned", mlp="swiglu", norm="rmsnorm", d_ff=160),
+    "encdec_untied_learned_gqa": ModelConfig(
+        arch="encdec", vocab_size=256, d_model=128, n_layers=2, n_dec_layers=3, n_heads=4, n_kv_heads=2,
+        seq_len=64, tie_embeddings=False, pos_encoding="learned"),
 }
 
 
@@ -42,16 +45,18 @@ def test_param_counts_match_tree(name):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_flops_exact_matches_xla(name):
     """XLA counts every FLOP of a forward+backward step; ours counts the matmuls only, so ours is
-    a lower bound that must be within 5% (the rest is softmax, norms, activations)."""
+    a lower bound that must be within 5% (the rest is softmax, norms, activations). The loss is
+    the training objective's, so encdec is counted over its source/target split."""
     cfg = CONFIGS[name]
     model = Transformer(cfg, rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
     B = 4
     batch = jnp.zeros((B, cfg.seq_len + 1), jnp.int32)
 
+    loss_fn = make_loss_fn(graphdef, cfg)  # next-token, or encdec's source/target split
+
     def loss(params, batch):
-        logits = nnx.merge(graphdef, params)(batch[:, :-1])
-        return cross_entropy(logits, batch[:, 1:])[0]
+        return loss_fn(params, batch, None)[0]
 
     def xla_flops(fn):
         ca = jax.jit(fn).lower(params, batch).compile().cost_analysis()
@@ -79,3 +84,18 @@ def test_conventions():
     assert totals["flops_exact"] == 1000 * c.flops_exact and totals["tokens"] == 1000
     untied = model_costs(dataclasses.replace(cfg, tie_embeddings=False))
     assert untied.params_head == 64 * 256 and untied.params_total == c.params_total + 64 * 256
+
+
+def test_encdec_conventions():
+    """Encoder on S = T/2 tokens, decoder (with cross-attention) on T - S, per window token."""
+    D, T, V, Le, Ld = 64, 32, 256, 2, 3
+    cfg = ModelConfig(arch="encdec", vocab_size=V, d_model=D, n_layers=Le, n_dec_layers=Ld, n_heads=4, seq_len=T)
+    c = model_costs(cfg)
+    # encoder layer 12·d² + 2 layernorms; decoder layer 16·d² (cross-attention) + 3 layernorms; 2 final norms
+    assert c.params_non_embedding == Le * (12 * D**2 + 4 * D) + Ld * (16 * D**2 + 6 * D) + 4 * D
+    S = Tt = T // 2
+    forward = (2 * Le * 12 * D**2 * S + 2 * Ld * (14 * D**2 * Tt + 2 * D**2 * S)  # cross K/V on the source
+               + Le * 4 * S * S * D + Ld * 4 * (Tt * Tt + Tt * S) * D + 2 * D * V * Tt)
+    assert c.flops_exact == pytest.approx(3 * forward / T, rel=1e-12)
+    assert c.flops_head == pytest.approx(3 * 2 * D * V * Tt / T, rel=1e-12)
+    assert c.flops_deepseek == 72 * (Le + Ld) * D**2 + 12 * (Le + Ld) * D * T
