@@ -144,6 +144,29 @@ def cmd_bench(args) -> int:
     return command(args)
 
 
+def add_sample_parser(sub) -> None:
+    p = sub.add_parser(
+        "sample", help="generate text from a trained run's final checkpoint (KV-cached decoding)",
+        description="Restore RUN_DIR's newest checkpoint and continue a prompt; prints prompt + continuation. "
+        "encdec models encode the prompt (all but its last token) and decode from its last token.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--prompt", default=None, help="text to continue (default: the start of the validation split)")
+    p.add_argument("--tokens", type=int, default=None, metavar="N",
+                   help="new tokens (default: the rest of the context, at least half of it)")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=0, metavar="K", help="sample among the K most likely (0 = all)")
+    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--quant", choices=["int8", "int4"], default=None, help="weight-only quantization (lab.quant)")
+
+    def cmd_sample(args) -> int:
+        from lab.generate import command
+
+        return command(args)
+
+    p.set_defaults(func=cmd_sample)
+
+
 def _launcher_args(args) -> dict:
     if args.launcher == "ray":
         return {"address": args.ray_address, "cpus_per_task": args.cpus_per_run, "gpus_per_task": args.gpus_per_run}
@@ -263,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_study_parser(sub)
     add_bench_parser(sub)
+    add_sample_parser(sub)
     try:
         from analysis.cli import add_parsers
     except ImportError:

@@ -1,0 +1,207 @@
+"""Text generation with a KV cache: prefill the prompt, then decode one token per step.
+
+Each decoder layer keeps preallocated keys and values [B, S_max, K, E] (S_max = prompt + new
+tokens); a step writes the new token's keys/values at its slot with `dynamic_update_slice` and
+attends over the whole cache under the causal (and sliding-window / global-token) mask of the
+slot indices, so unwritten slots are never seen. Prefill and the `lax.scan` over new tokens are one
+jitted program. For encdec the source is encoded once and every layer's cross-attention
+keys/values are computed once; the decoder is cached as above.
+
+    new_BxN = generate(graphdef, model_cfg, params, prompt_BxP, 32, jax.random.key(0), temperature=0.8, top_k=40)
+
+`unpack` maps the stored params to float params inside the jitted program (e.g.
+`lab.quant.dequantize`, so a quantized tree is dequantized on the fly). `lab sample RUN_DIR` is
+the command-line front end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lab.config import ConfigError, RunConfig, from_dict
+from lab.layers import attention_mask
+
+
+def init_cache(cfg, batch: int, length: int) -> list:
+    """Zeroed (k, v) pairs [B, S_max, K, E] in the compute dtype, one per decoder layer."""
+    shape = (batch, length, cfg.kv_heads, cfg.head_dim)
+    n_layers = cfg.dec_layers if cfg.arch == "encdec" else cfg.n_layers
+    return [(jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype)) for _ in range(n_layers)]
+
+
+def cached_forward(model, tokens_BxT, index, cache, cross_kv=None):
+    """Logits [B, T, V] of T new tokens written at cache slots index .. index+T-1 (every earlier
+    slot already filled), and the updated cache. Mirrors `Block.__call__` layer by layer."""
+    cfg = model.cfg
+    T, S_max = tokens_BxT.shape[1], cache[0][0].shape[1]
+    index_T = index + jnp.arange(T)
+    positions_T = index_T + (model.target_start if cfg.arch == "encdec" else 0)
+    mask_TxS = attention_mask(index_T, jnp.arange(S_max), causal=True, window=cfg.attn_window,
+                              global_tokens=cfg.attn_global_tokens)
+    x_BxTxD = model.embed_tokens(tokens_BxT, positions_T)
+    new_cache = []
+    for i, block in enumerate(model.blocks):
+        h_BxTxD = block.attn_norm(x_BxTxD)
+        k_BxTxKxE, v_BxTxKxE = block.attn.project_kv(h_BxTxD, positions_T)
+        k_BxSxKxE = jax.lax.dynamic_update_slice(cache[i][0], k_BxTxKxE.astype(cache[i][0].dtype), (0, index, 0, 0))
+        v_BxSxKxE = jax.lax.dynamic_update_slice(cache[i][1], v_BxTxKxE.astype(cache[i][1].dtype), (0, index, 0, 0))
+        new_cache.append((k_BxSxKxE, v_BxSxKxE))
+        x_BxTxD = x_BxTxD + block.attn(h_BxTxD, mask_TxS, positions_T, kv=(k_BxSxKxE, v_BxSxKxE))
+        if block.cross:  # cross_kv[i] = (k, v) [B, S_src, K, E] of the encoded source, all visible
+            cross_mask = jnp.ones((T, cross_kv[i][0].shape[1]), bool)
+            x_BxTxD = x_BxTxD + block.cross_attn(block.cross_norm(x_BxTxD), cross_mask, kv=cross_kv[i])
+        x_BxTxD = x_BxTxD + block.mlp(block.mlp_norm(x_BxTxD))
+    return model.logits(x_BxTxD), new_cache
+
+
+def sample_logits(logits_BxV, key, temperature: float = 0.0, top_k: int = 0):
+    """Greedy (temperature 0) or a draw from softmax(logits / temperature) over the top k."""
+    if temperature == 0.0:
+        return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+    logits_BxV = logits_BxV / temperature
+    if top_k:
+        kth_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
+        logits_BxV = jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
+    return jax.random.categorical(key, logits_BxV, axis=-1).astype(jnp.int32)
+
+
+def max_new_tokens(cfg, prompt_len: int) -> int:
+    """Tokens that fit after a prompt in the trained context (the decoder's half for encdec)."""
+    context = cfg.seq_len - cfg.seq_len // 2 if cfg.arch == "encdec" else cfg.seq_len
+    return context - prompt_len
+
+
+def generate(graphdef, model_cfg, params, prompt_BxP, n_new: int, key, *, temperature: float = 0.0,
+             top_k: int = 0, source_BxS=None, unpack=None):
+    """`n_new` tokens [B, n_new] continuing `prompt_BxP` (for encdec: the decoder's prefix, given
+    the encoder's `source_BxS` of at most seq_len // 2 tokens). Token i is drawn with
+    fold_in(key, i), so a seed fixes the sample."""
+    cfg, P = model_cfg, prompt_BxP.shape[1]
+    if cfg.arch == "encoder":
+        raise ConfigError("an encoder (masked LM) does not generate text: use a decoder or encdec model")
+    if n_new < 1 or P < 1:
+        raise ConfigError("generation needs a prompt of at least one token and at least one new token")
+    if n_new > max_new_tokens(cfg, P):
+        raise ConfigError(f"a prompt of {P} tokens + {n_new} new ones exceeds the model's trained context "
+                          f"({max_new_tokens(cfg, 0)} decoder positions)")
+    if temperature < 0 or not 0 <= top_k <= cfg.vocab_size:
+        raise ConfigError(f"temperature must be >= 0 and top-k in [0, {cfg.vocab_size}]")
+    if (cfg.arch == "encdec") != (source_BxS is not None):
+        raise ConfigError("an encdec model generates from a source and a decoder prefix; a decoder from a prompt")
+    if source_BxS is not None and not 1 <= source_BxS.shape[1] <= cfg.seq_len // 2:
+        raise ConfigError(f"the source must have 1 to {cfg.seq_len // 2} tokens, got {source_BxS.shape[1]}")
+    fn = _compiled(graphdef, n_new, float(temperature), int(top_k), unpack or _identity)
+    source_BxS = None if source_BxS is None else jnp.asarray(source_BxS, jnp.int32)
+    return fn(params, jnp.asarray(prompt_BxP, jnp.int32), source_BxS, key)
+
+
+def _identity(params):
+    return params
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(graphdef, n_new: int, temperature: float, top_k: int, unpack):
+    def run(params, prompt_BxP, source_BxS, key):
+        model = nnx.merge(graphdef, unpack(params))
+        B, P = prompt_BxP.shape
+        cache = init_cache(model.cfg, B, P + n_new)
+        cross_kv = None if source_BxS is None else model.cross_kv(model.encode(source_BxS))
+        logits_BxPxV, cache = cached_forward(model, prompt_BxP, 0, cache, cross_kv)
+        first_B = sample_logits(logits_BxPxV[:, -1], jax.random.fold_in(key, 0), temperature, top_k)
+
+        def step(carry, i):
+            token_B, cache = carry
+            logits_Bx1xV, cache = cached_forward(model, token_B[:, None], P + i - 1, cache, cross_kv)
+            next_B = sample_logits(logits_Bx1xV[:, 0], jax.random.fold_in(key, i), temperature, top_k)
+            return (next_B, cache), next_B
+
+        _, rest_NxB = jax.lax.scan(step, (first_B, cache), jnp.arange(1, n_new))
+        return jnp.concatenate([first_B[:, None], rest_NxB.T], axis=1)
+
+    return jax.jit(run)
+
+
+# ----------------------------------------------------------------------------- lab sample
+
+
+def load_run(run_dir):
+    """(RunConfig, graphdef, params) of a run directory's newest intact checkpoint."""
+    from lab import sharding
+    from lab.checkpoint import Checkpointer
+    from lab.train import abstract_model, make_optimizer
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
+    saved = json.loads((run_dir / "config.json").read_text())
+    cfg = from_dict(RunConfig, {k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(RunConfig)}})
+    if not (run_dir / "checkpoints").is_dir():
+        raise ConfigError(f"{run_dir} has no checkpoints")
+    graphdef, abstract_params = abstract_model(cfg)
+    tx, _ = make_optimizer(cfg)
+    abstract = jax.eval_shape(lambda p: (p, tx.init(p)), nnx.to_pure_dict(abstract_params))  # what train saves
+    rep = sharding.replicated(sharding.make_mesh(""))
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
+    ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
+    try:
+        restored = ckpt.restore_latest(abstract)
+    finally:
+        ckpt.close()
+    if restored is None:
+        raise ConfigError(f"{run_dir} has no intact checkpoint")
+    return cfg, graphdef, restored[1][0]
+
+
+def encode_text(corpus, text: str) -> np.ndarray:
+    """Token ids of `text` under the corpus's tokenizer."""
+    from lab.data import tokenizer
+
+    if corpus.tokenizer.startswith("bpe"):
+        return tokenizer.encode_bpe(tokenizer.load_bpe(corpus.tokenizer_path), [text]).astype(np.int32)
+    if corpus.tokenizer == "symbols":
+        try:
+            return np.array([int(s) for s in text.split()], np.int32)
+        except ValueError:
+            raise ConfigError("this corpus's tokens are symbols: give the prompt as integers, e.g. '3 1 4'") from None
+    return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32)
+
+
+def command(args) -> int:
+    from lab.data import load_corpus
+
+    cfg, graphdef, params = load_run(args.run_dir)
+    m = cfg.model
+    if m.arch == "encoder":
+        raise ConfigError(f"{args.run_dir} is an encoder (masked LM) and does not generate text")
+    corpus = load_corpus(cfg.data)
+    default_len = m.seq_len // 2 + (1 if m.arch == "encdec" else 0)
+    ids = encode_text(corpus, args.prompt) if args.prompt is not None else np.asarray(corpus.val[:default_len], np.int32)
+    if len(ids) < (2 if m.arch == "encdec" else 1):
+        raise ConfigError("the prompt is empty" if len(ids) == 0 else "an encdec model needs a prompt of 2+ tokens")
+    if m.arch == "encdec":  # the encoder reads all but the last token; the decoder starts from it
+        source, prompt = ids[:-1][-(m.seq_len // 2):][None], ids[-1:][None]
+    else:
+        source, prompt = None, ids[None]
+    room = max_new_tokens(m, 1)  # the most new tokens after a one-token prompt
+    n_new = args.tokens if args.tokens is not None else max(max_new_tokens(m, prompt.shape[1]), room // 2)
+    if not 1 <= n_new <= room:
+        raise ConfigError(f"--tokens must lie in [1, {room}] for this model's context")
+    prompt = prompt[:, prompt.shape[1] - min(prompt.shape[1], room + 1 - n_new):]  # keep the end that fits
+    unpack = None
+    if args.quant:
+        from lab.quant import dequantize, quantize
+
+        params, unpack = quantize(params, bits=int(args.quant[3:])), dequantize
+    new = generate(graphdef, m, params, prompt, n_new, jax.random.key(args.seed), temperature=args.temperature,
+                   top_k=args.top_k, source_BxS=source, unpack=unpack)
+    sys.stdout.write(corpus.decode(ids) + corpus.decode(np.asarray(new[0])) + "\n")
+    return 0
