@@ -119,21 +119,31 @@ def abstract_model(cfg: RunConfig):
     return nnx.split(abstract, nnx.Param)
 
 
-def init_state(cfg: RunConfig, mesh):
-    """Parameters and optimizer state, created directly in their shardings."""
-    graphdef, abstract_params = abstract_model(cfg)
-    param_sh = sharding.param_shardings(abstract_params, mesh)
-    tx, schedule = make_optimizer(cfg)
-
+def _create(cfg: RunConfig, tx):
     def create():
         model = Transformer(cfg.model, rngs=nnx.Rngs(params=cfg.train.seed))
         params = nnx.to_pure_dict(nnx.split(model, nnx.Param)[1])
         return params, tx.init(params)
 
-    abstract_opt = jax.eval_shape(lambda: create()[1])
-    opt_sh = optax.tree_map_params(tx, lambda _, s: s, abstract_opt, param_sh,
+    return create
+
+
+def state_shardings(cfg: RunConfig, mesh, tx):
+    """(param shardings, optimizer-state shardings, abstract (params, opt_state)) — no allocation.
+    Adam's moments take their parameter's sharding; scalars (step counts) are replicated."""
+    param_sh = sharding.param_shardings(abstract_model(cfg)[1], mesh)
+    abstract = jax.eval_shape(_create(cfg, tx))
+    opt_sh = optax.tree_map_params(tx, lambda _, s: s, abstract[1], param_sh,
                                    transform_non_params=lambda _: sharding.replicated(mesh))
-    params, opt_state = jax.jit(create, out_shardings=(param_sh, opt_sh))()
+    return param_sh, opt_sh, abstract
+
+
+def init_state(cfg: RunConfig, mesh):
+    """Parameters and optimizer state, created directly in their shardings."""
+    graphdef = abstract_model(cfg)[0]
+    tx, schedule = make_optimizer(cfg)
+    param_sh, opt_sh, _ = state_shardings(cfg, mesh, tx)
+    params, opt_state = jax.jit(_create(cfg, tx), out_shardings=(param_sh, opt_sh))()
     return graphdef, tx, schedule, params, opt_state, (param_sh, opt_sh)
 
 

@@ -35,24 +35,25 @@ def test_rules_are_strict():
 
 WORKER = """
 import json, dataclasses, jax
-from flax import nnx
 from lab import sharding
 from lab.config import RunConfig, from_dict
-from lab.train import init_state, train
+from lab.train import make_optimizer, state_shardings, train
 cfg = from_dict(RunConfig, json.loads({cfg!r}))
 out = {{}}
 for spec in {meshes!r}:
     c = dataclasses.replace(cfg, mesh=spec)
     mesh = sharding.make_mesh(spec)
-    with jax.set_mesh(mesh):
-        _, _, _, params, opt_state, _ = init_state(dataclasses.replace(c, model=dataclasses.replace(c.model, vocab_size=256)), mesh)
-    flat = {{"/".join(map(str, k)): v for k, v in nnx.to_flat_state(nnx.State(params))}}
-    mu = opt_state[1][0].mu
+    resolved = dataclasses.replace(c, model=dataclasses.replace(c.model, vocab_size=256))
+    param_sh, opt_sh, (params, opt_state) = state_shardings(resolved, mesh, make_optimizer(resolved)[0])
+    flat = lambda tree: {{"/".join(str(getattr(k, "key", k)) for k in path): v
+                         for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}}
+    shapes, shs = flat(params), flat(param_sh)
+    mu = opt_sh[1][0].mu
     out[spec] = {{
-        "specs": {{k: [str(a) for a in v.sharding.spec] for k, v in flat.items()}},
-        "shard_shapes": {{k: list(v.addressable_shards[0].data.shape) for k, v in flat.items()}},
-        "shapes": {{k: list(v.shape) for k, v in flat.items()}},
-        "mu_embed_shard": list(mu["embed"].addressable_shards[0].data.shape),
+        "specs": {{k: [str(a) for a in v.spec] for k, v in shs.items()}},
+        "shard_shapes": {{k: list(shs[k].shard_shape(v.shape)) for k, v in shapes.items()}},
+        "shapes": {{k: list(v.shape) for k, v in shapes.items()}},
+        "mu_embed_shard": list(mu["embed"].shard_shape(params["embed"].shape)),
         "result": train(c, {root!r} + "/" + spec.replace(",", "_").replace("=", ""), progress=False),
     }}
 print("RESULT" + json.dumps(out))

@@ -31,21 +31,21 @@ def test_tiny_preset_trains_on_the_stdlib(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["status"] == "completed"
 
 
-def synthetic_run(tmp_path, steps):
+def synthetic_run(tmp_path, steps, seq_len=128):
     out = tmp_path / "syn"
     assert main(["train", "--data", "synthetic", "--steps", str(steps), "--out", str(out), "--quiet",
-                 "--set", "train.eval_every=" + str(steps // 6)]) == 0
+                 "--set", "train.eval_every=" + str(steps // 6), "--set", f"model.seq_len={seq_len}"]) == 0
     result = json.loads((out / "result.json").read_text())
     evals = [json.loads(l)["val_loss"] for l in (out / "metrics.jsonl").read_text().splitlines() if "val_loss" in l]
     return result, evals
 
 
 def test_synthetic_loss_approaches_entropy_from_above(tmp_path):
-    result, evals = synthetic_run(tmp_path, 600)
+    result, evals = synthetic_run(tmp_path, 400, seq_len=64)
     entropy = result["entropy_nats_per_token"]
     assert entropy == pytest.approx(1.10895, abs=1e-4)  # markov1's exact rate (nats/token)
     assert all(v > entropy for v in evals)  # never below the irreducible loss
-    assert evals[-1] < evals[0] and evals[-1] - entropy < 0.2  # most of the way down (unigram entropy: 3.76)
+    assert evals[-1] < evals[0] and evals[-1] - entropy < 0.1  # most of the way down (unigram entropy: 3.76)
 
 
 @pytest.mark.slow
