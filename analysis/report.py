@@ -45,7 +45,7 @@ def write_report(source, args, out: Path | None = None) -> Path:
     L += ["## Data", "",
           f"- {len(data)} runs used (filter: status={args.status}{', where ' + repr(args.where) if args.where else ''}"
           f"{', ' + status if status else ''})",
-          f"- columns: " + ", ".join(f"{k} = `{v}`" for k, v in data.columns.items()),
+          "- columns: " + ", ".join(f"{k} = `{v}`" for k, v in data.columns.items()),
           f"- N {data.N.min():.3g} – {data.N.max():.3g}; D {data.D.min():.3g} – {data.D.max():.3g}; "
           f"C {data.C.min():.3g} – {data.C.max():.3g} FLOPs; loss {data.L.min():.4g} – {data.L.max():.4g}",
           f"- training curves: {'%d runs' % curves['run_id'].nunique() if curves is not None else 'none (envelope of final points)'}",

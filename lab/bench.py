@@ -14,7 +14,7 @@ Formulas (all FLOP counts are per trained token from `lab.costs`; one multiply-a
   over the full T×T square, not halved for causality).
 * attention share = flops_attention / flops_exact (a share of FLOPs, not of time).
 
-The step is `lab.train.make_step` on random tokens, compiled once with the run's shardings; data
+The step is `lab.step.make_step` on random tokens, compiled once with the run's shardings; data
 loading is not timed. Speed targets belong here, never in timed unit tests.
 """
 
@@ -129,7 +129,7 @@ def time_step(cfg: RunConfig, steps: int, warmup: int) -> dict:
     import numpy as np
 
     from lab import sharding
-    from lab.train import init_state, make_step
+    from lab.step import init_state, make_step
 
     mesh = sharding.make_mesh(cfg.mesh)
     with jax.set_mesh(mesh):
@@ -263,7 +263,7 @@ def format_report(res: dict) -> str:
                      f"  (best of {m['repeats']})")
     lines.append(f"  nominal: {si(nominal['flops_per_s'])} bf16 dense — {nominal['source']}" if nominal else
                  "  nominal: none known for this device; MFU uses the measured peak only")
-    lines += ["", "Training step (lab.train.make_step on random tokens; data loading not timed):"]
+    lines += ["", "Training step (lab.step.make_step on random tokens; data loading not timed):"]
     head = (f"  {'model':<8} {'dtype':<9} {'params':>9} {'tok/step':>8} {'compile':>8} {'step':>9} {'tok/s':>9}"
             f" {'exact':>11} {'6N':>11} {'6N_total':>11} {'deepseek':>11} {'MFU':>6}"
             + (f" {'MFU_nom':>7}" if nominal else "") + f" {'attn':>5}")

@@ -86,20 +86,18 @@ def add_study_parser(sub) -> None:
 def cmd_study(args) -> int:
     from pathlib import Path
 
+    from lab.config import apply_overrides
+    from lab.data import load_corpus
     from lab.study.load import load_study
+    from lab.study.runner import describe, run_study
     from lab.study.spec import expand
 
     study = load_study(args.file)
     if not args.dry_run and not args.out:
         raise ConfigError("--out DIR is required (or use --dry-run)")
-    from lab.data import load_corpus  # the vocabulary decides the head's size and so the FLOPs
-
-    from lab.config import apply_overrides
-
     base = apply_overrides(study.base, list(study.overrides) + args.overrides)
+    # the corpus's vocabulary sizes the embedding and head, and so every cell's FLOPs
     cells = expand(study, load_corpus(base.data).vocab_size, args.overrides)
-    from lab.study.runner import describe, run_study
-
     if args.dry_run:
         timing = None
         if not args.no_timing:

@@ -137,7 +137,7 @@ def load_run(run_dir):
     """(RunConfig, graphdef, params) of a run directory's newest intact checkpoint."""
     from lab import sharding
     from lab.checkpoint import Checkpointer
-    from lab.train import abstract_model, make_optimizer
+    from lab.step import abstract_model, make_optimizer
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():

@@ -13,9 +13,7 @@ XLA's own FLOP count.
 
 from __future__ import annotations
 
-import math
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 

@@ -37,7 +37,8 @@ WORKER = """
 import json, dataclasses, jax
 from lab import sharding
 from lab.config import RunConfig, from_dict
-from lab.train import make_optimizer, state_shardings, train
+from lab.step import make_optimizer, state_shardings
+from lab.train import train
 cfg = from_dict(RunConfig, json.loads({cfg!r}))
 out = {{}}
 for spec in {meshes!r}:

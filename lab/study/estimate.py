@@ -14,7 +14,7 @@ from lab.study.spec import Cell
 
 
 def step_seconds(cells: list[Cell], repeats: int = 5) -> dict:
-    from lab.train import init_state, make_step
+    from lab.step import init_state, make_step
 
     out = {}
     mesh = sharding.make_mesh("")
