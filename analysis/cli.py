@@ -39,7 +39,9 @@ def _table_args(p: argparse.ArgumentParser) -> None:
                    help="keep rows with this status if the table has a status column ('any' keeps all; default completed)")
     g.add_argument("--drop-highest-loss", type=int, default=0, metavar="K",
                    help="drop the K highest-loss rows (Epoch's refit of Chinchilla dropped 5)")
-    g.add_argument("--k", type=_positive_float, default=6.0, help="FLOPs per parameter per token in C = k N D (default 6)")
+    g.add_argument("--k", type=_positive_float, default=None,
+                   help="FLOPs per parameter per token in C = k N D (default: median C/(N D) when the table "
+                   "has both columns, else 6)")
     g.add_argument("--curve-loss", default=None, help="metrics.jsonl key for training curves (default train_loss, else val_loss)")
     g.add_argument("--smooth", type=int, default=None, metavar="K",
                    help="rolling mean over K logged points of each curve (default: 5%% of a run's points for train_loss)")

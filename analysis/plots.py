@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
 plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.25,
                      "axes.spines.top": False, "axes.spines.right": False})
@@ -30,6 +30,9 @@ plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid
 
 def _save(fig, df: pd.DataFrame, out: Path, name: str, formats=("png", "svg")) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
+    for ax in fig.axes:  # log axes spanning less than a decade label their minor ticks, crowding them
+        if ax.get_xscale() == "log":
+            ax.xaxis.set_minor_formatter(NullFormatter())
     paths = []
     for fmt in formats:
         p = out / f"{name}.{fmt}"

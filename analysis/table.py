@@ -125,12 +125,15 @@ class FitData:
 
 
 def fit_data(df: pd.DataFrame, n_col=None, d_col=None, c_col=None, loss_col=None, budget_col=None,
-             where=None, status="completed", k: float = K_DEFAULT, need_budget=False,
+             where=None, status="completed", k: float | None = None, need_budget=False,
              drop_highest: int = 0) -> FitData:
     """Filter `df` and resolve its N, D, C, loss (and budget) columns into a `FitData`.
 
     D defaults to a tokens column; without one it is derived as C / (k N) (Epoch's choice for the
     Chinchilla data). C defaults to an exact-FLOPs column; without one it is k N D.
+    k (FLOPs per parameter per token in C = k N D, used for compute-optimal allocations) is given,
+    or, when the table has both C and D, the median of C / (N D) over its rows — the run family's
+    own exact cost — else 6.
     `drop_highest` drops the rows holding the `drop_highest` highest losses (Epoch dropped 5).
     """
     df = filter_rows(df, where=where, status=status)
@@ -154,6 +157,10 @@ def fit_data(df: pd.DataFrame, n_col=None, d_col=None, c_col=None, loss_col=None
     if ccol is not None:
         C = numeric_column(df, ccol, "C")
         cols["C"] = ccol
+    if k is None:
+        k = float(np.median(C / (N * D))) if (ccol is not None and dcol is not None) else K_DEFAULT
+        if ccol is not None and dcol is not None:
+            cols["k"] = f"median {ccol}/(N*{dcol}) = {k:.4g}"
     if dcol is None:
         D = C / (k * N)
         cols["D"] = f"{ccol}/({k:g}*N)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import shutil
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -198,6 +199,8 @@ class _Loop:
     def run(self) -> dict:
         with jax.set_mesh(self.mesh), _StopFlag() as stop:
             facts = self.compile()
+            if self.progress and self.rundir.writer:
+                print(_memory_line(facts, self.mesh), file=sys.stderr)
             ckpt = Checkpointer(self.rundir.checkpoints, keep=self.cfg.keep_checkpoints)
             try:
                 start = self.restore(ckpt)
@@ -278,6 +281,14 @@ class _Loop:
         if log:
             self.rundir.log(rec)
         return rec
+
+
+def _memory_line(facts: dict, mesh) -> str:
+    mb = lambda key: facts.get(key, 0) / 2**20
+    return (f"compiled step in {facts['compile_s']:.1f}s on mesh {dict(mesh.shape)}; per device: params "
+            f"{mb('param_bytes_per_device'):.2f} MiB, optimizer {mb('opt_state_bytes_per_device'):.2f} MiB, "
+            f"step arguments {mb('step_argument_size_in_bytes'):.2f} MiB, temporaries "
+            f"{mb('step_temp_size_in_bytes'):.2f} MiB (XLA memory analysis)")
 
 
 def _progress(total: int, initial: int, enabled: bool):
