@@ -11,7 +11,7 @@ IsoFLOP curve has an interior minimum. Batch 8 x 128 tokens keeps the step count
     lab fit runs/isoflop_cpu --method isoflop --bootstrap 200
     lab report runs/isoflop_cpu
 
-Measured 2026-11-26 on an idle 2-core AMD EPYC VM (16 min 11 s, 15 cells, all completed): every
+Measured 2026-11-25 on an idle 2-core AMD EPYC VM (16 min 11 s, 15 cells, all completed): every
 budget has an interior minimum — N_opt ≈ 2.6e4, 5.3e4, 8.4e4 total parameters at C = 3e11, 9e11,
 2.7e12 flops_exact (best val loss 1.90, 1.56, 1.32 nats/byte); `lab fit --method isoflop
 --bootstrap 200` gives N_opt ∝ C^0.53 [0.41, 0.67] and D_opt ∝ C^0.54 [0.44, 0.63] (95% CIs); the
