@@ -203,19 +203,15 @@ def build_config(args):
 def _saved_config(args):
     """On --resume the run's own config.json decides; only the mesh and checkpoint interval may
     change (a resumed run may land on other hardware). Other settings are an error."""
-    from pathlib import Path
+    from lab.rundir import read_config
 
-    from lab.config import RunConfig, from_dict
-
-    path = Path(args.out) / "config.json"
-    if not path.exists():
+    cfg = read_config(args.out)
+    if cfg is None:
         return None
     changed = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--tokens", args.tokens),
                                         ("--steps", args.steps), ("--seed", args.seed)) if value is not None]
     if changed or args.overrides:
         raise ConfigError(f"--resume continues the saved config of {args.out}; drop {', '.join(changed) or '--set'}")
-    saved = json.loads(path.read_text())
-    cfg = from_dict(RunConfig, {k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(RunConfig)}})
     if args.mesh is not None:
         cfg = dataclasses.replace(cfg, mesh=args.mesh)
     if args.checkpoint_every is not None:

@@ -16,9 +16,7 @@ the command-line front end.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import sys
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lab.config import ConfigError, RunConfig, from_dict
+from lab.config import ConfigError
 from lab.layers import attention_mask
 
 
@@ -136,21 +134,20 @@ def _compiled(graphdef, n_new: int, temperature: float, top_k: int, unpack):
 def load_run(run_dir):
     """(RunConfig, graphdef, params) of a run directory's newest intact checkpoint."""
     from lab import sharding
-    from lab.checkpoint import Checkpointer
-    from lab.step import abstract_model, make_optimizer
+    from lab.checkpoint import Checkpointer, abstract_like
+    from lab.rundir import read_config
+    from lab.step import abstract_model, make_optimizer, state_shardings
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
+    cfg = read_config(run_dir)
+    if cfg is None:
         raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
-    saved = json.loads((run_dir / "config.json").read_text())
-    cfg = from_dict(RunConfig, {k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(RunConfig)}})
     if not (run_dir / "checkpoints").is_dir():
         raise ConfigError(f"{run_dir} has no checkpoints")
-    graphdef, abstract_params = abstract_model(cfg)
+    graphdef = abstract_model(cfg)[0]
     tx, _ = make_optimizer(cfg)
-    abstract = jax.eval_shape(lambda p: (p, tx.init(p)), nnx.to_pure_dict(abstract_params))  # what train saves
-    rep = sharding.replicated(sharding.make_mesh(""))
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
+    param_sh, opt_sh, abstract = state_shardings(cfg, sharding.make_mesh(""), tx)  # what train saves, on 1 device
+    abstract = abstract_like(abstract, (param_sh, opt_sh))
     ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
     try:
         restored = ckpt.restore_latest(abstract)

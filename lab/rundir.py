@@ -21,6 +21,20 @@ from lab.config import ConfigError
 CONFIG, METRICS, RESULT, ERROR = "config.json", "metrics.jsonl", "result.json", "error.txt"
 
 
+def read_config(run_dir):
+    """The RunConfig saved in RUN_DIR/config.json (keys it does not know, e.g. derived costs, are
+    ignored), or None when the file is absent."""
+    import dataclasses
+
+    from lab.config import RunConfig, from_dict
+
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    return from_dict(RunConfig, {k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(RunConfig)}})
+
+
 def clean_json(value):
     """Non-finite floats become null (strict JSON); numpy scalars become Python numbers."""
     if isinstance(value, dict):
