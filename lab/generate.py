@@ -38,7 +38,7 @@ def init_cache(cfg, batch: int, length: int) -> list:
 
 def cached_forward(model, tokens_BxT, index, cache, cross_kv=None):
     """Logits [B, T, V] of T new tokens written at cache slots index .. index+T-1 (every earlier
-    slot already filled), and the updated cache. Mirrors `Block.__call__` layer by layer."""
+    slot already filled), and the updated cache."""
     cfg = model.cfg
     T, S_max = tokens_BxT.shape[1], cache[0][0].shape[1]
     index_T = index + jnp.arange(T)
@@ -46,18 +46,12 @@ def cached_forward(model, tokens_BxT, index, cache, cross_kv=None):
     mask_TxS = attention_mask(index_T, jnp.arange(S_max), causal=True, window=cfg.attn_window,
                               global_tokens=cfg.attn_global_tokens)
     x_BxTxD = model.embed_tokens(tokens_BxT, positions_T)
+    cross_mask_TxS = None if cross_kv is None else jnp.ones((T, cross_kv[0][0].shape[1]), bool)
     new_cache = []
     for i, block in enumerate(model.blocks):
-        h_BxTxD = block.attn_norm(x_BxTxD)
-        k_BxTxKxE, v_BxTxKxE = block.attn.project_kv(h_BxTxD, positions_T)
-        k_BxSxKxE = jax.lax.dynamic_update_slice(cache[i][0], k_BxTxKxE.astype(cache[i][0].dtype), (0, index, 0, 0))
-        v_BxSxKxE = jax.lax.dynamic_update_slice(cache[i][1], v_BxTxKxE.astype(cache[i][1].dtype), (0, index, 0, 0))
-        new_cache.append((k_BxSxKxE, v_BxSxKxE))
-        x_BxTxD = x_BxTxD + block.attn(h_BxTxD, mask_TxS, positions_T, kv=(k_BxSxKxE, v_BxSxKxE))
-        if block.cross:  # cross_kv[i] = (k, v) [B, S_src, K, E] of the encoded source, all visible
-            cross_mask = jnp.ones((T, cross_kv[i][0].shape[1]), bool)
-            x_BxTxD = x_BxTxD + block.cross_attn(block.cross_norm(x_BxTxD), cross_mask, kv=cross_kv[i])
-        x_BxTxD = x_BxTxD + block.mlp(block.mlp_norm(x_BxTxD))
+        x_BxTxD, kv = block(x_BxTxD, mask_TxS, positions_T, cache=(*cache[i], index),
+                            cross_kv=None if cross_kv is None else cross_kv[i], cross_mask_TxS=cross_mask_TxS)
+        new_cache.append(kv)
     return model.logits(x_BxTxD), new_cache
 
 

@@ -172,8 +172,19 @@ class Block(nnx.Module):
         self.mlp_norm = Norm(cfg, rngs=rngs)
         self.mlp = MLP(cfg, rngs=rngs, out_std=out_std)
 
-    def __call__(self, x_BxTxD, mask_TxS, positions_T, *, kv=None, cross_kv=None, cross_mask_TxS=None):
-        x_BxTxD = x_BxTxD + self.attn(self.attn_norm(x_BxTxD), mask_TxS, positions_T, kv=kv)
+    def __call__(self, x_BxTxD, mask_TxS, positions_T, *, cache=None, cross_kv=None, cross_mask_TxS=None):
+        """With `cache` = (k_BxSxKxE, v_BxSxKxE, index) (generation), this call's keys/values are
+        written at slots index .. index+T-1, attention reads the whole cache (`mask_TxS` over its
+        slots), and the result is (x, (k, v)) with the updated cache; otherwise x alone."""
+        h_BxTxD = self.attn_norm(x_BxTxD)
+        kv = None
+        if cache is not None:
+            k_cache, v_cache, index = cache
+            k_BxTxKxE, v_BxTxKxE = self.attn.project_kv(h_BxTxD, positions_T)
+            kv = (jax.lax.dynamic_update_slice(k_cache, k_BxTxKxE.astype(k_cache.dtype), (0, index, 0, 0)),
+                  jax.lax.dynamic_update_slice(v_cache, v_BxTxKxE.astype(v_cache.dtype), (0, index, 0, 0)))
+        x_BxTxD = x_BxTxD + self.attn(h_BxTxD, mask_TxS, positions_T, kv=kv)
         if self.cross:
             x_BxTxD = x_BxTxD + self.cross_attn(self.cross_norm(x_BxTxD), cross_mask_TxS, kv=cross_kv)
-        return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))
+        x_BxTxD = x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))
+        return x_BxTxD if cache is None else (x_BxTxD, kv)

@@ -13,7 +13,6 @@ XLA's own FLOP count.
 
 from __future__ import annotations
 
-
 import jax.numpy as jnp
 from flax import nnx
 
