@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from .cli import add_parsers
-from .errors import AnalysisError
+from .errors import run_command
 
 
 def main(argv=None) -> int:
@@ -12,11 +12,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_parsers(sub)
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except AnalysisError as e:
-        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    return run_command(f"{parser.prog} {args.command}", args.func, args)
 
 
 if __name__ == "__main__":

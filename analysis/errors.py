@@ -4,3 +4,30 @@
 class AnalysisError(ValueError):
     """A problem with the user's table or options. Its message is one line naming the problem;
     command-line front ends print it as ``<prog>: error: <message>`` and exit with status 2."""
+
+
+def run_command(prog: str, func, args, user_errors: tuple = ()) -> int:
+    """Run a command-line handler `func(args) -> int` under the one convention of every front end
+    (`lab ...` and `python -m analysis ...`): a user-caused error (AnalysisError, `user_errors`, a
+    full disk) prints one line ``<prog>: error: <message>`` on stderr and returns 2; Ctrl-C returns 130."""
+    import errno
+    import sys
+
+    try:
+        return func(args)
+    except (AnalysisError, *user_errors) as e:
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"{prog}: error: disk full writing {e.filename or 'a file'} ({e.strerror}); free space and run "
+              "the same command again", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__

@@ -39,8 +39,10 @@ def _same_fingerprint(a, b, rtol: float = 1e-4) -> bool:
 
 
 class Checkpointer:
-    def __init__(self, directory: Path, *, keep: int = 2, async_save: bool = True):
+    def __init__(self, directory: Path, *, keep: int = 2, async_save: bool = True, set_aside: Path | None = None):
         self.directory = Path(directory).absolute()
+        # where damaged checkpoints are moved (kept, never deleted); the run directory decides
+        self.set_aside_dir = Path(set_aside).absolute() if set_aside else self.directory.parent / "checkpoints_corrupted"
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -89,7 +91,7 @@ class Checkpointer:
 
     def _set_aside(self, step: int) -> Path:
         """Move a damaged checkpoint out of the manager's way (kept, not deleted)."""
-        target = self.directory.parent / "checkpoints_corrupted" / str(step)
+        target = self.set_aside_dir / str(step)
         if jax.process_index() == 0:
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():

@@ -11,9 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
+
+
+MAX_BPE_VOCAB = 1 << 20  # larger vocabularies are refused here, not by an abort inside the tokenizer library
 
 
 class ConfigError(ValueError):
@@ -107,7 +111,7 @@ class DataConfig:
         if not (self.name in ("python_stdlib", "synthetic") or self.name.startswith(("tfds:", "synthetic/"))):
             raise ConfigError(f"unknown dataset {self.name!r}: use python_stdlib, synthetic[/VARIANT] or tfds:NAME")
         _positive("data.val_tokens", self.val_tokens)
-        _positive("data.bpe_vocab_size", self.bpe_vocab_size)
+        _within("data.bpe_vocab_size", self.bpe_vocab_size, 1, MAX_BPE_VOCAB)
         if self.tokenizer == "bpe" and self.bpe_vocab_size <= 256:
             raise ConfigError(f"data.bpe_vocab_size={self.bpe_vocab_size} must exceed the 256 byte symbols")
 
@@ -139,6 +143,14 @@ class TrainConfig:
         _choice("train.schedule", self.schedule, ("wsd", "cosine", "constant"))
         _positive("train.batch_size", self.batch_size)
         _positive("train.lr", self.lr)
+        _within("train.seed", self.seed, 0, 2**32 - 1)
+        _within("train.beta1", self.beta1, 0.0, 1.0, open_hi=True)
+        _within("train.beta2", self.beta2, 0.0, 1.0, open_hi=True)
+        _positive("train.eps", self.eps)
+        for name in ("grad_clip", "weight_decay", "z_loss", "eval_every", "log_every"):
+            _within(f"train.{name}", getattr(self, name), 0, math.inf)
+        _within("train.mlm_prob", self.mlm_prob, 0.0, 1.0, open_lo=True, open_hi=True)
+        _within("train.warmup_steps", self.warmup_steps, -1, math.inf)
         if self.tokens < 0 or self.steps < 0:
             raise ConfigError("train.tokens and train.steps must be positive")
         if not 0.0 <= self.decay_frac <= 1.0:
@@ -162,6 +174,8 @@ class RunConfig:
         self.train.validate()
         if self.train.tokens == 0 and self.train.steps == 0:
             raise ConfigError("give the run a length: --tokens D or --steps S")
+        _within("checkpoint_every", self.checkpoint_every, 0, math.inf)
+        _within("keep_checkpoints", self.keep_checkpoints, 1, math.inf)
         return self
 
     @property
@@ -279,5 +293,13 @@ def _choice(key: str, value, allowed) -> None:
 
 
 def _positive(key: str, value) -> None:
-    if not value > 0:
-        raise ConfigError(f"{key} must be positive, got {value}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{key} must be a positive finite number, got {value}")
+
+
+def _within(key: str, value, lo, hi, *, open_lo: bool = False, open_hi: bool = False) -> None:
+    """lo <= value <= hi (strict at an open end), and finite."""
+    ok = (value > lo if open_lo else value >= lo) and (value < hi if open_hi else value <= hi) and math.isfinite(value)
+    if not ok:
+        interval = f"{'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
+        raise ConfigError(f"{key}={value} must lie in {interval}")

@@ -17,8 +17,6 @@ the command-line front end.
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -129,20 +127,20 @@ def load_run(run_dir):
     """(RunConfig, graphdef, params) of a run directory's newest intact checkpoint."""
     from lab import sharding
     from lab.checkpoint import Checkpointer, abstract_like
-    from lab.rundir import read_config
+    from lab.rundir import RunDir
     from lab.step import abstract_model, make_optimizer, state_shardings
 
-    run_dir = Path(run_dir)
-    cfg = read_config(run_dir)
+    run = RunDir(run_dir)
+    cfg = run.load_config()
     if cfg is None:
-        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
-    if not (run_dir / "checkpoints").is_dir():
+        raise ConfigError(f"{run_dir} is not a run directory (no readable config.json)")
+    if not run.checkpoints.is_dir():
         raise ConfigError(f"{run_dir} has no checkpoints")
     graphdef = abstract_model(cfg)[0]
     tx, _ = make_optimizer(cfg)
     param_sh, opt_sh, abstract = state_shardings(cfg, sharding.make_mesh(""), tx)  # what train saves, on 1 device
     abstract = abstract_like(abstract, (param_sh, opt_sh))
-    ckpt = Checkpointer(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
+    ckpt = Checkpointer(run.checkpoints, keep=cfg.keep_checkpoints, set_aside=run.corrupted_checkpoints)
     try:
         restored = ckpt.restore_latest(abstract)
     finally:
@@ -166,33 +164,40 @@ def encode_text(corpus, text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32)
 
 
-def command(args) -> int:
+def sample(run_dir, *, prompt: str | None = None, tokens: int | None = None, temperature: float = 0.0,
+           top_k: int = 0, seed: int = 0, quant: str | None = None) -> str:
+    """`lab sample`: the prompt (default: the start of the validation split) and its continuation
+    by the run's newest checkpoint, as text. `quant`: None, "int8" or "int4" (weight-only)."""
     from lab.data import load_corpus
 
-    cfg, graphdef, params = load_run(args.run_dir)
+    cfg, graphdef, params = load_run(run_dir)
     m = cfg.model
     if m.arch == "encoder":
-        raise ConfigError(f"{args.run_dir} is an encoder (masked LM) and does not generate text")
+        raise ConfigError(f"{run_dir} is an encoder (masked LM) and does not generate text")
     corpus = load_corpus(cfg.data)
     default_len = m.seq_len // 2 + (1 if m.arch == "encdec" else 0)
-    ids = encode_text(corpus, args.prompt) if args.prompt is not None else np.asarray(corpus.val[:default_len], np.int32)
-    if len(ids) < (2 if m.arch == "encdec" else 1):
-        raise ConfigError("the prompt is empty" if len(ids) == 0 else "an encdec model needs a prompt of 2+ tokens")
-    if m.arch == "encdec":  # the encoder reads all but the last token; the decoder starts from it
-        source, prompt = ids[:-1][-(m.seq_len // 2):][None], ids[-1:][None]
-    else:
-        source, prompt = None, ids[None]
+    ids = encode_text(corpus, prompt) if prompt is not None else np.asarray(corpus.val[:default_len], np.int32)
+    source, prompt_1xP = _split_prompt(m, ids)
     room = max_new_tokens(m, 1)  # the most new tokens after a one-token prompt
-    n_new = args.tokens if args.tokens is not None else max(max_new_tokens(m, prompt.shape[1]), room // 2)
+    n_new = tokens if tokens is not None else max(max_new_tokens(m, prompt_1xP.shape[1]), room // 2)
     if not 1 <= n_new <= room:
         raise ConfigError(f"--tokens must lie in [1, {room}] for this model's context")
-    prompt = prompt[:, prompt.shape[1] - min(prompt.shape[1], room + 1 - n_new):]  # keep the end that fits
+    prompt_1xP = prompt_1xP[:, prompt_1xP.shape[1] - min(prompt_1xP.shape[1], room + 1 - n_new):]  # the end that fits
     unpack = None
-    if args.quant:
+    if quant:
         from lab.quant import dequantize, quantize
 
-        params, unpack = quantize(params, bits=int(args.quant[3:])), dequantize
-    new = generate(graphdef, m, params, prompt, n_new, jax.random.key(args.seed), temperature=args.temperature,
-                   top_k=args.top_k, source_BxS=source, unpack=unpack)
-    sys.stdout.write(corpus.decode(ids) + corpus.decode(np.asarray(new[0])) + "\n")
-    return 0
+        params, unpack = quantize(params, bits=int(quant[3:])), dequantize
+    new = generate(graphdef, m, params, prompt_1xP, n_new, jax.random.key(seed), temperature=temperature,
+                   top_k=top_k, source_BxS=source, unpack=unpack)
+    return corpus.decode(ids) + corpus.decode(np.asarray(new[0]))
+
+
+def _split_prompt(m, ids: np.ndarray):
+    """(encoder source or None, decoder prompt), each with a batch axis of 1. An encdec model's
+    encoder reads all but the last token; its decoder starts from the last."""
+    if len(ids) < (2 if m.arch == "encdec" else 1):
+        raise ConfigError("the prompt is empty" if len(ids) == 0 else "an encdec model needs a prompt of 2+ tokens")
+    if m.arch == "encdec":
+        return ids[:-1][-(m.seq_len // 2):][None], ids[-1:][None]
+    return None, ids[None]

@@ -1,141 +1,250 @@
-"""A run directory: config.json, metrics.jsonl, result.json (the contract other tools read).
+"""A run directory, the one owner of its layout: every other module asks `RunDir` for a path.
 
-Writes of config.json and result.json are atomic (temp file + rename), so a crash never leaves a
-half-written file; metrics.jsonl is appended line by line and, on resume, cut back to the
-checkpointed step so the resumed log equals an uninterrupted one.
+    OUT/.lab-run                 marker: the lab created this directory (what --overwrite checks)
+    OUT/config.json              the resolved config, its hash, costs per token
+    OUT/metrics.jsonl            one line per log or eval step
+    OUT/result.json              the run's record (`lab.result.FIELDS`), written when it ends
+    OUT/error.txt                the traceback of a failed run
+    OUT/checkpoints/STEP/        orbax checkpoints
+    OUT/checkpoints_corrupted/   damaged checkpoints, set aside (never deleted)
+    OUT/branch_points/STEP/      kept checkpoints that WSD cooldown branches start from
+
+config.json and result.json are written atomically (`lab.files`); metrics.jsonl is appended line
+by line and, on resume, cut back to the checkpointed step so the resumed log equals an
+uninterrupted one. The lab deletes only what it can prove it wrote: `--overwrite` replaces a
+directory that holds nothing but a run's own files, and never a directory that holds the current
+directory, a home directory or a filesystem root.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from lab.config import ConfigError
+from lab.files import DamagedFile, clean_json, read_json, write_json_atomic
+from lab.result import problems
 
-CONFIG, METRICS, RESULT, ERROR = "config.json", "metrics.jsonl", "result.json", "error.txt"
-
-
-def read_config(run_dir):
-    """The RunConfig saved in RUN_DIR/config.json (keys it does not know, e.g. derived costs, are
-    ignored), or None when the file is absent."""
-    import dataclasses
-
-    from lab.config import RunConfig, from_dict
-
-    path = Path(run_dir) / CONFIG
-    if not path.exists():
-        return None
-    saved = json.loads(path.read_text())
-    return from_dict(RunConfig, {k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(RunConfig)}})
-
-
-def clean_json(value):
-    """Non-finite floats become null (strict JSON); numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {k: clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(clean_json(data), f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict:
-    with open(path) as f:
-        return json.load(f)
+MARKER, CONFIG, METRICS, RESULT, ERROR = ".lab-run", "config.json", "metrics.jsonl", "result.json", "error.txt"
+CHECKPOINTS, CORRUPTED, BRANCH_POINTS = "checkpoints", "checkpoints_corrupted", "branch_points"
+OWN_ENTRIES = (MARKER, CONFIG, METRICS, RESULT, ERROR, CHECKPOINTS, CORRUPTED, BRANCH_POINTS)
 
 
 class RunDir:
-    def __init__(self, path: Path, writer: bool = True):
+    def __init__(self, path, writer: bool = True):
         self.path = Path(path)
         self.writer = writer  # only process 0 of a multi-host run writes
 
+    # ------------------------------------------------------------------ layout
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def result_file(self) -> Path:
+        return self.path / RESULT
+
+    @property
+    def error_file(self) -> Path:
+        return self.path / ERROR
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def corrupted_checkpoints(self) -> Path:
+        return self.path / CORRUPTED
+
+    @property
+    def branch_points(self) -> Path:
+        return self.path / BRANCH_POINTS
+
+    def branch_point(self, step: int) -> Path:
+        return self.branch_points / str(step)
+
+    # ------------------------------------------------------------------ ownership
     @classmethod
     def prepare(cls, path, *, resume: bool = False, overwrite: bool = False, writer: bool = True) -> "RunDir":
-        """Check the directory may be used; creates it. Refuses to clobber without a flag."""
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise ConfigError(f"{path} exists and is not a directory")
+        """Check the directory may be used, then create it (and its marker). An occupied
+        directory needs --resume or --overwrite; a directory with files the lab did not write
+        is refused either way, and --overwrite deletes only the run's own entries."""
+        run = cls(path, writer)
+        if run.path.exists() and not run.path.is_dir():
+            raise ConfigError(f"{run.path} exists and is not a directory")
         if resume and overwrite:
             raise ConfigError("--resume and --overwrite exclude each other")
         if not writer:  # another process of a multi-host run checks and creates it
-            return cls(path, writer)
-        nonempty = path.is_dir() and any(path.iterdir())
-        if nonempty and not (resume or overwrite):
-            raise ConfigError(f"run directory {path} is not empty; pass --resume to continue it or --overwrite to replace it")
-        if nonempty and overwrite:
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path, writer)
+            return run
+        occupied = run.path.is_dir() and any(run.path.iterdir())
+        if occupied:
+            run.check_own()
+            if not (resume or overwrite):
+                raise ConfigError(f"run directory {run.path} is not empty; pass --resume to continue it "
+                                  "or --overwrite to replace it")
+            if overwrite:
+                run.delete_own()
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.mark()
+        return run
+
+    def foreign_entries(self) -> list[str]:
+        """Names in the directory that are not a run's own files (nor our temporary files)."""
+        own = set(OWN_ENTRIES)
+        return sorted(p.name for p in self.path.iterdir()
+                      if p.name not in own and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+
+    def is_run(self) -> bool:
+        """Whether the lab wrote this directory: its marker, or (older runs) a config.json with a
+        config hash."""
+        if (self.path / MARKER).is_file():
+            return True
+        try:
+            return "config_hash" in (read_json(self.config_file) or {})
+        except DamagedFile:
+            return False
+
+    def check_own(self) -> None:
+        foreign = self.foreign_entries()
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise ConfigError(f"{self.path} holds files the lab did not write ({shown}); use an empty or new "
+                              "directory for --out (nothing was deleted)")
+
+    def delete_own(self) -> None:
+        """Delete the run's own entries (for --overwrite), after checking that they are a run's."""
+        _refuse_protected(self.path)
+        if not self.is_run():
+            raise ConfigError(f"{self.path} is not a run directory the lab recognises (no {MARKER} or "
+                              f"config.json); nothing was deleted")
+        for name in OWN_ENTRIES:
+            p = self.path / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+
+    def mark(self) -> None:
+        if self.writer and not (self.path / MARKER).exists():
+            (self.path / MARKER).write_text(json.dumps({"lab": "run directory", "version": 1}) + "\n")
 
     # ------------------------------------------------------------------ files
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
     def write_config(self, config: dict) -> None:
         if self.writer:
-            write_json_atomic(self.path / CONFIG, config)
+            write_json_atomic(self.config_file, config)
 
-    def read_config(self) -> dict | None:
-        p = self.path / CONFIG
-        return read_json(p) if p.exists() else None
+    def config_dict(self) -> dict | None:
+        """config.json as written (config + hash + costs); None when absent or damaged."""
+        try:
+            return read_json(self.config_file)
+        except DamagedFile:
+            return None
+
+    def load_config(self):
+        """The RunConfig saved in config.json (derived keys such as costs are ignored), or None."""
+        import dataclasses
+
+        from lab.config import RunConfig, from_dict
+
+        saved = self.config_dict()
+        if saved is None:
+            return None
+        names = {f.name for f in dataclasses.fields(RunConfig)}
+        return from_dict(RunConfig, {k: v for k, v in saved.items() if k in names})
 
     def write_result(self, result: dict) -> None:
         if self.writer:
-            write_json_atomic(self.path / RESULT, result)
+            write_json_atomic(self.result_file, result)
 
     def read_result(self) -> dict | None:
-        p = self.path / RESULT
-        return read_json(p) if p.exists() else None
+        """The run's result when it can be trusted; None when absent, damaged or incomplete (the
+        run is then unfinished: resuming it rewrites the result from its newest checkpoint)."""
+        try:
+            result = read_json(self.result_file)
+        except DamagedFile:
+            return None
+        return result if result is not None and not problems(result) else None
 
     def write_error(self, text: str) -> Path:
-        p = self.path / ERROR
         if self.writer:
-            p.write_text(text)
-        return p
-
-    def truncate_metrics(self, after_step: int) -> None:
-        """Drop metric lines logged after `after_step` (they will be produced again)."""
-        p = self.path / METRICS
-        if not (self.writer and p.exists()):
-            return
-        keep = []
-        for line in p.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= after_step:
-                    keep.append(line)
-            except (ValueError, KeyError):
-                break  # a torn last line from a kill: drop it and everything after
-        p.write_text("".join(line + "\n" for line in keep))
+            self.error_file.write_text(text)
+        return self.error_file
 
     def log(self, record: dict) -> None:
         if self.writer:
-            with open(self.path / METRICS, "a") as f:
+            with open(self.metrics_file, "a") as f:
                 f.write(json.dumps(clean_json(record)) + "\n")
 
-    def metrics(self) -> list[dict]:
-        p = self.path / METRICS
-        return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop metric lines logged after `after_step` (they will be produced again)."""
+        if self.writer and self.metrics_file.exists():
+            keep = self._metric_lines(after_step)
+            self.metrics_file.write_text("".join(line + "\n" for line in keep))
+
+    def _metric_lines(self, up_to_step: int) -> list[str]:
+        keep = []
+        for line in self.metrics_file.read_text(errors="replace").splitlines():
+            try:
+                if json.loads(line)["step"] > up_to_step:
+                    break
+            except (ValueError, KeyError, TypeError):
+                break  # a torn last line from a kill: drop it and everything after
+            keep.append(line)
+        return keep
+
+    def last_logged_step(self) -> int:
+        """The step of metrics.jsonl's last intact line (0 when there is none); reads the tail only."""
+        try:
+            with open(self.metrics_file, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+                tail = f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return 0
+        for line in reversed(tail):
+            try:
+                return int(json.loads(line)["step"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        return 0
+
+    def seed_branch(self, parent: "RunDir", step: int) -> None:
+        """Give a cooldown branch its starting point: the parent's kept checkpoint at `step` and
+        its metrics up to `step`. A branch already seeded (or training) is left alone."""
+        if self.checkpoints.exists() and any(self.checkpoints.iterdir()):
+            return
+        source = parent.branch_point(step)
+        if not source.exists():
+            raise FileNotFoundError(f"the long run {parent.path.name} has no checkpoint at step {step}")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.mark()
+        shutil.copytree(source, self.checkpoints / str(step))
+        lines = parent._metric_lines(step) if parent.metrics_file.exists() else []
+        self.metrics_file.write_text("".join(line + "\n" for line in lines))
+
+    def keep_branch_point(self, step: int) -> None:
+        """Copy the checkpoint of `step` to branch_points/STEP (the checkpoint must be written)."""
+        if self.writer:
+            target = self.branch_point(step)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(self.checkpoints / str(step), target)
+
+
+def _refuse_protected(path: Path) -> None:
+    """Never delete in a filesystem root, a home directory, or a directory holding the cwd."""
+    real = path.resolve()
+    cwd = Path.cwd().resolve()
+    if real == Path(real.anchor) or real == Path.home().resolve() or real.parent == Path("/home"):
+        raise ConfigError(f"refusing to delete in {path}: it is a filesystem root or a home directory")
+    if cwd == real or real in cwd.parents:
+        raise ConfigError(f"refusing to delete in {path}: it holds the current directory; run from elsewhere")
 
 
 @lru_cache(maxsize=1)

@@ -86,3 +86,21 @@ def val_batches(tokens: np.ndarray, *, batch_size: int, seq_len: int, n_tokens: 
     starts = (np.arange(n, dtype=np.int64) * (len(tokens) - span)) // max(n - 1, 1)
     windows = np.asarray(tokens[starts[:, None] + np.arange(span)], dtype=np.int32)
     return windows.reshape(n_batches, batch_size, span)
+
+
+def check_streams(corpus, cfg) -> None:
+    """Refuse, before a run writes anything, a config its corpus cannot feed: a training window
+    longer than the training stream, a validation set larger than the validation stream, or a
+    validation stream shorter than one batch."""
+    T, B, want = cfg.model.seq_len, cfg.train.batch_size, cfg.data.val_tokens
+    span = T + 1
+    if len(corpus.train) < span:
+        raise ConfigError(f"the training stream of {corpus.name} has {len(corpus.train):,} tokens, fewer than "
+                          f"model.seq_len+1={span}")
+    if len(corpus.val) < span * B:
+        raise ConfigError(f"the validation stream of {corpus.name} has {len(corpus.val):,} tokens, fewer than one "
+                          f"batch of {B}x{span}; lower train.batch_size or model.seq_len")
+    if want > len(corpus.val):
+        raise ConfigError(f"data.val_tokens={want:,} exceeds the {len(corpus.val):,} tokens of the validation "
+                          f"stream of {corpus.name}; ask for at most that many")
+

@@ -1,0 +1,50 @@
+"""The result.json of a run: its fields, declared once, and what makes one trustworthy.
+
+Every result row of a study (`lab.study.results`), the summary `lab train` prints and the tests
+read these names from here. A run's result.json holds at least `FIELDS`; it may hold more
+(timings, memory, the study's own columns, which `lab.train.train(extra_result=...)` adds).
+"""
+
+from __future__ import annotations
+
+import math
+
+STATUSES = ("completed", "diverged", "failed")
+FINAL = ("completed", "diverged")  # a run that ended by itself: not trained again
+
+IDENTITY = ("run_id", "config_hash", "git_sha", "status", "seed")
+MODEL = ("arch", "d_model", "n_layers", "n_heads", "seq_len", "vocab_size")
+PARAMS = ("params_non_embedding", "params_embedding", "params_head", "params_total")
+COMPUTE = ("tokens", "flops_exact", "flops_6n", "flops_6n_total", "flops_deepseek")
+LOSSES = ("final_train_loss", "final_val_loss", "val_bits_per_byte")
+TIMING = ("wall_s", "tokens_per_s")
+DATA = ("dataset", "corpus_fingerprint")
+
+# the contract, in the column order of a results table
+FIELDS = IDENTITY + MODEL + PARAMS + COMPUTE + LOSSES + TIMING + DATA
+
+# what `lab train` prints when a run ends
+SUMMARY = ("status", "params_total", "tokens", "final_train_loss", "final_val_loss", "val_bits_per_byte",
+           "tokens_per_s", "wall_s")
+
+_NUMERIC = PARAMS + COMPUTE + ("seed",)
+
+
+def problems(result: dict) -> list[str]:
+    """Why `result` cannot be trusted as a finished run's record; [] when it can.
+
+    A completed run needs every contract field and finite losses; a diverged or failed one needs
+    its identity and an error message. Anything else (an unknown status, a missing field) is a
+    problem: the run should be resumed, which rewrites its result from the newest checkpoint."""
+    status = result.get("status")
+    if status not in STATUSES:
+        return [f"status {status!r} is not one of {', '.join(STATUSES)}"]
+    if status != "completed":
+        return [] if result.get("error") else [f"a {status} result without an error message"]
+    out = [f"missing {k}" for k in FIELDS if k not in result]
+    for key in _NUMERIC + ("final_val_loss", "final_train_loss"):
+        value = result.get(key)
+        if key in result and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                  and math.isfinite(value)):
+            out.append(f"{key}={value!r} is not a finite number")
+    return out
