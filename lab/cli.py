@@ -11,7 +11,11 @@ import dataclasses
 import json
 import sys
 
+from analysis.cli import add_parsers as add_analysis_parsers
+from analysis.errors import run_command
 from lab.config import ConfigError
+from lab.files import DamagedFile
+from lab.rundir import RunDir
 
 EPILOG_TRAIN = """\
 examples:
@@ -106,8 +110,14 @@ def cmd_study(args) -> int:
             timing = step_seconds(cells)
         print(describe(study, cells, timing))
         return 0
-    status = run_study(study, cells, Path(args.out), launcher=args.launcher, workers=args.workers,
-                       progress=not args.quiet, **_launcher_args(args))
+    from lab.study.signals import Interrupted
+
+    try:
+        status = run_study(study, cells, Path(args.out), launcher=args.launcher, workers=args.workers,
+                           progress=not args.quiet, **_launcher_args(args))
+    except Interrupted as e:  # SIGTERM/SIGINT: the workers were stopped after saving checkpoints
+        print(f"lab study: {e}", file=sys.stderr)
+        return e.exit_code
     counts = {s: list(status.values()).count(s) for s in sorted(set(status.values()))}
     print(json.dumps({"study": study.name, "cells": len(cells), **counts, "results": str(Path(args.out) / "results.csv")}))
     return 0 if all(s == "completed" for s in status.values()) else 1
@@ -156,13 +166,16 @@ def add_sample_parser(sub) -> None:
     p.add_argument("--top-k", type=int, default=0, metavar="K", help="sample among the K most likely (0 = all)")
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--quant", choices=["int8", "int4"], default=None, help="weight-only quantization (lab.quant)")
-
-    def cmd_sample(args) -> int:
-        from lab.generate import command
-
-        return command(args)
-
     p.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(args) -> int:
+    from lab.generate import sample
+
+    text = sample(args.run_dir, prompt=args.prompt, tokens=args.tokens, temperature=args.temperature,
+                  top_k=args.top_k, seed=args.seed, quant=args.quant)
+    sys.stdout.write(text + "\n")
+    return 0
 
 
 def _launcher_args(args) -> dict:
@@ -175,48 +188,72 @@ def _launcher_args(args) -> dict:
 
 
 def build_config(args):
+    """The run's config from the command line. On --resume of an existing run the saved config
+    decides, and the command may repeat it (a requeued job re-runs its own command): each flag
+    must agree with the saved value; only --mesh and --checkpoint-every may change."""
+    saved = RunDir(args.out).load_config() if args.resume else None
+    if saved is None:
+        return _command_config(args, base=None).validate()
+    want = _command_config(args, base=saved)
+    conflicts = _differences(saved, want, ignore=("mesh", "checkpoint_every", "keep_checkpoints"))
+    if conflicts:
+        raise ConfigError(f"--resume: the command conflicts with the saved config of {args.out}: "
+                          + "; ".join(f"{k} is {a!r} there, {b!r} here" for k, a, b in conflicts))
+    return want.validate()
+
+
+def _command_config(args, base):
+    """Apply the command's flags to `base` (the saved config), or to the preset's config and its
+    defaults when there is no base."""
     from lab.config import apply_overrides
     from lab.presets import preset_config
 
-    saved = _saved_config(args) if args.resume else None
-    if saved is not None:
-        return saved
-    cfg, default_tokens = preset_config(args.model or "tiny")
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=args.data or "python_stdlib"))
+    if base is None or args.model is not None:
+        preset, default_tokens = preset_config(args.model or "tiny")  # an unknown name: error here
+        cfg = preset if base is None else _with_preset(base, args.model)
+    else:
+        cfg, default_tokens = base, None
     train = cfg.train
     if args.tokens is not None:
         train = dataclasses.replace(train, tokens=args.tokens, steps=0)
     elif args.steps is not None:
         train = dataclasses.replace(train, steps=args.steps, tokens=0)
-    else:
+    elif base is None:
         train = dataclasses.replace(train, tokens=default_tokens, steps=0)
     if args.seed is not None:
         train = dataclasses.replace(train, seed=args.seed)
     cfg = dataclasses.replace(cfg, train=train)
+    if args.data is not None or base is None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=args.data or "python_stdlib"))
     if args.mesh is not None:
         cfg = dataclasses.replace(cfg, mesh=args.mesh)
     if args.checkpoint_every is not None:
         cfg = dataclasses.replace(cfg, checkpoint_every=args.checkpoint_every)
-    return apply_overrides(cfg, args.overrides).validate()
+    return apply_overrides(cfg, args.overrides)
 
 
-def _saved_config(args):
-    """On --resume the run's own config.json decides; only the mesh and checkpoint interval may
-    change (a resumed run may land on other hardware). Other settings are an error."""
-    from lab.rundir import read_config
+def _with_preset(cfg, name: str):
+    """`cfg` with the fields preset `name` sets (its model and train fields)."""
+    from lab.presets import PRESETS
 
-    cfg = read_config(args.out)
-    if cfg is None:
-        return None
-    changed = [flag for flag, value in (("--model", args.model), ("--data", args.data), ("--tokens", args.tokens),
-                                        ("--steps", args.steps), ("--seed", args.seed)) if value is not None]
-    if changed or args.overrides:
-        raise ConfigError(f"--resume continues the saved config of {args.out}; drop {', '.join(changed) or '--set'}")
-    if args.mesh is not None:
-        cfg = dataclasses.replace(cfg, mesh=args.mesh)
-    if args.checkpoint_every is not None:
-        cfg = dataclasses.replace(cfg, checkpoint_every=args.checkpoint_every)
-    return cfg.validate()
+    fields = PRESETS[name]
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **fields["model"]),
+                               train=dataclasses.replace(cfg.train, **fields["train"]))
+
+
+def _differences(a, b, ignore=(), prefix=""):
+    """[(dotted field, value in a, value in b)] where two configs differ. A vocab_size of 0 (the
+    corpus decides) agrees with any resolved size."""
+    out = []
+    for f in dataclasses.fields(a):
+        if f.name in ignore:
+            continue
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(x):
+            out += _differences(x, y, (), prefix + f.name + ".")
+        elif x != y and not (f.name == "vocab_size" and 0 in (x, y)):
+            out.append((prefix + f.name, x, y))
+    return out
 
 
 def cmd_train(args) -> int:
@@ -234,10 +271,11 @@ def cmd_train(args) -> int:
     except Preempted as e:
         print(f"lab train: {e}; continue with: lab train --out {args.out} --resume", file=sys.stderr)
         return 143
-    summary = {k: result.get(k) for k in ("status", "params_total", "tokens", "final_train_loss",
-                                          "final_val_loss", "val_bits_per_byte", "tokens_per_s", "wall_s")}
     import jax
 
+    from lab.result import SUMMARY
+
+    summary = {k: result.get(k) for k in SUMMARY}
     if jax.process_index() == 0:
         print(json.dumps(summary))
     return 0 if result["status"] == "completed" else 1
@@ -252,17 +290,6 @@ def _count(text: str) -> int:
     if value <= 0 or value != int(value):
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return int(value)
-
-
-def _enable_compilation_cache() -> None:
-    """Compiled steps persist on disk (~/.cache/scaling-lab/jax, or $SCALING_LAB_JAX_CACHE):
-    a study compiles each model shape once, not once per cell. LAB_COMPILATION_CACHE=0 disables."""
-    import os
-
-    if os.environ.get("LAB_COMPILATION_CACHE", "1") != "0":
-        from analysis.jaxcache import enable_persistent_cache
-
-        enable_persistent_cache()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -281,12 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_parser(sub)
     add_bench_parser(sub)
     add_sample_parser(sub)
-    try:
-        from analysis.cli import add_parsers
-    except ImportError:
-        pass
-    else:
-        add_parsers(sub)
+    add_analysis_parsers(sub)  # fit, plot, report: the analysis package's commands
     return parser
 
 
@@ -296,22 +318,10 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    _enable_compilation_cache()
-    user_errors: tuple = (ConfigError,)
-    try:
-        from analysis.errors import AnalysisError
+    from lab import runtime
 
-        user_errors += (AnalysisError,)
-    except ImportError:
-        pass
-    try:
-        return args.func(args)
-    except user_errors as e:
-        print(f"lab {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"lab {args.command}: interrupted", file=sys.stderr)
-        return 130
+    runtime.setup()
+    return run_command(f"lab {args.command}", args.func, args, user_errors=(ConfigError, DamagedFile))
 
 
 if __name__ == "__main__":

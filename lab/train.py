@@ -5,8 +5,8 @@ resume, and the run directory's files.
 
 from __future__ import annotations
 
+import errno
 import math
-import shutil
 import signal
 import sys
 import threading
@@ -21,10 +21,12 @@ from lab import sharding
 from lab.checkpoint import Checkpointer, abstract_like
 from lab.config import ConfigError, RunConfig
 from lab.costs import model_costs
-from lab.data import Corpus, load_corpus, train_batch, val_batches
+from lab.data import Corpus, check_streams, load_corpus, train_batch, val_batches
+from lab.result import FINAL, LOSSES
 from lab.rundir import RunDir, git_sha
-from lab.step import (abstract_model, init_state, make_eval, make_step, memory_report, resolve_config,
-                      sharded_rows, warmup_steps)
+from lab.memory import check_compiled
+from lab.step import (abstract_model, compile_step, jit_eval, memory_report, resolve_config, sharded_rows,
+                      warmup_steps)
 
 LN2 = math.log(2.0)
 
@@ -69,53 +71,66 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: b
           progress: bool = True, extra_result: dict | None = None, keep_steps: tuple[int, ...] = ()) -> dict:
     """Train one model; returns the result dict (also written to OUT/result.json).
 
-    User errors (bad config, an occupied run directory) raise ConfigError before anything is
-    written. A NaN/inf loss ends the run with status `diverged`; SIGTERM/SIGINT save a
-    checkpoint and raise Preempted (no result is written: the run is unfinished); any other
-    exception is recorded as status `failed` (traceback in OUT/error.txt) and raised as RunFailed.
-    `keep_steps`: steps whose checkpoints are also kept in OUT/branch_points/STEP (the starting
-    points of WSD cooldown branches).
+    User errors (bad config, a corpus too short for it, a model that does not fit, an occupied or
+    foreign run directory) raise ConfigError before anything is written. A NaN/inf loss ends the
+    run with status `diverged`; SIGTERM/SIGINT save a checkpoint and raise Preempted (no result is
+    written: the run is unfinished); any other exception is recorded as status `failed`
+    (traceback in OUT/error.txt) and raised as RunFailed. `keep_steps`: steps whose checkpoints are
+    also kept in OUT/branch_points/STEP (the starting points of WSD cooldown branches).
     """
+    cfg, corpus, mesh = _checked_setup(cfg)
+    rundir = RunDir.prepare(out, resume=resume, overwrite=overwrite, writer=jax.process_index() == 0)
+    if resume:
+        done = _same_run(rundir, cfg)
+        if done is not None:
+            return done
+    costs = model_costs(cfg.model)
+    result = {**_result_header(cfg, corpus, rundir, costs), **(extra_result or {})}
+    rundir.write_config({**cfg.to_dict(), "config_hash": cfg.hash(), "costs_per_token": costs.per_token(),
+                         "warmup_steps": warmup_steps(cfg)})
+    return _run(cfg, corpus, rundir, mesh, result, progress=progress, keep_steps=keep_steps)
+
+
+def _checked_setup(cfg: RunConfig):
+    """(resolved config, corpus, mesh), after every check that needs no run directory."""
     cfg.validate()
     sharding.parse_mesh(cfg.mesh, jax.device_count())  # a mesh that does not fit: error before any write
-    is_writer = jax.process_index() == 0
-    rundir = RunDir.prepare(out, resume=resume, overwrite=overwrite, writer=is_writer)
-    done = rundir.read_result() if resume else None
-    if done and done.get("status") in ("completed", "diverged"):
-        return done
     corpus = load_corpus(cfg.data)
     cfg = resolve_config(cfg, corpus)
-    saved = rundir.read_config() if resume else None
+    check_streams(corpus, cfg)
+    mesh = sharding.make_mesh(cfg.mesh)
+    sharding.param_shardings(abstract_model(cfg)[1], mesh)  # every dimension divides its mesh axes
+    return cfg, corpus, mesh
+
+
+def _same_run(rundir: RunDir, cfg: RunConfig) -> dict | None:
+    """On resume: the finished result if the run already ended; an error if the directory holds
+    a run of another config; None when training should continue."""
+    saved = rundir.config_dict()
     if saved is not None and saved.get("config_hash", cfg.hash()) != cfg.hash():
         raise ConfigError(f"{rundir.path} holds a run of another config ({saved['config_hash']}, this is "
                           f"{cfg.hash()}); resume it with its own config, or use another directory")
-    mesh = sharding.make_mesh(cfg.mesh)
-    sharding.param_shardings(abstract_model(cfg)[1], mesh)  # every dimension divides its mesh axes
-    costs = model_costs(cfg.model)
-    result = {
-        "run_id": rundir.path.name,
-        "config_hash": cfg.hash(),
-        "git_sha": git_sha(),
-        "status": "running",
-        "seed": cfg.train.seed,
-        "arch": cfg.model.arch,
-        "d_model": cfg.model.d_model,
-        "n_layers": cfg.model.n_layers,
-        "n_heads": cfg.model.n_heads,
-        "seq_len": cfg.model.seq_len,
-        "vocab_size": cfg.model.vocab_size,
-        **costs.totals(cfg.total_tokens),
-        "steps": cfg.total_steps,
-        "batch_size": cfg.train.batch_size,
-        "lr": cfg.train.lr,
-        "dataset": corpus.name,
-        "tokenizer": corpus.tokenizer,
-        "corpus_fingerprint": corpus.fingerprint,
+    done = rundir.read_result()
+    if done and done["status"] in FINAL and done.get("config_hash") in (None, cfg.hash()):
+        return done
+    return None
+
+
+def _result_header(cfg: RunConfig, corpus: Corpus, rundir: RunDir, costs) -> dict:
+    """The result fields known before training (identity, model, costs, data)."""
+    m = cfg.model
+    return {
+        "run_id": rundir.path.resolve().name, "config_hash": cfg.hash(), "git_sha": git_sha(), "status": "running",
+        "seed": cfg.train.seed, "arch": m.arch, "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads,
+        "seq_len": m.seq_len, "vocab_size": m.vocab_size, **costs.totals(cfg.total_tokens),
+        "steps": cfg.total_steps, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
+        "dataset": corpus.name, "tokenizer": corpus.tokenizer, "corpus_fingerprint": corpus.fingerprint,
         "entropy_nats_per_token": corpus.entropy_nats_per_token,
-        **(extra_result or {}),
     }
-    rundir.write_config({**cfg.to_dict(), "config_hash": cfg.hash(), "costs_per_token": costs.per_token(),
-                         "warmup_steps": warmup_steps(cfg)})
+
+
+def _run(cfg, corpus, rundir: RunDir, mesh, result: dict, *, progress: bool, keep_steps) -> dict:
+    """Train, then write the result: completed, diverged, or failed (and raise RunFailed)."""
     t_start = time.perf_counter()
     try:
         result.update(_Loop(cfg, corpus, rundir, mesh, progress=progress, keep_steps=keep_steps).run())
@@ -124,15 +139,22 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: b
     except (Preempted, KeyboardInterrupt):
         raise
     except Exception as e:
+        if _is_disk_full(e):
+            raise
         path = rundir.write_error(traceback.format_exc())
         result.update(status="failed", error=f"{type(e).__name__}: {e} (traceback in {path})")
         rundir.write_result({**result, "wall_s": time.perf_counter() - t_start})
         raise RunFailed(result["error"]) from e
-    for key in ("final_train_loss", "final_val_loss", "val_bits_per_byte"):
+    for key in LOSSES:
         result.setdefault(key, None)
     result["wall_s"] = time.perf_counter() - t_start
     rundir.write_result(result)
     return result
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    """A full disk is the user's to fix, not a failed run: the CLI says so in one line."""
+    return isinstance(e, OSError) and e.errno == errno.ENOSPC
 
 
 class _Loop:
@@ -157,23 +179,18 @@ class _Loop:
             self.corpus.train, seed=t.seed, step=step, batch_size=t.batch_size, seq_len=T, rows=rows))
 
     def compile(self) -> dict:
-        """Initial state in its shardings, the compiled step and eval; returns compile facts."""
+        """The compiled step (refused if XLA says it cannot fit), then the initial state in its
+        shardings and the eval function; returns compile facts."""
         cfg, mesh = self.cfg, self.mesh
-        graphdef, tx, schedule, self.params, self.opt_state, self.state_sh = init_state(cfg, mesh)
-        self.batch_sh = sharding.batch_sharding(mesh)
-        scalar = sharding.replicated(mesh)
-        step_fn = jax.jit(
-            make_step(graphdef, tx, schedule, cfg), donate_argnums=(0, 1),
-            in_shardings=(*self.state_sh, self.batch_sh, scalar), out_shardings=(*self.state_sh, scalar),
-        )
-        t0 = time.perf_counter()
-        self.step_fn = step_fn.lower(self.params, self.opt_state, self.batch(0), np.int32(0)).compile()
-        compile_s = time.perf_counter() - t0
+        step = compile_step(cfg, mesh)
+        check_compiled(step.memory)  # before allocating the state
+        self.step_fn, self.state_sh, self.batch_sh = step.executable, step.state_sh, step.batch_sh
+        self.params, self.opt_state = step.init_state()
         val = val_batches(self.corpus.val, batch_size=cfg.train.batch_size, seq_len=cfg.model.seq_len,
                           n_tokens=cfg.data.val_tokens)
-        self.val = jax.device_put(val, sharding.logical_sharding(mesh, (None, "batch", "seq")))
-        self.eval_fn = jax.jit(make_eval(graphdef, cfg), out_shardings=scalar)
-        return {"compile_s": compile_s, **memory_report(self.step_fn, self.params, self.opt_state)}
+        self.val = jax.device_put(val, sharding.val_sharding(mesh))
+        self.eval_fn = jit_eval(step)
+        return {"compile_s": step.compile_s, **memory_report(step, self.params, self.opt_state)}
 
     def restore(self, ckpt: Checkpointer) -> int:
         """Continue from the newest intact checkpoint, if any; returns the step to start at."""
@@ -191,17 +208,15 @@ class _Loop:
                                                         "seed": self.cfg.train.seed, "config_hash": self.cfg.hash()})
         if step in self.keep_steps:
             ckpt.wait()
-            if self.rundir.writer:
-                target = self.rundir.path / "branch_points" / str(step)
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(ckpt.directory / str(step), target)
+            self.rundir.keep_branch_point(step)
 
     def run(self) -> dict:
         with jax.set_mesh(self.mesh), _StopFlag() as stop:
             facts = self.compile()
             if self.progress and self.rundir.writer:
                 print(_memory_line(facts, self.mesh), file=sys.stderr)
-            ckpt = Checkpointer(self.rundir.checkpoints, keep=self.cfg.keep_checkpoints)
+            ckpt = Checkpointer(self.rundir.checkpoints, keep=self.cfg.keep_checkpoints,
+                                 set_aside=self.rundir.corrupted_checkpoints)
             try:
                 start = self.restore(ckpt)
                 train_time = self.train_steps(ckpt, start, stop)

@@ -19,10 +19,13 @@ LONG = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=600
                            checkpoint_every=50)
 
 
-def start_run(out: Path, *extra) -> subprocess.Popen:
-    cmd = lab_cmd("train", "--out", out, "--quiet", "--steps", LONG.train.steps,
-                  "--checkpoint-every", LONG.checkpoint_every, *set_args(LONG), *extra)
-    return subprocess.Popen(cmd, env=env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def train_cmd(out: Path) -> list[str]:
+    return lab_cmd("train", "--out", out, "--quiet", "--steps", LONG.train.steps,
+                   "--checkpoint-every", LONG.checkpoint_every, *set_args(LONG))
+
+
+def start_run(out: Path) -> subprocess.Popen:
+    return subprocess.Popen(train_cmd(out), env=env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_step(proc, out: Path, step: int, timeout: float = 240):
@@ -60,8 +63,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, long_reference,
     else:
         assert proc.returncode == -signal.SIGKILL
     assert not (out / "result.json").exists()
-    resumed = subprocess.run(lab_cmd("train", "--out", out, "--resume", "--quiet"), env=env(1),
-                             capture_output=True, text=True, timeout=300)
+    # a requeued job runs its own command again, with --resume
+    resumed = subprocess.run(train_cmd(out) + ["--resume"], env=env(1), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "completed" and 0 < result["resumed_from_step"] < LONG.train.steps

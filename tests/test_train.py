@@ -8,10 +8,7 @@ import pytest
 
 from lab.cli import main
 
-CONTRACT = ["run_id", "config_hash", "git_sha", "status", "seed", "arch", "d_model", "n_layers", "n_heads", "seq_len",
-            "vocab_size", "params_non_embedding", "params_embedding", "params_head", "params_total", "tokens",
-            "flops_exact", "flops_6n", "flops_6n_total", "flops_deepseek", "final_train_loss", "final_val_loss",
-            "val_bits_per_byte", "wall_s", "tokens_per_s", "dataset", "corpus_fingerprint"]
+from lab.result import FIELDS as CONTRACT
 
 
 def test_tiny_preset_trains_on_the_stdlib(tmp_path, capsys):
@@ -99,7 +96,7 @@ def test_occupied_run_dir_is_refused_and_untouched(tmp_path, capsys):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     assert main(["train", "--out", str(out), "--steps", "5"]) == 2
-    assert "is not empty; pass --resume" in capsys.readouterr().err
+    assert "holds files the lab did not write (notes.txt)" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
 
 
@@ -107,5 +104,5 @@ def test_resume_uses_the_saved_config(tmp_path, capsys):
     out = tmp_path / "R"
     assert main(["train", "--out", str(out), "--steps", "10", "--set", "model.d_model=32", "--quiet"]) == 0
     assert main(["train", "--out", str(out), "--resume", "--set", "model.d_model=64"]) == 2
-    assert "--resume continues the saved config" in capsys.readouterr().err
+    assert "model.d_model is 32 there, 64 here" in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0  # already complete: returns at once

@@ -1,0 +1,143 @@
+"""The run directory: the lab deletes only what it wrote, resumes with the same command, refuses
+bad values before writing anything, heals a damaged result, and writes files colleagues can read."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from lab.cli import main
+from lab.result import FIELDS
+from lab.rundir import RunDir
+from tests.helpers.runs import TINY, losses, set_args
+
+SMALL_RUN = ["--steps", "8", "--quiet", *set_args(TINY)[:8]]  # the tiny test model (its first model fields)
+
+
+def train_cli(out, *extra) -> int:
+    return main(["train", "--out", str(out), *SMALL_RUN, *extra])
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "done"
+    assert train_cli(out) == 0
+    return out
+
+
+def test_overwrite_refuses_a_directory_with_foreign_files(tmp_path, capsys):
+    d = tmp_path / "D"
+    (d / "sub").mkdir(parents=True)
+    (d / "thesis.tex").write_text("x")
+    assert train_cli(d, "--overwrite") == 2
+    assert "holds files the lab did not write (sub, thesis.tex)" in one_error_line(capsys)
+    assert sorted(p.name for p in d.iterdir()) == ["sub", "thesis.tex"] and (d / "thesis.tex").read_text() == "x"
+
+
+def test_overwrite_of_the_current_directory_deletes_nothing(tmp_path, capsys, monkeypatch):
+    d = tmp_path / "D"
+    d.mkdir()
+    (d / "notes.md").write_text("keep")
+    monkeypatch.chdir(d)
+    assert main(["train", "--out", ".", *SMALL_RUN, "--overwrite"]) == 2
+    one_error_line(capsys)
+    assert [p.name for p in d.iterdir()] == ["notes.md"]
+
+
+def test_overwrite_never_deletes_in_a_run_directory_holding_the_cwd(finished_run, capsys, monkeypatch):
+    before = sorted(p.name for p in finished_run.iterdir())
+    monkeypatch.chdir(finished_run / "checkpoints")
+    assert train_cli(finished_run, "--overwrite") == 2
+    assert "holds the current directory" in one_error_line(capsys)
+    assert sorted(p.name for p in finished_run.iterdir()) == before
+
+
+def test_overwrite_replaces_a_run_directory(tmp_path, capsys):
+    out = tmp_path / "R"
+    assert train_cli(out) == 0
+    first = json.loads((out / "result.json").read_text())
+    assert main(["train", "--out", str(out), "--steps", "12", "--quiet", *set_args(TINY)[:8], "--overwrite"]) == 0
+    second = json.loads((out / "result.json").read_text())
+    assert (first["steps"], second["steps"]) == (8, 12) and (out / ".lab-run").is_file()
+    assert max(step for _, step in losses(out)) == 12
+
+
+def test_overwrite_through_a_symlink_to_a_run(tmp_path, capsys):
+    real = tmp_path / "real"
+    assert train_cli(real) == 0
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    assert train_cli(link, "--overwrite") == 0
+    assert link.is_symlink() and (real / "result.json").is_file()
+
+
+def test_resume_into_a_foreign_directory_is_refused(tmp_path, capsys):
+    d = tmp_path / "D"
+    d.mkdir()
+    (d / "data.csv").write_text("a,b\n")
+    assert train_cli(d, "--resume") == 2
+    assert "did not write (data.csv)" in one_error_line(capsys)
+    assert [p.name for p in d.iterdir()] == ["data.csv"]
+
+
+def test_resume_with_the_original_command_and_a_conflicting_flag(finished_run, capsys):
+    assert train_cli(finished_run, "--resume") == 0  # the same command: the finished run is returned
+    capsys.readouterr()
+    assert train_cli(finished_run, "--resume", "--seed", "3", "--set", "train.lr=0.1") == 2
+    line = one_error_line(capsys)
+    assert "train.seed is 0 there, 3 here" in line and "train.lr is 0.003 there, 0.1 here" in line
+    assert train_cli(finished_run, "--resume", "--checkpoint-every", "4") == 0  # cadence may change
+
+
+def test_resume_of_an_empty_directory_starts_the_run(tmp_path):
+    out = tmp_path / "new"
+    assert train_cli(out, "--resume") == 0
+    assert json.loads((out / "result.json").read_text())["status"] == "completed"
+
+
+def test_damaged_result_is_rebuilt_from_the_final_checkpoint(tmp_path):
+    out = tmp_path / "R"
+    assert train_cli(out) == 0
+    good = json.loads((out / "result.json").read_text())
+    text = (out / "result.json").read_text()
+    (out / "result.json").write_text(text[: len(text) // 2])
+    assert RunDir(out).read_result() is None
+    assert train_cli(out, "--resume") == 0
+    healed = json.loads((out / "result.json").read_text())
+    assert healed["final_val_loss"] == good["final_val_loss"] and healed["resumed_from_step"] == 8
+    assert all(k in healed for k in FIELDS)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("train.lr=inf", "train.lr must be a positive finite number"),
+    ("train.beta2=2", "train.beta2=2.0 must lie in [0.0, 1.0)"),
+    ("train.grad_clip=nan", "train.grad_clip=nan must lie in"),
+    ("train.seed=1e30", "train.seed="),
+    ("checkpoint_every=-1", "checkpoint_every=-1 must lie in"),
+    ("data.bpe_vocab_size=1e9", "data.bpe_vocab_size=1000000000 must lie in [1, 1048576]"),
+    ("data.val_tokens=1e12", "data.val_tokens=1,000,000,000,000 exceeds"),
+    ("model.seq_len=100000", "fewer than one batch"),
+])
+def test_bad_values_are_one_line_and_write_nothing(tmp_path, capsys, flag, message):
+    out = tmp_path / "R"
+    assert train_cli(out, "--set", flag) == 2
+    assert message in one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_run_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "R"
+        assert train_cli(out) == 0
+    finally:
+        os.umask(old)
+    for name in ("config.json", "result.json", "metrics.jsonl"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
