@@ -4,7 +4,10 @@
 
 runs every task (a task file for `python -m lab.study.worker`), calls `on_done(task, exit_code)`
 in the driver as each one ends, and `on_poll()` about every half second so the driver can draw
-progress. Three implementations:
+progress. If `on_poll` raises (the driver got SIGTERM/SIGINT: `lab.study.signals`), or anything else
+goes wrong in the driver, the launcher stops what it started before the exception leaves `run`:
+local workers get SIGTERM and `grace_s` seconds to save a checkpoint, Ray tasks and SLURM jobs are
+cancelled (their worker gets SIGTERM the same way). Three implementations:
 
 * `local`: up to K worker processes on this machine.
 * `ray`: one Ray task per study task (`ray.init()` starts a local cluster; pass an address for a
@@ -12,18 +15,22 @@ progress. Three implementations:
 * `slurm`: one job per task through submitit (`cluster="local"` runs them as local processes,
   which is how it is tested here).
 
-Every launcher ends up executing `lab.study.worker.launch`, so a cell runs identically anywhere.
+Every launcher ends up executing `python -m lab.study.worker TASK.json`, so a cell runs identically
+anywhere.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from lab.study.worker import run_task_file, stop_process, worker_env
 
 
 @dataclass
@@ -34,76 +41,114 @@ class Task:
     env: dict = field(default_factory=dict)  # extra environment for the worker
 
 
-def worker_env(extra: dict) -> dict:
-    env = dict(os.environ)
-    env.update(extra)
-    return env
+_LIBC = None
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the worker gets SIGTERM when the driver dies, even by SIGKILL (no orphans)."""
+    parent = os.getppid()
+    _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the driver died before prctl took effect
+        os._exit(143)
+
+
+def _preexec():
+    global _LIBC
+    if not sys.platform.startswith("linux"):
+        return None
+    if _LIBC is None:
+        import ctypes
+
+        _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: no dlopen between fork and exec
+    return _die_with_parent
 
 
 class LocalLauncher:
-    def __init__(self, workers: int = 1):
-        self.workers = max(1, workers)
+    def __init__(self, workers: int = 1, grace_s: float = 300):
+        self.workers, self.grace_s = max(1, workers), grace_s
+
+    def start(self, task: Task) -> tuple:
+        log = open(task.log, "a")
+        proc = subprocess.Popen([sys.executable, "-m", "lab.study.worker", str(task.path)], env=worker_env(task.env),
+                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_preexec())
+        return task, proc, log
 
     def run(self, tasks: list[Task], on_done: Callable, on_poll: Callable = lambda: None) -> None:
         queue, active = list(tasks), {}
-        while queue or active:
-            while queue and len(active) < self.workers:
-                task = queue.pop(0)
-                log = open(task.log, "a")
-                proc = subprocess.Popen([sys.executable, "-m", "lab.study.worker", str(task.path)],
-                                        env=worker_env(task.env), stdout=log, stderr=subprocess.STDOUT)
-                active[task.task_id] = (task, proc, log)
-            for task_id, (task, proc, log) in list(active.items()):
-                if proc.poll() is not None:
-                    log.close()
-                    del active[task_id]
-                    on_done(task, proc.returncode)
-            on_poll()
-            time.sleep(0.2)
+        try:
+            while queue or active:
+                on_poll()
+                while queue and len(active) < self.workers:
+                    task = queue.pop(0)
+                    active[task.task_id] = self.start(task)
+                for task_id, (task, proc, log) in list(active.items()):
+                    if proc.poll() is not None:
+                        log.close()
+                        del active[task_id]
+                        on_done(task, proc.returncode)
+                time.sleep(0.2)
+        finally:
+            self.stop(list(active.values()))
 
-
-def _ray_task(path: str, log: str, env: dict) -> int:
-    from lab.study.worker import launch
-
-    return launch(path, worker_env(env), log)
+    def stop(self, active: list[tuple]) -> None:
+        """SIGTERM every running worker, then wait (SIGKILL after grace_s)."""
+        for _, proc, _ in active:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + self.grace_s
+        for _, proc, log in active:
+            stop_process(proc, max(0.1, deadline - time.monotonic()))
+            log.close()
 
 
 class RayLauncher:
     def __init__(self, address: str | None = None, cpus_per_task: float = 1, gpus_per_task: float = 0,
-                 retries: int = 2):
+                 retries: int = 2, grace_s: float = 300):
         try:
             import ray
         except ImportError:
             from lab.config import ConfigError
 
             raise ConfigError("the ray launcher needs Ray: pip install 'scaling-lab[ray]'") from None
-        self.ray = ray
+        self.ray, self.grace_s = ray, grace_s
         if not ray.is_initialized():
             kwargs = {"address": address} if address else {"include_dashboard": False}
             # Workers must import this package: ship the source tree with the job on a cluster.
             root = str(Path(__file__).resolve().parents[2])
             ray.init(**kwargs, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": root}})
-        self.remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=retries)(_ray_task)
+        self.remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=retries)(run_task_file)
 
     def run(self, tasks: list[Task], on_done: Callable, on_poll: Callable = lambda: None) -> None:
-        refs = {self.remote.remote(str(t.path), str(t.log), t.env): t for t in tasks}
-        while refs:
-            ready, _ = self.ray.wait(list(refs), num_returns=1, timeout=0.5)
-            for ref in ready:
-                task = refs.pop(ref)
-                try:
-                    code = self.ray.get(ref)
-                except Exception as e:  # the task died even after its retries
-                    with open(task.log, "a") as f:
-                        f.write(f"ray task failed: {type(e).__name__}: {e}\n")
-                    code = 1
-                on_done(task, code)
-            on_poll()
+        refs = {self.remote.remote(str(t.path), t.env, str(t.log)): t for t in tasks}
+        try:
+            while refs:
+                on_poll()
+                ready, _ = self.ray.wait(list(refs), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    task = refs.pop(ref)
+                    on_done(task, self.exit_code(ref, task))
+        finally:
+            self.cancel(list(refs))
+
+    def exit_code(self, ref, task: Task) -> int:
+        try:
+            return self.ray.get(ref)
+        except Exception as e:  # the task died even after its retries
+            with open(task.log, "a") as f:
+                f.write(f"ray task failed: {type(e).__name__}: {e}\n")
+            return 1
+
+    def cancel(self, refs: list) -> None:
+        """A running task gets KeyboardInterrupt, and run_task_file passes SIGTERM to its worker."""
+        for ref in refs:
+            self.ray.cancel(ref)
+        if refs:
+            self.ray.wait(refs, num_returns=len(refs), timeout=self.grace_s)
 
 
 class SlurmLauncher:
     def __init__(self, folder: Path, cluster: str | None = None, partition: str | None = None,
-                 cpus_per_task: int = 1, gpus_per_task: int = 0, timeout_min: int = 24 * 60):
+                 cpus_per_task: int = 1, gpus_per_task: int = 0, timeout_min: int = 24 * 60, grace_s: float = 300):
         try:
             import submitit
         except ImportError:
@@ -116,21 +161,38 @@ class SlurmLauncher:
         if partition:
             params["slurm_partition"] = partition
         self.executor.update_parameters(**params)
+        self.grace_s = grace_s
 
     def run(self, tasks: list[Task], on_done: Callable, on_poll: Callable = lambda: None) -> None:
-        jobs = {self.executor.submit(_ray_task, str(t.path), str(t.log), t.env): t for t in tasks}
-        while jobs:
-            for job, task in list(jobs.items()):
-                if job.done():
-                    del jobs[job]
-                    try:
-                        code = job.result()
-                    except Exception as e:
-                        with open(task.log, "a") as f:
-                            f.write(f"slurm job failed: {type(e).__name__}: {e}\n")
-                        code = 1
-                    on_done(task, code)
-            on_poll()
+        jobs = {self.executor.submit(run_task_file, str(t.path), t.env, str(t.log)): t for t in tasks}
+        try:
+            while jobs:
+                on_poll()
+                for job, task in list(jobs.items()):
+                    if job.done():
+                        del jobs[job]
+                        on_done(task, self.exit_code(job, task))
+                time.sleep(0.5)
+        finally:
+            self.cancel(list(jobs))
+
+    @staticmethod
+    def exit_code(job, task: Task) -> int:
+        try:
+            return job.result()
+        except Exception as e:
+            with open(task.log, "a") as f:
+                f.write(f"slurm job failed: {type(e).__name__}: {e}\n")
+            return 1
+
+    def cancel(self, jobs: list) -> None:
+        """scancel (SLURM signals every process of the job: the worker saves a checkpoint), or
+        SIGINT to a local job (run_task_file passes SIGTERM to its worker); then wait."""
+        for job in jobs:
+            job.cancel(check=False)
+        deadline = time.monotonic() + self.grace_s
+        while jobs and time.monotonic() < deadline:
+            jobs = [j for j in jobs if not j.done()]
             time.sleep(0.5)
 
 

@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from lab.config import ConfigError
-from lab.study.spec import Study
+from lab.study.spec import Study, check_values
 
 
 def load_study(path: str | Path) -> Study:
@@ -27,6 +27,8 @@ def load_study(path: str | Path) -> Study:
         spec.loader.exec_module(module)
     except SyntaxError as e:
         raise ConfigError(f"study file {path}: syntax error at line {e.lineno}: {e.msg}") from None
+    except SystemExit as e:
+        raise ConfigError(f"study file {path}: called sys.exit({e.code!r}) while loading{_where(e, path)}") from None
     except ConfigError as e:
         raise ConfigError(f"study file {path}: {e}") from None
     except Exception as e:
@@ -38,12 +40,15 @@ def load_study(path: str | Path) -> Study:
         study = build()
     except ConfigError as e:
         raise ConfigError(f"study file {path}: {e}") from None
+    except SystemExit as e:  # sys.exit() in a study file is a mistake, not the command's exit status
+        raise ConfigError(f"study file {path}: study() called sys.exit({e.code!r}){_where(e, path)}") from None
     except TypeError as e:  # e.g. Study(...) missing a required field or given an unknown one
         raise ConfigError(f"study file {path}: study(): {e}{_where(e, path)}") from None
     except Exception as e:
         raise ConfigError(f"study file {path}: study() raised {type(e).__name__}: {e}{_where(e, path)}") from None
     if not isinstance(study, Study):
         raise ConfigError(f"study file {path}: study() returned {type(study).__name__}, not a lab.study.Study")
+    check_values(study)
     return study
 
 

@@ -3,29 +3,13 @@ so it works for runs in worker processes, on Ray or under SLURM with a shared fi
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Callable
 
-
-def last_step(run_dir: Path) -> int:
-    p = run_dir / "metrics.jsonl"
-    try:
-        with open(p, "rb") as f:
-            f.seek(max(0, p.stat().st_size - 4096))
-            tail = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return 0
-    for line in reversed(tail):
-        try:
-            return int(json.loads(line)["step"])
-        except (ValueError, KeyError):
-            continue
-    return 0
+from lab.rundir import RunDir
 
 
 class StudyProgress:
-    def __init__(self, total: int, initial: int, run_dir: Callable[[str], Path], enabled: bool = True):
+    def __init__(self, total: int, initial: int, run_dir: Callable[[str], RunDir], enabled: bool = True):
         from tqdm.auto import tqdm
 
         self.tqdm, self.enabled, self.run_dir = tqdm, enabled, run_dir
@@ -39,12 +23,12 @@ class StudyProgress:
 
     def poll(self) -> None:
         for cell_id, total in list(self.waiting.items()):
-            if last_step(self.run_dir(cell_id)) > 0:  # a run is active once it logs
+            if self.run_dir(cell_id).last_logged_step() > 0:  # a run is active once it logs
                 del self.waiting[cell_id]
                 self.active[cell_id] = self.tqdm(total=total, desc=cell_id[:28], unit="step", leave=False,
                                                  disable=not self.enabled, position=len(self.active) + 1)
         for cell_id, bar in self.active.items():
-            bar.n = min(last_step(self.run_dir(cell_id)), bar.total)
+            bar.n = min(self.run_dir(cell_id).last_logged_step(), bar.total)
             bar.refresh()
 
     def done(self, cell_id: str, status: str) -> None:

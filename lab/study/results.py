@@ -1,27 +1,29 @@
 """The study's results table: one row per run or cooldown branch, in DIR/results.csv.
 
-Every write takes an exclusive lock, rewrites the whole table to a temporary file and renames it
-into place: readers never see a torn row, concurrent writers (several `lab study` processes, or
-workers) never lose one, and a row for a cell that is already present is replaced, not doubled.
+The table is derived: each row is rebuilt from its run directory's result.json (the truth) every
+time `lab study` runs, so a torn or edited row heals itself. Reading is strict about what it
+trusts: a file whose header is not a lab study table (no `cell_id`, or not UTF-8) is refused rather
+than overwritten, and a row that is short, long or the unterminated last line of a cut file is
+dropped. Every write takes an exclusive lock and replaces the file atomically (`lab.files`), so
+readers never see a torn row and concurrent writers never lose one; a row for a cell that is
+already present is replaced, not doubled.
 """
 
 from __future__ import annotations
 
 import csv
 import fcntl
-import os
-import tempfile
+import io
 from contextlib import contextmanager
 from pathlib import Path
 
-# The result.json contract of a run, then the study's own columns, then anything else.
-COLUMNS = [
-    "study", "cell_id", "status", "run_id", "config_hash", "git_sha", "seed", "arch", "d_model", "n_layers",
-    "n_heads", "seq_len", "vocab_size", "params_non_embedding", "params_embedding", "params_head", "params_total",
-    "tokens", "flops_exact", "flops_6n", "flops_6n_total", "flops_deepseek", "budget_flops", "branch_of",
-    "final_train_loss", "final_val_loss", "val_bits_per_byte", "wall_s", "tokens_per_s", "dataset",
-    "corpus_fingerprint",
-]
+from lab.config import ConfigError
+from lab.files import write_text_atomic
+from lab.result import FIELDS
+
+# The study's own columns, the result.json contract of a run, then anything else (sorted).
+STUDY_COLUMNS = ("budget_flops", "branch_of", "error")
+COLUMNS = ["study", "cell_id", *FIELDS, *STUDY_COLUMNS]
 SKIP = {"mesh"}  # nested values that do not belong in a flat table
 
 
@@ -36,26 +38,64 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _decode(path: Path) -> str:
+    """The file's text; ConfigError unless its header is that of a lab study table."""
+    data = path.read_bytes()
+    header = data.split(b"\n", 1)[0]
+    try:
+        fields = next(csv.reader([header.decode("utf-8").rstrip("\r")]), [])
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a results table written by lab study (not UTF-8 text); move it "
+                          "away or use another --out (nothing was changed)") from None
+    if "cell_id" not in fields:
+        raise ConfigError(f"{path} is not a results table written by lab study (no cell_id column); move it "
+                          "away or use another --out (nothing was changed)")
+    return data.decode("utf-8", errors="replace")  # a damaged body: its rows are rebuilt from the runs
+
+
 def read_rows(path: Path) -> list[dict]:
+    """The intact rows of a results table ([] when there is none)."""
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    text = _decode(path)
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]  # the last row was cut off: not trusted
+    try:
+        rows = list(csv.DictReader(lines))
+    except csv.Error:
+        return []
+    return [r for r in rows if None not in r and None not in r.values() and r.get("cell_id")]
+
+
+def format_rows(rows: list[dict]) -> str:
+    clean = [{k: ("" if v is None else v) for k, v in r.items() if k not in SKIP} for r in rows]
+    extra = sorted({k for r in clean for k in r} - set(COLUMNS))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS + extra, restval="")
+    writer.writeheader()
+    writer.writerows(clean)
+    return buf.getvalue()
+
+
+def write_rows(path: Path, rows: list[dict]) -> bool:
+    """Replace the table by `rows` (in this order); returns whether the file changed."""
+    path = Path(path)
+    text = format_rows(rows)
+    with _locked(path):
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return False
+        except (OSError, UnicodeDecodeError):
+            pass
+        write_text_atomic(path, text)
+    return True
 
 
 def upsert_row(path: Path, row: dict) -> None:
     """Add `row` (keyed by cell_id) to the table, replacing an older row of the same cell."""
     path = Path(path)
-    row = {k: ("" if v is None else v) for k, v in row.items() if k not in SKIP}
     with _locked(path):
         rows = [r for r in read_rows(path) if r.get("cell_id") != row["cell_id"]] + [row]
-        extra = sorted({k for r in rows for k in r} - set(COLUMNS))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results.", suffix=".csv.tmp")
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS + extra, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_text_atomic(path, format_rows(rows))

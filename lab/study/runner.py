@@ -2,55 +2,62 @@
 
 Layout of a study directory:
 
-    DIR/study.json          the expanded cells (full configs), for provenance
-    DIR/results.csv         one row per run or cooldown branch (lab.study.results)
-    DIR/runs/CELL/          each cell's run directory (config.json, metrics.jsonl, result.json)
-    DIR/tasks/CELL.json     the task file a worker ran, and CELL.log its output
+    DIR/.lock               held by the running driver (lab.study.lock): one driver at a time
+    DIR/study.json          the expanded cells (full configs), for provenance; derived, rewritten
+    DIR/results.csv         one row per run or cooldown branch (lab.study.results); derived, rebuilt
+    DIR/runs/CELL/          each cell's run directory (lab.rundir.RunDir): the truth
+    DIR/tasks/CELL.json     the task file a worker ran, CELL.log its output, CELL.lock its lock
 
-A cell whose run directory holds a completed or diverged result is not trained again; any other
-cell is (re)started with resume, so an interrupted study continues where it stopped.
+A cell whose run directory holds a trusted completed or diverged result (`RunDir.read_result`) is
+not trained again; any other cell is (re)started with resume, so an interrupted study continues
+where it stopped and a cell whose result.json was damaged is re-evaluated from its final
+checkpoint. Every run rebuilds each row of results.csv from its run directory.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 from lab.config import ConfigError
-from lab.study.launchers import Task, make_launcher
-from lab.study.results import read_rows, upsert_row
-from lab.study.spec import Cell, Study, branch_savings
 from lab.costs import model_costs
-
-FINAL = ("completed", "diverged")
-
-
-def cell_row(study: Study, cell: Cell, result: dict) -> dict:
-    return {"study": study.name, "cell_id": cell.cell_id, **result,
-            "budget_flops": cell.budget_flops, "branch_of": cell.branch_of}
+from lab.files import DamagedFile, read_json, write_json_atomic
+from lab.result import FINAL
+from lab.rundir import RunDir
+from lab.study.launchers import Task, make_launcher
+from lab.study.lock import StudyLock
+from lab.study.results import read_rows, write_rows
+from lab.study.signals import StopSignals
+from lab.study.spec import Cell, Study, branch_savings
 
 
 def _extra(study: Study, cell: Cell) -> dict:
+    """The study's own fields of a cell's result (and row)."""
     return {"study": study.name, "cell_id": cell.cell_id, "budget_flops": cell.budget_flops,
             "branch_of": cell.branch_of}
 
 
-def _read_result(run_dir: Path) -> dict | None:
-    p = run_dir / "result.json"
-    try:
-        return json.loads(p.read_text()) if p.exists() else None
-    except json.JSONDecodeError:
-        return None
+def cell_row(study: Study, cell: Cell, result: dict) -> dict:
+    return {**result, **_extra(study, cell)}
 
 
 def _last_line(path: Path) -> str:
     try:
-        lines = [l for l in path.read_text().splitlines() if l.strip()]
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return "no output"
     return lines[-1][-300:] if lines else "no output"
+
+
+def check_plan(out: Path, study: Study) -> None:
+    """DIR/study.json, if any, must be this study's; a damaged one is rewritten (it is derived)."""
+    try:
+        old = read_json(out / "study.json")
+    except DamagedFile:
+        return
+    if old is not None and old.get("study") != study.name:
+        raise ConfigError(f"{out} holds study {old.get('study')!r}, not {study.name!r}; use another --out")
 
 
 class StudyRun:
@@ -59,83 +66,108 @@ class StudyRun:
         self.runs, self.tasks = self.out / "runs", self.out / "tasks"
         self.results = self.out / "results.csv"
         self.status: dict[str, str] = {}
+        self.rows: dict[str, dict] = {}  # cell_id -> row, for cells of this study
+        self.other_rows: list[dict] = []  # intact rows of cells the study no longer has
 
-    def run_dir(self, cell: Cell) -> Path:
-        return self.runs / cell.cell_id
+    def run_dir(self, cell_id: str) -> RunDir:
+        return RunDir(self.runs / cell_id)
 
     def write_plan(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
         self.runs.mkdir(exist_ok=True)
         self.tasks.mkdir(exist_ok=True)
         plan = [{"cell_id": c.cell_id, "budget_flops": c.budget_flops, "branch_of": c.branch_of,
                  "branch_step": c.branch_step, "config": c.config.to_dict()} for c in self.cells]
-        (self.out / "study.json").write_text(json.dumps({"study": self.study.name, "cells": plan}, indent=1))
+        data = {"study": self.study.name, "cells": plan}
+        try:
+            if read_json(self.out / "study.json") == data:
+                return
+        except DamagedFile:
+            pass
+        write_json_atomic(self.out / "study.json", data)
+
+    def save_rows(self) -> None:
+        ordered = [self.rows[c.cell_id] for c in self.cells if c.cell_id in self.rows]
+        write_rows(self.results, ordered + self.other_rows)
 
     def collect_finished(self) -> list[Cell]:
-        """Record rows of cells already done; return the cells still to run."""
-        rows = {r["cell_id"]: r for r in read_rows(self.results)}
+        """Rebuild every row from its run directory; return the cells still to run."""
+        ids = {c.cell_id for c in self.cells}
+        self.other_rows = [r for r in read_rows(self.results) if r["cell_id"] not in ids]
         todo = []
         for cell in self.cells:
-            result = _read_result(self.run_dir(cell))
+            result = self.run_dir(cell.cell_id).read_result()
             if result and result.get("config_hash") not in (None, cell.config.hash()):
-                raise ConfigError(f"{self.run_dir(cell)} was trained with another config than the study now gives "
-                                  f"cell {cell.cell_id}; use a new --out (or remove that run directory)")
-            if result and result.get("status") in FINAL:
+                raise ConfigError(f"{self.run_dir(cell.cell_id).path} was trained with another config than the "
+                                  f"study now gives cell {cell.cell_id}; use a new --out (or remove that run directory)")
+            if result:
+                self.rows[cell.cell_id] = cell_row(self.study, cell, result)
+            if result and result["status"] in FINAL:
                 self.status[cell.cell_id] = result["status"]
-                if rows.get(cell.cell_id, {}).get("status") != result["status"]:
-                    upsert_row(self.results, cell_row(self.study, cell, result))
             else:
                 todo.append(cell)
+        self.save_rows()
         return todo
 
     def task(self, cell: Cell, env: dict) -> Task:
-        spec = {"cells": [{
-            "cell_id": cell.cell_id, "run_dir": str(self.run_dir(cell).resolve()), "config": cell.config.to_dict(),
-            "extra_result": _extra(self.study, cell), "keep_steps": list(cell.keep_steps),
-            "branch_of": cell.branch_of, "branch_step": cell.branch_step,
-            "parent_dir": str((self.runs / cell.branch_of).resolve()) if cell.branch_of else None,
-        }]}
+        spec = {
+            "cell_id": cell.cell_id, "run_dir": str(self.run_dir(cell.cell_id).path.resolve()),
+            "config": cell.config.to_dict(), "extra_result": _extra(self.study, cell),
+            "keep_steps": list(cell.keep_steps), "branch_of": cell.branch_of, "branch_step": cell.branch_step,
+            "parent_dir": str(self.run_dir(cell.branch_of).path.resolve()) if cell.branch_of else None,
+        }
         path = self.tasks / f"{cell.cell_id}.json"
-        path.write_text(json.dumps(spec, indent=1))
+        write_json_atomic(path, spec)
         return Task(cell.cell_id, path.resolve(), (self.tasks / f"{cell.cell_id}.log").resolve(), env)
 
-    def record(self, cell: Cell, exit_code: int) -> None:
-        """The run directory's result is the truth; a worker that died before writing one
-        leaves a `failed` row with the last line of its log."""
-        result = _read_result(self.run_dir(cell))
-        if result is None or result.get("status") not in (*FINAL, "failed"):
+    def record(self, cell: Cell, result: dict) -> None:
+        self.status[cell.cell_id] = result["status"]
+        self.rows[cell.cell_id] = cell_row(self.study, cell, result)
+        self.save_rows()
+
+    def finished(self, cell: Cell, exit_code: int) -> None:
+        """The run directory's result is the truth; a worker that ended without a trusted one
+        leaves a `failed` row with the last line of its log (the cell runs again next time)."""
+        result = self.run_dir(cell.cell_id).read_result()
+        if result is None:
             result = {"status": "failed", "error": f"worker exited with {exit_code}: "
                       f"{_last_line(self.tasks / f'{cell.cell_id}.log')}"}
-        self.status[cell.cell_id] = result["status"]
-        upsert_row(self.results, cell_row(self.study, cell, result))
+        self.record(cell, result)
 
-    def execute(self, launcher, todo: list[Cell], env: dict, progress: bool = True) -> None:
+    def runnable(self, wave: list[Cell], bars) -> list[Cell]:
+        """The cells of a wave that can start: a branch needs its long run completed."""
+        out = []
+        for cell in wave:
+            parent = self.status.get(cell.branch_of) if cell.branch_of else "completed"
+            if parent == "completed":
+                out.append(cell)
+                continue
+            self.record(cell, {"status": "failed", "error": f"its long run {cell.branch_of} ended {parent or 'unrun'}"})
+            bars.done(cell.cell_id, "failed")
+        return out
+
+    def execute(self, launcher, todo: list[Cell], env: dict, stop: StopSignals, progress: bool = True) -> None:
+        """Long runs first, then the cooldown branches that start from their checkpoints."""
         from lab.study.progress import StudyProgress
 
         by_id = {c.cell_id: c for c in todo}
-        bars = StudyProgress(len(self.cells), len(self.cells) - len(todo), lambda c: self.runs / c, enabled=progress)
-        first = [c for c in todo if not c.branch_of]
-        later = [c for c in todo if c.branch_of]
+        bars = StudyProgress(len(self.cells), len(self.cells) - len(todo), self.run_dir, enabled=progress)
 
         def on_done(task: Task, code: int) -> None:
-            self.record(by_id[task.task_id], code)
+            self.finished(by_id[task.task_id], code)
             bars.done(task.task_id, self.status[task.task_id])
 
-        for wave in (first, later):
-            runnable = []
-            for cell in wave:
-                parent = self.status.get(cell.branch_of) if cell.branch_of else "completed"
-                if parent != "completed":
-                    self.status[cell.cell_id] = "failed"
-                    upsert_row(self.results, cell_row(self.study, cell, {
-                        "status": "failed", "error": f"its long run {cell.branch_of} ended {parent or 'unrun'}"}))
-                    bars.done(cell.cell_id, "failed")
-                else:
-                    runnable.append(cell)
-            tasks = [self.task(c, env) for c in runnable]
-            bars.start({c.cell_id: c.config.total_steps for c in runnable})
-            launcher.run(tasks, on_done, bars.poll)
-        bars.close()
+        def on_poll() -> None:
+            stop.check()
+            bars.poll()
+
+        try:
+            for wave in ([c for c in todo if not c.branch_of], [c for c in todo if c.branch_of]):
+                cells = self.runnable(wave, bars)
+                tasks = [self.task(c, env) for c in cells]
+                bars.start({c.cell_id: c.config.total_steps for c in cells})
+                launcher.run(tasks, on_done, on_poll)
+        finally:
+            bars.close()
 
 
 def describe(study: Study, cells: list[Cell], step_seconds: dict | None = None) -> str:
@@ -174,23 +206,29 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _worker_env(workers: int) -> dict:
+    env = {}
+    if workers > 1:  # several single-threaded XLA processes beat one multi-threaded one on CPU
+        env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    return env
+
+
 def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "local", workers: int = 1,
               progress: bool = True, **launcher_args) -> dict[str, str]:
-    """Run every unfinished cell; returns {cell_id: status}."""
-    if Path(out).exists() and not Path(out).is_dir():
+    """Run every unfinished cell; returns {cell_id: status}. One driver per directory (a second
+    is refused, naming the first); SIGTERM/SIGINT stop the workers, then raise
+    `lab.study.signals.Interrupted`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory")
-    state = StudyRun(study, cells, out)
-    plan = Path(out) / "study.json"
-    if plan.exists():
-        old = json.loads(plan.read_text())
-        if old.get("study") != study.name:
-            raise ConfigError(f"{out} holds study {old.get('study')!r}, not {study.name!r}; use another --out")
-    state.write_plan()
-    todo = state.collect_finished()
-    if todo:
-        env = {}
-        if workers > 1:  # several single-threaded XLA processes beat one multi-threaded one on CPU
-            env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
-        runner = make_launcher(launcher, Path(out), workers=workers, **launcher_args)
-        state.execute(runner, todo, env, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    with StudyLock(out), StopSignals() as stop:
+        check_plan(out, study)
+        read_rows(out / "results.csv")  # a foreign table: refused before anything is written
+        state = StudyRun(study, cells, out)
+        state.write_plan()
+        todo = state.collect_finished()
+        if todo:
+            runner = make_launcher(launcher, out, workers=workers, **launcher_args)
+            state.execute(runner, todo, _worker_env(workers), stop, progress=progress)
     return dict(state.status)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -54,12 +55,6 @@ class Cell:
     def flops(self) -> float:
         return model_costs(self.config.model).flops_exact * self.config.total_tokens
 
-    def pack_key(self) -> tuple:
-        """Cells with equal keys have identical shapes and step counts: a later packed launcher
-        can train them together in one vmapped step (different seeds or learning rates)."""
-        c = self.config
-        return (c.model, c.data, c.train.batch_size, c.total_steps, c.train.schedule, self.branch_of)
-
 
 def _size_label(model) -> str:
     return f"d{model.d_model}L{model.n_layers}"
@@ -75,6 +70,7 @@ def _with_tokens(cfg: RunConfig, tokens: int) -> RunConfig:
 
 def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -> list[Cell]:
     """All cells of a study, checked: every config valid and long enough, ids unique."""
+    check_values(study)
     if bool(study.tokens) == bool(study.budgets):
         raise ConfigError(f"study {study.name!r}: give exactly one of tokens=[...] (N×D grid) or budgets=[...] (IsoFLOP)")
     if not study.sizes:
@@ -83,7 +79,7 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
         raise ConfigError(f"study {study.name!r}: branches=True needs an N×D grid (tokens=[...])")
     base = apply_overrides(study.base, [*study.overrides, *extra_overrides])
     cells = []
-    for seed in study.seeds:
+    for seed in (int(s) for s in study.seeds):
         seeded = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
         for size in study.sizes:
             if not isinstance(size, dict):
@@ -102,6 +98,47 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
         dup = sorted({i for i in ids if ids.count(i) > 1})[0]
         raise ConfigError(f"study {study.name!r}: two cells share the id {dup!r} (duplicate sizes?)")
     return cells
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _numbers(study: Study, field: str, *, whole: bool, least: float) -> None:
+    """Every value of the list `field` is a finite number >= least (and whole, if asked)."""
+    values = getattr(study, field)
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ConfigError(f"study {study.name!r}: {field} must be a list, got {values!r}")
+    for v in values:
+        ok = _is_number(v) and math.isfinite(v) and v >= least and (not whole or v == int(v))
+        if not ok:
+            kind = "whole numbers" if whole else "numbers"
+            raise ConfigError(f"study {study.name!r}: {field} must be finite {kind} >= {least:g}, got {v!r}")
+
+
+def check_values(study: Study) -> None:
+    """The study's own values: a name, lists of finite positive budgets and token counts,
+    non-negative whole seeds, and sensible window, guess and min_steps."""
+    if not isinstance(study.name, str) or not study.name.strip():
+        raise ConfigError(f"a study needs a non-empty name, got {study.name!r}")
+    if not isinstance(study.base, RunConfig):
+        raise ConfigError(f"study {study.name!r}: base must be a lab.config.RunConfig, got {type(study.base).__name__}")
+    if not isinstance(study.sizes, Sequence) or isinstance(study.sizes, (str, bytes, dict)):
+        raise ConfigError(f"study {study.name!r}: sizes must be a list of dicts of model fields")
+    _numbers(study, "tokens", whole=True, least=1)
+    _numbers(study, "budgets", whole=False, least=math.ulp(0.0))
+    _numbers(study, "seeds", whole=True, least=0)
+    if not study.seeds:
+        raise ConfigError(f"study {study.name!r}: seeds must hold at least one seed")
+    g = study.tokens_per_param_guess
+    if not (_is_number(g) and math.isfinite(g) and g > 0):
+        raise ConfigError(f"study {study.name!r}: tokens_per_param_guess must be a finite number > 0, got {g!r}")
+    for field, least in (("window", 0), ("min_steps", 1)):
+        v = getattr(study, field)
+        if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= least):
+            raise ConfigError(f"study {study.name!r}: {field} must be a whole number >= {least}, got {v!r}")
+    if not callable(study.policy):
+        raise ConfigError(f"study {study.name!r}: policy must be a function (cfg, cell) -> RunConfig")
 
 
 def _configure(study: Study, cfg: RunConfig, size: dict, tokens: int, budget: float | None,

@@ -1,78 +1,96 @@
-"""Run the cells of one task — `python -m lab.study.worker TASK.json` — in a fresh process.
+"""Run one cell of a study — `python -m lab.study.worker TASK.json` — in a fresh process.
 
-A task is a list of cells (a "pack"; today one cell, later several cells of equal shape trained
-together). Each cell is a run directory trained with `lab.train.train(..., resume=True)`, so a
-task that is re-run continues where it stopped. A cooldown branch first receives its long
-run's checkpoint at the branch step and the long run's metrics up to it.
+The cell's run directory is trained with `lab.train.train(..., resume=True)`, so a task that is
+run again continues where it stopped (and a run whose result.json is damaged is re-evaluated from
+its final checkpoint). A cooldown branch first receives its long run's checkpoint at the branch
+step and the long run's metrics up to it.
+
+The worker holds an exclusive lock on TASK.lock while it trains, so two workers never train one
+cell at once, even when a driver was killed and its orphaned worker is still saving a checkpoint.
+
+Exit status: 0 completed, 1 diverged or failed (recorded in the run directory), 143 stopped by
+SIGTERM/SIGINT after saving a checkpoint.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
+import fcntl
+import os
+import signal
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 
-
-def seed_branch(run_dir: Path, parent_dir: Path, step: int) -> None:
-    """Give a branch its starting point: the parent's kept checkpoint and its log up to `step`."""
-    target = run_dir / "checkpoints" / str(step)
-    if (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
-        return  # already seeded (or already training): resume handles it
-    source = parent_dir / "branch_points" / str(step)
-    if not source.exists():
-        raise FileNotFoundError(f"the long run {parent_dir.name} has no checkpoint at step {step}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source, target)
-    lines = []
-    metrics = parent_dir / "metrics.jsonl"
-    if metrics.exists():
-        lines = [l for l in metrics.read_text().splitlines() if json.loads(l)["step"] <= step]
-    (run_dir / "metrics.jsonl").write_text("".join(l + "\n" for l in lines))
+STOPPED = 128 + signal.SIGTERM
 
 
-def run_cells(task: dict) -> int:
+def run_cell(cell: dict) -> int:
     from lab.config import RunConfig, from_dict
-    from lab.train import RunFailed, train
+    from lab.rundir import RunDir
+    from lab.train import Preempted, RunFailed, train
 
-    ok = True
-    for cell in task["cells"]:
-        run_dir = Path(cell["run_dir"])
-        if cell.get("branch_of"):
-            seed_branch(run_dir, Path(cell["parent_dir"]), cell["branch_step"])
-        cfg = from_dict(RunConfig, cell["config"])
+    run = RunDir(cell["run_dir"])
+    if cell.get("branch_of"):
+        run.seed_branch(RunDir(cell["parent_dir"]), cell["branch_step"])
+    cfg = from_dict(RunConfig, cell["config"])
+    try:
+        result = train(cfg, run.path, resume=True, progress=False, extra_result=cell["extra_result"],
+                       keep_steps=tuple(cell.get("keep_steps", ())))
+    except RunFailed:  # recorded as status `failed` in the run directory
+        return 1
+    except (Preempted, KeyboardInterrupt) as e:
+        print(f"worker: {e or 'interrupted'}", file=sys.stderr)
+        return STOPPED
+    return 0 if result["status"] == "completed" else 1
+
+
+def worker_env(extra: dict) -> dict:
+    """This machine's environment plus the study's additions (e.g. XLA_FLAGS)."""
+    env = dict(os.environ)
+    env.update(extra or {})
+    return env
+
+
+def run_task_file(path: str, extra_env: dict | None = None, log_path: str | None = None,
+                  grace_s: float = 300) -> int:
+    """Run a task file in a child process and return its exit code: what the Ray and SLURM
+    launchers execute remotely. If this process is interrupted (a cancelled Ray task or SLURM
+    job), the child gets SIGTERM and `grace_s` seconds to save a checkpoint."""
+    cmd = [sys.executable, "-m", "lab.study.worker", path]
+    log = open(log_path, "a") if log_path else None
+    try:
+        proc = subprocess.Popen(cmd, env=worker_env(extra_env), stdout=log, stderr=subprocess.STDOUT if log else None)
         try:
-            result = train(cfg, run_dir, resume=True, progress=False, extra_result=cell["extra_result"],
-                           keep_steps=tuple(cell.get("keep_steps", ())))
-        except RunFailed:  # recorded as status `failed` in the run directory
-            ok = False
-            continue
-        except Exception:  # failed before training began (e.g. a bad dataset): the driver records it
-            traceback.print_exc()
-            ok = False
-            continue
-        ok &= result["status"] == "completed"
-    return 0 if ok else 1
+            return proc.wait()
+        except BaseException:
+            stop_process(proc, grace_s)
+            raise
+    finally:
+        if log:
+            log.close()
 
 
-def launch(task_path: str, env: dict | None = None, log_path: str | None = None) -> int:
-    """Run a task file in a child process (what every launcher executes); returns its exit code."""
-    cmd = [sys.executable, "-m", "lab.study.worker", task_path]
-    if log_path is None:
-        return subprocess.run(cmd, env=env).returncode
-    with open(log_path, "a") as log:
-        return subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+def stop_process(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended after `grace_s` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main(argv=None) -> int:
-    from lab.cli import _enable_compilation_cache
+    from lab.files import read_json
+    from lab.runtime import setup
 
-    _enable_compilation_cache()
     argv = sys.argv[1:] if argv is None else argv
-    task = json.loads(Path(argv[0]).read_text())
-    return run_cells(task)
+    task_path = Path(argv[0])
+    setup()
+    with open(task_path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for a worker of an earlier driver that still runs
+        return run_cell(read_json(task_path))
 
 
 if __name__ == "__main__":
