@@ -12,6 +12,7 @@ with a warning naming it and the one before is used.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -38,8 +39,28 @@ def _same_fingerprint(a, b, rtol: float = 1e-4) -> bool:
     return bool(np.all(np.abs(a - b) <= rtol * (np.abs(a) + 1.0)))
 
 
+def _drop_closed_loop_noise() -> None:
+    """A restore that fails on damaged files leaves tensorstore reads in flight; when they finish,
+    their callbacks reach orbax's already-closed event loop and each prints an unraisable
+    `RuntimeError: Event loop is closed` traceback (thousands of lines for one bad checkpoint).
+    Drop exactly those; every other unraisable exception is reported as before."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_lab_quiet", False):
+        return
+
+    def hook(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._lab_quiet = True
+    sys.unraisablehook = hook
+
+
 class Checkpointer:
     def __init__(self, directory: Path, *, keep: int = 2, async_save: bool = True, set_aside: Path | None = None):
+        _drop_closed_loop_noise()
         self.directory = Path(directory).absolute()
         # where damaged checkpoints are moved (kept, never deleted); the run directory decides
         self.set_aside_dir = Path(set_aside).absolute() if set_aside else self.directory.parent / "checkpoints_corrupted"

@@ -1,5 +1,6 @@
 """Process set-up shared by every lab entry point (the `lab` command, study workers).
 
+* The lab's warnings as one line each.
 * A persistent XLA compilation cache (~/.cache/scaling-lab/jax, or $SCALING_LAB_JAX_CACHE): a
   study compiles each model shape once, not once per cell. LAB_COMPILATION_CACHE=0 disables it.
   A cache directory someone already configured is left alone.
@@ -36,6 +37,25 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | Non
     return str(path)
 
 
+def one_line_warnings() -> None:
+    """The lab's own warnings (a damaged checkpoint set aside, …) print as one line each, without
+    the source line Python appends; other libraries' warnings are left as they are."""
+    import warnings
+
+    original = warnings.formatwarning
+    if getattr(original, "_lab", False):
+        return
+
+    def format_warning(message, category, filename, lineno, line=None):
+        if category.__module__.split(".")[0] == "lab":
+            return f"warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    format_warning._lab = True
+    warnings.formatwarning = format_warning
+
+
 def setup() -> None:
     """Everything a lab process needs before it compiles anything."""
     enable_compilation_cache()
+    one_line_warnings()

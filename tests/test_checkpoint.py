@@ -88,6 +88,24 @@ def test_corrupted_newest_checkpoint_falls_back(tmp_path, reference_run):
     assert losses(out) == losses(reference_run)
 
 
+def test_a_truncated_checkpoint_costs_one_warning_line(tmp_path):
+    """The fallback is quiet: one warning line, not thousands of lines of asyncio tracebacks."""
+    cfg = dataclasses.replace(TINY, checkpoint_every=8, keep_checkpoints=3)
+    out = tmp_path / "run"
+    train(cfg, out, progress=False)
+    (out / "result.json").unlink()
+    for f in (out / "checkpoints" / "24" / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 0 and f.parent.name == "d":
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    cmd = lab_cmd("train", "--out", out, "--quiet", "--steps", cfg.train.steps, "--checkpoint-every", 8,
+                  *set_args(cfg), "--set", "keep_checkpoints=3", "--resume")
+    proc = subprocess.run(cmd, env=env(1), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr[:3000]
+    assert "checkpoints/24 is unreadable or corrupted" in proc.stderr
+    assert json.loads(proc.stdout)["status"] == "completed"
+
+
 def test_checkpoint_from_8_devices_resumes_on_1(tmp_path, reference_run):
     out = tmp_path / "run"
     cfg = dataclasses.replace(TINY, mesh="data=2,fsdp=2,tensor=2", checkpoint_every=8, keep_checkpoints=3)
