@@ -141,3 +141,17 @@ def test_run_files_follow_the_umask(tmp_path):
         os.umask(old)
     for name in ("config.json", "result.json", "metrics.jsonl"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
+
+
+def test_disk_full_is_one_line_and_leaves_no_temporary_files(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "R"
+    assert train_cli(out) == 2
+    line = one_error_line(capsys)
+    assert "disk full writing" in line and "config.json" in line and "No space left on device" in line
+    assert not [p for p in out.rglob("*.tmp")]
