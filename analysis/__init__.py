@@ -1,13 +1,29 @@
 """Scaling-law analysis on results tables: fits with confidence intervals, compute-optimal
-frontiers, and the papers' figures. It never imports the training stack (`lab`), so it works on
-any CSV, including published ones.
+frontiers, the papers' figures and a one-page report. It never imports the training stack
+(`lab`), so it works on any CSV, including published ones.
 
-    from analysis import load_table, fit_data, fit, bootstrap
-    data = fit_data(load_table("results.csv"))          # N, D, C, loss columns resolved and checked
-    result = fit(data, "parametric")                     # or "isoflop", "envelope", "kaplan"
-    bootstrap(result, data, n_boot=1000, target_flops=1e21)
-    result.params, result.ci
+The whole analysis of a study, from Python:
 
+    import analysis
+    study = analysis.load("runs/x")                          # DIR/results.csv (+ curves), or any CSV
+    iso = analysis.fit(study, "isoflop", bootstrap=200)      # FitResult with .params, .a, .ci
+    par = analysis.fit(study, "parametric", target_flops=1e21)
+    analysis.figures(study, [iso, par], "out/")              # figures (a)-(e) and their CSVs
+    analysis.report("runs/x")                                # runs/x/report.md, figures/, fits.json
+    print(analysis.summary_text(iso))
+
+`load` takes the table's row and column choices as keywords (`n_col=`, `loss_col=`, `where=`,
+`drop_highest_loss=`, ...; see `TableOptions`); `fit` takes the method's own (`delta=`,
+`estimator=`, `loss_noise=`) and `bootstrap=`, `seed=`, `level=`, `target_flops=`. Methods are
+registered in `analysis.methods`: parametric (approach 3), isoflop (approach 2), envelope
+(approach 1), kaplan. `backtest(study.data, "parametric", holdout=2)` fits the smaller budgets
+and predicts the largest.
+
+Simulate a study design before spending compute: `simulate_isoflop` draws a results table from a
+known law (`CHINCHILLA_EPOCH` by default) and `write_study` lays it out as `lab study` does, with
+training curves; fitting it shows whether the design recovers the law that generated it.
+
+No exported name equals a submodule's name, so `analysis.fit` is always the function.
 Names are imported lazily so that `import analysis` (e.g. by the lab CLI) costs nothing.
 """
 
@@ -15,20 +31,27 @@ from importlib import import_module
 
 _EXPORTS = {
     "AnalysisError": "errors",
+    "load": "inputs", "Study": "inputs",
+    "TableOptions": "options", "FitOptions": "options",
     "load_table": "table", "fit_data": "table", "FitData": "table", "filter_rows": "table",
-    "fit": "fitting", "METHODS": "fitting",
+    "fit": "fitting", "fit_with_options": "fitting", "summary_text": "fitting",
+    "METHODS": "methods", "Method": "methods",
     "FitResult": "result",
-    "bootstrap": "bootstrap",
-    "backtest": "backtest",
+    "bootstrap": "intervals",
+    "backtest": "holdout",
+    "figures": "plots",
+    "report": ("reporting", "write_report"),
+    "simulate_isoflop": ("synthetic", "isoflop_table"), "write_study": "synthetic", "CHINCHILLA_EPOCH": "synthetic",
     "Chinchilla": "laws", "KaplanND": "laws", "PowerLaw": "laws", "DataConstrained": "laws",
-    "fit_parametric": "fit_parametric", "fit_isoflop": "fit_isoflop", "fit_envelope": "fit_envelope",
-    "fit_kaplan": "fit_kaplan",
 }
+# The fitters themselves are `analysis.fit_parametric.fit_parametric` etc.; they are not exported
+# here because a name equal to a submodule's would turn into the module once that is imported.
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
     if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        module, attr = _EXPORTS[name] if isinstance(_EXPORTS[name], tuple) else (_EXPORTS[name], name)
+        return getattr(import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'analysis' has no attribute {name!r}")

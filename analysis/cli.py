@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-METHODS = ("parametric", "isoflop", "envelope", "kaplan")
+from .methods import METHODS, get
+from .options import FitOptions, TableOptions, options_from
 
 
 def _positive_float(text: str) -> float:
@@ -24,6 +24,17 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return v
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0 (a negative count is a usage error, not "count from the end")."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
     return v
 
 
@@ -37,7 +48,7 @@ def _table_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--where", help='pandas query selecting rows, e.g. "seed == 0 and params_total > 1e6"')
     g.add_argument("--status", default="completed",
                    help="keep rows with this status if the table has a status column ('any' keeps all; default completed)")
-    g.add_argument("--drop-highest-loss", type=int, default=0, metavar="K",
+    g.add_argument("--drop-highest-loss", type=_count, default=0, metavar="K",
                    help="drop the K highest-loss rows (Epoch's refit of Chinchilla dropped 5)")
     g.add_argument("--k", type=_positive_float, default=None,
                    help="FLOPs per parameter per token in C = k N D (default: median C/(N D) when the table "
@@ -50,7 +61,7 @@ def _table_args(p: argparse.ArgumentParser) -> None:
 def _fit_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("fit")
     g.add_argument("--target-flops", type=_positive_float, help="report N_opt and D_opt at this compute")
-    g.add_argument("--bootstrap", type=int, default=0, metavar="B", help="bootstrap resamples for percentile CIs")
+    g.add_argument("--bootstrap", type=_count, default=0, metavar="B", help="bootstrap resamples for percentile CIs")
     g.add_argument("--level", type=float, default=0.95, help="CI level (default 0.95)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--delta", type=_positive_float, default=1e-3, help="Huber delta for parametric (default 1e-3)")
@@ -67,7 +78,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--method", choices=METHODS, default="parametric")
     _table_args(p)
     _fit_args(p)
-    p.add_argument("--backtest", type=int, default=0, metavar="H", help="also back-test: hold out the H largest budgets")
+    p.add_argument("--backtest", type=_count, default=0, metavar="H", help="also back-test: hold out the H largest budgets")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_fit)
 
@@ -90,115 +101,58 @@ def add_parsers(subparsers) -> None:
     p.set_defaults(func=cmd_report, bootstrap=200)
 
 
-def load_inputs(source, args, need_budget=False):
-    """(FitData, curves or None, warnings) from a CSV or a study directory."""
-    from .table import fit_data, load_table
-
-    df = load_table(source)
-    data = fit_data(df, n_col=args.n_col, d_col=args.d_col, c_col=args.c_col, loss_col=args.loss_col,
-                    budget_col=args.budget_col, where=args.where,
-                    status=None if args.status == "any" else args.status, k=args.k,
-                    need_budget=need_budget, drop_highest=args.drop_highest_loss)
-    curves, warnings = None, []
-    if Path(source).is_dir() and any(Path(source).glob("**/metrics.jsonl")):
-        from .curves import load_curves
-        from .errors import AnalysisError
-
-        try:
-            curves, warnings = load_curves(source, data.frame, data.columns["N"], args.curve_loss,
-                                           getattr(args, "smooth", None))
-        except AnalysisError as e:
-            warnings.append(str(e))
-    return data, curves, warnings
+def _options(args) -> tuple[TableOptions, FitOptions]:
+    """The parsed flags as the library's options."""
+    return options_from(TableOptions, args), options_from(FitOptions, args)
 
 
-def run_fit(args, method, data, curves):
-    from .fitting import fit
+def _use_cache() -> None:
+    from .jaxcache import enable_persistent_cache
 
-    kw = {"target_flops": args.target_flops}
-    if method == "parametric":
-        kw["delta"] = args.delta
-    if method == "isoflop":
-        kw.update(estimator=args.iso_method, loss_noise=args.loss_noise, seed=args.seed)
-    result = fit(data, method, curves=curves, **kw)
-    if args.bootstrap:
-        from .bootstrap import bootstrap
-
-        bootstrap(result, data, curves=curves, n_boot=args.bootstrap, seed=args.seed,
-                  target_flops=args.target_flops, level=args.level)
-    return result
+    enable_persistent_cache()
 
 
 def cmd_fit(args) -> int:
-    from .jaxcache import enable_persistent_cache
+    from .fitting import fit_with_options, summary_text
+    from .inputs import load
 
-    if args.method == "parametric":
-        enable_persistent_cache()
-    data, curves, warnings = load_inputs(args.table, args, need_budget=args.method == "isoflop" or args.backtest > 0)
-    result = run_fit(args, args.method, data, curves)
-    result.warnings[:0] = warnings
+    method = get(args.method)
+    if method.uses_jax:
+        _use_cache()
+    table, options = _options(args)
+    study = load(args.table, table, need_budget=method.needs_budget or args.backtest > 0)
+    result = fit_with_options(study, args.method, options)
+    result.warnings[:0] = study.warnings
     out = result.to_json_dict()
     if args.backtest:
-        from .backtest import backtest
-
-        kw = {"loss_noise": args.loss_noise, "estimator": args.iso_method} if args.method == "isoflop" else {}
-        bt = backtest(data, args.method, holdout=args.backtest, **kw)
-        out["backtest"] = {"holdout_budgets": bt["holdout_budgets"], "train_max_flops": bt["train_max_flops"],
-                           **bt["summary"], "points": bt["points"]}
-        from .result import _plain
-
-        out["backtest"] = _plain(out["backtest"])
+        out["backtest"] = _backtest_json(study, args.method, args.backtest, options)
     if args.json:
         print(json.dumps(out, indent=None, allow_nan=False))
-    else:
-        print(summary_text(result))
-        if args.backtest:
-            s = out["backtest"]
-            print(f"  back-test (hold out {len(s['holdout_budgets'])} largest budget(s)): "
-                  f"rmse(log) {s['rmse_log']:.4g}, mean |rel err| {s['mean_abs_rel_error']:.3%}")
+        return 0
+    print(summary_text(result))
+    if args.backtest:
+        s = out["backtest"]
+        print(f"  back-test (hold out {len(s['holdout_budgets'])} largest budget(s)): "
+              f"rmse(log) {s['rmse_log']:.4g}, mean |rel err| {s['mean_abs_rel_error']:.3%}")
     return 0
 
 
-def _fmt(v, spec=".4g"):
-    return "nan" if v is None or v != v else format(v, spec)
+def _backtest_json(study, method: str, holdout: int, options: FitOptions) -> dict:
+    from .holdout import backtest
+    from .result import plain
 
-
-def summary_text(r) -> str:
-    """A few human-readable lines describing a fit."""
-    p, cols = r.params, r.extra.get("columns", {})
-    head = f"{r.method} fit of {r.n_points} points" + (f" ({', '.join(f'{k}={v}' for k, v in cols.items())})" if cols else "")
-    lines = [head]
-    if r.method == "parametric":
-        lines.append(f"  L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}")
-        lines.append(f"  objective {r.objective:.7e} ({r.extra['objective_convention']}); {r.extra['n_inits']} inits, "
-                     f"{r.extra['n_inits_at_best']} of the screened inits reached the best")
-    elif r.method == "isoflop":
-        opt = r.extra["optima"]
-        lines.append(f"  {r.extra['n_budgets_used']} of {r.extra['n_budgets']} budgets used; estimator {r.extra['estimator']}, "
-                     f"loss noise {r.extra['loss_noise']:.3g}")
-        for _, o in opt.iterrows():
-            lines.append(f"    C={o['budget']:.3g}: N_opt={_fmt(o['n_opt'])} (±{_fmt(o['n_opt_std_log'], '.2f')} in log), "
-                         f"D_opt={_fmt(o['d_opt'])}, loss={_fmt(o['loss_opt'])}{'  [edge]' if o['edge'] else ''}")
-    elif r.method == "kaplan":
-        for v in "NDC":
-            lines.append(f"  L({v}) = ({_fmt(p[f'{v}_c'])}/{v})^{_fmt(p[f'alpha_{v}'])}")
-    lines.append(f"  N_opt ∝ C^{_fmt(p.get('a'))}, D_opt ∝ C^{_fmt(p.get('b'))}")
-    if "target" in r.extra:
-        t = r.extra["target"]
-        lines.append(f"  at C={t['flops']:.3g}: N_opt={t['n_opt']:.4g}, D_opt={t['d_opt']:.4g}")
-    for name, ci in (r.ci or {}).items():
-        lines.append(f"  {name}: {ci['median']:.4g} [{ci['lo']:.4g}, {ci['hi']:.4g}] ({ci['level']:.0%} CI, {ci['n']} resamples)")
-    for w in r.warnings:
-        lines.append(f"  warning: {w}")
-    return "\n".join(lines)
+    bt = backtest(study.data, method, holdout=holdout, **get(method).options(options))
+    return plain({"holdout_budgets": bt["holdout_budgets"], "train_max_flops": bt["train_max_flops"],
+                  **bt["summary"], "points": bt["points"]})
 
 
 def cmd_plot(args) -> int:
-    from .jaxcache import enable_persistent_cache
     from .plots import make_figures
 
-    enable_persistent_cache()
-    written, notes = make_figures(args.table, args, Path(args.out))
+    _use_cache()
+    table, options = _options(args)
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    written, notes = make_figures(args.table, args.out, table, options, args.figures, formats)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
     for path in written:
@@ -207,10 +161,9 @@ def cmd_plot(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .jaxcache import enable_persistent_cache
-    from .report import write_report
+    from .reporting import write_report
 
-    enable_persistent_cache()
-    path = write_report(args.dir, args, Path(args.out) if args.out else None)
-    print(path)
+    _use_cache()
+    table, options = _options(args)
+    print(write_report(args.dir, args.out, table, options))
     return 0

@@ -131,54 +131,66 @@ def _wls_line(x, y, w):
     return float(c[0]), float(c[1]), y - A @ c
 
 
-def fit_isoflop(data: FitData, estimator: str = "akima", loss_noise: float | None = None,
-                n_noise: int = 200, window: int = 2, weighted: bool = True, seed: int = 0,
-                target_flops: float | None = None, min_points: int = 3) -> FitResult:
-    """Per-budget optima and the power laws N_opt = n_coef C^a, D_opt = d_coef C^b (see module doc)."""
-    if estimator not in ESTIMATORS:
-        raise AnalysisError(f"unknown isoflop estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
-    if data.budget is None:
-        raise AnalysisError("isoflop needs a budget column (--budget-col) or C values to bin")
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({"budget": data.budget, "N": data.N, "D": data.D, "C": data.C, "loss": data.L})
-    budgets = np.unique(frame["budget"])
-    if len(budgets) < 2:
-        raise AnalysisError(f"isoflop needs at least 2 FLOP budgets, got {len(budgets)} ({budgets[0]:.3g} FLOPs)")
-
-    warnings, per_budget, curves = [], [], []
+def _budget_curves(frame: pd.DataFrame, budgets):
+    """Per budget, (log N, loss, log D, loss) with replicates merged."""
+    curves = []
     for c in budgets:
         g = frame[frame["budget"] == c]
         xn, Ln = merge_close(np.log(g["N"].to_numpy()), g["loss"].to_numpy())
         xd, Ld = merge_close(np.log(g["D"].to_numpy()), g["loss"].to_numpy())
         curves.append((xn, Ln, xd, Ld))
+    return curves
+
+
+def _budget_optimum(c, curve, k, estimator, sigma, n_noise, rng, window, min_points, warnings) -> dict:
+    """One row of the optima table: the budget's N_opt, D_opt, their log-std, and whether it is used."""
+    xn, Ln, xd, Ld = curve
+    row = {"budget": float(c), "n_points": int(len(xn))}
+    if len(xn) < min_points:
+        warnings.append(f"budget {c:.3g}: only {len(xn)} distinct N, skipped")
+        row.update(n_opt=np.nan, d_opt=np.nan, loss_opt=np.nan, n_opt_std_log=np.nan,
+                   d_opt_std_log=np.nan, edge=False, used=False)
+        return row
+    xn_opt, l_opt, edge_n, sd_n = _optimum(xn, Ln, estimator, sigma, n_noise, rng, window)
+    if len(xd) >= min_points:
+        xd_opt, _, edge_d, sd_d = _optimum(xd, Ld, estimator, sigma, n_noise, rng, window)
+    else:
+        xd_opt, edge_d, sd_d = np.log(c / (k * np.exp(xn_opt))), edge_n, sd_n
+    edge = edge_n or edge_d
+    if edge:
+        var, lv = ("N", Ln) if edge_n else ("D", Ld)
+        side = "smallest" if np.argmin(lv) == 0 else "largest"
+        warnings.append(f"budget {c:.3g}: loss minimum at the {side} {var} of its grid; excluded from the power-law fit")
+    usable = (not edge) and np.isfinite(sd_n) and np.isfinite(sd_d)
+    if not edge and not usable:
+        warnings.append(f"budget {c:.3g}: minimum unstable under loss noise {sigma:.3g}; excluded")
+    row.update(n_opt=float(np.exp(xn_opt)), d_opt=float(np.exp(xd_opt)), loss_opt=l_opt,
+               n_opt_std_log=sd_n, d_opt_std_log=sd_d, edge=edge, used=usable)
+    return row
+
+
+def _check_budgets(data: FitData, estimator: str, budgets) -> None:
+    if estimator not in ESTIMATORS:
+        raise AnalysisError(f"unknown isoflop estimator {estimator!r}; choose from {', '.join(ESTIMATORS)}")
+    if len(budgets) < 2:
+        raise AnalysisError(f"isoflop needs at least 2 FLOP budgets, got {len(budgets)} ({budgets[0]:.3g} FLOPs)")
+
+
+def fit_isoflop(data: FitData, estimator: str = "akima", loss_noise: float | None = None,
+                n_noise: int = 200, window: int = 2, weighted: bool = True, seed: int = 0,
+                target_flops: float | None = None, min_points: int = 3) -> FitResult:
+    """Per-budget optima and the power laws N_opt = n_coef C^a, D_opt = d_coef C^b (see module doc)."""
+    if data.budget is None:
+        raise AnalysisError("isoflop needs a budget column (--budget-col) or C values to bin")
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"budget": data.budget, "N": data.N, "D": data.D, "C": data.C, "loss": data.L})
+    budgets = np.unique(frame["budget"])
+    _check_budgets(data, estimator, budgets)
+    curves = _budget_curves(frame, budgets)
     sigma = estimate_loss_noise([(xn, Ln) for xn, Ln, _, _ in curves]) if loss_noise is None else float(loss_noise)
-
-    for c, (xn, Ln, xd, Ld) in zip(budgets, curves):
-        row = {"budget": float(c), "n_points": int(len(xn))}
-        if len(xn) < min_points:
-            warnings.append(f"budget {c:.3g}: only {len(xn)} distinct N, skipped")
-            row.update(n_opt=np.nan, d_opt=np.nan, loss_opt=np.nan, n_opt_std_log=np.nan,
-                       d_opt_std_log=np.nan, edge=False, used=False)
-            per_budget.append(row)
-            continue
-        xn_opt, l_opt, edge_n, sd_n = _optimum(xn, Ln, estimator, sigma, n_noise, rng, window)
-        if len(xd) >= min_points:
-            xd_opt, _, edge_d, sd_d = _optimum(xd, Ld, estimator, sigma, n_noise, rng, window)
-        else:
-            xd_opt, edge_d, sd_d = np.log(c / (data.k * np.exp(xn_opt))), edge_n, sd_n
-        edge = edge_n or edge_d
-        if edge:
-            var, lv = ("N", Ln) if edge_n else ("D", Ld)
-            side = "smallest" if np.argmin(lv) == 0 else "largest"
-            warnings.append(f"budget {c:.3g}: loss minimum at the {side} {var} of its grid; excluded from the power-law fit")
-        usable = (not edge) and np.isfinite(sd_n) and np.isfinite(sd_d)
-        if not edge and not usable:
-            warnings.append(f"budget {c:.3g}: minimum unstable under loss noise {sigma:.3g}; excluded")
-        row.update(n_opt=float(np.exp(xn_opt)), d_opt=float(np.exp(xd_opt)), loss_opt=l_opt,
-                   n_opt_std_log=sd_n, d_opt_std_log=sd_d, edge=edge, used=usable)
-        per_budget.append(row)
-
-    opt = pd.DataFrame(per_budget)
+    warnings = []
+    opt = pd.DataFrame([_budget_optimum(c, curve, data.k, estimator, sigma, n_noise, rng, window, min_points, warnings)
+                        for c, curve in zip(budgets, curves)])
     use = opt[opt["used"]]
     if len(use) < 2:
         raise AnalysisError(f"isoflop: only {len(use)} budget(s) have an interior loss minimum; need at least 2")
@@ -189,7 +201,6 @@ def fit_isoflop(data: FitData, estimator: str = "akima", loss_noise: float | Non
     cd0, b, rd = _wls_line(lc, np.log(use["d_opt"].to_numpy()), wd)
     if len(use) == 2:
         warnings.append("only 2 budgets: the exponents have no residual degrees of freedom")
-
     opt["residual_log_n"] = np.nan
     opt.loc[opt["used"], "residual_log_n"] = rn
     opt["residual_log_d"] = np.nan
@@ -200,17 +211,55 @@ def fit_isoflop(data: FitData, estimator: str = "akima", loss_noise: float | Non
     if target_flops:
         extra["target"] = {"flops": float(target_flops), "n_opt": float(np.exp(cn0) * target_flops ** a),
                            "d_opt": float(np.exp(cd0) * target_flops ** b)}
-    objective = float(np.sum(wn * rn ** 2))
-    return FitResult(method="isoflop", params=params, objective=objective, residuals=rn, data=frame,
-                     warnings=warnings, law=None, extra=extra)
+    return FitResult(method="isoflop", params=params, objective=float(np.sum(wn * rn ** 2)), residuals=rn,
+                     data=frame, warnings=warnings, law=None, extra=extra)
 
 
-def powerlaw_from_optima(opt: pd.DataFrame, weighted: bool = True):
-    """(a, b, n_coef, d_coef) from a per-budget optima table (used by the bootstrap)."""
+def _wls_slopes(x, Y, W):
+    """Weighted line fits of each row of Y (B, n) on x (n,) with weights W (B, n): (intercepts, slopes)."""
+    s0 = W.sum(1)
+    sx, sy = W @ x, (W * Y).sum(1)
+    sxx, sxy = W @ (x * x), (W * Y * x).sum(1)
+    den = s0 * sxx - sx * sx
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (s0 * sxy - sx * sy) / den
+        icpt = (sy - slope * sx) / s0
+    bad = ~(np.abs(den) > 1e-12 * np.maximum(1.0, s0 * sxx))
+    slope[bad], icpt[bad] = np.nan, np.nan
+    return icpt, slope
+
+
+def bootstrap_isoflop(fit: FitResult, n_boot: int = 1000, seed: int = 0, target_flops: float | None = None) -> pd.DataFrame:
+    """Resample the used budgets; each resample's weighted power-law fit is closed-form, all at once."""
+    opt = fit.extra["optima"]
     use = opt[opt["used"]]
-    lc = np.log(use["budget"].to_numpy())
-    wn = 1 / use["n_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
-    wd = 1 / use["d_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
-    cn0, a, _ = _wls_line(lc, np.log(use["n_opt"].to_numpy()), wn)
-    cd0, b, _ = _wls_line(lc, np.log(use["d_opt"].to_numpy()), wd)
-    return a, b, np.exp(cn0), np.exp(cd0)
+    nb = len(use)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(nb, np.full(nb, 1.0 / nb), size=n_boot).astype(float)
+    x = np.log(use["budget"].to_numpy())
+    weighted = fit.extra.get("weighted", True)
+    out = {}
+    for name, col, sd in (("n", "n_opt", "n_opt_std_log"), ("d", "d_opt", "d_opt_std_log")):
+        w = 1 / use[sd].to_numpy() ** 2 if weighted else np.ones(nb)
+        Y = np.broadcast_to(np.log(use[col].to_numpy()), (n_boot, nb))
+        icpt, slope = _wls_slopes(x, Y, counts * w)
+        out["a" if name == "n" else "b"] = slope
+        out[f"{name}_coef"] = np.exp(icpt)
+        if target_flops:
+            out[f"{name}_opt"] = np.exp(icpt + slope * np.log(target_flops))
+    return pd.DataFrame(out)
+
+
+def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kwargs):
+    """Back-test points: N_opt of every held-out budget measured on its own points, against the
+    power law `f` fitted on the smaller budgets. Returns (points, None)."""
+    from .table import subset
+
+    full_data = subset(data, np.ones(len(data), bool))
+    full_data.budget = budget
+    full = fit_isoflop(full_data, **fit_kwargs).extra["optima"]
+    rows = full[np.isin(full["budget"], held) & full["used"]]
+    pred = f.params["n_coef"] * rows["budget"].to_numpy() ** f.params["a"]
+    pts = pd.DataFrame({"budget": rows["budget"].to_numpy(), "C": rows["budget"].to_numpy(),
+                        "n_opt": rows["n_opt"].to_numpy(), "n_opt_predicted": pred})
+    return pts, None

@@ -115,3 +115,35 @@ def fit_kaplan(data: FitData, k: float | None = None, target_flops: float | None
     resid = frame["residual"].to_numpy() if len(frame) else np.array([])
     return FitResult(method="kaplan", params=params, objective=float(np.sum(resid ** 2)),
                      residuals=resid, data=frame, warnings=warnings, law=joint, extra=extra)
+
+
+def bootstrap_kaplan(data: FitData, n_boot: int = 1000, seed: int = 0, target_flops: float | None = None,
+                     start: dict | None = None) -> pd.DataFrame:
+    """Resample runs and refit (three small regressions each, the joint fit from `start`)."""
+    from .table import subset
+
+    rng = np.random.default_rng(seed)
+    n = len(data)
+    rows = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        mask = np.zeros(n, bool)
+        mask[idx] = True  # duplicates do not move a frontier: a resample is its set of distinct runs
+        try:
+            r = fit_kaplan(subset(data, mask), target_flops=target_flops, start=start)
+        except AnalysisError:
+            continue
+        row = {k: v for k, v in r.params.items()}
+        if "target" in r.extra:
+            row.update(n_opt=r.extra["target"]["n_opt"], d_opt=r.extra["target"]["d_opt"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kwargs):
+    """Back-test points: the L(C) frontier losses at the held-out compute values, against the L(C)
+    law `f` fitted on the smaller budgets. Returns (points, None)."""
+    _, _, iC = frontiers(data.N, data.D, data.C, data.L)
+    iC = iC[~train_mask[iC]]
+    law = PowerLaw(f.params["C_c"], f.params["alpha_C"], "C")
+    return pd.DataFrame({"budget": budget[iC], "C": data.C[iC], "loss": data.L[iC], "predicted": law(data.C[iC])}), None

@@ -251,3 +251,16 @@ def bootstrap_parametric(data: FitData, fit: FitResult, n_boot: int = 1000, n_pe
     samples = samples[np.isfinite(fp)].reset_index(drop=True)
     ci = percentile_ci(samples.drop(columns=["objective"]), level)
     return samples, ci
+
+
+def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kwargs):
+    """Back-test points: the loss of every held-out run against the law `f` fitted on the smaller
+    budgets. Returns (held-out points, the training points with their fitted values)."""
+    from .table import subset
+
+    test, train = subset(data, ~train_mask), subset(data, train_mask)
+    pts = pd.DataFrame({"budget": budget[~train_mask], "N": test.N, "D": test.D, "C": test.C, "loss": test.L,
+                        "predicted": f.law(test.N, test.D)})
+    train_points = pd.DataFrame({"N": train.N, "D": train.D, "C": train.C, "loss": train.L,
+                                 "predicted": f.law(train.N, train.D)})
+    return pts, train_points

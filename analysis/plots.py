@@ -251,7 +251,8 @@ def plot_residuals(fit, bt: dict | None, out: Path, formats=("png", "svg")):
 
 def draw_figures(suite: dict, data, out: Path, wanted: str = "abcde", formats=("png", "svg"),
                  target_flops: float | None = None) -> list[str]:
-    """Draw the figures in `wanted` from a `suite.run_suite` result."""
+    """Draw the figures in `wanted` from a `suite.run_suite`-shaped dict (method name -> fit,
+    "curves", "backtest")."""
     written = []
     if "a" in wanted and suite.get("envelope") is not None:
         env = suite["envelope"]
@@ -270,21 +271,27 @@ def draw_figures(suite: dict, data, out: Path, wanted: str = "abcde", formats=("
     return [str(p) for p in written]
 
 
-def make_figures(source, args, out: Path):
-    """Fit what the figures in `args.figures` need and draw them. Returns (paths, notes)."""
-    from .cli import load_inputs
+def figures(study, fits, out, wanted: str = "abcde", formats=("png", "svg"), target_flops: float | None = None,
+            backtest: dict | None = None) -> list[str]:
+    """Draw figures (a)-(e) of `study` (an `analysis.load` result) from `fits` (FitResults, any
+    methods; each figure is drawn when the fits it needs are there) into directory `out`.
+    `backtest` (an `analysis.backtest` result) fills the right panel of (e). Returns the paths."""
+    suite = {f.method: f for f in fits}
+    suite.update(curves=study.curves, backtest=backtest)
+    return draw_figures(suite, study.data, Path(out), wanted, tuple(formats), target_flops)
+
+
+def make_figures(source, out, table=None, options=None, wanted: str = "abcde", formats=("png", "svg")):
+    """Load `source` (CSV or study directory) with `table` (TableOptions), fit what the figures in
+    `wanted` need with `options` (FitOptions), and draw them into `out`. Returns (paths, notes)."""
+    from .inputs import load
+    from .methods import for_figures
+    from .options import FitOptions
     from .suite import run_suite
 
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    data, curves, notes = load_inputs(source, args, need_budget=True)
-    wanted = set(args.figures)
-    methods = set()
-    if wanted & set("cde"):
-        methods.add("parametric")
-    if wanted & set("bc"):
-        methods.add("isoflop")
-    if wanted & set("ac"):
-        methods.add("envelope")
-    suite = run_suite(data, curves, args, methods, backtest_figure="e" in wanted)
-    written = draw_figures(suite, data, out, "".join(sorted(wanted)), formats, args.target_flops)
-    return written, notes + suite["notes"]
+    options = options or FitOptions()
+    study = load(source, table, need_budget=True)
+    suite = run_suite(study, options, for_figures(wanted), backtest="parametric" if "e" in wanted else None)
+    written = draw_figures(suite, study.data, Path(out), "".join(sorted(set(wanted))), tuple(formats),
+                           options.target_flops)
+    return written, study.warnings + suite["notes"]

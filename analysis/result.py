@@ -46,29 +46,29 @@ class FitResult:
     def to_json_dict(self) -> dict:
         """A JSON-serialisable dict: parameters at top level, then objective, n_points, extras."""
         out = {"method": self.method}
-        out.update({k: _plain(v) for k, v in self.params.items()})
-        out["objective"] = _plain(self.objective)
+        out.update({k: plain(v) for k, v in self.params.items()})
+        out["objective"] = plain(self.objective)
         out["n_points"] = self.n_points
         for k, v in self.extra.items():
             if k == "n_points":
                 continue
-            out[k] = _plain(v)
+            out[k] = plain(v)
         if self.ci is not None:
-            out["ci"] = _plain(self.ci)
+            out["ci"] = plain(self.ci)
         out["warnings"] = list(self.warnings)
         return out
 
 
-def _plain(v):
+def plain(v):
     """numpy / pandas values to plain Python for json.dumps (NaN becomes None)."""
     if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
+        return {str(k): plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
     if isinstance(v, pd.DataFrame):
-        return [_plain(r) for r in v.to_dict(orient="records")]
+        return [plain(r) for r in v.to_dict(orient="records")]
     if isinstance(v, np.ndarray):
-        return [_plain(x) for x in v.tolist()]
+        return [plain(x) for x in v.tolist()]
     if isinstance(v, (np.bool_, bool)):
         return bool(v)
     if isinstance(v, (np.integer,)):

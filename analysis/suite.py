@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import AnalysisError
+from .methods import METHODS, get
+from .options import FitOptions
 
 
 def holdout_for(data, share: float = 0.1, at_least: int = 3) -> int:
@@ -19,16 +21,18 @@ def holdout_for(data, share: float = 0.1, at_least: int = 3) -> int:
     return int(min(h, max(1, len(b) - 2)))
 
 
-def run_suite(data, curves, args, methods=("parametric", "isoflop", "envelope", "kaplan"),
-              backtest_figure: bool = True) -> dict:
-    """{"parametric", "isoflop", "envelope", "kaplan", "backtest", "curves", "notes"}; missing ones are None.
-    Bootstraps (args.bootstrap resamples) give the CIs and figure (c)'s band."""
-    from .backtest import backtest
-    from .bootstrap import bootstrap
-    from .fitting import fit
+def run_suite(study, options: FitOptions | None = None, methods=METHODS, backtest: str | None = "parametric") -> dict:
+    """Fit `study` (an `analysis.load` result) by each of `methods`, bootstrapping those whose
+    registry entry says so (`options.bootstrap` resamples), and back-test the `backtest` method.
 
-    out = {"curves": curves, "notes": [], "backtest": None}
-    B, seed, target = getattr(args, "bootstrap", 0), getattr(args, "seed", 0), getattr(args, "target_flops", None)
+    Returns {method name: FitResult or None, "backtest", "curves", "notes"}; a fit that cannot be
+    done is None with its reason in "notes"."""
+    from .fitting import fit_with_options
+    from .holdout import backtest as run_backtest
+
+    options = options or FitOptions()
+    data = study.data
+    out = {"curves": study.curves, "notes": [], "backtest": None}
 
     def attempt(name, fn):
         try:
@@ -38,20 +42,9 @@ def run_suite(data, curves, args, methods=("parametric", "isoflop", "envelope", 
             msg = str(e)
             out["notes"].append(msg if msg.startswith(f"{name}") else f"{name}: {msg}")
 
-    def with_ci(result, **kw):
-        if B:
-            bootstrap(result, data, n_boot=B, seed=seed, target_flops=target, **kw)
-        return result
-
-    if "parametric" in methods:
-        attempt("parametric", lambda: with_ci(fit(data, "parametric", delta=args.delta, target_flops=target)))
-    if "isoflop" in methods:
-        attempt("isoflop", lambda: with_ci(fit(data, "isoflop", estimator=args.iso_method, loss_noise=args.loss_noise,
-                                               seed=seed, target_flops=target)))
-    if "envelope" in methods:
-        attempt("envelope", lambda: with_ci(fit(data, "envelope", curves=curves, target_flops=target), curves=curves))
-    if "kaplan" in methods:
-        attempt("kaplan", lambda: fit(data, "kaplan", target_flops=target))
-    if backtest_figure and out.get("parametric") is not None:
-        attempt("backtest", lambda: backtest(data, "parametric", holdout=holdout_for(data), delta=args.delta))
+    for name in METHODS:
+        if name in methods:
+            attempt(name, lambda: fit_with_options(study, name, options, bootstrap=get(name).suite_bootstrap))
+    if backtest and out.get(backtest) is not None:
+        attempt("backtest", lambda: run_backtest(data, backtest, holdout=holdout_for(data), **get(backtest).options(options)))
     return out

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.reference import scipy_fit
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "chinchilla_epoch.csv"
 DELTA = 1e-3
@@ -47,41 +49,6 @@ def load():
 def epoch_grid():
     return np.array(list(itertools.product(np.arange(0, 30, 5), np.arange(0, 30, 5), np.arange(-1, 1.5, 0.5),
                                            np.arange(0, 2.5, 0.5), np.arange(0, 2.5, 0.5))), float)
-
-
-def scipy_fit(N, D, L, inits, analytic: bool):
-    """The straightforward procedure: one scipy L-BFGS-B run per init, best objective kept."""
-    from scipy.optimize import minimize
-
-    lN, lD, lL = np.log(N), np.log(D), np.log(L)
-
-    def f(p):
-        a, b, e, al, be = p
-        pred = np.logaddexp(np.logaddexp(a - al * lN, b - be * lD), e)
-        r = pred - lL
-        ar = np.abs(r)
-        return np.sum(np.where(ar <= DELTA, 0.5 * r * r, DELTA * (ar - 0.5 * DELTA)))
-
-    def fg(p):
-        a, b, e, al, be = p
-        t1, t2 = a - al * lN, b - be * lD
-        m = np.maximum(np.maximum(t1, t2), e)
-        w1, w2, w3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(e - m)
-        s = w1 + w2 + w3
-        r = m + np.log(s) - lL
-        ar = np.abs(r)
-        h = np.where(ar <= DELTA, 0.5 * r * r, DELTA * (ar - 0.5 * DELTA))
-        dh = np.clip(r, -DELTA, DELTA) / s
-        g1, g2, g3 = dh * w1, dh * w2, dh * w3
-        return h.sum(), np.array([g1.sum(), g2.sum(), g3.sum(), -(g1 * lN).sum(), -(g2 * lD).sum()])
-
-    best = None
-    t0 = time.perf_counter()
-    for p0 in inits:
-        r = minimize(fg, p0, jac=True, method="L-BFGS-B") if analytic else minimize(f, p0, method="L-BFGS-B")
-        if np.isfinite(r.fun) and (best is None or r.fun < best.fun):
-            best = r
-    return time.perf_counter() - t0, float(f(best.x)), best.x
 
 
 def fresh_process_times(repeats: int, env) -> tuple[float, list[float], str]:

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import fit_data
-from analysis.fit_isoflop import fit_isoflop
+import analysis
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NOISE = {"RefinedWeb": 0.002, "OpenWebText2": 0.01}
@@ -37,20 +36,17 @@ def main():
     print(f"{'dataset':13s} {'experiment':50s} {'ours a':>7s} {'paper a':>8s} {'error':>7s} {'ours b':>7s} budgets")
     errs = []
     for (ds, ex), g in points.groupby(["dataset", "experiment"]):
-        data = fit_data(g, n_col="params", d_col="tokens", c_col="flops_budget", loss_col="loss", budget_col="flops_budget")
-        r = fit_isoflop(data, estimator=args.estimator, loss_noise=NOISE[ds] if args.noise == "porian" else None)
+        study = analysis.load(g, n_col="params", d_col="tokens", c_col="flops_budget", loss_col="loss",
+                              budget_col="flops_budget")
+        r = analysis.fit(study, "isoflop", bootstrap=500 if args.out else 0, estimator=args.estimator,
+                         loss_noise=NOISE[ds] if args.noise == "porian" else None)
         target = pairs[(pairs.dataset == ds) & (pairs.experiment == ex)]["fitted_exponent_a"].iloc[0]
         errs.append(r.a - target)
         print(f"{ds:13s} {ex:50s} {r.a:7.4f} {target:8.4f} {r.a - target:+7.4f} {r.b:7.4f} "
               f"{r.extra['n_budgets_used']}/{r.extra['n_budgets']}")
         if args.out:
-            from analysis.bootstrap import bootstrap
-            from analysis.plots import plot_isoflop, plot_optimal
-
-            bootstrap(r, data, n_boot=500)
             out = Path(args.out) / f"{ds}_{ex}".replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
-            plot_isoflop(r, out, ("png",))
-            plot_optimal(r, out, formats=("png",))
+            analysis.figures(study, [r], out, wanted="bc", formats=("png",))
     print(f"\nmax |error| {np.max(np.abs(errs)):.4f}, mean |error| {np.mean(np.abs(errs)):.4f} "
           f"(noise: {args.noise}, estimator: {args.estimator})")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.bootstrap import bootstrap_isoflop
+from analysis.fit_isoflop import bootstrap_isoflop
 from analysis.errors import AnalysisError
 from analysis.fit_isoflop import fit_isoflop
 from analysis.synthetic import CHINCHILLA_EPOCH, isoflop_table

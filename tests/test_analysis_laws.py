@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.backtest import backtest
+from analysis.holdout import backtest
 from analysis.curves import load_curves
 from analysis.fit_envelope import bootstrap_envelope, fit_envelope
 from analysis.fit_kaplan import fit_kaplan

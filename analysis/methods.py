@@ -1,0 +1,155 @@
+"""The one registry of fit methods: a name maps to its fitter, bootstrap, back-test, the options it
+takes, the figures it feeds and its text. Everything that needs a method asks `get(name)`; adding a
+law means adding its fitter module and one `Method` entry here.
+
+Hooks import their fitter when called, so `import analysis.methods` stays cheap (no JAX).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import describe
+from .errors import AnalysisError
+from .options import FitOptions
+
+
+@dataclass(frozen=True)
+class Method:
+    """One fit method. Hook signatures:
+
+    fit(data, curves, **kwargs) -> FitResult
+    resample(fit, data, curves, n_boot, seed, target_flops) -> DataFrame of bootstrap samples
+    holdout(fit_on_train, data, budget, train_mask, held_budgets, fit_kwargs) -> (points, train points | None)
+    options(FitOptions) -> the method's own fit keyword arguments (besides target_flops)
+    summary(fit) -> lines for `lab fit`; section(fit) -> Markdown lines for the report
+    """
+
+    name: str
+    description: str
+    fit: Callable
+    options: Callable
+    summary: Callable
+    resample: Callable | None = None
+    holdout: Callable | None = None
+    section: Callable | None = None
+    figures: str = ""  # the figures (a)-(e) this method's fit is drawn in
+    needs_budget: bool = False  # IsoFLOP budgets (a budget column, or compute binned)
+    suite_bootstrap: bool = True  # bootstrapped when a report or figures run every method
+    uses_jax: bool = False  # worth enabling the persistent compilation cache for
+
+
+def _no_options(o: FitOptions) -> dict:
+    return {}
+
+
+def _fit_parametric(data, curves, **kw):
+    from .fit_parametric import fit_parametric
+
+    return fit_parametric(data, **kw)
+
+
+def _resample_parametric(fit, data, curves, n_boot, seed, target_flops):
+    from .fit_parametric import bootstrap_parametric
+
+    samples, _ = bootstrap_parametric(data, fit, n_boot=n_boot, seed=seed, target_flops=target_flops)
+    return samples.drop(columns=["objective"])
+
+
+def _holdout_parametric(*args):
+    from .fit_parametric import holdout_points
+
+    return holdout_points(*args)
+
+
+def _fit_isoflop(data, curves, **kw):
+    from .fit_isoflop import fit_isoflop
+
+    return fit_isoflop(data, **kw)
+
+
+def _resample_isoflop(fit, data, curves, n_boot, seed, target_flops):
+    from .fit_isoflop import bootstrap_isoflop
+
+    return bootstrap_isoflop(fit, n_boot=n_boot, seed=seed, target_flops=target_flops)
+
+
+def _holdout_isoflop(*args):
+    from .fit_isoflop import holdout_points
+
+    return holdout_points(*args)
+
+
+def _one_point_curves(data, curves):
+    from .curves import final_points_as_curves
+
+    return final_points_as_curves(data.N, data.C, data.L, data.D) if curves is None else curves
+
+
+def _fit_envelope(data, curves, **kw):
+    from .fit_envelope import fit_envelope
+
+    return fit_envelope(_one_point_curves(data, curves), k=data.k, columns=data.columns, **kw)
+
+
+def _resample_envelope(fit, data, curves, n_boot, seed, target_flops):
+    from .fit_envelope import bootstrap_envelope
+
+    return bootstrap_envelope(_one_point_curves(data, curves), n_boot=n_boot, seed=seed,
+                              k=data.k if data else 6.0, target_flops=target_flops)
+
+
+def _fit_kaplan(data, curves, **kw):
+    from .fit_kaplan import fit_kaplan
+
+    return fit_kaplan(data, **kw)
+
+
+def _resample_kaplan(fit, data, curves, n_boot, seed, target_flops):
+    from .fit_kaplan import bootstrap_kaplan
+
+    return bootstrap_kaplan(data, n_boot=n_boot, seed=seed, target_flops=target_flops, start=fit.params)
+
+
+def _holdout_kaplan(*args):
+    from .fit_kaplan import holdout_points
+
+    return holdout_points(*args)
+
+
+REGISTRY = {m.name: m for m in (
+    Method("parametric", "L(N, D) = E + A/N^alpha + B/D^beta, Huber on log loss (Chinchilla approach 3)",
+           fit=_fit_parametric, options=lambda o: {"delta": o.delta}, summary=describe.parametric_summary,
+           resample=_resample_parametric, holdout=_holdout_parametric, section=describe.parametric_section,
+           figures="cde", uses_jax=True),
+    Method("isoflop", "per-budget loss minima, then N_opt ∝ C^a (Chinchilla approach 2)",
+           fit=_fit_isoflop, options=lambda o: {"estimator": o.iso_method, "loss_noise": o.loss_noise, "seed": o.seed},
+           summary=describe.isoflop_summary, resample=_resample_isoflop, holdout=_holdout_isoflop,
+           section=describe.isoflop_section, figures="bc", needs_budget=True),
+    Method("envelope", "lower envelope of loss over FLOPs (Chinchilla approach 1)",
+           fit=_fit_envelope, options=_no_options, summary=describe.no_lines, resample=_resample_envelope,
+           figures="ac"),
+    Method("kaplan", "Kaplan et al.'s power laws L(N), L(D), L(C)",
+           fit=_fit_kaplan, options=_no_options, summary=describe.kaplan_summary, resample=_resample_kaplan,
+           holdout=_holdout_kaplan, section=describe.kaplan_section, suite_bootstrap=False),
+)}
+METHODS = tuple(REGISTRY)
+
+
+def get(name: str) -> Method:
+    """The registered method `name`; an AnalysisError naming the choices otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise AnalysisError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
+
+
+def with_hook(hook: str) -> tuple[str, ...]:
+    """Names of the methods that have `hook` (e.g. "holdout": the methods that can be back-tested)."""
+    return tuple(n for n, m in REGISTRY.items() if getattr(m, hook) is not None)
+
+
+def for_figures(wanted: str) -> tuple[str, ...]:
+    """Names of the methods whose fits the figures in `wanted` (letters a-e) are drawn from."""
+    return tuple(n for n, m in REGISTRY.items() if set(m.figures) & set(wanted))
