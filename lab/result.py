@@ -18,10 +18,12 @@ PARAMS = ("params_non_embedding", "params_embedding", "params_head", "params_tot
 COMPUTE = ("tokens", "flops_exact", "flops_6n", "flops_6n_total", "flops_deepseek")
 LOSSES = ("final_train_loss", "final_val_loss", "val_bits_per_byte")
 TIMING = ("wall_s", "tokens_per_s")
-DATA = ("dataset", "corpus_fingerprint")
+DATA = ("dataset", "corpus_fingerprint", "tokens_fingerprint")  # text alone; text + tokenizer
 
 # the contract, in the column order of a results table
 FIELDS = IDENTITY + MODEL + PARAMS + COMPUTE + LOSSES + TIMING + DATA
+# fields added after results were first written: a result without them is still trusted
+LATER = ("tokens_fingerprint",)
 
 # what `lab train` prints when a run ends
 SUMMARY = ("status", "params_total", "tokens", "final_train_loss", "final_val_loss", "val_bits_per_byte",
@@ -41,7 +43,7 @@ def problems(result: dict) -> list[str]:
         return [f"status {status!r} is not one of {', '.join(STATUSES)}"]
     if status != "completed":
         return [] if result.get("error") else [f"a {status} result without an error message"]
-    out = [f"missing {k}" for k in FIELDS if k not in result]
+    out = [f"missing {k}" for k in FIELDS if k not in result and k not in LATER]
     for key in _NUMERIC + ("final_val_loss", "final_train_loss"):
         value = result.get(key)
         if key in result and not (isinstance(value, (int, float)) and not isinstance(value, bool)

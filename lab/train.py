@@ -124,7 +124,8 @@ def _result_header(cfg: RunConfig, corpus: Corpus, rundir: RunDir, costs) -> dic
         "seed": cfg.train.seed, "arch": m.arch, "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads,
         "seq_len": m.seq_len, "vocab_size": m.vocab_size, **costs.totals(cfg.total_tokens),
         "steps": cfg.total_steps, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
-        "dataset": corpus.name, "tokenizer": corpus.tokenizer, "corpus_fingerprint": corpus.fingerprint,
+        "dataset": corpus.name, "tokenizer": corpus.tokenizer, "corpus_fingerprint": corpus.text_fingerprint,
+        "tokens_fingerprint": corpus.tokens_fingerprint,
         "entropy_nats_per_token": corpus.entropy_nats_per_token,
     }
 

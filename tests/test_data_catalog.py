@@ -47,12 +47,12 @@ def test_catalog_dataset_by_name(tmp_path):
     assert len(c.train) == sum(len(d.encode()) for d in DOCS["train"])
     assert c.bytes_per_token == 1.0 and c.entropy_nats_per_token is None
     again = load_corpus(cfg)
-    assert again.fingerprint == c.fingerprint
+    assert again.tokens_fingerprint == c.tokens_fingerprint
     np.testing.assert_array_equal(again.train, c.train)
     # the version and split syntax of tfds names pass through
     sliced = load_corpus(DataConfig(name="tfds:lab_test_tiny_text:1.0.0", text_key="body", data_dir=str(tmp_path),
                                     train_split="train[:10]", val_split="test"))
-    assert sliced.n_docs == {"train": 10, "val": 7} and sliced.corpus_fingerprint != c.corpus_fingerprint
+    assert sliced.n_docs == {"train": 10, "val": 7} and sliced.text_fingerprint != c.text_fingerprint
 
 
 def test_catalog_bpe(tmp_path):
@@ -88,7 +88,7 @@ def test_no_tensorflow_and_concurrent_preparation_is_safe(tmp_path):
         out = []
         for name in ("synthetic/markov1", "python_stdlib"):
             c = load_corpus(DataConfig(name=name, data_dir={str(tmp_path)!r}))
-            out.append(c.fingerprint + ":" + hashlib.sha256(bytes(c.train[:1000000])).hexdigest())
+            out.append(c.tokens_fingerprint + ":" + hashlib.sha256(bytes(c.train[:1000000])).hexdigest())
         print("|".join(out), "tensorflow" in sys.modules)
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -57,10 +57,10 @@ def test_fingerprint_stable_across_loads_and_preparations(tmp_path):
     b = load_corpus(cfg1)
     assert time.perf_counter() - t < 1.0  # cached
     c = load_corpus(cfg2)
-    assert a.fingerprint == b.fingerprint == c.fingerprint == f"{a.corpus_fingerprint[:16]}+byte"
+    assert a.tokens_fingerprint == b.tokens_fingerprint == c.tokens_fingerprint == f"{a.text_fingerprint[:16]}+byte"
     assert a.n_docs == {"train": 55, "val": 6}
     expected_val = ["file31.py", "file32.py", "file33.py", "file43.py", "file47.py", "file56.py"]
-    assert _val_paths(cfg1, a.corpus_fingerprint) == _val_paths(cfg2, c.corpus_fingerprint) == expected_val
+    assert _val_paths(cfg1, a.text_fingerprint) == _val_paths(cfg2, c.text_fingerprint) == expected_val
     # the token stream is the files' bytes, in sorted path order, exactly
     files = stdlib.read_sources(src)
     train_bytes = b"".join(c for r, c in files if stdlib.split_of(r) == "train")
@@ -75,10 +75,10 @@ def test_fingerprint_changes_when_content_changes(tmp_path):
     before = load_corpus(cfg)
     (src / "file3.py").write_text("changed = True\n")
     after = load_corpus(cfg)
-    assert after.corpus_fingerprint != before.corpus_fingerprint
+    assert after.text_fingerprint != before.text_fingerprint
     assert bytes(np.asarray(after.train, np.uint8)).count(b"changed = True") == 1
     (src / "file3.py").unlink()  # removing a file changes it too
-    assert load_corpus(cfg).corpus_fingerprint not in (before.corpus_fingerprint, after.corpus_fingerprint)
+    assert load_corpus(cfg).text_fingerprint not in (before.text_fingerprint, after.text_fingerprint)
 
 
 def test_real_stdlib_prepares_in_seconds_without_tensorflow(tmp_path):
@@ -89,7 +89,7 @@ def test_real_stdlib_prepares_in_seconds_without_tensorflow(tmp_path):
     n_files = c.n_docs["train"] + c.n_docs["val"]
     assert n_files > 300 and 0.02 < c.n_docs["val"] / n_files < 0.09
     assert len(c.train) > 3_000_000 and 0.01 < len(c.val) / len(c.train) < 0.12
-    assert c.fingerprint == f"{stdlib.source_fingerprint()[:16]}+byte"
+    assert c.tokens_fingerprint == f"{stdlib.source_fingerprint()[:16]}+byte"
     assert "tensorflow" not in sys.modules
 
 

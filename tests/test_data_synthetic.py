@@ -93,7 +93,7 @@ def test_load_corpus_synthetic_stores_and_exposes_entropy(tmp_path):
 
     b = builders.Synthetic(config="markov1", data_dir=str(tmp_path / "tfds"))
     assert b.info.metadata["entropy_nats_per_token"] == pytest.approx(chain.entropy_rate, rel=1e-12)
-    assert b.info.metadata["fingerprint"] == c.corpus_fingerprint
+    assert b.info.metadata["fingerprint"] == c.text_fingerprint
     val = b.as_data_source(split="validation")
     np.testing.assert_array_equal(np.concatenate([val[i]["tokens"] for i in range(len(val))]), c.val)
     assert "tensorflow" not in sys.modules

@@ -36,21 +36,21 @@ def test_bpe_round_trip_bytes_per_token_and_cache(tmp_path):
     train = "".join(b.decode() for r, b in files if stdlib.split_of(r) == "train")
     val = "".join(b.decode() for r, b in files if stdlib.split_of(r) == "validation")
     assert c.tokenizer == "bpe400" and 256 < c.vocab_size <= 400 and int(np.max(c.train)) < c.vocab_size
-    assert c.fingerprint.startswith(c.corpus_fingerprint[:16] + "+bpe400-")
+    assert c.tokens_fingerprint.startswith(c.text_fingerprint[:16] + "+bpe400-")
     assert c.decode(c.val) == val and c.decode(c.train) == train  # lossless, non-ASCII included
     assert c.bytes_per_token == len(val.encode()) / len(c.val) and c.bytes_per_token > 2.0
     assert len(c.train) < len(train.encode()) / 2  # merges compress this repetitive code
     # second load: cached tokenizer and tokens, same fingerprint
-    bpe_file = tmp_path / "d" / "bpe" / f"{c.corpus_fingerprint[:16]}-400.json"
+    bpe_file = tmp_path / "d" / "bpe" / f"{c.text_fingerprint[:16]}-400.json"
     mtime = bpe_file.stat().st_mtime_ns
     t = time.perf_counter()
     again = load_corpus(cfg)
     assert time.perf_counter() - t < 1.0
-    assert again.fingerprint == c.fingerprint and bpe_file.stat().st_mtime_ns == mtime
+    assert again.tokens_fingerprint == c.tokens_fingerprint and bpe_file.stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(again.val, c.val)
     # a byte corpus of the same files is a different fingerprint with the same corpus part
     b = load_corpus(DataConfig(source_dir=str(src), data_dir=str(tmp_path / "d")))
-    assert b.corpus_fingerprint == c.corpus_fingerprint and b.fingerprint != c.fingerprint
+    assert b.text_fingerprint == c.text_fingerprint and b.tokens_fingerprint != c.tokens_fingerprint
     assert c.bits_per_byte(2.0) == pytest.approx(2.0 / np.log(2) / c.bytes_per_token)
 
 

@@ -41,17 +41,12 @@ class Corpus:
     val: np.ndarray  # 1-D token ids of the validation split
     vocab_size: int
     tokenizer: str  # "byte" | "bpe<V>" | "symbols" (synthetic)
-    fingerprint: str  # "<corpus fp[:16]>+<tokenizer id>": what a run records as corpus_fingerprint
+    tokens_fingerprint: str  # "<text fp[:16]>+<tokenizer id>": identifies the token streams
     bytes_per_token: float  # UTF-8 bytes per token on the validation split (1.0 for bytes/symbols)
     entropy_nats_per_token: float | None = None  # exact irreducible loss (synthetic only)
     n_docs: dict = dataclasses.field(default_factory=dict)  # documents per split
-    corpus_fingerprint: str = ""  # full sha256 of the corpus alone, before tokenization
+    text_fingerprint: str = ""  # full sha256 of the corpus text alone, before tokenization
     tokenizer_path: str = ""  # the BPE JSON ("" for byte and symbol tokens)
-
-    def describe(self) -> dict:
-        """Everything but the arrays, JSON-ready (for config/result records)."""
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("train", "val")}
-        return d | {"train_tokens": len(self.train), "val_tokens": len(self.val)}
 
     def decode(self, ids) -> str:
         if self.tokenizer.startswith("bpe"):
@@ -111,9 +106,9 @@ def _read_cache(out: Path, root: Path) -> Corpus | None:
     arrays = {s: np.memmap(out / f"{s}.bin", dtype=meta["dtype"], mode="r", shape=(meta[f"n_{s}"],)) for s in ("train", "val")}
     return Corpus(
         name=meta["name"], train=arrays["train"], val=arrays["val"], vocab_size=meta["vocab_size"],
-        tokenizer=meta["tokenizer"], fingerprint=f"{meta['corpus_fingerprint'][:16]}+{meta['tokenizer_id']}",
+        tokenizer=meta["tokenizer"], tokens_fingerprint=f"{meta['corpus_fingerprint'][:16]}+{meta['tokenizer_id']}",
         bytes_per_token=meta["bytes_per_token"], entropy_nats_per_token=meta["entropy_nats_per_token"],
-        n_docs=meta["n_docs"], corpus_fingerprint=meta["corpus_fingerprint"], tokenizer_path=tok_path,
+        n_docs=meta["n_docs"], text_fingerprint=meta["corpus_fingerprint"], tokenizer_path=tok_path,
     )
 
 
