@@ -32,7 +32,7 @@ def losses(run_dir) -> dict:
     return out
 
 
-def lab_cmd(*args, devices: int = 1) -> list[str]:
+def lab_cmd(*args) -> list[str]:
     return [sys.executable, "-m", "lab", *map(str, args)]
 
 
