@@ -12,7 +12,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_parsers(sub)
     args = parser.parse_args(argv)
-    return run_command(f"{parser.prog} {args.command}", args.func, args)
+    return run_command(f"{parser.prog} {args.command}", lambda: args.func(args))
 
 
 if __name__ == "__main__":

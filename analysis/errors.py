@@ -6,15 +6,15 @@ class AnalysisError(ValueError):
     command-line front ends print it as ``<prog>: error: <message>`` and exit with status 2."""
 
 
-def run_command(prog: str, func, args, user_errors: tuple = ()) -> int:
-    """Run a command-line handler `func(args) -> int` under the one convention of every front end
+def run_command(prog: str, command, user_errors: tuple = ()) -> int:
+    """Run `command() -> exit status` under the one convention of every command-line front end
     (`lab ...` and `python -m analysis ...`): a user-caused error (AnalysisError, `user_errors`, a
     full disk) prints one line ``<prog>: error: <message>`` on stderr and returns 2; Ctrl-C returns 130."""
     import errno
     import sys
 
     try:
-        return func(args)
+        return command()
     except (AnalysisError, *user_errors) as e:
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return 2

@@ -147,9 +147,18 @@ def add_bench_parser(sub) -> None:
 
 
 def cmd_bench(args) -> int:
-    from lab.bench import command
+    from pathlib import Path
 
-    return command(args)
+    from lab.bench import DTYPES, format_report, run_bench
+
+    res = run_bench(args.models or ["tiny", "small"], args.overrides, args.dtypes or list(DTYPES),
+                    steps=args.steps, warmup=args.warmup, matmul_n=args.matmul_n or 0,
+                    matmul_repeats=args.matmul_repeats, mesh=args.mesh or "", log=None if args.quiet else sys.stderr)
+    print(format_report(res))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
 
 
 def add_sample_parser(sub) -> None:
@@ -321,7 +330,7 @@ def main(argv=None) -> int:
     from lab import runtime
 
     runtime.setup()
-    return run_command(f"lab {args.command}", args.func, args, user_errors=(ConfigError, DamagedFile))
+    return run_command(f"lab {args.command}", lambda: args.func(args), user_errors=(ConfigError, DamagedFile))
 
 
 if __name__ == "__main__":
