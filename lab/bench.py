@@ -14,8 +14,8 @@ Formulas (all FLOP counts are per trained token from `lab.costs`; one multiply-a
   over the full T×T square, not halved for causality).
 * attention share = flops_attention / flops_exact (a share of FLOPs, not of time).
 
-The step is `lab.step.make_step` on random tokens, compiled once with the run's shardings; data
-loading is not timed. Speed targets belong here, never in timed unit tests.
+The step is `lab.step.compile_step`'s — the one training runs, with the run's shardings, state
+donated — on random tokens; data loading is not timed. Speed targets belong here, never in timed unit tests.
 """
 
 from __future__ import annotations
@@ -124,35 +124,33 @@ def matmul_peak(dtype: str, n: int, repeats: int = 5, warmup: int = 2) -> dict:
 
 
 def time_step(cfg: RunConfig, steps: int, warmup: int) -> dict:
-    """Compile `lab.train`'s step once for `cfg`, then time `steps` steps after `warmup` steps."""
+    """Time `lab.step.compile_step`'s step for `cfg` (the run's shardings, state donated) on one
+    batch of random tokens: `steps` steps after `warmup` untimed ones."""
     import jax
     import numpy as np
 
     from lab import sharding
-    from lab.step import init_state, make_step
+    from lab.memory import estimate
+    from lab.step import compile_step
 
     mesh = sharding.make_mesh(cfg.mesh)
     with jax.set_mesh(mesh):
-        graphdef, tx, schedule, params, opt_state, state_sh = init_state(cfg, mesh)
-        batch_sh, scalar = sharding.batch_sharding(mesh), sharding.replicated(mesh)
-        step_fn = jax.jit(make_step(graphdef, tx, schedule, cfg), donate_argnums=(0, 1),
-                          in_shardings=(*state_sh, batch_sh, scalar), out_shardings=(*state_sh, scalar))
+        step = compile_step(cfg, mesh)
+        params, opt_state = step.init_state()
         rng = np.random.default_rng(cfg.train.seed)
         tokens_BxT1 = rng.integers(0, cfg.model.vocab_size, (cfg.train.batch_size, cfg.model.seq_len + 1), np.int32)
-        batch = jax.device_put(tokens_BxT1, batch_sh)
-        t0 = time.perf_counter()
-        compiled = step_fn.lower(params, opt_state, batch, np.int32(0)).compile()
-        compile_s = time.perf_counter() - t0
+        batch = jax.device_put(tokens_BxT1, step.batch_sh)
         for i in range(warmup):
-            params, opt_state, metrics = compiled(params, opt_state, batch, np.int32(i))
+            params, opt_state, metrics = step.executable(params, opt_state, batch, np.int32(i))
         jax.block_until_ready((params, opt_state, metrics) if warmup else params)
         t0 = time.perf_counter()
         for i in range(warmup, warmup + steps):
-            params, opt_state, metrics = compiled(params, opt_state, batch, np.int32(i))
+            params, opt_state, metrics = step.executable(params, opt_state, batch, np.int32(i))
         jax.block_until_ready((params, opt_state, metrics))
         elapsed = time.perf_counter() - t0
-    return {"compile_s": compile_s, "warmup_steps": warmup, "timed_steps": steps, "step_s": elapsed / steps,
-            "final_loss": float(metrics["loss"])}
+    return {"compile_s": step.compile_s, "warmup_steps": warmup, "timed_steps": steps, "step_s": elapsed / steps,
+            "final_loss": float(metrics["loss"]), "xla_memory_per_device": step.memory,
+            "estimated_bytes_per_device": estimate(cfg, dict(mesh.shape)).total}
 
 
 # ----------------------------------------------------------------------------- configs and rows
@@ -163,6 +161,7 @@ def bench_config(name: str, overrides: list[str], dtype: str, mesh: str, steps: 
     import jax
 
     from lab import sharding
+    from lab.memory import check_fits
     from lab.presets import preset_config
 
     cfg, _ = preset_config(name)
@@ -171,6 +170,7 @@ def bench_config(name: str, overrides: list[str], dtype: str, mesh: str, steps: 
     train = dataclasses.replace(cfg.train, steps=steps, tokens=0)
     cfg = dataclasses.replace(cfg, model=model, train=train, mesh=mesh or cfg.mesh).validate()
     sharding.parse_mesh(cfg.mesh, jax.device_count())  # a mesh that does not fit: one-line error
+    check_fits(cfg)  # a model that cannot fit: one-line error, before anything is allocated
     return cfg
 
 
@@ -263,7 +263,7 @@ def format_report(res: dict) -> str:
                      f"  (best of {m['repeats']})")
     lines.append(f"  nominal: {si(nominal['flops_per_s'])} bf16 dense — {nominal['source']}" if nominal else
                  "  nominal: none known for this device; MFU uses the measured peak only")
-    lines += ["", "Training step (lab.step.make_step on random tokens; data loading not timed):"]
+    lines += ["", "Training step (lab.step.compile_step on random tokens; data loading not timed):"]
     head = (f"  {'model':<8} {'dtype':<9} {'params':>9} {'tok/step':>8} {'compile':>8} {'step':>9} {'tok/s':>9}"
             f" {'exact':>11} {'6N':>11} {'6N_total':>11} {'deepseek':>11} {'MFU':>6}"
             + (f" {'MFU_nom':>7}" if nominal else "") + f" {'attn':>5}")
@@ -298,24 +298,3 @@ def format_report(res: dict) -> str:
             lines.append(f"  {c['model']:<8} {c['float32_tokens_per_s']:>10,.0f} {c['bfloat16_tokens_per_s']:>10,.0f}"
                          f" {c['bf16_over_f32']:>8.2f}×")
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- the command
-
-
-def command(args) -> int:
-    """`lab bench` (registered in lab.cli.add_bench_parser)."""
-    import json
-    import sys
-
-    res = run_bench(args.models or ["tiny", "small"], args.overrides, args.dtypes or list(DTYPES),
-                    steps=args.steps, warmup=args.warmup, matmul_n=args.matmul_n or 0,
-                    matmul_repeats=args.matmul_repeats, mesh=args.mesh or "",
-                    log=None if args.quiet else sys.stderr)
-    print(format_report(res))
-    if args.json:
-        from pathlib import Path
-
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
-    return 0

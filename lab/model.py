@@ -110,7 +110,3 @@ class Transformer(nnx.Module):
         for block in self.blocks:
             x_BxTxD = constrain(block(x_BxTxD, mask_TxT, positions_T), ("batch", "seq", "act_embed"))
         return self.logits(x_BxTxD)
-
-
-def init_model(cfg: ModelConfig, seed: int) -> Transformer:
-    return Transformer(cfg, rngs=nnx.Rngs(params=seed))

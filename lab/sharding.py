@@ -124,6 +124,11 @@ def batch_sharding(mesh) -> NamedSharding:
     return logical_sharding(mesh, ("batch", "seq"))
 
 
+def val_sharding(mesh) -> NamedSharding:
+    """A validation set [N, B, T+1]: each of its N batches split like a training batch."""
+    return logical_sharding(mesh, (None, "batch", "seq"))
+
+
 def replicated(mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 

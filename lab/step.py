@@ -4,11 +4,18 @@ parameters + optimizer state created directly in their shardings.
 The step is pure: (params, opt_state, batch, step) -> (params, opt_state, metrics). Parameters
 are a pure dict split from the NNX model once; the step merges them back inside the trace, so
 the hot loop does no Python-side work beyond feeding the next batch.
+
+`compile_step(cfg, mesh)` is the one place the step is jitted and compiled — with the run's
+parameter, optimizer-state and batch shardings, state donated — from abstract shapes, so the
+compiled program (and XLA's memory analysis of it) exists before any state is allocated.
+Training, `lab bench` and `lab study --dry-run` all run what it returns.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -101,23 +108,79 @@ def _create(cfg: RunConfig, tx):
     return create
 
 
-def state_shardings(cfg: RunConfig, mesh, tx):
+def state_shardings(cfg: RunConfig, mesh, tx, abstract_state=None):
     """(param shardings, optimizer-state shardings, abstract (params, opt_state)) — no allocation.
-    Adam's moments take their parameter's sharding; scalars (step counts) are replicated."""
-    param_sh = sharding.param_shardings(abstract_model(cfg)[1], mesh)
-    abstract = jax.eval_shape(_create(cfg, tx))
+    Adam's moments take their parameter's sharding; scalars (step counts) are replicated.
+    `abstract_state`: `abstract_model(cfg)[1]`, if the caller has it already."""
+    if abstract_state is None:
+        abstract_state = abstract_model(cfg)[1]
+    param_sh = sharding.param_shardings(abstract_state, mesh)
+    abstract_params = nnx.to_pure_dict(abstract_state)
+    abstract = (abstract_params, jax.eval_shape(tx.init, abstract_params))
     opt_sh = optax.tree_map_params(tx, lambda _, s: s, abstract[1], param_sh,
                                    transform_non_params=lambda _: sharding.replicated(mesh))
     return param_sh, opt_sh, abstract
 
 
-def init_state(cfg: RunConfig, mesh):
-    """Parameters and optimizer state, created directly in their shardings."""
-    graphdef = abstract_model(cfg)[0]
+@dataclasses.dataclass(frozen=True)
+class CompiledStep:
+    """The training step of one config on one mesh, compiled once with the run's shardings.
+
+    `executable(params, opt_state, batch_BxT1, np.int32(step))` -> (params, opt_state, metrics);
+    params and opt_state are donated. `memory`: XLA's memory analysis, bytes per device."""
+
+    cfg: RunConfig
+    mesh: Any
+    graphdef: Any
+    tx: optax.GradientTransformation
+    schedule: Callable
+    param_sh: Any
+    opt_sh: Any
+    batch_sh: Any
+    abstract: tuple  # (params, opt_state) as ShapeDtypeStructs
+    executable: Any  # jax.stages.Compiled
+    compile_s: float
+    memory: dict
+
+    @property
+    def state_sh(self) -> tuple:
+        return self.param_sh, self.opt_sh
+
+    def init_state(self) -> tuple:
+        """(params, opt_state) of `cfg.train.seed`, created directly in their shardings."""
+        with jax.set_mesh(self.mesh):
+            return jax.jit(_create(self.cfg, self.tx), out_shardings=self.state_sh)()
+
+
+def compile_step(cfg: RunConfig, mesh, *, donate: bool = True) -> CompiledStep:
+    """Trace, lower and compile the training step of `cfg` (vocabulary resolved) on `mesh`."""
+    graphdef, abstract_state = abstract_model(cfg)
     tx, schedule = make_optimizer(cfg)
-    param_sh, opt_sh, _ = state_shardings(cfg, mesh, tx)
-    params, opt_state = jax.jit(_create(cfg, tx), out_shardings=(param_sh, opt_sh))()
-    return graphdef, tx, schedule, params, opt_state, (param_sh, opt_sh)
+    param_sh, opt_sh, abstract = state_shardings(cfg, mesh, tx, abstract_state)
+    batch_sh, scalar = sharding.batch_sharding(mesh), sharding.replicated(mesh)
+    step_fn = jax.jit(make_step(graphdef, tx, schedule, cfg), donate_argnums=(0, 1) if donate else (),
+                      in_shardings=(param_sh, opt_sh, batch_sh, scalar), out_shardings=(param_sh, opt_sh, scalar))
+    args = (_placed(abstract[0], param_sh), _placed(abstract[1], opt_sh),
+            jax.ShapeDtypeStruct((cfg.train.batch_size, cfg.model.seq_len + 1), jnp.int32, sharding=batch_sh),
+            jax.ShapeDtypeStruct((), jnp.int32, sharding=scalar))
+    t0 = time.perf_counter()
+    with jax.set_mesh(mesh):
+        executable = step_fn.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    return CompiledStep(cfg=cfg, mesh=mesh, graphdef=graphdef, tx=tx, schedule=schedule, param_sh=param_sh,
+                        opt_sh=opt_sh, batch_sh=batch_sh, abstract=abstract, executable=executable,
+                        compile_s=compile_s, memory=xla_memory(executable))
+
+
+def _placed(abstract_tree, shardings):
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_tree, shardings)
+
+
+def jit_eval(step: CompiledStep):
+    """The validation loss of `step`'s parameters over a [N, B, T+1] set in `sharding.val_sharding`."""
+    mesh = step.mesh
+    return jax.jit(make_eval(step.graphdef, step.cfg), in_shardings=(step.param_sh, sharding.val_sharding(mesh)),
+                   out_shardings=sharding.replicated(mesh))
 
 
 def sharded_rows(sharding_, shape, make_rows):
@@ -130,16 +193,27 @@ def sharded_rows(sharding_, shape, make_rows):
     return jax.make_array_from_callback(shape, sharding_, shard)
 
 
-def memory_report(compiled, params, opt_state) -> dict:
-    """Bytes per device of the compiled step (XLA's memory analysis) and of the live state."""
-    report = {"param_bytes_per_device": sharding.bytes_per_device(params),
-              "opt_state_bytes_per_device": sharding.bytes_per_device(opt_state)}
+MEMORY_KEYS = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+               "generated_code_size_in_bytes", "alias_size_in_bytes")
+
+
+def xla_memory(executable) -> dict:
+    """XLA's memory analysis of a compiled program, bytes per device ({} where not implemented)."""
     try:
-        mem = compiled.memory_analysis()
+        mem = executable.memory_analysis()
     except Exception:  # not every backend implements it
-        mem = None
-    for key in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
-                "generated_code_size_in_bytes", "alias_size_in_bytes"):
-        if mem is not None and hasattr(mem, key):
-            report[f"step_{key}"] = int(getattr(mem, key))
-    return report
+        return {}
+    return {key: int(getattr(mem, key)) for key in MEMORY_KEYS if mem is not None and hasattr(mem, key)}
+
+
+def memory_report(step: CompiledStep, params, opt_state) -> dict:
+    """Bytes per device of the compiled step (XLA's memory analysis), of the live state, and the
+    pre-flight estimate (`lab.memory`) it can be held against."""
+    from lab.memory import estimate, xla_needed
+
+    guess, xla = estimate(step.cfg, dict(step.mesh.shape)), xla_needed(step.memory)
+    return {"param_bytes_per_device": sharding.bytes_per_device(params),
+            "opt_state_bytes_per_device": sharding.bytes_per_device(opt_state),
+            **{f"step_{key}": value for key, value in step.memory.items()},
+            "estimate_bytes_per_device": guess.total,
+            "estimate_over_xla": guess.total / xla if xla else None}
