@@ -63,7 +63,7 @@ class StudyLock:
     @staticmethod
     def _write_holder(f) -> None:
         info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cmd": " ".join(sys.argv)}
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cmd": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
         f.seek(0)
         f.truncate()
         f.write(json.dumps(info) + "\n")

@@ -104,16 +104,17 @@ def _is_number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def _numbers(study: Study, field: str, *, whole: bool, least: float) -> None:
-    """Every value of the list `field` is a finite number >= least (and whole, if asked)."""
+def _numbers(study: Study, field: str, *, whole: bool, positive: bool) -> None:
+    """Every value of the list `field` is a finite number > 0 (or >= 0), whole if asked."""
     values = getattr(study, field)
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         raise ConfigError(f"study {study.name!r}: {field} must be a list, got {values!r}")
     for v in values:
-        ok = _is_number(v) and math.isfinite(v) and v >= least and (not whole or v == int(v))
+        ok = _is_number(v) and math.isfinite(v) and (v > 0 if positive else v >= 0) and (not whole or v == int(v))
         if not ok:
             kind = "whole numbers" if whole else "numbers"
-            raise ConfigError(f"study {study.name!r}: {field} must be finite {kind} >= {least:g}, got {v!r}")
+            raise ConfigError(f"study {study.name!r}: {field} must be finite {kind} {'> 0' if positive else '>= 0'}, "
+                              f"got {v!r}")
 
 
 def check_values(study: Study) -> None:
@@ -125,9 +126,9 @@ def check_values(study: Study) -> None:
         raise ConfigError(f"study {study.name!r}: base must be a lab.config.RunConfig, got {type(study.base).__name__}")
     if not isinstance(study.sizes, Sequence) or isinstance(study.sizes, (str, bytes, dict)):
         raise ConfigError(f"study {study.name!r}: sizes must be a list of dicts of model fields")
-    _numbers(study, "tokens", whole=True, least=1)
-    _numbers(study, "budgets", whole=False, least=math.ulp(0.0))
-    _numbers(study, "seeds", whole=True, least=0)
+    _numbers(study, "tokens", whole=True, positive=True)
+    _numbers(study, "budgets", whole=False, positive=True)
+    _numbers(study, "seeds", whole=True, positive=False)
     if not study.seeds:
         raise ConfigError(f"study {study.name!r}: seeds must hold at least one seed")
     g = study.tokens_per_param_guess

@@ -1,0 +1,286 @@
+"""`lab study` under faults: a second driver on the same directory, SIGTERM to the driver,
+damaged files it reads (result.json, results.csv, study.json), a foreign results table, a full
+disk, and study values or study files that must end in one line and exit status 2."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.cli import main
+from lab.study.lock import StudyLock
+from lab.study.results import read_rows
+
+HEADER = """
+from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from lab.study import Study
+BASE = RunConfig(model=ModelConfig(seq_len=32), data=DataConfig(val_tokens=1024),
+                 train=TrainConfig(batch_size=4, lr=3e-3, log_every=5, eval_every=0))
+"""
+# one cell of 32 steps (~10 s in a worker process, most of it start-up)
+ONE_CELL = HEADER + """
+def study():
+    return Study(name="faults", base=BASE, sizes=[{"d_model": 16}], budgets=[3e8], min_steps=5)
+"""
+CELL = "d16L2-C3e+08-s0"
+
+
+def write(tmp_path: Path, text: str, name: str = "study.py") -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def study_cmd(path: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "lab.cli", "study", str(path), "--out", str(out), "--quiet", *extra]
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run `lab ARGV` in this process; it must fail with exit status 2 and one stderr line."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("lab study: error:"), err
+    return err
+
+
+@pytest.fixture(scope="module")
+def done_study(tmp_path_factory) -> Path:
+    """A completed one-cell study (DIR/study.py is its file); tests damage copies of it."""
+    root = tmp_path_factory.mktemp("faults")
+    path = write(root, ONE_CELL)
+    assert main(["study", str(path), "--out", str(root / "out"), "--quiet"]) == 0
+    return root / "out"
+
+
+@pytest.fixture
+def study_copy(done_study, tmp_path) -> tuple[Path, Path]:
+    out = tmp_path / "out"
+    shutil.copytree(done_study, out)
+    return done_study.parent / "study.py", out
+
+
+def the_row(out: Path) -> dict:
+    rows = read_rows(out / "results.csv")
+    assert [r["cell_id"] for r in rows] == [CELL]
+    return rows[0]
+
+
+# ----------------------------------------------------------------------------- one line, exit 2
+
+
+@pytest.mark.parametrize("body, message", [
+    ("budgets=[float('nan')]", r"budgets must be finite numbers > 0, got nan"),
+    ("budgets=[-1e9]", r"budgets must be finite numbers > 0, got -1000000000.0"),
+    ("budgets=1e9", r"budgets must be a list, got 1000000000.0"),
+    ("tokens=[0]", r"tokens must be finite whole numbers > 0, got 0"),
+    ("tokens=[1e3, float('inf')]", r"tokens must be finite whole numbers > 0, got inf"),
+    ("budgets=[1e9], seeds=[-1]", r"seeds must be finite whole numbers >= 0, got -1"),
+    ("budgets=[1e9], seeds=[]", r"seeds must hold at least one seed"),
+    ("budgets=[1e9], window=-2", r"window must be a whole number >= 0, got -2"),
+    ("budgets=[1e9], tokens_per_param_guess=float('nan')", r"tokens_per_param_guess must be a finite number > 0"),
+])
+def test_bad_study_values_fail_in_one_line(tmp_path, capsys, body, message):
+    import re
+
+    text = HEADER + f"def study():\n    return Study(name='bad', base=BASE, sizes=[{{'d_model': 16}}], {body})\n"
+    err = one_line_error(capsys, ["study", str(write(tmp_path, text)), "--out", str(tmp_path / "out")])
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    (HEADER + "import sys\ndef study():\n    sys.exit(7)\n", "study() called sys.exit(7) (line 8)"),
+    ("import sys\nsys.exit(3)\n", "called sys.exit(3) while loading (line 2)"),
+])
+def test_sys_exit_in_a_study_file_is_an_error(tmp_path, capsys, text, message):
+    err = one_line_error(capsys, ["study", str(write(tmp_path, text)), "--out", str(tmp_path / "out")])
+    assert message in err, err
+
+
+def test_a_foreign_results_table_is_refused_not_overwritten(study_copy, capsys):
+    path, out = study_copy
+    foreign = b"name,loss\nmine,1.5\n"
+    (out / "results.csv").write_bytes(foreign)
+    err = one_line_error(capsys, ["study", str(path), "--out", str(out), "--quiet"])
+    assert "not a results table written by lab study (no cell_id column)" in err
+    assert (out / "results.csv").read_bytes() == foreign
+
+
+def test_a_non_utf8_results_table_is_refused(study_copy, capsys):
+    path, out = study_copy
+    (out / "results.csv").write_bytes(b"\xff\xfe\x00c\x00e\x00l\x00l\x00\n")
+    err = one_line_error(capsys, ["study", str(path), "--out", str(out), "--quiet"])
+    assert "not UTF-8" in err
+
+
+def test_disk_full_is_one_line_and_leaves_no_temporary_files(study_copy, capsys, monkeypatch):
+    import lab.files
+
+    path, out = study_copy
+    (out / "study.json").unlink()  # the driver must write it again
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lab.files.os, "fsync", full)
+    err = one_line_error(capsys, ["study", str(path), "--out", str(out), "--quiet"])
+    assert f"disk full writing {out / 'study.json'}" in err
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------- healing
+
+
+def test_a_torn_results_row_is_rebuilt_from_its_run(study_copy):
+    path, out = study_copy
+    result = json.loads((out / "runs" / CELL / "result.json").read_text())
+    text = (out / "results.csv").read_bytes()
+    (out / "results.csv").write_bytes(text[: len(text) * 2 // 3])  # cut inside the row
+    assert main(["study", str(path), "--out", str(out), "--quiet"]) == 0
+    row = the_row(out)
+    assert row["status"] == "completed"
+    assert float(row["final_val_loss"]) == pytest.approx(result["final_val_loss"], rel=1e-12)
+    assert float(row["final_train_loss"]) == pytest.approx(result["final_train_loss"], rel=1e-12)
+    assert row["corpus_fingerprint"] == result["corpus_fingerprint"]
+
+
+def test_a_truncated_study_json_is_rewritten(study_copy):
+    path, out = study_copy
+    good = (out / "study.json").read_text()
+    (out / "study.json").write_text(good[:100])
+    assert main(["study", str(path), "--out", str(out), "--quiet"]) == 0
+    assert (out / "study.json").read_text() == good
+    assert json.loads(good)["cells"][0]["cell_id"] == CELL
+
+
+def test_files_for_colleagues_follow_the_umask(tmp_path, done_study):
+    for name in ("results.csv", "study.json", f"tasks/{CELL}.json"):
+        assert (done_study / name).stat().st_mode & 0o777 == 0o666 & ~_umask(), name
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_damaged_result_is_healed_from_the_final_checkpoint(study_copy):
+    path, out = study_copy
+    result_file = out / "runs" / CELL / "result.json"
+    good = json.loads(result_file.read_text())
+    result_file.write_text(result_file.read_text()[:200])
+    assert main(["study", str(path), "--out", str(out), "--quiet"]) == 0
+    healed = json.loads(result_file.read_text())
+    assert healed["status"] == "completed" and healed["resumed_from_step"] == good["steps"]
+    assert healed["final_val_loss"] == pytest.approx(good["final_val_loss"], rel=1e-6)
+    assert healed["final_train_loss"] == good["final_train_loss"]
+    row = the_row(out)
+    assert float(row["final_val_loss"]) == pytest.approx(healed["final_val_loss"], rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- one driver
+
+
+def test_a_second_driver_is_refused_naming_the_holder(study_copy, capsys):
+    path, out = study_copy
+    before = (out / "results.csv").read_bytes()
+    with StudyLock(out):
+        err = one_line_error(capsys, ["study", str(path), "--out", str(out), "--quiet"])
+    assert f"is in use by another lab study (pid {os.getpid()} on " in err
+    assert (out / "results.csv").read_bytes() == before
+    assert main(["study", str(path), "--out", str(out), "--quiet"]) == 0  # free again once released
+
+
+def test_the_lock_of_a_killed_driver_does_not_block(study_copy):
+    path, out = study_copy
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom lab.study.lock import StudyLock\n"
+                               f"with StudyLock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    holder.kill()
+    holder.wait()
+    assert main(["study", str(path), "--out", str(out), "--quiet"]) == 0
+
+
+def _metric_steps(run_dir: Path, kind: str) -> list[int]:
+    """Steps of the metrics lines that hold `kind` (train_loss or val_loss), in file order."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["step"] for r in records if kind in r]
+
+
+@pytest.mark.slow
+def test_two_concurrent_studies_train_each_cell_once(tmp_path):
+    text = HEADER + """
+def study():
+    return Study(name="twice", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[1e9], min_steps=5)
+"""
+    path, out = write(tmp_path, text), tmp_path / "out"
+    procs = [subprocess.Popen(study_cmd(path, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outcomes = sorted((p.wait(timeout=600), p.stderr.read()) for p in procs)
+    assert [code for code, _ in outcomes] == [0, 2], outcomes
+    assert "is in use by another lab study (pid " in outcomes[1][1]
+    for run_dir in (out / "runs").iterdir():
+        for kind in ("train_loss", "val_loss"):
+            steps = _metric_steps(run_dir, kind)
+            assert steps and steps == sorted(set(steps)), (run_dir, kind, steps)  # strictly increasing
+        assert json.loads((run_dir / "result.json").read_text())["resumed_from_step"] == 0
+    assert [r["status"] for r in read_rows(out / "results.csv")] == ["completed", "completed"]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGKILL, -9)])
+def test_stopping_the_driver_stops_its_workers(tmp_path, sig, code):
+    text = HEADER + """
+def study():
+    return Study(name="long", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[1e11], min_steps=5)
+"""
+    path, out = write(tmp_path, text), tmp_path / "out"
+    driver = subprocess.Popen(study_cmd(path, out, "--workers", "2"), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not any(p.exists() and p.stat().st_size for p in (out / "runs").glob("*/metrics.jsonl")):
+        assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read()
+        time.sleep(0.2)
+    workers = _children(driver.pid)
+    assert len(workers) == 2
+    driver.send_signal(sig)
+    assert driver.wait(timeout=300) == code
+    stop = time.monotonic() + 120  # after SIGKILL the workers get SIGTERM from the kernel (PDEATHSIG)
+    while any(_alive(w) for w in workers) and time.monotonic() < stop:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
+    if sig == signal.SIGTERM:
+        assert "stopped by SIGTERM" in driver.stderr.read().strip().splitlines()[-1]
+    stopped = [d for d in (out / "runs").iterdir() if (d / "metrics.jsonl").exists()]
+    assert all(not (d / "result.json").exists() for d in stopped)  # unfinished, not failed
+    assert any(any((d / "checkpoints").iterdir()) for d in stopped)  # the worker saved where it stopped
