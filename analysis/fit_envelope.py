@@ -73,7 +73,8 @@ def fit_envelope(curves: pd.DataFrame, k: float = 6.0, n_grid: int = 200, target
         warnings.append("the optimum is always the smallest or largest model: fitting every envelope point")
         interior = have
     if len(np.unique(n_opt[interior])) < 2:
-        warnings.append("only one model size is ever optimal; the exponents are not identified")
+        raise AnalysisError(f"envelope: only one model size (N = {n_opt[interior][0]:.4g}) is ever optimal; "
+                            "cannot fit N_opt(C)")
     lc = np.log(grid[interior])
     a, cn = np.polyfit(lc, np.log(n_opt[interior]), 1)
     b, cd = np.polyfit(lc, np.log(d_opt[interior]), 1)

@@ -27,8 +27,9 @@ def _fit_power(x, L):
     """L = (x_c/x)^alpha: log L = alpha log x_c - alpha log x. Returns (alpha, x_c)."""
     slope, icpt = np.polyfit(np.log(x), np.log(L), 1)
     alpha = -slope
-    x_c = np.exp(icpt / alpha) if alpha != 0 else np.nan
-    return float(alpha), float(x_c)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        x_c = np.exp(icpt / alpha) if alpha != 0 else np.nan
+    return float(alpha), float(x_c) if np.isfinite(x_c) and x_c > 0 else np.nan
 
 
 def frontiers(N, D, C, L, dex: float = 0.05):
@@ -75,8 +76,12 @@ def fit_kaplan(data: FitData, k: float | None = None, target_flops: float | None
             params[f"alpha_{var}"], params[f"{var}_c"] = np.nan, np.nan
         else:
             params[f"alpha_{var}"], params[f"{var}_c"] = _fit_power(x[idx], L[idx])
+            if not np.isfinite(params[f"{var}_c"]):
+                warnings.append(f"L({var}): loss hardly changes with {var} (alpha_{var} = {params[f'alpha_{var}']:.3g}); "
+                                f"{var}_c is not finite, not fitted")
+                params[f"alpha_{var}"] = np.nan
     if all(np.isnan(params[f"alpha_{v}"]) for v in "NDC"):
-        raise AnalysisError("kaplan: no variable has 2 or more distinct values on its frontier")
+        raise AnalysisError("kaplan: none of L(N), L(D), L(C) can be fitted (" + "; ".join(warnings) + ")")
     src = params if start is None else start
     q0 = [src["N_c"], src["alpha_N"], src["D_c"], src["alpha_D"]]
     joint, method = None, "frontiers"

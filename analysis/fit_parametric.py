@@ -32,7 +32,7 @@ from .errors import AnalysisError
 from .laws import Chinchilla
 from .lbfgs import make_minimizer
 from .result import FitResult, percentile_ci
-from .table import FitData, require_points
+from .table import FitData, require_points, require_spread
 
 PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # log-sum-exp parametrisation, in this order
 # Epoch's initialisation grid: 6 x 6 x 5 x 5 x 5 = 4,500 starts
@@ -166,6 +166,7 @@ def fit_parametric(data: FitData, delta: float = 1e-3, grid: dict | np.ndarray |
     E, A, B, alpha, beta, a, b, G, k and the Huber-sum objective; residuals are log L - log L_fit."""
     n = len(data)
     require_points(n, 5, "parametric fit")
+    require_spread(data, "parametric fit")
     k = data.k if k is None else k
     t0 = time.perf_counter()
     P0 = grid if isinstance(grid, np.ndarray) else init_grid(grid)

@@ -139,6 +139,8 @@ def fit_data(df: pd.DataFrame, n_col=None, d_col=None, c_col=None, loss_col=None
     df = filter_rows(df, where=where, status=status)
     ncol = find_column(df, n_col, N_COLS, "N (--n-col)")
     lcol = find_column(df, loss_col, LOSS_COLS, "loss (--loss-col)")
+    if drop_highest < 0:
+        raise AnalysisError(f"--drop-highest-loss must be 0 or more, got {drop_highest}")
     if drop_highest:
         L = numeric_column(df, lcol, "loss")
         if drop_highest >= len(L):
@@ -200,6 +202,20 @@ def bin_budgets(C: np.ndarray, width_dex: float = 0.1) -> np.ndarray:
 def require_points(n: int, n_params: int, what: str) -> None:
     if n < n_params:
         raise AnalysisError(f"{what} needs at least {n_params} points for {n_params} parameters, got {n}")
+
+
+def require_spread(data: "FitData", what: str) -> None:
+    """Refuse tables that cannot identify separate N and D terms: a single N, a single D, or
+    log N and log D on one line (every run at one compute budget)."""
+    for name, v in (("N", data.N), ("D", data.D)):
+        if len(np.unique(v)) < 2:
+            raise AnalysisError(f"{what}: all rows have the same {name} ({v[0]:.4g}); cannot fit an {name} exponent")
+    X = np.stack([np.log(data.N), np.log(data.D)], 1)
+    X = X - X.mean(0)
+    s = np.linalg.svd(X, compute_uv=False)
+    if s[-1] <= 1e-9 * s[0]:
+        raise AnalysisError(f"{what}: log N and log D lie on one line (a single compute budget C = "
+                            f"{np.median(data.C):.3g}?); cannot separate the N and D exponents")
 
 
 def subset(data: FitData, mask: np.ndarray) -> FitData:

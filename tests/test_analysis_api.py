@@ -1,0 +1,92 @@
+"""The analysis package as a plain library: a study analysed from Python in a few lines, with
+results equal to the command line's."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analysis
+import analysis.jaxcache
+from analysis.__main__ import main
+
+
+@pytest.fixture(autouse=True)
+def _no_persistent_cache(monkeypatch):
+    monkeypatch.setattr(analysis.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    design = analysis.simulate_isoflop(budgets=(1e17, 3e17, 1e18, 3e18, 1e19), n_per_budget=7, noise=0.002, seed=4)
+    return analysis.write_study(tmp_path_factory.mktemp("api") / "x", design, n_log=12, seed=4)
+
+
+def test_whole_study_in_a_few_lines(study_dir, tmp_path):
+    t = analysis.load(study_dir)
+    f = analysis.fit(t, "isoflop", bootstrap=200)
+    p = analysis.fit(t, "parametric")
+    written = analysis.figures(t, [f, p], tmp_path / "out")
+    report = analysis.report(study_dir)
+
+    # the simulated law (Epoch's fit, a = beta / (alpha + beta) = 0.514) is recovered, inside its CI
+    assert f.a == pytest.approx(analysis.CHINCHILLA_EPOCH.a, abs=0.03)
+    assert f.ci["a"]["lo"] < f.a < f.ci["a"]["hi"] and f.ci["a"]["n"] == 200
+    assert p.params["alpha"] == pytest.approx(0.3473, abs=0.05)
+    # figures drawn from exactly these fits: (c)'s line is the isoflop power law, (d)'s frontier the parametric law
+    names = {Path(w).name for w in written}
+    assert {"b_isoflop.png", "c_optimal.csv", "d_isoloss.csv", "e_residuals.csv"} <= names
+    c = pd.read_csv(tmp_path / "out" / "c_optimal.csv")
+    line = c[c.series == "N_opt fit"]
+    np.testing.assert_allclose(line["value"], f.params["n_coef"] * line["C"] ** f.a, rtol=1e-12)
+    d = pd.read_csv(tmp_path / "out" / "d_isoloss.csv")
+    fr = d[d.series == "frontier"]
+    np.testing.assert_allclose(fr["N"], p.law.optimal(fr["C"].to_numpy(), t.data.k)[0], rtol=1e-12)
+    # the report is where `lab report` puts it, with the same isoflop exponent
+    assert report == study_dir / "report.md"
+    fits = json.loads((study_dir / "fits.json").read_text())
+    assert fits["isoflop"]["a"] == pytest.approx(f.a, rel=1e-12)
+    assert "## IsoFLOP optima" in report.read_text()
+
+
+def test_library_fit_equals_the_command_line(study_dir, capsys):
+    r = analysis.fit(analysis.load(study_dir, status="any"), "isoflop", bootstrap=50, seed=3, target_flops=1e21)
+    assert main(["fit", str(study_dir), "--method", "isoflop", "--status", "any", "--bootstrap", "50",
+                 "--seed", "3", "--target-flops", "1e21", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["a"] == r.a and cli["b"] == r.b
+    assert cli["ci"]["a"] == pytest.approx(r.ci["a"], rel=1e-15)
+    assert cli["target"]["n_opt"] == r.extra["target"]["n_opt"]
+
+
+def test_options_objects_and_keywords_agree(study_dir):
+    by_kw = analysis.load(study_dir, where="params_total > 2e7")
+    by_opts = analysis.load(study_dir, analysis.TableOptions(where="params_total > 2e7"))
+    assert len(by_kw) == len(by_opts) < len(analysis.load(study_dir))
+    np.testing.assert_array_equal(by_kw.data.N, by_opts.data.N)
+    a = analysis.fit(by_kw, "isoflop", estimator="quadratic")
+    b = analysis.fit_with_options(by_opts, "isoflop", analysis.FitOptions(iso_method="quadratic"))
+    assert a.a == b.a and a.extra["estimator"] == "quadratic"
+
+
+def test_registry_is_the_one_list_of_methods():
+    from analysis import cli, methods
+
+    assert analysis.METHODS == ("parametric", "isoflop", "envelope", "kaplan")
+    assert methods.for_figures("b") == ("isoflop",) and methods.for_figures("de") == ("parametric",)
+    assert methods.with_hook("holdout") == ("parametric", "isoflop", "kaplan")
+    assert cli.METHODS is methods.METHODS
+    with pytest.raises(analysis.AnalysisError, match="unknown method 'chinchilla'; choose from parametric"):
+        analysis.fit(analysis.load(analysis.simulate_isoflop()), "chinchilla")
+
+
+def test_exported_names_stay_functions_after_their_modules_load():
+    import analysis.fitting  # noqa: F401
+    import analysis.holdout  # noqa: F401
+    import analysis.intervals  # noqa: F401
+    import analysis.reporting  # noqa: F401
+
+    for name in ("fit", "bootstrap", "backtest", "report", "figures", "load"):
+        assert callable(getattr(analysis, name)) and not isinstance(getattr(analysis, name), type(analysis)), name

@@ -1,0 +1,97 @@
+"""Bad and degenerate inputs end in one line on stderr and exit status 2 (or an AnalysisError from
+the library), never in a confident-looking result."""
+
+import pandas as pd
+import pytest
+
+import analysis
+import analysis.jaxcache
+from analysis.__main__ import main
+
+
+@pytest.fixture(autouse=True)
+def _no_persistent_cache(monkeypatch):
+    monkeypatch.setattr(analysis.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
+
+
+def _fails(capsys, *argv, match: str):
+    with pytest.raises(SystemExit) as e:  # argparse usage errors
+        main([str(a) for a in argv])
+    assert e.value.code == 2
+    assert match in capsys.readouterr().err
+
+
+def _error(capsys, *argv) -> str:
+    assert main([str(a) for a in argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture
+def table():
+    return analysis.simulate_isoflop(noise=0.002, seed=7)
+
+
+@pytest.mark.parametrize("cmd", ["fit", "plot", "report"])
+def test_non_utf8_results_csv(capsys, tmp_path, cmd):
+    (tmp_path / "results.csv").write_bytes("params_total,tokens,final_val_loss\n1e6,2e7,3.5\n".encode() + b"caf\xe9,1,2\n")
+    extra = ["--out", tmp_path / "o"] if cmd == "plot" else []
+    err = _error(capsys, cmd, tmp_path, *extra)
+    assert err.startswith(f"python -m analysis {cmd}: error: cannot read") and "utf-8" in err
+
+
+@pytest.mark.parametrize("cmd", ["fit", "plot", "report"])
+def test_foreign_csv_without_the_columns(capsys, tmp_path, cmd):
+    pd.DataFrame({"width": [1, 2, 3], "score": [0.1, 0.2, 0.3]}).to_csv(tmp_path / "results.csv", index=False)
+    extra = ["--out", tmp_path / "o"] if cmd == "plot" else []
+    assert "no N (--n-col) column found" in _error(capsys, cmd, tmp_path / "results.csv", *extra)
+
+
+@pytest.mark.parametrize("flag", ["--drop-highest-loss", "--bootstrap", "--backtest"])
+def test_negative_counts_are_usage_errors(capsys, tmp_path, table, flag):
+    table.to_csv(tmp_path / "t.csv", index=False)
+    _fails(capsys, "fit", tmp_path / "t.csv", flag, "-50", match="must be 0 or more: '-50'")
+
+
+def test_negative_drop_refused_by_the_library(table):
+    with pytest.raises(analysis.AnalysisError, match="must be 0 or more"):
+        analysis.load(table, drop_highest_loss=-50)
+
+
+@pytest.mark.parametrize("method", ["parametric", "envelope"])
+def test_every_n_equal_is_refused(capsys, tmp_path, table, method):
+    table["params_total"] = 1e8
+    table["tokens"] = table["flops_exact"] / (6 * 1e8)
+    table.to_csv(tmp_path / "t.csv", index=False)
+    err = _error(capsys, "fit", tmp_path / "t.csv", "--method", method)
+    assert ("all rows have the same N (1e+08); cannot fit an N exponent" in err if method == "parametric"
+            else "only one model size (N = 1e+08) is ever optimal" in err)
+
+
+def test_every_d_equal_is_refused(table):
+    table["tokens"] = 1e9
+    with pytest.raises(analysis.AnalysisError, match="all rows have the same D"):
+        analysis.fit(analysis.load(table), "parametric")
+
+
+def test_single_budget(capsys, tmp_path, table):
+    table[table.budget_flops == 1e18].to_csv(tmp_path / "t.csv", index=False)
+    assert "isoflop needs at least 2 FLOP budgets, got 1" in _error(capsys, "fit", tmp_path / "t.csv", "--method", "isoflop")
+    assert "log N and log D lie on one line" in _error(capsys, "fit", tmp_path / "t.csv")
+    assert "kaplan: none of L(N), L(D), L(C) can be fitted" in _error(capsys, "fit", tmp_path / "t.csv", "--method", "kaplan")
+
+
+def test_too_few_points(capsys, tmp_path, table):
+    table.iloc[:4].to_csv(tmp_path / "t.csv", index=False)
+    assert "needs at least 5 points for 5 parameters, got 4" in _error(capsys, "fit", tmp_path / "t.csv")
+    assert "back-test needs more than 2 budgets" in _error(capsys, "fit", tmp_path / "t.csv", "--method", "kaplan",
+                                                           "--backtest", "1")
+
+
+def test_one_resample_and_unknown_backtest_method(capsys, tmp_path, table):
+    table.to_csv(tmp_path / "t.csv", index=False)
+    assert "needs at least 2 resamples, got 1" in _error(capsys, "fit", tmp_path / "t.csv", "--method", "isoflop",
+                                                         "--bootstrap", "1")
+    assert "no back-test for method 'envelope' (use parametric, isoflop, kaplan)" in _error(
+        capsys, "fit", tmp_path / "t.csv", "--method", "envelope", "--backtest", "1")
