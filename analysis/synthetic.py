@@ -1,5 +1,17 @@
-"""Synthetic results tables and training curves drawn from a known law, for tests and for
-checking a study design before spending compute: does the fit recover what generated the data?"""
+"""Simulate a study design: results tables and training curves drawn from a known law.
+
+Before spending compute on a grid of runs, check that the design can recover the law it is meant
+to measure — enough budgets, sizes spanning each budget's minimum, noise like your seeds' — by
+fitting a simulated copy of it:
+
+    import analysis
+    design = analysis.simulate_isoflop(budgets=(1e17, 1e18, 1e19), n_per_budget=7, noise=0.01, seed=0)
+    fit = analysis.fit(analysis.load(design), "isoflop", bootstrap=200)
+    fit.a, fit.ci["a"], analysis.CHINCHILLA_EPOCH.a        # recovered vs true exponent
+
+`write_study` lays a table out as `lab study` does (results.csv and runs/<cell>/metrics.jsonl),
+so `lab report` and `analysis.report` run on it unchanged. The tests use the same functions.
+"""
 
 from __future__ import annotations
 
