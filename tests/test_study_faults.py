@@ -17,7 +17,7 @@ import pytest
 
 from lab.cli import main
 from lab.study.lock import StudyLock
-from lab.study.results import read_rows
+from lab.study.results import read_rows, write_rows
 
 HEADER = """
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -126,14 +126,14 @@ def test_disk_full_is_one_line_and_leaves_no_temporary_files(study_copy, capsys,
     import lab.files
 
     path, out = study_copy
-    (out / "study.json").unlink()  # the driver must write it again
+    (out / "results.csv").unlink()  # the driver must write it again (it is rebuilt first)
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(lab.files.os, "fsync", full)
     err = one_line_error(capsys, ["study", str(path), "--out", str(out), "--quiet"])
-    assert f"disk full writing {out / 'study.json'}" in err
+    assert f"disk full writing {out / 'results.csv'} (No space left on device)" in err
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -151,6 +151,15 @@ def test_a_torn_results_row_is_rebuilt_from_its_run(study_copy):
     assert float(row["final_val_loss"]) == pytest.approx(result["final_val_loss"], rel=1e-12)
     assert float(row["final_train_loss"]) == pytest.approx(result["final_train_loss"], rel=1e-12)
     assert row["corpus_fingerprint"] == result["corpus_fingerprint"]
+
+
+def test_rows_of_cells_the_study_no_longer_has_are_kept(study_copy):
+    path, out = study_copy
+    row = the_row(out)
+    old = {**row, "cell_id": "d8L2-C3e+08-s0", "final_val_loss": "4.25"}
+    write_rows(out / "results.csv", [old, row])
+    assert main(["study", str(path), "--out", str(out), "--quiet"]) == 0
+    assert read_rows(out / "results.csv") == [row, old]  # the study's cells first, in its order
 
 
 def test_a_truncated_study_json_is_rewritten(study_copy):

@@ -86,8 +86,9 @@ class StudyRun:
         write_json_atomic(self.out / "study.json", data)
 
     def save_rows(self) -> None:
-        ordered = [self.rows[c.cell_id] for c in self.cells if c.cell_id in self.rows]
-        write_rows(self.results, ordered + self.other_rows)
+        rows = [self.rows[c.cell_id] for c in self.cells if c.cell_id in self.rows] + self.other_rows
+        if rows or self.results.exists():
+            write_rows(self.results, rows)
 
     def collect_finished(self) -> list[Cell]:
         """Rebuild every row from its run directory; return the cells still to run."""
@@ -98,7 +99,8 @@ class StudyRun:
             result = self.run_dir(cell.cell_id).read_result()
             if result and result.get("config_hash") not in (None, cell.config.hash()):
                 raise ConfigError(f"{self.run_dir(cell.cell_id).path} was trained with another config than the "
-                                  f"study now gives cell {cell.cell_id}; use a new --out (or remove that run directory)")
+                                  f"study now gives cell {cell.cell_id}; use a new --out (or remove that run "
+                                  "directory)")
             if result:
                 self.rows[cell.cell_id] = cell_row(self.study, cell, result)
             if result and result["status"] in FINAL:
@@ -224,10 +226,9 @@ def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "lo
     out.mkdir(parents=True, exist_ok=True)
     with StudyLock(out), StopSignals() as stop:
         check_plan(out, study)
-        read_rows(out / "results.csv")  # a foreign table: refused before anything is written
         state = StudyRun(study, cells, out)
+        todo = state.collect_finished()  # refuses a foreign table or stale runs before writing anything else
         state.write_plan()
-        todo = state.collect_finished()
         if todo:
             runner = make_launcher(launcher, out, workers=workers, **launcher_args)
             state.execute(runner, todo, _worker_env(workers), stop, progress=progress)
