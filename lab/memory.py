@@ -58,7 +58,7 @@ def _itemsize(dtype: str) -> int:
 
 
 def _layer_shapes(cfg) -> list[tuple[int, int, int]]:
-    """(layers, query tokens, keys) of each stack, and the tokens the head sees, of one window."""
+    """(layers, query tokens, keys) of each stack of one window; the last stack feeds the head."""
     T = cfg.seq_len
     if cfg.arch == "encdec":
         S = T // 2

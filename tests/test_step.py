@@ -1,0 +1,113 @@
+"""One compiled training step: train, `lab bench` and the study dry-run's timing all run what
+`lab.step.compile_step` builds, with the run's shardings; it computes what a step jitted by hand
+on allocated state computes; and the model's abstract shapes cost linear time in depth."""
+
+import dataclasses
+import re
+import time
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from lab import sharding, step as step_module
+from lab.layers import next_key
+from lab.step import abstract_model, compile_step, make_step
+from tests.helpers.runs import TINY
+
+# A one-layer TINY, as the study dry-run times it (100 steps) and as train resolves it (bytes).
+MODEL = dataclasses.replace(TINY.model, n_layers=1, seq_len=16)
+CFG = dataclasses.replace(TINY, model=dataclasses.replace(MODEL, vocab_size=256),
+                          train=dataclasses.replace(TINY.train, steps=100, tokens=0, eval_every=50, log_every=50))
+
+
+@pytest.fixture
+def compiled_steps(monkeypatch):
+    """Every CompiledStep built while the test runs, in order."""
+    built = []
+
+    def spy(cfg, mesh, **kw):
+        built.append(real(cfg, mesh, **kw))
+        return built[-1]
+
+    real = step_module.compile_step
+    monkeypatch.setattr(step_module, "compile_step", spy)
+    monkeypatch.setattr("lab.train.compile_step", spy)
+    return built
+
+
+def test_train_bench_and_dry_run_compile_the_same_program(compiled_steps, tmp_path):
+    from lab.bench import time_step
+    from lab.study.estimate import step_seconds
+    from lab.study.spec import Cell
+    from lab.train import train
+
+    result = train(dataclasses.replace(CFG, model=MODEL), tmp_path / "run", progress=False)
+    timing = time_step(CFG, steps=2, warmup=1)
+    seconds = step_seconds([Cell(cell_id="c", config=CFG)], repeats=2)
+    assert len(compiled_steps) == 3  # one compile each, all through compile_step
+    trained, benched, estimated = compiled_steps
+    assert trained.cfg.model == benched.cfg.model == estimated.cfg.model
+    text = _hlo(trained)
+    assert "input_output_alias" in text  # state donated
+    assert _hlo(benched) == text and _hlo(estimated) == text
+    for other in (benched, estimated):
+        assert other.executable.input_shardings == trained.executable.input_shardings
+        assert other.executable.cost_analysis()["flops"] == trained.executable.cost_analysis()["flops"]
+    assert result["compile_s"] == trained.compile_s and timing["compile_s"] == benched.compile_s
+    assert result["step_temp_size_in_bytes"] == trained.memory["temp_size_in_bytes"] > 0
+    assert seconds[(CFG.model, CFG.train.batch_size)] > 0
+
+
+def _hlo(compiled) -> str:
+    """The optimised program, without source locations (which say who traced it)."""
+    blocks = compiled.executable.as_text().split("\n\n")
+    tables = ("FileNames", "FunctionNames", "FileLocations", "StackFrames")
+    program = "\n\n".join(b for b in blocks if not b.startswith(tables))
+    return re.sub(r", metadata=\{[^}]*\}", "", program)
+
+
+def test_compiled_step_matches_a_step_jitted_by_hand():
+    """The losses of the first steps are those of the step jitted on allocated state, as train
+    did before compile_step existed (same shardings), bit for bit."""
+    mesh = sharding.make_mesh("")
+    compiled = compile_step(CFG, mesh)
+    by_hand = jax.jit(make_step(compiled.graphdef, compiled.tx, compiled.schedule, CFG), donate_argnums=(0, 1),
+                      in_shardings=(*compiled.state_sh, compiled.batch_sh, sharding.replicated(mesh)),
+                      out_shardings=(*compiled.state_sh, sharding.replicated(mesh)))
+    batches = np.random.default_rng(0).integers(0, 256, (4, 8, 17), np.int32)
+    losses = {}
+    for name, fn in (("compiled", compiled.executable), ("by_hand", by_hand)):
+        params, opt_state = compiled.init_state()
+        losses[name] = []
+        with jax.set_mesh(mesh):
+            for i, batch in enumerate(batches):
+                params, opt_state, metrics = fn(params, opt_state, jax.device_put(batch, compiled.batch_sh), np.int32(i))
+                losses[name].append(float(metrics["loss"]))
+    assert losses["compiled"] == losses["by_hand"]
+    assert losses["compiled"][0] == pytest.approx(np.log(256), abs=0.05)  # small init: uniform
+    assert losses["compiled"][-1] < losses["compiled"][0]
+
+
+def test_next_key_is_rngs_params():
+    a, b = nnx.Rngs(params=3), nnx.Rngs(params=3)
+    for _ in range(3):
+        assert np.array_equal(jax.random.key_data(next_key(a)), jax.random.key_data(b.params()))
+    assert int(a.params.count[...]) == int(b.params.count[...]) == 3
+
+
+def _abstract_seconds(n_layers: int) -> float:
+    cfg = dataclasses.replace(CFG, model=dataclasses.replace(CFG.model, n_layers=n_layers))
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        abstract_model(cfg)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def test_abstract_shapes_cost_linear_time_in_depth():
+    """8× the layers: ~8× the time (it was ~50×: every init key's draw scanned the whole trace)."""
+    ratio = _abstract_seconds(64) / _abstract_seconds(8)
+    assert ratio < 16, ratio
