@@ -293,3 +293,43 @@ def study():
     stopped = [d for d in (out / "runs").iterdir() if (d / "metrics.jsonl").exists()]
     assert all(not (d / "result.json").exists() for d in stopped)  # unfinished, not failed
     assert any(any((d / "checkpoints").iterdir()) for d in stopped)  # the worker saved where it stopped
+
+
+def _workers_of(out: Path) -> list[int]:
+    """Pids of `lab.study.worker` processes running a task file of the study in OUT."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "lab.study.worker" in args and any(a.startswith(str(out.resolve())) for a in args):
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+@pytest.mark.parametrize("launcher", ["ray", "slurm"])
+def test_sigterm_cancels_ray_tasks_and_slurm_jobs(tmp_path, launcher):
+    pytest.importorskip({"ray": "ray", "slurm": "submitit"}[launcher])
+    text = HEADER + """
+def study():
+    return Study(name="long", base=BASE, sizes=[{"d_model": 16}], budgets=[1e12], min_steps=5)
+"""
+    path, out = write(tmp_path, text), tmp_path / "out"
+    driver = subprocess.Popen(study_cmd(path, out, "--launcher", launcher), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not any(p.stat().st_size for p in (out / "runs").glob("*/metrics.jsonl")):
+        assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read()
+        time.sleep(0.2)
+    workers = _workers_of(out)
+    assert len(workers) == 1
+    driver.send_signal(signal.SIGTERM)
+    assert driver.wait(timeout=300) == 143
+    stop = time.monotonic() + 120
+    while any(_alive(w) for w in workers) and time.monotonic() < stop:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
+    assert not (out / "runs" / "d16L2-C1e+12-s0" / "result.json").exists()
+    assert [int(p.name) for p in (out / "runs" / "d16L2-C1e+12-s0" / "checkpoints").iterdir()]  # saved on SIGTERM

@@ -21,8 +21,6 @@ anywhere.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab.study.worker import run_task_file, stop_process, worker_env
+from lab.study.worker import die_with_parent, run_task_file, stop_process, worker_env
 
 
 @dataclass
@@ -41,28 +39,6 @@ class Task:
     env: dict = field(default_factory=dict)  # extra environment for the worker
 
 
-_LIBC = None
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the worker gets SIGTERM when the driver dies, even by SIGKILL (no orphans)."""
-    parent = os.getppid()
-    _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the driver died before prctl took effect
-        os._exit(143)
-
-
-def _preexec():
-    global _LIBC
-    if not sys.platform.startswith("linux"):
-        return None
-    if _LIBC is None:
-        import ctypes
-
-        _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: no dlopen between fork and exec
-    return _die_with_parent
-
-
 class LocalLauncher:
     def __init__(self, workers: int = 1, grace_s: float = 300):
         self.workers, self.grace_s = max(1, workers), grace_s
@@ -70,7 +46,7 @@ class LocalLauncher:
     def start(self, task: Task) -> tuple:
         log = open(task.log, "a")
         proc = subprocess.Popen([sys.executable, "-m", "lab.study.worker", str(task.path)], env=worker_env(task.env),
-                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_preexec())
+                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
         return task, proc, log
 
     def run(self, tasks: list[Task], on_done: Callable, on_poll: Callable = lambda: None) -> None:

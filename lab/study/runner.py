@@ -224,12 +224,13 @@ def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "lo
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    with StudyLock(out), StopSignals() as stop:
+    with StudyLock(out):
         check_plan(out, study)
         state = StudyRun(study, cells, out)
         todo = state.collect_finished()  # refuses a foreign table or stale runs before writing anything else
         state.write_plan()
         if todo:
             runner = make_launcher(launcher, out, workers=workers, **launcher_args)
-            state.execute(runner, todo, _worker_env(workers), stop, progress=progress)
+            with StopSignals() as stop:  # after the launcher: ray.init installs its own SIGTERM handler
+                state.execute(runner, todo, _worker_env(workers), stop, progress=progress)
     return dict(state.status)

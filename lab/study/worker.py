@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 STOPPED = 128 + signal.SIGTERM
@@ -51,6 +52,29 @@ def worker_env(extra: dict) -> dict:
     return env
 
 
+_LIBC = None
+
+
+def _set_death_signal() -> None:  # pragma: no cover - runs in the child between fork and exec
+    parent = os.getppid()
+    _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(STOPPED)
+
+
+def die_with_parent():
+    """A `preexec_fn` for Popen: on Linux the child gets SIGTERM (and so saves a checkpoint) when
+    its parent dies, however it dies (SIGKILL, a Ray worker torn down): no orphaned workers."""
+    global _LIBC
+    if not sys.platform.startswith("linux"):
+        return None
+    if _LIBC is None:
+        import ctypes
+
+        _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: no dlopen between fork and exec
+    return _set_death_signal
+
+
 def run_task_file(path: str, extra_env: dict | None = None, log_path: str | None = None,
                   grace_s: float = 300) -> int:
     """Run a task file in a child process and return its exit code: what the Ray and SLURM
@@ -59,9 +83,12 @@ def run_task_file(path: str, extra_env: dict | None = None, log_path: str | None
     cmd = [sys.executable, "-m", "lab.study.worker", path]
     log = open(log_path, "a") if log_path else None
     try:
-        proc = subprocess.Popen(cmd, env=worker_env(extra_env), stdout=log, stderr=subprocess.STDOUT if log else None)
+        proc = subprocess.Popen(cmd, env=worker_env(extra_env), stdout=log, stderr=subprocess.STDOUT if log else None,
+                                preexec_fn=die_with_parent())
         try:
-            return proc.wait()
+            while proc.poll() is None:  # not proc.wait(): a cancelled Ray task's KeyboardInterrupt
+                time.sleep(0.2)  # is raised between bytecodes, never inside a blocking waitpid
+            return proc.returncode
         except BaseException:
             stop_process(proc, grace_s)
             raise
