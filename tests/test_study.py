@@ -2,7 +2,6 @@
 WSD branches against independent runs, and the Ray and SLURM (submitit local) launchers."""
 
 import json
-import multiprocessing
 import textwrap
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from lab.cli import main
 from lab.costs import model_costs
 from lab.study.load import load_study
-from lab.study.results import COLUMNS, read_rows, upsert_row
+from lab.study.results import COLUMNS, read_rows, write_rows
 from lab.study.spec import branch_savings, expand
 
 HEADER = """
@@ -204,21 +203,17 @@ def test_wsd_branches_match_independent_runs(tmp_path):
         assert metrics[0]["step"] < cell.branch_step < metrics[-1]["step"] == cell.config.total_steps
 
 
-def _writer(args):
-    path, worker = args
-    for i in range(25):
-        upsert_row(Path(path), {"cell_id": f"w{worker}-{i}", "status": "completed", "final_val_loss": i})
-
-
-def test_concurrent_writers_lose_no_rows(tmp_path):
+def test_the_table_is_replaced_whole_and_only_when_it_changes(tmp_path):
     path = tmp_path / "results.csv"
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        pool.map(_writer, [(str(path), w) for w in range(4)])
-    rows = read_rows(path)
-    assert len(rows) == 100 and len({r["cell_id"] for r in rows}) == 100
-    upsert_row(path, {"cell_id": "w0-0", "status": "failed"})  # same cell: replaced, not doubled
-    rows = read_rows(path)
-    assert len(rows) == 100 and [r["status"] for r in rows if r["cell_id"] == "w0-0"] == ["failed"]
+    rows = [{"cell_id": f"c{i}", "status": "completed", "final_val_loss": i / 4, "extra": "x"} for i in range(3)]
+    assert write_rows(path, rows)
+    back = read_rows(path)
+    assert [(r["cell_id"], float(r["final_val_loss"]), r["extra"]) for r in back] == [
+        ("c0", 0.0, "x"), ("c1", 0.25, "x"), ("c2", 0.5, "x")]
+    assert list(back[0])[: len(COLUMNS)] == COLUMNS  # the contract's columns first, then the rest
+    mtime = path.stat().st_mtime_ns
+    assert not write_rows(path, rows) and path.stat().st_mtime_ns == mtime
+    assert write_rows(path, rows[:1]) and [r["cell_id"] for r in read_rows(path)] == ["c0"]
 
 
 def test_a_changed_study_does_not_reuse_stale_runs(local_tiny, tmp_path, capsys):

@@ -42,6 +42,9 @@ class StudyLock:
         self._file = None
 
     def __enter__(self) -> "StudyLock":
+        return self if self._file is not None else self.acquire()
+
+    def acquire(self) -> "StudyLock":
         f = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

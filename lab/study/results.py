@@ -4,17 +4,14 @@ The table is derived: each row is rebuilt from its run directory's result.json (
 time `lab study` runs, so a torn or edited row heals itself. Reading is strict about what it
 trusts: a file whose header is not a lab study table (no `cell_id`, or not UTF-8) is refused rather
 than overwritten, and a row that is short, long or the unterminated last line of a cut file is
-dropped. Every write takes an exclusive lock and replaces the file atomically (`lab.files`), so
-readers never see a torn row and concurrent writers never lose one; a row for a cell that is
-already present is replaced, not doubled.
+dropped. Only the study's driver writes the table (one driver per directory: `lab.study.lock`),
+replacing the whole file atomically (`lab.files`), so readers never see a torn row.
 """
 
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
-from contextlib import contextmanager
 from pathlib import Path
 
 from lab.config import ConfigError
@@ -25,17 +22,6 @@ from lab.result import FIELDS
 STUDY_COLUMNS = ("budget_flops", "branch_of", "error")
 COLUMNS = ["study", "cell_id", *FIELDS, *STUDY_COLUMNS]
 SKIP = {"mesh"}  # nested values that do not belong in a flat table
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _decode(path: Path) -> str:
@@ -80,22 +66,14 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def write_rows(path: Path, rows: list[dict]) -> bool:
-    """Replace the table by `rows` (in this order); returns whether the file changed."""
+    """Replace the table by `rows` (in this order), atomically; returns whether the file changed.
+    Only the study's driver writes it, under the study directory's lock (lab.study.lock)."""
     path = Path(path)
     text = format_rows(rows)
-    with _locked(path):
-        try:
-            if path.read_text(encoding="utf-8") == text:
-                return False
-        except (OSError, UnicodeDecodeError):
-            pass
-        write_text_atomic(path, text)
+    try:
+        if path.read_bytes() == text.encode("utf-8"):
+            return False
+    except OSError:
+        pass
+    write_text_atomic(path, text)
     return True
-
-
-def upsert_row(path: Path, row: dict) -> None:
-    """Add `row` (keyed by cell_id) to the table, replacing an older row of the same cell."""
-    path = Path(path)
-    with _locked(path):
-        rows = [r for r in read_rows(path) if r.get("cell_id") != row["cell_id"]] + [row]
-        write_text_atomic(path, format_rows(rows))

@@ -223,8 +223,12 @@ def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "lo
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    with StudyLock(out):
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = StudyLock(out).acquire()
+    except PermissionError as e:
+        raise ConfigError(f"cannot write in {out}: {e.strerror}; use another --out") from None
+    with lock:
         check_plan(out, study)
         state = StudyRun(study, cells, out)
         todo = state.collect_finished()  # refuses a foreign table or stale runs before writing anything else
