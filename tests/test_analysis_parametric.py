@@ -114,3 +114,36 @@ def test_bootstrap_intervals_cover_the_fit(epoch_data, epoch_fit):
     # resamples are genuinely refitted: their spread is that of Epoch's paper (alpha ± ~0.02)
     assert 0.005 < samples["alpha"].std() < 0.05
     assert (samples["a"] + samples["b"]).sub(1).abs().max() < 1e-12
+
+
+def test_chunked_screen_finds_the_unchunked_optimum(epoch_data, epoch_fit):
+    """Lanes screened in chunks of bounded memory reach the same optimum as one batch."""
+    chunked = fit_parametric(epoch_data, screen_elements=700 * 256)  # 4,500 lanes in 7 chunks
+    assert chunked.objective == pytest.approx(epoch_fit.objective, rel=1e-9)
+    for k in ("E", "A", "B", "alpha", "beta"):
+        assert chunked.params[k] == pytest.approx(epoch_fit.params[k], rel=1e-5), k
+
+
+def test_subsample_screen_keeps_the_exact_objective(epoch_data, epoch_fit):
+    """A table larger than `screen_rows` is screened on a subsample and polished on every row:
+    same optimum, and its objective is the exact float64 Huber sum over all rows."""
+    sub = fit_parametric(epoch_data, screen_rows=100)
+    assert sub.extra["screen_rows"] == 100
+    assert sub.objective == pytest.approx(epoch_fit.objective, rel=1e-9)
+    theta = [sub.extra["lse_params"][p] for p in ("a", "b", "e", "alpha", "beta")]
+    assert sub.objective == huber_objective(theta, epoch_data.N, epoch_data.D, epoch_data.L)
+    for k in ("E", "alpha", "beta"):
+        assert sub.params[k] == pytest.approx(epoch_fit.params[k], rel=1e-5), k
+
+
+def test_chunked_bootstrap_agrees_with_the_batched_one(epoch_data, epoch_fit):
+    """The large-table bootstrap (chunks of resamples, Newton steps from the optimum with the full
+    table's Hessian on all of a resample's rows) refits each resample to the batched L-BFGS optimum."""
+    batched, ci_b = bootstrap_parametric(epoch_data, epoch_fit, n_boot=120, seed=2)
+    chunked, ci_c = bootstrap_parametric(epoch_data, epoch_fit, n_boot=120, seed=2, screen_rows=100)
+    assert len(chunked) == 120
+    # same resamples (same seed, same draws), so the same optima: objectives to 1e-12, exponents to 1e-5
+    np.testing.assert_allclose(chunked["objective"], batched["objective"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(chunked["alpha"], batched["alpha"], rtol=1e-5)
+    for side in ("lo", "hi"):
+        assert ci_c["alpha"][side] == pytest.approx(ci_b["alpha"][side], rel=1e-6)

@@ -1,0 +1,18 @@
+"""Progress lines on stderr for analysis work that takes more than a few seconds (large tables,
+big bootstraps). Small jobs print nothing, so a study-sized `lab fit` stays quiet."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """`progress("message")` prints `<what>: message (elapsed s)` on stderr when enabled."""
+
+    def __init__(self, what: str, enabled: bool):
+        self.what, self.enabled, self.t0 = what, enabled, time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            print(f"{self.what}: {message} ({time.perf_counter() - self.t0:.1f} s)", file=sys.stderr, flush=True)
