@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab.study.worker import die_with_parent, run_task_file, stop_process, worker_env
+from lab.study.worker import run_task_file, stop_process, worker_env
 
 
 @dataclass
@@ -46,7 +46,7 @@ class LocalLauncher:
     def start(self, task: Task) -> tuple:
         log = open(task.log, "a")
         proc = subprocess.Popen([sys.executable, "-m", "lab.study.worker", str(task.path)], env=worker_env(task.env),
-                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
+                                stdout=log, stderr=subprocess.STDOUT)
         return task, proc, log
 
     def run(self, tasks: list[Task], on_done: Callable, on_poll: Callable = lambda: None) -> None:

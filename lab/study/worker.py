@@ -45,34 +45,30 @@ def run_cell(cell: dict) -> int:
     return 0 if result["status"] == "completed" else 1
 
 
+PARENT = "LAB_STUDY_WORKER_PARENT"  # pid of the process that started the worker
+
+
 def worker_env(extra: dict) -> dict:
-    """This machine's environment plus the study's additions (e.g. XLA_FLAGS)."""
+    """This machine's environment plus the study's additions (e.g. XLA_FLAGS), for a worker this
+    process starts."""
     env = dict(os.environ)
     env.update(extra or {})
+    env[PARENT] = str(os.getpid())
     return env
 
 
-_LIBC = None
-
-
-def _set_death_signal() -> None:  # pragma: no cover - runs in the child between fork and exec
-    parent = os.getppid()
-    _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(STOPPED)
-
-
-def die_with_parent():
-    """A `preexec_fn` for Popen: on Linux the child gets SIGTERM (and so saves a checkpoint) when
-    its parent dies, however it dies (SIGKILL, a Ray worker torn down): no orphaned workers."""
-    global _LIBC
+def die_with_parent() -> None:
+    """Linux: this worker gets SIGTERM (and so saves a checkpoint) when the process that started
+    it dies, however it dies (SIGKILL, a Ray worker torn down): no orphaned workers. Set here,
+    after exec, rather than in a Popen preexec_fn, which would fork a multithreaded JAX process."""
     if not sys.platform.startswith("linux"):
-        return None
-    if _LIBC is None:
-        import ctypes
+        return
+    import ctypes
 
-        _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: no dlopen between fork and exec
-    return _set_death_signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    parent = os.environ.get(PARENT)
+    if parent and os.getppid() != int(parent):  # it died before the line above took effect
+        sys.exit(STOPPED)
 
 
 def run_task_file(path: str, extra_env: dict | None = None, log_path: str | None = None,
@@ -83,8 +79,7 @@ def run_task_file(path: str, extra_env: dict | None = None, log_path: str | None
     cmd = [sys.executable, "-m", "lab.study.worker", path]
     log = open(log_path, "a") if log_path else None
     try:
-        proc = subprocess.Popen(cmd, env=worker_env(extra_env), stdout=log, stderr=subprocess.STDOUT if log else None,
-                                preexec_fn=die_with_parent())
+        proc = subprocess.Popen(cmd, env=worker_env(extra_env), stdout=log, stderr=subprocess.STDOUT if log else None)
         try:
             while proc.poll() is None:  # not proc.wait(): a cancelled Ray task's KeyboardInterrupt
                 time.sleep(0.2)  # is raised between bytecodes, never inside a blocking waitpid
@@ -112,6 +107,7 @@ def main(argv=None) -> int:
     from lab.files import read_json
     from lab.runtime import setup
 
+    die_with_parent()
     argv = sys.argv[1:] if argv is None else argv
     task_path = Path(argv[0])
     setup()
