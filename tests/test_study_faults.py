@@ -122,6 +122,15 @@ def test_a_non_utf8_results_table_is_refused(study_copy, capsys):
     assert "not UTF-8" in err
 
 
+def test_a_directory_that_is_not_a_study_is_refused(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes\n")
+    err = one_line_error(capsys, ["study", str(write(tmp_path, ONE_CELL)), "--out", str(out), "--quiet"])
+    assert f"{out} is not a study directory (it holds notes.txt)" in err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
 def test_disk_full_is_one_line_and_leaves_no_temporary_files(study_copy, capsys, monkeypatch):
     import lab.files
 
@@ -160,6 +169,15 @@ def test_rows_of_cells_the_study_no_longer_has_are_kept(study_copy):
     write_rows(out / "results.csv", [old, row])
     assert main(["study", str(path), "--out", str(out), "--quiet"]) == 0
     assert read_rows(out / "results.csv") == [row, old]  # the study's cells first, in its order
+
+
+@pytest.mark.parametrize("cut", [0, 12])  # empty, or cut inside the header
+def test_a_table_cut_to_its_header_is_rebuilt(study_copy, cut):
+    path, out = study_copy
+    good = (out / "results.csv").read_bytes()
+    (out / "results.csv").write_bytes(good[:cut])
+    assert main(["study", str(path), "--out", str(out), "--quiet"]) == 0
+    assert (out / "results.csv").read_bytes() == good
 
 
 def test_a_truncated_study_json_is_rewritten(study_copy):

@@ -27,13 +27,15 @@ SKIP = {"mesh"}  # nested values that do not belong in a flat table
 def _decode(path: Path) -> str:
     """The file's text; ConfigError unless its header is that of a lab study table."""
     data = path.read_bytes()
-    header = data.split(b"\n", 1)[0]
+    header, newline, _ = data.partition(b"\n")
     try:
-        fields = next(csv.reader([header.decode("utf-8").rstrip("\r")]), [])
+        text = header.decode("utf-8").rstrip("\r")
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a results table written by lab study (not UTF-8 text); move it "
                           "away or use another --out (nothing was changed)") from None
-    if "cell_id" not in fields:
+    if not newline and ",".join(COLUMNS).startswith(text):
+        return ""  # empty, or cut inside our own header: nothing to keep
+    if "cell_id" not in next(csv.reader([text]), []):
         raise ConfigError(f"{path} is not a results table written by lab study (no cell_id column); move it "
                           "away or use another --out (nothing was changed)")
     return data.decode("utf-8", errors="replace")  # a damaged body: its rows are rebuilt from the runs

@@ -26,7 +26,7 @@ from lab.files import DamagedFile, read_json, write_json_atomic
 from lab.result import FINAL
 from lab.rundir import RunDir
 from lab.study.launchers import Task, make_launcher
-from lab.study.lock import StudyLock
+from lab.study.lock import LOCK, StudyLock
 from lab.study.results import read_rows, write_rows
 from lab.study.signals import StopSignals
 from lab.study.spec import Cell, Study, branch_savings
@@ -48,6 +48,23 @@ def _last_line(path: Path) -> str:
     except OSError:
         return "no output"
     return lines[-1][-300:] if lines else "no output"
+
+
+# what a study directory holds (see the layout above); `slurm` is submitit's folder
+OWN_ENTRIES = {LOCK, "study.json", "results.csv", "runs", "tasks", "slurm"}
+
+
+def check_directory(out: Path) -> None:
+    """--out must be new, empty, or a study directory (one with study.json): a study never
+    writes its files among someone else's."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory")
+    if not out.is_dir() or (out / "study.json").exists():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES and not p.name.endswith(".tmp"))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConfigError(f"{out} is not a study directory (it holds {shown}); use an empty or new --out")
 
 
 def check_plan(out: Path, study: Study) -> None:
@@ -221,8 +238,7 @@ def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "lo
     is refused, naming the first); SIGTERM/SIGINT stop the workers, then raise
     `lab.study.signals.Interrupted`."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a directory")
+    check_directory(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock = StudyLock(out).acquire()
