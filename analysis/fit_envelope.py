@@ -28,6 +28,11 @@ def envelope_matrix(curves: pd.DataFrame, n_grid: int = 200):
     lg = np.log(grid)
     M = np.full((len(runs), n_grid), np.nan)
     T = np.full((len(runs), n_grid), np.nan)
+    if (runs["n"] == 1).all():  # final points, one row per run in run order: each covers its nearest grid value
+        rows = np.arange(len(runs))
+        M[rows, _nearest(lg, np.log(curves["flops"].to_numpy()))] = np.log(curves["loss"].to_numpy())
+        T[rows, _nearest(lg, np.log(curves["flops"].to_numpy()))] = curves["tokens"].to_numpy(dtype=float)
+        return grid, M, T, runs
     for r, (rid, c) in enumerate(curves.groupby("run_id", sort=False)):
         c = c.sort_values("flops")
         lf = np.log(c["flops"].to_numpy())
@@ -40,6 +45,12 @@ def envelope_matrix(curves: pd.DataFrame, n_grid: int = 200):
         M[r, inside] = np.interp(lg[inside], lf, ll)
         T[r, inside] = np.interp(lg[inside], lf, c["tokens"].to_numpy(dtype=float))
     return grid, M, T, runs
+
+
+def _nearest(lg, lf):
+    """Index of the grid value nearest each of `lf` (the lower one on a tie, as argmin picks)."""
+    i = np.clip(np.searchsorted(lg, lf), 1, len(lg) - 1)
+    return np.where(np.abs(lg[i - 1] - lf) <= np.abs(lg[i] - lf), i - 1, i)
 
 
 def _frontier(grid, M):
@@ -91,28 +102,41 @@ def fit_envelope(curves: pd.DataFrame, k: float = 6.0, n_grid: int = 200, target
                      data=curves, warnings=warnings, extra=extra)
 
 
+def _sorted_cover(filled):
+    """Per grid column, the runs covering it sorted by loss (stable: ties by run index), as a
+    (depth, G) index matrix padded with -1 below each column's covering runs."""
+    finite = np.isfinite(filled)
+    depth = int(finite.sum(0).max())
+    order = np.argsort(filled, axis=0, kind="stable")[:depth]
+    return np.where(np.take_along_axis(finite, order, 0), order, -1)
+
+
 def bootstrap_envelope(curves: pd.DataFrame, n_boot: int = 1000, seed: int = 0, k: float = 6.0,
                        n_grid: int = 200, target_flops: float | None = None) -> pd.DataFrame:
-    """Resample runs with replacement; the envelope of a resample is the min over its runs (vectorised)."""
+    """Resample runs with replacement; a resample's envelope at each FLOP value is its lowest-loss
+    covering run: the first selected run in that column's loss order (no matrix copy per resample)."""
     rng = np.random.default_rng(seed)
     grid, M, T, runs = envelope_matrix(curves, n_grid)
-    R = len(runs)
+    R, G = len(runs), len(grid)
     N_all = runs["N"].to_numpy(dtype=float)
     lc = np.log(grid)
     filled = np.where(np.isfinite(M), M, np.inf)
+    cover = _sorted_cover(filled)
+    cols = np.arange(G)
     out = []
     for _ in range(n_boot):
-        sel = np.unique(rng.integers(0, R, R))
-        sub = filled[sel]
-        j = np.argmin(sub, axis=0)
-        env = sub[j, np.arange(len(grid))]
-        have = np.isfinite(env)
-        n_opt = N_all[sel][j]
-        nsel = N_all[sel]
+        chosen = np.zeros(R + 1, bool)  # the extra last slot stands for the -1 padding: never chosen
+        chosen[np.unique(rng.integers(0, R, R))] = True
+        hits = chosen[cover]
+        first = hits.argmax(0)
+        have = hits[first, cols]
+        j = np.where(have, cover[first, cols], 0)
+        n_opt = N_all[j]
+        nsel = N_all[chosen[:R]]
         interior = have & (n_opt > nsel.min()) & (n_opt < nsel.max())
         if interior.sum() < 2 or len(np.unique(n_opt[interior])) < 2:
             continue
-        tok = T[sel][j, np.arange(len(grid))]
+        tok = T[j, cols]
         d_opt = np.where(np.isfinite(tok), tok, grid / (k * n_opt))
         a, cn = np.polyfit(lc[interior], np.log(n_opt[interior]), 1)
         b, cd = np.polyfit(lc[interior], np.log(d_opt[interior]), 1)

@@ -31,11 +31,11 @@ import pandas as pd
 from .errors import AnalysisError
 from .laws import Chinchilla
 from .lbfgs import make_minimizer
-from .progress import Progress
+from .progress import LARGE_ROWS, Progress
 from .result import FitResult, percentile_ci
 from .table import FitData, require_points, require_spread
 
-SCREEN_ROWS = 4096  # larger tables screen the init grid on a fixed subsample of this many rows
+SCREEN_ROWS = LARGE_ROWS  # larger tables screen the init grid on a fixed subsample of this many rows
 FULL_POLISH = 4  # ... and polish this many distinct candidates on every row
 PAD_STEP = 8192
 SCREEN_ELEMENTS = 1 << 25  # lanes x rows screened in one batch (128 MiB per float32 array); more run in chunks
@@ -265,7 +265,7 @@ def fit_parametric(data: FitData, delta: float = 1e-3, grid: dict | np.ndarray |
     require_spread(data, "parametric fit")
     k = data.k if k is None else k
     t0 = time.perf_counter()
-    progress = Progress("parametric fit", n > SCREEN_ROWS)
+    progress = Progress("parametric fit", n > LARGE_ROWS)
     P0 = grid if isinstance(grid, np.ndarray) else init_grid(grid)
     theta, fs, best_lane, g, t_screen = _search(P0, data, delta, screen_iters, refine_top, refine_iters,
                                                 polish_top, polish_iters, screen_rows, screen_elements, progress)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 import time
 
+LARGE_ROWS = 4096  # tables with more rows than this get progress lines
+
 
 class Progress:
     """`progress("message")` prints `<what>: message (elapsed s)` on stderr when enabled."""

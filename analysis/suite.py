@@ -8,6 +8,7 @@ import numpy as np
 from .errors import AnalysisError
 from .methods import METHODS, get
 from .options import FitOptions
+from .progress import LARGE_ROWS, Progress
 
 
 def holdout_for(data, share: float = 0.1, at_least: int = 3) -> int:
@@ -33,6 +34,7 @@ def run_suite(study, options: FitOptions | None = None, methods=METHODS, backtes
     options = options or FitOptions()
     data = study.data
     out = {"curves": study.curves, "notes": [], "backtest": None}
+    progress = Progress("analysis", len(data) > LARGE_ROWS)
 
     def attempt(name, fn):
         try:
@@ -44,7 +46,11 @@ def run_suite(study, options: FitOptions | None = None, methods=METHODS, backtes
 
     for name in METHODS:
         if name in methods:
+            boot = get(name).suite_bootstrap and options.bootstrap
+            progress(f"{name} fit" + (f" and {options.bootstrap}-resample bootstrap" if boot else "") + f" of {len(data)} rows")
             attempt(name, lambda: fit_with_options(study, name, options, bootstrap=get(name).suite_bootstrap))
     if backtest and out.get(backtest) is not None:
+        progress(f"{backtest} back-test")
         attempt("backtest", lambda: run_backtest(data, backtest, holdout=holdout_for(data), **get(backtest).options(options)))
+    progress("fits done; drawing figures")
     return out

@@ -29,9 +29,10 @@ CHINCHILLA_EPOCH = Chinchilla(E=1.8172, A=477.83, B=2143.4, alpha=0.34731, beta=
 
 def isoflop_table(law: Chinchilla = CHINCHILLA_EPOCH, budgets=(1e17, 3e17, 1e18, 3e18, 1e19, 3e19),
                   n_per_budget: int = 9, span: float = 8.0, noise: float = 0.005, k: float = 6.0,
-                  seed: int = 0) -> pd.DataFrame:
+                  seed: int = 0, replicates: int = 1) -> pd.DataFrame:
     """An IsoFLOP grid: per budget, `n_per_budget` model sizes log-spaced over a factor `span`
-    either side of the law's optimum, D = C/(kN), loss = L(N, D) * exp(noise * N(0, 1)).
+    either side of the law's optimum, D = C/(kN), loss = L(N, D) * exp(noise * N(0, 1)), each
+    cell run `replicates` times (seeds 0, 1, ...; independent noise).
     Columns follow the lab's results contract (params_total, tokens, flops_exact, budget_flops, ...)."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -39,12 +40,13 @@ def isoflop_table(law: Chinchilla = CHINCHILLA_EPOCH, budgets=(1e17, 3e17, 1e18,
         n_opt, _ = law.optimal(c, k)
         for j, n in enumerate(n_opt * np.geomspace(1 / span, span, n_per_budget)):
             d = c / (k * n)
-            loss = float(law(n, d) * np.exp(noise * rng.standard_normal()))
-            cell = f"c{c:.0e}_n{j}"
-            rows.append({"run_id": hashlib.sha1(cell.encode()).hexdigest()[:12], "status": "completed", "seed": 0, "params_total": n,
-                         "params_non_embedding": 0.9 * n, "tokens": d, "flops_exact": c, "flops_6n": 6 * n * d,
-                         "budget_flops": c, "final_val_loss": loss, "final_train_loss": loss,
-                         "study": "synthetic", "cell_id": cell})
+            for rep in range(replicates):
+                loss = float(law(n, d) * np.exp(noise * rng.standard_normal()))
+                cell = f"c{c:.0e}_n{j}" + (f"_s{rep}" if replicates > 1 else "")
+                rows.append({"run_id": hashlib.sha1(cell.encode()).hexdigest()[:12], "status": "completed", "seed": rep,
+                             "params_total": n, "params_non_embedding": 0.9 * n, "tokens": d, "flops_exact": c,
+                             "flops_6n": 6 * n * d, "budget_flops": c, "final_val_loss": loss, "final_train_loss": loss,
+                             "study": "synthetic", "cell_id": cell})
     return pd.DataFrame(rows)
 
 

@@ -15,6 +15,7 @@ loss, summed), same 4,500-point initialisation grid. Baselines:
 Ours: `analysis.fit_parametric` warm (compiled, in process), cold (first call, in process), and the
 whole `lab fit ... --json` command in a fresh process with the persistent compilation cache warm.
 Also a 1,000-resample bootstrap. Timings on a shared machine are noisy: the load average is printed.
+The 100,000-row case (time, peak memory, exactness) is `benchmarks/bench_analysis_scale.py`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,50 @@ def fresh_process_times(repeats: int, env) -> tuple[float, list[float], str]:
     return json.loads(out.stdout)["objective"], times, "lab" if lab else "python -m analysis"
 
 
+def scipy_rows(N, D, L, grid, baseline_inits: int, analytic_too: bool) -> list[tuple]:
+    """(name, seconds scaled to the whole grid, objective) for the scipy baselines."""
+    inits = grid[::max(1, len(grid) // baseline_inits)]
+    scale = len(grid) / len(inits)
+    note = "" if scale == 1 else f" (ran {len(inits)} inits, time x{scale:.0f}: extrapolated)"
+    t, obj, _ = scipy_fit(N, D, L, inits, analytic=False)
+    rows = [("scipy L-BFGS-B, FD gradient (straightforward)" + note, t * scale, obj)]
+    if analytic_too:
+        t, obj, _ = scipy_fit(N, D, L, inits, analytic=True)
+        rows.append(("scipy L-BFGS-B, analytic gradient" + note, t * scale, obj))
+    return rows
+
+
+def our_rows(data, repeats: int, env) -> tuple[list[tuple], object]:
+    """(rows for ours: in process warm and cold, fresh `lab fit` processes), and the fit."""
+    from analysis.fit_parametric import fit_parametric
+
+    t0 = time.perf_counter()
+    res = fit_parametric(data)
+    cold = time.perf_counter() - t0
+    warm = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = fit_parametric(data)
+        warm.append(time.perf_counter() - t0)
+    obj_cli, fresh, cmd = fresh_process_times(repeats, env)
+    return [("ours: fit_parametric, warm (compiled), median", statistics.median(warm), res.objective),
+            ("ours: fit_parametric, first call in process (compiles, no disk cache)", cold, res.objective),
+            (f"ours: `{cmd} fit --json` fresh process, cache warm, median", statistics.median(fresh[1:]), obj_cli),
+            (f"ours: `{cmd} fit --json` fresh process, first run", fresh[0], obj_cli)], res
+
+
+def bootstrap_times(data, res) -> tuple[float, float, dict]:
+    """(first call seconds, warm seconds, ci) of a 1,000-resample bootstrap."""
+    from analysis.fit_parametric import bootstrap_parametric
+
+    t0 = time.perf_counter()
+    bootstrap_parametric(data, res, n_boot=1000)
+    b_cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, ci = bootstrap_parametric(data, res, n_boot=1000, seed=1)
+    return b_cold, time.perf_counter() - t0, ci
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--baseline-inits", type=int, default=4500, help="scipy inits actually run (time scaled to 4,500)")
@@ -83,43 +128,13 @@ def main():
     load0 = os.getloadavg()
     N, D, L = load()
     grid = epoch_grid()
-    step = max(1, len(grid) // args.baseline_inits)
-    inits = grid[::step]
-    scale = len(grid) / len(inits)
-    note = "" if scale == 1 else f" (ran {len(inits)} inits, time x{scale:.0f}: extrapolated)"
-
-    rows = []
-    t, obj, _ = scipy_fit(N, D, L, inits, analytic=False)
-    rows.append(("scipy L-BFGS-B, FD gradient (straightforward)" + note, t * scale, obj))
-    if not args.skip_analytic:
-        t, obj, _ = scipy_fit(N, D, L, inits, analytic=True)
-        rows.append(("scipy L-BFGS-B, analytic gradient" + note, t * scale, obj))
-
-    # ours, in this process
-    from analysis.fit_parametric import bootstrap_parametric, fit_parametric
+    rows = scipy_rows(N, D, L, grid, args.baseline_inits, not args.skip_analytic)
     from analysis.table import fit_data
 
     data = fit_data(pd.DataFrame({"N": N, "D": D, "loss": L}), n_col="N", d_col="D", loss_col="loss")
-    t0 = time.perf_counter()
-    res = fit_parametric(data)
-    cold = time.perf_counter() - t0
-    warm = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        res = fit_parametric(data)
-        warm.append(time.perf_counter() - t0)
-    rows.append(("ours: fit_parametric, warm (compiled), median", statistics.median(warm), res.objective))
-    rows.append(("ours: fit_parametric, first call in process (compiles, no disk cache)", cold, res.objective))
-    obj_cli, fresh, cmd = fresh_process_times(args.repeats, env)
-    rows.append((f"ours: `{cmd} fit --json` fresh process, cache warm, median", statistics.median(fresh[1:]), obj_cli))
-    rows.append((f"ours: `{cmd} fit --json` fresh process, first run", fresh[0], obj_cli))
-
-    t0 = time.perf_counter()
-    bootstrap_parametric(data, res, n_boot=1000)
-    b_cold = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    samples, ci = bootstrap_parametric(data, res, n_boot=1000, seed=1)
-    b_warm = time.perf_counter() - t0
+    ours, res = our_rows(data, args.repeats, env)
+    rows += ours
+    b_cold, b_warm, ci = bootstrap_times(data, res)
 
     base = rows[0][1]
     print(f"\nparametric fit, Epoch's 240 points, {len(grid)} inits; load average before {load0[0]:.1f}, "
@@ -132,7 +147,8 @@ def main():
     print(f"ours: E={p['E']:.4f} A={p['A']:.2f} B={p['B']:.1f} alpha={p['alpha']:.4f} beta={p['beta']:.4f}")
     print(f"\nbootstrap, 1000 resamples (4 starts each: optimum + 3 perturbations): first call {b_cold:.2f} s, "
           f"warm {b_warm:.2f} s; alpha 95% CI [{ci['alpha']['lo']:.4f}, {ci['alpha']['hi']:.4f}]")
-    print("\ngoals: warm >= 100x, fresh process >= 50x vs the straightforward scipy; bootstrap < 15 s")
+    print("\ngoals: warm >= 100x, fresh process >= 50x vs the straightforward scipy; "
+          "bootstrap < 15 s; 100k rows: see bench_analysis_scale.py")
 
 
 if __name__ == "__main__":

@@ -147,3 +147,24 @@ def test_chunked_bootstrap_agrees_with_the_batched_one(epoch_data, epoch_fit):
     np.testing.assert_allclose(chunked["alpha"], batched["alpha"], rtol=1e-5)
     for side in ("lo", "hi"):
         assert ci_c["alpha"][side] == pytest.approx(ci_b["alpha"][side], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_100k_rows_fit_is_exact_and_recovers_the_law():
+    """A 100,000-row table takes the subsample-screen path; the reported objective is the exact
+    float64 sum over every row and the simulated law comes back. (Time and memory: see
+    benchmarks/bench_analysis_scale.py.)"""
+    from analysis.synthetic import CHINCHILLA_EPOCH, isoflop_table
+
+    t = isoflop_table(budgets=tuple(np.geomspace(1e17, 1e21, 20)), n_per_budget=25, replicates=200, noise=0.01, seed=0)
+    data = fit_data(t)
+    assert len(data) == 100_000
+    r = fit_parametric(data)
+    assert r.extra["screen_rows"] == 4096 and r.warnings == []
+    theta = [r.extra["lse_params"][p] for p in ("a", "b", "e", "alpha", "beta")]
+    assert r.objective == huber_objective(theta, data.N, data.D, data.L)
+    assert r.params["alpha"] == pytest.approx(CHINCHILLA_EPOCH.alpha, abs=0.01)
+    assert r.params["beta"] == pytest.approx(CHINCHILLA_EPOCH.beta, abs=0.01)
+    assert r.params["E"] == pytest.approx(CHINCHILLA_EPOCH.E, abs=0.02)
+    samples, ci = bootstrap_parametric(data, r, n_boot=40, target_flops=1e22)
+    assert len(samples) == 40 and ci["alpha"]["lo"] < r.params["alpha"] < ci["alpha"]["hi"]
