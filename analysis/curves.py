@@ -19,18 +19,21 @@ from .errors import AnalysisError
 
 def read_metrics(path: Path, loss_key: str) -> pd.DataFrame:
     rows = []
-    with open(path) as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a run killed mid-write leaves a partial last line
-            if loss_key in rec and rec[loss_key] is not None and "flops" in rec:
-                rows.append({"flops": rec["flops"], "tokens": rec.get("tokens", np.nan), "loss": rec[loss_key],
-                             "step": rec.get("step", np.nan)})
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise AnalysisError(f"cannot read {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a run killed mid-write leaves a partial last line
+        if isinstance(rec, dict) and rec.get(loss_key) is not None and "flops" in rec:
+            rows.append({"flops": rec["flops"], "tokens": rec.get("tokens", np.nan), "loss": rec[loss_key],
+                         "step": rec.get("step", np.nan)})
     return pd.DataFrame(rows, columns=["flops", "tokens", "loss", "step"])
 
 
@@ -57,10 +60,14 @@ def load_curves(study_dir, results: pd.DataFrame, n_col: str, loss_key: str | No
         if name is None:
             missing += 1
             continue
-        for key in loss_keys:
-            c = read_metrics(files[name], key)
-            if len(c):
-                break
+        try:
+            for key in loss_keys:
+                c = read_metrics(files[name], key)
+                if len(c):
+                    break
+        except AnalysisError as e:  # one unreadable file costs that run's curve, not the study's
+            warnings.append(f"{e}; run left out of the curves")
+            continue
         if not len(c):
             continue
         c = c.sort_values("flops")

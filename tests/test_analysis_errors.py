@@ -95,3 +95,13 @@ def test_one_resample_and_unknown_backtest_method(capsys, tmp_path, table):
                                                          "--bootstrap", "1")
     assert "no back-test for method 'envelope' (use parametric, isoflop, kaplan)" in _error(
         capsys, "fit", tmp_path / "t.csv", "--method", "envelope", "--backtest", "1")
+
+
+def test_non_utf8_metrics_cost_one_curve_with_a_warning(tmp_path):
+    study = analysis.write_study(tmp_path / "s", analysis.simulate_isoflop(noise=0.002, seed=1), n_log=8)
+    victim = next((study / "runs").iterdir()) / "metrics.jsonl"
+    victim.write_bytes(victim.read_bytes()[:50] + b"\xff\xfe" + victim.read_bytes()[50:])
+    loaded = analysis.load(study)
+    assert loaded.curves["run_id"].nunique() == 53 and victim.parent.name not in set(loaded.curves["run_id"])
+    assert any("not UTF-8 text" in w and str(victim) in w for w in loaded.warnings)
+    assert len(loaded) == 54  # the results table itself is still used
