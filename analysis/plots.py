@@ -249,6 +249,21 @@ def plot_residuals(fit, bt: dict | None, out: Path, formats=("png", "svg")):
     return _save(fig, pd.concat(rows, ignore_index=True), out, "e_residuals", formats)
 
 
+def check_choices(wanted: str, formats) -> None:
+    """Refuse unknown figure letters or image formats before any fitting is done."""
+    from .errors import AnalysisError
+
+    bad = sorted(set(wanted) - set("abcde"))
+    if bad or not wanted:
+        raise AnalysisError(f"--figures takes letters from abcde, got {wanted!r}")
+    supported = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    unknown = [f for f in formats if f not in supported]
+    if unknown or not formats:
+        raise AnalysisError(f"unknown image format(s) {', '.join(unknown) or '(none given)'}; "
+                            f"choose from {', '.join(sorted(supported))}")
+
+
 def draw_figures(suite: dict, data, out: Path, wanted: str = "abcde", formats=("png", "svg"),
                  target_flops: float | None = None) -> list[str]:
     """Draw the figures in `wanted` from a `suite.run_suite`-shaped dict (method name -> fit,
@@ -276,6 +291,7 @@ def figures(study, fits, out, wanted: str = "abcde", formats=("png", "svg"), tar
     """Draw figures (a)-(e) of `study` (an `analysis.load` result) from `fits` (FitResults, any
     methods; each figure is drawn when the fits it needs are there) into directory `out`.
     `backtest` (an `analysis.backtest` result) fills the right panel of (e). Returns the paths."""
+    check_choices(wanted, tuple(formats))
     suite = {f.method: f for f in fits}
     suite.update(curves=study.curves, backtest=backtest)
     return draw_figures(suite, study.data, Path(out), wanted, tuple(formats), target_flops)
@@ -290,6 +306,7 @@ def make_figures(source, out, table=None, options=None, wanted: str = "abcde", f
     from .suite import run_suite
 
     options = options or FitOptions()
+    check_choices(wanted, tuple(formats))
     study = load(source, table, need_budget=True)
     suite = run_suite(study, options, for_figures(wanted), backtest="parametric" if "e" in wanted else None)
     written = draw_figures(suite, study.data, Path(out), "".join(sorted(set(wanted))), tuple(formats),

@@ -105,3 +105,11 @@ def test_non_utf8_metrics_cost_one_curve_with_a_warning(tmp_path):
     assert loaded.curves["run_id"].nunique() == 53 and victim.parent.name not in set(loaded.curves["run_id"])
     assert any("not UTF-8 text" in w and str(victim) in w for w in loaded.warnings)
     assert len(loaded) == 54  # the results table itself is still used
+
+
+@pytest.mark.parametrize("flags, message", [(["--figures", "xyz"], "--figures takes letters from abcde, got 'xyz'"),
+                                            (["--format", "png,foo"], "unknown image format(s) foo; choose from")])
+def test_plot_choices_checked_before_fitting(capsys, tmp_path, table, flags, message):
+    table.to_csv(tmp_path / "t.csv", index=False)
+    assert message in _error(capsys, "plot", tmp_path / "t.csv", "--out", tmp_path / "o", *flags)
+    assert not (tmp_path / "o").exists()
