@@ -102,6 +102,13 @@ def fit_envelope(curves: pd.DataFrame, k: float = 6.0, n_grid: int = 200, target
                      data=curves, warnings=warnings, extra=extra)
 
 
+def allocation_points(fit: FitResult):
+    """The points figure (c) draws: the envelope's interior optima, as (C, {"n": (N_opt, None), "d": (D_opt, None)})."""
+    e = fit.extra["envelope"]
+    e = e[e["used"]]
+    return e["flops"].to_numpy(), {"n": (e["n_opt"].to_numpy(), None), "d": (e["d_opt"].to_numpy(), None)}
+
+
 def _sorted_cover(filled):
     """Per grid column, the runs covering it sorted by loss (stable: ties by run index), as a
     (depth, G) index matrix padded with -1 below each column's covering runs."""

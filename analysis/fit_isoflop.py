@@ -215,6 +215,15 @@ def fit_isoflop(data: FitData, estimator: str = "akima", loss_noise: float | Non
                      data=frame, warnings=warnings, law=None, extra=extra)
 
 
+def allocation_points(fit: FitResult):
+    """The points figure (c) draws: the used budgets' optima with their log-std,
+    as (C, {"n": (N_opt, std of log N_opt), "d": (D_opt, std of log D_opt)})."""
+    o = fit.extra["optima"]
+    o = o[o["used"]]
+    return o["budget"].to_numpy(), {"n": (o["n_opt"].to_numpy(), o["n_opt_std_log"].to_numpy()),
+                                    "d": (o["d_opt"].to_numpy(), o["d_opt_std_log"].to_numpy())}
+
+
 def _wls_slopes(x, Y, W):
     """Weighted line fits of each row of Y (B, n) on x (n,) with weights W (B, n): (intercepts, slopes)."""
     s0 = W.sum(1)

@@ -24,6 +24,7 @@ class Method:
     holdout(fit_on_train, data, budget, train_mask, held_budgets, fit_kwargs) -> (points, train points | None)
     options(FitOptions) -> the method's own fit keyword arguments (besides target_flops)
     summary(fit) -> lines for `lab fit`; section(fit) -> Markdown lines for the report
+    allocation_points(fit) -> (C, {"n": (N_opt, log-std or None), "d": (D_opt, ...)}) drawn in figure (c)
     """
 
     name: str
@@ -34,6 +35,7 @@ class Method:
     resample: Callable | None = None
     holdout: Callable | None = None
     section: Callable | None = None
+    allocation_points: Callable | None = None  # methods listed first are preferred for figure (c)
     figures: str = ""  # the figures (a)-(e) this method's fit is drawn in
     needs_budget: bool = False  # IsoFLOP budgets (a budget column, or compute binned)
     suite_bootstrap: bool = True  # bootstrapped when a report or figures run every method
@@ -81,6 +83,18 @@ def _holdout_isoflop(*args):
     return holdout_points(*args)
 
 
+def _allocation_isoflop(fit):
+    from .fit_isoflop import allocation_points
+
+    return allocation_points(fit)
+
+
+def _allocation_envelope(fit):
+    from .fit_envelope import allocation_points
+
+    return allocation_points(fit)
+
+
 def _one_point_curves(data, curves):
     from .curves import final_points_as_curves
 
@@ -126,10 +140,10 @@ REGISTRY = {m.name: m for m in (
     Method("isoflop", "per-budget loss minima, then N_opt ∝ C^a (Chinchilla approach 2)",
            fit=_fit_isoflop, options=lambda o: {"estimator": o.iso_method, "loss_noise": o.loss_noise, "seed": o.seed},
            summary=describe.isoflop_summary, resample=_resample_isoflop, holdout=_holdout_isoflop,
-           section=describe.isoflop_section, figures="bc", needs_budget=True),
+           section=describe.isoflop_section, allocation_points=_allocation_isoflop, figures="bc", needs_budget=True),
     Method("envelope", "lower envelope of loss over FLOPs (Chinchilla approach 1)",
            fit=_fit_envelope, options=_no_options, summary=describe.no_lines, resample=_resample_envelope,
-           figures="ac"),
+           allocation_points=_allocation_envelope, figures="ac"),
     Method("kaplan", "Kaplan et al.'s power laws L(N), L(D), L(C)",
            fit=_fit_kaplan, options=_no_options, summary=describe.kaplan_summary, resample=_resample_kaplan,
            holdout=_holdout_kaplan, section=describe.kaplan_section, suite_bootstrap=False),

@@ -130,16 +130,10 @@ def plot_optimal(fit, out: Path, target_flops: float | None = None, law=None, k:
                  formats=("png", "svg"), z: float = 1.96):
     """(c) N_opt(C) and D_opt(C): per-budget optima (isoflop) or envelope points, the fitted power
     law with its bootstrap band, the exponent, and a projection to `target_flops`."""
+    from .methods import get
+
     p = fit.params
-    if fit.method == "isoflop":
-        o = fit.extra["optima"]
-        o = o[o["used"]]
-        C, pts = o["budget"].to_numpy(), {"n": (o["n_opt"].to_numpy(), o["n_opt_std_log"].to_numpy()),
-                                          "d": (o["d_opt"].to_numpy(), o["d_opt_std_log"].to_numpy())}
-    else:
-        e = fit.extra["envelope"]
-        e = e[e["used"]]
-        C, pts = e["flops"].to_numpy(), {"n": (e["n_opt"].to_numpy(), None), "d": (e["d_opt"].to_numpy(), None)}
+    C, pts = get(fit.method).allocation_points(fit)
     hi_c = max(C.max(), target_flops or 0)
     grid = np.geomspace(C.min() / 1.5, hi_c * 1.5, 100)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -276,7 +270,9 @@ def draw_figures(suite: dict, data, out: Path, wanted: str = "abcde", formats=("
         written += plot_isoflop(suite["isoflop"], out, formats)
     param = suite.get("parametric")
     if "c" in wanted:
-        basis = suite.get("isoflop") or suite.get("envelope")
+        from .methods import with_hook
+
+        basis = next((suite[m] for m in with_hook("allocation_points") if suite.get(m) is not None), None)
         if basis is not None:
             written += plot_optimal(basis, out, target_flops, law=param.law if param else None, k=data.k, formats=formats)
     if "d" in wanted and param is not None:
