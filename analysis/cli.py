@@ -54,7 +54,7 @@ def _table_args(p: argparse.ArgumentParser) -> None:
                    help="FLOPs per parameter per token in C = k N D (default: median C/(N D) when the table "
                    "has both columns, else 6)")
     g.add_argument("--curve-loss", default=None, help="metrics.jsonl key for training curves (default train_loss, else val_loss)")
-    g.add_argument("--smooth", type=int, default=None, metavar="K",
+    g.add_argument("--smooth", type=_count, default=None, metavar="K",
                    help="rolling mean over K logged points of each curve (default: 5%% of a run's points for train_loss)")
 
 

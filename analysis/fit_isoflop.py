@@ -67,12 +67,19 @@ ESTIMATORS = {"akima": _argmin_akima, "quadratic": _argmin_quadratic}
 
 
 def merge_close(x, L, tol: float = 0.01):
-    """Sort by x (a log size) and merge points closer than `tol` (1% in size): replicates (seeds)
-    and digitisation jitter become one point at their mean x with the geometric-mean loss."""
+    """Sort by x (a log size) and merge points within `tol` (1% in size) of their group's first
+    point: replicates (seeds) and digitisation jitter become one point at their mean x with the
+    geometric-mean loss. (Measured from the group's first point, not from the previous point, so a
+    dense grid of distinct sizes is not chained into one group.)"""
     order = np.argsort(x)
     x, y = x[order], np.log(L[order])
-    group = np.concatenate([[0], np.cumsum(np.diff(x) > tol)])
-    n = group[-1] + 1 if len(group) else 0
+    group = np.empty(len(x), dtype=int)
+    g, start = -1, -np.inf
+    for i, v in enumerate(x):
+        if v - start > tol:
+            g, start = g + 1, v
+        group[i] = g
+    n = g + 1
     cnt = np.bincount(group, minlength=n)
     return np.bincount(group, x, n) / cnt, np.exp(np.bincount(group, y, n) / cnt)
 
@@ -193,7 +200,11 @@ def fit_isoflop(data: FitData, estimator: str = "akima", loss_noise: float | Non
                         for c, curve in zip(budgets, curves)])
     use = opt[opt["used"]]
     if len(use) < 2:
-        raise AnalysisError(f"isoflop: only {len(use)} budget(s) have an interior loss minimum; need at least 2")
+        few = int((opt["n_points"] < min_points).sum())
+        edge = int(opt["edge"].sum())
+        raise AnalysisError(f"isoflop: only {len(use)} of {len(opt)} budget(s) have an interior loss minimum "
+                            f"({few} with fewer than {min_points} distinct N, {edge} with the minimum at the grid edge, "
+                            f"{len(opt) - len(use) - few - edge} unstable under loss noise {sigma:.3g}); need at least 2")
     lc = np.log(use["budget"].to_numpy())
     wn = 1 / use["n_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
     wd = 1 / use["d_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))

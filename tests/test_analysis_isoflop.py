@@ -109,3 +109,24 @@ def test_budget_bootstrap_brackets_the_fit():
     lo, hi = np.nanpercentile(s["a"], [2.5, 97.5])
     assert lo < r.a < hi and hi - lo < 0.2
     assert {"a", "b", "n_coef", "d_coef", "n_opt", "d_opt"} <= set(s.columns)
+
+
+def test_dense_size_grid_is_not_chained_into_one_point():
+    """Points within 1% of their group's first point merge (replicates); a dense grid of distinct
+    sizes, each within 1% of the next, must not collapse into one point."""
+    from analysis.fit_isoflop import merge_close
+
+    x = np.log(np.geomspace(1e7, 1e9, 2000))  # neighbours 0.23% apart, span a factor 100
+    xm, Lm = merge_close(x, np.full(2000, 3.0))
+    spacing = x[1] - x[0]
+    assert np.log(100) / (0.01 + spacing) < len(xm) <= np.log(100) / 0.01 + 1  # before the fix: 1 point
+    assert np.all(np.diff(xm) > 0.01 * 0.5) and np.allclose(Lm, 3.0)
+    xr, Lr = merge_close(np.log([1e8, 1e8, 1e8, 2e8]), np.array([2.0, 8.0, 4.0, 3.0]))
+    np.testing.assert_allclose(np.exp(xr), [1e8, 2e8]) and np.testing.assert_allclose(Lr, [4.0, 3.0])
+
+
+def test_dense_isoflop_design_recovers_the_exponent():
+    """300 distinct sizes per budget (0.3% loss noise): every budget is used (it was an error)."""
+    t = isoflop_table(n_per_budget=300, noise=0.003, seed=2)
+    r = fit_isoflop(fit_data(t, need_budget=True))
+    assert r.extra["n_budgets_used"] == 6 and r.a == pytest.approx(CHINCHILLA_EPOCH.a, abs=0.03)
