@@ -24,6 +24,7 @@ from lab.costs import model_costs
 from lab.data import Corpus, check_streams, load_corpus, train_batch, val_batches
 from lab.result import FINAL, LOSSES
 from lab.rundir import RunDir, git_sha
+from lab.interrupt import interruptible
 from lab.memory import check_compiled
 from lab.step import (abstract_model, compile_step, jit_eval, memory_report, resolve_config, sharded_rows,
                       warmup_steps)
@@ -181,12 +182,14 @@ class _Loop:
 
     def compile(self) -> dict:
         """The compiled step (refused if XLA says it cannot fit), then the initial state in its
-        shardings and the eval function; returns compile facts."""
+        shardings and the eval function; returns compile facts. SIGINT/SIGTERM stop it at once
+        (nothing is trained yet, so there is nothing to save)."""
         cfg, mesh = self.cfg, self.mesh
-        step = compile_step(cfg, mesh)
+        stopped = lambda signum: Preempted(f"stopped by signal {signum} while compiling, before the first step")
+        step = interruptible(compile_step, cfg, mesh, on_signal=stopped)
         check_compiled(step.memory)  # before allocating the state
         self.step_fn, self.state_sh, self.batch_sh = step.executable, step.state_sh, step.batch_sh
-        self.params, self.opt_state = step.init_state()
+        self.params, self.opt_state = interruptible(step.init_state, on_signal=stopped)
         val = val_batches(self.corpus.val, batch_size=cfg.train.batch_size, seq_len=cfg.model.seq_len,
                           n_tokens=cfg.data.val_tokens)
         self.val = jax.device_put(val, sharding.val_sharding(mesh))
