@@ -48,9 +48,14 @@ class MemoryEstimate:
         return self.params + self.optimizer + self.gradients + self.activations
 
     def describe(self) -> str:
-        return (f"~{self.total / GIB:.3g} GiB per device (params {self.params / GIB:.3g}, optimizer "
-                f"{self.optimizer / GIB:.3g}, gradients {self.gradients / GIB:.3g}, activations "
-                f"{self.activations / GIB:.3g} GiB)")
+        return (f"~{gib(self.total)} GiB per device (params {gib(self.params)}, optimizer {gib(self.optimizer)}, "
+                f"gradients {gib(self.gradients)}, activations {gib(self.activations)} GiB)")
+
+
+def gib(n_bytes: float) -> str:
+    """Bytes in GiB for a message: 3 significant digits, whole GiB from 100 up (8,340 not 8.34e+03)."""
+    x = n_bytes / GIB
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def _itemsize(dtype: str) -> int:
@@ -140,7 +145,7 @@ def check_fits(cfg: RunConfig, mesh=None, available: int | None = None) -> Memor
     if available is None:
         available, source = available_bytes()
     if available is not None and need.total > available:
-        raise ConfigError(f"the model needs {need.describe()} but the device has {available / GIB:.3g} GiB "
+        raise ConfigError(f"the model needs {need.describe()} but the device has {gib(available)} GiB "
                           f"available ({source}); use a smaller model or batch, or spread it over more "
                           f"devices with --mesh fsdp=N")
     return need
@@ -165,6 +170,6 @@ def check_compiled(xla_memory: dict, available: int | None = None) -> None:
     if available is None:
         available, source = available_bytes()
     if available is not None and need > available:
-        raise ConfigError(f"the compiled step needs {need / GIB:.3g} GiB per device (arguments + temporaries, "
-                          f"XLA's memory analysis) but the device has {available / GIB:.3g} GiB available "
+        raise ConfigError(f"the compiled step needs {gib(need)} GiB per device (arguments + temporaries, "
+                          f"XLA's memory analysis) but the device has {gib(available)} GiB available "
                           f"({source}); use a smaller model or batch, or spread it over more devices with --mesh fsdp=N")

@@ -10,7 +10,7 @@ import pytest
 from lab import sharding
 from lab.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from lab.costs import model_costs
-from lab.memory import GIB, available_bytes, check_compiled, check_fits, estimate, xla_needed
+from lab.memory import GIB, available_bytes, gib, check_compiled, check_fits, estimate, xla_needed
 from lab.presets import preset_config
 from lab.step import compile_step
 
@@ -43,7 +43,7 @@ def test_absurd_model_is_refused_fast_allocating_nothing():
     message = str(err.value)
     assert "\n" not in message and "GiB per device" in message and "--mesh" in message
     need = estimate(cfg, ONE_DEVICE)
-    assert need.total > 2**40 and f"{need.total / GIB:.3g} GiB" in message
+    assert need.total > 2**40 and f"~{gib(need.total)} GiB per device" in message and "," in gib(need.total)
 
 
 def test_what_fits_passes_and_the_device_limit_decides():
