@@ -25,7 +25,7 @@ from lab.data import Corpus, check_streams, load_corpus, train_batch, val_batche
 from lab.result import FINAL, LOSSES
 from lab.rundir import RunDir, git_sha
 from lab.interrupt import interruptible
-from lab.memory import check_compiled
+from lab.memory import check_compiled, check_fits
 from lab.step import (abstract_model, compile_step, jit_eval, memory_report, resolve_config, sharded_rows,
                       warmup_steps)
 
@@ -100,6 +100,7 @@ def _checked_setup(cfg: RunConfig):
     cfg = resolve_config(cfg, corpus)
     check_streams(corpus, cfg)
     mesh = sharding.make_mesh(cfg.mesh)
+    check_fits(cfg, mesh)  # a model that cannot fit: one line with the numbers, before any write
     sharding.param_shardings(abstract_model(cfg)[1], mesh)  # every dimension divides its mesh axes
     return cfg, corpus, mesh
 

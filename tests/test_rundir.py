@@ -155,3 +155,15 @@ def test_disk_full_is_one_line_and_leaves_no_temporary_files(tmp_path, capsys, m
     line = one_error_line(capsys)
     assert "disk full writing" in line and "config.json" in line and "No space left on device" in line
     assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_a_model_too_large_is_refused_before_anything_is_written(tmp_path, capsys):
+    import time
+
+    out = tmp_path / "R"
+    t0 = time.perf_counter()
+    assert train_cli(out, "--set", "model.d_model=4096", "--set", "model.n_layers=2000", "--set", "model.n_heads=32") == 2
+    assert time.perf_counter() - t0 < 30
+    line = one_error_line(capsys)
+    assert "GiB per device" in line and "params" in line and "optimizer" in line and "activations" in line
+    assert not out.exists()
