@@ -187,7 +187,7 @@ def step_row(name: str, cfg: RunConfig, timing: dict, peaks: dict, nominal: dict
         "model": name, "dtype": m.dtype, "param_dtype": m.param_dtype,
         "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads, "seq_len": m.seq_len,
         "vocab_size": m.vocab_size, "batch_size": cfg.train.batch_size, "tokens_per_step": cfg.tokens_per_step,
-        "mesh": cfg.mesh, "costs_per_token": costs.per_token(), **timing,
+        "mesh": cfg.mesh, "costs": costs.as_dict(), **timing,
         "step_ms": 1e3 * timing["step_s"], "tokens_per_s": tokens_per_s, "flops_per_s": flops_per_s,
         "peak_measured_flops_per_s": peak, "mfu_measured": flops_per_s["flops_exact"] / peak,
         "peak_nominal_flops_per_s": nominal["flops_per_s"] if nominal else None,
@@ -271,7 +271,7 @@ def format_report(res: dict) -> str:
     for r in res["steps"]:
         f = r["flops_per_s"]
         lines.append(
-            f"  {r['model']:<8} {r['dtype']:<9} {r['costs_per_token']['params_total']:>9,} {r['tokens_per_step']:>8,}"
+            f"  {r['model']:<8} {r['dtype']:<9} {r['costs']['params_total']:>9,} {r['tokens_per_step']:>8,}"
             f" {r['compile_s']:>7.1f}s {r['step_ms']:>7.1f}ms {r['tokens_per_s']:>9,.0f}"
             + "".join(f" {si(f[k], 'F/s'):>11}" for k in CONVENTIONS)
             + f" {r['mfu_measured']:>6.3f}" + (f" {r['mfu_nominal']:>7.4f}" if nominal else "")

@@ -54,7 +54,8 @@ class Costs:
     flops_attention: float  # the attention-score part of flops_exact (QKᵀ and AV, × 3)
     flops_head: float  # the output-head part of flops_exact (× 3)
 
-    def per_token(self) -> dict:
+    def as_dict(self) -> dict:
+        """Parameter counts and training FLOPs per token, by field name (config.json's `costs`)."""
         return asdict(self)
 
     def totals(self, tokens: int) -> dict:

@@ -87,7 +87,7 @@ def train(cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: b
             return done
     costs = model_costs(cfg.model)
     result = {**_result_header(cfg, corpus, rundir, costs), **(extra_result or {})}
-    rundir.write_config({**cfg.to_dict(), "config_hash": cfg.hash(), "costs_per_token": costs.per_token(),
+    rundir.write_config({**cfg.to_dict(), "config_hash": cfg.hash(), "costs": costs.as_dict(),
                          "warmup_steps": warmup_steps(cfg)})
     return _run(cfg, corpus, rundir, mesh, result, progress=progress, keep_steps=keep_steps)
 

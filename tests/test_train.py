@@ -21,7 +21,7 @@ def test_tiny_preset_trains_on_the_stdlib(tmp_path, capsys):
     assert result["final_val_loss"] < math.log(256) - 2.5  # from 5.55 nats to well under 3
     assert result["val_bits_per_byte"] == pytest.approx(result["final_val_loss"] / math.log(2))
     assert result["flops_exact"] == pytest.approx(json.loads((out / "config.json").read_text())
-                                                  ["costs_per_token"]["flops_exact"] * result["tokens"])
+                                                  ["costs"]["flops_exact"] * result["tokens"])
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [l["val_loss"] for l in lines if "val_loss" in l]
     assert len(evals) == 5 and evals[-1] < evals[0]
