@@ -87,6 +87,9 @@ class RunDir:
         occupied = run.path.is_dir() and any(run.path.iterdir())
         if occupied:
             run.check_own()
+            if not run.is_run():  # a run's file names, but not a run the lab wrote: never take it over
+                raise ConfigError(f"{run.path} is not a run directory the lab recognises (no {MARKER} or "
+                                  "config.json with a config hash); use an empty or new directory for --out")
             if not (resume or overwrite):
                 raise ConfigError(f"run directory {run.path} is not empty; pass --resume to continue it "
                                   "or --overwrite to replace it")
@@ -120,11 +123,8 @@ class RunDir:
                               "directory for --out (nothing was deleted)")
 
     def delete_own(self) -> None:
-        """Delete the run's own entries (for --overwrite), after checking that they are a run's."""
+        """Delete the run's own entries (for --overwrite); `prepare` has checked they are a run's."""
         _refuse_protected(self.path)
-        if not self.is_run():
-            raise ConfigError(f"{self.path} is not a run directory the lab recognises (no {MARKER} or "
-                              f"config.json); nothing was deleted")
         for name in OWN_ENTRIES:
             p = self.path / name
             if p.is_dir() and not p.is_symlink():
@@ -155,10 +155,13 @@ class RunDir:
         from lab.config import RunConfig, from_dict
 
         saved = self.config_dict()
-        if saved is None:
+        if saved is None or "config_hash" not in saved:  # absent, damaged, or not the lab's
             return None
         names = {f.name for f in dataclasses.fields(RunConfig)}
-        return from_dict(RunConfig, {k: v for k, v in saved.items() if k in names})
+        try:
+            return from_dict(RunConfig, {k: v for k, v in saved.items() if k in names})
+        except (TypeError, AttributeError, ValueError) as e:
+            raise ConfigError(f"{self.config_file} does not hold a run config ({type(e).__name__}: {e})") from None
 
     def write_result(self, result: dict) -> None:
         if self.writer:

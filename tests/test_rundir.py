@@ -167,3 +167,21 @@ def test_a_model_too_large_is_refused_before_anything_is_written(tmp_path, capsy
     line = one_error_line(capsys)
     assert "GiB per device" in line and "params" in line and "optimizer" in line and "activations" in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: (d / "checkpoints" / "mymodel").mkdir(parents=True) or (d / "checkpoints" / "mymodel" / "w.bin").write_text("w"),
+    lambda d: (d / "result.json").write_text('{"a": 1}'),
+    lambda d: (d / "config.json").write_text('{"model": "bert"}'),
+])
+@pytest.mark.parametrize("mode", ["--resume", "--overwrite"])
+def test_files_named_like_a_run_are_not_taken_over(tmp_path, capsys, make, mode):
+    """A directory whose entries only look like a run's (no marker, no config hash) is not the lab's:
+    neither --resume nor --overwrite writes or deletes there."""
+    d = tmp_path / "D"
+    d.mkdir()
+    make(d)
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    assert train_cli(d, mode) == 2
+    assert "not a run directory the lab recognises" in one_error_line(capsys)
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
