@@ -65,28 +65,31 @@ def _lognorm(v):
 
 
 def plot_envelope(curves: pd.DataFrame, env_fit, out: Path, formats=("png", "svg")):
-    """(a) Loss against FLOPs for every run, coloured by N, with the lower envelope."""
+    """(a) Loss against FLOPs for every run, coloured by N, with the lower envelope (when the
+    envelope could be fitted; `env_fit` None draws the runs alone)."""
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     norm = _lognorm(curves["N"])
     cmap = plt.get_cmap("viridis")
     rows = []
-    single = env_fit.extra.get("single_points", False)
+    single = bool(curves.groupby("run_id").size().max() <= 1)
     if single:
         ax.scatter(curves["flops"], curves["loss"], c=curves["N"], cmap=cmap, norm=norm, s=14, lw=0)
     else:
         for rid, c in curves.groupby("run_id", sort=False):
             ax.plot(c["flops"], c["loss"], color=cmap(norm(c["N"].iloc[0])), lw=0.9, alpha=0.85)
     rows.append(curves.assign(series="run")[["series", "run_id", "N", "flops", "loss"]])
-    env = env_fit.extra["envelope"].dropna(subset=["loss"])
-    ax.plot(env["flops"], env["loss"], color="k", lw=1.6, ls="--", label="envelope")
-    rows.append(pd.DataFrame({"series": "envelope", "run_id": env["run_id"], "N": env["n_opt"],
-                              "flops": env["flops"], "loss": env["loss"]}))
+    if env_fit is not None:
+        env = env_fit.extra["envelope"].dropna(subset=["loss"])
+        ax.plot(env["flops"], env["loss"], color="k", lw=1.6, ls="--", label="envelope")
+        rows.append(pd.DataFrame({"series": "envelope", "run_id": env["run_id"], "N": env["n_opt"],
+                                  "flops": env["flops"], "loss": env["loss"]}))
+        ax.legend(frameon=False, loc="upper right")
     ax.set(xscale="log", yscale="log", xlabel="FLOPs", ylabel="loss")
     _plain_log_y(ax)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label="parameters N")
-    ax.legend(frameon=False, loc="upper right")
-    ax.set_title("(a) loss vs compute and its lower envelope")
+    ax.set_title("(a) loss vs compute and its lower envelope" if env_fit is not None else
+                 "(a) loss vs compute (no envelope: see the report's notes)")
     return _save(fig, pd.concat(rows, ignore_index=True), out, "a_envelope", formats)
 
 
@@ -258,14 +261,24 @@ def check_choices(wanted: str, formats) -> None:
                             f"choose from {', '.join(sorted(supported))}")
 
 
+def _runs_for_figure_a(suite: dict, data) -> pd.DataFrame:
+    """The training curves, else the envelope fit's points, else each row as a one-point curve."""
+    if suite.get("curves") is not None:
+        return suite["curves"]
+    if suite.get("envelope") is not None:
+        return suite["envelope"].data
+    from .curves import final_points_as_curves
+
+    return final_points_as_curves(data.N, data.C, data.L, data.D)
+
+
 def draw_figures(suite: dict, data, out: Path, wanted: str = "abcde", formats=("png", "svg"),
                  target_flops: float | None = None) -> list[str]:
     """Draw the figures in `wanted` from a `suite.run_suite`-shaped dict (method name -> fit,
     "curves", "backtest")."""
     written = []
-    if "a" in wanted and suite.get("envelope") is not None:
-        env = suite["envelope"]
-        written += plot_envelope(suite["curves"] if suite.get("curves") is not None else env.data, env, out, formats)
+    if "a" in wanted:
+        written += plot_envelope(_runs_for_figure_a(suite, data), suite.get("envelope"), out, formats)
     if "b" in wanted and suite.get("isoflop") is not None:
         written += plot_isoflop(suite["isoflop"], out, formats)
     param = suite.get("parametric")

@@ -91,3 +91,14 @@ def test_exported_names_stay_functions_after_their_modules_load():
 
     for name in ("fit", "bootstrap", "backtest", "report", "figures", "load"):
         assert callable(getattr(analysis, name)) and not isinstance(getattr(analysis, name), type(analysis)), name
+
+
+def test_figure_a_is_drawn_without_an_envelope_fit(study_dir, tmp_path):
+    """When no envelope fit is given (or it was refused), figure (a) still shows every run."""
+    import pandas as pd
+
+    study = analysis.load(study_dir)
+    paths = analysis.figures(study, [], tmp_path, "a", formats=("png",))
+    csv = pd.read_csv(tmp_path / "a_envelope.csv")
+    assert any(p.endswith("a_envelope.png") for p in paths)
+    assert set(csv["series"]) == {"run"} and csv["run_id"].nunique() == len(study.data.N)
