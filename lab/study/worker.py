@@ -60,7 +60,10 @@ def worker_env(extra: dict) -> dict:
 def die_with_parent() -> None:
     """Linux: this worker gets SIGTERM (and so saves a checkpoint) when the process that started
     it dies, however it dies (SIGKILL, a Ray worker torn down): no orphaned workers. Set here,
-    after exec, rather than in a Popen preexec_fn, which would fork a multithreaded JAX process."""
+    after exec, rather than in a Popen preexec_fn, which would fork a multithreaded JAX process.
+    The kernel signals when the parent *thread* that forked the worker exits, so workers must be
+    started from a thread that lives as long as the study (every launcher starts them from the
+    main thread of its process)."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
