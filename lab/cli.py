@@ -93,7 +93,7 @@ def cmd_study(args) -> int:
     from lab.config import apply_overrides
     from lab.data import load_corpus
     from lab.study.load import load_study
-    from lab.study.runner import describe, run_study
+    from lab.study.runner import check_cells_fit, describe, run_study
     from lab.study.spec import expand
 
     study = load_study(args.file)
@@ -102,6 +102,8 @@ def cmd_study(args) -> int:
     base = apply_overrides(study.base, list(study.overrides) + args.overrides)
     # the corpus's vocabulary sizes the embedding and head, and so every cell's FLOPs
     cells = expand(study, load_corpus(base.data).vocab_size, args.overrides)
+    if args.launcher == "local":  # elsewhere the cells run on other machines, which check for themselves
+        check_cells_fit(cells, args.workers)
     if args.dry_run:
         timing = None
         if not args.no_timing:

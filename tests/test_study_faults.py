@@ -351,3 +351,12 @@ def study():
     assert not any(_alive(w) for w in workers)
     assert not (out / "runs" / "d16L2-C1e+12-s0" / "result.json").exists()
     assert [int(p.name) for p in (out / "runs" / "d16L2-C1e+12-s0" / "checkpoints").iterdir()]  # saved on SIGTERM
+
+
+def test_a_cell_too_large_for_the_machine_is_refused_up_front(tmp_path, capsys):
+    text = HEADER + ("def study():\n    return Study(name='big', base=BASE, sizes=[{'d_model': 16}, "
+                     "{'d_model': 4096, 'n_layers': 2000, 'n_heads': 32}], tokens=[4096], min_steps=1)\n")
+    for extra in (["--dry-run", "--no-timing"], ["--out", str(tmp_path / "out")]):
+        err = one_line_error(capsys, ["study", str(write(tmp_path, text)), *extra])
+        assert "cell d4096" in err and "GiB per device" in err, err
+    assert not (tmp_path / "out").exists()

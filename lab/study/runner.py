@@ -254,3 +254,25 @@ def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "lo
             with StopSignals() as stop:  # after the launcher: ray.init installs its own SIGTERM handler
                 state.execute(runner, todo, _worker_env(workers), stop, progress=progress)
     return dict(state.status)
+
+
+def check_cells_fit(cells: list[Cell], workers: int = 1) -> None:
+    """Refuse, before anything is written or trained, a study with a cell whose run cannot fit this
+    machine (`lab.memory`); K local workers share the memory, so each gets 1/K of it."""
+    from lab.memory import available_bytes, check_fits
+
+    available, source = available_bytes()
+    if available is None:
+        return
+    seen = set()
+    for cell in cells:
+        key = (cell.config.model, cell.config.train.batch_size, cell.config.mesh)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_fits(cell.config, available=available // max(1, workers))
+        except ConfigError as e:
+            share = f" (--workers {workers}: each gets 1/{workers} of {source})" if workers > 1 else ""
+            raise ConfigError(f"cell {cell.cell_id}: {e}{share}") from None
+
