@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from lab.config import ConfigError
-from lab.files import DamagedFile, clean_json, read_json, write_json_atomic
+from lab.files import DamagedFile, clean_json, foreign_entries, name_list, read_json, write_json_atomic
 from lab.result import problems
 
 MARKER, CONFIG, METRICS, RESULT, ERROR = ".lab-run", "config.json", "metrics.jsonl", "result.json", "error.txt"
@@ -99,12 +99,6 @@ class RunDir:
         run.mark()
         return run
 
-    def foreign_entries(self) -> list[str]:
-        """Names in the directory that are not a run's own files (nor our temporary files)."""
-        own = set(OWN_ENTRIES)
-        return sorted(p.name for p in self.path.iterdir()
-                      if p.name not in own and not (p.name.startswith(".") and p.name.endswith(".tmp")))
-
     def is_run(self) -> bool:
         """Whether the lab wrote this directory: its marker, or (older runs) a config.json with a
         config hash."""
@@ -116,11 +110,10 @@ class RunDir:
             return False
 
     def check_own(self) -> None:
-        foreign = self.foreign_entries()
+        foreign = foreign_entries(self.path, OWN_ENTRIES)
         if foreign:
-            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            raise ConfigError(f"{self.path} holds files the lab did not write ({shown}); use an empty or new "
-                              "directory for --out (nothing was deleted)")
+            raise ConfigError(f"{self.path} holds files the lab did not write ({name_list(foreign)}); use an empty "
+                              "or new directory for --out (nothing was deleted)")
 
     def delete_own(self) -> None:
         """Delete the run's own entries (for --overwrite); `prepare` has checked they are a run's."""

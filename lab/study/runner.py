@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lab.config import ConfigError
 from lab.costs import model_costs
-from lab.files import DamagedFile, read_json, write_json_atomic
+from lab.files import DamagedFile, foreign_entries, name_list, read_json, write_json_atomic
 from lab.result import FINAL
 from lab.rundir import RunDir
 from lab.study.launchers import Task, make_launcher
@@ -61,10 +61,9 @@ def check_directory(out: Path) -> None:
         raise ConfigError(f"{out} exists and is not a directory")
     if not out.is_dir() or (out / "study.json").exists():
         return
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES and not p.name.endswith(".tmp"))
+    foreign = foreign_entries(out, OWN_ENTRIES)
     if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise ConfigError(f"{out} is not a study directory (it holds {shown}); use an empty or new --out")
+        raise ConfigError(f"{out} is not a study directory (it holds {name_list(foreign)}); use an empty or new --out")
 
 
 def check_plan(out: Path, study: Study) -> None:
