@@ -157,7 +157,7 @@ def _run(cfg, corpus, rundir: RunDir, mesh, result: dict, *, progress: bool, kee
 
 def _is_disk_full(e: BaseException) -> bool:
     """A full disk is the user's to fix, not a failed run: the CLI says so in one line."""
-    return isinstance(e, OSError) and e.errno == errno.ENOSPC
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)  # as analysis.errors.run_command
 
 
 class _Loop:
