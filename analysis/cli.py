@@ -123,13 +123,18 @@ def cmd_fit(args) -> int:
     study = load(args.table, table, need_budget=method.needs_budget or args.backtest > 0)
     result = fit_with_options(study, args.method, options)
     result.warnings[:0] = study.warnings
-    out = result.to_json_dict()
+    from .suite import fit_problems
+
+    problems = fit_problems(result, study.data)  # is this fit identified? (plain words; empty when it is)
+    out = {**result.to_json_dict(), "problems": problems}
     if args.backtest:
         out["backtest"] = _backtest_json(study, args.method, args.backtest, options)
     if args.json:
         print(json.dumps(out, indent=None, allow_nan=False))
         return 0
     print(summary_text(result))
+    for p in problems:
+        print(f"  shaky: {p}")
     if args.backtest:
         s = out["backtest"]
         print(f"  back-test (hold out {len(s['holdout_budgets'])} largest budget(s)): "

@@ -33,6 +33,9 @@ def isoflop_summary(r) -> list[str]:
     lines = [f"  {r.extra['n_budgets_used']} of {r.extra['n_budgets']} budgets used; estimator {r.extra['estimator']}, "
              f"loss noise {r.extra['loss_noise']:.3g}"]
     for _, o in r.extra["optima"].iterrows():
+        if not np.isfinite(o["n_opt"]):  # a skipped budget has no optimum to print
+            lines.append(f"    C={o['budget']:.3g}: no optimum ({o['n_points']} distinct N; needs 3)")
+            continue
         lines.append(f"    C={o['budget']:.3g}: N_opt={fmt(o['n_opt'])} (±{fmt(o['n_opt_std_log'], '.2f')} in log), "
                      f"D_opt={fmt(o['d_opt'])}, loss={fmt(o['loss_opt'])}{'  [edge]' if o['edge'] else ''}")
     return lines

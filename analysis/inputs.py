@@ -40,6 +40,7 @@ def load(source, table: TableOptions | None = None, need_budget: bool = True, **
                     status=None if opts.status in (None, "any") else opts.status, k=opts.k,
                     need_budget=need_budget, drop_highest=opts.drop_highest_loss)
     curves, warnings = _curves(source, data, opts)
+    warnings = list(data.notes) + warnings  # how budgets were found, when they were not given exactly
     name = None if isinstance(source, pd.DataFrame) else str(source)
     return Study(data=data, curves=curves, warnings=warnings, source=name)
 

@@ -35,3 +35,39 @@ def bootstrap(fit: FitResult, data: FitData | None = None, curves=None, n_boot: 
     fit.bootstrap_samples = samples
     fit.ci = percentile_ci(samples, level) if len(samples) else {}
     return fit
+
+
+def prediction_interval(fit: FitResult, target_flops: float, level: float = 0.95, seed: int = 0) -> dict | None:
+    """Two intervals for the loss of the compute-optimal model at `target_flops`, from a fit with a
+    law and bootstrap samples of its parameters (parametric):
+
+    - confidence interval: where the *law's* predicted loss lies (parameter uncertainty only);
+    - prediction interval: where *one new run's* measured loss should fall — each resample's
+      prediction times exp(a residual of the fit drawn at random), so run-to-run scatter counts.
+
+    Returns {"flops", "loss", "ci_lo", "ci_hi", "pi_lo", "pi_hi", "level", "n"} or None when the fit
+    has no law or no bootstrap."""
+    import numpy as np
+
+    s = fit.bootstrap_samples
+    if fit.law is None or s is None or not len(s) or not {"E", "A", "B", "alpha", "beta"} <= set(s.columns):
+        return None
+    k = fit.params.get("k", 6.0)
+    E, A, B, al, be = (s[c].to_numpy(float) for c in ("E", "A", "B", "alpha", "beta"))
+    with np.errstate(all="ignore"):
+        G = (al * A / (be * B)) ** (1.0 / (al + be))
+        n = G * (target_flops / k) ** (be / (al + be))
+        d = target_flops / (k * n)
+        L = E + A / n ** al + B / d ** be
+    L = L[np.isfinite(L) & (L > 0)]
+    if len(L) < 2:
+        return None
+    resid = np.asarray(fit.residuals, float)
+    rng = np.random.default_rng(seed)
+    draws = L[rng.integers(0, len(L), 20 * len(L))] * np.exp(resid[rng.integers(0, len(resid), 20 * len(L))])
+    q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    n_opt, d_opt = fit.law.optimal(target_flops, k)
+    return {"flops": float(target_flops), "loss": float(fit.law(n_opt, d_opt)),
+            "ci_lo": float(np.percentile(L, q[0])), "ci_hi": float(np.percentile(L, q[1])),
+            "pi_lo": float(np.percentile(draws, q[0])), "pi_hi": float(np.percentile(draws, q[1])),
+            "level": level, "n": int(len(L))}

@@ -22,29 +22,97 @@ CAPTIONS = {"a_envelope": "(a) loss vs FLOPs with the lower envelope", "b_isoflo
 
 
 def write_report(source, out: Path | str | None = None, table: TableOptions | None = None,
-                 options: FitOptions | None = None) -> Path:
-    """Fit every method on `source` (study directory or CSV), draw the figures, and write the
-    Markdown report to `out` (default <dir>/report.md). Returns the report's path."""
+                 options: FitOptions | None = None, methods=METHODS) -> Path:
+    """Fit `methods` (default: every one) on `source` (study directory or CSV), draw the figures,
+    and write the Markdown report to `out` (default <dir>/report.md). Returns the report's path.
+    The target compute is `options.target_flops`, else 10x the largest compute in the table.
+    A `validation.json` beside the table (`lab study --validate`) adds its section."""
+    from dataclasses import replace
+
     from .inputs import load
     from .plots import draw_figures
-    from .suite import run_suite
+    from .suite import diagnose, run_suite
 
     source, table, options = Path(source), table or TableOptions(), options or DEFAULT_OPTIONS
     out = Path(out) if out else ((source if source.is_dir() else source.parent) / "report.md")
     study = load(source, table, need_budget=True)
-    suite = run_suite(study, options)
+    if options.target_flops is None:
+        options = replace(options, target_flops=float(10 * study.data.C.max()))
+    suite = run_suite(study, options, methods=methods)
+    verdict = diagnose(suite, study.data)
     figures = draw_figures(suite, study.data, out.parent / "figures", "abcde", ("png", "svg"), options.target_flops)
     notes = study.warnings + suite["notes"]
-    lines = [f"# Scaling-law report: `{source.name}`", ""]
+    lines = [f"# Scaling-law report: `{source.name}`", ""] + _verdict_section(verdict)
     lines += _data_section(study, table) + _exponents_section(suite, study.data.k, options)
-    lines += _method_sections(suite) + _figures_section(figures, out.parent) + _warnings_section(suite, notes)
+    lines += _intervals_section(suite, options)
+    lines += _method_sections(suite) + _validation_section(source) + _figures_section(figures, out.parent)
+    lines += _warnings_section(suite, notes)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     fits = {m: suite[m].to_json_dict() for m in METHODS if suite.get(m)}
     for m in fits:
         fits[m].pop("envelope", None)
+    fits["verdict"] = verdict
+    if suite.get("parametric") is not None and suite["parametric"].extra.get("prediction"):
+        fits["prediction"] = suite["parametric"].extra["prediction"]
     (out.parent / "fits.json").write_text(json.dumps(plain(fits), indent=1))
     return out
+
+
+def _verdict_section(verdict: dict) -> list[str]:
+    """First thing a reader sees: whether the science is shaky, and which estimate to trust."""
+    L = ["## Verdict", ""]
+    if verdict["problems"]:
+        L += ["**The science is shaky here:**", ""] + [f"- {p}" for p in verdict["problems"]] + [""]
+    else:
+        L += ["Every fitted method is identified and the methods agree within their intervals.", ""]
+    L += [f"**Trusted estimate:** {verdict['why']}." if verdict["trusted"] else f"**No trusted estimate:** {verdict['why']}.", ""]
+    return L
+
+
+def _intervals_section(suite, options: FitOptions) -> list[str]:
+    """Confidence intervals (of parameters) apart from prediction intervals (of a new run's loss),
+    and the back-test error of extrapolating to the largest budgets."""
+    from .intervals import prediction_interval
+
+    L = ["## Intervals", "",
+         "- **Confidence intervals** (the brackets above) say where a law's *parameters* and exponents lie, "
+         "from bootstrap resamples of the runs (parametric, envelope, kaplan) or of the budgets (isoflop)."]
+    par = suite.get("parametric")
+    pi = prediction_interval(par, options.target_flops, options.level, options.seed) if par is not None else None
+    if pi:
+        par.extra["prediction"] = pi
+        L.append(f"- **Prediction at the target** C = {pi['flops']:.3g} FLOPs (parametric law, compute-optimal model): "
+                 f"loss {pi['loss']:.4g}; {pi['level']:.0%} confidence interval of the law's prediction "
+                 f"[{pi['ci_lo']:.4g}, {pi['ci_hi']:.4g}]; {pi['level']:.0%} prediction interval of one new run's "
+                 f"loss [{pi['pi_lo']:.4g}, {pi['pi_hi']:.4g}] (adds the fit's run-to-run residual scatter).")
+    else:
+        L.append("- **Prediction interval** of the loss at the target: needs a bootstrapped parametric fit (none here).")
+    bt = suite.get("backtest")
+    if bt is not None:
+        s = bt["summary"]
+        L.append(f"- **Back-test** ({bt['method']}): fitted on C ≤ {bt['train_max_flops']:.3g}, extrapolated to the "
+                 f"{len(bt['holdout_budgets'])} largest budget(s) ({', '.join(f'{b:.3g}' for b in bt['holdout_budgets'])}), "
+                 f"{s['n_test']} held-out runs: mean |relative error| {s['mean_abs_rel_error']:.2%}, max "
+                 f"{s['max_abs_rel_error']:.2%}, bias {s['bias_log']:+.3g} in log loss.")
+    return L + [""]
+
+
+def _validation_section(source: Path) -> list[str]:
+    """`lab study --validate K`: the law's prediction at K x the largest budget against runs trained there."""
+    path = (source if source.is_dir() else source.parent) / "validation.json"
+    if not path.exists():
+        return []
+    v = json.loads(path.read_text())
+    L = ["## Validation rung", "",
+         f"Trained after the fit at C = {v['flops']:.3g} FLOPs ({v['factor']:g}× the largest budget), the predicted "
+         f"compute-optimal size N_opt = {v['n_opt_predicted']:.3g} ({v['law']}) and a size on each side:", "",
+         "| cell | N | D | predicted loss | measured loss | error |", "|---|---|---|---|---|---|"]
+    for r in v["runs"]:
+        L.append(f"| {r['cell_id']} | {r['n']:.3g} | {r['d']:.3g} | {md(r['predicted'], '.4g')} | "
+                 f"{md(r.get('measured'), '.4g')} | {md(r.get('rel_error'), '+.2%')} |")
+    L += ["", v["summary"], ""]
+    return L
 
 
 def _data_section(study, table: TableOptions) -> list[str]:

@@ -54,3 +54,91 @@ def run_suite(study, options: FitOptions | None = None, methods=METHODS, backtes
         attempt("backtest", lambda: run_backtest(data, backtest, holdout=holdout_for(data), **get(backtest).options(options)))
     progress("fits done; drawing figures")
     return out
+
+
+# Preference among methods that pass every check: the parametric law uses every run and, when
+# identified, recovers a simulated law's exponent where local IsoFLOP minima are biased by the
+# grid's asymmetry; IsoFLOP measures each budget's optimum directly; Kaplan's and the
+# envelope's exponents are indirect (frontier fits).
+TRUST_ORDER = ("parametric", "isoflop", "kaplan", "envelope")
+
+
+def fit_problems(f, data=None) -> list[str]:
+    """Plain-words reasons why one fit's exponent is not identified: a CI crossing zero, a
+    parameter at (or next to) its bound, an optimum reached from a single initialisation, an
+    IsoFLOP grid that cannot support the method."""
+    out, ci = [], f.ci or {}
+    for name in ("a", "alpha", "beta", "alpha_N", "alpha_D"):
+        c = ci.get(name)
+        if c and c["lo"] <= 0 <= c["hi"]:
+            out.append(f"{f.method}: the {c['level']:.0%} CI of {name} [{c['lo']:.3g}, {c['hi']:.3g}] includes 0, "
+                       f"so the data do not determine it")
+    p = f.params
+    if f.method == "parametric":
+        low = float(np.min(data.L)) if data is not None else None
+        if low and p["E"] < 0.25 * low:
+            out.append(f"parametric: the irreducible loss E = {p['E']:.3g} sits near its bound 0 (under a quarter of "
+                       f"the lowest loss, {low:.3g}): this grid does not pin E down, and a, alpha, beta trade off "
+                       "against it")
+        for name in ("alpha", "beta"):
+            if not 0.02 < p[name] < 2.5:
+                out.append(f"parametric: {name} = {p[name]:.3g} is at the edge of its plausible range")
+        if f.extra.get("n_inits_at_best", 2) < 2:
+            out.append("parametric: the best optimum was reached from a single initialisation")
+    if f.method == "kaplan":
+        for name in ("alpha_N", "alpha_D"):
+            if name in p and np.isfinite(p[name]) and not 1.1e-4 < p[name] < 4.99:
+                out.append(f"kaplan: {name} = {p[name]:.3g} is at its bound")
+    if f.method == "isoflop":
+        out += _isoflop_grid_problems(f)
+    if f.method == "envelope":
+        out += [f"envelope: {w}" for w in f.warnings if "always the smallest or largest" in w]
+    return out
+
+
+def _isoflop_grid_problems(f) -> list[str]:
+    opt, out = f.extra["optima"], []
+    few = opt[opt["n_points"] < 4]
+    if len(few):
+        out.append(f"isoflop: {len(few)} budget(s) have fewer than 4 sizes ({', '.join(f'{c:.3g}' for c in few['budget'])}): "
+                   "too few to locate a minimum")
+    edge = opt[opt["edge"]]
+    if len(edge):
+        out.append(f"isoflop: the loss minimum sits at the edge of the size grid at {len(edge)} budget(s) "
+                   f"({', '.join(f'{c:.3g}' for c in edge['budget'])}); those budgets were left out")
+    if f.extra["n_budgets_used"] < 3:
+        out.append(f"isoflop: only {f.extra['n_budgets_used']} budget(s) with an interior minimum; a line through "
+                   "two points has no check on its own error")
+    return out
+
+
+def _disagreements(fits: dict) -> list[str]:
+    """Pairs of methods whose CIs on a do not overlap."""
+    out, names = [], [m for m in TRUST_ORDER if fits.get(m) is not None and (fits[m].ci or {}).get("a")]
+    for i, m in enumerate(names):
+        for o in names[i + 1:]:
+            x, y = fits[m].ci["a"], fits[o].ci["a"]
+            if x["hi"] < y["lo"] or y["hi"] < x["lo"]:
+                out.append(f"{m} and {o} disagree beyond their intervals: a = {fits[m].a:.3g} [{x['lo']:.3g}, "
+                           f"{x['hi']:.3g}] vs {fits[o].a:.3g} [{y['lo']:.3g}, {y['hi']:.3g}]")
+    return out
+
+
+def diagnose(suite: dict, data=None) -> dict:
+    """The report's verdict: {"problems": [plain-words lines], "trusted": method or None, "why": text}.
+    The trusted estimate is the first of TRUST_ORDER whose fit has an exponent, a bootstrap
+    interval and no problem of its own."""
+    fits = {m: suite.get(m) for m in TRUST_ORDER if suite.get(m) is not None and suite[m].a is not None
+            and np.isfinite(suite[m].a)}
+    own = {m: fit_problems(f, data) for m, f in fits.items()}
+    problems = [p for m in fits for p in own[m]] + _disagreements(fits)
+    trusted = next((m for m in fits if not own[m] and (fits[m].ci or {}).get("a")), None)
+    if trusted is None:
+        why = "no method passes every check; treat every exponent below as provisional"
+    else:
+        c = fits[trusted].ci["a"]
+        why = (f"{trusted}: a = {fits[trusted].a:.3g} [{c['lo']:.3g}, {c['hi']:.3g}] — it passes every check "
+               f"(identified, interval clear of zero{', interior minima' if trusted == 'isoflop' else ''})"
+               + {"parametric": ", and it uses every run", "isoflop": ", and it measures each budget's optimum directly"
+                  }.get(trusted, ""))
+    return {"problems": problems, "trusted": trusted, "why": why}

@@ -19,8 +19,10 @@ from .errors import AnalysisError
 # published tables (Epoch's Chinchilla extraction, Porian et al., datablations).
 N_COLS = ("params_total", "params_non_embedding", "params", "Model Size", "num_params", "n_params", "N")
 D_COLS = ("tokens", "Training Tokens", "token_num", "n_tokens", "D")
-C_COLS = ("flops_exact", "flops", "flops_6n_total", "Training FLOP", "budget_flops", "flops_budget", "C")
-BUDGET_COLS = ("budget_flops", "flops_budget")
+C_COLS = ("flops_exact", "flops", "flops_6n_total", "Training FLOP", "compute", "C", "budget_flops", "flops_budget",
+          "budget")
+# an IsoFLOP budget column: the lab's and Porian et al.'s names, then the names published exports use
+BUDGET_COLS = ("budget_flops", "flops_budget", "budget", "compute_budget", "isoflop_budget")
 LOSS_COLS = ("final_val_loss", "loss", "val_loss", "openLM_loss", "final_train_loss")
 K_DEFAULT = 6.0  # C = k * N * D when D or C has to be derived
 
@@ -169,21 +171,64 @@ def fit_data(df: pd.DataFrame, n_col=None, d_col=None, c_col=None, loss_col=None
     if ccol is None:
         C = k * N * D
         cols["C"] = f"{k:g}*N*D"
-    budget = None
+    budget, notes = None, []
     bcol = find_column(df, budget_col, BUDGET_COLS, "budget (--budget-col)", required=False)
-    if bcol is not None:
-        budget = numeric_column(df, bcol, "budget")
-        cols["budget"] = bcol
-    elif need_budget:
-        budget = bin_budgets(C)
-        cols["budget"] = f"{cols['C']} (binned)"
-    return FitData(N=N, D=D, C=C, L=L, columns=cols, frame=df, budget=budget, k=k)
+    if bcol is not None or need_budget:
+        raw = numeric_column(df, bcol, "budget") if bcol is not None else C
+        budget, tol = bin_budgets(raw, with_tolerance=True)
+        name = bcol if bcol is not None else cols["C"]
+        merged = len(np.unique(raw)) - len(np.unique(budget))
+        cols["budget"] = name if not merged else f"{name} (binned)"
+        if bcol is None or merged:
+            notes.append(f"budgets: {name} grouped into {len(np.unique(budget))} budgets "
+                         f"({_tolerance_text(tol)})")
+    return FitData(N=N, D=D, C=C, L=L, columns=cols, frame=df, budget=budget, k=k, notes=notes)
 
 
-def bin_budgets(C: np.ndarray, width_dex: float = 0.1) -> np.ndarray:
-    """Group compute values into IsoFLOP budgets when the table has no budget column: walking up
-    the sorted log10 C values, a new group starts when a value lies more than `width_dex` above
-    its group's first value. Each point is labelled with its group's geometric-mean C."""
+def budget_tolerance(C: np.ndarray) -> float | None:
+    """The log10 distance within which compute values are one budget, learned from the data: the
+    gaps between consecutive distinct log10 C values fall into jitter (within a budget) and steps
+    (between budgets); the tolerance is the geometric middle of the widest jump between the two
+    (sorted gaps at least 4x apart). Without such a jump: 0 when values repeat (each distinct value
+    is a budget, e.g. an exact budget column), None when every run has its own value (no learnable
+    structure; the caller falls back to fixed 0.1-dex bins)."""
+    u = np.unique(np.round(np.log10(C), 9))
+    if len(u) < 2:
+        return 0.0
+    gaps = np.sort(np.diff(u))
+    ratios = gaps[1:] / gaps[:-1]
+    if len(ratios) and ratios.max() >= 4 and gaps[np.argmax(ratios) + 1] >= 0.02:
+        j = int(np.argmax(ratios))
+        return float(np.sqrt(gaps[j] * gaps[j + 1]))
+    return 0.0 if len(C) >= 2 * len(u) else None
+
+
+def _tolerance_text(tol: float | None) -> str:
+    if tol is None:
+        return "no gap structure in the values: fixed 0.1-dex bins"
+    return "each distinct value a budget" if tol == 0 else f"values within {tol:.3g} dex merged, learned from the gaps"
+
+
+def bin_budgets(C: np.ndarray, width_dex: float | None = None, with_tolerance: bool = False):
+    """Group compute values into IsoFLOP budgets. Sorted log10 C values within the tolerance
+    (`budget_tolerance`, learned from the data, unless `width_dex` is given) of the previous one
+    join its group; each point is labelled with its group's geometric-mean C (a group of equal
+    values keeps that value exactly). Returns the labels, and the tolerance if `with_tolerance`."""
+    C = np.asarray(C, dtype=float)
+    tol = width_dex if width_dex is not None else budget_tolerance(C) if len(C) else 0.0
+    labels = _fixed_bins(C, 0.1) if tol is None else _chain_bins(C, tol)
+    return (labels, tol) if with_tolerance else labels
+
+
+def _chain_bins(C: np.ndarray, tol: float) -> np.ndarray:
+    order = np.argsort(C)
+    lc = np.log10(C[order])
+    group = np.concatenate([[0], np.cumsum(np.diff(lc) > tol + 1e-9)]) if len(lc) else np.zeros(0, int)
+    return _label(C, order, group)
+
+
+def _fixed_bins(C: np.ndarray, width_dex: float) -> np.ndarray:
+    """Walking up the sorted log10 C, a new group starts more than `width_dex` above its first value."""
     order = np.argsort(C)
     lc = np.log10(C[order])
     group = np.empty(len(lc), dtype=int)
@@ -192,10 +237,14 @@ def bin_budgets(C: np.ndarray, width_dex: float = 0.1) -> np.ndarray:
         if v > start + width_dex:
             g, start = g + 1, v
         group[i] = g
+    return _label(C, order, group)
+
+
+def _label(C, order, group) -> np.ndarray:
     labels = np.empty_like(C, dtype=float)
     for j in np.unique(group):
         idx = order[group == j]
-        labels[idx] = 10 ** np.mean(np.log10(C[idx]))
+        labels[idx] = C[idx[0]] if np.all(C[idx] == C[idx[0]]) else 10 ** np.mean(np.log10(C[idx]))
     return labels
 
 
