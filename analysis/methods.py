@@ -40,6 +40,11 @@ class Method:
     needs_budget: bool = False  # IsoFLOP budgets (a budget column, or compute binned)
     suite_bootstrap: bool = True  # bootstrapped when a report or figures run every method
     uses_jax: bool = False  # worth enabling the persistent compilation cache for
+    columns: tuple = ()  # table columns the method needs beyond N, D, C, loss: a report runs it only where present
+
+    def applies(self, data) -> bool:
+        """Whether a report or figure suite should run this method on `data` (a FitData)."""
+        return all(c in data.frame.columns for c in self.columns)
 
 
 def _no_options(o: FitOptions) -> dict:
@@ -126,6 +131,18 @@ def _resample_kaplan(fit, data, curves, n_boot, seed, target_flops):
     return bootstrap_kaplan(data, n_boot=n_boot, seed=seed, target_flops=target_flops, start=fit.params)
 
 
+def _fit_task(data, curves, **kw):
+    from .fit_task import fit_task
+
+    return fit_task(data, **kw)
+
+
+def _task_summary(fit):
+    from .fit_task import task_summary
+
+    return task_summary(fit)
+
+
 def _holdout_kaplan(*args):
     from .fit_kaplan import holdout_points
 
@@ -147,6 +164,9 @@ REGISTRY = {m.name: m for m in (
     Method("kaplan", "Kaplan et al.'s power laws L(N), L(D), L(C)",
            fit=_fit_kaplan, options=_no_options, summary=describe.kaplan_summary, resample=_resample_kaplan,
            holdout=_holdout_kaplan, section=describe.kaplan_section, suite_bootstrap=False),
+    Method("task", "two-step task law: task loss L(N, D), then accuracy as a sigmoid of it (OLMo's ladder)",
+           fit=_fit_task, options=lambda o: {"delta": o.delta, "seed": o.seed}, summary=_task_summary,
+           suite_bootstrap=False, uses_jax=True, columns=("icl_accuracy", "icl_loss")),
 )}
 METHODS = tuple(REGISTRY)
 

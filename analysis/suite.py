@@ -45,7 +45,7 @@ def run_suite(study, options: FitOptions | None = None, methods=METHODS, backtes
             out["notes"].append(msg if msg.startswith(f"{name}") else f"{name}: {msg}")
 
     for name in METHODS:
-        if name in methods:
+        if name in methods and get(name).applies(data):
             boot = get(name).suite_bootstrap and options.bootstrap
             progress(f"{name} fit" + (f" and {options.bootstrap}-resample bootstrap" if boot else "") + f" of {len(data)} rows")
             attempt(name, lambda: fit_with_options(study, name, options, bootstrap=get(name).suite_bootstrap))

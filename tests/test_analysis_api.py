@@ -74,7 +74,8 @@ def test_options_objects_and_keywords_agree(study_dir):
 def test_registry_is_the_one_list_of_methods():
     from analysis import cli, methods
 
-    assert analysis.METHODS == ("parametric", "isoflop", "envelope", "kaplan")
+    assert analysis.METHODS[:4] == ("parametric", "isoflop", "envelope", "kaplan")  # Chinchilla's three + Kaplan first
+    assert "task" in analysis.METHODS
     assert methods.for_figures("b") == ("isoflop",) and methods.for_figures("de") == ("parametric",)
     assert methods.with_hook("holdout") == ("parametric", "isoflop", "kaplan")
     assert methods.with_hook("allocation_points") == ("isoflop", "envelope")  # figure (c), in preference order
