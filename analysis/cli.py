@@ -68,6 +68,8 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--iso-method", choices=("akima", "quadratic"), default="akima",
                    help="per-budget minimum estimator for isoflop (default akima)")
     g.add_argument("--loss-noise", type=_positive_float, help="seed-to-seed loss std for isoflop uncertainties (default: estimated)")
+    g.add_argument("--base-law", metavar="LAW", help="data-constrained: hold the base Chinchilla law fixed: 'muennighoff-c4' "
+                   "(the paper's) or 'E,A,B,alpha,beta' (default: fit it to the single-epoch rows, then jointly)")
 
 
 def add_parsers(subparsers) -> None:

@@ -149,6 +149,24 @@ def _holdout_kaplan(*args):
     return holdout_points(*args)
 
 
+def _fit_data_constrained(data, curves, **kw):
+    from .fit_data_constrained import fit_data_constrained, parse_base_law
+
+    return fit_data_constrained(data, base=parse_base_law(kw.pop("base_law", None)), **kw)
+
+
+def _resample_data_constrained(fit, data, curves, n_boot, seed, target_flops):
+    from .fit_data_constrained import bootstrap_data_constrained
+
+    return bootstrap_data_constrained(data, fit, n_boot=n_boot, seed=seed)[0]
+
+
+def _summary_data_constrained(fit):
+    from .fit_data_constrained import summary_lines
+
+    return summary_lines(fit)
+
+
 REGISTRY = {m.name: m for m in (
     Method("parametric", "L(N, D) = E + A/N^alpha + B/D^beta, Huber on log loss (Chinchilla approach 3)",
            fit=_fit_parametric, options=lambda o: {"delta": o.delta}, summary=describe.parametric_summary,
@@ -164,6 +182,10 @@ REGISTRY = {m.name: m for m in (
     Method("kaplan", "Kaplan et al.'s power laws L(N), L(D), L(C)",
            fit=_fit_kaplan, options=_no_options, summary=describe.kaplan_summary, resample=_resample_kaplan,
            holdout=_holdout_kaplan, section=describe.kaplan_section, suite_bootstrap=False),
+    Method("data-constrained", "Muennighoff et al.'s law for repeated data: R_D*, R_N* (needs epochs or unique_tokens)",
+           fit=_fit_data_constrained, options=lambda o: {"delta": o.delta, "base_law": o.base_law},
+           summary=_summary_data_constrained, resample=_resample_data_constrained, suite_bootstrap=False,
+           uses_jax=True, columns=("epochs",)),
     Method("task", "two-step task law: task loss L(N, D), then accuracy as a sigmoid of it (OLMo's ladder)",
            fit=_fit_task, options=lambda o: {"delta": o.delta, "seed": o.seed}, summary=_task_summary,
            suite_bootstrap=False, uses_jax=True, columns=("icl_accuracy", "icl_loss")),

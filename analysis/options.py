@@ -38,6 +38,7 @@ class FitOptions:
     delta: float = 1e-3  # Huber delta of the parametric fit
     iso_method: str = "akima"  # per-budget minimum estimator of the isoflop fit
     loss_noise: float | None = None  # seed-to-seed loss std for isoflop uncertainties (None: estimated)
+    base_law: str | None = None  # data-constrained: a fixed base law ("muennighoff-c4" or "E,A,B,alpha,beta"); None fits it
 
 
 def options_from(cls, source, **overrides):
