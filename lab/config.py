@@ -105,12 +105,14 @@ class DataConfig:
     val_split: str = "validation"  # tfds catalog: falls back to "test" when there is no validation
     source_dir: str = ""  # python_stdlib only: a directory of .py files to use instead of the stdlib
     val_tokens: int = 1 << 15  # held-out tokens evaluated at every eval (a fixed set)
+    unique_tokens: int = 0  # > 0: train on the first U training tokens, repeated in reshuffled epochs (0 = whole stream)
 
     def validate(self) -> None:
         _choice("data.tokenizer", self.tokenizer, ("byte", "bpe"))
         if not (self.name in ("python_stdlib", "synthetic") or self.name.startswith(("tfds:", "synthetic/"))):
             raise ConfigError(f"unknown dataset {self.name!r}: use python_stdlib, synthetic[/VARIANT] or tfds:NAME")
         _positive("data.val_tokens", self.val_tokens)
+        _within("data.unique_tokens", self.unique_tokens, 0, 2**62)
         _within("data.bpe_vocab_size", self.bpe_vocab_size, 1, MAX_BPE_VOCAB)
         if self.tokenizer == "bpe" and self.bpe_vocab_size <= 256:
             raise ConfigError(f"data.bpe_vocab_size={self.bpe_vocab_size} must exceed the 256 byte symbols")

@@ -19,11 +19,12 @@ COMPUTE = ("tokens", "flops_exact", "flops_6n", "flops_6n_total", "flops_deepsee
 LOSSES = ("final_train_loss", "final_val_loss", "val_bits_per_byte")
 TIMING = ("wall_s", "tokens_per_s")
 DATA = ("dataset", "corpus_fingerprint", "tokens_fingerprint")  # text alone; text + tokenizer
+REPEAT = ("unique_tokens", "epochs")  # training tokens drawn from; tokens / unique_tokens (data.unique_tokens)
 
 # the contract, in the column order of a results table
-FIELDS = IDENTITY + MODEL + PARAMS + COMPUTE + LOSSES + TIMING + DATA
+FIELDS = IDENTITY + MODEL + PARAMS + COMPUTE + LOSSES + TIMING + DATA + REPEAT
 # fields added after results were first written: a result without them is still trusted
-LATER = ("tokens_fingerprint",)
+LATER = ("tokens_fingerprint",) + REPEAT
 
 # what `lab train` prints when a run ends
 SUMMARY = ("status", "params_total", "tokens", "final_train_loss", "final_val_loss", "val_bits_per_byte",

@@ -21,7 +21,7 @@ from lab import sharding
 from lab.checkpoint import Checkpointer, abstract_like
 from lab.config import ConfigError, RunConfig
 from lab.costs import model_costs
-from lab.data import Corpus, check_streams, load_corpus, train_batch, val_batches
+from lab.data import Corpus, check_streams, load_corpus, repeat_fields, train_batch, val_batches
 from lab.result import FINAL, LOSSES
 from lab.rundir import RunDir, git_sha
 from lab.interrupt import interruptible
@@ -129,6 +129,7 @@ def _result_header(cfg: RunConfig, corpus: Corpus, rundir: RunDir, costs) -> dic
         "dataset": corpus.name, "tokenizer": corpus.tokenizer, "corpus_fingerprint": corpus.text_fingerprint,
         "tokens_fingerprint": corpus.tokens_fingerprint,
         "entropy_nats_per_token": corpus.entropy_nats_per_token,
+        **repeat_fields(cfg.data.unique_tokens, cfg.total_tokens, len(corpus.train)),
     }
 
 
@@ -179,7 +180,8 @@ class _Loop:
     def batch(self, step: int):
         t, T = self.cfg.train, self.cfg.model.seq_len
         return sharded_rows(self.batch_sh, (t.batch_size, T + 1), lambda rows: train_batch(
-            self.corpus.train, seed=t.seed, step=step, batch_size=t.batch_size, seq_len=T, rows=rows))
+            self.corpus.train, seed=t.seed, step=step, batch_size=t.batch_size, seq_len=T, rows=rows,
+            unique_tokens=self.cfg.data.unique_tokens))
 
     def compile(self) -> dict:
         """The compiled step (refused if XLA says it cannot fit), then the initial state in its

@@ -10,7 +10,7 @@ entropy rates), `builders` (the TFDS builders; imports tensorflow_datasets, neve
 the on-disk token cache), `batches` (`train_batch`, `val_batches`).
 """
 
-from lab.data.batches import check_streams, train_batch, val_batches
+from lab.data.batches import check_streams, repeat_fields, train_batch, val_batches
 from lab.data.corpus import Corpus, data_root, load_corpus
 
-__all__ = ["Corpus", "check_streams", "data_root", "load_corpus", "train_batch", "val_batches"]
+__all__ = ["Corpus", "check_streams", "data_root", "load_corpus", "repeat_fields", "train_batch", "val_batches"]

@@ -7,9 +7,17 @@ counter-based hash of (seed, s, r) (the splitmix64 finaliser, vectorised in nump
 - each host of a multi-host run asks for only its own `rows`, and the global batch is identical
   however it is split;
 - a batch costs a few microseconds (no Generator objects, one gather).
+
+With `unique_tokens=U` (config `data.unique_tokens`) the run trains on the first U tokens of the
+stream, repeated: they are cut into n = U // (seq_len + 1) disjoint windows, and sequence
+i = step * batch_size + row is window perm_e[i mod n] of epoch e = i // n, where perm_e is a
+permutation of the n windows drawn from (seed, e) — every window once per epoch, the order
+reshuffled each epoch, still a pure function of (seed, step, row).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -53,12 +61,16 @@ def _row_indices(rows, batch_size: int) -> np.ndarray:
 
 
 def train_batch(tokens: np.ndarray, *, seed: int, step: int, batch_size: int, seq_len: int,
-                rows=None) -> np.ndarray:
-    """Windows of `seq_len + 1` tokens (inputs and shifted targets) at hashed offsets.
+                rows=None, unique_tokens: int = 0) -> np.ndarray:
+    """Windows of `seq_len + 1` tokens (inputs and shifted targets) at hashed offsets, or, with
+    `unique_tokens` > 0, the epoch-ordered windows of the first `unique_tokens` tokens (`repeated_batch`).
 
     Returns int32 [len(rows), seq_len + 1]; `rows` (None = all, a range, a slice or a list of row
     indices in [0, batch_size)) selects rows of the global batch without changing them.
     """
+    if unique_tokens:
+        return repeated_batch(tokens, unique_tokens=unique_tokens, seed=seed, step=step, batch_size=batch_size,
+                              seq_len=seq_len, rows=rows)
     span = seq_len + 1
     n_starts = len(tokens) - span + 1
     if n_starts < 1:
@@ -66,6 +78,53 @@ def train_batch(tokens: np.ndarray, *, seed: int, step: int, batch_size: int, se
     idx = _row_indices(rows, batch_size)
     starts = (row_hashes(seed, step, idx) % np.uint64(n_starts)).astype(np.int64)
     return np.asarray(tokens[starts[:, None] + np.arange(span)], dtype=np.int32)
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_order(seed: int, epoch: int, n_windows: int) -> np.ndarray:
+    """The permutation of `n_windows` windows used in `epoch` (int64 [n_windows]): windows sorted
+    by a hash of (seed, epoch, window). Cached: a batch reads it, an epoch spans many batches."""
+    key = _mix_int(_mix_int(seed & _MASK64) ^ _mix_int((epoch ^ 0xE90C4) & _MASK64))
+    order = np.argsort(_mix(np.arange(n_windows, dtype=np.uint64) ^ np.uint64(key)), kind="stable")
+    order.setflags(write=False)
+    return order
+
+
+def n_windows(unique_tokens: int, seq_len: int) -> int:
+    """Disjoint training windows of seq_len + 1 tokens in the first `unique_tokens` tokens."""
+    return int(unique_tokens) // (seq_len + 1)
+
+
+def sequence_windows(seq: np.ndarray, *, seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(epoch, window index) of global sequence numbers `seq` when n windows are repeated."""
+    epochs, pos = np.divmod(np.asarray(seq, dtype=np.int64), n)
+    window = np.empty_like(pos)
+    for e in np.unique(epochs):  # a batch spans at most a few epochs
+        sel = epochs == e
+        window[sel] = epoch_order(int(seed), int(e), int(n))[pos[sel]]
+    return epochs, window
+
+
+def repeated_batch(tokens: np.ndarray, *, unique_tokens: int, seed: int, step: int, batch_size: int,
+                   seq_len: int, rows=None) -> np.ndarray:
+    """Rows of the global batch at `step` when the first `unique_tokens` tokens are repeated in
+    epochs (see the module docstring): int32 [len(rows), seq_len + 1]."""
+    span = seq_len + 1
+    n = n_windows(unique_tokens, seq_len)
+    if n < 1 or unique_tokens > len(tokens):
+        raise ConfigError(f"data.unique_tokens={unique_tokens:,} must hold at least one window of seq_len+1={span} "
+                          f"tokens and at most the {len(tokens):,} tokens of the training stream")
+    idx = _row_indices(rows, batch_size)
+    _, window = sequence_windows(np.int64(step) * batch_size + idx, seed=seed, n=n)
+    return np.asarray(tokens[window[:, None] * span + np.arange(span)], dtype=np.int32)
+
+
+def repeat_fields(unique_tokens: int, tokens: int, train_tokens: int) -> dict:
+    """The result fields of a run's data repetition: `unique_tokens` (the configured U, else the
+    whole training stream) and `epochs` = training tokens / unique tokens (Muennighoff et al.'s D/U;
+    below 1 when a run sees less than its stream)."""
+    u = int(unique_tokens) if unique_tokens else int(train_tokens)
+    return {"unique_tokens": u, "epochs": float(tokens) / u}
 
 
 def val_batches(tokens: np.ndarray, *, batch_size: int, seq_len: int, n_tokens: int) -> np.ndarray:
@@ -100,6 +159,12 @@ def check_streams(corpus, cfg) -> None:
     if len(corpus.val) < span * B:
         raise ConfigError(f"the validation stream of {corpus.name} has {len(corpus.val):,} tokens, fewer than one "
                           f"batch of {B}x{span}; lower train.batch_size or model.seq_len")
+    U = getattr(cfg.data, "unique_tokens", 0)
+    if U > len(corpus.train):
+        raise ConfigError(f"data.unique_tokens={U:,} exceeds the {len(corpus.train):,} training tokens of "
+                          f"{corpus.name}; ask for at most that many")
+    if U and n_windows(U, T) < 1:
+        raise ConfigError(f"data.unique_tokens={U:,} is shorter than one training window of model.seq_len+1={span} tokens")
     if want > len(corpus.val):
         raise ConfigError(f"data.val_tokens={want:,} exceeds the {len(corpus.val):,} tokens of the validation "
                           f"stream of {corpus.name}; ask for at most that many")
