@@ -140,10 +140,15 @@ class TrainConfig:
     eval_every: int = 0  # steps between evals; 0 = 5 evals per run (the last at the end)
     log_every: int = 0  # steps between metric lines; 0 = ~100 lines per run
     mlm_prob: float = 0.15  # encoder (masked LM): fraction of tokens masked
+    microbatches: int = 1  # gradient accumulation: each step's batch in K sequential micro-batches
 
     def validate(self) -> None:
         _choice("train.schedule", self.schedule, ("wsd", "cosine", "constant"))
         _positive("train.batch_size", self.batch_size)
+        _positive("train.microbatches", self.microbatches)
+        if self.batch_size % self.microbatches:
+            raise ConfigError(f"train.batch_size={self.batch_size} is not divisible by "
+                              f"train.microbatches={self.microbatches}")
         _positive("train.lr", self.lr)
         _within("train.seed", self.seed, 0, 2**32 - 1)
         _within("train.beta1", self.beta1, 0.0, 1.0, open_hi=True)
@@ -199,10 +204,12 @@ class RunConfig:
 
     def hash(self) -> str:
         """Stable hash of everything that decides the result (seed included; not the mesh or
-        checkpoint cadence, which change where and how, not what, is computed)."""
+        checkpoint cadence, which change where and how, not what, is computed; nor the number of
+        micro-batches, which computes the same update in pieces)."""
         d = self.to_dict()
         for key in ("mesh", "checkpoint_every", "keep_checkpoints"):
             d.pop(key)
+        d["train"].pop("microbatches")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

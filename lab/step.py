@@ -23,11 +23,11 @@ import optax
 from flax import nnx
 
 from lab import sharding
-from lab.config import RunConfig
+from lab.config import ConfigError, RunConfig
 from lab.costs import model_costs
 from lab.data import Corpus
 from lab.model import Transformer
-from lab.objectives import make_loss_fn
+from lab.objectives import make_objective
 from lab.schedules import make_schedule, warmup_policy
 
 
@@ -58,17 +58,70 @@ def make_optimizer(cfg: RunConfig):
     return tx, schedule
 
 
-def _loss_fn(graphdef, cfg: RunConfig):
-    return make_loss_fn(graphdef, cfg.model, z_loss=cfg.train.z_loss, mlm_prob=cfg.train.mlm_prob)
+def _objective(graphdef, cfg: RunConfig):
+    return make_objective(graphdef, cfg.model, z_loss=cfg.train.z_loss, mlm_prob=cfg.train.mlm_prob)
 
 
-def make_step(graphdef, tx, schedule, cfg: RunConfig):
-    loss_fn = _loss_fn(graphdef, cfg)
-    base_key = jax.random.key(cfg.train.seed)
+def check_batch_split(cfg: RunConfig, mesh_shape: dict[str, int]) -> None:
+    """Each of the K micro-batches is split over the data-parallel devices like a whole batch:
+    batch_size must be divisible by K × (data · fsdp)."""
+    K, dp = cfg.train.microbatches, mesh_shape.get("data", 1) * mesh_shape.get("fsdp", 1)
+    if cfg.train.batch_size % (K * dp):
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is not divisible by train.microbatches={K} "
+                          f"x {dp} data-parallel devices (mesh data x fsdp)")
+
+
+def micro_split(x_BxR, K: int):
+    """[B, ...] -> [K, B/K, ...]: micro-batch k holds rows k, K+k, 2K+k, … so that every device's
+    contiguous block of the batch holds an equal share of each micro-batch (no data moves)."""
+    B = x_BxR.shape[0]
+    x_KxMxR = jnp.swapaxes(x_BxR.reshape(B // K, K, *x_BxR.shape[1:]), 0, 1)
+    return sharding.constrain(x_KxMxR, (None, "batch") + (None,) * (x_BxR.ndim - 1))
+
+
+def summed_over_micro(fn, example, K: int, init):
+    """Σ_k fn(micro-batch k) for K sequential micro-batches of `example` (a lax.scan; the sums are
+    a pytree shaped like `init`); K = 1: fn(example) itself."""
+    if K == 1:
+        return fn(example)
+
+    def body(acc, micro):
+        return jax.tree.map(jnp.add, acc, fn(micro)), None
+
+    total, _ = jax.lax.scan(body, init, jax.tree.map(lambda x: micro_split(x, K), example))
+    return total
+
+
+def grads_and_loss(objective, params, example, denom, K: int, param_sh=None):
+    """(gradients, cross-entropy) of the mean objective over the whole batch, in K micro-batches:
+    each contributes (its sums) / (the whole batch's token count), gradients summed in float32
+    in the parameters' sharding, then cast back to the parameters' dtype."""
+    def mean_loss(params_, ex):
+        total, nll = objective.sums(params_, ex)
+        return total / denom, nll / denom
+
+    def micro(ex):
+        (_, nll), g = jax.value_and_grad(mean_loss, has_aux=True)(params, ex)
+        return (g if K == 1 else jax.tree.map(lambda a: a.astype(jnp.float32), g)), nll
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    if param_sh is not None and K > 1:
+        zeros = jax.lax.with_sharding_constraint(zeros, param_sh)
+    grads, loss = summed_over_micro(micro, example, K, (zeros, jnp.zeros((), jnp.float32)))
+    return jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params), loss
+
+
+def make_step(graphdef, tx, schedule, cfg: RunConfig, param_sh=None):
+    """The pure training step; `train.microbatches` K > 1 accumulates the update's gradients over
+    K sequential micro-batches (activations of B/K sequences live at once; the update is the
+    full batch's). `param_sh`: the parameters' shardings, for the float32 gradient accumulator."""
+    objective = _objective(graphdef, cfg)
+    base_key, K = jax.random.key(cfg.train.seed), cfg.train.microbatches
 
     def step(params, opt_state, batch_BxT1, step_index):
         key = jax.random.fold_in(base_key, step_index)  # MLM masks: a function of (seed, step)
-        (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_BxT1, key)
+        example, denom = objective.prepare(batch_BxT1, key)
+        grads, loss = grads_and_loss(objective, params, example, denom, K, param_sh)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step_index)}
@@ -78,13 +131,17 @@ def make_step(graphdef, tx, schedule, cfg: RunConfig):
 
 
 def make_eval(graphdef, cfg: RunConfig):
-    loss_fn = _loss_fn(graphdef, cfg)
-    eval_key = jax.random.key(0)  # the same MLM masks at every evaluation
+    """The mean validation loss over a [N, B, T+1] set; each batch in `train.microbatches` pieces
+    (the MLM masks of batch i are drawn for the whole batch, as in training)."""
+    objective = _objective(graphdef, cfg)
+    eval_key, K = jax.random.key(0), cfg.train.microbatches  # the same MLM masks at every evaluation
 
     def evaluate(params, val_NxBxT1):
         def body(total, indexed):
             i, batch = indexed
-            return total + loss_fn(params, batch, jax.random.fold_in(eval_key, i))[1], None
+            example, denom = objective.prepare(batch, jax.random.fold_in(eval_key, i))
+            nll = summed_over_micro(lambda ex: objective.sums(params, ex)[1], example, K, jnp.zeros((), jnp.float32))
+            return total + nll / denom, None
 
         indices = jnp.arange(val_NxBxT1.shape[0])
         total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (indices, val_NxBxT1))
@@ -154,11 +211,12 @@ class CompiledStep:
 
 def compile_step(cfg: RunConfig, mesh, *, donate: bool = True) -> CompiledStep:
     """Trace, lower and compile the training step of `cfg` (vocabulary resolved) on `mesh`."""
+    check_batch_split(cfg, dict(mesh.shape))
     graphdef, abstract_state = abstract_model(cfg)
     tx, schedule = make_optimizer(cfg)
     param_sh, opt_sh, abstract = state_shardings(cfg, mesh, tx, abstract_state)
     batch_sh, scalar = sharding.batch_sharding(mesh), sharding.replicated(mesh)
-    step_fn = jax.jit(make_step(graphdef, tx, schedule, cfg), donate_argnums=(0, 1) if donate else (),
+    step_fn = jax.jit(make_step(graphdef, tx, schedule, cfg, param_sh), donate_argnums=(0, 1) if donate else (),
                       in_shardings=(param_sh, opt_sh, batch_sh, scalar), out_shardings=(param_sh, opt_sh, scalar))
     args = (_placed(abstract[0], param_sh), _placed(abstract[1], opt_sh),
             jax.ShapeDtypeStruct((cfg.train.batch_size, cfg.model.seq_len + 1), jnp.int32, sharding=batch_sh),

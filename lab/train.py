@@ -26,8 +26,8 @@ from lab.result import FINAL, LOSSES
 from lab.rundir import RunDir, git_sha
 from lab.interrupt import interruptible
 from lab.memory import check_compiled, check_fits
-from lab.step import (abstract_model, compile_step, jit_eval, memory_report, resolve_config, sharded_rows,
-                      warmup_steps)
+from lab.step import (abstract_model, check_batch_split, compile_step, jit_eval, memory_report, resolve_config,
+                      sharded_rows, warmup_steps)
 
 LN2 = math.log(2.0)
 
@@ -100,6 +100,7 @@ def _checked_setup(cfg: RunConfig):
     cfg = resolve_config(cfg, corpus)
     check_streams(corpus, cfg)
     mesh = sharding.make_mesh(cfg.mesh)
+    check_batch_split(cfg, dict(mesh.shape))  # micro-batches split evenly over the data-parallel devices
     check_fits(cfg, mesh)  # a model that cannot fit: one line with the numbers, before any write
     sharding.param_shardings(abstract_model(cfg)[1], mesh)  # every dimension divides its mesh axes
     return cfg, corpus, mesh

@@ -111,3 +111,48 @@ def test_abstract_shapes_cost_linear_time_in_depth():
     """8× the layers: ~8× the time (it was ~50×: every init key's draw scanned the whole trace)."""
     ratio = _abstract_seconds(64) / _abstract_seconds(8)
     assert ratio < 16, ratio
+
+
+def _losses_and_params(cfg, batches):
+    """Per-step losses and the final parameters of `cfg`'s compiled step over `batches`."""
+    mesh = sharding.make_mesh("")
+    compiled = compile_step(cfg, mesh)
+    params, opt_state = compiled.init_state()
+    losses = []
+    with jax.set_mesh(mesh):
+        for i, batch in enumerate(batches):
+            params, opt_state, metrics = compiled.executable(params, opt_state, jax.device_put(batch, compiled.batch_sh),
+                                                             np.int32(i))
+            losses.append(float(metrics["loss"]))
+    return np.array(losses), jax.device_get(params)
+
+
+@pytest.mark.parametrize("arch", ["decoder", "encoder", "encdec"])
+def test_four_microbatches_give_the_full_batch_update(arch):
+    """train.microbatches=4: the loss curve and the parameters of the full batch (float32, 1e-4
+    relative), token-weighted: MLM micro-batches mask different numbers of tokens."""
+    model = dataclasses.replace(CFG.model, arch=arch, vocab_size=257 if arch == "encoder" else 256)
+    train_ = dataclasses.replace(CFG.train, steps=6, warmup_steps=1, z_loss=1e-3, mlm_prob=0.3)
+    batches = np.random.default_rng(1).integers(0, 8, (6, 8, 17), np.int32)  # 8 symbols: learnable
+    curves = {}
+    for K in (1, 4):
+        cfg = dataclasses.replace(CFG, model=model, train=dataclasses.replace(train_, microbatches=K))
+        curves[K] = _losses_and_params(cfg, batches)
+    (full, full_params), (micro, micro_params) = curves[1], curves[4]
+    np.testing.assert_allclose(micro, full, rtol=1e-4)
+    assert full[-1] < full[0]  # it trained: the comparison is between moving curves
+    for a, b in zip(jax.tree.leaves(full_params), jax.tree.leaves(micro_params)):
+        # Adam divides by sqrt(v): a near-zero gradient's rounding moves a weight by up to ~lr, so
+        # the parameters agree to a small fraction of one step (lr = 3e-3), not to 1e-4 relative
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_microbatches_must_split_the_batch_over_devices():
+    from lab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="not divisible by train.microbatches=3"):
+        dataclasses.replace(CFG, train=dataclasses.replace(CFG.train, microbatches=3)).validate()
+    cfg = dataclasses.replace(CFG, train=dataclasses.replace(CFG.train, microbatches=4))
+    step_module.check_batch_split(cfg, {"data": 2, "fsdp": 1, "tensor": 1})  # 8 = 4 x 2
+    with pytest.raises(ConfigError, match=r"microbatches=4 x 4 data-parallel"):
+        step_module.check_batch_split(cfg, {"data": 2, "fsdp": 2, "tensor": 1})
