@@ -3,11 +3,13 @@ alone (no tracing, no allocation, microseconds even for 2,000 layers), against w
 has. `check_fits` refuses a run that cannot fit before anything is allocated or written.
 
 Per device, with P = `costs.params_total`, p = bytes of `param_dtype`, a = bytes of `dtype`,
-s = fsdp·tensor (the mesh axes parameters are split over), b = batch_size / (data·fsdp) sequences:
+s = fsdp·tensor (the mesh axes parameters are split over), K = `train.microbatches`,
+b = batch_size / (data·fsdp·K) sequences (one micro-batch's share of this device):
 
 * params      = P·p / s
 * optimizer   = 2·P·p / s            (AdamW's two moments, in the parameters' dtype)
 * gradients   = 2·P·p / s            (the gradient and the optimizer's update, both live at once)
+                + 4·P / s when K > 1 (the float32 sum of the micro-batches' gradients)
 * activations = Σ over layers of b·t·(ACT_PER_D·D + ACT_PER_F·F)·a  +  b·H·t·k·(8 + a) / tensor
                 + b·t_head·V·4·3     (logits, softmax and their gradient in float32)
   where a layer sees t query tokens and k keys (decoder: t = k = T; encdec: the encoder t = k = S
@@ -91,8 +93,10 @@ def estimate(cfg: RunConfig, mesh_shape: dict[str, int]) -> MemoryEstimate:
         model = model.with_corpus_vocab(guess)
     split = mesh_shape.get("fsdp", 1) * mesh_shape.get("tensor", 1)
     state = model_costs(model).params_total * _itemsize(model.param_dtype) / split
-    per_device_batch = math.ceil(cfg.train.batch_size / (mesh_shape.get("data", 1) * mesh_shape.get("fsdp", 1)))
-    return MemoryEstimate(params=int(state), optimizer=int(2 * state), gradients=int(2 * state),
+    K = cfg.train.microbatches
+    per_device_batch = math.ceil(cfg.train.batch_size / (mesh_shape.get("data", 1) * mesh_shape.get("fsdp", 1) * K))
+    accumulator = model_costs(model).params_total * 4 / split if K > 1 else 0
+    return MemoryEstimate(params=int(state), optimizer=int(2 * state), gradients=int(2 * state + accumulator),
                           activations=activation_bytes(model, per_device_batch, mesh_shape.get("tensor", 1)))
 
 
