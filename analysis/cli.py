@@ -94,6 +94,17 @@ def add_parsers(subparsers) -> None:
     _fit_args(p)
     p.set_defaults(func=cmd_plot, bootstrap=200)
 
+    p = subparsers.add_parser("design", help="propose the next cells that most shrink the frontier's uncertainty",
+                              description="Propose IsoFLOP cells (sizes x budgets) within a FLOP allowance that most "
+                              "narrow the CI of the exponent a, or of N_opt at --target-flops (analysis.design).")
+    p.add_argument("table", metavar="DIR", help="study directory, or a results CSV")
+    p.add_argument("--flops", type=_positive_float, required=True, metavar="F", help="FLOPs the proposed cells may spend")
+    p.add_argument("--target-flops", type=_positive_float, help="narrow N_opt at this compute instead of a")
+    p.add_argument("--sizes", type=_count, default=5, help="sizes per proposed budget (default 5)")
+    p.add_argument("--bootstrap", type=_count, default=200, metavar="B", help="resamples for the current CI (default 200)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_design)
+
     p = subparsers.add_parser("report", help="write a one-page Markdown report of a study",
                               description="Fit, plot and summarise a study directory (DIR/results.csv, DIR/<run>/metrics.jsonl).")
     p.add_argument("dir", help="study directory (or a results CSV)")
@@ -164,6 +175,21 @@ def cmd_plot(args) -> int:
         print(f"note: {n}", file=sys.stderr)
     for path in written:
         print(path)
+    return 0
+
+
+def cmd_design(args) -> int:
+    from .design import design_text, propose
+    from .inputs import load
+    from .result import plain
+
+    if args.sizes < 3:
+        from .errors import AnalysisError
+
+        raise AnalysisError(f"--sizes {args.sizes}: a budget needs at least 3 sizes to locate its minimum")
+    p = propose(load(args.table, need_budget=True), args.flops, args.target_flops, sizes=args.sizes,
+                bootstrap=args.bootstrap)
+    print(json.dumps(plain(p), allow_nan=False) if args.json else design_text(p))
     return 0
 
 

@@ -84,6 +84,14 @@ def add_study_parser(sub) -> None:
     p.add_argument("--cpus-per-run", type=_count, default=1, help="ray/slurm: CPUs per run")
     p.add_argument("--gpus-per-run", type=int, default=0, help="ray/slurm: GPUs per run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    a = p.add_argument_group("analysis (after the grid; lab.study.analyze)")
+    a.add_argument("--no-analysis", action="store_true", help="skip the fits, figures and report after the grid")
+    a.add_argument("--validate", type=float, default=None, metavar="K",
+                   help="after the fit, train the predicted compute-optimal model at K x the largest budget "
+                   "(and a size on each side) and report predicted vs measured loss")
+    a.add_argument("--adaptive", action="store_true", help="after the grid, alternate design -> train -> refit")
+    a.add_argument("--flops-total", type=float, default=None, metavar="F",
+                   help="with --adaptive: FLOPs the designed cells may spend in all")
     p.set_defaults(func=cmd_study)
 
 
@@ -101,9 +109,15 @@ def cmd_study(args) -> int:
         raise ConfigError("--out DIR is required (or use --dry-run)")
     base = apply_overrides(study.base, list(study.overrides) + args.overrides)
     # the corpus's vocabulary sizes the embedding and head, and so every cell's FLOPs
-    cells = expand(study, load_corpus(base.data).vocab_size, args.overrides)
+    vocab = load_corpus(base.data).vocab_size
+    cells = expand(study, vocab, args.overrides)
     if args.launcher == "local":  # elsewhere the cells run on other machines, which check for themselves
         check_cells_fit(cells, args.workers)
+    from lab.study.analyze import after_grid, check_adaptive, check_validate
+
+    validate = study.validate if args.validate is None else args.validate
+    check_validate(cells, validate)
+    check_adaptive(args.adaptive, args.flops_total)
     if args.dry_run:
         timing = None
         if not args.no_timing:
@@ -114,14 +128,25 @@ def cmd_study(args) -> int:
         return 0
     from lab.study.signals import Interrupted
 
+    def run(s, c, out):
+        return run_study(s, c, Path(out), launcher=args.launcher, workers=args.workers, progress=not args.quiet,
+                         **_launcher_args(args))
+
     try:
-        status = run_study(study, cells, Path(args.out), launcher=args.launcher, workers=args.workers,
-                           progress=not args.quiet, **_launcher_args(args))
+        status = run(study, cells, args.out)
+        if args.adaptive:
+            from lab.study.adaptive import adaptive_rounds
+
+            cells, status = adaptive_rounds(study, cells, Path(args.out), status, args.flops_total, vocab, args.overrides, run)
+        after = after_grid(study, cells, Path(args.out), status, analyse=not args.no_analysis, validate=validate,
+                           vocab_size=vocab, overrides=args.overrides, run=run)
     except Interrupted as e:  # SIGTERM/SIGINT: the workers were stopped after saving checkpoints
         print(f"lab study: {e}", file=sys.stderr)
         return e.exit_code
     counts = {s: list(status.values()).count(s) for s in sorted(set(status.values()))}
-    print(json.dumps({"study": study.name, "cells": len(cells), **counts, "results": str(Path(args.out) / "results.csv")}))
+    print(json.dumps({"study": study.name, "cells": len(cells), **counts, "results": str(Path(args.out) / "results.csv"),
+                      **{k: v for k, v in after.items() if k != "validation"},
+                      "validation": (after["validation"] or {}).get("summary")}))
     return 0 if all(s == "completed" for s in status.values()) else 1
 
 
@@ -186,6 +211,26 @@ def cmd_sample(args) -> int:
     text = sample(args.run_dir, prompt=args.prompt, tokens=args.tokens, temperature=args.temperature,
                   top_k=args.top_k, seed=args.seed, quant=args.quant)
     sys.stdout.write(text + "\n")
+    return 0
+
+
+def add_eval_parser(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="a trained run's validation loss with its weights quantized (int8, int4, bf16), and its in-context score",
+        description="Restore RUN_DIR's newest checkpoint and evaluate it on the run's validation set in float32 and with "
+        "post-training weight-only quantization (lab.quant), plus the in-context recall task (lab.icl).",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--quant", choices=["int8", "int4", "bf16"], default=None, help="only this format (default: all)")
+    p.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    from lab.final_eval import eval_run, format_eval
+
+    res = eval_run(args.run_dir, quant=args.quant)
+    print(json.dumps(res) if args.json else format_eval(res))
     return 0
 
 
@@ -319,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_parser(sub)
     add_bench_parser(sub)
     add_sample_parser(sub)
+    add_eval_parser(sub)
     add_analysis_parsers(sub)  # fit, plot, report: the analysis package's commands
     return parser
 

@@ -51,7 +51,8 @@ def _last_line(path: Path) -> str:
 
 
 # what a study directory holds (see the layout above); `slurm` is submitit's folder
-OWN_ENTRIES = {LOCK, "study.json", "results.csv", "runs", "tasks", "slurm"}
+OWN_ENTRIES = {LOCK, "study.json", "results.csv", "runs", "tasks", "slurm",
+               "report.md", "fits.json", "figures", "validation", "validation.json", "tracker"}  # + the analysis
 
 
 def check_directory(out: Path) -> None:
@@ -168,7 +169,8 @@ class StudyRun:
         from lab.study.progress import StudyProgress
 
         by_id = {c.cell_id: c for c in todo}
-        bars = StudyProgress(len(self.cells), len(self.cells) - len(todo), self.run_dir, enabled=progress)
+        flops = {c.cell_id: c.flops * (1 - c.branch_step / c.config.total_steps) for c in self.cells}
+        bars = StudyProgress(flops, set(flops) - set(by_id), self.run_dir, enabled=progress)
 
         def on_done(task: Task, code: int) -> None:
             self.finished(by_id[task.task_id], code)

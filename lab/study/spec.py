@@ -40,6 +40,11 @@ class Study:
     policy: Callable[[RunConfig, CellInfo], RunConfig] = default_policy
     branches: bool = False  # N×D + WSD: one long run and cooldown branches per (size, seed)
     min_steps: int = 20  # a cell with fewer steps is an error in the study, not a data point
+    # the analysis `lab study` runs after the grid (lab.study.analyze)
+    laws: Sequence[str] = ()  # fit methods (analysis.methods); () = isoflop grids: all, N×D grids: all but isoflop
+    target_flops: float | None = None  # compute the report predicts at (None: 10x the grid's largest)
+    bootstrap: int = 200  # resamples for the report's intervals
+    validate: float = 0  # > 1: after the fit, train the predicted optimum at this many times the largest budget
 
 
 @dataclass(frozen=True)
@@ -138,8 +143,26 @@ def check_values(study: Study) -> None:
         v = getattr(study, field)
         if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= least):
             raise ConfigError(f"study {study.name!r}: {field} must be a whole number >= {least}, got {v!r}")
+    _analysis_values(study)
     if not callable(study.policy):
         raise ConfigError(f"study {study.name!r}: policy must be a function (cfg, cell) -> RunConfig")
+
+
+def _analysis_values(study: Study) -> None:
+    from analysis.methods import METHODS
+
+    laws = study.laws
+    if isinstance(laws, str) or not isinstance(laws, Sequence) or any(m not in METHODS for m in laws):
+        raise ConfigError(f"study {study.name!r}: laws must be a list of fit methods from {', '.join(METHODS)}, "
+                          f"got {laws!r}")
+    t = study.target_flops
+    if t is not None and not (_is_number(t) and math.isfinite(t) and t > 0):
+        raise ConfigError(f"study {study.name!r}: target_flops must be a finite number > 0 or None, got {t!r}")
+    if not (isinstance(study.bootstrap, numbers.Integral) and study.bootstrap >= 0):
+        raise ConfigError(f"study {study.name!r}: bootstrap must be a whole number >= 0, got {study.bootstrap!r}")
+    v = study.validate
+    if not (_is_number(v) and math.isfinite(v) and (v == 0 or v > 1)):
+        raise ConfigError(f"study {study.name!r}: validate must be 0 (off) or a factor > 1, got {v!r}")
 
 
 def _configure(study: Study, cfg: RunConfig, size: dict, tokens: int, budget: float | None,
