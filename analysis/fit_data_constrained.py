@@ -109,10 +109,9 @@ def _starts(base_lse):
     return np.column_stack([P, rd.ravel(), rn.ravel()])
 
 
-def _base_from_single_epoch(data: FitData, U, delta):
+def _base_from_single_epoch(data: FitData, single, delta):
     from .fit_parametric import fit_parametric
 
-    single = np.isclose(data.D, U, rtol=1e-6)
     if single.sum() < 5:
         raise AnalysisError(f"the data-constrained fit without a fixed base law needs at least 5 single-epoch rows "
                             f"(D = U) to fit it; the table has {int(single.sum())}")
@@ -124,15 +123,13 @@ def fit_data_constrained(data: FitData, base: Chinchilla | None = None, delta: f
                          target_flops: float | None = None) -> FitResult:
     """Fit R_D* and R_N* (and the base law when `base` is None; see module docstring)."""
     t0 = time.perf_counter()
+    U_table, ucol = unique_tokens(data, unique_col, epochs_col)
     require_points(len(data), 2 if base is not None else 7, "data-constrained fit")
-    U, ucol = unique_tokens(data, unique_col, epochs_col)
-    if np.any(U > data.D * (1 + 1e-9)):
-        i = int(np.argmax(U > data.D * (1 + 1e-9)))
-        raise AnalysisError(f"row {data.frame.index[i]}: unique tokens {U[i]:.4g} exceed training tokens {data.D[i]:.4g}")
+    U = np.minimum(U_table, data.D)  # a run shorter than its unique data sees D unique tokens
     fixed = base is not None
     n_single = None
     if base is None:
-        base, n_single = _base_from_single_epoch(data, U, delta)
+        base, n_single = _base_from_single_epoch(data, U_table >= data.D * (1 - 1e-9), delta)
     X = np.stack([np.log(data.N), np.log(data.D), np.log(U)])
     y, w = np.log(data.L), np.ones(len(data))
     P, f = minimize(_starts(base.to_lse()), X, y, w, delta, free=(0,) * 5 + (1, 1))
@@ -140,7 +137,7 @@ def fit_data_constrained(data: FitData, base: Chinchilla | None = None, delta: f
     if not fixed:  # all seven together from the two-stage optimum
         P, f = minimize(theta[None], X, y, w, delta, free=(1,) * 7)
         theta = P[0]
-    return _result(data, theta, float(np.nanmin(f)), U, ucol, fixed, n_single, delta, t0, target_flops)
+    return _result(data, theta, float(np.nanmin(f)), U, U_table, ucol, fixed, n_single, delta, t0, target_flops)
 
 
 def _law(theta, k) -> DataConstrained:
@@ -159,14 +156,15 @@ def worth_repeating(R_D_star: float, within: float = 0.05) -> dict:
             "near_fresh_epochs": float(epochs[ratio >= 1 - within][-1]), "near_fresh_within": within}
 
 
-def _result(data, theta, objective, U, ucol, fixed, n_single, delta, t0, target_flops):
+def _result(data, theta, objective, U, U_table, ucol, fixed, n_single, delta, t0, target_flops):
     law = _law(theta, data.k)
     pred = np.log(law(data.N, data.D, U))
     resid = np.log(data.L) - pred
     base = law.base
     params = {"R_D_star": law.R_D_star, "R_N_star": law.R_N_star, "E": base.E, "A": base.A, "B": base.B,
               "alpha": base.alpha, "beta": base.beta, "a": base.a, "b": base.b, "k": data.k}
-    frame = pd.DataFrame({"N": data.N, "D": data.D, "U": U, "epochs": data.D / U, "C": data.C, "loss": data.L,
+    frame = pd.DataFrame({"N": data.N, "D": data.D, "U": U, "unique_tokens": U_table, "epochs": data.D / U_table,
+                          "C": data.C, "loss": data.L,
                           "loss_fit": np.exp(pred), "residual": resid})
     warnings = []
     for name, v in (("R_D*", law.R_D_star), ("R_N*", law.R_N_star)):
@@ -175,7 +173,7 @@ def _result(data, theta, objective, U, ucol, fixed, n_single, delta, t0, target_
     extra = {"objective_convention": f"sum of Huber(delta={delta:g}) over log-loss residuals", "delta": delta,
              "base_law": "held fixed (given)" if fixed else f"fitted: single-epoch rows ({n_single}), then jointly",
              "lse_params": dict(zip(THETA_NAMES, map(float, theta))), "free": "R_D*, R_N*" if fixed else "all 7",
-             "unique_tokens": ucol, "max_epochs": float(np.max(data.D / U)),
+             "unique_tokens": ucol, "max_epochs": float(np.max(data.D / U_table)),
              "worth_repeating": worth_repeating(law.R_D_star), "columns": dict(data.columns, U=ucol),
              "fit_seconds": time.perf_counter() - t0}
     if target_flops:
