@@ -44,6 +44,8 @@ class ModelConfig:
     n_dec_layers: int = 0  # encdec only: decoder layers (0 = n_layers)
     attn_window: int = 0  # sparse attention: sliding window size in tokens (0 = full attention)
     attn_global_tokens: int = 0  # sparse attention: leading tokens every query may see
+    attn_impl: str = "auto"  # auto | xla | cudnn (auto: cuDNN flash attention on an NVIDIA GPU in bf16, else XLA)
+    remat: str = "none"  # none | full | save_matmuls: what the backward pass recomputes per layer
     dtype: str = "float32"  # activation / matmul dtype: float32 | bfloat16
     param_dtype: str = "float32"
     init_std: float = 0.02
@@ -76,6 +78,8 @@ class ModelConfig:
         _choice("model.mlp", self.mlp, ("gelu", "swiglu"))
         _choice("model.dtype", self.dtype, ("float32", "bfloat16"))
         _choice("model.param_dtype", self.param_dtype, ("float32", "bfloat16"))
+        _choice("model.attn_impl", self.attn_impl, ("auto", "xla", "cudnn"))
+        _choice("model.remat", self.remat, ("none", "full", "save_matmuls"))
         for name in ("d_model", "n_layers", "n_heads", "seq_len"):
             _positive(f"model.{name}", getattr(self, name))
         if self.d_model % self.n_heads:
@@ -209,6 +213,8 @@ class RunConfig:
         d = self.to_dict()
         for key in ("mesh", "checkpoint_every", "keep_checkpoints"):
             d.pop(key)
+        for key in ("attn_impl", "remat"):  # how attention runs and what is recomputed, not what
+            d["model"].pop(key)
         d["train"].pop("microbatches")
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -11,9 +11,13 @@ uses them. Conventions:
 FLOPs are per *trained* token (one multiply-add = 2 FLOPs), forward + backward = 3 × forward:
 
 * `flops_exact`: every matmul of the forward pass — Q/K/V/O projections, the attention score
-  (QKᵀ) and value (AV) products, the MLP and the output head — × 3. Attention is counted over
-  the full T×T square, *not* halved for causality, because the dense masked implementation
-  computes every entry (that is also what XLA counts). Elementwise work (softmax, norms,
+  (QKᵀ) and value (AV) products, the MLP and the output head — × 3. Attention counts the (query,
+  key) pairs the kernel computes (`lab.attention.score_pairs`), 4·H·E FLOPs each: dense attention
+  the full T×T square, *not* halved for causality, because the masked implementation computes
+  every entry (that is also what XLA counts); a sliding window W with g global tokens, evaluated
+  blockwise, T_W·(W_eff + g) + g·T pairs, where T_W = T rounded up to a multiple of W, W_eff = 2W
+  (causal: the previous key block and its own) or 3W (bidirectional: both neighbours), and g·T
+  are the global query rows — ∝ T·(W_eff + g), not T². Elementwise work (softmax, masks, norms,
   activations, the optimizer update) is excluded; it is a few percent for tiny models.
 * `flops_6n`: 6 · params_non_embedding (Kaplan et al. 2020).
 * `flops_6n_total`: 6 · params_total (Hoffmann et al. 2022 count all parameters).
@@ -24,8 +28,8 @@ is read as S = T // 2 source tokens (encoder) and T - S target tokens (decoder);
 is any of these T, so per-token figures × the run's tokens (batch × seq_len per step) are the
 run's totals, as for the other architectures (the loss averages over the T - S decoder
 predictions). `flops_exact` is the window's forward matmuls / T, × 3: encoder layers on S tokens
-with S×S attention; decoder layers on T - S tokens with (T-S)×(T-S) self-attention and
-(T-S)×S cross-attention, whose key/value projections act on the S encoder outputs; the head on
+with S×S attention (bidirectional window rule); decoder layers on T - S tokens with (T-S)×(T-S)
+self-attention (causal window rule) and full (T-S)×S cross-attention, whose key/value projections act on the S encoder outputs; the head on
 the T - S decoder tokens only. Parameters add the encoder's final norm and each decoder
 layer's cross-attention (Q/K/V/O) and its norm. `flops_6n` keeps 6·N, which for encdec is ~2×
 the real cost (each token passes through one of the two stacks); `flops_deepseek` takes L =
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from lab.attention import score_pairs
 from lab.config import ModelConfig
 
 
@@ -92,7 +97,10 @@ def _encdec_forward(cfg: ModelConfig) -> tuple[int, float, float, float]:
     dec_matmul, dec_norms = _layer_params(cfg, cross=True)
     cross_kv = 2 * D * cfg.kv_heads * cfg.head_dim  # applied to the S encoder outputs
     non_embedding = Le * (enc_matmul + enc_norms) + Ld * (dec_matmul + dec_norms) + 2 * norm  # 2 final norms
-    attention = Le * 4 * S * S * HE + Ld * 4 * (Tt * Tt + Tt * S) * HE  # per window
+    sparse = dict(window=cfg.attn_window, global_tokens=cfg.attn_global_tokens)
+    enc_pairs = score_pairs(S, S, causal=False, **sparse)
+    dec_pairs = score_pairs(Tt, Tt, causal=True, **sparse) + Tt * S
+    attention = 4 * HE * (Le * enc_pairs + Ld * dec_pairs)  # per window
     head = 2 * D * V * Tt
     matmuls = 2 * Le * enc_matmul * S + 2 * Ld * ((dec_matmul - cross_kv) * Tt + cross_kv * S)
     return non_embedding, (matmuls + attention + head) / T, attention / T, head / T
@@ -109,7 +117,9 @@ def model_costs(cfg: ModelConfig) -> Costs:
         norm = (2 if cfg.norm == "layernorm" else 1) * D
         matmul, norms = _layer_params(cfg, cross=False)
         non_embedding = L * (matmul + norms) + norm  # + final norm
-        attention = L * 2 * 2 * T * cfg.n_heads * cfg.head_dim  # QKᵀ and AV, per query token
+        pairs = score_pairs(T, T, causal=cfg.arch == "decoder", window=cfg.attn_window,
+                            global_tokens=cfg.attn_global_tokens)
+        attention = L * 2 * 2 * pairs / T * cfg.n_heads * cfg.head_dim  # QKᵀ and AV, per token
         head_flops = 2 * D * V
         forward = 2 * L * matmul + attention + head_flops
     return Costs(

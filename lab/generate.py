@@ -1,11 +1,14 @@
 """Text generation with a KV cache: prefill the prompt, then decode one token per step.
 
-Each decoder layer keeps preallocated keys and values [B, S_max, K, E] (S_max = prompt + new
-tokens); a step writes the new token's keys/values at its slot with `dynamic_update_slice` and
-attends over the whole cache under the causal (and sliding-window / global-token) mask of the
-slot indices, so unwritten slots are never seen. Prefill and the `lax.scan` over new tokens are one
-jitted program. For encdec the source is encoded once and every layer's cross-attention
-keys/values are computed once; the decoder is cached as above.
+The cache is stacked over the decoder's layers, ([L, B, C, K, E] keys, the same for values), and
+carried through the layer scan. Slots: without a window, C = prompt + new tokens, slot = position.
+With a window W and g global tokens (when g + W is fewer), C = g + W: a global token keeps its own
+slot, and position p >= g lives in ring slot g + (p - g) mod W, overwriting p - W, which no later
+query can see. A call with T new tokens attends over the C slots as they were (each slot's
+position derived from the write index; unwritten slots masked) plus its own T keys, under the
+model's causal / window / global-token rule, then writes the new keys (of those sharing a ring
+slot, the last). Prefill and the `lax.scan` over new tokens are one jitted program. For encdec the
+source is encoded once and every layer's cross-attention keys/values are computed once.
 
     new_BxN = generate(graphdef, model_cfg, params, prompt_BxP, 32, jax.random.key(0), temperature=0.8, top_k=40)
 
@@ -23,34 +26,65 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lab.attention import attention_mask
 from lab.config import ConfigError
-from lab.layers import attention_mask
+from lab.model import scan_layers
 
 
-def init_cache(cfg, batch: int, length: int) -> list:
-    """Zeroed (k, v) pairs [B, S_max, K, E] in the compute dtype, one per decoder layer."""
-    shape = (batch, length, cfg.kv_heads, cfg.head_dim)
+def cache_layout(cfg, slots: int) -> tuple[int, int]:
+    """(global slots, ring slots) of a cache with `slots` slots: (g, W) for a windowed model whose
+    g + W slots are fewer than the sequence, else (0, slots) — a ring as long as the sequence."""
+    W, g = cfg.attn_window, cfg.attn_global_tokens
+    return (g, W) if W and slots >= g + W else (0, slots)
+
+
+def init_cache(cfg, batch: int, length: int) -> tuple:
+    """Zeroed keys and values [L, B, C, K, E] in the compute dtype for `length` positions."""
+    W, g = cfg.attn_window, cfg.attn_global_tokens
+    slots = g + W if W and g + W < length else length
     n_layers = cfg.dec_layers if cfg.arch == "encdec" else cfg.n_layers
-    return [(jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype)) for _ in range(n_layers)]
+    shape = (n_layers, batch, slots, cfg.kv_heads, cfg.head_dim)
+    return jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype)
+
+
+def slot_positions(index, n_global: int, ring: int):
+    """[C]: the position each slot holds once positions < `index` are written (-1: none)."""
+    slot_C = jnp.arange(n_global + ring)
+    behind_C = index - 1 - slot_C  # ring slot r = slot - g last held g + r + ring·k <= index - 1
+    ring_C = slot_C + ring * jnp.floor_divide(behind_C, ring)
+    return jnp.where(slot_C < n_global, jnp.where(slot_C < index, slot_C, -1), jnp.where(behind_C >= 0, ring_C, -1))
+
+
+def write_slots(index_T, n_global: int, ring: int):
+    """[T]: the slot each new position is written to; n_global + ring (dropped) for a position
+    that a later one of the same call overwrites."""
+    slot_T = jnp.where(index_T < n_global, index_T, n_global + (index_T - n_global) % ring)
+    kept_T = (index_T < n_global) | (index_T > index_T[-1] - ring)
+    return jnp.where(kept_T, slot_T, n_global + ring)
 
 
 def cached_forward(model, tokens_BxT, index, cache, cross_kv=None):
-    """Logits [B, T, V] of T new tokens written at cache slots index .. index+T-1 (every earlier
-    slot already filled), and the updated cache."""
+    """Logits [B, T, V] of T new tokens at positions index .. index+T-1 (every earlier position
+    already in the cache), and the updated cache."""
     cfg = model.cfg
-    T, S_max = tokens_BxT.shape[1], cache[0][0].shape[1]
-    index_T = index + jnp.arange(T)
+    k_LxBxCxKxE, v_LxBxCxKxE = cache
+    n_global, ring = cache_layout(cfg, k_LxBxCxKxE.shape[2])
+    index_T = index + jnp.arange(tokens_BxT.shape[1])
     positions_T = index_T + (model.target_start if cfg.arch == "encdec" else 0)
-    mask_TxS = attention_mask(index_T, jnp.arange(S_max), causal=True, window=cfg.attn_window,
-                              global_tokens=cfg.attn_global_tokens)
+    key_pos_S = jnp.concatenate([slot_positions(index, n_global, ring), index_T])  # S = C + T
+    mask_TxS = attention_mask(index_T, key_pos_S, causal=True, window=cfg.attn_window,
+                              global_tokens=cfg.attn_global_tokens) & (key_pos_S >= 0)[None, :]
+
+    def layer(block, x_BxTxD, xs):
+        k_BxCxKxE, v_BxCxKxE, cross_kv_l = xs
+        return block(x_BxTxD, positions_T, cache=(k_BxCxKxE, v_BxCxKxE, mask_TxS), cross_kv=cross_kv_l)
+
     x_BxTxD = model.embed_tokens(tokens_BxT, positions_T)
-    cross_mask_TxS = None if cross_kv is None else jnp.ones((T, cross_kv[0][0].shape[1]), bool)
-    new_cache = []
-    for i, block in enumerate(model.blocks):
-        x_BxTxD, kv = block(x_BxTxD, mask_TxS, positions_T, cache=(*cache[i], index),
-                            cross_kv=None if cross_kv is None else cross_kv[i], cross_mask_TxS=cross_mask_TxS)
-        new_cache.append(kv)
-    return model.logits(x_BxTxD), new_cache
+    x_BxTxD, (k_LxBxTxKxE, v_LxBxTxKxE) = scan_layers(model.blocks, x_BxTxD, layer,
+                                                       xs=(k_LxBxCxKxE, v_LxBxCxKxE, cross_kv))
+    slot_T = write_slots(index_T, n_global, ring)
+    write = lambda c, new: c.at[:, :, slot_T].set(new.astype(c.dtype), mode="drop")
+    return model.logits(x_BxTxD), (write(k_LxBxCxKxE, k_LxBxTxKxE), write(v_LxBxCxKxE, v_LxBxTxKxE))
 
 
 def sample_logits(logits_BxV, key, temperature: float = 0.0, top_k: int = 0):

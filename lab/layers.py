@@ -1,4 +1,5 @@
-"""Transformer building blocks in Flax NNX: norms, positional encodings, attention, MLP.
+"""Transformer building blocks in Flax NNX: norms, positional encodings, attention, MLP (the
+attention kernels themselves are in `lab.attention`).
 
 Tensor names carry their shapes (B batch, T query positions, S key positions, D model width,
 H query heads, K key/value heads, G = H // K query heads per kv head, E head dim, F MLP width,
@@ -14,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lab.attention import dot_attention, resolve_impl, self_attention
 from lab.config import ModelConfig
 from lab.sharding import constrain
 
@@ -87,25 +89,6 @@ def apply_rope(x_BxTxHxE, positions_T, theta: float):
     return out.astype(x_BxTxHxE.dtype)
 
 
-def attention_mask(q_pos_T, k_pos_S, *, causal: bool, window: int = 0, global_tokens: int = 0):
-    """Boolean [T, S] mask: True where query t may attend to key s.
-
-    causal: s <= t.  window > 0: additionally t - s < window (sliding window; for bidirectional
-    attention |t - s| < window).  global_tokens g > 0: keys s < g are visible to every query and
-    queries t < g see every (allowed-by-causality) key, as in Longformer/BigBird global tokens.
-    """
-    t, s = q_pos_T[:, None], k_pos_S[None, :]
-    allowed = jnp.ones((q_pos_T.shape[0], k_pos_S.shape[0]), bool)
-    if window:
-        near = (t - s < window) if causal else (jnp.abs(t - s) < window)
-        if global_tokens:
-            near = near | (s < global_tokens) | (t < global_tokens)
-        allowed = allowed & near
-    if causal:
-        allowed = allowed & (s <= t)
-    return allowed
-
-
 class Attention(nnx.Module):
     """Multi-head attention with grouped key/value heads (MHA when K == H, MQA when K == 1).
 
@@ -115,6 +98,7 @@ class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, out_std: float):
         D, H, K, E = cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.head_dim
         self.cfg = cfg
+        self.impl = resolve_impl(cfg.attn_impl, cfg.dtype, E)
         self.wq = param(rngs, (D, H, E), ("embed", "heads", "head_dim"), cfg)
         self.wk = param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), cfg)
         self.wv = param(rngs, (D, K, E), ("embed", "kv_heads", "head_dim"), cfg)
@@ -129,25 +113,22 @@ class Attention(nnx.Module):
             k_BxSxKxE = apply_rope(k_BxSxKxE, positions_S, self.cfg.rope_theta)
         return k_BxSxKxE, v_BxSxKxE
 
-    def __call__(self, x_BxTxD, mask_TxS, positions_T=None, *, kv=None):
-        """`kv` = (k_BxSxKxE, v_BxSxKxE) from `project_kv` (cross-attention or a KV cache)."""
+    def __call__(self, x_BxTxD, positions_T=None, *, causal: bool = False, kv=None, mask_TxS=None):
+        """Self-attention under the config's window / global-token rule (blockwise where that reads
+        fewer keys), or, given `kv` = (k_BxSxKxE, v_BxSxKxE) from `project_kv` (cross-attention or a
+        KV cache), attention over those keys where `mask_TxS` allows (None: all of them)."""
         cfg, dt = self.cfg, x_BxTxD.dtype
         q_BxTxHxE = jnp.einsum("btd,dhe->bthe", x_BxTxD, self.wq[...].astype(dt))
         q_BxTxHxE = constrain(q_BxTxHxE, ("batch", "seq", "act_heads", None))
         if positions_T is not None and cfg.pos_encoding == "rope":
             q_BxTxHxE = apply_rope(q_BxTxHxE, positions_T, cfg.rope_theta)
         if kv is None:
-            kv = self.project_kv(x_BxTxD, positions_T)
-        k_BxSxKxE, v_BxSxKxE = kv
-        B, T, H, E = q_BxTxHxE.shape
-        K = k_BxSxKxE.shape[2]
-        q_BxTxKxGxE = q_BxTxHxE.reshape(B, T, K, H // K, E)
-        logits_BxKxGxTxS = jnp.einsum("btkge,bske->bkgts", q_BxTxKxGxE, k_BxSxKxE)
-        logits_BxKxGxTxS = logits_BxKxGxTxS.astype(jnp.float32) / math.sqrt(E)
-        logits_BxKxGxTxS = jnp.where(mask_TxS, logits_BxKxGxTxS, jnp.finfo(jnp.float32).min)
-        probs_BxKxGxTxS = jax.nn.softmax(logits_BxKxGxTxS, axis=-1).astype(dt)
-        out_BxTxKxGxE = jnp.einsum("bkgts,bske->btkge", probs_BxKxGxTxS, v_BxSxKxE)
-        out_BxTxHxE = out_BxTxKxGxE.reshape(B, T, H, E)
+            k_BxTxKxE, v_BxTxKxE = self.project_kv(x_BxTxD, positions_T)
+            out_BxTxHxE = self_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, causal=causal, window=cfg.attn_window,
+                                         global_tokens=cfg.attn_global_tokens, impl=self.impl)
+        else:
+            mask = None if mask_TxS is None else mask_TxS[None, None]
+            out_BxTxHxE = dot_attention(q_BxTxHxE, *kv, mask, impl=self.impl)
         return jnp.einsum("bthe,hed->btd", out_BxTxHxE, self.wo[...].astype(dt))
 
 
@@ -186,19 +167,20 @@ class Block(nnx.Module):
         self.mlp_norm = Norm(cfg, rngs=rngs)
         self.mlp = MLP(cfg, rngs=rngs, out_std=out_std)
 
-    def __call__(self, x_BxTxD, mask_TxS, positions_T, *, cache=None, cross_kv=None, cross_mask_TxS=None):
-        """With `cache` = (k_BxSxKxE, v_BxSxKxE, index) (generation), this call's keys/values are
-        written at slots index .. index+T-1, attention reads the whole cache (`mask_TxS` over its
-        slots), and the result is (x, (k, v)) with the updated cache; otherwise x alone."""
+    def __call__(self, x_BxTxD, positions_T, *, causal: bool = True, cache=None, cross_kv=None):
+        """x after the block. With `cache` = (k_BxCxKxE, v_BxCxKxE, mask_TxC) (generation), self-
+        attention reads the C cached keys and this call's T new ones under mask_TxC (C + T
+        columns), and the result is (x, (k_BxTxKxE, v_BxTxKxE)): the new keys/values to store."""
         h_BxTxD = self.attn_norm(x_BxTxD)
-        kv = None
-        if cache is not None:
-            k_cache, v_cache, index = cache
-            k_BxTxKxE, v_BxTxKxE = self.attn.project_kv(h_BxTxD, positions_T)
-            kv = (jax.lax.dynamic_update_slice(k_cache, k_BxTxKxE.astype(k_cache.dtype), (0, index, 0, 0)),
-                  jax.lax.dynamic_update_slice(v_cache, v_BxTxKxE.astype(v_cache.dtype), (0, index, 0, 0)))
-        x_BxTxD = x_BxTxD + self.attn(h_BxTxD, mask_TxS, positions_T, kv=kv)
+        if cache is None:
+            x_BxTxD = x_BxTxD + self.attn(h_BxTxD, positions_T, causal=causal)
+        else:
+            k_BxCxKxE, v_BxCxKxE, mask_TxC = cache
+            new = self.attn.project_kv(h_BxTxD, positions_T)
+            kv = (jnp.concatenate([k_BxCxKxE, new[0].astype(k_BxCxKxE.dtype)], axis=1),
+                  jnp.concatenate([v_BxCxKxE, new[1].astype(v_BxCxKxE.dtype)], axis=1))
+            x_BxTxD = x_BxTxD + self.attn(h_BxTxD, positions_T, kv=kv, mask_TxS=mask_TxC)
         if self.cross:
-            x_BxTxD = x_BxTxD + self.cross_attn(self.cross_norm(x_BxTxD), cross_mask_TxS, kv=cross_kv)
+            x_BxTxD = x_BxTxD + self.cross_attn(self.cross_norm(x_BxTxD), kv=cross_kv)
         x_BxTxD = x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD))
-        return x_BxTxD if cache is None else (x_BxTxD, kv)
+        return x_BxTxD if cache is None else (x_BxTxD, new)

@@ -13,12 +13,57 @@ XLA's own FLOP count.
 
 from __future__ import annotations
 
+import contextlib
+
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from lab.config import ModelConfig
-from lab.layers import Block, Norm, attention_mask, param, sinusoidal_table
+from lab.layers import Block, Norm, next_key, param, sinusoidal_table
 from lab.sharding import constrain
+
+REMAT_POLICIES = {"full": None, "save_matmuls": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+_UNROLL = [False]
+
+
+@contextlib.contextmanager
+def unrolled_layers():
+    """Traces made inside unroll the layer scan into straight-line code: XLA's cost analysis counts
+    a loop's body once, so the FLOP audit (tests/test_costs.py) reads an unrolled program."""
+    _UNROLL.append(True)
+    try:
+        yield
+    finally:
+        _UNROLL.pop()
+
+
+def stacked_blocks(cfg: ModelConfig, n_layers: int, rngs: nnx.Rngs, **block_kwargs) -> Block:
+    """One Block whose parameters carry a leading [n_layers] axis (logical name `layers`), each
+    layer initialised from its own key (nnx.vmap over the creation)."""
+    keys = jax.random.split(next_key(rngs), n_layers)
+    blocks = nnx.vmap(lambda key: Block(cfg, rngs=nnx.Rngs(params=key), **block_kwargs), in_axes=0, out_axes=0)(keys)
+    for _, variable in nnx.iter_graph(blocks):
+        if isinstance(variable, nnx.Param):
+            variable.set_metadata(logical_axes=("layers", *variable.get_metadata("logical_axes")))
+    return blocks
+
+
+def scan_layers(blocks: Block, x_BxTxD, layer_fn, xs=None, remat: str = "none"):
+    """(x after every layer, stacked per-layer outputs): a `jax.lax.scan` over the stacked layers
+    of `blocks`; `layer_fn(block, x, xs_l) -> (x, ys_l)` runs one layer. `remat` (model.remat)
+    wraps the layer in `jax.checkpoint`: full keeps only its input, save_matmuls also its weight
+    matmuls' outputs, for the backward pass."""
+    graphdef, state = nnx.split(blocks)
+
+    def body(x_BxTxD, layer):
+        state_l, xs_l = layer
+        x_BxTxD, ys_l = layer_fn(nnx.merge(graphdef, state_l), x_BxTxD, xs_l)
+        return constrain(x_BxTxD, ("batch", "seq", "act_embed")), ys_l
+
+    if remat != "none":
+        body = jax.checkpoint(body, policy=REMAT_POLICIES[remat], prevent_cse=False)
+    return jax.lax.scan(body, x_BxTxD, (state, xs), unroll=_UNROLL[-1])
 
 
 class Transformer(nnx.Module):
@@ -33,10 +78,10 @@ class Transformer(nnx.Module):
             self.pos_embed = param(rngs, (T, D), ("pos", "embed"), cfg)
         encdec = cfg.arch == "encdec"
         if encdec:
-            self.enc_blocks = nnx.List([Block(cfg, rngs=rngs, n_residual=cfg.n_layers) for _ in range(cfg.n_layers)])
+            self.enc_blocks = stacked_blocks(cfg, cfg.n_layers, rngs, n_residual=cfg.n_layers)
             self.enc_norm = Norm(cfg, rngs=rngs)
         L = cfg.dec_layers if encdec else cfg.n_layers
-        self.blocks = nnx.List([Block(cfg, rngs=rngs, cross=encdec, n_residual=L) for _ in range(L)])
+        self.blocks = stacked_blocks(cfg, L, rngs, cross=encdec, n_residual=L)
         self.final_norm = Norm(cfg, rngs=rngs)
         if not cfg.tie_embeddings:
             self.head = param(rngs, (D, V), ("embed", "vocab"), cfg)
@@ -65,48 +110,39 @@ class Transformer(nnx.Module):
         """encdec: the window position of the decoder's first token (the source ends before it)."""
         return self.cfg.seq_len // 2
 
+    def self_stack(self, blocks, x_BxTxD, positions_T, *, causal: bool):
+        """x after a stack of self-attention blocks (no cross-attention)."""
+        layer = lambda block, x, _: (block(x, positions_T, causal=causal), None)
+        return scan_layers(blocks, x_BxTxD, layer, remat=self.cfg.remat)[0]
+
     def encode(self, source_BxS):
         """encdec: the encoder's output [B, S, D] (bidirectional, final encoder norm applied)."""
-        cfg = self.cfg
-        index_S = jnp.arange(source_BxS.shape[1])
-        mask_SxS = attention_mask(index_S, index_S, causal=False, window=cfg.attn_window,
-                                  global_tokens=cfg.attn_global_tokens)
-        positions_S = index_S + self.target_start - source_BxS.shape[1]
+        positions_S = jnp.arange(source_BxS.shape[1]) + self.target_start - source_BxS.shape[1]
         x_BxSxD = self.embed_tokens(source_BxS, positions_S)
-        for block in self.enc_blocks:
-            x_BxSxD = constrain(block(x_BxSxD, mask_SxS, positions_S), ("batch", "seq", "act_embed"))
-        return self.enc_norm(x_BxSxD)
+        return self.enc_norm(self.self_stack(self.enc_blocks, x_BxSxD, positions_S, causal=False))
 
     def cross_kv(self, enc_BxSxD):
-        """encdec: each decoder layer's cross-attention keys and values of the encoder output."""
-        return [block.cross_attn.project_kv(enc_BxSxD) for block in self.blocks]
+        """encdec: every decoder layer's cross-attention keys and values of the encoder output,
+        stacked: ([L, B, S, K, E], [L, B, S, K, E])."""
+        kv = lambda block, x, _: (x, block.cross_attn.project_kv(enc_BxSxD))
+        return scan_layers(self.blocks, enc_BxSxD, kv)[1]
 
     def decode(self, tokens_BxT, enc_BxSxD):
         """encdec: logits [B, T, V] of the causal decoder reading the encoded source."""
-        cfg = self.cfg
-        index_T = jnp.arange(tokens_BxT.shape[1])
-        mask_TxT = attention_mask(index_T, index_T, causal=True, window=cfg.attn_window,
-                                  global_tokens=cfg.attn_global_tokens)
-        cross_mask_TxS = jnp.ones((tokens_BxT.shape[1], enc_BxSxD.shape[1]), bool)
-        positions_T = index_T + self.target_start
+        positions_T = jnp.arange(tokens_BxT.shape[1]) + self.target_start
         x_BxTxD = self.embed_tokens(tokens_BxT, positions_T)
-        for block, cross_kv in zip(self.blocks, self.cross_kv(enc_BxSxD)):
-            x_BxTxD = block(x_BxTxD, mask_TxT, positions_T, cross_kv=cross_kv, cross_mask_TxS=cross_mask_TxS)
-            x_BxTxD = constrain(x_BxTxD, ("batch", "seq", "act_embed"))
-        return self.logits(x_BxTxD)
+
+        def layer(block, x_BxTxD, _):
+            cross_kv = block.cross_attn.project_kv(enc_BxSxD)
+            return block(x_BxTxD, positions_T, causal=True, cross_kv=cross_kv), None
+
+        return self.logits(scan_layers(self.blocks, x_BxTxD, layer, remat=self.cfg.remat)[0])
 
     def __call__(self, tokens_BxT, source_BxS=None):
         """Logits [B, T, V] for every position (causal for the decoder); encdec: the decoder's
         logits for target tokens_BxT given source_BxS."""
-        cfg = self.cfg
-        if cfg.arch == "encdec":
+        if self.cfg.arch == "encdec":
             return self.decode(tokens_BxT, self.encode(source_BxS))
         positions_T = jnp.arange(tokens_BxT.shape[1])
-        mask_TxT = attention_mask(
-            positions_T, positions_T, causal=cfg.arch == "decoder",
-            window=cfg.attn_window, global_tokens=cfg.attn_global_tokens,
-        )
         x_BxTxD = self.embed_tokens(tokens_BxT, positions_T)
-        for block in self.blocks:
-            x_BxTxD = constrain(block(x_BxTxD, mask_TxT, positions_T), ("batch", "seq", "act_embed"))
-        return self.logits(x_BxTxD)
+        return self.logits(self.self_stack(self.blocks, x_BxTxD, positions_T, causal=self.cfg.arch == "decoder"))

@@ -33,11 +33,12 @@ from flax import nnx
 
 from lab.config import ConfigError
 
-# parameter name -> its contracted (input) axes; every other axis is an output channel
+# parameter name -> its contracted (input) axes, counted from the end so that a scanned stack's
+# leading [layers] axis is an output-channel axis like the rest (one scale per layer and channel)
 CONTRACTED: dict[str, tuple[int, ...]] = {
-    "wq": (0,), "wk": (0,), "wv": (0,), "wo": (0, 1),
-    "w_in": (0,), "w_gate": (0,), "w_out": (0,),
-    "head": (0,), "embed": (1,),
+    "wq": (-3,), "wk": (-3,), "wv": (-3,), "wo": (-3, -2),
+    "w_in": (-2,), "w_gate": (-2,), "w_out": (-2,),
+    "head": (-2,), "embed": (-1,),
 }
 QMAX = {8: 127, 4: 7}
 

@@ -38,6 +38,7 @@ RULES: dict[str, str | tuple[str, ...] | None] = {
     "mlp": "tensor",
     "norm": None,
     "pos": None,
+    "layers": None,  # the leading axis of the scanned block stack: every device holds every layer
     # activations
     "batch": ("data", "fsdp"),
     "seq": None,

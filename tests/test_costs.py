@@ -9,7 +9,7 @@ from flax import nnx
 
 from lab.config import ModelConfig
 from lab.costs import model_costs
-from lab.model import Transformer
+from lab.model import Transformer, unrolled_layers
 from lab.objectives import make_loss_fn
 
 CONFIGS = {
@@ -20,6 +20,15 @@ CONFIGS = {
     "encdec_untied_learned_gqa": ModelConfig(
         arch="encdec", vocab_size=256, d_model=128, n_layers=2, n_dec_layers=3, n_heads=4, n_kv_heads=2,
         seq_len=64, tie_embeddings=False, pos_encoding="learned"),
+    # blockwise sparse attention: T a multiple of W, and not (with global tokens)
+    "decoder_window": ModelConfig(vocab_size=256, d_model=128, n_layers=2, n_heads=4, seq_len=256, attn_window=32),
+    "decoder_window_global_ragged": ModelConfig(
+        vocab_size=256, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=200, attn_window=24,
+        attn_global_tokens=4),
+    "encoder_window_global": ModelConfig(arch="encoder", vocab_size=256, d_model=128, n_layers=2, n_heads=4,
+                                         seq_len=256, attn_window=32, attn_global_tokens=4),
+    "encdec_window": ModelConfig(arch="encdec", vocab_size=256, d_model=128, n_layers=2, n_heads=4, seq_len=256,
+                                 attn_window=16, attn_global_tokens=2),
 }
 
 
@@ -56,10 +65,11 @@ def test_flops_exact_matches_xla(name):
     loss_fn = make_loss_fn(graphdef, cfg)  # next-token, or encdec's source/target split
 
     def loss(params, batch):
-        return loss_fn(params, batch, None)[0]
+        return loss_fn(params, batch, jax.random.key(0))[0]  # the key draws MLM masks (encoder)
 
     def xla_flops(fn):
-        ca = jax.jit(fn).lower(params, batch).compile().cost_analysis()
+        with unrolled_layers():  # XLA counts a loop body once
+            ca = jax.jit(fn).lower(params, batch).compile().cost_analysis()
         return (ca[0] if isinstance(ca, list) else ca)["flops"]
 
     ours = model_costs(cfg).flops_exact * B * cfg.seq_len
@@ -99,3 +109,22 @@ def test_encdec_conventions():
     assert c.flops_exact == pytest.approx(3 * forward / T, rel=1e-12)
     assert c.flops_head == pytest.approx(3 * 2 * D * V * Tt / T, rel=1e-12)
     assert c.flops_deepseek == 72 * (Le + Ld) * D**2 + 12 * (Le + Ld) * D * T
+
+
+def test_windowed_attention_flops_grow_as_t_times_window():
+    """Blockwise sliding window: T·(2W + g) + g·T score pairs (causal), T·(3W + g) + g·T
+    (bidirectional), T rounded up to whole blocks; dense when the blocks would read every key."""
+    D, L, W, g = 64, 3, 16, 2
+    for T in (64, 256, 1024):
+        base = ModelConfig(vocab_size=256, d_model=D, n_layers=L, n_heads=4, seq_len=T)
+        dense = model_costs(base)
+        window = model_costs(dataclasses.replace(base, attn_window=W, attn_global_tokens=g))
+        assert dense.flops_attention == 3 * L * 4 * T * D
+        assert window.flops_attention == pytest.approx(3 * L * 4 * D * ((2 * W + g) + g), rel=1e-12)
+        assert dense.flops_exact - window.flops_exact == pytest.approx(dense.flops_attention - window.flops_attention)
+        encoder = model_costs(dataclasses.replace(base, arch="encoder", attn_window=W, attn_global_tokens=g))
+        assert encoder.flops_attention == pytest.approx(3 * L * 4 * D * ((3 * W + g) + g), rel=1e-12)
+    ragged = model_costs(ModelConfig(vocab_size=256, d_model=D, n_layers=1, n_heads=4, seq_len=100, attn_window=16))
+    assert ragged.flops_attention == pytest.approx(3 * 4 * D * (112 * 32) / 100, rel=1e-12)  # 7 blocks of 16
+    wide = ModelConfig(vocab_size=256, d_model=D, n_layers=1, n_heads=4, seq_len=32, attn_window=16)
+    assert model_costs(wide).flops_attention == model_costs(dataclasses.replace(wide, attn_window=0)).flops_attention

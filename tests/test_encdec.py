@@ -42,7 +42,10 @@ def test_every_parameter_has_a_sharding_rule():
     for path, var in flat.items():
         assert len(var.get_metadata()["logical_axes"]) == var[...].ndim, path
     sharding.param_shardings(state, sharding.make_mesh(""))  # raises if any axis lacks a rule
-    assert "blocks/0/cross_attn/wk" in flat and "enc_blocks/1/attn/wq" in flat and "enc_norm/scale" in flat
+    assert "blocks/cross_attn/wk" in flat and "enc_blocks/attn/wq" in flat and "enc_norm/scale" in flat
+    # each stack is one scanned block over stacked parameters: a leading `layers` axis
+    assert flat["enc_blocks/attn/wq"][...].shape == (2, 32, 4, 8) and flat["blocks/cross_attn/wk"][...].shape[0] == 1
+    assert flat["enc_blocks/mlp_norm/scale"].get_metadata()["logical_axes"] == ("layers", "norm")
     assert not any(k.startswith("enc_blocks") and "cross" in k for k in flat)
 
 

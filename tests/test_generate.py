@@ -19,6 +19,10 @@ MODELS = {
     "rope_gqa": dataclasses.replace(BASE, n_kv_heads=2),
     "learned_window_global": dataclasses.replace(BASE, pos_encoding="learned", attn_window=3, attn_global_tokens=1),
     "encdec_learned_mqa": dataclasses.replace(BASE, arch="encdec", n_dec_layers=3, pos_encoding="learned", n_kv_heads=1),
+    # windows shorter than prompt + new tokens (11): a ring cache of W (+ g) slots, blockwise full forward
+    "rope_window_gqa": dataclasses.replace(BASE, n_kv_heads=2, attn_window=2),
+    "encdec_window_global_remat": dataclasses.replace(BASE, arch="encdec", n_dec_layers=2, attn_window=2,
+                                                      attn_global_tokens=2, remat="full"),
 }
 P, N = 5, 6  # prompt tokens, new tokens
 
@@ -57,8 +61,8 @@ def test_cached_greedy_equals_full_forward(name):
 
 
 def test_cached_step_respects_sliding_window():
-    """One layer, window 3, one global token: the incremental step at slot 7 sees slots 0, 5, 6, 7
-    only — changing slot 3 in the cache leaves its logits bit-identical, changing slot 5 does not."""
+    """One layer, window 3, one global token: a cache of 1 + 3 slots; the incremental step at
+    position 7 sees positions 0, 5, 6, 7 only — changing slot 3 in the cache leaves its logits bit-identical, changing slot 5 does not."""
     cfg = dataclasses.replace(BASE, n_layers=1, attn_window=3, attn_global_tokens=1)
     model, _, _ = split(cfg)
     tokens = jax.random.randint(jax.random.key(3), (1, 8), 0, cfg.vocab_size)
@@ -66,6 +70,7 @@ def test_cached_step_respects_sliding_window():
     @jax.jit
     def last_step_logits(tokens_1x8):
         cache = init_cache(cfg, 1, 8)
+        assert cache[0].shape == (1, 1, 4, cfg.kv_heads, cfg.head_dim)  # [L, B, g + W slots, K, E]
         _, cache = cached_forward(model, tokens_1x8[:, :7], 0, cache)  # prefill 7 slots
         logits, _ = cached_forward(model, tokens_1x8[:, 7:], 7, cache)  # one incremental step
         return logits[0, 0]

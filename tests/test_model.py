@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from lab.config import ModelConfig
-from lab.layers import attention_mask
+from lab.attention import attention_mask
 from lab.model import Transformer
 from lab.objectives import cross_entropy
 
@@ -22,6 +22,8 @@ VARIANTS = {
     "gqa_swiglu_rms_untied": dataclasses.replace(BASE, n_kv_heads=2, mlp="swiglu", norm="rmsnorm", tie_embeddings=False),
     "mqa": dataclasses.replace(BASE, n_kv_heads=1),
     "bf16": dataclasses.replace(BASE, dtype="bfloat16"),
+    "window_global_gqa": dataclasses.replace(BASE, n_kv_heads=2, attn_window=4, attn_global_tokens=2),
+    "remat_full": dataclasses.replace(BASE, remat="full"),
 }
 
 

@@ -50,8 +50,12 @@ def test_quantized_tree_bytes(trained):
     for bits in (8, 4):
         q = quantize(params, bits)
         sizes = matmul_bytes(params, q)
-        n_quantized = sum(isinstance(t, QTensor) for t in jax.tree.leaves(q, is_leaf=lambda t: isinstance(t, QTensor)))
-        assert n_quantized == 1 + 6 * cfg.model.n_layers  # embedding; wq, wk, wv, wo, w_in, w_out per layer
+        quantized = [t for t in jax.tree.leaves(q, is_leaf=lambda t: isinstance(t, QTensor)) if isinstance(t, QTensor)]
+        assert len(quantized) == 1 + 6  # embedding; wq, wk, wv, wo, w_in, w_out, each stacked over the layers
+        stacked = [t for t in quantized if len(t.shape) > 2 or t.shape[0] == cfg.model.n_layers]
+        assert len(stacked) == 6 and all(t.shape[0] == cfg.model.n_layers for t in stacked)
+        # one scale per layer and output channel: the leading layers axis is never contracted
+        assert all(t.scale.shape[0] == cfg.model.n_layers for t in stacked)
         assert sizes["matmul_codes"] == sizes["matmul_float"] * bits // 32  # every matmul weight count is even
         # per-output-channel float32 scales: 1/|contracted| of the float bytes, |contracted| >= d_model = 32
         assert sizes["matmul_scales"] <= sizes["matmul_float"] // 32

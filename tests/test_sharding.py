@@ -31,6 +31,7 @@ def test_rules_are_strict():
     with pytest.raises(ConfigError, match="no sharding rule for logical axis 'experts'"):
         sharding.logical_to_spec(("experts", "embed"))
     assert sharding.logical_to_spec(("embed", "mlp")) == sharding.P("fsdp", "tensor")
+    assert sharding.logical_to_spec(("layers", "embed", "mlp")) == sharding.P(None, "fsdp", "tensor")
 
 
 WORKER = """
@@ -79,19 +80,20 @@ def test_every_parameter_sharded_as_the_policy_says(sharded_runs):
     assert shapes["data=8"]["embed"] == [256, 32]
     # FSDP: the model-width axis split 8 ways, in parameters and Adam moments alike
     assert shapes["fsdp=8"]["embed"] == [256, 4] and runs["fsdp=8"]["mu_embed_shard"] == [256, 4]
-    assert shapes["fsdp=8"]["blocks/0/attn/wq"] == [4, 8, 4]
-    assert shapes["fsdp=8"]["blocks/1/mlp/w_out"] == [128, 4]
+    # the scanned stack: a leading [layers] axis, never split
+    assert shapes["fsdp=8"]["blocks/attn/wq"] == [2, 4, 8, 4]
+    assert shapes["fsdp=8"]["blocks/mlp/w_out"] == [2, 128, 4]
     # tensor parallel: heads, MLP hidden and vocabulary split 8 ways
-    assert shapes["tensor=8"]["blocks/0/attn/wq"] == [32, 1, 4]
-    assert shapes["tensor=8"]["blocks/0/attn/wo"] == [1, 4, 32]
-    assert shapes["tensor=8"]["blocks/0/mlp/w_in"] == [32, 16]
+    assert shapes["tensor=8"]["blocks/attn/wq"] == [2, 32, 1, 4]
+    assert shapes["tensor=8"]["blocks/attn/wo"] == [2, 1, 4, 32]
+    assert shapes["tensor=8"]["blocks/mlp/w_in"] == [2, 32, 16]
     assert shapes["tensor=8"]["embed"] == [32, 32]
     # 2x2x2: both at once
-    assert shapes["data=2,fsdp=2,tensor=2"]["blocks/0/attn/wq"] == [16, 4, 4]
-    assert specs["data=2,fsdp=2,tensor=2"]["blocks/0/mlp/w_in"] == ["fsdp", "tensor"]
+    assert shapes["data=2,fsdp=2,tensor=2"]["blocks/attn/wq"] == [2, 16, 4, 4]
+    assert specs["data=2,fsdp=2,tensor=2"]["blocks/mlp/w_in"] == ["None", "fsdp", "tensor"]
     # norms are replicated on purpose
     for mesh in MESHES:
-        assert shapes[mesh]["final_norm/scale"] == [32]
+        assert shapes[mesh]["final_norm/scale"] == [32] and shapes[mesh]["blocks/attn_norm/scale"] == [2, 32]
 
 
 @pytest.mark.parametrize("mesh", MESHES)
@@ -124,7 +126,7 @@ except ConfigError as e:
     print("ERR", e)
 """
     proc = run_python(code.format(cfg=json.dumps(TINY.to_dict()), out=str(tmp_path / "r")), devices=8)
-    assert re.search(r"ERR parameter blocks/0/attn/w[qkv]: dimension '(kv_)?heads' of size 4 is not divisible "
+    assert re.search(r"ERR parameter blocks/attn/w[qkv]: dimension '(kv_)?heads' of size 4 is not divisible "
                      r"by mesh axes \('tensor',\) of size 8", proc.stdout), proc.stdout + proc.stderr[-2000:]
     assert not (tmp_path / "r" / "result.json").exists()
 

@@ -1,0 +1,141 @@
+"""Attention kernels: the mask rule, dense attention through `jax.nn.dot_product_attention`, and
+blockwise sliding-window + global-token attention that computes T·(W_eff + g) scores, not T².
+
+Shapes: B batch, T queries, S keys, H query heads, K key/value heads (GQA: H a multiple of K, the
+API groups them itself), E head dim; blocks: N query blocks of W queries, each reading C keys.
+
+The rule (`attention_mask`): causal s <= t; a window W keeps t - s < W (bidirectional
+|t - s| < W); g global tokens: keys s < g are seen by every query and queries t < g see every
+key the causality allows (Longformer / BigBird). Blockwise evaluation (`blockwise_attention`)
+cuts the queries into blocks of W; a block reads only the key blocks its window can reach (causal:
+the previous and its own, 2W keys; bidirectional: both neighbours too, 3W) plus the g global
+key columns; the g global query rows are computed separately over all keys. It is used whenever
+it reads fewer keys than there are (`blockwise_keys`), and it equals the dense masked attention.
+`lab.costs` counts exactly these pairs (`score_pairs`).
+
+`impl`: "xla" (any backend) or "cudnn" (cuDNN's fused flash attention, NVIDIA GPUs, bf16/fp16);
+`resolve_impl("auto", ...)` picks cudnn where it can run, else xla. Either way the softmax
+statistics are float32 (XLA: logits accumulated in float32; cuDNN: by construction).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from lab.config import ConfigError
+
+IMPLS = ("auto", "xla", "cudnn")
+
+
+def attention_mask(q_pos_T, k_pos_S, *, causal: bool, window: int = 0, global_tokens: int = 0):
+    """Boolean [T, S] mask: True where query t may attend to key s (see the module docstring)."""
+    t, s = q_pos_T[:, None], k_pos_S[None, :]
+    allowed = jnp.ones((q_pos_T.shape[0], k_pos_S.shape[0]), bool)
+    if window:
+        near = (t - s < window) if causal else (jnp.abs(t - s) < window)
+        if global_tokens:
+            near = near | (s < global_tokens) | (t < global_tokens)
+        allowed = allowed & near
+    if causal:
+        allowed = allowed & (s <= t)
+    return allowed
+
+
+def resolve_impl(impl: str, dtype: str, head_dim: int) -> str:
+    """"xla" or "cudnn" for `model.attn_impl`; auto = cudnn on an NVIDIA GPU when its fused kernel
+    takes the dtype and head dim, else xla. An explicit cudnn where it cannot run is a ConfigError."""
+    if impl not in IMPLS:
+        raise ConfigError(f"model.attn_impl={impl!r} is not one of {', '.join(IMPLS)}")
+    gpu = _nvidia_gpu()
+    fits = dtype == "bfloat16" and head_dim % 8 == 0 and head_dim <= 128
+    if impl == "auto":
+        return "cudnn" if gpu and fits else "xla"
+    if impl == "cudnn" and not (gpu and fits):
+        raise ConfigError("model.attn_impl=cudnn needs an NVIDIA GPU, model.dtype=bfloat16 and a head dim "
+                          f"that is a multiple of 8 up to 128 (here: {jax.default_backend()}, {dtype}, {head_dim})")
+    return impl
+
+
+def _nvidia_gpu() -> bool:
+    device = jax.devices()[0]
+    return device.platform == "gpu" and "rocm" not in str(getattr(device.client, "platform_version", "")).lower()
+
+
+def blockwise_keys(T: int, window: int, global_tokens: int, causal: bool) -> int:
+    """Keys C one query block reads (neighbour blocks of W plus the g global columns), or 0 when
+    dense attention reads fewer (no window, or the window spans the sequence)."""
+    if not window:
+        return 0
+    C = (2 if causal else 3) * window + global_tokens
+    return C if C < T else 0
+
+
+def score_pairs(T: int, S: int, *, causal: bool, window: int = 0, global_tokens: int = 0) -> int:
+    """(query, key) score pairs computed for one sequence of self-attention (S == T) or cross-
+    attention (always dense): T·S dense; blockwise ceil(T/W)·W·C + g·T (the global rows)."""
+    C = blockwise_keys(T, window, global_tokens, causal) if S == T else 0
+    if not C:
+        return T * S
+    return math.ceil(T / window) * window * C + global_tokens * T
+
+
+def dot_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask=None, *, causal: bool = False, impl: str = "xla"):
+    """softmax(q·kᵀ/√E)·v through `jax.nn.dot_product_attention`; `mask` broadcasts to [B, H, T, S]."""
+    return jax.nn.dot_product_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask=mask, is_causal=causal,
+                                        implementation=impl)
+
+
+def self_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, *, causal: bool, window: int = 0, global_tokens: int = 0,
+                   impl: str = "xla"):
+    """Self-attention of one sequence under the mask rule: blockwise where that reads fewer keys."""
+    T = q_BxTxHxE.shape[1]
+    if blockwise_keys(T, window, global_tokens, causal):
+        return blockwise_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, causal=causal, window=window,
+                                   global_tokens=global_tokens, impl=impl)
+    if not window:
+        return dot_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, causal=causal, impl=impl)
+    index_T = jnp.arange(T)
+    mask_TxT = attention_mask(index_T, index_T, causal=causal, window=window, global_tokens=global_tokens)
+    return dot_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, mask_TxT[None, None], impl=impl)
+
+
+def _neighbour_blocks(x_BxTxKxE, W: int, N: int, n_blocks: int):
+    """[B, N, n_blocks·W, K, E]: for query block i, key blocks i-1 .. i-2+n_blocks, zero-padded."""
+    B, T, K, E = x_BxTxKxE.shape
+    padded = jnp.pad(x_BxTxKxE, ((0, 0), (W, (N + 1) * W - T), (0, 0), (0, 0)))
+    blocks_BxN2xWxKxE = padded.reshape(B, N + 2, W, K, E)
+    return jnp.concatenate([blocks_BxN2xWxKxE[:, j:j + N] for j in range(n_blocks)], axis=2)
+
+
+def blockwise_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, *, causal: bool, window: int, global_tokens: int = 0,
+                        impl: str = "xla"):
+    """Sliding-window + global-token self-attention over key blocks (see the module docstring)."""
+    B, T, H, E = q_BxTxHxE.shape
+    K, W, g = k_BxTxKxE.shape[2], window, global_tokens
+    N, n_blocks = -(-T // W), 2 if causal else 3
+    q_BxNxWxHxE = jnp.pad(q_BxTxHxE, ((0, 0), (0, N * W - T), (0, 0), (0, 0))).reshape(B, N, W, H, E)
+    k_BxNxCxKxE = _neighbour_blocks(k_BxTxKxE, W, N, n_blocks)
+    v_BxNxCxKxE = _neighbour_blocks(v_BxTxKxE, W, N, n_blocks)
+    q_pos_NxW = jnp.arange(N * W).reshape(N, W)
+    k_pos_NxC = (jnp.arange(N)[:, None] - 1) * W + jnp.arange(n_blocks * W)[None, :]
+    rule = jax.vmap(lambda q, k: attention_mask(q, k, causal=causal, window=W))
+    mask_NxWxC = rule(q_pos_NxW, k_pos_NxC) & ((k_pos_NxC >= g) & (k_pos_NxC < T))[:, None, :]
+    if g:  # global key columns, visible to every query (subject to causality)
+        k_BxNxCxKxE = jnp.concatenate([jnp.broadcast_to(k_BxTxKxE[:, None, :g], (B, N, g, K, E)), k_BxNxCxKxE], 2)
+        v_BxNxCxKxE = jnp.concatenate([jnp.broadcast_to(v_BxTxKxE[:, None, :g], (B, N, g, K, E)), v_BxNxCxKxE], 2)
+        glob_NxWxg = jnp.broadcast_to(jnp.arange(g)[None, None, :] <= q_pos_NxW[:, :, None], (N, W, g))
+        mask_NxWxC = jnp.concatenate([glob_NxWxg if causal else jnp.ones_like(glob_NxWxg), mask_NxWxC], axis=2)
+    C = k_BxNxCxKxE.shape[2]
+    mask_BNx1xWxC = jnp.broadcast_to(mask_NxWxC[None, :, None], (B, N, 1, W, C)).reshape(B * N, 1, W, C)
+    out_BNxWxHxE = dot_attention(q_BxNxWxHxE.reshape(B * N, W, H, E), k_BxNxCxKxE.reshape(B * N, C, K, E),
+                                 v_BxNxCxKxE.reshape(B * N, C, K, E), mask_BNx1xWxC, impl=impl)
+    out_BxTxHxE = out_BNxWxHxE.reshape(B, N * W, H, E)[:, :T]
+    if not g:
+        return out_BxTxHxE
+    index_T = jnp.arange(T)  # the global query rows: every key the causality allows
+    mask_gxT = attention_mask(index_T[:g], index_T, causal=causal)
+    rows_BxgxHxE = dot_attention(q_BxTxHxE[:, :g], k_BxTxKxE, v_BxTxKxE, mask_gxT[None, None], impl=impl)
+    return jnp.concatenate([rows_BxgxHxE, out_BxTxHxE[:, g:]], axis=1)
