@@ -16,10 +16,18 @@ Formulas (all FLOP counts are per trained token from `lab.costs`; one multiply-a
 
 The step is `lab.step.compile_step`'s — the one training runs, with the run's shardings, state
 donated — on random tokens; data loading is not timed. Speed targets belong here, never in timed unit tests.
+
+Each row also carries the compile time (the persistent compilation cache is off while the bench
+compiles, so it is a real compile), XLA's memory analysis of the compiled step (temporaries and
+arguments, bytes per device), the attention implementation (`model.attn_impl`, and what `auto`
+resolved to), the remat policy (`model.remat`) and the micro-batches (`train.microbatches`), all
+settable with --set. `--fit-batch` keeps each model's batch and picks the fewest micro-batches
+whose compiled step fits the device (XLA's memory analysis, before anything is allocated).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -52,7 +60,10 @@ FORMULAS = {
     "mfu_measured": "flops_per_s.flops_exact / measured matmul peak of the model's dtype",
     "mfu_nominal": "flops_per_s.flops_exact / nominal bf16 dense peak of the card (null when unknown)",
     "attention_flop_share": "flops_attention / flops_exact",
+    "compile_s": "jit lower + XLA compile of the step, persistent compilation cache off",
+    "temp_bytes": "XLA memory analysis of the compiled step: temporaries per device (argument_bytes: its inputs)",
 }
+FIT_MARGIN = 0.9  # --fit-batch: a compiled step fits when arguments + temporaries <= 90% of the device's free bytes
 
 
 # ----------------------------------------------------------------------------- hardware
@@ -123,19 +134,69 @@ def matmul_peak(dtype: str, n: int, repeats: int = 5, warmup: int = 2) -> dict:
     return {"dtype": dtype, "n": n, "repeats": repeats, "best_s": best, "flops_per_s": 2.0 * n**3 / best}
 
 
-def time_step(cfg: RunConfig, steps: int, warmup: int) -> dict:
-    """Time `lab.step.compile_step`'s step for `cfg` (the run's shardings, state donated) on one
-    batch of random tokens: `steps` steps after `warmup` untimed ones."""
+@contextlib.contextmanager
+def compilation_cache_off():
+    """Compile for real: JAX's persistent compilation cache is off inside (read at compile time)."""
+    import jax
+
+    was = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", was)
+
+
+def microbatch_candidates(cfg: RunConfig, mesh_shape: dict) -> list[int]:
+    """Numbers of micro-batches K that split the batch evenly over the data-parallel devices,
+    fewest first, starting near the smallest K whose analytic estimate fits twice the device's
+    free memory (the estimate counts T×T attention scores a fused kernel never stores)."""
+    from lab.memory import available_bytes, estimate
+
+    dp = mesh_shape.get("data", 1) * mesh_shape.get("fsdp", 1)
+    ks = [k for k in range(1, cfg.train.batch_size // dp + 1) if cfg.train.batch_size % (k * dp) == 0]
+    free = available_bytes()[0]
+    if free is None:
+        return ks
+    with_k = lambda k: dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, microbatches=k))
+    first = next((i for i, k in enumerate(ks) if estimate(with_k(k), mesh_shape).total <= 2 * free), len(ks) - 1)
+    return ks[first:]
+
+
+def compile_fitted(cfg: RunConfig, mesh, fit: bool):
+    """(config, compiled step), compiled with the persistent cache off; with `fit`, the config
+    with the fewest micro-batches whose compiled step fits the device (tried in that order)."""
+    from lab.memory import available_bytes, xla_needed
+    from lab.step import compile_step
+
+    if not fit:
+        with compilation_cache_off():
+            return cfg, compile_step(cfg, mesh)
+    free, source = available_bytes()
+    for k in microbatch_candidates(cfg, dict(mesh.shape)):
+        trial = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, microbatches=k))
+        with compilation_cache_off():
+            step = compile_step(trial, mesh)
+        need = xla_needed(step.memory)
+        if free is None or need is None or need <= FIT_MARGIN * free:
+            return trial, step
+    raise ConfigError(f"no number of micro-batches fits batch_size={cfg.train.batch_size} of this model in "
+                      f"{free / 2**30:.3g} GiB ({source}); lower train.batch_size or model.seq_len")
+
+
+def time_step(cfg: RunConfig, steps: int, warmup: int, *, fit: bool = False) -> tuple[RunConfig, dict]:
+    """(the config timed, its timing): `lab.step.compile_step`'s step for `cfg` (the run's
+    shardings, state donated) on one batch of random tokens, `steps` steps after `warmup`
+    untimed ones. `fit`: choose train.microbatches as `compile_fitted` does."""
     import jax
     import numpy as np
 
     from lab import sharding
     from lab.memory import estimate
-    from lab.step import compile_step
 
     mesh = sharding.make_mesh(cfg.mesh)
     with jax.set_mesh(mesh):
-        step = compile_step(cfg, mesh)
+        cfg, step = compile_fitted(cfg, mesh, fit)
         params, opt_state = step.init_state()
         rng = np.random.default_rng(cfg.train.seed)
         tokens_BxT1 = rng.integers(0, cfg.model.vocab_size, (cfg.train.batch_size, cfg.model.seq_len + 1), np.int32)
@@ -148,16 +209,19 @@ def time_step(cfg: RunConfig, steps: int, warmup: int) -> dict:
             params, opt_state, metrics = step.executable(params, opt_state, batch, np.int32(i))
         jax.block_until_ready((params, opt_state, metrics))
         elapsed = time.perf_counter() - t0
-    return {"compile_s": step.compile_s, "warmup_steps": warmup, "timed_steps": steps, "step_s": elapsed / steps,
-            "final_loss": float(metrics["loss"]), "xla_memory_per_device": step.memory,
-            "estimated_bytes_per_device": estimate(cfg, dict(mesh.shape)).total}
+    return cfg, {"compile_s": step.compile_s, "compile_cache": False, "warmup_steps": warmup, "timed_steps": steps,
+                 "step_s": elapsed / steps, "final_loss": float(metrics["loss"]), "xla_memory_per_device": step.memory,
+                 "temp_bytes": step.memory.get("temp_size_in_bytes"),
+                 "argument_bytes": step.memory.get("argument_size_in_bytes"),
+                 "estimated_bytes_per_device": estimate(cfg, dict(mesh.shape)).total}
 
 
 # ----------------------------------------------------------------------------- configs and rows
 
 
-def bench_config(name: str, overrides: list[str], dtype: str, mesh: str, steps: int) -> RunConfig:
-    """A preset with --set overrides, in `dtype`; byte vocabulary (256) unless model.vocab_size is set."""
+def bench_config(name: str, overrides: list[str], dtype: str, mesh: str, steps: int, fit: bool = False) -> RunConfig:
+    """A preset with --set overrides, in `dtype`; byte vocabulary (256) unless model.vocab_size is
+    set. Refused (one line) when it cannot fit, unless `fit` will choose its micro-batches."""
     import jax
 
     from lab import sharding
@@ -170,8 +234,19 @@ def bench_config(name: str, overrides: list[str], dtype: str, mesh: str, steps: 
     train = dataclasses.replace(cfg.train, steps=steps, tokens=0)
     cfg = dataclasses.replace(cfg, model=model, train=train, mesh=mesh or cfg.mesh).validate()
     sharding.parse_mesh(cfg.mesh, jax.device_count())  # a mesh that does not fit: one-line error
-    check_fits(cfg)  # a model that cannot fit: one-line error, before anything is allocated
+    if not fit:
+        check_fits(cfg)  # a model that cannot fit: one-line error, before anything is allocated
     return cfg
+
+
+def attention_impl(model) -> tuple[str, str]:
+    """(model.attn_impl as configured, the implementation it runs: `auto` resolved)."""
+    impl = getattr(model, "attn_impl", "xla")
+    try:
+        from lab.attention import resolve_impl
+    except ImportError:  # a tree without the attention module: attention is XLA's
+        return impl, "xla"
+    return impl, resolve_impl(impl, model.dtype, model.head_dim)
 
 
 def step_row(name: str, cfg: RunConfig, timing: dict, peaks: dict, nominal: dict | None) -> dict:
@@ -183,8 +258,11 @@ def step_row(name: str, cfg: RunConfig, timing: dict, peaks: dict, nominal: dict
     flops_per_s = {k: getattr(costs, k) * tokens_per_s for k in CONVENTIONS}
     peak = peaks[cfg.model.dtype]["flops_per_s"]
     m = cfg.model
+    impl, resolved = attention_impl(m)
     return {
-        "model": name, "dtype": m.dtype, "param_dtype": m.param_dtype,
+        "model": name, "dtype": m.dtype, "param_dtype": m.param_dtype, "attn_impl": impl, "attn_impl_resolved": resolved,
+        "remat": getattr(m, "remat", "none"), "microbatches": cfg.train.microbatches,
+        "attn_window": m.attn_window, "attn_global_tokens": m.attn_global_tokens,
         "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads, "seq_len": m.seq_len,
         "vocab_size": m.vocab_size, "batch_size": cfg.train.batch_size, "tokens_per_step": cfg.tokens_per_step,
         "mesh": cfg.mesh, "costs": costs.as_dict(), **timing,
@@ -214,14 +292,14 @@ def default_matmul_n(platform_: str) -> int:
 
 
 def run_bench(models: list[str], overrides: list[str], dtypes: list[str], *, steps: int = 10, warmup: int = 2,
-              matmul_n: int = 0, matmul_repeats: int = 5, mesh: str = "", log=None) -> dict:
-    """The whole benchmark as one dict (what --json writes)."""
+              matmul_n: int = 0, matmul_repeats: int = 5, mesh: str = "", fit: bool = False, log=None) -> dict:
+    """The whole benchmark as one dict (what --json writes). `fit`: see `compile_fitted`."""
     if any(o.split("=", 1)[0].strip() == "model.dtype" for o in overrides):
         raise ConfigError("set the compute dtype with --dtype, not --set model.dtype")
     for d in dtypes:
         if d not in DTYPES:
             raise ConfigError(f"--dtype {d!r} is not one of {', '.join(DTYPES)}")
-    configs = [(name, bench_config(name, overrides, d, mesh, warmup + steps)) for name in models for d in dtypes]
+    configs = [(name, bench_config(name, overrides, d, mesh, warmup + steps, fit)) for name in models for d in dtypes]
     header = hardware()  # user errors above surface before anything is timed
     nominal = nominal_peak(header["device_kind"]) if header["platform"] == "gpu" else None
     n = matmul_n or default_matmul_n(header["platform"])
@@ -232,7 +310,7 @@ def run_bench(models: list[str], overrides: list[str], dtypes: list[str], *, ste
     rows = []
     for name, cfg in configs:
         _say(log, f"step {name} {cfg.model.dtype} ...")
-        rows.append(step_row(name, cfg, time_step(cfg, steps, warmup), peaks, nominal))
+        rows.append(step_row(name, *time_step(cfg, steps, warmup, fit=fit), peaks, nominal))
     return {"header": header, "formulas": FORMULAS, "matmul": list(peaks.values()), "nominal_peak": nominal,
             "steps": rows, "dtype_comparison": dtype_ratios(rows)}
 
@@ -250,6 +328,20 @@ def si(x: float, unit: str = "FLOP/s") -> str:
         if abs(x) >= scale:
             return f"{x / scale:.1f} {prefix}{unit}"
     return f"{x:.1f} {unit}"
+
+
+def program_lines(rows: list[dict]) -> list[str]:
+    """The compiled programs: micro-batches, remat, attention, XLA's memory analysis per device."""
+    mib = lambda n: f"{n / 2**20:,.1f}" if n is not None else "-"
+    lines = ["", "Compiled step (XLA memory analysis, MiB per device; K = train.microbatches):",
+             f"  {'model':<8} {'dtype':<9} {'K':>3} {'remat':<12} {'attention':<14} {'window':>6}"
+             f" {'temp':>10} {'arguments':>10} {'compile':>8}"]
+    for r in rows:
+        attn = r["attn_impl"] if r["attn_impl"] == r["attn_impl_resolved"] else f"{r['attn_impl']}->{r['attn_impl_resolved']}"
+        lines.append(f"  {r['model']:<8} {r['dtype']:<9} {r['microbatches']:>3} {r['remat']:<12} {attn:<14}"
+                     f" {r['attn_window'] or '-':>6} {mib(r['temp_bytes']):>10} {mib(r['argument_bytes']):>10}"
+                     f" {r['compile_s']:>7.1f}s")
+    return lines
 
 
 def format_report(res: dict) -> str:
@@ -279,7 +371,7 @@ def format_report(res: dict) -> str:
     r0 = res["steps"][0]
     lines += [
         "",
-        "  compile = lowering + XLA compile of the step (a cache load if this shape was compiled before)",
+        "  compile = lowering + XLA compile of the step (persistent compilation cache off)",
         f"  step = mean of {r0['timed_steps']} consecutive steps after {r0['warmup_steps']} warm-up; "
         "tok/s = batch·seq_len / step; FLOP/s = FLOPs/token × tok/s, per convention:",
         "    exact    = 3 × every forward matmul (QKV/O, QKᵀ and AV over the full T×T square — not halved "
@@ -291,6 +383,7 @@ def format_report(res: dict) -> str:
         lines.append(f"  MFU_nom = exact FLOP/s ÷ {si(nominal['flops_per_s'])} (nominal bf16 dense, {nominal['source']})")
     lines.append("  attn    = flops_attention / flops_exact: a share of FLOPs, not of time (CPU attention takes "
                  "a larger share of time)")
+    lines += program_lines(res["steps"])
     if res["dtype_comparison"]:
         lines += ["", f"dtype comparison (tokens/s; model.dtype is the compute dtype, params in {r0['param_dtype']}):",
                   f"  {'model':<8} {'float32':>10} {'bfloat16':>10} {'bf16/f32':>9}"]

@@ -168,6 +168,8 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--matmul-n", type=_count, default=None, metavar="N", help="matmul size (default 2048 CPU, 8192 GPU)")
     p.add_argument("--matmul-repeats", type=_count, default=5, metavar="R", help="timed matmuls, best kept (default 5)")
     p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all on data)")
+    p.add_argument("--fit-batch", action="store_true",
+                   help="keep each model's batch and use the fewest train.microbatches whose compiled step fits the device")
     p.add_argument("--json", default=None, metavar="PATH", help="write all numbers and the hardware header here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_bench)
@@ -180,7 +182,8 @@ def cmd_bench(args) -> int:
 
     res = run_bench(args.models or ["tiny", "small"], args.overrides, args.dtypes or list(DTYPES),
                     steps=args.steps, warmup=args.warmup, matmul_n=args.matmul_n or 0,
-                    matmul_repeats=args.matmul_repeats, mesh=args.mesh or "", log=None if args.quiet else sys.stderr)
+                    matmul_repeats=args.matmul_repeats, mesh=args.mesh or "", fit=args.fit_batch,
+                    log=None if args.quiet else sys.stderr)
     print(format_report(res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -8,12 +8,13 @@ import json
 import pytest
 
 from lab.bench import CONVENTIONS, nominal_peak, step_row
+from lab.config import ConfigError
 from lab.cli import main
 from lab.costs import model_costs
 
 # One compile only (float32, 1 layer): the bf16/f32 ratio is checked on rows built without timing.
 SMALL = ["--model", "tiny", "--set", "model.d_model=32", "--set", "model.n_layers=1", "--set", "model.seq_len=32",
-         "--set", "train.batch_size=4", "--dtype", "float32", "--steps", "2", "--warmup", "1",
+         "--set", "train.batch_size=4", "--set", "train.microbatches=2", "--dtype", "float32", "--steps", "2", "--warmup", "1",
          "--matmul-n", "128", "--matmul-repeats", "2", "--quiet"]
 
 
@@ -38,6 +39,12 @@ def test_json_has_header_and_fields(bench):
         assert (r["d_model"], r["n_layers"], r["seq_len"], r["batch_size"], r["vocab_size"]) == (32, 1, 32, 4, 256)
         assert r["timed_steps"] == 2 and r["warmup_steps"] == 1
         assert set(r["flops_per_s"]) == set(CONVENTIONS)
+        assert r["compile_cache"] is False and r["compile_s"] > 0
+        assert r["temp_bytes"] == r["xla_memory_per_device"]["temp_size_in_bytes"] > 0
+        assert r["argument_bytes"] == r["xla_memory_per_device"]["argument_size_in_bytes"] > 0
+        assert r["microbatches"] == 2 and r["remat"] in ("none", "full", "save_matmuls")
+        assert r["attn_impl_resolved"] in ("xla", "cudnn")
+    assert "K = train.microbatches" in bench["_table"]
     assert set(bench["formulas"]) >= {"matmul_peak", "mfu_measured", "flops_exact", "attention_flop_share"}
 
 
@@ -109,3 +116,27 @@ def test_user_errors_are_one_line_exit_2(args, capsys):
     assert main(["bench", *args, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lab bench: error:") and "\n" not in err
+
+
+def test_fit_batch_takes_the_fewest_microbatches_that_fit(monkeypatch):
+    """--fit-batch: with the device's free bytes just below what the whole batch needs at once
+    (XLA's analysis of the compiled step), the batch is split; the config timed says how."""
+    import jax
+
+    from lab import bench as bench_module, memory, sharding
+    from lab.bench import bench_config, compile_fitted
+    from lab.step import compile_step
+
+    cfg = bench_config("tiny", ["model.d_model=32", "model.n_layers=1", "model.seq_len=32", "train.batch_size=8"],
+                       "float32", "", 3)
+    mesh = sharding.make_mesh("")
+    with jax.set_mesh(mesh):
+        whole = memory.xla_needed(compile_step(cfg, mesh).memory)
+        monkeypatch.setattr(memory, "available_bytes", lambda device=None: (whole, "test"))
+        assert bench_module.microbatch_candidates(cfg, dict(mesh.shape))[0] == 1  # the estimate fits 2x: start at 1
+        fitted, step = compile_fitted(cfg, mesh, fit=True)
+        assert fitted.train.microbatches > 1 and fitted.train.batch_size == 8
+        assert memory.xla_needed(step.memory) <= bench_module.FIT_MARGIN * whole
+        monkeypatch.setattr(memory, "available_bytes", lambda device=None: (1000, "test"))
+        with pytest.raises(ConfigError, match="no number of micro-batches fits"):
+            compile_fitted(cfg, mesh, fit=True)
