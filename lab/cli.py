@@ -92,6 +92,8 @@ def add_study_parser(sub) -> None:
     a.add_argument("--adaptive", action="store_true", help="after the grid, alternate design -> train -> refit")
     a.add_argument("--flops-total", type=float, default=None, metavar="F",
                    help="with --adaptive: FLOPs the designed cells may spend in all")
+    p.add_argument("--tracker", choices=["tensorboard", "wandb"], default=None,
+                   help="also log every run to this tracker, offline, grouped by study (optional extra; lab.trackers)")
     p.set_defaults(func=cmd_study)
 
 
@@ -118,6 +120,10 @@ def cmd_study(args) -> int:
     validate = study.validate if args.validate is None else args.validate
     check_validate(cells, validate)
     check_adaptive(args.adaptive, args.flops_total)
+    if args.tracker:
+        from lab.trackers import check_available
+
+        check_available(args.tracker)
     if args.dry_run:
         timing = None
         if not args.no_timing:
@@ -130,7 +136,7 @@ def cmd_study(args) -> int:
 
     def run(s, c, out):
         return run_study(s, c, Path(out), launcher=args.launcher, workers=args.workers, progress=not args.quiet,
-                         **_launcher_args(args))
+                         tracker=args.tracker, **_launcher_args(args))
 
     try:
         status = run(study, cells, args.out)

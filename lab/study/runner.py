@@ -78,8 +78,9 @@ def check_plan(out: Path, study: Study) -> None:
 
 
 class StudyRun:
-    def __init__(self, study: Study, cells: list[Cell], out: Path):
-        self.study, self.cells, self.out = study, cells, Path(out)
+    def __init__(self, study: Study, cells: list[Cell], out: Path, tracker: str | None = None):
+        self.study, self.cells, self.out, self.tracker = study, cells, Path(out), tracker
+        self.tracker_runs: dict[str, str] = {}  # cell_id -> its tracker run (lab.trackers)
         self.runs, self.tasks = self.out / "runs", self.out / "tasks"
         self.results = self.out / "results.csv"
         self.status: dict[str, str] = {}
@@ -119,7 +120,7 @@ class StudyRun:
                                   f"study now gives cell {cell.cell_id}; use a new --out (or remove that run "
                                   "directory)")
             if result:
-                self.rows[cell.cell_id] = cell_row(self.study, cell, result)
+                self.rows[cell.cell_id] = self.row(cell, result)
             if result and result["status"] in FINAL:
                 self.status[cell.cell_id] = result["status"]
             else:
@@ -138,9 +139,24 @@ class StudyRun:
         write_json_atomic(path, spec)
         return Task(cell.cell_id, path.resolve(), (self.tasks / f"{cell.cell_id}.log").resolve(), env)
 
+    def row(self, cell: Cell, result: dict) -> dict:
+        """The cell's row; with a tracker, `tracker_run` links it (TensorBoard: DIR/tracker/CELL)."""
+        row = cell_row(self.study, cell, result)
+        link = self.tracker_runs.get(cell.cell_id)
+        if link is None and self.tracker == "tensorboard" and (self.out / "tracker" / cell.cell_id).is_dir():
+            link = str(Path("tracker") / cell.cell_id)
+        return {**row, "tracker_run": link} if link else row
+
     def record(self, cell: Cell, result: dict) -> None:
         self.status[cell.cell_id] = result["status"]
-        self.rows[cell.cell_id] = cell_row(self.study, cell, result)
+        if self.tracker and result["status"] in FINAL:
+            from lab.trackers import log_run
+
+            path = Path(log_run(self.tracker, self.out / "tracker", self.study.name, cell.cell_id,
+                                self.run_dir(cell.cell_id).path))
+            self.tracker_runs[cell.cell_id] = str(path.relative_to(self.out.resolve()) if path.is_absolute()
+                                                  and path.is_relative_to(self.out.resolve()) else path)
+        self.rows[cell.cell_id] = self.row(cell, result)
         self.save_rows()
 
     def finished(self, cell: Cell, exit_code: int) -> None:
@@ -234,10 +250,15 @@ def _worker_env(workers: int) -> dict:
 
 
 def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "local", workers: int = 1,
-              progress: bool = True, **launcher_args) -> dict[str, str]:
+              progress: bool = True, tracker: str | None = None, **launcher_args) -> dict[str, str]:
     """Run every unfinished cell; returns {cell_id: status}. One driver per directory (a second
     is refused, naming the first); SIGTERM/SIGINT stop the workers, then raise
-    `lab.study.signals.Interrupted`."""
+    `lab.study.signals.Interrupted`. `tracker` ("tensorboard" or "wandb", `lab.trackers`) replays
+    each finished run into that tracker, offline."""
+    if tracker:
+        from lab.trackers import check_available
+
+        check_available(tracker)
     out = Path(out)
     check_directory(out)
     try:
@@ -247,7 +268,7 @@ def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "lo
         raise ConfigError(f"cannot write in {out}: {e.strerror}; use another --out") from None
     with lock:
         check_plan(out, study)
-        state = StudyRun(study, cells, out)
+        state = StudyRun(study, cells, out, tracker)
         todo = state.collect_finished()  # refuses a foreign table or stale runs before writing anything else
         state.write_plan()
         if todo:

@@ -1,0 +1,143 @@
+"""The closed loop around a study: the analysis after the grid (skipped when too small), the
+progress line (FLOPs, ETA), the validation rung's checks and summary, adaptive cells, and the
+offline tracker (TensorBoard event files read back)."""
+
+import json
+import struct
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lab.cli import main
+from lab.study.load import load_study
+from lab.study.progress import StudyProgress, eta_text
+from lab.study.spec import expand
+
+HEADER = """
+from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from lab.study import Study
+BASE = RunConfig(model=ModelConfig(seq_len=32), data=DataConfig(val_tokens=1024),
+                 train=TrainConfig(batch_size=4, lr=3e-3, log_every=5, eval_every=0))
+"""
+
+TWO_CELLS = HEADER + """
+def study():
+    return Study(name="two", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[2e9], min_steps=5)
+"""
+
+THREE_BUDGETS = HEADER + """
+def study():
+    return Study(name="three", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[2e9, 6e9, 1.8e10],
+                 min_steps=5)
+"""
+
+
+def write(tmp_path, text) -> Path:
+    p = tmp_path / "study.py"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def one_line_error(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("lab study: error:"), err
+    return err
+
+
+def test_eta_is_from_the_flop_rate():
+    assert eta_text(0, 10, 5) == "ETA ?"
+    assert eta_text(1e12, 4e12, 60) == "ETA 3m00s"  # 3e12 left at 1e12 per minute
+
+
+class _FakeRun:
+    def __init__(self, step):
+        self.step = step
+
+    def last_logged_step(self):
+        return self.step
+
+
+def test_progress_counts_finished_cells_and_running_flops():
+    steps = {"a": 0, "b": 50}
+    bars = StudyProgress({"a": 1e12, "b": 2e12, "c": 1e12}, {"c"}, lambda c: _FakeRun(steps[c]), enabled=False)
+    bars.start({"a": 100, "b": 100})
+    bars.poll()
+    assert bars.line().startswith("FLOPs 2e+12/4e+12 (50%)")  # c done, half of b
+    bars.done("b", "completed")
+    assert "FLOPs 3e+12/4e+12 (75%)" in bars.line() and "completed 1" in bars.line()
+    bars.close()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--validate", "100"], r"100x the largest budget is beyond what the grid supports \(its compute spans 9x"),
+    (["--validate", "0.5"], r"the factor must be > 1"),
+    (["--adaptive"], r"--adaptive needs --flops-total"),
+    (["--flops-total", "1e12"], r"--flops-total is the allowance of --adaptive"),
+])
+def test_bad_loop_flags_fail_in_one_line_before_training(tmp_path, capsys, extra, message):
+    import re
+
+    err = one_line_error(capsys, ["study", str(write(tmp_path, THREE_BUDGETS)), "--out", str(tmp_path / "o"), *extra])
+    assert re.search(message, err), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_tracker_package_is_one_line(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboardX" else real(name, *a))
+    err = one_line_error(capsys, ["study", str(write(tmp_path, TWO_CELLS)), "--out", str(tmp_path / "o"),
+                                  "--tracker", "tensorboard"])
+    assert "needs the optional package tensorboardX" in err and 'pip install -e ".[tracker]"' in err
+
+
+def _events(path: Path) -> list:
+    """Every Event of a TensorBoard event file (TFRecord framing: length, crc, data, crc)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    data, out, i = path.read_bytes(), [], 0
+    while i < len(data):
+        (n,) = struct.unpack("<Q", data[i:i + 8])
+        out.append(Event.FromString(data[i + 12:i + 12 + n]))
+        i += 12 + n + 4
+    return out
+
+
+def test_study_logs_each_run_to_tensorboard_and_links_rows(tmp_path, capsys):
+    pytest.importorskip("tensorboardX", reason="the optional tracker extra (tensorboardX) is not installed")
+    out = tmp_path / "o"
+    assert main(["study", str(write(tmp_path, TWO_CELLS)), "--out", str(out), "--quiet", "--tracker", "tensorboard"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["analysis"].startswith("skipped: 2 completed run(s)")  # too few runs for a law
+    import pandas as pd
+
+    rows = pd.read_csv(out / "results.csv")
+    for _, r in rows.iterrows():
+        assert r["tracker_run"] == f"tracker/{r['cell_id']}"
+        events = [e for f in (out / r["tracker_run"]).glob("events.out.tfevents.*") for e in _events(f)]
+        scalars = {(v.tag, e.step): v.simple_value for e in events for v in e.summary.value if v.HasField("simple_value")}
+        metrics = [json.loads(x) for x in (out / "runs" / r["cell_id"] / "metrics.jsonl").read_text().splitlines()]
+        logged = [m for m in metrics if "train_loss" in m]
+        assert len(logged) >= 2
+        for m in logged:
+            assert scalars[("train_loss", m["step"])] == pytest.approx(m["train_loss"], rel=1e-6)
+        texts = [v.tensor.string_val[0].decode() for e in events for v in e.summary.value if v.tag.startswith("config")]
+        assert texts and '"d_model"' in texts[0]
+
+
+def test_adaptive_cells_round_budgets_and_skip_known(tmp_path):
+    from lab.study.adaptive import cells_for
+    from lab.study.analyze import size_for_params
+
+    study = load_study(write(tmp_path, THREE_BUDGETS))
+    cells = expand(study, 256)
+    proposal = {"cells": [{"budget": 6.000000001e9, "n": 3.3e4}, {"budget": 5.4e10, "n": 3.3e4},
+                          {"budget": 5.4e10, "n": 3.4e4}]}
+    new = cells_for(study, proposal, 256, known={c.cell_id for c in cells})
+    assert [c.cell_id for c in new] == ["d32L2-C5.4e+10-s0"]  # 6e9 exists; two N map to one width
+    assert new[0].budget_flops == 5.4e10
+    assert size_for_params(study, study.base, 1e4, 2e9, 256) == {"d_model": 16}
