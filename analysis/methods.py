@@ -161,6 +161,24 @@ def _resample_data_constrained(fit, data, curves, n_boot, seed, target_flops):
     return bootstrap_data_constrained(data, fit, n_boot=n_boot, seed=seed)[0]
 
 
+def _fit_vpnls(data, curves, **kw):
+    from .fit_vpnls import fit_vpnls
+
+    return fit_vpnls(data, **kw)
+
+
+def _resample_vpnls(fit, data, curves, n_boot, seed, target_flops):
+    from .fit_vpnls import bootstrap_vpnls
+
+    return bootstrap_vpnls(data, fit, n_boot=n_boot, seed=seed, target_flops=target_flops)[0]
+
+
+def _summary_vpnls(fit):
+    from .fit_vpnls import summary_lines
+
+    return summary_lines(fit)
+
+
 def _summary_data_constrained(fit):
     from .fit_data_constrained import summary_lines
 
@@ -182,6 +200,10 @@ REGISTRY = {m.name: m for m in (
     Method("kaplan", "Kaplan et al.'s power laws L(N), L(D), L(C)",
            fit=_fit_kaplan, options=_no_options, summary=describe.kaplan_summary, resample=_resample_kaplan,
            holdout=_holdout_kaplan, section=describe.kaplan_section, suite_bootstrap=False),
+    Method("vpnls", "L(N, D) = E + A/N^alpha + B/D^beta by variable projection (exact NNLS in E, A, B; exponent "
+           "search), then the parametric fit's Huber objective polished; numpy only",
+           fit=_fit_vpnls, options=lambda o: {"delta": o.delta}, summary=_summary_vpnls, resample=_resample_vpnls,
+           suite_bootstrap=False),
     Method("data-constrained", "Muennighoff et al.'s law for repeated data: R_D*, R_N* (needs epochs or unique_tokens)",
            fit=_fit_data_constrained, options=lambda o: {"delta": o.delta, "base_law": o.base_law},
            summary=_summary_data_constrained, resample=_resample_data_constrained, suite_bootstrap=False,

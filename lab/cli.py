@@ -15,7 +15,6 @@ from analysis.cli import add_parsers as add_analysis_parsers
 from analysis.errors import run_command
 from lab.config import ConfigError
 from lab.files import DamagedFile
-from lab.rundir import RunDir
 
 EPILOG_TRAIN = """\
 examples:
@@ -34,13 +33,12 @@ presets:
 
 
 def add_train_parser(sub) -> None:
-    from lab.presets import describe
-
     p = sub.add_parser(
         "train", help="train one model and write a run directory",
         description="Train one transformer. Writes OUT/config.json, OUT/metrics.jsonl and OUT/result.json.",
-        epilog=EPILOG_TRAIN + describe(), formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _presets_in_help(p)
     p.add_argument("--out", required=True, help="run directory (must be empty unless --resume/--overwrite)")
     p.add_argument("--model", default=None, help="model preset (default: tiny)")
     p.add_argument("--data", default=None,
@@ -62,6 +60,20 @@ def add_train_parser(sub) -> None:
     multi.add_argument("--num-processes", type=int, default=None, metavar="N")
     multi.add_argument("--process-id", type=int, default=None, metavar="I")
     p.set_defaults(func=cmd_train)
+
+
+def _presets_in_help(p) -> None:
+    """The presets table joins the epilog when help is printed, not when the parser is built (it
+    imports the cost model, and with it JAX, which `lab fit` does not need)."""
+    plain = p.format_help
+
+    def format_help():
+        from lab.presets import describe
+
+        p.epilog = EPILOG_TRAIN + describe()
+        return plain()
+
+    p.format_help = format_help
 
 
 def add_study_parser(sub) -> None:
@@ -256,6 +268,8 @@ def build_config(args):
     """The run's config from the command line. On --resume of an existing run the saved config
     decides, and the command may repeat it (a requeued job re-runs its own command): each flag
     must agree with the saved value; only --mesh and --checkpoint-every may change."""
+    from lab.rundir import RunDir
+
     saved = RunDir(args.out).load_config() if args.resume else None
     if saved is None:
         return _command_config(args, base=None).validate()
@@ -386,7 +400,10 @@ def main(argv=None) -> int:
         return 2
     from lab import runtime
 
-    runtime.setup()
+    if args.func.__module__.startswith("analysis."):  # fit, plot, report: no JAX start-up unless a method needs it
+        runtime.one_line_warnings()
+    else:
+        runtime.setup()
     return run_command(f"lab {args.command}", lambda: args.func(args), user_errors=(ConfigError, DamagedFile))
 
 

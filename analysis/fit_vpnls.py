@@ -1,0 +1,111 @@
+"""`--method vpnls`: Chinchilla's L(N, D) by variable projection (`analysis.varpro`), numpy only.
+
+The exponents are searched on a 2-D grid with (E, A, B) >= 0 solved exactly by NNLS at every
+grid point (relative squared error), the best local minima zoomed to 1e-9, and then — unless
+`huber=False` — the Huber objective of the Epoch procedure (log residuals, delta) polished from
+the best candidate by damped Newton steps. The reported objective is that Huber sum, directly
+comparable with `--method parametric`; the projected least-squares optimum is kept in
+`extra["vp_objective"]` / `extra["vp_params"]`. On Epoch's 240 Chinchilla points it reaches the
+refit's 1.0182740e-3 in well under a second, without JAX.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from .errors import AnalysisError
+from .laws import Chinchilla
+from .result import FitResult, percentile_ci
+from .table import FitData, require_points, require_spread
+from .varpro import huber_polish, vp_search
+
+LSE_NAMES = ("a", "b", "e", "alpha", "beta")
+
+
+def _lse(E, A, B, alpha, beta, floor=1e-12):
+    """LSE parameters of a VP solution; a coefficient NNLS set to 0 starts from a tiny value."""
+    return np.log(np.maximum([A, B, E], floor)).tolist() + [alpha, beta]
+
+
+def fit_vpnls(data: FitData, delta: float = 1e-3, huber: bool = True, candidates: int = 4,
+              k: float | None = None, target_flops: float | None = None) -> FitResult:
+    """Fit L = E + A/N^alpha + B/D^beta by variable projection (see module docstring)."""
+    n = len(data)
+    require_points(n, 5, "vpnls fit")
+    require_spread(data, "vpnls fit")
+    k = data.k if k is None else k
+    t0 = time.perf_counter()
+    found = vp_search(data.N, data.D, data.L, candidates)
+    vp_f, E, A, B, alpha, beta = found[0]
+    t_vp = time.perf_counter() - t0
+    warnings, extra = [], {}
+    if huber:
+        polished = [huber_polish(_lse(*c[1:]), data.N, data.D, data.L, delta) for c in found]
+        theta, objective, decrease = min(polished, key=lambda p: p[1])
+        law = Chinchilla.from_lse(*theta)
+        if not decrease <= 1e-9 * max(objective, 1e-12):
+            warnings.append(f"Huber polish did not fully converge (a Newton step would still lower it by {decrease:.2e})")
+        convention = f"sum of Huber(delta={delta:g}) over log-loss residuals, polished from the VP optimum"
+    else:
+        law = Chinchilla(E=E, A=A, B=B, alpha=alpha, beta=beta)
+        objective, convention = vp_f, "sum of squared relative residuals ((L - L_fit) / L)^2 (the VP optimum)"
+    if min(E, A, B) <= 0:
+        warnings.append(f"NNLS put a coefficient at zero (E={E:.3g}, A={A:.3g}, B={B:.3g}): that term is not identified")
+    pred = np.log(law(data.N, data.D))
+    resid = np.log(data.L) - pred
+    params = {"E": law.E, "A": law.A, "B": law.B, "alpha": law.alpha, "beta": law.beta,
+              "a": law.a, "b": law.b, "G": law.G, "k": k}
+    frame = pd.DataFrame({"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred),
+                          "residual": resid})
+    extra.update({"objective_convention": convention, "delta": delta, "huber": huber, "columns": data.columns,
+                  "vp_objective": vp_f, "vp_params": {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta},
+                  "vp_candidates": len(found), "lse_params": dict(zip(LSE_NAMES, map(float, law.to_lse()))),
+                  "vp_seconds": t_vp, "fit_seconds": time.perf_counter() - t0})
+    if target_flops:
+        n_opt, d_opt = law.optimal(target_flops, k)
+        extra["target"] = {"flops": float(target_flops), "n_opt": float(n_opt), "d_opt": float(d_opt),
+                           "loss": float(law(n_opt, d_opt))}
+    return FitResult(method="vpnls", params=params, objective=float(objective), residuals=resid, data=frame,
+                     warnings=warnings, law=law, extra=extra)
+
+
+def bootstrap_vpnls(data: FitData, fit: FitResult, n_boot: int = 200, seed: int = 0,
+                    target_flops: float | None = None, level: float = 0.95):
+    """Resample rows `n_boot` times; each resample's Huber fit is polished from the full optimum
+    (resample counts as weights), or, for `huber=False`, searched again by VP. (samples, ci)."""
+    rng = np.random.default_rng(seed)
+    n = len(data)
+    theta0 = np.array([fit.extra["lse_params"][p] for p in LSE_NAMES])
+    rows = []
+    for counts in rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot):
+        if fit.extra["huber"]:
+            theta, _, _ = huber_polish(theta0, data.N, data.D, data.L, fit.extra["delta"], w=counts.astype(float))
+        else:
+            keep = np.repeat(np.arange(n), counts)
+            _, E, A, B, al, be = vp_search(data.N[keep], data.D[keep], data.L[keep], 1)[0]
+            theta = np.array(_lse(E, A, B, al, be))
+        rows.append(theta)
+    if not rows:
+        raise AnalysisError("vpnls bootstrap: no resamples")
+    a_, b_, e_, al, be = np.array(rows).T
+    samples = pd.DataFrame({"E": np.exp(e_), "A": np.exp(a_), "B": np.exp(b_), "alpha": al, "beta": be,
+                            "a": be / (al + be), "b": al / (al + be)})
+    if target_flops:
+        G = (al * samples["A"] / (be * samples["B"])) ** (1.0 / (al + be))
+        c = target_flops / fit.params["k"]
+        samples["n_opt"] = G * c ** samples["a"]
+        samples["d_opt"] = c ** samples["b"] / G
+    samples = samples[np.all(np.isfinite(samples.to_numpy()), 1)].reset_index(drop=True)
+    return samples, percentile_ci(samples, level)
+
+
+def summary_lines(r: FitResult) -> list[str]:
+    p, x = r.params, r.extra
+    v = x["vp_params"]
+    return [f"  L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}",
+            f"  objective {r.objective:.7e} ({x['objective_convention']})",
+            f"  VP optimum (relative squared error {x['vp_objective']:.6g}): E={v['E']:.4g}, A={v['A']:.4g}, "
+            f"B={v['B']:.4g}, alpha={v['alpha']:.4f}, beta={v['beta']:.4f}; {x['fit_seconds']:.3f} s"]
