@@ -26,6 +26,7 @@ from lab.result import FINAL, LOSSES
 from lab.rundir import RunDir, git_sha
 from lab.interrupt import interruptible
 from lab.memory import check_compiled, check_fits
+from lab.final_eval import final_scores
 from lab.step import (abstract_model, check_batch_split, compile_step, jit_eval, memory_report, resolve_config,
                       sharded_rows, warmup_steps)
 
@@ -230,6 +231,7 @@ class _Loop:
                 train_time = self.train_steps(ckpt, start, stop)
                 if self.last_eval is None:  # resumed from the final checkpoint: evaluate it again
                     self.last_eval = self.evaluate(self.steps, log=False)
+                final = final_scores(abstract_model(self.cfg)[0], self.params, self.cfg, self.corpus, self.val)
             finally:
                 ckpt.close()  # waits for an in-flight async save
 
@@ -247,6 +249,7 @@ class _Loop:
             "processes": jax.process_count(),
             "device_kind": jax.devices()[0].device_kind,
             **facts,
+            **final,  # quantized losses, weight bytes, in-context recall (lab.final_eval)
         }
 
     def train_steps(self, ckpt: Checkpointer, start: int, stop: _StopFlag) -> float:
