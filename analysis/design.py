@@ -12,7 +12,8 @@ Candidates are new budgets one to four grid steps below or above the grid (a ste
 log-ratio between budgets) with `sizes` sizes each, and more sizes at an existing budget (its s_i
 shrinks as sqrt(n / (n + sizes))). A new budget's s is the median s of the used budgets at the
 median number of sizes. A greedy search takes, while the allowance lasts, the candidate that
-lowers the chosen variance most per FLOP. The expected CI after is the current bootstrap CI
+lowers the chosen variance most per FLOP (and, separately, most in absolute terms; the better of
+the two designs is kept). The expected CI after is the current bootstrap CI
 (`fit_isoflop` + `bootstrap_isoflop`) scaled by sqrt(var_after / var_now).
 
 Each proposed budget's sizes are log-spaced around the fit's predicted N_opt(C), with the grid's
@@ -66,9 +67,8 @@ def _apply(x, s, n, c, sizes):
     return x, s2, n2
 
 
-def greedy(x, s, n, flops: float, sizes: int = 5, x_t=None) -> tuple[list[dict], float, float]:
-    """(chosen candidates, variance now, variance after) under the allowance `flops`."""
-    var0 = var = _variance(x, 1 / s ** 2, x_t)
+def _greedy(x, s, n, flops: float, sizes: int, x_t, per_flop: bool) -> tuple[list[dict], float]:
+    var = _variance(x, 1 / s ** 2, x_t)
     chosen, left, grid = [], float(flops), _grid(x)
     while True:
         best = None
@@ -76,15 +76,26 @@ def greedy(x, s, n, flops: float, sizes: int = 5, x_t=None) -> tuple[list[dict],
             if c["cost"] > left:
                 continue
             x2, s2, n2 = _apply(x, s, n, c, sizes)
-            gain = (var - _variance(x2, 1 / s2 ** 2, x_t)) / c["cost"]
+            gain = var - _variance(x2, 1 / s2 ** 2, x_t)
+            gain = gain / c["cost"] if per_flop else gain
             if gain > 0 and (best is None or gain > best[0]):
                 best = (gain, c, (x2, s2, n2))
         if best is None:
-            return chosen, var0, var
+            return chosen, var
         _, c, (x, s, n) = best
         var = _variance(x, 1 / s ** 2, x_t)
         chosen.append(c)
         left -= c["cost"]
+
+
+def greedy(x, s, n, flops: float, sizes: int = 5, x_t=None) -> tuple[list[dict], float, float]:
+    """(chosen candidates, variance now, variance after) under the allowance `flops`: the better of
+    two greedy searches, by variance removed per FLOP (many cheap cells) and by variance removed
+    (one costly cell that per-FLOP greed would never leave room for)."""
+    var0 = _variance(x, 1 / s ** 2, x_t)
+    runs = [_greedy(x, s, n, flops, sizes, x_t, per_flop) for per_flop in (True, False)]
+    chosen, var = min(runs, key=lambda r: r[1])
+    return chosen, var0, var
 
 
 def _grid(x) -> tuple[float, float, float]:
