@@ -26,7 +26,9 @@ def study() -> Study:
             data=DataConfig(name="python_stdlib", val_tokens=1 << 14),
             train=TrainConfig(batch_size=8, lr=3e-3, schedule="wsd"),
         ),
-        sizes=[{"d_model": d} for d in (16, 32, 48, 64, 80, 96)],
+        # one size below the width grid (d16 with one layer: 7.3k parameters), because the smallest budget's
+        # optimum sits near 1.8e4 parameters, between d16 (1.0e4) and d32 (3.3e4)
+        sizes=[{"d_model": 16, "n_layers": 1, "n_heads": 1, "d_ff": 64}] + [{"d_model": d} for d in (16, 32, 48, 64, 80, 96)],
         budgets=[1e11, 3e11, 9e11],  # flops_exact per run
         window=4,
         tokens_per_param_guess=35,
