@@ -116,7 +116,8 @@ def add_parsers(subparsers) -> None:
 
 def _options(args) -> tuple[TableOptions, FitOptions]:
     """The parsed flags as the library's options."""
-    return options_from(TableOptions, args), options_from(FitOptions, args)
+    source = getattr(args, "table", None) or getattr(args, "dir", None)
+    return options_from(TableOptions, args), options_from(FitOptions, args, study_dir=source)
 
 
 def _use_cache() -> None:

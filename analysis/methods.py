@@ -179,6 +179,18 @@ def _summary_vpnls(fit):
     return summary_lines(fit)
 
 
+def _fit_loss_curve(data, curves, **kw):
+    from .loss_curve import fit_loss_curve
+
+    return fit_loss_curve(data, **kw)
+
+
+def _summary_loss_curve(fit):
+    from .loss_curve import summary_lines
+
+    return summary_lines(fit)
+
+
 def _summary_data_constrained(fit):
     from .fit_data_constrained import summary_lines
 
@@ -204,6 +216,10 @@ REGISTRY = {m.name: m for m in (
            "search), then the parametric fit's Huber objective polished; numpy only",
            fit=_fit_vpnls, options=lambda o: {"delta": o.delta}, summary=_summary_vpnls, resample=_resample_vpnls,
            suite_bootstrap=False),
+    Method("loss-curve", "Tissue et al.'s schedule-aware curve L(s) = L0 + A*S1^-alpha - C*S2 per size, fitted on the "
+           "logged curves, WSD runs held out and predicted (needs a study directory)",
+           fit=_fit_loss_curve, options=lambda o: {"study_dir": o.study_dir}, summary=_summary_loss_curve,
+           suite_bootstrap=False, columns=("schedule",)),
     Method("data-constrained", "Muennighoff et al.'s law for repeated data: R_D*, R_N* (needs epochs or unique_tokens)",
            fit=_fit_data_constrained, options=lambda o: {"delta": o.delta, "base_law": o.base_law},
            summary=_summary_data_constrained, resample=_resample_data_constrained, suite_bootstrap=False,
