@@ -46,6 +46,7 @@ def _table_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--loss-col", help="loss column (default: final_val_loss, loss, val_loss, ...)")
     g.add_argument("--budget-col", help="IsoFLOP budget column (default: budget_flops, flops_budget; else C binned)")
     g.add_argument("--where", help='pandas query selecting rows, e.g. "seed == 0 and params_total > 1e6"')
+    g.add_argument("--by", metavar="COL", help="one fit per value of this column (e.g. variant, arch), compared")
     g.add_argument("--status", default="completed",
                    help="keep rows with this status if the table has a status column ('any' keeps all; default completed)")
     g.add_argument("--drop-highest-loss", type=_count, default=0, metavar="K",
@@ -134,6 +135,8 @@ def cmd_fit(args) -> int:
     if method.uses_jax:
         _use_cache()
     table, options = _options(args)
+    if args.by:
+        return _fit_by(args, table, options)
     study = load(args.table, table, need_budget=method.needs_budget or args.backtest > 0)
     result = fit_with_options(study, args.method, options)
     result.warnings[:0] = study.warnings
@@ -156,6 +159,21 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def _fit_by(args, table: TableOptions, options: FitOptions) -> int:
+    from .by_group import fit_groups
+    from .fitting import summary_text
+
+    fits = fit_groups(args.table, args.by, args.method, table, options)
+    if args.json:
+        print(json.dumps({"by": args.by, "groups": {v: ({"error": f} if isinstance(f, str) else f.to_json_dict())
+                                                    for v, f in fits.items()}}, allow_nan=False))
+        return 0
+    for value, fit in fits.items():
+        print(f"== {args.by} = {value or '(none)'} ==")
+        print(f"  not fitted: {fit}" if isinstance(fit, str) else summary_text(fit))
+    return 0
+
+
 def _backtest_json(study, method: str, holdout: int, options: FitOptions) -> dict:
     from .holdout import backtest
     from .result import plain
@@ -171,6 +189,15 @@ def cmd_plot(args) -> int:
     _use_cache()
     table, options = _options(args)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    if args.by:
+        from .by_group import fit_groups, plot_groups
+        from .table import load_table
+
+        df = load_table(args.table)  # IsoFLOP frontiers for IsoFLOP grids, else the parametric law's
+        method = "isoflop" if "budget_flops" in df and df["budget_flops"].notna().any() else "parametric"
+        for path in plot_groups(fit_groups(args.table, args.by, method, table, options), args.by, args.out, formats):
+            print(path)
+        return 0
     written, notes = make_figures(args.table, args.out, table, options, args.figures, formats)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)

@@ -14,6 +14,9 @@ FINAL = ("completed", "diverged")  # a run that ended by itself: not trained aga
 
 IDENTITY = ("run_id", "config_hash", "git_sha", "status", "seed")
 MODEL = ("arch", "d_model", "n_layers", "n_heads", "seq_len", "vocab_size")
+# the model fields a study may vary besides size (lab.study.spec variants): one column each
+VARIANT = ("n_kv_heads", "d_ff", "n_dec_layers", "attn_window", "attn_global_tokens", "pos_encoding", "norm", "mlp",
+           "tie_embeddings", "dtype")
 PARAMS = ("params_non_embedding", "params_embedding", "params_head", "params_total")
 COMPUTE = ("tokens", "flops_exact", "flops_6n", "flops_6n_total", "flops_deepseek")
 LOSSES = ("final_train_loss", "final_val_loss", "val_bits_per_byte")
@@ -25,9 +28,9 @@ QUANT = ("val_loss_int8", "val_loss_int4", "val_loss_bf16",  # final weights qua
 ICL = ("icl_accuracy", "icl_loss", "icl_pairs")  # in-context recall (lab.icl); absent where no prompt fits
 
 # the contract, in the column order of a results table
-FIELDS = IDENTITY + MODEL + PARAMS + COMPUTE + LOSSES + TIMING + DATA + REPEAT + QUANT + ICL
+FIELDS = IDENTITY + MODEL + VARIANT + PARAMS + COMPUTE + LOSSES + TIMING + DATA + REPEAT + QUANT + ICL
 # fields added after results were first written: a result without them is still trusted
-LATER = ("tokens_fingerprint",) + REPEAT + QUANT + ICL
+LATER = ("tokens_fingerprint",) + VARIANT + REPEAT + QUANT + ICL
 
 # what `lab train` prints when a run ends
 SUMMARY = ("status", "params_total", "tokens", "final_train_loss", "final_val_loss", "val_bits_per_byte",

@@ -22,7 +22,7 @@ from lab.checkpoint import Checkpointer, abstract_like
 from lab.config import ConfigError, RunConfig
 from lab.costs import model_costs
 from lab.data import Corpus, check_streams, load_corpus, repeat_fields, train_batch, val_batches
-from lab.result import FINAL, LOSSES
+from lab.result import FINAL, LOSSES, MODEL, VARIANT
 from lab.rundir import RunDir, git_sha
 from lab.interrupt import interruptible
 from lab.memory import check_compiled, check_fits
@@ -125,8 +125,7 @@ def _result_header(cfg: RunConfig, corpus: Corpus, rundir: RunDir, costs) -> dic
     m = cfg.model
     return {
         "run_id": rundir.path.resolve().name, "config_hash": cfg.hash(), "git_sha": git_sha(), "status": "running",
-        "seed": cfg.train.seed, "arch": m.arch, "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads,
-        "seq_len": m.seq_len, "vocab_size": m.vocab_size, **costs.totals(cfg.total_tokens),
+        "seed": cfg.train.seed, **{k: getattr(m, k) for k in MODEL + VARIANT}, **costs.totals(cfg.total_tokens),
         "steps": cfg.total_steps, "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
         "dataset": corpus.name, "tokenizer": corpus.tokenizer, "corpus_fingerprint": corpus.text_fingerprint,
         "tokens_fingerprint": corpus.tokens_fingerprint,

@@ -34,7 +34,7 @@ from lab.study.spec import Cell, Study, branch_savings
 
 def _extra(study: Study, cell: Cell) -> dict:
     """The study's own fields of a cell's result (and row)."""
-    return {"study": study.name, "cell_id": cell.cell_id, "budget_flops": cell.budget_flops,
+    return {"study": study.name, "cell_id": cell.cell_id, "variant": cell.variant, "budget_flops": cell.budget_flops,
             "branch_of": cell.branch_of}
 
 

@@ -9,6 +9,13 @@ Two kinds of grid:
 * **IsoFLOP** (`budgets=[...]`): for each FLOP budget C and each size, tokens
   D = C / flops_exact-per-token of that size (lab.costs). `window=k` keeps, per budget, the k sizes
   nearest (in log N) to the guess N* = sqrt(C / (6·r)) for a tokens-per-parameter guess r.
+
+Architecture variants share a study: a `sizes` entry may carry any model field besides its size
+(`{"d_model": 32, "arch": "encdec"}`), and `variants=[{"arch": "decoder"}, {"attn_window": 32}]`
+crosses every size with every variant. A cell's *variant* is its model fields other than the
+size fields (SIZE_FIELDS), written `arch=encdec,attn_window=32` ("" for none); it is part of the
+cell id and a results column, windows are chosen per variant, and `lab fit DIR --by variant`
+(or `--by arch`) fits one law per variant.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ class Study:
     target_flops: float | None = None  # compute the report predicts at (None: 10x the grid's largest)
     bootstrap: int = 200  # resamples for the report's intervals
     validate: float = 0  # > 1: after the fit, train the predicted optimum at this many times the largest budget
+    variants: Sequence[dict] = ()  # model fields crossed with every size, e.g. [{"arch": "decoder"}, {"arch": "encdec"}]
 
 
 @dataclass(frozen=True)
@@ -55,14 +63,24 @@ class Cell:
     branch_of: str | None = None  # the long run this cooldown branches from
     branch_step: int = 0  # the long run's step the branch starts from
     keep_steps: tuple[int, ...] = ()  # long runs: steps whose checkpoints branches start from
+    variant: str = ""  # the model fields besides size, "field=value,..." ("" for none)
 
     @property
     def flops(self) -> float:
         return model_costs(self.config.model).flops_exact * self.config.total_tokens
 
 
-def _size_label(model) -> str:
-    return f"d{model.d_model}L{model.n_layers}"
+SIZE_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff")  # what makes a size; every other model field is a variant
+
+
+def variant_of(size: dict) -> str:
+    """The variant label of a size dict: its non-size fields, sorted, "field=value,..."."""
+    return ",".join(f"{k}={size[k]}" for k in sorted(size) if k not in SIZE_FIELDS)
+
+
+def _size_label(model, variant: str = "") -> str:
+    label = f"d{model.d_model}L{model.n_layers}"
+    return f"{label}-{variant.replace('=', '.').replace(',', '-')}" if variant else label
 
 
 def _safe(text: str) -> str:
@@ -86,9 +104,7 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
     cells = []
     for seed in (int(s) for s in study.seeds):
         seeded = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
-        for size in study.sizes:
-            if not isinstance(size, dict):
-                raise ConfigError(f"study {study.name!r}: each size must be a dict of model fields, got {size!r}")
+        for size in _sizes(study):
             if study.tokens:
                 cells += _grid_cells(study, seeded, size, seed, vocab_size)
             else:
@@ -103,6 +119,17 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
         dup = sorted({i for i in ids if ids.count(i) > 1})[0]
         raise ConfigError(f"study {study.name!r}: two cells share the id {dup!r} (duplicate sizes?)")
     return cells
+
+
+def _sizes(study: Study) -> list[dict]:
+    """Every size crossed with every variant (a variant's fields win over the size's)."""
+    for entry in (*study.sizes, *study.variants):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"study {study.name!r}: each size and variant must be a dict of model fields, got {entry!r}")
+    for v in study.variants:
+        if SIZE_FIELDS[0] in v or SIZE_FIELDS[1] in v:
+            raise ConfigError(f"study {study.name!r}: variant {v!r} sets a size field; put sizes in sizes=[...]")
+    return [{**size, **variant} for size in study.sizes for variant in (study.variants or [{}])]
 
 
 def _is_number(v) -> bool:
@@ -186,10 +213,11 @@ def _check_length(study: Study, cfg: RunConfig, what: str) -> None:
 def _grid_cells(study: Study, cfg: RunConfig, size: dict, seed: int, vocab_size: int) -> list[Cell]:
     tokens = sorted(int(t) for t in study.tokens)
     cfgs = [_with_tokens(_configure(study, _with_tokens(cfg, t), size, t, None, vocab_size), t) for t in tokens]
-    label = _size_label(cfgs[0].model)
+    variant = variant_of(size)
+    label = _size_label(cfgs[0].model, variant)
     ids = [_safe(f"{label}-D{c.total_tokens:.3g}-s{seed}") for c in cfgs]
     if not study.branches:
-        return [Cell(i, c) for i, c in zip(ids, cfgs)]
+        return [Cell(i, c, variant=variant) for i, c in zip(ids, cfgs)]
     if cfgs[0].train.schedule != "wsd":
         raise ConfigError(f"study {study.name!r}: branches=True needs train.schedule=wsd")
     # One warmup for the whole family (fixed by the shortest run), so schedules coincide.
@@ -200,8 +228,9 @@ def _grid_cells(study: Study, cfg: RunConfig, size: dict, seed: int, vocab_size:
     cfgs = [dataclasses.replace(c, train=dataclasses.replace(c.train, warmup_steps=warm, log_every=log_every))
             for c in cfgs]
     starts = [wsd_decay_start(c.total_steps, c.train.decay_frac) for c in cfgs[:-1]]
-    long = Cell(ids[-1], cfgs[-1], keep_steps=tuple(starts))
-    branches = [Cell(i, c, branch_of=long.cell_id, branch_step=s) for i, c, s in zip(ids[:-1], cfgs[:-1], starts)]
+    long = Cell(ids[-1], cfgs[-1], keep_steps=tuple(starts), variant=variant)
+    branches = [Cell(i, c, branch_of=long.cell_id, branch_step=s, variant=variant)
+                for i, c, s in zip(ids[:-1], cfgs[:-1], starts)]
     return [long, *branches]
 
 
@@ -212,15 +241,17 @@ def _isoflop_cells(study: Study, cfg: RunConfig, size: dict, seed: int, vocab_si
         per_token = model_costs(shaped.model).flops_exact
         tokens = max(1, round(budget / per_token))
         c = _with_tokens(shaped, tokens).validate()
-        cells.append(Cell(_safe(f"{_size_label(c.model)}-C{budget:.3g}-s{seed}"), c, budget_flops=budget))
+        variant = variant_of(size)
+        cells.append(Cell(_safe(f"{_size_label(c.model, variant)}-C{budget:.3g}-s{seed}"), c, budget_flops=budget,
+                          variant=variant))
     return cells
 
 
 def _window(study: Study, cells: list[Cell]) -> list[Cell]:
-    """Per budget (and seed), the `window` sizes nearest the guessed optimum in log N."""
+    """Per budget, seed and variant, the `window` sizes nearest the guessed optimum in log N."""
     kept = []
-    for key in sorted({(c.budget_flops, c.config.train.seed) for c in cells}):
-        group = [c for c in cells if (c.budget_flops, c.config.train.seed) == key]
+    for key in sorted({(c.budget_flops, c.config.train.seed, c.variant) for c in cells}):
+        group = [c for c in cells if (c.budget_flops, c.config.train.seed, c.variant) == key]
         guess = math.sqrt(key[0] / (6.0 * study.tokens_per_param_guess))
         group.sort(key=lambda c: abs(math.log(model_costs(c.config.model).params_total / guess)))
         kept += sorted(group[: study.window], key=lambda c: model_costs(c.config.model).params_total)
