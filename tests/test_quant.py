@@ -56,6 +56,9 @@ def test_quantized_tree_bytes(trained):
         assert len(stacked) == 6 and all(t.shape[0] == cfg.model.n_layers for t in stacked)
         # one scale per layer and output channel: the leading layers axis is never contracted
         assert all(t.scale.shape[0] == cfg.model.n_layers for t in stacked)
+        wq, wo = q["blocks"]["attn"]["wq"], q["blocks"]["attn"]["wo"]
+        assert wq.scale.shape == (cfg.model.n_layers, 1, *wq.shape[2:])  # [L, 1 (contracted D), H, E]
+        assert wo.scale.shape == (cfg.model.n_layers, 1, 1, cfg.model.d_model)  # [L, 1, 1 (contracted H, E), D]
         assert sizes["matmul_codes"] == sizes["matmul_float"] * bits // 32  # every matmul weight count is even
         # per-output-channel float32 scales: 1/|contracted| of the float bytes, |contracted| >= d_model = 32
         assert sizes["matmul_scales"] <= sizes["matmul_float"] // 32
