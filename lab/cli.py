@@ -190,12 +190,20 @@ def add_bench_parser(sub) -> None:
                    help="keep each model's batch and use the fewest train.microbatches whose compiled step fits the device")
     p.add_argument("--json", default=None, metavar="PATH", help="write all numbers and the hardware header here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    d = p.add_argument_group("decoding (lab.decode_bench)")
+    d.add_argument("--decode", action="store_true", help="benchmark generation instead of the training step: KV cache "
+                   "vs recomputation, weight formats f32/bf16/int8/int4, batch sizes, the bandwidth roofline")
+    d.add_argument("--decode-lengths", default="64,128,256,512,1024", metavar="N,N,...", help="generated lengths")
+    d.add_argument("--batches", default="1,4,16", metavar="B,B,...", help="batch sizes of the format comparison")
+    d.add_argument("--figure", default=None, metavar="DIR", help="write decode.png and its CSVs here")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
     from pathlib import Path
 
+    if args.decode:
+        return _decode_bench(args)
     from lab.bench import DTYPES, format_report, run_bench
 
     res = run_bench(args.models or ["tiny", "small"], args.overrides, args.dtypes or list(DTYPES),
@@ -206,6 +214,24 @@ def cmd_bench(args) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+def _decode_bench(args) -> int:
+    from pathlib import Path
+
+    from lab.decode_bench import format_decode, plot_decode, run_decode_bench
+
+    counts = lambda text: [_count(x) for x in text.split(",") if x.strip()] or [_count(text)]
+    res = run_decode_bench((args.models or ["small"])[0], args.overrides, lengths=counts(args.decode_lengths),
+                           batches=counts(args.batches), log=None if args.quiet else sys.stderr)
+    print(format_decode(res))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    if args.figure:
+        for path in plot_decode(res, args.figure):
+            print(path)
     return 0
 
 
