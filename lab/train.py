@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import math
+import queue
 import signal
 import sys
 import threading
@@ -43,6 +44,52 @@ class Preempted(Exception):
 
 class RunFailed(RuntimeError):
     """The run crashed; its status `failed` and traceback are in the run directory."""
+
+
+class _Prefetch:
+    """The batches of steps start .. stop-1, each built (host rows, then put on the devices in the
+    batch sharding) by a background thread up to `depth` steps ahead of the step the devices run,
+    so the next batch is ready when the step is dispatched. Batches are a function of (seed, step),
+    so prefetching changes nothing that is computed. An error building one is raised by `get`."""
+
+    def __init__(self, make, start: int, stop: int, depth: int = 2):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(make, start, stop), daemon=True,
+                                        name="lab-batch-prefetch")
+        self._thread.start()
+
+    def _fill(self, make, start: int, stop: int) -> None:
+        for step in range(start, stop):
+            try:
+                item = (step, make(step), None)
+            except BaseException as e:  # handed to the training thread, raised there
+                item = (step, None, e)
+            while not self._halt.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[2] is not None or self._halt.is_set():
+                return
+
+    def get(self, step: int):
+        got, batch, error = self._queue.get()
+        if error is not None:
+            raise error
+        assert got == step, (got, step)
+        return batch
+
+    def close(self) -> None:
+        self._halt.set()
+        self._thread.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class _StopFlag:
@@ -254,12 +301,20 @@ class _Loop:
     def train_steps(self, ckpt: Checkpointer, start: int, stop: _StopFlag) -> float:
         """The hot loop. Metrics stay on device until a log/eval/checkpoint step; returns the
         seconds spent training (evaluation excluded)."""
-        cfg = self.cfg
         bar = _progress(self.steps, start, self.progress)
+        with _Prefetch(self.batch, start, self.steps) as batches:
+            train_time = self._loop(ckpt, start, stop, bar, batches)
+        bar.close()
+        return train_time
+
+    def _loop(self, ckpt: Checkpointer, start: int, stop: _StopFlag, bar, batches: _Prefetch) -> float:
+        """Dispatch steps without waiting for them (the state is donated, the next batch is being
+        prefetched); synchronise only at log, eval and checkpoint steps."""
+        cfg = self.cfg
         pending, train_time = [], 0.0
         t_mark = time.perf_counter()
         for step in range(start, self.steps):
-            self.params, self.opt_state, metrics = self.step_fn(self.params, self.opt_state, self.batch(step),
+            self.params, self.opt_state, metrics = self.step_fn(self.params, self.opt_state, batches.get(step),
                                                                 np.int32(step))
             pending.append(metrics)
             done = step + 1
@@ -286,7 +341,6 @@ class _Loop:
             if stop.signum:
                 raise Preempted(f"stopped by signal {stop.signum} after step {done}; checkpoint saved")
             t_mark = time.perf_counter()
-        bar.close()
         return train_time
 
     def log_train(self, step: int, last_metrics: dict, tokens_per_s: float) -> None:
