@@ -87,8 +87,9 @@ def time_cached(m, params, batch: int, n_new: int, unpack=None) -> float:
     return min(_seconds(run) for _ in range(2))
 
 
-def uncached_times(m, params, batch: int, lengths) -> dict:
-    """{n: seconds to generate n tokens} recomputing the prefix every step (see module docstring)."""
+def uncached_times(m, params, batch: int, lengths) -> tuple[dict, jax.Array]:
+    """({n: seconds to generate n tokens}, the greedy tokens [B, max n]) recomputing the prefix
+    every step (see module docstring)."""
     graphdef = nnx.split(nnx.eval_shape(lambda: Transformer(m, rngs=nnx.Rngs(params=0))), nnx.Param)[0]
     total = PROMPT + max(lengths)
 
@@ -113,7 +114,7 @@ def uncached_times(m, params, batch: int, lengths) -> dict:
         if n in lengths:
             buf.block_until_ready()
             out[n] = time.perf_counter() - t0
-    return out
+    return out, buf[:, PROMPT:]
 
 
 def roofline(m, wbytes: int, batch: int, n_new: int, bandwidth: float) -> dict:
@@ -135,7 +136,7 @@ def run_decode_bench(model: str = "small", overrides=(), lengths=(64, 128, 256, 
     wb = weight_bytes(params)
     res = {"model": model, "d_model": m.d_model, "n_layers": m.n_layers, "seq_len": m.seq_len, "prompt": PROMPT,
            "bandwidth_bytes_per_s": bandwidth, "device": jax.devices()[0].device_kind, "cache": [], "formats": []}
-    uncached = uncached_times(m, params, 1, lengths)
+    uncached, _ = uncached_times(m, params, 1, lengths)
     for n in lengths:
         say(f"cache vs no cache: {n} tokens")
         cached = time_cached(m, params, 1, n)
