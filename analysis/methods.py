@@ -131,6 +131,18 @@ def _resample_kaplan(fit, data, curves, n_boot, seed, target_flops):
     return bootstrap_kaplan(data, n_boot=n_boot, seed=seed, target_flops=target_flops, start=fit.params)
 
 
+def _fit_ptq(data, curves, **kw):
+    from .fit_ptq import fit_ptq
+
+    return fit_ptq(data, **kw)
+
+
+def _ptq_summary(fit):
+    from .fit_ptq import ptq_summary
+
+    return ptq_summary(fit)
+
+
 def _fit_task(data, curves, **kw):
     from .fit_task import fit_task
 
@@ -227,6 +239,9 @@ REGISTRY = {m.name: m for m in (
     Method("task", "two-step task law: task loss L(N, D), then accuracy as a sigmoid of it (OLMo's ladder)",
            fit=_fit_task, options=lambda o: {"delta": o.delta, "seed": o.seed}, summary=_task_summary,
            suite_bootstrap=False, uses_jax=True, columns=("icl_accuracy", "icl_loss")),
+    Method("ptq", "post-training quantization damage L_q - L = C D^gamma_D / N^gamma_N per format (Kumar et al. 2024)",
+           fit=_fit_ptq, options=lambda o: {"n_boot": o.bootstrap or 200, "seed": o.seed}, summary=_ptq_summary,
+           suite_bootstrap=False, columns=("val_loss_int4",)),
 )}
 METHODS = tuple(REGISTRY)
 
