@@ -106,8 +106,14 @@ def sim_study(tmp_path_factory):
 def test_report_opens_with_the_verdict_and_separates_the_intervals(sim_study):
     from analysis.options import FitOptions
 
+    runs = [{"cell_id": "v1", "n": 1e9, "d": 2e10, "predicted": 2.50, "measured": 2.55, "rel_error": 2.50 / 2.55 - 1},
+            {"cell_id": "v2", "n": 2e9, "d": 1e10, "predicted": 2.52, "measured": None, "rel_error": None}]
+    (sim_study / "validation.json").write_text(json.dumps(
+        {"flops": 3e19, "factor": 3, "law": "parametric", "n_opt_predicted": 1.1e9, "runs": runs, "summary": "S."}))
     path = analysis.report(sim_study, options=FitOptions(bootstrap=30), methods=("parametric", "isoflop"))
     text = path.read_text()
+    assert "## Validation rung" in text and "| v1 | 1e+09 | 2e+10 | 2.5 | 2.55 | -1.96% |" in text
+    assert "| v2 | 2e+09 | 1e+10 | 2.52 | – | – |" in text
     assert text.index("## Verdict") < text.index("## Data") < text.index("## Intervals")
     assert "**Trusted estimate:** parametric" in text
     fits = json.loads((sim_study / "fits.json").read_text())

@@ -141,3 +141,36 @@ def test_adaptive_cells_round_budgets_and_skip_known(tmp_path):
     assert [c.cell_id for c in new] == ["d32L2-C5.4e+10-s0"]  # 6e9 exists; two N map to one width
     assert new[0].budget_flops == 5.4e10
     assert size_for_params(study, study.base, 1e4, 2e9, 256) == {"d_model": 16}
+
+
+NINE_CELLS = HEADER + """
+def study():
+    return Study(name="nine", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}, {"d_model": 48}],
+                 budgets=[1e9, 3e9, 9e9], min_steps=5, bootstrap=20, laws=["parametric", "isoflop"])
+"""
+
+
+@pytest.mark.slow
+def test_study_fits_reports_and_validates_in_one_command(tmp_path, capsys):
+    """The whole loop on a 9-cell grid: fits, report, figures with CSVs, fits.json, and a validation
+    rung at 2x the largest budget whose predicted and measured losses are both reported; a re-run
+    trains nothing new and refreshes the analysis."""
+    out = tmp_path / "o"
+    code = main(["study", str(write(tmp_path, NINE_CELLS)), "--out", str(out), "--quiet", "--validate", "2"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and summary["analysis"] == "written", summary
+    assert (out / "report.md").exists() and (out / "fits.json").exists()
+    for fig in ("b_isoflop", "c_optimal"):
+        assert (out / "figures" / f"{fig}.png").exists() and (out / "figures" / f"{fig}.csv").exists()
+    v = json.loads((out / "validation.json").read_text())
+    assert v["flops"] == pytest.approx(1.8e10) and 1 <= len(v["runs"]) <= 3
+    done = [r for r in v["runs"] if r["measured"] is not None]
+    assert done and all(abs(r["rel_error"] - (r["predicted"] / r["measured"] - 1)) < 1e-12 for r in done)
+    text = (out / "report.md").read_text()
+    assert text.startswith("# Scaling-law report") and "## Verdict" in text and "## Validation rung" in text
+    import pandas as pd
+
+    assert len(pd.read_csv(out / "results.csv")) == 9  # validation runs stay out of the grid's table
+    mtime = (out / "runs" / "d16L2-C1e+09-s0" / "result.json").stat().st_mtime
+    assert main(["study", str(write(tmp_path, NINE_CELLS)), "--out", str(out), "--quiet", "--no-analysis"]) == 0
+    assert (out / "runs" / "d16L2-C1e+09-s0" / "result.json").stat().st_mtime == mtime
