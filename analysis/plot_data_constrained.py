@@ -1,4 +1,5 @@
-"""The data-constrained fit's figure: loss vs epochs for each (N, U) family of runs, the fitted
+"""The data-constrained fit's figure: loss vs epochs for each (N, U) family of repeated runs
+(filled), runs of the same size on fresh data at the same token counts (hollow), the fitted
 law through them, the same law with all-fresh data (what unlimited unique data would give), and
 the "worth repeating up to ~N epochs" read-out as a vertical line. A CSV of the drawn curves is
 written next to the image."""
@@ -22,8 +23,8 @@ def curves(fit, n_points: int = 200) -> pd.DataFrame:
     """Fitted loss vs epochs for every (N, U) of the fit's table, repeated and all-fresh."""
     law, rows = fit.law, []
     top = max(2.0, float(fit.data["epochs"].max()) * 1.5)
-    epochs = np.geomspace(min(1.0, float(fit.data["epochs"].min())), top, n_points)
-    for (N, U), _ in fit.data.groupby(["N", "unique_tokens"]):
+    for (N, U), pts in fit.data.groupby(["N", "unique_tokens"]):
+        epochs = np.geomspace(min(1.0, float(pts["epochs"].min())), top, n_points)
         D = U * epochs
         rows.append(pd.DataFrame({"N": N, "U": U, "epochs": epochs, "D": D,
                                   "loss_fit": law(np.full_like(D, N), D, np.minimum(U, D)),
@@ -38,12 +39,16 @@ def loss_vs_epochs(fit, path, formats=("png",)) -> list[str]:
     drawn = curves(fit)
     w = fit.extra["worth_repeating"]
     fig, ax = plt.subplots(figsize=(9, 5))
-    groups = [g for g in fit.data.groupby(["N", "unique_tokens"]) if len(g[1]) >= 3]
-    groups = sorted(groups, key=lambda g: -len(g[1]))[:MAX_FAMILIES]  # the best-sampled families
+    groups = [g for g in fit.data.groupby(["N", "unique_tokens"]) if len(g[1]) >= 3 and g[1]["epochs"].max() > 1]
+    groups = sorted(groups, key=lambda g: -len(g[1]))[:MAX_FAMILIES]  # the best-sampled repeated families
+    data = fit.data
     colors = plt.cm.viridis(np.linspace(0.05, 0.85, max(len(groups), 1)))
     for color, ((N, U), pts) in zip(colors, groups):
         label = f"N={N:.3g}, U={U:.3g}"
         ax.scatter(pts["epochs"], pts["loss"], color=color, s=22, zorder=3, label=label)
+        fresh = data[(data["N"] == N) & (data["unique_tokens"] > U) & (data["epochs"] <= 1)]
+        if len(fresh):  # runs of the same size on fresh data, placed at the epochs their D would be at U
+            ax.scatter(fresh["D"] / U, fresh["loss"], facecolors="none", edgecolors=color, s=30, zorder=3)
         c = drawn[(drawn["N"] == N) & (drawn["U"] == U)]
         ax.plot(c["epochs"], c["loss_fit"], color=color, lw=1.5)
         ax.plot(c["epochs"], c["loss_fresh"], color=color, lw=1, ls=":")
