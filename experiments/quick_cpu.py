@@ -7,11 +7,12 @@ the report, the figures (each with its CSV) and fits.json — a scaling law in a
     lab study experiments/quick_cpu.py --out runs/quick --workers 2
     lab design runs/quick --flops 3e12            # where the next FLOPs would narrow the CI most
 
-Design (after ../shared/CPU_STUDY_NOTES.md and the default study's measurements): the three
-smallest budgets of `isoflop_cpu.py` with four sizes each around a guessed optimum (tokens per
-parameter 35: the measured optima had 65-200 on total parameters, and a low guess keeps the
-expensive d16 runs out of the larger budgets); batch 8 x 128 tokens so the smallest budget still
-gives the largest model hundreds of steps.
+Design (after ../shared/CPU_STUDY_NOTES.md and measured runs of this lab): three budgets a factor 2
+apart, 2e11-8e11 FLOPs, four sizes each nearest a guessed optimum (50 tokens per parameter keeps
+the slow d16 runs out of the largest budget). Budgets start at 2e11 because at 1e11 the runs are
+step-starved: there every size from 7k to 115k parameters was measured and the smallest won
+(the minimum sat at the grid's edge). At 3e11 the measured minimum was interior (d32: 1.90
+nats/byte, d16 1.98, d48 1.97). About 11M training tokens in all; two single-threaded workers.
 """
 
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -26,11 +27,10 @@ def study() -> Study:
             data=DataConfig(name="python_stdlib", val_tokens=1 << 14),
             train=TrainConfig(batch_size=8, lr=3e-3, schedule="wsd"),
         ),
-        # one size below the width grid (d16 with one layer: 7.3k parameters), because the smallest budget's
-        # optimum sits near 1.8e4 parameters, between d16 (1.0e4) and d32 (3.3e4)
-        sizes=[{"d_model": 16, "n_layers": 1, "n_heads": 1, "d_ff": 64}] + [{"d_model": d} for d in (16, 32, 48, 64, 80, 96)],
-        budgets=[1e11, 3e11, 9e11],  # flops_exact per run
+        sizes=[{"d_model": d} for d in (16, 32, 48, 64, 80, 96)],
+        budgets=[2e11, 4e11, 8e11],  # flops_exact per run
         window=4,
-        tokens_per_param_guess=35,
+        tokens_per_param_guess=50,
         seeds=[0],
+        workers=2,  # two single-threaded workers: ~1.3x one two-threaded process on 2 cores
     )

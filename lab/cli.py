@@ -88,7 +88,8 @@ def add_study_parser(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the grid and a wall-time estimate; train nothing")
     p.add_argument("--no-timing", action="store_true", help="with --dry-run: skip the measured step times")
     p.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"])
-    p.add_argument("--workers", type=_count, default=1, help="local launcher: runs at a time (default 1)")
+    p.add_argument("--workers", type=_count, default=None,
+                   help="local launcher: runs at a time (default: the study's `workers`, else 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field in every cell; repeatable")
     p.add_argument("--ray-address", default=None, help="ray: cluster address (default: start a local cluster)")
@@ -125,6 +126,7 @@ def cmd_study(args) -> int:
     # the corpus's vocabulary sizes the embedding and head, and so every cell's FLOPs
     vocab = load_corpus(base.data).vocab_size
     cells = expand(study, vocab, args.overrides)
+    args.workers = study.workers if args.workers is None else args.workers
     if args.launcher == "local":  # elsewhere the cells run on other machines, which check for themselves
         check_cells_fit(cells, args.workers)
     from lab.study.analyze import after_grid, check_adaptive, check_validate

@@ -52,6 +52,7 @@ class Study:
     target_flops: float | None = None  # compute the report predicts at (None: 10x the grid's largest)
     bootstrap: int = 200  # resamples for the report's intervals
     validate: float = 0  # > 1: after the fit, train the predicted optimum at this many times the largest budget
+    workers: int = 1  # local launcher: runs at a time unless --workers says otherwise
     variants: Sequence[dict] = ()  # model fields crossed with every size, e.g. [{"arch": "decoder"}, {"arch": "encdec"}]
 
 
@@ -166,7 +167,7 @@ def check_values(study: Study) -> None:
     g = study.tokens_per_param_guess
     if not (_is_number(g) and math.isfinite(g) and g > 0):
         raise ConfigError(f"study {study.name!r}: tokens_per_param_guess must be a finite number > 0, got {g!r}")
-    for field, least in (("window", 0), ("min_steps", 1)):
+    for field, least in (("window", 0), ("min_steps", 1), ("workers", 1)):
         v = getattr(study, field)
         if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= least):
             raise ConfigError(f"study {study.name!r}: {field} must be a whole number >= {least}, got {v!r}")
