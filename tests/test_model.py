@@ -97,3 +97,20 @@ def test_every_parameter_has_logical_axes():
     for path, var in nnx.to_flat_state(state):
         axes = var.get_metadata()["logical_axes"]
         assert len(axes) == var[...].ndim, path
+
+
+def test_remat_policies_give_the_same_gradients():
+    """model.remat changes what the backward pass recomputes, not what it computes."""
+    from lab.objectives import make_loss_fn
+
+    batch = jax.random.randint(jax.random.key(4), (2, 17), 0, 32)
+    grads = {}
+    for remat in ("none", "full", "save_matmuls"):
+        cfg = dataclasses.replace(BASE, n_layers=3, attn_window=4, attn_global_tokens=1, remat=remat)
+        graphdef, params = nnx.split(Transformer(cfg, rngs=nnx.Rngs(5)), nnx.Param)
+        loss = lambda p: make_loss_fn(graphdef, cfg)(p, batch, None)[0]
+        grads[remat] = jax.tree.leaves(jax.jit(jax.grad(loss))(params))
+    for remat in ("full", "save_matmuls"):
+        for a, b in zip(grads["none"], grads[remat]):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
+    assert max(float(jnp.abs(g).max()) for g in grads["none"]) > 1e-4
