@@ -22,6 +22,10 @@ PRESETS: dict[str, dict] = {
                  train=dict(batch_size=64, lr=6e-4), tokens=10_000 * 64 * 512),
     "gpt2-small": dict(model=dict(d_model=768, n_layers=12, n_heads=12, seq_len=1024, tie_embeddings=True),
                        train=dict(batch_size=256, lr=6e-4), tokens=20 * 124_000_000),
+    # ~1.0B parameters (20 x 50.3M per layer; byte vocabulary), 0.5M tokens per step: on one GPU
+    # with train.microbatches (lab bench --fit-batch picks the fewest that fit)
+    "1b": dict(model=dict(d_model=2048, n_layers=20, n_heads=16, seq_len=2048),
+               train=dict(batch_size=256, lr=3e-4), tokens=20 * 1_007_000_000),
 }
 
 
