@@ -132,6 +132,10 @@ def diagnose(suite: dict, data=None) -> dict:
             and np.isfinite(suite[m].a)}
     own = {m: fit_problems(f, data) for m, f in fits.items()}
     problems = [p for m in fits for p in own[m]] + _disagreements(fits)
+    for m in TRUST_ORDER:  # a method that was tried and could not be fitted says why
+        if m in suite and suite[m] is None:
+            problems += [f"{m} could not be fitted: {n.split(': ', 1)[1] if n.startswith(m + ':') else n}"
+                         for n in suite.get("notes", []) if n.startswith(m)]
     trusted = next((m for m in fits if not own[m] and (fits[m].ci or {}).get("a")), None)
     if trusted is None:
         why = "no method passes every check; treat every exponent below as provisional"
