@@ -19,13 +19,15 @@ from lab.costs import model_costs
 from lab.study.spec import Cell, Study, expand
 
 
-def laws_for(study: Study) -> tuple[str, ...]:
-    """The study's own laws, else all methods for an IsoFLOP grid and all but isoflop for N×D."""
-    from analysis.methods import METHODS
+DEFAULT_LAWS = ("parametric", "isoflop", "envelope", "kaplan")  # Chinchilla's three approaches and Kaplan's
 
+
+def laws_for(study: Study) -> tuple[str, ...]:
+    """The study's own laws, else the four classic methods for an IsoFLOP grid and all but
+    isoflop for N×D (other registered laws, e.g. data-constrained, when the study names them)."""
     if study.laws:
         return tuple(study.laws)
-    return METHODS if study.budgets else tuple(m for m in METHODS if m != "isoflop")
+    return DEFAULT_LAWS if study.budgets else tuple(m for m in DEFAULT_LAWS if m != "isoflop")
 
 
 def _largest(cells: list[Cell]) -> float:
