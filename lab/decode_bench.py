@@ -14,8 +14,8 @@ Measured (random weights: speed does not depend on them; greedy decoding after a
   mean position P + n/2), so tokens/s ≤ B · bandwidth / (weight bytes + B · KV bytes). At batch 1
   the weights dominate: a format with fewer weight bytes should decode proportionally faster if
   its weights stay packed through the matmul. int8/int4 are dequantized inside the jitted
-  program (`lab.quant.dequantize`); whether XLA keeps them packed per step is what the
-  measurement shows (`weights_bytes_read_per_step` vs the measured rate).
+  program, one layer at a time inside the layer scan (`lab.quant.dequantize_unstacked`); whether
+  that makes them faster here is what the measurement shows.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from lab.final_eval import weight_bytes
 from lab.generate import generate
 from lab.model import Transformer
 from lab.presets import preset_config
-from lab.quant import dequantize, quantize
+from lab.quant import dequantize_unstacked, quantize
 
 FORMATS = ("f32", "bf16", "int8", "int4")
 PROMPT = 16
@@ -69,7 +69,7 @@ def format_model(m, params, fmt: str):
         m16 = dataclasses.replace(m, dtype="bfloat16", param_dtype="bfloat16")
         return m16, jax.tree.map(lambda w: w.astype(jnp.bfloat16), params), None
     if fmt in ("int8", "int4"):
-        return m, quantize(params, bits=int(fmt[3:])), dequantize
+        return m, quantize(params, bits=int(fmt[3:])), dequantize_unstacked
     return m, params, None
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab.icl import RecallTask, build_windows, encoder_of, make_scorer
-from lab.quant import QTensor, dequantize, quantize
+from lab.quant import QTensor, dequantize_unstacked, quantize
 from lab.step import make_eval
 
 FORMATS = ("int8", "int4", "bf16")
@@ -52,7 +52,7 @@ def make_final_eval(graphdef, cfg, answer_len: int | None):
     score = make_scorer(graphdef, answer_len) if answer_len else None
 
     def final(params, val_NxBxT1, windows_CxMxT1):
-        out = {f"val_loss_int{bits}": evaluate(dequantize(quantize(params, bits=bits)), val_NxBxT1) for bits in (8, 4)}
+        out = {f"val_loss_int{bits}": evaluate(dequantize_unstacked(quantize(params, bits=bits)), val_NxBxT1) for bits in (8, 4)}
         out["val_loss_bf16"] = evaluate(_bf16(params), val_NxBxT1)
         if windows_CxMxT1 is not None:
             correct_CxM, nll_CxM = jax.lax.map(lambda w: score(params, w), windows_CxMxT1)

@@ -13,7 +13,7 @@ source is encoded once and every layer's cross-attention keys/values are compute
     new_BxN = generate(graphdef, model_cfg, params, prompt_BxP, 32, jax.random.key(0), temperature=0.8, top_k=40)
 
 `unpack` maps the stored params to float params inside the jitted program (e.g.
-`lab.quant.dequantize`, so a quantized tree is dequantized on the fly). `lab sample RUN_DIR` is
+`lab.quant.dequantize_unstacked`: the layers dequantize their own weights inside the layer scan). `lab sample RUN_DIR` is
 the command-line front end.
 """
 
@@ -219,9 +219,9 @@ def sample(run_dir, *, prompt: str | None = None, tokens: int | None = None, tem
     prompt_1xP = prompt_1xP[:, prompt_1xP.shape[1] - min(prompt_1xP.shape[1], room + 1 - n_new):]  # the end that fits
     unpack = None
     if quant:
-        from lab.quant import dequantize, quantize
+        from lab.quant import dequantize_unstacked, quantize
 
-        params, unpack = quantize(params, bits=int(quant[3:])), dequantize
+        params, unpack = quantize(params, bits=int(quant[3:])), dequantize_unstacked
     new = generate(graphdef, m, params, prompt_1xP, n_new, jax.random.key(seed), temperature=temperature,
                    top_k=top_k, source_BxS=source, unpack=unpack)
     return corpus.decode(ids) + corpus.decode(np.asarray(new[0]))

@@ -21,6 +21,7 @@ from flax import nnx
 
 from lab.config import ModelConfig
 from lab.layers import Block, Norm, next_key, param, sinusoidal_table
+from lab.quant import dequantize
 from lab.sharding import constrain
 
 REMAT_POLICIES = {"full": None, "save_matmuls": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
@@ -57,8 +58,8 @@ def scan_layers(blocks: Block, x_BxTxD, layer_fn, xs=None, remat: str = "none"):
     graphdef, state = nnx.split(blocks)
 
     def body(x_BxTxD, layer):
-        state_l, xs_l = layer
-        x_BxTxD, ys_l = layer_fn(nnx.merge(graphdef, state_l), x_BxTxD, xs_l)
+        state_l, xs_l = layer  # quantized weights (lab.quant) become float here, one layer at a time
+        x_BxTxD, ys_l = layer_fn(nnx.merge(graphdef, dequantize(state_l)), x_BxTxD, xs_l)
         return constrain(x_BxTxD, ("batch", "seq", "act_embed")), ys_l
 
     if remat != "none":

@@ -41,13 +41,14 @@ CONTRACTED: dict[str, tuple[int, ...]] = {
     "head": (-2,), "embed": (-1,),
 }
 QMAX = {8: 127, 4: 7}
+STACKS = ("blocks", "enc_blocks")  # top-level keys of the scanned layer stacks (lab.model.stacked_blocks)
 
 
 @dataclasses.dataclass(frozen=True)
 class QTensor:
     """Integer codes and per-channel scales of one weight; `shape`/`dtype` are the original's."""
 
-    codes: jax.Array  # int8 [*shape] (bits=8) or uint8 [ceil(n / 2)] (bits=4, two codes a byte)
+    codes: jax.Array  # int8 [*shape] (bits=8) or uint8 [*shape[:-1], ceil(shape[-1] / 2)] (bits=4)
     scale: jax.Array  # float32, `shape` with the contracted axes of size 1
     bits: int
     shape: tuple[int, ...]
@@ -68,23 +69,27 @@ def quantize_array(w, contracted: tuple[int, ...], bits: int) -> QTensor:
 
 
 def dequantize_array(t: QTensor):
-    codes = unpack_int4(t.codes, t.shape) if t.bits == 4 else t.codes
+    """Float values of `t` — or of any slice of it along its leading axes (a layer of a stack):
+    codes and scales are sliced alike, and int4 pairs never straddle the last axis."""
+    codes = unpack_int4(t.codes, t.shape[-1]) if t.bits == 4 else t.codes
     return (codes.astype(jnp.float32) * t.scale).astype(t.dtype)
 
 
 def pack_int4(codes):
-    """int8 codes in [-8, 7] -> uint8, two per byte (element 2i in the low nibble)."""
-    flat = codes.reshape(-1).astype(jnp.int32)
-    if flat.size % 2:
-        flat = jnp.concatenate([flat, jnp.zeros((1,), jnp.int32)])
-    return ((flat[0::2] & 0xF) | ((flat[1::2] & 0xF) << 4)).astype(jnp.uint8)
+    """int8 codes in [-8, 7] -> uint8, two per byte along the last axis (element 2i in the low
+    nibble; an odd last axis gets one padding nibble per row), so leading axes stay sliceable."""
+    c = codes.astype(jnp.int32)
+    if c.shape[-1] % 2:
+        c = jnp.concatenate([c, jnp.zeros((*c.shape[:-1], 1), jnp.int32)], axis=-1)
+    return ((c[..., 0::2] & 0xF) | ((c[..., 1::2] & 0xF) << 4)).astype(jnp.uint8)
 
 
-def unpack_int4(packed, shape):
+def unpack_int4(packed, last: int):
+    """The int8 codes [..., last] of `pack_int4`'s bytes [..., ceil(last / 2)]."""
     b = packed.astype(jnp.int32)
-    nibbles_Nx2 = jnp.stack([b & 0xF, (b >> 4) & 0xF], axis=-1)
-    signed = (nibbles_Nx2 ^ 8) - 8  # sign-extend 4-bit two's complement
-    return signed.reshape(-1)[: int(np.prod(shape))].reshape(shape).astype(jnp.int8)
+    nibbles = jnp.stack([b & 0xF, (b >> 4) & 0xF], axis=-1)  # [..., bytes, 2]
+    signed = (nibbles ^ 8) - 8  # sign-extend 4-bit two's complement
+    return signed.reshape(*packed.shape[:-1], -1)[..., :last].astype(jnp.int8)
 
 
 def _name(path) -> str:
@@ -109,6 +114,14 @@ def dequantize(qparams):
     """The float parameter tree of a quantized one (call it inside the jitted computation)."""
     return jax.tree.map(lambda t: dequantize_array(t) if isinstance(t, QTensor) else t, qparams,
                         is_leaf=lambda t: isinstance(t, QTensor))
+
+
+def dequantize_unstacked(qparams):
+    """Dequantize every weight outside the scanned layer stacks (`STACKS`) and leave the stacks'
+    weights packed: `lab.model.scan_layers` dequantizes one layer's slice inside each step of its
+    scan, so the float copy of a layer exists only while that layer runs and memory falls to the
+    packed bytes (a whole-tree `dequantize` makes XLA hold every layer's float weights at once)."""
+    return {k: (v if k in STACKS else dequantize(v)) for k, v in qparams.items()}
 
 
 def apply(graphdef, qparams, *args, **kwargs):

@@ -43,3 +43,29 @@ def test_lab_eval_of_a_directory_without_a_run_is_one_line(tmp_path, capsys):
     assert main(["eval", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a run directory" in err
+
+
+def test_quantized_weights_stay_packed_in_memory():
+    """XLA's memory analysis of an evaluation: quantized arguments shrink to the byte ratio and the
+    layers' float weights are not materialised all at once (each layer dequantizes inside the scan)."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from lab.config import ModelConfig, RunConfig
+    from lab.model import Transformer
+    from lab.quant import dequantize_unstacked, quantize
+    from lab.step import make_eval
+
+    cfg = RunConfig(model=ModelConfig(d_model=128, n_layers=4, n_heads=4, seq_len=16, vocab_size=256))
+    graphdef, state = nnx.split(Transformer(cfg.model, rngs=nnx.Rngs(params=0)), nnx.Param)
+    params = nnx.to_pure_dict(state)
+    val = jnp.zeros((1, 1, 17), jnp.int32)
+    evaluate = make_eval(graphdef, cfg)
+    f32 = jax.jit(evaluate).lower(params, val).compile().memory_analysis()
+    for bits, ratio in ((8, 0.27), (4, 0.145)):
+        q = jax.jit(lambda p, v: evaluate(dequantize_unstacked(p), v)).lower(quantize(params, bits), val).compile()
+        mem = q.memory_analysis()
+        assert mem.argument_size_in_bytes < ratio * f32.argument_size_in_bytes
+        layer_weights = 4 * 12 * 128 * 128  # one layer's float32 matmul weights
+        assert mem.temp_size_in_bytes < f32.temp_size_in_bytes + 2 * layer_weights
