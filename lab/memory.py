@@ -10,13 +10,18 @@ b = batch_size / (data·fsdp·K) sequences (one micro-batch's share of this devi
 * optimizer   = 2·P·p / s            (AdamW's two moments, in the parameters' dtype)
 * gradients   = 2·P·p / s            (the gradient and the optimizer's update, both live at once)
                 + 4·P / s when K > 1 (the float32 sum of the micro-batches' gradients)
-* activations = Σ over layers of b·t·(ACT_PER_D·D + ACT_PER_F·F)·a  +  b·H·t·k·(8 + a) / tensor
-                + b·t_head·V·4·3     (logits, softmax and their gradient in float32)
+* activations = Σ over layers of what a layer keeps, + the largest layer's working set under remat,
+                + b·t_head·V·4·HEAD_COPIES (logits, softmax and their gradient in float32)
   where a layer sees t query tokens and k keys (decoder: t = k = T; encdec: the encoder t = k = S
-  = T//2, the decoder t = T-S, k = T-S+S), ACT_PER_D = 12 and ACT_PER_F = 3 count the [t, D] and
-  [t, F] tensors a layer keeps for the backward pass (norm inputs/outputs, Q/K/V, attention output,
-  residuals; MLP pre- and post-activation and gate), and the [H, t, k] attention squares are kept
-  three times: logits and masked logits (float32) and probabilities (dtype).
+  = T//2, the decoder t = T-S, k = T-S+S) and keeps, with model.remat=none,
+      b·t·(ACT_PER_D·D + ACT_PER_F·F/tensor)·a + b·H·pairs·(4·SCORE_F32 + a)/tensor
+  ACT_PER_D = 12 and ACT_PER_F = 6 count the [t, D] and [t, F] tensors kept for the backward pass
+  (norm inputs/outputs, Q/K/V, attention output, residuals; MLP pre- and post-activation — the
+  layer scan holds each stacked residual buffer twice); pairs = t·k score pairs (a sliding
+  window computed blockwise: `lab.attention.score_pairs`), kept twice in float32 and once in
+  dtype; a fused cuDNN kernel keeps no scores, only a float32 log-sum-exp per query (pairs = t,
+  4 bytes). remat=full keeps b·t·D·a (the layer input) and save_matmuls b·t·(5·D + F/tensor)·a
+  (the weight matmuls' outputs); both add one layer's full working set, recomputed in the backward.
 
 Measured against XLA's memory analysis of the compiled step (arguments + temporaries, CPU, see
 tests/test_memory.py) the estimate lies within the factor stated in `ESTIMATE_RANGE`.
@@ -32,7 +37,11 @@ from lab.config import ConfigError, RunConfig
 from lab.costs import model_costs
 
 ACT_PER_D = 12
-ACT_PER_F = 3
+ACT_PER_F = 6
+SAVED_PER_D = 5  # model.remat=save_matmuls keeps q, k, v, the attention output and the MLP output
+SAVED_PER_F = 1  # ... and the MLP's first matmul
+SCORE_F32 = 2  # float32 copies of each layer's [H, t, k] attention scores kept (plus one in `dtype`)
+HEAD_COPIES = 3  # float32 [t, V] tensors of the head kept (logits, softmax, their gradient)
 GIB = 2**30
 
 
@@ -64,25 +73,59 @@ def _itemsize(dtype: str) -> int:
     return {"float32": 4, "bfloat16": 2}[dtype]
 
 
-def _layer_shapes(cfg) -> list[tuple[int, int, int]]:
-    """(layers, query tokens, keys) of each stack of one window; the last stack feeds the head."""
+def _layer_shapes(cfg) -> list[tuple[int, int, int, bool]]:
+    """(layers, query tokens, keys, causal) of each stack of one window; the last feeds the head.
+    The encdec decoder's keys: its own T - S plus the S source tokens, counted as one dense
+    attention over T keys."""
     T = cfg.seq_len
     if cfg.arch == "encdec":
         S = T // 2
-        return [(cfg.n_layers, S, S), (cfg.dec_layers, T - S, T)]
-    return [(cfg.n_layers, T, T)]
+        return [(cfg.n_layers, S, S, False), (cfg.dec_layers, T - S, T, True)]
+    return [(cfg.n_layers, T, T, cfg.arch == "decoder")]
+
+
+def _attention_kept(cfg, t: int, k: int, causal: bool) -> tuple[float, float]:
+    """(score pairs per sequence and head whose scores a layer keeps, bytes per pair): the pairs
+    the attention computes (a window: blockwise, `lab.attention.score_pairs`), or none but a
+    float32 log-sum-exp per query for a fused (cuDNN flash) kernel."""
+    from lab.attention import resolve_impl, score_pairs
+
+    try:
+        impl = resolve_impl(getattr(cfg, "attn_impl", "xla"), cfg.dtype, cfg.head_dim)
+    except ConfigError:  # cudnn asked for where it cannot run: the run itself refuses it
+        impl = "xla"
+    if impl == "cudnn":
+        return t, 4
+    window = cfg.attn_window if t == k else 0  # cross-attention is dense
+    pairs = score_pairs(t, k, causal=causal, window=window, global_tokens=cfg.attn_global_tokens)
+    return pairs, 4 * SCORE_F32 + _itemsize(cfg.dtype)
+
+
+def _layer_bytes(cfg, b: int, t: int, k: int, causal: bool, tensor: int) -> tuple[float, float]:
+    """(bytes one layer keeps for the backward pass, bytes it holds only while it runs) for b
+    sequences, under `model.remat`: none keeps everything; full only the layer's input (the rest
+    is recomputed, one layer at a time); save_matmuls the weight matmuls' outputs as well."""
+    a, D, F = _itemsize(cfg.dtype), cfg.d_model, cfg.ffn_dim / tensor
+    pairs, pair_bytes = _attention_kept(cfg, t, k, causal)
+    everything = b * t * (ACT_PER_D * D + ACT_PER_F * F) * a + b * cfg.n_heads * pairs * pair_bytes / tensor
+    remat = getattr(cfg, "remat", "none")
+    if remat == "full":
+        return b * t * D * a, everything
+    if remat == "save_matmuls":
+        return b * t * (SAVED_PER_D * D + SAVED_PER_F * F) * a, everything
+    return everything, 0.0
 
 
 def activation_bytes(cfg, per_device_batch: int, tensor: int = 1) -> int:
     """Bytes the forward pass keeps for the backward pass, for `per_device_batch` sequences."""
-    a, b = _itemsize(cfg.dtype), per_device_batch
-    total = 0
-    for layers, t, k in _layer_shapes(cfg):
-        width = ACT_PER_D * cfg.d_model + ACT_PER_F * cfg.ffn_dim / tensor
-        total += layers * (b * t * width * a + b * cfg.n_heads * t * k * (8 + a) / tensor)
+    b, total, transient = per_device_batch, 0.0, 0.0
+    for layers, t, k, causal in _layer_shapes(cfg):
+        kept, running = _layer_bytes(cfg, b, t, k, causal, tensor)
+        total += layers * kept
+        transient = max(transient, running)
     head_tokens = _layer_shapes(cfg)[-1][1]
-    total += b * head_tokens * cfg.vocab_size / tensor * 4 * 3
-    return int(total)
+    total += b * head_tokens * cfg.vocab_size / tensor * 4 * HEAD_COPIES
+    return int(total + transient)
 
 
 def estimate(cfg: RunConfig, mesh_shape: dict[str, int]) -> MemoryEstimate:

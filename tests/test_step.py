@@ -156,3 +156,39 @@ def test_microbatches_must_split_the_batch_over_devices():
     step_module.check_batch_split(cfg, {"data": 2, "fsdp": 1, "tensor": 1})  # 8 = 4 x 2
     with pytest.raises(ConfigError, match=r"microbatches=4 x 4 data-parallel"):
         step_module.check_batch_split(cfg, {"data": 2, "fsdp": 2, "tensor": 1})
+
+
+_SHARDED_MICRO = """
+import dataclasses, json, jax, numpy as np
+from lab import sharding
+from lab.step import compile_step
+from tests.test_step import CFG
+batches = np.random.default_rng(1).integers(0, 8, (4, 8, 17), np.int32)
+out = {}
+for mesh_spec, K in (("data=1,fsdp=1,tensor=8", 1), ("data=2,fsdp=2,tensor=2", 2)):
+    cfg = dataclasses.replace(CFG, mesh=mesh_spec, train=dataclasses.replace(CFG.train, microbatches=K))
+    mesh = sharding.make_mesh(mesh_spec)
+    step = compile_step(cfg, mesh)
+    params, opt_state = step.init_state()
+    losses = []
+    with jax.set_mesh(mesh):
+        for i, b in enumerate(batches):
+            params, opt_state, m = step.executable(params, opt_state, jax.device_put(b, step.batch_sh), np.int32(i))
+            losses.append(float(m["loss"]))
+    out[K] = losses
+print(json.dumps(out))
+"""
+
+
+def test_microbatches_on_a_sharded_mesh_match_the_whole_batch():
+    """2 micro-batches over data=2 x fsdp=2 (each device holds its rows of every micro-batch) give
+    the loss curve of the whole batch at once (8 fake CPU devices, a subprocess)."""
+    import json
+
+    from tests.helpers.runs import run_python
+
+    proc = run_python(_SHARDED_MICRO, devices=8, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    curves = json.loads(proc.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(curves["2"], curves["1"], rtol=1e-4)
+    assert curves["1"][-1] < curves["1"][0]
