@@ -13,8 +13,8 @@ key columns; the g global query rows are computed separately over all keys. It i
 it reads fewer keys than there are (`blockwise_keys`), and it equals the dense masked attention.
 `lab.costs` counts exactly these pairs (`score_pairs`).
 
-`impl`: "xla" (any backend) or "cudnn" (cuDNN's fused flash attention, NVIDIA GPUs, bf16/fp16);
-`resolve_impl("auto", ...)` picks cudnn where it can run, else xla. Either way the softmax
+`impl`: "xla" (any backend) or "cudnn" (cuDNN's fused flash attention, NVIDIA GPUs, bf16, for the
+calls without an explicit mask); `resolve_impl("auto", ...)` picks cudnn where it can run, else xla. Either way the softmax
 statistics are float32 (XLA: logits accumulated in float32; cuDNN: by construction).
 """
 
@@ -83,9 +83,12 @@ def score_pairs(T: int, S: int, *, causal: bool, window: int = 0, global_tokens:
 
 
 def dot_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask=None, *, causal: bool = False, impl: str = "xla"):
-    """softmax(q·kᵀ/√E)·v through `jax.nn.dot_product_attention`; `mask` broadcasts to [B, H, T, S]."""
+    """softmax(q·kᵀ/√E)·v through `jax.nn.dot_product_attention`; `mask` broadcasts to [B, H, T, S].
+    cuDNN takes the mask-free calls (dense causal or full self-attention, cross-attention); a call
+    with an explicit mask (window blocks, a KV cache) runs on XLA, as cuDNN would turn the mask into
+    an additive bias of limited shapes."""
     return jax.nn.dot_product_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask=mask, is_causal=causal,
-                                        implementation=impl)
+                                        implementation=impl if mask is None else "xla")
 
 
 def self_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, *, causal: bool, window: int = 0, global_tokens: int = 0,
