@@ -89,7 +89,7 @@ def add_parsers(subparsers) -> None:
                               description="Write the scaling-law figures (a)-(e) of a table, each with its data CSV.")
     p.add_argument("table", help="results CSV, or a study directory holding results.csv")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--figures", default="abcde", help="which figures, e.g. 'acd' (default abcde; q: loss vs weight bits)")
+    p.add_argument("--figures", default="abcde", help="which figures, e.g. 'acd' (default abcde; q: loss vs weight bits; l: loss vs learning rate)")
     p.add_argument("--format", default="png,svg", help="image formats, comma separated (default png,svg)")
     _table_args(p)
     _fit_args(p)
@@ -197,6 +197,16 @@ def cmd_plot(args) -> int:
                                       args.out, formats):
             print(path)
         args.figures = args.figures.replace("q", "")
+        if not args.figures:
+            return 0
+    if "l" in args.figures:  # loss vs learning rate per size (analysis.fit_lr)
+        from .fit_lr import plot_loss_vs_lr
+        from .table import filter_rows, load_table
+
+        for path in plot_loss_vs_lr(filter_rows(load_table(args.table), where=table.where, status=table.status),
+                                    args.out, formats):
+            print(path)
+        args.figures = args.figures.replace("l", "")
         if not args.figures:
             return 0
     if args.by:

@@ -143,6 +143,24 @@ def _ptq_summary(fit):
     return ptq_summary(fit)
 
 
+def _fit_lr(data, curves, **kw):
+    from .fit_lr import fit_lr
+
+    return fit_lr(data, **kw)
+
+
+def _resample_lr(fit, data, curves, n_boot, seed, target_flops):
+    from .fit_lr import resample_lr
+
+    return resample_lr(data, n_boot, seed)
+
+
+def _lr_summary(fit):
+    from .fit_lr import lr_summary
+
+    return lr_summary(fit)
+
+
 def _fit_task(data, curves, **kw):
     from .fit_task import fit_task
 
@@ -242,6 +260,11 @@ REGISTRY = {m.name: m for m in (
     Method("ptq", "post-training quantization damage L_q - L = C D^gamma_D / N^gamma_N per format (Kumar et al. 2024)",
            fit=_fit_ptq, options=lambda o: {"n_boot": o.bootstrap or 200, "seed": o.seed}, summary=_ptq_summary,
            suite_bootstrap=False, columns=("val_loss_int4",)),
+    Method("lr", "best learning rate per (N, D) (edges of the LR grid flagged), then eta_opt = c N^a D^b and "
+           "eta_opt(C) vs DeepSeek's C^-0.125, bootstrap CIs (needs runs at several learning rates)",
+           fit=_fit_lr, options=lambda o: {"n_boot": o.bootstrap or 200, "seed": o.seed}, summary=_lr_summary,
+           resample=_resample_lr,
+           suite_bootstrap=False, columns=("lr",)),
 )}
 METHODS = tuple(REGISTRY)
 
