@@ -12,7 +12,7 @@ apart, 2e11-8e11 FLOPs, four sizes each nearest a guessed optimum (50 tokens per
 the slow d16 runs out of the largest budget). Budgets start at 2e11 because at 1e11 the runs are
 step-starved: there every size from 7k to 115k parameters was measured and the smallest won
 (the minimum sat at the grid's edge). At 3e11 the measured minimum was interior (d32: 1.90
-nats/byte, d16 1.98, d48 1.97). About 11M training tokens in all; two single-threaded workers.
+nats/byte, d16 1.98, d48 1.97). About 15M training tokens in all; two single-threaded workers.
 """
 
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
