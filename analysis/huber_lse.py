@@ -104,8 +104,8 @@ def minimize_lanes(P0, X, y, W, delta, iters, stable, gtol=0.0, x64=False, keep=
     else:
         run = make_minimizer(huber_lse_vg(float(delta), bool(stable)), int(iters + more_iters), gtol=float(gtol))
     dtype = np.float64 if x64 else np.float32
-    with jax.enable_x64(x64):
-        out = run(*(jnp.asarray(a, dtype) for a in (P0, X, y, W)))
+    with jax.enable_x64(x64):  # cast in numpy: a device-side cast is one more (cached) program to load
+        out = run(*(jnp.asarray(np.asarray(a, dtype)) for a in (P0, X, y, W)))
         P, f, g, n_iter = (np.asarray(o) for o in out)
     return P.astype(np.float64), f.astype(np.float64), g.astype(np.float64), int(n_iter)
 
@@ -152,13 +152,23 @@ def jitted_vg(delta: float):
     return jax.jit(huber_lse_vg(delta, True))
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted_hessian(delta: float):
+    vg = huber_lse_vg(delta, True)
+
+    def hess(theta, X, y, w):
+        H = jax.jacfwd(lambda p: vg(p[None], X, y, w[None])[1][0])(theta)
+        return (H + H.T) / 2
+
+    return jax.jit(hess)
+
+
 def hessian(theta, X, y, w, delta) -> np.ndarray:
-    """The float64 Hessian (5, 5) of the weighted Huber sum at `theta` (forward-mode over the gradient)."""
-    vg = huber_lse_vg(float(delta), True)
+    """The float64 Hessian (5, 5) of the weighted Huber sum at `theta` (forward-mode over the
+    gradient), one jitted program (op by op it was ~40 small programs to compile or load)."""
     with jax.enable_x64(True):
-        Xj, yj, wj = jnp.asarray(X), jnp.asarray(y), jnp.asarray(w)[None]
-        H = np.asarray(jax.jacfwd(lambda p: vg(p[None], Xj, yj, wj)[1][0])(jnp.asarray(theta, jnp.float64)))
-    return (H + H.T) / 2
+        args = (jnp.asarray(np.asarray(a, np.float64)) for a in (theta, X, y, w))
+        return np.asarray(_jitted_hessian(float(delta))(*args))
 
 
 def chord_newton(P, X, y, W, H, delta, iters: int = 30):
