@@ -89,7 +89,7 @@ def add_parsers(subparsers) -> None:
                               description="Write the scaling-law figures (a)-(e) of a table, each with its data CSV.")
     p.add_argument("table", help="results CSV, or a study directory holding results.csv")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--figures", default="abcde", help="which figures, e.g. 'acd' (default abcde; q: loss vs weight bits; l: loss vs learning rate)")
+    p.add_argument("--figures", default="abcde", help="which figures, e.g. 'acd' (default abcde; q: loss vs weight bits; l: loss vs learning rate; i: in-context accuracy vs compute)")
     p.add_argument("--format", default="png,svg", help="image formats, comma separated (default png,svg)")
     _table_args(p)
     _fit_args(p)
@@ -197,6 +197,15 @@ def cmd_plot(args) -> int:
                                       args.out, formats):
             print(path)
         args.figures = args.figures.replace("q", "")
+        if not args.figures:
+            return 0
+    if "i" in args.figures:  # in-context ability vs compute, two-step law (analysis.fit_task)
+        from .fit_task import fit_task, plot_task
+        from .inputs import load
+
+        for path in plot_task(fit_task(load(args.table, table).data, seed=options.seed), args.out, formats):
+            print(path)
+        args.figures = args.figures.replace("i", "")
         if not args.figures:
             return 0
     if "l" in args.figures:  # loss vs learning rate per size (analysis.fit_lr)

@@ -82,6 +82,7 @@ def fit_task(data, acc_col: str = ACC_COL, loss_col: str = LOSS_COL, chance: flo
     out = pd.DataFrame({"N": task_data.N, "D": task_data.D, "C": task_data.C, "task_loss": L_task, "accuracy": acc,
                         "task_loss_fit": step1.law(task_data.N, task_data.D)})
     extra = {"columns": {"accuracy": acc_col, "task_loss": loss_col}, "chance": chance, "n_points": len(acc)}
+    out.attrs["k"] = task_data.k
     ci = None
     if acc.max() < 2 * chance + 2 / len(acc):
         warnings.insert(0, f"no run scores clearly above chance ({chance:.4f}; best {acc.max():.3f}): the ability has not "
@@ -160,3 +161,40 @@ def task_summary(fit: FitResult) -> list[str]:
         lines.append(f"  half the attainable accuracy on the compute-optimal frontier at C ≈ {emerge:.3g} FLOPs"
                      if emerge else "  the frontier's task loss does not reach L0 within 1e30 FLOPs")
     return lines
+
+
+def plot_task(fit: FitResult, out_dir, formats=("png",)) -> list:
+    """icl.png: accuracy against compute (runs, and the two-step law along the compute-optimal
+    frontier) and accuracy against task loss (runs and the sigmoid); icl.csv beside it."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d, p = fit.data, fit.params
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.scatter(d["C"], d["accuracy"], s=14, label="runs")
+    right.scatter(d["task_loss"], d["accuracy"], s=14, label="runs")
+    if "L0" in p:
+        flops = np.logspace(np.log10(d["C"].min()) - 0.5, np.log10(d["C"].max()) + 2, 80)
+        _, L_opt = frontier(fit.law, fit.data.attrs.get("k", 6.0), flops)
+        left.plot(flops, sigmoid_acc(L_opt, p["a"], p["k"], p["L0"], p["b"]), label="two-step law, frontier")
+        grid = np.linspace(d["task_loss"].min() - 0.5, d["task_loss"].max() + 0.5, 100)
+        right.plot(grid, sigmoid_acc(grid, p["a"], p["k"], p["L0"], p["b"]), label="sigmoid fit")
+    for ax in (left, right):
+        ax.axhline(fit.extra["chance"], ls=":", c="gray", label="chance")
+        ax.legend(fontsize=7)
+    left.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="in-context recall accuracy", title="ability vs compute")
+    right.set(xlabel="task loss (nats/token)", ylabel="accuracy", title="step 2: accuracy vs task loss")
+    fig.tight_layout()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for f in formats:
+        fig.savefig(out / f"icl.{f}", dpi=150)
+        paths.append(out / f"icl.{f}")
+    plt.close(fig)
+    d.to_csv(out / "icl.csv", index=False)
+    return paths + [out / "icl.csv"]

@@ -44,3 +44,14 @@ def test_an_ability_that_never_appears_is_reported_not_fitted():
 def test_a_table_without_task_scores_is_one_clear_error():
     with pytest.raises(AnalysisError, match="no icl_accuracy / icl_loss column"):
         fit_task(fit_data(table().drop(columns=["icl_accuracy", "icl_loss"])))
+
+
+def test_figure_shows_accuracy_against_compute_and_task_loss(tmp_path):
+    from lab.cli import main
+
+    path = tmp_path / "r.csv"
+    table().to_csv(path, index=False)
+    assert main(["plot", str(path), "--figures", "i", "--out", str(tmp_path / "f"), "--bootstrap", "0"]) == 0
+    assert (tmp_path / "f" / "icl.png").exists()
+    d = __import__("pandas").read_csv(tmp_path / "f" / "icl.csv")
+    assert len(d) == len(table()) and {"C", "accuracy", "task_loss", "accuracy_fit"} <= set(d.columns)
