@@ -27,6 +27,9 @@ QUANT = ("val_loss_int8", "val_loss_int4", "val_loss_bf16",  # final weights qua
          "weight_bytes_f32", "weight_bytes_bf16", "weight_bytes_int8", "weight_bytes_int4")
 ICL = ("icl_accuracy", "icl_loss", "icl_pairs")  # in-context recall (lab.icl); absent where no prompt fits
 
+# a member of a packed run (lab.pack): the pack it trained in; absent when the run trained alone
+PACK = ("pack_id",)
+
 # the contract, in the column order of a results table
 FIELDS = IDENTITY + MODEL + VARIANT + PARAMS + COMPUTE + LOSSES + TIMING + DATA + REPEAT + QUANT + ICL
 # fields added after results were first written: a result without them is still trusted

@@ -1,0 +1,101 @@
+"""Packed runs (lab.pack): K members of one shape in one vmapped step train exactly as they would
+alone, write their own run directories, diverge alone, and resume bitwise after kill -9."""
+
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lab.config import ConfigError
+from lab.pack.step import check_packable, pack_key, traced_schedule
+from lab.pack.train import train_pack
+from lab.schedules import make_schedule
+from lab.train import train
+from tests.helpers.runs import REPO, TINY, env, losses
+
+
+def member(seed=0, lr=TINY.train.lr, **train_fields):
+    return dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, seed=seed, lr=lr, **train_fields))
+
+
+MEMBERS = [member(0), member(1), member(0, lr=1e-3), member(2, lr=6e-3, weight_decay=0.0, warmup_steps=2)]
+
+
+def _rel(a, b):
+    return abs(a - b) / abs(b)
+
+
+@pytest.mark.parametrize("kind", ["wsd", "cosine", "constant"])
+def test_traced_schedule_is_make_schedule(kind):
+    fixed = make_schedule(kind, peak=3e-3, total_steps=50, warmup_steps=7, min_ratio=0.1, decay_frac=0.2)
+    traced = traced_schedule(kind, total_steps=50, min_ratio=0.1, decay_frac=0.2)
+    steps = np.arange(50)
+    np.testing.assert_allclose(np.asarray(traced(steps, np.float32(3e-3), 7)), np.asarray(fixed(steps)), rtol=1e-6)
+
+
+def test_pack_key_ignores_member_fields_only():
+    assert len({pack_key(c) for c in MEMBERS}) == 1
+    other = dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, d_model=16, n_heads=4))
+    assert pack_key(other) != pack_key(MEMBERS[0])
+    with pytest.raises(ConfigError, match="same shapes and steps"):
+        check_packable([MEMBERS[0], other])
+
+
+def test_pack_of_four_equals_each_run_alone(tmp_path, reference_run):
+    results = train_pack(MEMBERS, [tmp_path / f"m{i}" for i in range(4)], pack_id="p-test")
+    alone = [reference_run] + [tmp_path / f"alone{i}" for i in range(1, 4)]
+    for cfg, out in zip(MEMBERS[1:], alone[1:]):
+        train(cfg, out, progress=False)
+    for i, (res, ref_dir) in enumerate(zip(results, alone)):
+        ref = json.loads((ref_dir / "result.json").read_text())
+        packed, single = losses(tmp_path / f"m{i}"), losses(ref_dir)
+        assert packed.keys() == single.keys() and len(packed) >= 8
+        assert max(_rel(packed[k], single[k]) for k in single) < 1e-4, i
+        assert res["status"] == "completed" and _rel(res["final_val_loss"], ref["final_val_loss"]) < 1e-4
+        assert res["pack_id"] == "p-test" and res["lr"] == MEMBERS[i].train.lr
+        assert _rel(res["val_loss_int8"], ref["val_loss_int8"]) < 1e-4
+        on_disk = json.loads((tmp_path / f"m{i}" / "result.json").read_text())
+        assert on_disk["final_val_loss"] == res["final_val_loss"] and on_disk["config_hash"] == ref["config_hash"]
+        assert sorted(p.name for p in (tmp_path / f"m{i}" / "checkpoints").iterdir() if p.name.isdigit()) == ["24"]
+
+
+LONG = [member(0, steps=48, eval_every=8, log_every=4, warmup_steps=4), member(1, lr=1e9, steps=48, eval_every=8,
+                                                                              log_every=4, warmup_steps=4)]
+LONG = [dataclasses.replace(c, checkpoint_every=4) for c in LONG]
+
+KILLED = f"""
+import dataclasses, sys
+sys.path.insert(0, {str(REPO)!r})
+from tests.test_pack import LONG
+from lab.pack.train import train_pack
+train_pack(LONG, [sys.argv[1] + '/a', sys.argv[1] + '/b'], pack_id='pk', resume=True)
+"""
+
+
+def test_diverged_member_stops_and_killed_pack_resumes_bitwise(tmp_path):
+    ref = train_pack(LONG, [tmp_path / "ref" / "a", tmp_path / "ref" / "b"], pack_id="pk")
+    assert ref[0]["status"] == "completed" and ref[1]["status"] == "diverged"
+    assert "non-finite training loss" in ref[1]["error"]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(out)], env=env(1), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        ckpts = out / "a" / "checkpoints"
+        if ckpts.is_dir() and any(p.name.isdigit() and int(p.name) >= 16 for p in ckpts.iterdir()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read()[-3000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (out / "a" / "result.json").exists()
+    resumed = train_pack(LONG, [out / "a", out / "b"], pack_id="pk", resume=True)
+    assert 0 < resumed[0]["resumed_from_step"] < 48
+    assert losses(out / "a") == losses(tmp_path / "ref" / "a")  # bitwise
+    assert resumed[0]["final_val_loss"] == ref[0]["final_val_loss"]
+    assert resumed[1]["status"] == "diverged"
