@@ -97,6 +97,9 @@ def add_study_parser(sub) -> None:
     p.add_argument("--cpus-per-run", type=_count, default=1, help="ray/slurm: CPUs per run")
     p.add_argument("--gpus-per-run", type=int, default=0, help="ray/slurm: GPUs per run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--pack", type=int, default=None, metavar="K",
+                   help="train up to K cells of the same shapes and steps as one vmapped step (lab.study.packs; "
+                   "default: the study's `pack`, else 8 on an accelerator and 1 on CPU)")
     a = p.add_argument_group("analysis (after the grid; lab.study.analyze)")
     a.add_argument("--no-analysis", action="store_true", help="skip the fits, figures and report after the grid")
     a.add_argument("--validate", type=float, default=None, metavar="K",
@@ -120,6 +123,9 @@ def cmd_study(args) -> int:
     from lab.study.spec import expand
 
     study = load_study(args.file)
+    from lab.study.packs import check_pack, default_pack, describe_packs
+
+    pack = check_pack(args.pack) if args.pack is not None else default_pack(study.pack)
     if not args.dry_run and not args.out:
         raise ConfigError("--out DIR is required (or use --dry-run)")
     base = apply_overrides(study.base, list(study.overrides) + args.overrides)
@@ -145,12 +151,14 @@ def cmd_study(args) -> int:
 
             timing = step_seconds(cells)
         print(describe(study, cells, timing))
+        if pack > 1:
+            print(describe_packs(cells, pack))
         return 0
     from lab.study.signals import Interrupted
 
     def run(s, c, out):
         return run_study(s, c, Path(out), launcher=args.launcher, workers=args.workers, progress=not args.quiet,
-                         tracker=args.tracker, **_launcher_args(args))
+                         tracker=args.tracker, pack=pack, **_launcher_args(args))
 
     try:
         status = run(study, cells, args.out)

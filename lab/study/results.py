@@ -19,7 +19,7 @@ from lab.files import write_text_atomic
 from lab.result import FIELDS
 
 # The study's own columns, the result.json contract of a run, then anything else (sorted).
-STUDY_COLUMNS = ("variant", "budget_flops", "branch_of", "error")
+STUDY_COLUMNS = ("variant", "budget_flops", "branch_of", "pack_id", "error")
 COLUMNS = ["study", "cell_id", *FIELDS, *STUDY_COLUMNS]
 SKIP = {"mesh"}  # nested values that do not belong in a flat table
 

@@ -7,6 +7,7 @@ Layout of a study directory:
     DIR/results.csv         one row per run or cooldown branch (lab.study.results); derived, rebuilt
     DIR/runs/CELL/          each cell's run directory (lab.rundir.RunDir): the truth
     DIR/tasks/CELL.json     the task file a worker ran, CELL.log its output, CELL.lock its lock
+                            (PACK.json, .log, .lock for a pack of cells: lab.study.packs)
 
 A cell whose run directory holds a trusted completed or diverged result (`RunDir.read_result`) is
 not trained again; any other cell is (re)started with resume, so an interrupted study continues
@@ -78,8 +79,10 @@ def check_plan(out: Path, study: Study) -> None:
 
 
 class StudyRun:
-    def __init__(self, study: Study, cells: list[Cell], out: Path, tracker: str | None = None):
+    def __init__(self, study: Study, cells: list[Cell], out: Path, tracker: str | None = None, pack: int = 1):
         self.study, self.cells, self.out, self.tracker = study, cells, Path(out), tracker
+        self.pack = pack  # members per packed task (lab.study.packs); 1 = every cell alone
+        self.pack_members: dict[str, list[str]] = {}  # pack task id -> its member cell ids
         self.tracker_runs: dict[str, str] = {}  # cell_id -> its tracker run (lab.trackers)
         self.runs, self.tasks = self.out / "runs", self.out / "tasks"
         self.results = self.out / "results.csv"
@@ -128,13 +131,16 @@ class StudyRun:
         self.save_rows()
         return todo
 
-    def task(self, cell: Cell, env: dict) -> Task:
-        spec = {
+    def task_spec(self, cell: Cell) -> dict:
+        return {
             "cell_id": cell.cell_id, "run_dir": str(self.run_dir(cell.cell_id).path.resolve()),
             "config": cell.config.to_dict(), "extra_result": _extra(self.study, cell),
             "keep_steps": list(cell.keep_steps), "branch_of": cell.branch_of, "branch_step": cell.branch_step,
             "parent_dir": str(self.run_dir(cell.branch_of).path.resolve()) if cell.branch_of else None,
         }
+
+    def task(self, cell: Cell, env: dict) -> Task:
+        spec = self.task_spec(cell)
         path = self.tasks / f"{cell.cell_id}.json"
         write_json_atomic(path, spec)
         return Task(cell.cell_id, path.resolve(), (self.tasks / f"{cell.cell_id}.log").resolve(), env)
@@ -189,8 +195,9 @@ class StudyRun:
         bars = StudyProgress(flops, set(flops) - set(by_id), self.run_dir, enabled=progress)
 
         def on_done(task: Task, code: int) -> None:
-            self.finished(by_id[task.task_id], code)
-            bars.done(task.task_id, self.status[task.task_id])
+            for cell_id in self.pack_members.get(task.task_id, [task.task_id]):
+                self.finished(by_id[cell_id], code)
+                bars.done(cell_id, self.status[cell_id])
 
         def on_poll() -> None:
             stop.check()
@@ -199,11 +206,22 @@ class StudyRun:
         try:
             for wave in ([c for c in todo if not c.branch_of], [c for c in todo if c.branch_of]):
                 cells = self.runnable(wave, bars)
-                tasks = [self.task(c, env) for c in cells]
+                tasks = self.task_list(cells, env)
                 bars.start({c.cell_id: c.config.total_steps for c in cells})
                 launcher.run(tasks, on_done, on_poll)
         finally:
             bars.close()
+
+
+    def task_list(self, cells: list[Cell], env: dict) -> list[Task]:
+        """One task per cell, or with `pack` > 1 one per pack of same-program cells (lab.study.packs)."""
+        if self.pack <= 1:
+            return [self.task(c, env) for c in cells]
+        from lab.study.packs import pack_tasks
+
+        tasks, members = pack_tasks(self, cells, env, self.pack)
+        self.pack_members.update(members)
+        return tasks
 
 
 def describe(study: Study, cells: list[Cell], step_seconds: dict | None = None) -> str:
@@ -250,7 +268,8 @@ def _worker_env(workers: int) -> dict:
 
 
 def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "local", workers: int = 1,
-              progress: bool = True, tracker: str | None = None, **launcher_args) -> dict[str, str]:
+              progress: bool = True, tracker: str | None = None, pack: int = 1,
+              **launcher_args) -> dict[str, str]:
     """Run every unfinished cell; returns {cell_id: status}. One driver per directory (a second
     is refused, naming the first); SIGTERM/SIGINT stop the workers, then raise
     `lab.study.signals.Interrupted`. `tracker` ("tensorboard" or "wandb", `lab.trackers`) replays
@@ -268,7 +287,7 @@ def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "lo
         raise ConfigError(f"cannot write in {out}: {e.strerror}; use another --out") from None
     with lock:
         check_plan(out, study)
-        state = StudyRun(study, cells, out, tracker)
+        state = StudyRun(study, cells, out, tracker, pack=pack)
         todo = state.collect_finished()  # refuses a foreign table or stale runs before writing anything else
         state.write_plan()
         if todo:

@@ -54,6 +54,11 @@ class Study:
     validate: float = 0  # > 1: after the fit, train the predicted optimum at this many times the largest budget
     workers: int = 1  # local launcher: runs at a time unless --workers says otherwise
     variants: Sequence[dict] = ()  # model fields crossed with every size, e.g. [{"arch": "decoder"}, {"arch": "encdec"}]
+    # learning-rate axis, crossed with every cell (ids end in -lrVALUE): peak learning rates, or
+    # multipliers of the rate the policy gives each cell; `lab fit DIR --method lr` fits η_opt(N, D)
+    lrs: Sequence[float] = ()
+    lr_multipliers: Sequence[float] = ()
+    pack: int = 0  # cells per packed task (lab.study.packs); 0 = 8 on accelerators, 1 on CPU; --pack wins
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
                 cells += _isoflop_cells(study, seeded, size, seed, vocab_size)
     if study.budgets and study.window:
         cells = _window(study, cells)
+    cells = _cross_lrs(study, cells)
     for c in cells:
         what = f"budget {c.budget_flops:.3g} FLOPs for {c.cell_id}" if c.budget_flops else c.cell_id
         _check_length(study, c.config, what)
@@ -162,12 +168,16 @@ def check_values(study: Study) -> None:
     _numbers(study, "tokens", whole=True, positive=True)
     _numbers(study, "budgets", whole=False, positive=True)
     _numbers(study, "seeds", whole=True, positive=False)
+    _numbers(study, "lrs", whole=False, positive=True)
+    _numbers(study, "lr_multipliers", whole=False, positive=True)
+    if study.lrs and study.lr_multipliers:
+        raise ConfigError(f"study {study.name!r}: give lrs=[...] or lr_multipliers=[...], not both")
     if not study.seeds:
         raise ConfigError(f"study {study.name!r}: seeds must hold at least one seed")
     g = study.tokens_per_param_guess
     if not (_is_number(g) and math.isfinite(g) and g > 0):
         raise ConfigError(f"study {study.name!r}: tokens_per_param_guess must be a finite number > 0, got {g!r}")
-    for field, least in (("window", 0), ("min_steps", 1), ("workers", 1)):
+    for field, least in (("window", 0), ("min_steps", 1), ("workers", 1), ("pack", 0)):
         v = getattr(study, field)
         if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= least):
             raise ConfigError(f"study {study.name!r}: {field} must be a whole number >= {least}, got {v!r}")
@@ -257,6 +267,22 @@ def _window(study: Study, cells: list[Cell]) -> list[Cell]:
         group.sort(key=lambda c: abs(math.log(model_costs(c.config.model).params_total / guess)))
         kept += sorted(group[: study.window], key=lambda c: model_costs(c.config.model).params_total)
     return kept
+
+
+def _cross_lrs(study: Study, cells: list[Cell]) -> list[Cell]:
+    """Every cell at every learning rate of the study's LR axis (none: the cells as they are)."""
+    values, scale = (study.lrs, False) if study.lrs else (study.lr_multipliers, True)
+    if not values:
+        return cells
+    out = []
+    for cell in cells:
+        for v in values:
+            lr = cell.config.train.lr * float(v) if scale else float(v)
+            tag = _safe(f"-lr{lr:.3g}")
+            cfg = dataclasses.replace(cell.config, train=dataclasses.replace(cell.config.train, lr=lr))
+            out.append(dataclasses.replace(cell, cell_id=cell.cell_id + tag, config=cfg,
+                                           branch_of=cell.branch_of + tag if cell.branch_of else None))
+    return out
 
 
 def branch_savings(cells: list[Cell]) -> tuple[float, float]:

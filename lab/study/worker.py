@@ -30,6 +30,10 @@ def run_cell(cell: dict) -> int:
     from lab.rundir import RunDir
     from lab.train import Preempted, RunFailed, train
 
+    if "members" in cell:  # a pack: several cells in one vmapped step (lab.study.packs)
+        from lab.study.packs import run_pack_task
+
+        return run_pack_task(cell)
     run = RunDir(cell["run_dir"])
     if cell.get("branch_of"):
         run.seed_branch(RunDir(cell["parent_dir"]), cell["branch_step"])

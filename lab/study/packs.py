@@ -1,0 +1,114 @@
+"""Packing a study's cells: cells whose programs have the same shapes and step count (they differ
+only in seed, learning rate, weight decay or warmup: `lab.pack.step.pack_key`) are trained K at a
+time as one vmapped step (`lab.pack`), one worker task per pack.
+
+Packs are planned over all of the study's cells, in study order, so a pack's id is the same every
+time the study runs; a re-run trains the pack's unfinished members. Cells that cannot share a
+program (other shapes or steps, WSD long runs with branch points, cooldown branches) go in other
+packs or run alone — never an error. A pack whose other members finished (or diverged) runs its
+last members as a pack still, under the same id. A member's row and result.json carry its `pack_id`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+
+from lab.config import ConfigError
+from lab.files import write_json_atomic
+from lab.study.launchers import Task
+from lab.study.spec import Cell
+
+PACK_ON_ACCELERATORS = 8  # the default K on GPU/TPU, where tiny cells leave the device mostly idle
+
+
+def check_pack(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"--pack must be a whole number >= 1 (members per pack), got {k!r}")
+    return k
+
+
+def default_pack(study_pack: int) -> int:
+    """The study's `pack`, or (0 = auto) PACK_ON_ACCELERATORS on an accelerator and 1 on CPU."""
+    if study_pack:
+        return check_pack(study_pack)
+    return PACK_ON_ACCELERATORS if jax.default_backend() in ("gpu", "cuda", "rocm", "tpu") else 1
+
+
+def _packable(cell: Cell) -> bool:
+    return not cell.branch_of and not cell.keep_steps
+
+
+def plan_packs(cells: list[Cell], k: int) -> list[tuple[str, list[Cell]]]:
+    """[(pack_id, member cells)]: same-program cells in study order, at most k per pack; a cell
+    alone is its own pack (pack_id None)."""
+    from lab.pack.step import pack_key
+
+    groups: dict[str, list[Cell]] = {}
+    alone = []
+    for cell in cells:
+        if k > 1 and _packable(cell):
+            groups.setdefault(pack_key(cell.config), []).append(cell)
+        else:
+            alone.append(cell)
+    packs = []
+    for members in groups.values():
+        for i in range(0, len(members), k):
+            chunk = members[i:i + k]
+            packs.append((f"pack-{chunk[0].cell_id}" if len(chunk) > 1 else None, chunk))
+    return packs + [(None, [c]) for c in alone]
+
+
+def describe_packs(cells: list[Cell], k: int) -> str:
+    """What `--dry-run` prints about packing."""
+    packs = plan_packs(cells, k)
+    packed = [(pid, m) for pid, m in packs if pid]
+    lines = [f"--pack {k}: {len(packs)} tasks for {len(cells)} cells ({len(packed)} packs, "
+             f"{len(packs) - len(packed)} cells alone)"]
+    for pid, members in packs:
+        names = ", ".join(c.cell_id for c in members)
+        lines.append(f"  {pid}: {len(members)} x {members[0].config.total_steps} steps: {names}" if pid
+                     else f"  alone: {names}")
+    return "\n".join(lines)
+
+
+def pack_tasks(state, cells: list[Cell], env: dict, k: int) -> tuple[list[Task], dict[str, list[str]]]:
+    """(tasks, {pack task id: member cell ids}) for the cells to run now (`state`: a StudyRun)."""
+    todo = {c.cell_id for c in cells}
+    tasks, members_of = [], {}
+    for pid, members in plan_packs(state.cells, k):
+        members = [c for c in members if c.cell_id in todo]
+        if not members:
+            continue
+        if pid is None:
+            tasks += [state.task(c, env) for c in members]
+            continue
+        spec = {"pack_id": pid, "members": [state.task_spec(c) for c in members]}
+        for m in spec["members"]:
+            m["extra_result"] = {**m["extra_result"], "pack_id": pid}
+        path = state.tasks / f"{pid}.json"
+        write_json_atomic(path, spec)
+        tasks.append(Task(pid, path.resolve(), (state.tasks / f"{pid}.log").resolve(), env))
+        members_of[pid] = [c.cell_id for c in members]
+    return tasks, members_of
+
+
+def run_pack_task(spec: dict) -> int:
+    """The worker's side: train a pack task's members; exit status as `lab.study.worker.run_cell`."""
+    from lab.config import RunConfig, from_dict
+    from lab.pack.train import train_pack
+    from lab.study.worker import STOPPED
+    from lab.train import Preempted, RunFailed
+
+    members = spec["members"]
+    cfgs = [from_dict(RunConfig, m["config"]) for m in members]
+    try:
+        results = train_pack(cfgs, [m["run_dir"] for m in members], pack_id=spec["pack_id"], resume=True,
+                             extra_results=[m["extra_result"] for m in members])
+    except RunFailed:
+        return 1
+    except (Preempted, KeyboardInterrupt) as e:
+        print(f"worker: {e or 'interrupted'}", file=sys.stderr)
+        return STOPPED
+    return 0 if all(r["status"] == "completed" for r in results) else 1
