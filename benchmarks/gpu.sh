@@ -6,6 +6,8 @@
 #   3. lab bench of the ~1B preset `1b` at its 0.5M-token batch, --fit-batch: the fewest
 #      train.microbatches whose compiled step fits the card (XLA's memory analysis), i.e. the
 #      largest micro-batch that fits, accumulated to the full batch
+#   3b. benchmarks/bench_pack.py: K = 1, 2, 4, 8 tiny cells packed (lab.pack) vs run one after
+#      another, aggregate tokens/s side by side (goal: >= 5x at K = 8), bench_pack.json
 #   4. tests/test_sharding.py (8 fake CPU devices, run on the host CPU beside step 2) and
 #      tests/test_checkpoint.py (bitwise resume, on the GPU)
 # Every number goes to $OUT (or the first argument, or ./gpu-out): summary.json (GPU, versions,
@@ -76,6 +78,10 @@ part bench_presets 200 "$PY" -m lab bench "${models[@]}" --dtype "$DTYPE" --fit-
 part bench_big 240 "$PY" -m lab bench --model "$BIG_MODEL" --dtype "$DTYPE" --fit-batch --steps 3 --warmup 1 \
   $(sets "$BIG_SET") --json "$OUT/bench_1b.json"
 
+# 3b. packing (issue 11): K = 1, 2, 4, 8 tiny cells as one vmapped step vs one after another,
+# aggregate tokens/s side by side in one process (goal: >= 5x at K = 8)
+part bench_pack 90 "$PY" benchmarks/bench_pack.py --ks 1,2,4,8 --steps 20 --repeats 3 --json "$OUT/bench_pack.json"
+
 # 4b. bitwise resume on the GPU, with what is left
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   wait "$SHARDING_PID"
@@ -122,6 +128,11 @@ for name in ("tests_sharding", "tests_checkpoint"):
         suite = ET.parse(path).getroot()
         suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
         summary["tests"][name] = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+pack = out / "bench_pack.json"
+if pack.exists():  # packed tiny cells vs sequential: the K = 8 gain against its goal
+    rows = json.loads(pack.read_text())["rows"]
+    k8 = [r for r in rows if r["K"] == 8]
+    summary["pack"] = {"rows": rows, "goal_gain_k8": 5.0, "goal_met": bool(k8) and k8[0]["gain"] >= 5.0}
 (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 for row in summary["rows"]:
     print(f"{row['model']:<10} {row['dtype']:<9} K={row['microbatches']:<3} step {row['step_ms']:9.1f} ms  "
