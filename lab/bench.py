@@ -184,10 +184,10 @@ def compile_fitted(cfg: RunConfig, mesh, fit: bool):
                       f"{free / 2**30:.3g} GiB ({source}); lower train.batch_size or model.seq_len")
 
 
-def time_step(cfg: RunConfig, steps: int, warmup: int, *, fit: bool = False) -> tuple[RunConfig, dict]:
-    """(the config timed, its timing): `lab.step.compile_step`'s step for `cfg` (the run's
-    shardings, state donated) on one batch of random tokens, `steps` steps after `warmup`
-    untimed ones. `fit`: choose train.microbatches as `compile_fitted` does."""
+def time_step(cfg: RunConfig, steps: int, warmup: int, *, fit: bool = False) -> dict:
+    """Time `lab.step.compile_step`'s step for `cfg` (the run's shardings, state donated) on one
+    batch of random tokens: `steps` steps after `warmup` untimed ones. `fit`: choose
+    train.microbatches as `compile_fitted` does (the timing's "microbatches" says which)."""
     import jax
     import numpy as np
 
@@ -209,7 +209,7 @@ def time_step(cfg: RunConfig, steps: int, warmup: int, *, fit: bool = False) -> 
             params, opt_state, metrics = step.executable(params, opt_state, batch, np.int32(i))
         jax.block_until_ready((params, opt_state, metrics))
         elapsed = time.perf_counter() - t0
-    return cfg, {"compile_s": step.compile_s, "compile_cache": False, "warmup_steps": warmup, "timed_steps": steps,
+    return {"microbatches": cfg.train.microbatches, "compile_s": step.compile_s, "compile_cache": False, "warmup_steps": warmup, "timed_steps": steps,
                  "step_s": elapsed / steps, "final_loss": float(metrics["loss"]), "xla_memory_per_device": step.memory,
                  "temp_bytes": step.memory.get("temp_size_in_bytes"),
                  "argument_bytes": step.memory.get("argument_size_in_bytes"),
@@ -310,7 +310,9 @@ def run_bench(models: list[str], overrides: list[str], dtypes: list[str], *, ste
     rows = []
     for name, cfg in configs:
         _say(log, f"step {name} {cfg.model.dtype} ...")
-        rows.append(step_row(name, *time_step(cfg, steps, warmup, fit=fit), peaks, nominal))
+        timing = time_step(cfg, steps, warmup, fit=fit)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, microbatches=timing["microbatches"]))
+        rows.append(step_row(name, cfg, timing, peaks, nominal))
     return {"header": header, "formulas": FORMULAS, "matmul": list(peaks.values()), "nominal_peak": nominal,
             "steps": rows, "dtype_comparison": dtype_ratios(rows)}
 

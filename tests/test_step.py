@@ -44,7 +44,7 @@ def test_train_bench_and_dry_run_compile_the_same_program(compiled_steps, tmp_pa
     from lab.train import train
 
     result = train(dataclasses.replace(CFG, model=MODEL), tmp_path / "run", progress=False)
-    _, timing = time_step(CFG, steps=2, warmup=1)
+    timing = time_step(CFG, steps=2, warmup=1)
     seconds = step_seconds([Cell(cell_id="c", config=CFG)], repeats=2)
     assert len(compiled_steps) == 3  # one compile each, all through compile_step
     trained, benched, estimated = compiled_steps
