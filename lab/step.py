@@ -44,13 +44,19 @@ def warmup_steps(cfg: RunConfig) -> int:
     return warmup_policy(model_costs(cfg.model).params_total, cfg.tokens_per_step, cfg.total_steps)
 
 
+def decays(path, p) -> bool:
+    """Whether AdamW decays this parameter: matmul weights and embeddings, not norms (whose scales
+    are [L, D] in a scanned stack, so their rank alone does not tell)."""
+    return p.ndim >= 2 and not any("norm" in str(getattr(k, "key", k)) for k in path)
+
+
 def make_optimizer(cfg: RunConfig):
     t = cfg.train
     schedule = make_schedule(
         t.schedule, peak=t.lr, total_steps=cfg.total_steps, warmup_steps=warmup_steps(cfg),
         min_ratio=t.min_lr_ratio, decay_frac=t.decay_frac,
     )
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # no decay on norms
+    decay_mask = lambda params: jax.tree_util.tree_map_with_path(decays, params)
     tx = optax.chain(
         optax.clip_by_global_norm(t.grad_clip) if t.grad_clip > 0 else optax.identity(),
         optax.adamw(schedule, b1=t.beta1, b2=t.beta2, eps=t.eps, weight_decay=t.weight_decay, mask=decay_mask),

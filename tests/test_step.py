@@ -192,3 +192,20 @@ def test_microbatches_on_a_sharded_mesh_match_the_whole_batch():
     curves = json.loads(proc.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(curves["2"], curves["1"], rtol=1e-4)
     assert curves["1"][-1] < curves["1"][0]
+
+
+def test_weight_decay_skips_norms_of_scanned_stacks():
+    """Stacked layers make a norm's scale [L, D]: decay is chosen by name, not by rank."""
+    import jax
+    from flax import nnx
+
+    from lab.config import ModelConfig
+    from lab.model import Transformer
+    from lab.step import decays
+
+    model = Transformer(ModelConfig(d_model=32, n_layers=3, n_heads=4, seq_len=16, vocab_size=64), rngs=nnx.Rngs(params=0))
+    params = nnx.to_pure_dict(nnx.split(model, nnx.Param)[1])
+    flags = {jax.tree_util.keystr(path): decays(path, p) for path, p in jax.tree_util.tree_leaves_with_path(params)}
+    assert flags["['blocks']['attn_norm']['scale']"] is False and flags["['final_norm']['scale']"] is False
+    assert flags["['blocks']['attn']['wq']"] is True and flags["['embed']"] is True
+    assert sum(flags.values()) == 1 + 6  # the embedding and the six stacked matmul weights
