@@ -88,7 +88,8 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   read -r RC[tests_sharding] SECONDS_OF[tests_sharding] <"$OUT/.sharding.rc"
   cat "$OUT/.sharding.log" >>"$LOG"; rm -f "$OUT/.sharding.log" "$OUT/.sharding.rc"
   say "tests_sharding (host CPU, beside the benches): exit ${RC[tests_sharding]} after ${SECONDS_OF[tests_sharding]}s"
-  part tests_checkpoint 240 "$PY" -m pytest -q -p no:cacheprovider tests/test_checkpoint.py \
+  # several JAX processes share the card (the test's own run and the runs it starts): no preallocation
+  part tests_checkpoint 240 env XLA_PYTHON_CLIENT_PREALLOCATE=false "$PY" -m pytest -q -p no:cacheprovider tests/test_checkpoint.py \
     --junitxml="$OUT/tests_checkpoint.xml"
 fi
 
