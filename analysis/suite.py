@@ -145,4 +145,7 @@ def diagnose(suite: dict, data=None) -> dict:
                f"(identified, interval clear of zero{', interior minima' if trusted == 'isoflop' else ''})"
                + {"parametric": ", and it uses every run", "isoflop": ", and it measures each budget's optimum directly"
                   }.get(trusted, ""))
+    if trusted == "isoflop" and fits["isoflop"].extra["n_budgets_used"] < 5:
+        why += (f"; but with {fits['isoflop'].extra['n_budgets_used']} budgets its bootstrap (which resamples "
+                "budgets) has few distinct resamples, so that interval understates the uncertainty")
     return {"problems": problems, "trusted": trusted, "why": why}
