@@ -17,15 +17,15 @@ fresh runs fit the base Chinchilla law over the whole D range; the repeated ones
 
 Measured 2026-12-01 on the shared 2-core VM under heavy load (load average 15-27 from other agents'
 jobs): the repeated grid took 49 min (21 cells, all completed; ~8x an idle machine's time); the
-fresh grid was stopped when the session's time ran out, with the d16 row (7 cells) and the d32 cells
-up to 2^17 tokens done. Fitted together (base law on the 20 runs of at most one epoch, then all 7
-parameters; 200-resample bootstrap):
+fresh grid was stopped after 52 min, when the session's time ran out, with 18 of its 21 cells done
+(the d48 runs of 2^19-2^21 tokens missing). Fitted together (39 runs; base law on the 27 of at most
+one epoch, then all 7 parameters; 200-resample bootstrap):
 
-    R_D* = 3.46 [0.93, 7.94]    -> worth repeating up to ~3.4 epochs (a repeated token still worth
-                                   half a fresh one); within 5% of fresh data up to 1.8 epochs
-    R_N* -> unbounded (6.5e14): no excess-parameter penalty visible — these 10k-68k-parameter
+    R_D* = 2.08 [1.06, 4.66]    -> worth repeating up to ~2.4 epochs (a repeated token still worth
+                                   half a fresh one); within 5% of fresh data up to 1.6 epochs
+    R_N* -> unbounded (2e16): no excess-parameter penalty visible — these 10k-68k-parameter
            models never exceed N_opt of 128 KiB by much, so the data cannot identify it
-    base law E -> 0 (at its bound), alpha 0.30, beta 0.22
+    base law: E -> 0 (at its bound), alpha 0.27, beta 0.28
 
 Repeated data falls behind fresh data after ~2 epochs here (d16 at 16 epochs: val loss 2.45
 repeated vs 2.12 fresh), far sooner than Muennighoff et al.'s R_D* = 15.4 for billion-parameter
