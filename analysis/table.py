@@ -173,6 +173,8 @@ def fit_data(df: pd.DataFrame, n_col=None, d_col=None, c_col=None, loss_col=None
         cols["C"] = f"{k:g}*N*D"
     budget, notes = None, []
     bcol = find_column(df, budget_col, BUDGET_COLS, "budget (--budget-col)", required=False)
+    if budget_col is None and bcol is not None and df[bcol].isna().all():
+        bcol = None  # an N x D study's table: the budget column is there, empty
     if bcol is not None or need_budget:
         raw = numeric_column(df, bcol, "budget") if bcol is not None else C
         budget, tol = bin_budgets(raw, with_tolerance=True)

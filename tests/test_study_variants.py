@@ -102,3 +102,11 @@ def test_fit_by_a_missing_or_constant_column_is_one_line(tmp_path, capsys):
     assert "no column 'nope'" in capsys.readouterr().err
     assert main(["fit", str(path), "--by", "seed"]) == 2
     assert "nothing to compare" in capsys.readouterr().err
+
+
+def test_an_empty_budget_column_is_no_budget_column():
+    """An N x D study's results table has budget_flops, all empty: fits that need no budget still run."""
+    from analysis.table import fit_data
+
+    data = fit_data(synthetic_variants().assign(budget_flops=np.nan))
+    assert data.budget is None and len(data) == 50
