@@ -61,7 +61,8 @@ def summary_text(r) -> str:
     p, cols = r.params, r.extra.get("columns", {})
     head = f"{r.method} fit of {r.n_points} points" + (f" ({', '.join(f'{k}={v}' for k, v in cols.items())})" if cols else "")
     lines = [head] + get(r.method).summary(r)
-    lines.append(f"  N_opt ∝ C^{fmt(p.get('a'))}, D_opt ∝ C^{fmt(p.get('b'))}")
+    if p.get("a") is not None:  # laws that give a compute-optimal allocation
+        lines.append(f"  N_opt ∝ C^{fmt(p.get('a'))}, D_opt ∝ C^{fmt(p.get('b'))}")
     if "target" in r.extra:
         t = r.extra["target"]
         lines.append(f"  at C={t['flops']:.3g}: N_opt={t['n_opt']:.4g}, D_opt={t['d_opt']:.4g}")

@@ -28,6 +28,8 @@ def bootstrap(fit: FitResult, data: FitData | None = None, curves=None, n_boot: 
         raise AnalysisError(f"--level must be between 0 and 1, got {level}")
     method = get(fit.method)
     if method.resample is None:
+        if fit.ci is not None:  # the method resamples inside its own fit (task, ptq)
+            return fit
         raise AnalysisError(f"no bootstrap for method {fit.method!r}")
     samples = method.resample(fit, data, curves, n_boot, seed, target_flops)
     if len(samples) < max(2, n_boot // 10):
