@@ -110,3 +110,25 @@ def test_an_empty_budget_column_is_no_budget_column():
 
     data = fit_data(synthetic_variants().assign(budget_flops=np.nan))
     assert data.budget is None and len(data) == 50
+
+
+@pytest.mark.slow
+def test_a_study_mixing_architectures_runs_and_fits_one_law_per_variant(tmp_path, capsys):
+    """decoder, encdec and a windowed decoder in one study: distinct cells and rows, their model
+    fields as columns, and `lab fit --by` gives one fit per variant."""
+    (tmp_path / "mixed.py").write_text(textwrap.dedent(HEADER + """
+def study():
+    return Study(name="mixed", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], tokens=[4096, 8192, 16384],
+                 min_steps=5, variants=[{"arch": "decoder"}, {"arch": "encdec"}, {"attn_window": 8}])
+"""))
+    out = tmp_path / "out"
+    assert main(["study", str(tmp_path / "mixed.py"), "--out", str(out), "--workers", "2", "--quiet",
+                 "--no-analysis"]) == 0
+    rows = pd.read_csv(out / "results.csv")
+    assert len(rows) == 18 and rows.cell_id.is_unique and (rows.status == "completed").all()
+    assert set(rows.variant) == {"arch=decoder", "arch=encdec", "attn_window=8"}
+    assert set(rows.arch) == {"decoder", "encdec"} and set(rows.attn_window) == {0, 8}
+    assert main(["fit", str(out), "--by", "variant", "--method", "parametric", "--json"]) == 0
+    groups = json.loads(capsys.readouterr().out)["groups"]
+    assert set(groups) == {"arch=decoder", "arch=encdec", "attn_window=8"}
+    assert all("alpha" in g or "error" in g for g in groups.values())
