@@ -11,7 +11,8 @@ every member bitwise as the uninterrupted pack does. A member's run directory ca
 alone with `lab train --resume`.
 
 A member with a non-finite training loss is recorded `diverged` (and stops updating) while the
-others go on. SIGTERM/SIGINT save every running member's checkpoint, then raise Preempted.
+others go on. A member that finished before a re-run (a diverged one) stays in the pack, idle, so
+the others resume in the very program they started in. SIGTERM/SIGINT save every running member's checkpoint, then raise Preempted.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Member:
     result: dict
     start: int = 0
     alive: bool = True
+    done: bool = False  # finished before this process started: kept in the pack, not trained
     window: list = field(default_factory=list)
     last_train: float | None = None
     last_eval: dict | None = None
@@ -64,16 +66,17 @@ def train_pack(cfgs: list[RunConfig], outs: list, *, pack_id: str, resume: bool 
     for i, (cfg, out, extra) in enumerate(zip(cfgs, outs, extras)):
         rundir = RunDir.prepare(out, resume=resume, overwrite=overwrite, writer=jax.process_index() == 0)
         done = _same_run(rundir, cfg) if resume else None
-        if done is not None:
+        if done is not None:  # stays in the pack, idle, so the others run the program they started in
             results[i] = done
+            members.append((i, Member(cfg, rundir, done, alive=False, done=True)))
             continue
         costs = model_costs(cfg.model)
         header = {**_result_header(cfg, corpus, rundir, costs), **extra, "pack_id": pack_id}
         rundir.write_config({**cfg.to_dict(), "config_hash": cfg.hash(), "costs": costs.as_dict(),
                              "warmup_steps": warmup_steps(cfg)})
         members.append((i, Member(cfg, rundir, header)))
-    if members:
-        for (i, _), res in zip(members, _run([m for _, m in members], corpus, mesh, progress)):
+    if any(not m.done for _, m in members):
+        for (i, m), res in zip(members, _run([m for _, m in members], corpus, mesh, progress)):
             results[i] = res
     return results
 
@@ -86,12 +89,14 @@ def _run(members: list[Member], corpus, mesh, progress: bool) -> list[dict]:
         raise
     except Exception as e:
         for m in members:
-            if m.result["status"] == "running":
+            if m.result["status"] == "running" and not m.done:
                 path = m.rundir.write_error(traceback.format_exc())
                 m.result.update(status="failed", error=f"{type(e).__name__}: {e} (traceback in {path})")
                 m.rundir.write_result({**m.result, "wall_s": time.perf_counter() - t_start})
         raise RunFailed(f"pack failed: {type(e).__name__}: {e}") from e
     for m in members:
+        if m.done:
+            continue
         for key in LOSSES:
             m.result.setdefault(key, None)
         m.result.setdefault("wall_s", time.perf_counter() - t_start)
@@ -153,6 +158,8 @@ class PackLoop:
                                                                sharding=sharding.replicated(self.mesh)),
                                 (self.abstract[0], self.abstract[1]))
         for i, (m, ckpt) in enumerate(zip(self.members, ckpts)):
+            if m.done:
+                continue
             restored = ckpt.restore_latest(abstract)
             if restored is None:
                 m.rundir.truncate_metrics(0)
@@ -163,7 +170,7 @@ class PackLoop:
             for stacked, one in zip(jax.tree.leaves((params, opt_state)), jax.tree.leaves(jax.device_get(state))):
                 stacked[i] = one
         self.params, self.opt_state = jax.device_put((params, opt_state), self.state_sh)
-        return min(m.start for m in self.members)
+        return min((m.start for m in self.members if not m.done), default=self.steps)
 
     def save(self, ckpts: list[Checkpointer], step: int) -> None:
         for i, (m, ckpt) in enumerate(zip(self.members, ckpts)):

@@ -5,8 +5,8 @@ time as one vmapped step (`lab.pack`), one worker task per pack.
 Packs are planned over all of the study's cells, in study order, so a pack's id is the same every
 time the study runs; a re-run trains the pack's unfinished members. Cells that cannot share a
 program (other shapes or steps, WSD long runs with branch points, cooldown branches) go in other
-packs or run alone — never an error. A pack whose other members finished (or diverged) runs its
-last members as a pack still, under the same id. A member's row and result.json carry its `pack_id`.
+packs or run alone — never an error. A pack whose other members finished (or diverged) keeps them,
+idle, so its last members resume in the program they started in, under the same id. A member's row and result.json carry its `pack_id`.
 """
 
 from __future__ import annotations
@@ -78,19 +78,19 @@ def pack_tasks(state, cells: list[Cell], env: dict, k: int) -> tuple[list[Task],
     todo = {c.cell_id for c in cells}
     tasks, members_of = [], {}
     for pid, members in plan_packs(state.cells, k):
-        members = [c for c in members if c.cell_id in todo]
-        if not members:
+        if not any(c.cell_id in todo for c in members):
             continue
         if pid is None:
             tasks += [state.task(c, env) for c in members]
             continue
+        # every member, finished ones too (they stay idle in the pack: the others' program is unchanged)
         spec = {"pack_id": pid, "members": [state.task_spec(c) for c in members]}
         for m in spec["members"]:
             m["extra_result"] = {**m["extra_result"], "pack_id": pid}
         path = state.tasks / f"{pid}.json"
         write_json_atomic(path, spec)
         tasks.append(Task(pid, path.resolve(), (state.tasks / f"{pid}.log").resolve(), env))
-        members_of[pid] = [c.cell_id for c in members]
+        members_of[pid] = [c.cell_id for c in members if c.cell_id in todo]
     return tasks, members_of
 
 
