@@ -99,3 +99,33 @@ def test_diverged_member_stops_and_killed_pack_resumes_bitwise(tmp_path):
     assert losses(out / "a") == losses(tmp_path / "ref" / "a")  # bitwise
     assert resumed[0]["final_val_loss"] == ref[0]["final_val_loss"]
     assert resumed[1]["status"] == "diverged"
+
+
+SHARDED = f"""
+import dataclasses, json, sys
+sys.path.insert(0, {str(REPO)!r})
+import jax
+from tests.test_pack import member
+from lab.pack.train import train_pack
+import lab.pack.train as pt
+seen = []
+real = pt.PackLoop.compile
+def spy(self):
+    out = real(self)
+    seen.append(list(self.params["embed"].sharding.spec))
+    return out
+pt.PackLoop.compile = spy
+cfgs = [dataclasses.replace(member(s), mesh="data=2") for s in (0, 1)]
+res = train_pack(cfgs, [sys.argv[1] + '/a', sys.argv[1] + '/b'], pack_id='pk')
+print("RESULT" + json.dumps({{"spec": seen[0], "losses": [r["final_val_loss"] for r in res]}}))
+"""
+
+
+def test_members_go_on_the_data_axis(tmp_path, reference_run):
+    proc = subprocess.run([sys.executable, "-c", SHARDED, str(tmp_path)], env=env(2), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert out["spec"] == ["data"]  # the member axis split over the 2 devices
+    ref = json.loads((reference_run / "result.json").read_text())
+    assert _rel(out["losses"][0], ref["final_val_loss"]) < 1e-4
