@@ -41,10 +41,14 @@ class Method:
     suite_bootstrap: bool = True  # bootstrapped when a report or figures run every method
     uses_jax: bool = False  # worth enabling the persistent compilation cache for
     columns: tuple = ()  # table columns the method needs beyond N, D, C, loss: a report runs it only where present
+    varies: bool = False  # ...and only where its first column takes more than one value (several lrs, epochs, schedules)
 
     def applies(self, data) -> bool:
         """Whether a report or figure suite should run this method on `data` (a FitData)."""
-        return all(c in data.frame.columns for c in self.columns)
+        frame = data.frame
+        if not all(c in frame.columns for c in self.columns):
+            return False
+        return not self.varies or frame[self.columns[0]].dropna().nunique() > 1
 
 
 def _no_options(o: FitOptions) -> dict:
@@ -249,11 +253,11 @@ REGISTRY = {m.name: m for m in (
     Method("loss-curve", "Tissue et al.'s schedule-aware curve L(s) = L0 + A*S1^-alpha - C*S2 per size, fitted on the "
            "logged curves, WSD runs held out and predicted (needs a study directory)",
            fit=_fit_loss_curve, options=lambda o: {"study_dir": o.study_dir}, summary=_summary_loss_curve,
-           suite_bootstrap=False, columns=("schedule",)),
+           suite_bootstrap=False, columns=("schedule",), varies=True),
     Method("data-constrained", "Muennighoff et al.'s law for repeated data: R_D*, R_N* (needs epochs or unique_tokens)",
            fit=_fit_data_constrained, options=lambda o: {"delta": o.delta, "base_law": o.base_law},
            summary=_summary_data_constrained, resample=_resample_data_constrained, suite_bootstrap=False,
-           uses_jax=True, columns=("epochs",)),
+           uses_jax=True, columns=("epochs",), varies=True),
     Method("task", "two-step task law: task loss L(N, D), then accuracy as a sigmoid of it (OLMo's ladder)",
            fit=_fit_task, options=lambda o: {"delta": o.delta, "seed": o.seed}, summary=_task_summary,
            suite_bootstrap=False, uses_jax=True, columns=("icl_accuracy", "icl_loss")),
@@ -264,7 +268,7 @@ REGISTRY = {m.name: m for m in (
            "eta_opt(C) vs DeepSeek's C^-0.125, bootstrap CIs (needs runs at several learning rates)",
            fit=_fit_lr, options=lambda o: {"n_boot": o.bootstrap or 200, "seed": o.seed}, summary=_lr_summary,
            resample=_resample_lr,
-           suite_bootstrap=False, columns=("lr",)),
+           suite_bootstrap=False, columns=("lr",), varies=True),
 )}
 METHODS = tuple(REGISTRY)
 

@@ -142,9 +142,10 @@ def test_chunked_bootstrap_agrees_with_the_batched_one(epoch_data, epoch_fit):
     batched, ci_b = bootstrap_parametric(epoch_data, epoch_fit, n_boot=120, seed=2)
     chunked, ci_c = bootstrap_parametric(epoch_data, epoch_fit, n_boot=120, seed=2, screen_rows=100)
     assert len(chunked) == 120
-    # same resamples (same seed, same draws), so the same optima: objectives to 1e-12, exponents to 1e-5
+    # same resamples (same seed, same draws), so the same optima: objectives to 1e-12, exponents to
+    # 5e-5 (one resample's optimum is flat enough that alpha moves 1.9e-5 at an equal objective)
     np.testing.assert_allclose(chunked["objective"], batched["objective"], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(chunked["alpha"], batched["alpha"], rtol=1e-5)
+    np.testing.assert_allclose(chunked["alpha"], batched["alpha"], rtol=5e-5)
     for side in ("lo", "hi"):
         assert ci_c["alpha"][side] == pytest.approx(ci_b["alpha"][side], rel=1e-6)
 
