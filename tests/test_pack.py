@@ -46,6 +46,7 @@ def test_pack_key_ignores_member_fields_only():
         check_packable([MEMBERS[0], other])
 
 
+@pytest.mark.slow  # ~1 min each on 2 idle cores
 def test_pack_of_four_equals_each_run_alone(tmp_path, reference_run):
     results = train_pack(MEMBERS, [tmp_path / f"m{i}" for i in range(4)], pack_id="p-test")
     alone = [reference_run] + [tmp_path / f"alone{i}" for i in range(1, 4)]
@@ -77,6 +78,7 @@ train_pack(LONG, [sys.argv[1] + '/a', sys.argv[1] + '/b'], pack_id='pk', resume=
 """
 
 
+@pytest.mark.slow  # ~1 min each on 2 idle cores
 def test_diverged_member_stops_and_killed_pack_resumes_bitwise(tmp_path):
     ref = train_pack(LONG, [tmp_path / "ref" / "a", tmp_path / "ref" / "b"], pack_id="pk")
     assert ref[0]["status"] == "completed" and ref[1]["status"] == "diverged"
