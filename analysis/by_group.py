@@ -71,14 +71,10 @@ def exponent_rows(fits: dict) -> list[dict]:
 
 def plot_groups(fits: dict, by: str, out_dir, formats=("png",)) -> list[Path]:
     """Frontiers side by side (left) and exponents with CIs (right), with the data as CSV."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     good = {v: f for v, f in fits.items() if not isinstance(f, str)}
     c_all = np.concatenate([np.asarray(f.data["C"] if "C" in f.data else [], float) for f in good.values()] or [[]])
     c_all = c_all[np.isfinite(c_all) & (c_all > 0)]
@@ -98,13 +94,8 @@ def plot_groups(fits: dict, by: str, out_dir, formats=("png",)) -> list[Path]:
         right.errorbar([i], [r["a"]], yerr=err, fmt="o", capsize=4)
     right.set_xticks(range(len(rows)), [r["group"] for r in rows], rotation=20, fontsize=7)
     right.set(ylabel="exponent a of N_opt ∝ C^a", title="exponents (95% CI where bootstrapped)")
-    fig.tight_layout()
-    stem = out_dir / f"by_{by}"
-    written = []
-    for fmt in formats:
-        fig.savefig(stem.with_suffix(f".{fmt}"), dpi=150)
-        written.append(stem.with_suffix(f".{fmt}"))
-    plt.close(fig)
-    pd.DataFrame(curves).to_csv(stem.with_name(stem.name + "_frontiers.csv"), index=False)
-    pd.DataFrame(rows).to_csv(stem.with_name(stem.name + "_exponents.csv"), index=False)
-    return written + [stem.with_name(stem.name + "_frontiers.csv"), stem.with_name(stem.name + "_exponents.csv")]
+    from .plots import save_figure
+
+    written = save_figure(fig, pd.DataFrame(rows), out_dir, f"by_{by}_exponents", formats)
+    pd.DataFrame(curves).to_csv(out_dir / f"by_{by}_frontiers.csv", index=False)
+    return written + [out_dir / f"by_{by}_frontiers.csv"]

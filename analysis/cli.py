@@ -183,41 +183,48 @@ def _backtest_json(study, method: str, holdout: int, options: FitOptions) -> dic
                   **bt["summary"], "points": bt["points"]})
 
 
+def _rows(source, table: TableOptions):
+    from .table import filter_rows, load_table
+
+    return filter_rows(load_table(source), where=table.where, status=table.status)
+
+
+def _figure_q(source, table, options, out, formats):
+    from .fit_ptq import plot_loss_vs_bits
+
+    return plot_loss_vs_bits(_rows(source, table), out, formats)
+
+
+def _figure_l(source, table, options, out, formats):
+    from .fit_lr import plot_loss_vs_lr
+
+    return plot_loss_vs_lr(_rows(source, table), out, formats)
+
+
+def _figure_i(source, table, options, out, formats):
+    from .fit_task import fit_task, plot_task
+    from .inputs import load
+
+    return plot_task(fit_task(load(source, table).data, seed=options.seed), out, formats)
+
+
+# letter -> the figure of one law: loss vs weight bits (ptq), loss vs learning rate (lr), in-context accuracy (task)
+EXTRA_FIGURES = {"q": _figure_q, "l": _figure_l, "i": _figure_i}
+
+
 def cmd_plot(args) -> int:
     from .plots import make_figures
 
     _use_cache()
     table, options = _options(args)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    if "q" in args.figures:  # loss vs weight bits (analysis.fit_ptq)
-        from .fit_ptq import plot_loss_vs_bits
-        from .table import filter_rows, load_table
-
-        for path in plot_loss_vs_bits(filter_rows(load_table(args.table), where=table.where, status=table.status),
-                                      args.out, formats):
+    extra = [letter for letter in EXTRA_FIGURES if letter in args.figures]
+    for letter in extra:  # figures of single laws, beside (a)-(e)
+        for path in EXTRA_FIGURES[letter](args.table, table, options, args.out, formats):
             print(path)
-        args.figures = args.figures.replace("q", "")
-        if not args.figures:
-            return 0
-    if "i" in args.figures:  # in-context ability vs compute, two-step law (analysis.fit_task)
-        from .fit_task import fit_task, plot_task
-        from .inputs import load
-
-        for path in plot_task(fit_task(load(args.table, table).data, seed=options.seed), args.out, formats):
-            print(path)
-        args.figures = args.figures.replace("i", "")
-        if not args.figures:
-            return 0
-    if "l" in args.figures:  # loss vs learning rate per size (analysis.fit_lr)
-        from .fit_lr import plot_loss_vs_lr
-        from .table import filter_rows, load_table
-
-        for path in plot_loss_vs_lr(filter_rows(load_table(args.table), where=table.where, status=table.status),
-                                    args.out, formats):
-            print(path)
-        args.figures = args.figures.replace("l", "")
-        if not args.figures:
-            return 0
+    args.figures = "".join(c for c in args.figures if c not in extra)
+    if extra and not args.figures:
+        return 0
     if args.by:
         from .by_group import fit_groups, plot_groups
         from .table import load_table

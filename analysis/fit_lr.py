@@ -132,11 +132,6 @@ def _covers(interval, value) -> bool:
 def plot_loss_vs_lr(table: pd.DataFrame, out_dir, formats=("png",)) -> list:
     """lr.png: final validation loss against peak learning rate, one line per (N, D) (seeds
     averaged), the best point of each ringed; plus lr.csv (the plotted means)."""
-    from pathlib import Path
-
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n_col = "params_total" if "params_total" in table.columns else "params"
@@ -151,13 +146,6 @@ def plot_loss_vs_lr(table: pd.DataFrame, out_dir, formats=("png",)) -> list:
         ax.plot(best["lr"], best["final_val_loss"], "o", ms=12, mfc="none", color=line.get_color())
     ax.set(xscale="log", xlabel="peak learning rate", ylabel="final validation loss", title="loss vs learning rate")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for f in formats:
-        fig.savefig(out / f"lr.{f}", dpi=150)
-        paths.append(out / f"lr.{f}")
-    plt.close(fig)
-    df.rename(columns={n_col: "params"}).to_csv(out / "lr.csv", index=False)
-    return paths + [out / "lr.csv"]
+    from .plots import save_figure
+
+    return save_figure(fig, df.rename(columns={n_col: "params"}), out_dir, "lr", formats)

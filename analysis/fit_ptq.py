@@ -95,11 +95,6 @@ def ptq_summary(fit: FitResult) -> list[str]:
 def plot_loss_vs_bits(table: pd.DataFrame, out_dir, formats=("png",)) -> list:
     """ptq.png: validation loss against weight bits (32 float, 16, 8, 4), one line per run size
     at its longest training, plus ptq.csv."""
-    from pathlib import Path
-
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n_col = "params_total" if "params_total" in table.columns else "params"
@@ -119,13 +114,6 @@ def plot_loss_vs_bits(table: pd.DataFrame, out_dir, formats=("png",)) -> list:
     ax.set(xscale="log", xlabel="weight bits (post-training)", ylabel="validation loss", title="loss vs weight precision")
     ax.set_xticks([4, 8, 16, 32], ["4", "8", "16", "32"])
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for f in formats:
-        fig.savefig(out / f"ptq.{f}", dpi=150)
-        paths.append(out / f"ptq.{f}")
-    plt.close(fig)
-    df.to_csv(out / "ptq.csv", index=False)
-    return paths + [out / "ptq.csv"]
+    from .plots import save_figure
+
+    return save_figure(fig, df, out_dir, "ptq", formats)

@@ -166,11 +166,6 @@ def task_summary(fit: FitResult) -> list[str]:
 def plot_task(fit: FitResult, out_dir, formats=("png",)) -> list:
     """icl.png: accuracy against compute (runs, and the two-step law along the compute-optimal
     frontier) and accuracy against task loss (runs and the sigmoid); icl.csv beside it."""
-    from pathlib import Path
-
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     d, p = fit.data, fit.params
@@ -188,13 +183,6 @@ def plot_task(fit: FitResult, out_dir, formats=("png",)) -> list:
         ax.legend(fontsize=7)
     left.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="in-context recall accuracy", title="ability vs compute")
     right.set(xlabel="task loss (nats/token)", ylabel="accuracy", title="step 2: accuracy vs task loss")
-    fig.tight_layout()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for f in formats:
-        fig.savefig(out / f"icl.{f}", dpi=150)
-        paths.append(out / f"icl.{f}")
-    plt.close(fig)
-    d.to_csv(out / "icl.csv", index=False)
-    return paths + [out / "icl.csv"]
+    from .plots import save_figure
+
+    return save_figure(fig, d, out_dir, "icl", formats)

@@ -28,7 +28,9 @@ plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid
                      "axes.spines.top": False, "axes.spines.right": False})
 
 
-def _save(fig, df: pd.DataFrame, out: Path, name: str, formats=("png", "svg")) -> list[Path]:
+def save_figure(fig, df: pd.DataFrame, out, name: str, formats=("png", "svg")) -> list[Path]:
+    """Write `fig` as out/name.<format> for each format and its data `df` as out/name.csv; close it."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for ax in fig.axes:  # log axes spanning less than a decade label their minor ticks, crowding them
         if ax.get_xscale() == "log":
@@ -42,6 +44,9 @@ def _save(fig, df: pd.DataFrame, out: Path, name: str, formats=("png", "svg")) -
     p = out / f"{name}.csv"
     df.to_csv(p, index=False)
     return paths + [p]
+
+
+_save = save_figure
 
 
 def _plain_log_y(ax, lo=None, hi=None):

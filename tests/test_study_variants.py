@@ -90,7 +90,7 @@ def test_fit_by_gives_one_law_per_variant(tmp_path, capsys):
     text = capsys.readouterr().out
     assert text.count("== arch = ") == 2
     assert main(["plot", str(path), "--by", "variant", "--out", str(tmp_path / "fig"), "--bootstrap", "0"]) == 0
-    assert (tmp_path / "fig" / "by_variant.png").exists()
+    assert (tmp_path / "fig" / "by_variant_exponents.png").exists()
     exps = pd.read_csv(tmp_path / "fig" / "by_variant_exponents.csv")
     assert list(exps["group"]) == ["arch=decoder", "arch=encdec"]
 
