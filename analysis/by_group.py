@@ -94,7 +94,7 @@ def plot_groups(fits: dict, by: str, out_dir, formats=("png",)) -> list[Path]:
         right.errorbar([i], [r["a"]], yerr=err, fmt="o", capsize=4)
     right.set_xticks(range(len(rows)), [r["group"] for r in rows], rotation=20, fontsize=7)
     right.set(ylabel="exponent a of N_opt ∝ C^a", title="exponents (95% CI where bootstrapped)")
-    from .plots import save_figure
+    from .figure_files import save_figure
 
     written = save_figure(fig, pd.DataFrame(rows), out_dir, f"by_{by}_exponents", formats)
     pd.DataFrame(curves).to_csv(out_dir / f"by_{by}_frontiers.csv", index=False)

@@ -146,6 +146,6 @@ def plot_loss_vs_lr(table: pd.DataFrame, out_dir, formats=("png",)) -> list:
         ax.plot(best["lr"], best["final_val_loss"], "o", ms=12, mfc="none", color=line.get_color())
     ax.set(xscale="log", xlabel="peak learning rate", ylabel="final validation loss", title="loss vs learning rate")
     ax.legend(fontsize=7)
-    from .plots import save_figure
+    from .figure_files import save_figure
 
     return save_figure(fig, df.rename(columns={n_col: "params"}), out_dir, "lr", formats)

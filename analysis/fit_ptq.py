@@ -114,6 +114,6 @@ def plot_loss_vs_bits(table: pd.DataFrame, out_dir, formats=("png",)) -> list:
     ax.set(xscale="log", xlabel="weight bits (post-training)", ylabel="validation loss", title="loss vs weight precision")
     ax.set_xticks([4, 8, 16, 32], ["4", "8", "16", "32"])
     ax.legend(fontsize=7)
-    from .plots import save_figure
+    from .figure_files import save_figure
 
     return save_figure(fig, df, out_dir, "ptq", formats)

@@ -183,6 +183,6 @@ def plot_task(fit: FitResult, out_dir, formats=("png",)) -> list:
         ax.legend(fontsize=7)
     left.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="in-context recall accuracy", title="ability vs compute")
     right.set(xlabel="task loss (nats/token)", ylabel="accuracy", title="step 2: accuracy vs task loss")
-    from .plots import save_figure
+    from .figure_files import save_figure
 
     return save_figure(fig, d, out_dir, "icl", formats)

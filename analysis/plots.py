@@ -24,29 +24,13 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
+from .figure_files import save_figure  # noqa: E402
+
 plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.25,
                      "axes.spines.top": False, "axes.spines.right": False})
 
 
-def save_figure(fig, df: pd.DataFrame, out, name: str, formats=("png", "svg")) -> list[Path]:
-    """Write `fig` as out/name.<format> for each format and its data `df` as out/name.csv; close it."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for ax in fig.axes:  # log axes spanning less than a decade label their minor ticks, crowding them
-        if ax.get_xscale() == "log":
-            ax.xaxis.set_minor_formatter(NullFormatter())
-    paths = []
-    for fmt in formats:
-        p = out / f"{name}.{fmt}"
-        fig.savefig(p, bbox_inches="tight", dpi=150 if fmt == "png" else None)
-        paths.append(p)
-    plt.close(fig)
-    p = out / f"{name}.csv"
-    df.to_csv(p, index=False)
-    return paths + [p]
-
-
-_save = save_figure
+_save = save_figure  # the module's own name for it
 
 
 def _plain_log_y(ax, lo=None, hi=None):

@@ -93,22 +93,3 @@ def pack_tasks(state, cells: list[Cell], env: dict, k: int) -> tuple[list[Task],
         members_of[pid] = [c.cell_id for c in members if c.cell_id in todo]
     return tasks, members_of
 
-
-def run_pack_task(spec: dict) -> int:
-    """The worker's side: train a pack task's members; exit status as `lab.study.worker.run_cell`."""
-    from lab.config import RunConfig, from_dict
-    from lab.pack.train import train_pack
-    from lab.study.worker import STOPPED
-    from lab.train import Preempted, RunFailed
-
-    members = spec["members"]
-    cfgs = [from_dict(RunConfig, m["config"]) for m in members]
-    try:
-        results = train_pack(cfgs, [m["run_dir"] for m in members], pack_id=spec["pack_id"], resume=True,
-                             extra_results=[m["extra_result"] for m in members])
-    except RunFailed:
-        return 1
-    except (Preempted, KeyboardInterrupt) as e:
-        print(f"worker: {e or 'interrupted'}", file=sys.stderr)
-        return STOPPED
-    return 0 if all(r["status"] == "completed" for r in results) else 1

@@ -31,7 +31,6 @@ def run_cell(cell: dict) -> int:
     from lab.train import Preempted, RunFailed, train
 
     if "members" in cell:  # a pack: several cells in one vmapped step (lab.study.packs)
-        from lab.study.packs import run_pack_task
 
         return run_pack_task(cell)
     run = RunDir(cell["run_dir"])
@@ -50,6 +49,25 @@ def run_cell(cell: dict) -> int:
 
 
 PARENT = "LAB_STUDY_WORKER_PARENT"  # pid of the process that started the worker
+
+
+def run_pack_task(spec: dict) -> int:
+    """Train a pack task's members (lab.study.packs plans them); exit status as `run_cell`."""
+    from lab.config import RunConfig, from_dict
+    from lab.pack.train import train_pack
+    from lab.train import Preempted, RunFailed
+
+    members = spec["members"]
+    cfgs = [from_dict(RunConfig, m["config"]) for m in members]
+    try:
+        results = train_pack(cfgs, [m["run_dir"] for m in members], pack_id=spec["pack_id"], resume=True,
+                             extra_results=[m["extra_result"] for m in members])
+    except RunFailed:
+        return 1
+    except (Preempted, KeyboardInterrupt) as e:
+        print(f"worker: {e or 'interrupted'}", file=sys.stderr)
+        return STOPPED
+    return 0 if all(r["status"] == "completed" for r in results) else 1
 
 
 def worker_env(extra: dict) -> dict:
