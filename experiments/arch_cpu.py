@@ -33,7 +33,7 @@ def study() -> Study:
             data=DataConfig(name="python_stdlib", val_tokens=1 << 14),
             train=TrainConfig(batch_size=8, lr=3e-3, schedule="wsd"),
         ),
-        sizes=[{"d_model": d} for d in (16, 24, 32, 48, 64, 96)],
+        sizes=[{"d_model": d} for d in (16, 32, 48, 64, 96)],
         variants=[{"arch": "decoder"}, {"arch": "decoder", "attn_window": 32}, {"arch": "encdec"},
                   {"arch": "encoder"}],
         budgets=[1e11, 3e11, 9e11],
