@@ -12,6 +12,7 @@ with a warning naming it and the one before is used.
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -56,6 +57,15 @@ def _drop_closed_loop_noise() -> None:
 
     hook._lab_quiet = True
     sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_orphaned_read_filter)
+
+
+def _orphaned_read_filter(record: logging.LogRecord) -> bool:
+    """The same failed restore also leaves orbax's sibling `async_deserialize` tasks with
+    exceptions nobody retrieves; asyncio logs each one with its tensorstore spec (hundreds of
+    lines). Those reads failed for the reason the one warning line already names."""
+    message = record.getMessage()
+    return not ("exception was never retrieved" in message and "async_deserialize" in message)
 
 
 class Checkpointer:

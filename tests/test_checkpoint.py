@@ -126,3 +126,17 @@ train(from_dict(RunConfig, json.loads({json.dumps(cfg.to_dict())!r})), {str(out)
     assert got.keys() == ref.keys()
     for key in ref:
         assert got[key] == pytest.approx(ref[key], rel=2e-4, abs=2e-4), key
+
+
+def test_orphaned_orbax_reads_are_not_logged_but_other_asyncio_errors_are():
+    import logging
+
+    from lab.checkpoint import _orphaned_read_filter
+
+    def record(msg):
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None, None)
+
+    orphan = "Task exception was never retrieved\nfuture: <Task finished coro=<async_deserialize() done>>"
+    assert not _orphaned_read_filter(record(orphan))
+    assert _orphaned_read_filter(record("Task exception was never retrieved\nfuture: <Task coro=<fetch()>>"))
+    assert _orphaned_read_filter(record("Unclosed client session"))
