@@ -16,9 +16,8 @@ CASES = [(64, 16, 0, True, 4, 4), (61, 16, 3, True, 4, 2), (50, 8, 0, False, 4, 
 
 
 def qkv(T, H, K, seed=0, E=8, B=2):
-    kq, kk, kv = jax.random.split(jax.random.key(seed), 3)
-    return (jax.random.normal(kq, (B, T, H, E)), jax.random.normal(kk, (B, T, K, E)),
-            jax.random.normal(kv, (B, T, K, E)))
+    rng = np.random.default_rng(seed)  # numpy: jax.random compiles per shape (seconds per case)
+    return tuple(jnp.asarray(rng.standard_normal(shape), jnp.float32) for shape in ((B, T, H, E), (B, T, K, E), (B, T, K, E)))
 
 
 def dense_masked(q, k, v, causal, W, g):
@@ -42,14 +41,15 @@ def reference(q, k, v, causal, W, g):
 @pytest.mark.parametrize("T, W, g, causal, H, K", CASES)
 def test_blockwise_equals_dense_masked(T, W, g, causal, H, K):
     q, k, v = qkv(T, H, K, seed=T + W + g)
-    blockwise = blockwise_attention(q, k, v, causal=causal, window=W, global_tokens=g)
+    fns = (lambda *x: blockwise_attention(*x, causal=causal, window=W, global_tokens=g),
+           lambda *x: dense_masked(*x, causal, W, g))
+    # jitted: one compile each instead of hundreds of eager dispatches (the values are the same ops)
+    (blockwise, grads), (dense, dense_grads) = (jax.jit(lambda *x, fn=fn: (fn(*x), jax.grad(
+        lambda *y: jnp.sum(fn(*y) ** 2), argnums=(0, 1, 2))(*x)))(q, k, v) for fn in fns)
     assert blockwise.shape == q.shape
-    dense = dense_masked(q, k, v, causal, W, g)
     assert float(jnp.abs(blockwise - dense).max()) < 2e-5
     np.testing.assert_allclose(np.asarray(blockwise), reference(q, k, v, causal, W, g), atol=2e-5)
-    grad = lambda fn: jax.grad(lambda q, k, v: jnp.sum(fn(q, k, v) ** 2), argnums=(0, 1, 2))(q, k, v)
-    for a, b in zip(grad(lambda *x: blockwise_attention(*x, causal=causal, window=W, global_tokens=g)),
-                    grad(lambda *x: dense_masked(*x, causal, W, g))):
+    for a, b in zip(grads, dense_grads):
         assert float(jnp.abs(a - b).max()) < 1e-4
 
 
@@ -84,7 +84,8 @@ def test_blockwise_computes_t_times_window_scores():
 
 def test_bfloat16_softmax_in_float32():
     q, k, v = qkv(40, 4, 2)
-    out = blockwise_attention(*(a.astype(jnp.bfloat16) for a in (q, k, v)), causal=True, window=8, global_tokens=2)
+    kernel = jax.jit(lambda *x: blockwise_attention(*x, causal=True, window=8, global_tokens=2))
+    out = kernel(*(a.astype(jnp.bfloat16) for a in (q, k, v)))
     assert out.dtype == jnp.bfloat16
     assert float(jnp.abs(out.astype(jnp.float32) - dense_masked(q, k, v, True, 8, 2)).max()) < 3e-2
 

@@ -29,7 +29,7 @@ from lab.config import ConfigError, RunConfig
 from lab.model import Transformer
 from lab.objectives import make_objective
 from lab.schedules import wsd_decay_start
-from lab.step import grads_and_loss, make_eval, warmup_steps
+from lab.step import INIT_COMPILER_OPTIONS, grads_and_loss, make_eval, warmup_steps
 
 MEMBER_FIELDS = ("seed", "lr", "weight_decay", "warmup_steps")  # train fields a pack's members may differ in
 
@@ -165,7 +165,8 @@ def compile_packed(cfg: RunConfig, graphdef, mesh, k: int):
     step = step.lower(placed(abstract[0], member_sh), placed(abstract[1], member_sh), batch,
                       jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), values,
                       jax.ShapeDtypeStruct((k,), jnp.bool_, sharding=member_sh)).compile()
-    init_fn = jax.jit(init, in_shardings=member_sh, out_shardings=state_sh)
+    init_fn = jax.jit(init, in_shardings=member_sh, out_shardings=state_sh).lower(
+        jax.ShapeDtypeStruct((k,), jnp.uint32, sharding=member_sh)).compile(compiler_options=INIT_COMPILER_OPTIONS)
     eval_fn = jax.jit(make_packed_eval(graphdef, cfg), in_shardings=(state_sh[0], sharding.val_sharding(mesh)),
                       out_shardings=member_sh)
     return step, init_fn, eval_fn, abstract, state_sh
