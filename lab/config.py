@@ -45,7 +45,7 @@ class ModelConfig:
     attn_window: int = 0  # sparse attention: sliding window size in tokens (0 = full attention)
     attn_global_tokens: int = 0  # sparse attention: leading tokens every query may see
     attn_impl: str = "auto"  # auto | xla | cudnn (auto: cuDNN flash attention on an NVIDIA GPU in bf16, else XLA)
-    remat: str = "none"  # none | full | save_matmuls: what the backward pass recomputes per layer
+    remat: str = "save_matmuls"  # none | full | save_matmuls: what the backward pass recomputes per layer
     dtype: str = "float32"  # activation / matmul dtype: float32 | bfloat16
     param_dtype: str = "float32"
     init_std: float = 0.02

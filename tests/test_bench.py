@@ -118,6 +118,7 @@ def test_user_errors_are_one_line_exit_2(args, capsys):
     assert err.startswith("lab bench: error:") and "\n" not in err
 
 
+@pytest.mark.slow
 def test_fit_batch_takes_the_fewest_microbatches_that_fit(monkeypatch):
     """--fit-batch: with the device's free bytes just below what the whole batch needs at once
     (XLA's analysis of the compiled step), the batch is split; the config timed says how."""

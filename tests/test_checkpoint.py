@@ -106,6 +106,7 @@ def test_a_truncated_checkpoint_costs_one_warning_line(tmp_path):
     assert json.loads(proc.stdout)["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_checkpoint_from_8_devices_resumes_on_1(tmp_path, reference_run):
     out = tmp_path / "run"
     cfg = dataclasses.replace(TINY, mesh="data=2,fsdp=2,tensor=2", checkpoint_every=8, keep_checkpoints=3)

@@ -6,6 +6,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from lab import sharding
@@ -49,6 +50,7 @@ def test_every_parameter_has_a_sharding_rule():
     assert not any(k.startswith("enc_blocks") and "cross" in k for k in flat)
 
 
+@pytest.mark.slow
 def test_lab_train_encdec(tmp_path, capsys):
     """`lab train --set model.arch=encdec` through the unchanged loop: the loss falls, and the result's
     totals are the cost model's per-token figures × batch × seq_len tokens."""

@@ -35,6 +35,7 @@ def test_weighted_cross_entropy_counts_only_weighted_positions():
     assert float(all_pos) == pytest.approx((np.log(2) - np.log(0.9)) / 2)
 
 
+@pytest.mark.slow
 def test_encoder_learns_masked_tokens(tmp_path):
     cfg = dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, arch="encoder"),
                               train=dataclasses.replace(TINY.train, steps=60, eval_every=20))

@@ -123,6 +123,7 @@ print("RESULT" + json.dumps({{"spec": seen[0], "losses": [r["final_val_loss"] fo
 """
 
 
+@pytest.mark.slow
 def test_members_go_on_the_data_axis(tmp_path, reference_run):
     proc = subprocess.run([sys.executable, "-c", SHARDED, str(tmp_path)], env=env(2), capture_output=True, text=True,
                           timeout=900)

@@ -143,6 +143,7 @@ except ConfigError as e:
     assert not (tmp_path / "r" / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_device(tmp_path, reference_run):
     """A real multi-process run on localhost: 2 processes x 2 CPU devices, joined by
     jax.distributed.initialize (gloo collectives); only process 0 writes."""

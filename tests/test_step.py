@@ -127,7 +127,8 @@ def _losses_and_params(cfg, batches):
     return np.array(losses), jax.device_get(params)
 
 
-@pytest.mark.parametrize("arch", ["decoder", "encoder", "encdec"])
+@pytest.mark.parametrize("arch", ["decoder", pytest.param("encoder", marks=pytest.mark.slow),
+                                  pytest.param("encdec", marks=pytest.mark.slow)])
 def test_four_microbatches_give_the_full_batch_update(arch):
     """train.microbatches=4: the loss curve and the parameters of the full batch (float32, 1e-4
     relative), token-weighted: MLM micro-batches mask different numbers of tokens."""
@@ -180,6 +181,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_microbatches_on_a_sharded_mesh_match_the_whole_batch():
     """2 micro-batches over data=2 x fsdp=2 (each device holds its rows of every micro-batch) give
     the loss curve of the whole batch at once (8 fake CPU devices, a subprocess)."""

@@ -126,6 +126,7 @@ def test_dry_run_prints_the_grid(tmp_path, capsys):
 # ----------------------------------------------------------------------------- running
 
 
+@pytest.mark.slow
 def test_failures_are_recorded_and_do_not_stop_others(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["study", str(write(tmp_path, FAILING)), "--out", str(out), "--workers", "2", "--quiet"])
@@ -174,6 +175,7 @@ def model_costs_of(row) -> float:
     return round(model_costs(m).flops_exact)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["ray", "slurm"])
 def test_other_launchers_give_the_same_rows(local_tiny, tmp_path, launcher):
     pytest.importorskip({"ray": "ray", "slurm": "submitit"}[launcher])
@@ -185,6 +187,7 @@ def test_other_launchers_give_the_same_rows(local_tiny, tmp_path, launcher):
     pd.testing.assert_frame_equal(a[same], b[same])
 
 
+@pytest.mark.slow
 def test_wsd_branches_match_independent_runs(tmp_path):
     from lab.train import train
 

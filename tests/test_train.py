@@ -11,6 +11,7 @@ from lab.cli import main
 from lab.result import FIELDS as CONTRACT
 
 
+@pytest.mark.slow
 def test_tiny_preset_trains_on_the_stdlib(tmp_path, capsys):
     """The README's second command: the tiny preset, default data, default length."""
     out = tmp_path / "R"
@@ -37,6 +38,7 @@ def synthetic_run(tmp_path, steps, seq_len=128):
     return result, evals
 
 
+@pytest.mark.slow
 def test_synthetic_loss_approaches_entropy_from_above(tmp_path):
     result, evals = synthetic_run(tmp_path, 400, seq_len=64)
     entropy = result["entropy_nats_per_token"]
