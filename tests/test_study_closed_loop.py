@@ -143,6 +143,17 @@ def test_adaptive_cells_round_budgets_and_skip_known(tmp_path):
     assert size_for_params(study, study.base, 1e4, 2e9, 256) == {"d_model": 16}
 
 
+def test_validation_sizes_are_three_distinct_widths_around_n_opt(tmp_path):
+    """N_opt / 2 and N_opt can round to one width at small sizes (d16 has 10k parameters, d32 33k,
+    d48 68k, d64 115k at seq_len 32): the rung still trains a size on each side."""
+    from lab.study.analyze import bracketing_sizes
+
+    study = load_study(write(tmp_path, THREE_BUDGETS))
+    widths = lambda n: [s["d_model"] for s in bracketing_sizes(study, study.base, n, 1e10, 256)]
+    assert widths(4.5e4) == [16, 32, 64]  # N/2 and N both nearest d32: the narrower neighbour is d16
+    assert widths(1e4) == [16, 32]  # nothing is narrower than d16: one side only
+
+
 NINE_CELLS = HEADER + """
 def study():
     return Study(name="nine", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}, {"d_model": 48}],

@@ -61,8 +61,11 @@ def check_validate(cells: list[Cell], factor: float) -> None:
                           f"(its compute spans {span:.3g}x; validate at most that far out)")
 
 
+WIDTHS = range(16, 2049, 16)
+
+
 def size_for_params(study: Study, base: RunConfig, n_target: float, budget: float, vocab_size: int,
-                    widths=range(16, 2049, 16)) -> dict:
+                    widths=WIDTHS) -> dict:
     """The size (`{"d_model": d}`, shaped by the study's policy) whose total parameters are nearest
     `n_target` in log."""
     from lab.study.spec import _configure
@@ -72,21 +75,30 @@ def size_for_params(study: Study, base: RunConfig, n_target: float, budget: floa
     return {"d_model": int(best)}
 
 
+def bracketing_sizes(study: Study, base: RunConfig, n_opt: float, budget: float, vocab_size: int) -> list[dict]:
+    """Three distinct sizes: the one nearest `n_opt`, and the ones nearest n_opt / 2 and 2 n_opt
+    among the narrower and the wider widths (at small widths those are simply the neighbours)."""
+    mid = size_for_params(study, base, n_opt, budget, vocab_size)["d_model"]
+    below = [d for d in WIDTHS if d < mid]
+    above = [d for d in WIDTHS if d > mid]
+    sizes = [size_for_params(study, base, n_opt / 2, budget, vocab_size, below)] if below else []
+    sizes.append({"d_model": mid})
+    if above:
+        sizes.append(size_for_params(study, base, 2 * n_opt, budget, vocab_size, above))
+    return sizes
+
+
 def validation_plan(study: Study, cells: list[Cell], out: Path, factor: float, vocab_size: int,
                     overrides=()) -> tuple[Study, list[Cell], dict]:
     """Fit the parametric law on the grid and lay out the validation cells: the predicted N_opt at
-    factor x the largest budget and the sizes nearest N_opt / 2 and 2 N_opt."""
+    factor x the largest budget and a size on each side (`bracketing_sizes`)."""
     import analysis
 
     fit = analysis.fit(analysis.load(out), "parametric")
     budget = factor * _largest(cells)
     n_opt, d_opt = fit.law.optimal(budget, fit.params["k"])
     base = apply_overrides(study.base, [*study.overrides, *overrides])
-    sizes = []
-    for n in (n_opt / 2, n_opt, 2 * n_opt):
-        size = size_for_params(study, base, n, budget, vocab_size)
-        if size not in sizes:
-            sizes.append(size)
+    sizes = bracketing_sizes(study, base, n_opt, budget, vocab_size)
     val = dataclasses.replace(study, name=f"{study.name}-validation", sizes=sizes, tokens=(), budgets=[budget],
                               window=0, seeds=[study.seeds[0]], branches=False, validate=0)
     prediction = {"flops": budget, "factor": factor, "law": "parametric", "n_opt_predicted": float(n_opt),
