@@ -20,7 +20,12 @@ workers (the study's `workers`). ~28M training tokens in all, against ~40M for t
 
 Measured 2026-11-25 for the earlier 3-budget version (3e11, 9e11, 2.7e12; 15 cells, 16 min 11 s
 on an idle 2-core AMD EPYC VM): every budget had an interior minimum, N_opt ∝ C^0.53 [0.41, 0.67].
-This 4-budget version (20 cells) has not yet been run or timed on an idle machine.
+This 4-budget version (20 cells), measured 2026-12-01 on the same idle VM with a cold compile cache:
+12 min 07 s for `lab study experiments/isoflop_cpu.py --out DIR` (grid, fits, figures, report), 20/20
+completed; every budget's minimum interior (N_opt 2.2e4, 2.9e4, 4.6e4, 6.3e4 at 2e11...1.6e12);
+trusted estimate isoflop a = 0.525 [0.446, 0.644] (95% bootstrap over budgets; ±0.1); parametric back-
+test on the largest budget 1.49% mean |relative error|. The envelope method cannot place the optimum
+on this grid (a = -0.19 [-0.26, 0.37]) and the report's verdict says so.
 """
 
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig

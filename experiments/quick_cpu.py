@@ -9,16 +9,22 @@ the report, the figures (each with its CSV) and fits.json — a scaling law in u
     lab design runs/quick --flops 3e12            # where the next FLOPs would narrow the CI most
 
 Design (after ../shared/CPU_STUDY_NOTES.md and measured runs of this lab): three budgets a factor 2
-apart, 2e11-8e11 FLOPs, the three sizes nearest a guessed optimum at 120 tokens per parameter (by C = 6ND)
-(d16, d32, d48 at every budget, so that each budget has a size on both sides of its minimum). Budgets start at 2e11 because at 1e11 the runs are step-starved:
-there every size from 7k to 115k parameters was measured and the smallest won (the minimum sat at
+apart, 2e11-8e11 FLOPs, the three sizes nearest a guessed optimum at 120 tokens per parameter
+(by C = 6ND): d16, d32, d48 at every budget, so that each budget has a size on both sides of its
+minimum. Budgets start at 2e11 because at 1e11 the runs are step-starved: there every size from 7k to 115k parameters was measured and the smallest won (the minimum sat at
 the grid's edge). Two single-threaded workers.
 
-Measured 2026-12-01 (2-core AMD EPYC VM, idle, cold compile cache) with the earlier 12-cell version
-(four sizes per budget, 50 tokens per parameter): grid 5 min 04 s, then the fits and report; measured
-minima d32 at 2e11 and 4e11 (interior), but at 8e11 d32 was the smallest size of that budget (the
-window had left d16 out), so its minimum sat at the grid's edge. `--validate 3` (two runs at 2.4e12)
-added 3 min 20 s: predicted vs measured loss -5.65% (d32) and -0.30% (d64), mean |error| 2.97%.
+Measured 2026-12-01 on a 2-core AMD EPYC VM, idle, cold compile cache: 4 min 55 s for `lab study
+experiments/quick_cpu.py --out DIR` (grid 4 min 39 s, fits + figures + report 15 s), 9/9 completed.
+Measured minimum d32 at every budget, between d16 and d48 (2e11: 2.034 / 2.014 / 2.114; 4e11: 1.870 /
+1.780 / 1.845; 8e11: 1.751 / 1.563 / 1.571); isoflop N_opt 2.1e4, 3.2e4, 4.5e4. The report's verdict
+is honest about the size of this grid: with three sizes per budget the isoflop method is flagged
+("fewer than 4 sizes") and no method is trusted; `experiments/isoflop_cpu.py` (12 min) is the study
+whose exponent to quote.
+Alternatives measured the same day: four sizes per budget (d16-d64 at 2e11/3.5e11/6e11) gave a trusted
+isoflop a = 0.466 [0.344, 0.595] in 5 min 45 s; the earlier 12-cell design (d32-d80 at 8e11) took
+5 min 04 s for the grid alone and its 8e11 minimum sat at its smallest size. `--validate 3` on that
+design added 3 min 20 s (two runs at 2.4e12): predicted vs measured -5.65% and -0.30%.
 """
 
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
