@@ -31,8 +31,10 @@ def study():
                  lr_multipliers=[0.5, 2.0], min_steps=5, laws=[])
 """
 
-# 2 sizes x 4 seeds at the policy's learning rate, 40 steps each: two packs of 4
-SEEDS = HEADER.replace("batch_size=4", "batch_size=8") + """
+# 2 sizes x 4 seeds, 40 steps each: two packs of 4. At lr 1e-3: at 3e-3 these d16/d32 runs spike, and
+# a spike amplifies the packed kernels' roundoff (1.6e-6 relative at step 5) to 5e-3 by step 40 —
+# chaos in the training run, not a difference in what packing computes
+SEEDS = HEADER.replace("batch_size=4", "batch_size=8").replace("lr=3e-3", "lr=1e-3") + """
 def study():
     return Study(name="packed", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], tokens=[10240],
                  seeds=[0, 1, 2, 3], min_steps=5, laws=[])
@@ -95,10 +97,6 @@ def packed_and_alone(packed):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured 2026-12-01: the vmapped step's XLA CPU kernels differ from the "
-                   "unpacked step's at roundoff (loss 1.6e-6 relative at step 5), and this tiny noisy study (d16/d32, "
-                   "batch 8, loss spikes) amplifies that to up to 5e-3 by step 40; tests/test_pack.py's pack of four "
-                   "matches its runs alone within 1e-7")
 def test_packed_rows_equal_unpacked_rows(packed_and_alone):
     packed, alone = _rows(packed_and_alone / "k4"), _rows(packed_and_alone / "k1")
     assert list(packed.columns) == list(alone.columns) and list(packed.index) == list(alone.index)
