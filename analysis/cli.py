@@ -183,36 +183,10 @@ def _backtest_json(study, method: str, holdout: int, options: FitOptions) -> dic
                   **bt["summary"], "points": bt["points"]})
 
 
-def _rows(source, table: TableOptions):
-    from .table import filter_rows, load_table
-
-    return filter_rows(load_table(source), where=table.where, status=table.status)
-
-
-def _figure_q(source, table, options, out, formats):
-    from .fit_ptq import plot_loss_vs_bits
-
-    return plot_loss_vs_bits(_rows(source, table), out, formats)
-
-
-def _figure_l(source, table, options, out, formats):
-    from .fit_lr import plot_loss_vs_lr
-
-    return plot_loss_vs_lr(_rows(source, table), out, formats)
-
-
-def _figure_i(source, table, options, out, formats):
-    from .fit_task import fit_task, plot_task
-    from .inputs import load
-
-    return plot_task(fit_task(load(source, table).data, seed=options.seed), out, formats)
-
-
-# letter -> the figure of one law: loss vs weight bits (ptq), loss vs learning rate (lr), in-context accuracy (task)
-EXTRA_FIGURES = {"q": _figure_q, "l": _figure_l, "i": _figure_i}
 
 
 def cmd_plot(args) -> int:
+    from .law_figures import EXTRA_FIGURES
     from .plots import make_figures
 
     _use_cache()
@@ -220,7 +194,7 @@ def cmd_plot(args) -> int:
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     extra = [letter for letter in EXTRA_FIGURES if letter in args.figures]
     for letter in extra:  # figures of single laws, beside (a)-(e)
-        for path in EXTRA_FIGURES[letter](args.table, table, options, args.out, formats):
+        for path in EXTRA_FIGURES[letter][1](args.table, table, options, args.out, formats):
             print(path)
     args.figures = "".join(c for c in args.figures if c not in extra)
     if extra and not args.figures:

@@ -1,5 +1,7 @@
 """`lab report DIR`: a one-page Markdown report of a study — the table, every fit with its CIs,
-the compute-optimal exponents side by side, the back-test, and figures (a)-(e).
+the compute-optimal exponents side by side, the back-test, and figures (a)-(e); a law with
+a figure of its own (lr, ptq, task: `analysis.law_figures`) adds it, and a law without a section of
+its own is reported by its summary lines.
 
 Writes DIR/report.md (or `out`), the figures and their CSVs under <report dir>/figures/, and
 fits.json with every fit's JSON beside the report.
@@ -18,7 +20,8 @@ from .result import plain
 DEFAULT_OPTIONS = FitOptions(bootstrap=200)  # `lab plot` and `lab report` bootstrap by default
 CAPTIONS = {"a_envelope": "(a) loss vs FLOPs with the lower envelope", "b_isoflop": "(b) IsoFLOP profiles",
             "c_optimal": "(c) N_opt(C), D_opt(C)", "d_isoloss": "(d) isoloss contours and efficient frontier",
-            "e_residuals": "(e) residuals and back-test"}
+            "e_residuals": "(e) residuals and back-test", "lr": "loss vs peak learning rate, per (N, D)",
+            "ptq": "loss vs weight bits (post-training quantization)", "icl": "in-context accuracy vs compute"}
 
 
 def write_report(source, out: Path | str | None = None, table: TableOptions | None = None,
@@ -41,6 +44,7 @@ def write_report(source, out: Path | str | None = None, table: TableOptions | No
     suite = run_suite(study, options, methods=methods)
     verdict = diagnose(suite, study.data)
     figures = draw_figures(suite, study.data, out.parent / "figures", "abcde", ("png", "svg"), options.target_flops)
+    figures += _law_figures(suite, source, table, options, out.parent / "figures")
     notes = study.warnings + suite["notes"]
     lines = [f"# Scaling-law report: `{source.name}`", ""] + _verdict_section(verdict)
     lines += _data_section(study, table) + _exponents_section(suite, study.data.k, options)
@@ -148,13 +152,30 @@ def _exponents_section(suite, k: float, options: FitOptions) -> list[str]:
     return L + [""]
 
 
+def _law_figures(suite, source: Path, table: TableOptions, options: FitOptions, out: Path) -> list[str]:
+    """The figure of each fitted law that has one of its own (loss vs LR, vs weight bits, ...)."""
+    from .law_figures import EXTRA_FIGURES
+
+    written = []
+    for method, draw in EXTRA_FIGURES.values():
+        if suite.get(method) is not None:
+            written += [str(p) for p in draw(source, table, options, out, ("png", "svg"))]
+    return written
+
+
+def _summary_section(name: str, fit) -> list[str]:
+    """A law without a section of its own: its description and the lines `lab fit` prints."""
+    method = get(name)
+    return [f"## {name}", "", method.description, "", "```", *method.summary(fit), "```", ""]
+
+
 def _method_sections(suite) -> list[str]:
     """Each fitted method's own section; the back-test paragraph follows the method it tested."""
     L, bt = [], suite.get("backtest")
     for name in METHODS:
         f, section = suite.get(name), get(name).section
-        if f is not None and section is not None:
-            L += section(f)
+        if f is not None:
+            L += section(f) if section is not None else _summary_section(name, f)
         if bt is not None and bt["method"] == name:
             s = bt["summary"]
             L += [f"Back-test: fitted on C ≤ {bt['train_max_flops']:.3g}, predicting {s['n_test']} held-out runs: "

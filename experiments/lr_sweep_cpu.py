@@ -8,6 +8,13 @@ program, so each is one pack (`--pack 5`, lab.pack) — six packed tasks instead
     lab fit runs/lr_sweep_cpu --method lr --bootstrap 200          # best-LR table, η_opt law, CIs
     lab plot runs/lr_sweep_cpu --figures l --out runs/lr_sweep_cpu/figures   # loss vs LR per size
 
+Re-measured 2026-12-01 15:50 UTC on the same VM, quiet, cold compile cache: `lab study
+experiments/lr_sweep_cpu.py --out DIR --pack 5` took 2 min 54 s for 30/30 runs (the earlier 26 min
+was the load); its report.md now carries the best-LR table, η_opt with 95% CIs and the loss-vs-LR
+figure (figures/lr.png + lr.csv). Best lr per (N, D): 0.0090, 0.0089 (N 1.0e4); 0.0080, 0.0192
+(3.3e4); 0.0033, 0.0038 (1.2e5); η_opt(N, D) = 0.0018 · N^-0.39 [-1.30, 0.66] · D^0.48 [-0.88, 3.27],
+η_opt(C) ∝ C^-0.31 [-1.07, 0.50] (DeepSeek's -0.125 inside).
+
 Question: how does the optimal learning rate move with N and D at this scale, and how does its
 exponent in compute compare with DeepSeek LLM's η_opt(C) ∝ C^-0.125 (lab.study.policy)?
 

@@ -70,3 +70,18 @@ def test_cli_fit_and_plot(tmp_path, capsys):
     assert (tmp_path / "fig" / "lr.png").stat().st_size > 0
     plotted = pd.read_csv(tmp_path / "fig" / "lr.csv")
     assert len(plotted) == 8 * 13  # seeds averaged
+
+
+def test_report_of_an_lr_sweep_has_the_best_lr_table_law_and_figure(tmp_path):
+    """What `lab study` writes after an LR sweep (laws=("lr",)): the best-LR table, η_opt with CIs,
+    and the loss-vs-LR figure with its CSV."""
+    import analysis
+    from analysis.options import FitOptions
+
+    path = tmp_path / "results.csv"
+    table().to_csv(path, index=False)
+    report = analysis.report(path, options=FitOptions(bootstrap=30), methods=("lr",)).read_text()
+    section = report.split("## lr", 1)[1].split("## Figures", 1)[0]
+    assert "best lr" in section and section.count("\n    ") >= 8  # one row per (N, D)
+    assert "η_opt(N, D)" in section and "[" in section.split("η_opt(N, D)", 1)[1]  # with its CI
+    assert "figures/lr.png" in report and (tmp_path / "figures" / "lr.csv").stat().st_size > 0
