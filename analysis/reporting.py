@@ -159,7 +159,7 @@ def _law_figures(suite, source: Path, table: TableOptions, options: FitOptions, 
     written = []
     for method, draw in EXTRA_FIGURES.values():
         if suite.get(method) is not None:
-            written += [str(p) for p in draw(source, table, options, out, ("png", "svg"))]
+            written += [str(p) for p in draw(source, table, options, out, ("png", "svg"), fit=suite[method])]
     return written
 
 
