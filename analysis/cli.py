@@ -57,6 +57,9 @@ def _table_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--curve-loss", default=None, help="metrics.jsonl key for training curves (default train_loss, else val_loss)")
     g.add_argument("--smooth", type=_count, default=None, metavar="K",
                    help="rolling mean over K logged points of each curve (default: 5%% of a run's points for train_loss)")
+    g.add_argument("--curve-points", type=_count, default=0, metavar="K",
+                   help="parametric/vpnls on a study directory: add up to K points per run, the loss-curve law's "
+                   "prediction of a 20%% cooldown ending at each logged step (analysis.curve_points)")
 
 
 def _fit_args(p: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ from .huber_lse import (PARAM_NAMES, chord_newton, hessian, huber_objective, min
 from .laws import Chinchilla
 from .progress import LARGE_ROWS, Progress
 from .result import FitResult, percentile_ci
-from .table import FitData, require_points, require_spread
+from .table import FitData, require_points, require_spread, resample_counts
 
 SCREEN_ROWS = LARGE_ROWS  # larger tables screen the init grid on a fixed subsample of this many rows
 FULL_POLISH = 4  # ... and polish this many distinct candidates on every row
@@ -181,7 +181,7 @@ def _bootstrap_all_at_once(data, theta, delta, rng, n_boot, n_perturb, screen_it
     n = len(data)
     X, y, _ = padded_arrays(data.N, data.D, data.L)
     counts = np.zeros((n_boot, X.shape[1]))
-    counts[:, :n] = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)
+    counts[:, :n] = resample_counts(rng, data, n_boot)
     starts = theta + rng.standard_normal((n_boot, n_perturb + 1, 5)) * PERTURB_SCALE
     starts[:, 0] = theta
     W = np.repeat(counts, n_perturb + 1, axis=0)
@@ -205,7 +205,7 @@ def _bootstrap_in_chunks(data, theta, delta, rng, n_boot, polish_iters, gtol, pr
     for lo in range(0, n_boot, chunk):
         c = min(chunk, n_boot - lo)
         counts = np.zeros((chunk, X.shape[1]))
-        counts[:c, :n] = rng.multinomial(n, np.full(n, 1.0 / n), size=c)
+        counts[:c, :n] = resample_counts(rng, data, c)
         counts[c:] = counts[0]
         P, f, g = chord_newton(np.tile(theta, (chunk, 1)), X, y, counts, H, delta)
         bad = ~(np.isfinite(f) & (np.max(np.abs(g), 1) <= gtol))
@@ -255,10 +255,11 @@ def bootstrap_parametric(data: FitData, fit: FitResult, n_boot: int = 1000, n_pe
 def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kwargs):
     """Back-test points: the loss of every held-out run against the law `f` fitted on the smaller
     budgets. Returns (held-out points, the training points with their fitted values)."""
-    from .table import subset
+    from .table import measured_rows, subset
 
-    test, train = subset(data, ~train_mask), subset(data, train_mask)
-    pts = pd.DataFrame({"budget": budget[~train_mask], "N": test.N, "D": test.D, "C": test.C, "loss": test.L,
+    test_mask = ~train_mask & measured_rows(data)  # loss-curve-law points are data, not tests
+    test, train = subset(data, test_mask), subset(data, train_mask)
+    pts = pd.DataFrame({"budget": budget[test_mask], "N": test.N, "D": test.D, "C": test.C, "loss": test.L,
                         "predicted": f.law(test.N, test.D)})
     train_points = pd.DataFrame({"N": train.N, "D": train.D, "C": train.C, "loss": train.L,
                                  "predicted": f.law(train.N, train.D)})

@@ -19,7 +19,7 @@ import pandas as pd
 from .errors import AnalysisError
 from .laws import Chinchilla
 from .result import FitResult, percentile_ci
-from .table import FitData, require_points, require_spread
+from .table import FitData, require_points, require_spread, resample_counts
 from .varpro import huber_polish, vp_search
 
 LSE_NAMES = ("a", "b", "e", "alpha", "beta")
@@ -80,7 +80,7 @@ def bootstrap_vpnls(data: FitData, fit: FitResult, n_boot: int = 200, seed: int 
     n = len(data)
     theta0 = np.array([fit.extra["lse_params"][p] for p in LSE_NAMES])
     rows = []
-    for counts in rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot):
+    for counts in resample_counts(rng, data, n_boot).astype(int):
         if fit.extra["huber"]:
             theta, _, _ = huber_polish(theta0, data.N, data.D, data.L, fit.extra["delta"], w=counts.astype(float))
         else:

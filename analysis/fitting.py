@@ -16,7 +16,8 @@ from __future__ import annotations
 from .describe import fmt
 from .methods import get
 from .options import FitOptions
-from .table import FitData
+from .errors import AnalysisError
+from .table import CURVE_POINT_METHODS, FitData, measured_rows
 
 
 def fit(source, method: str = "parametric", *, bootstrap: int = 0, seed: int = 0, level: float = 0.95,
@@ -30,6 +31,8 @@ def fit(source, method: str = "parametric", *, bootstrap: int = 0, seed: int = 0
     any random draws of the fitter."""
     data, curves = _data_and_curves(source, curves)
     m = get(method)
+    if method not in CURVE_POINT_METHODS and not measured_rows(data).all():
+        raise AnalysisError(f"--curve-points adds N-D law data; fit it with {' or '.join(CURVE_POINT_METHODS)}, not {method}")
     kw = {**m.options(FitOptions(seed=seed)), "target_flops": target_flops, **kwargs}
     result = m.fit(data, curves, **kw)
     if bootstrap:

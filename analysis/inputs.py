@@ -39,10 +39,35 @@ def load(source, table: TableOptions | None = None, need_budget: bool = True, **
                     loss_col=opts.loss_col, budget_col=opts.budget_col, where=opts.where,
                     status=None if opts.status in (None, "any") else opts.status, k=opts.k,
                     need_budget=need_budget, drop_highest=opts.drop_highest_loss)
+    if opts.curve_points:
+        data = _with_curve_points(source, data, opts.curve_points)
     curves, warnings = _curves(source, data, opts)
     warnings = list(data.notes) + warnings  # how budgets were found, when they were not given exactly
     name = None if isinstance(source, pd.DataFrame) else str(source)
     return Study(data=data, curves=curves, warnings=warnings, source=name)
+
+
+def _with_curve_points(source, data: FitData, per_run: int) -> FitData:
+    """`data` plus the loss-curve law's annealed points of every run (`analysis.curve_points`); each
+    point keeps its run's budget, so a back-test that holds a budget out holds its points out too."""
+    if per_run < 0:
+        raise AnalysisError(f"--curve-points must be 0 or more, got {per_run}")
+    if isinstance(source, pd.DataFrame) or not Path(source).is_dir():
+        raise AnalysisError("--curve-points reads the runs' metrics.jsonl: give a study directory, not a CSV")
+    from .curve_points import curve_point_rows
+
+    cols = data.columns
+    frame = data.frame.reset_index(drop=True).assign(source="run")  # curve_row: a run's position
+    extra = curve_point_rows(source, frame, cols, per_run)
+    if data.budget is not None:
+        frame = frame.assign(_budget=data.budget)
+        extra["_budget"] = frame.loc[extra["curve_row"], "_budget"].to_numpy()
+    both = pd.concat([frame, extra], ignore_index=True)
+    out = fit_data(both, n_col=cols["N"], d_col=cols["D"], c_col=cols["C"], loss_col=cols["loss"],
+                   budget_col="_budget" if data.budget is not None else None, status=None, k=data.k)
+    out.notes = list(data.notes) + [f"curve points: {len(extra)} loss-curve-law points added to {len(frame)} runs "
+                                    f"(up to {per_run} per run; source == 'curve-law')"]
+    return out
 
 
 def _curves(source, data: FitData, opts: TableOptions):
@@ -54,6 +79,8 @@ def _curves(source, data: FitData, opts: TableOptions):
     from .curves import load_curves
 
     try:
-        return load_curves(source, data.frame, data.columns["N"], opts.curve_loss, opts.smooth)
+        from .table import measured_rows
+
+        return load_curves(source, data.frame[measured_rows(data)], data.columns["N"], opts.curve_loss, opts.smooth)
     except AnalysisError as e:
         return None, [str(e)]

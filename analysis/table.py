@@ -187,6 +187,36 @@ def fit_data(df: pd.DataFrame, n_col=None, d_col=None, c_col=None, loss_col=None
     return FitData(N=N, D=D, C=C, L=L, columns=cols, frame=df, budget=budget, k=k, notes=notes)
 
 
+def measured_rows(data: FitData) -> np.ndarray:
+    """Rows that are runs, not points predicted from runs' curves (`--curve-points`)."""
+    if "source" not in data.frame.columns:
+        return np.ones(len(data), bool)
+    return (data.frame["source"].fillna("run") != "curve-law").to_numpy()
+
+
+CURVE_POINT_METHODS = ("parametric", "vpnls")
+
+
+def resample_counts(rng, data: FitData, size: int) -> np.ndarray:
+    """Bootstrap weights (size, n): rows drawn with replacement — or, where the table holds
+    loss-curve-law points, runs drawn with replacement, each carrying its points (they are not
+    independent of their run)."""
+    n = len(data)
+    measured = measured_rows(data)
+    if measured.all():
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(float)
+    frame = data.frame
+    runs = np.flatnonzero(measured)
+    owner = np.arange(n)
+    labels = frame.index.to_numpy()
+    position = {lab: i for i, lab in enumerate(labels)}
+    points = np.flatnonzero(~measured)
+    owner[points] = [position[r] for r in frame["curve_row"].to_numpy()[points]]
+    draws = np.zeros((size, n))
+    draws[:, runs] = rng.multinomial(len(runs), np.full(len(runs), 1.0 / len(runs)), size=size)
+    return draws[:, owner]
+
+
 def budget_tolerance(C: np.ndarray) -> float | None:
     """The log10 distance within which compute values are one budget, learned from the data: the
     gaps between consecutive distinct log10 C values fall into jitter (within a budget) and steps
