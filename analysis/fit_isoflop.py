@@ -250,24 +250,39 @@ def _wls_slopes(x, Y, W):
 
 
 def bootstrap_isoflop(fit: FitResult, n_boot: int = 1000, seed: int = 0, target_flops: float | None = None) -> pd.DataFrame:
-    """Resample the used budgets; each resample's weighted power-law fit is closed-form, all at once."""
+    """Redraw every used budget's log N_opt (log D_opt) from its own uncertainty (`n_opt_std_log`:
+    where on its profile the minimum lies), scaled up by the Birge ratio sqrt(chi2 / dof) when the
+    optima scatter about the power law more than their uncertainties allow; each draw's weighted
+    power-law fit is closed-form, all at once. (Resampling the budgets instead is blind to how well
+    each minimum is located: with two or three budgets it has a handful of distinct outcomes and
+    its interval collapses — with two, every usable resample gives the same slope.)"""
     opt = fit.extra["optima"]
     use = opt[opt["used"]]
     nb = len(use)
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(nb, np.full(nb, 1.0 / nb), size=n_boot).astype(float)
     x = np.log(use["budget"].to_numpy())
     weighted = fit.extra.get("weighted", True)
     out = {}
     for name, col, sd in (("n", "n_opt", "n_opt_std_log"), ("d", "d_opt", "d_opt_std_log")):
-        w = 1 / use[sd].to_numpy() ** 2 if weighted else np.ones(nb)
-        Y = np.broadcast_to(np.log(use[col].to_numpy()), (n_boot, nb))
-        icpt, slope = _wls_slopes(x, Y, counts * w)
+        sigma = use[sd].to_numpy(float)
+        y = np.log(use[col].to_numpy())
+        w = 1 / sigma ** 2 if weighted else np.ones(nb)
+        Y = y + birge_ratio(x, y, sigma) * sigma * rng.standard_normal((n_boot, nb))
+        icpt, slope = _wls_slopes(x, Y, np.broadcast_to(w, (n_boot, nb)))
         out["a" if name == "n" else "b"] = slope
         out[f"{name}_coef"] = np.exp(icpt)
         if target_flops:
             out[f"{name}_opt"] = np.exp(icpt + slope * np.log(target_flops))
     return pd.DataFrame(out)
+
+
+def birge_ratio(x, y, sigma) -> float:
+    """max(1, sqrt(chi2 / (n - 2))) of the weighted line through (x, y) with errors sigma; 1 for two points."""
+    if len(x) <= 2:
+        return 1.0
+    icpt, slope = _wls_slopes(x, y[None], (1 / sigma ** 2)[None])
+    chi2 = float(np.sum(((y - icpt[0] - slope[0] * x) / sigma) ** 2))
+    return float(max(1.0, np.sqrt(chi2 / (len(x) - 2))))
 
 
 def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kwargs):

@@ -2,8 +2,9 @@
 `resample` hook draws the samples, vectorised where it matters.
 
 - parametric: resample runs; all resamples refit at once (`fit_parametric.bootstrap_parametric`).
-- isoflop: resample budgets; each resample's weighted power-law fit is closed-form, computed for
-  all resamples at once (`fit_isoflop.bootstrap_isoflop`).
+- isoflop: redraw each budget's optimum from its own uncertainty (Birge-scaled where the optima
+  scatter more than that); each draw's weighted power-law fit is closed-form, computed for all
+  draws at once (`fit_isoflop.bootstrap_isoflop`).
 - envelope: resample runs; each resample's envelope is a min over the selected rows of one matrix.
 - kaplan: resample runs and refit (three small regressions each).
 

@@ -81,7 +81,8 @@ def _intervals_section(suite, options: FitOptions) -> list[str]:
 
     L = ["## Intervals", "",
          "- **Confidence intervals** (the brackets above) say where a law's *parameters* and exponents lie, "
-         "from bootstrap resamples of the runs (parametric, envelope, kaplan) or of the budgets (isoflop)."]
+         "from bootstrap resamples of the runs (parametric, envelope, kaplan) or redraws of each budget's "
+         "optimum from its own uncertainty (isoflop)."]
     par = suite.get("parametric")
     pi = prediction_interval(par, options.target_flops, options.level, options.seed) if par is not None else None
     if pi:

@@ -130,3 +130,29 @@ def test_dense_isoflop_design_recovers_the_exponent():
     t = isoflop_table(n_per_budget=300, noise=0.003, seed=2)
     r = fit_isoflop(fit_data(t, need_budget=True))
     assert r.extra["n_budgets_used"] == 6 and r.a == pytest.approx(CHINCHILLA_EPOCH.a, abs=0.03)
+
+
+def test_two_budget_interval_is_the_slope_error_not_a_point():
+    """Two budgets: resampling budgets gives one slope; the redraw gives the WLS slope's error
+    sqrt(s1^2 + s2^2) / |x2 - x1|."""
+    from analysis.result import FitResult
+
+    optima = pd.DataFrame({"budget": [1e18, 1e19], "n_opt": [1e8, 3e8], "d_opt": [1.6e9, 5.5e9],
+                           "n_opt_std_log": [0.2, 0.3], "d_opt_std_log": [0.2, 0.3], "used": [True, True]})
+    fit = FitResult(method="isoflop", params={}, objective=0.0, residuals=np.zeros(2), data=optima,
+                    extra={"optima": optima, "weighted": True})
+    s = bootstrap_isoflop(fit, n_boot=4000, seed=0)
+    assert s["a"].mean() == pytest.approx(np.log(3) / np.log(10), abs=0.01)
+    assert s["a"].std() == pytest.approx(np.hypot(0.2, 0.3) / np.log(10), rel=0.05)
+
+
+def test_birge_ratio_inflates_only_excess_scatter():
+    from analysis.fit_isoflop import birge_ratio
+
+    x = np.log(np.array([1e17, 1e18, 1e19, 1e20]))
+    sigma = np.full(4, 0.1)
+    assert birge_ratio(x, 0.5 * x + 1, sigma) == 1.0  # on the line: no inflation
+    y = 0.5 * x + np.array([0.3, -0.3, 0.3, -0.3])  # scatter 3 sigma
+    icpt, slope = np.polyfit(x, y, 1)[::-1]
+    chi2 = np.sum(((y - icpt - slope * x) / 0.1) ** 2)
+    assert birge_ratio(x, y, sigma) == pytest.approx(np.sqrt(chi2 / 2))
