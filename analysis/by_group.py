@@ -69,8 +69,9 @@ def exponent_rows(fits: dict) -> list[dict]:
     return rows
 
 
-def plot_groups(fits: dict, by: str, out_dir, formats=("png",)) -> list[Path]:
-    """Frontiers side by side (left) and exponents with CIs (right), with the data as CSV."""
+def plot_groups(fits: dict, by: str, out_dir, formats=("png",), method: str | None = None) -> list[Path]:
+    """Frontiers side by side (left) and exponents with CIs (right), with the data as CSV; `method`
+    (when several are drawn) names the files and titles."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
@@ -86,7 +87,8 @@ def plot_groups(fits: dict, by: str, out_dir, formats=("png",)) -> list[Path]:
         if n_opt is not None:
             left.plot(flops, n_opt, label=f"{by}={value}: a={fit.a:.3f}")
             curves += [{"group": value, "flops": c, "n_opt": n} for c, n in zip(flops, n_opt)]
-    left.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="compute-optimal N", title=f"frontier by {by}")
+    left.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="compute-optimal N",
+             title=f"{method + ' ' if method else ''}frontier by {by}")
     left.legend(fontsize=7)
     rows = exponent_rows(fits)
     for i, r in enumerate(rows):
@@ -96,6 +98,7 @@ def plot_groups(fits: dict, by: str, out_dir, formats=("png",)) -> list[Path]:
     right.set(ylabel="exponent a of N_opt ∝ C^a", title="exponents (95% CI where bootstrapped)")
     from .figure_files import save_figure
 
-    written = save_figure(fig, pd.DataFrame(rows), out_dir, f"by_{by}_exponents", formats)
-    pd.DataFrame(curves).to_csv(out_dir / f"by_{by}_frontiers.csv", index=False)
-    return written + [out_dir / f"by_{by}_frontiers.csv"]
+    stem = f"by_{by}" + (f"_{method}" if method else "")
+    written = save_figure(fig, pd.DataFrame(rows), out_dir, f"{stem}_exponents", formats)
+    pd.DataFrame(curves).to_csv(out_dir / f"{stem}_frontiers.csv", index=False)
+    return written + [out_dir / f"{stem}_frontiers.csv"]

@@ -239,5 +239,5 @@ def cmd_report(args) -> int:
 
     _use_cache()
     table, options = _options(args)
-    print(write_report(args.dir, args.out, table, options))
+    print(write_report(args.dir, args.out, table, options, by=getattr(args, "by", None)))
     return 0

@@ -25,12 +25,19 @@ CAPTIONS = {"a_envelope": "(a) loss vs FLOPs with the lower envelope", "b_isoflo
 
 
 def write_report(source, out: Path | str | None = None, table: TableOptions | None = None,
-                 options: FitOptions | None = None, methods=METHODS) -> Path:
+                 options: FitOptions | None = None, methods=METHODS, by: str | None = None) -> Path:
     """Fit `methods` (default: every one) on `source` (study directory or CSV), draw the figures,
     and write the Markdown report to `out` (default <dir>/report.md). Returns the report's path.
     The target compute is `options.target_flops`, else 10x the largest compute in the table.
-    A `validation.json` beside the table (`lab study --validate`) adds its section."""
+    A `validation.json` beside the table (`lab study --validate`) adds its section.
+    `by` (a column, e.g. variant): one law per value instead (`analysis.report_by`)."""
     from dataclasses import replace
+
+    if by:
+        from .report_by import GROUP_METHODS, write_group_report
+
+        return write_group_report(source, by, out, table, options or DEFAULT_OPTIONS,
+                                  [m for m in GROUP_METHODS if m in methods] or GROUP_METHODS)
 
     from .inputs import load
     from .plots import draw_figures

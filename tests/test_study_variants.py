@@ -95,6 +95,18 @@ def test_fit_by_gives_one_law_per_variant(tmp_path, capsys):
     assert list(exps["group"]) == ["arch=decoder", "arch=encdec"]
 
 
+def test_a_report_by_variant_fits_each_variant_and_pools_none(tmp_path):
+    synthetic_variants().to_csv(tmp_path / "results.csv", index=False)
+    assert main(["report", str(tmp_path), "--by", "variant", "--bootstrap", "20"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "one law per `variant`" in text and "no law is pooled" in text
+    fits = json.loads((tmp_path / "fits.json").read_text())
+    a = {v: f["a"] for v, f in fits["parametric"].items()}  # a = beta / (alpha + beta) of each generating law
+    assert a["arch=decoder"] == pytest.approx(0.3 / 0.64, abs=0.05) and a["arch=encdec"] == pytest.approx(0.3 / 0.58, abs=0.05)
+    assert text.count("| arch=decoder |") == 1 and "- isoflop: not fitted" in text  # an N x D grid has no budgets
+    assert (tmp_path / "figures" / "by_variant_parametric_exponents.png").exists()
+
+
 def test_fit_by_a_missing_or_constant_column_is_one_line(tmp_path, capsys):
     path = tmp_path / "results.csv"
     synthetic_variants().assign(seed=0).to_csv(path, index=False)

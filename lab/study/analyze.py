@@ -44,7 +44,8 @@ def write_analysis(study: Study, cells: list[Cell], out: Path) -> Path:
     from analysis.options import FitOptions
 
     options = FitOptions(bootstrap=study.bootstrap, target_flops=target_flops(study, cells))
-    return analysis.report(out, options=options, methods=laws_for(study))
+    by = "variant" if len({c.variant for c in cells}) > 1 else None  # never one law pooled over architectures
+    return analysis.report(out, options=options, methods=laws_for(study), by=by)
 
 
 def check_validate(cells: list[Cell], factor: float) -> None:
