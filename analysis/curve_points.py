@@ -9,7 +9,8 @@ fraction f — a WSD branch ending at s. Each such prediction becomes a row (N, 
 The law is fitted on train loss; the table's loss is usually the final validation loss. Each
 run's points are put on the table's scale by one offset: the table's final loss of that run minus
 the law's prediction of the run's own final step (so the run's own end point is reproduced
-exactly, and its curve points keep the law's shape). Rows carry `source` = "curve-law" (the runs'
+exactly, and its curve points keep the law's shape); the points come from the second half of each
+run, where that calibration holds best and the run is past its warmup transients. Rows carry `source` = "curve-law" (the runs'
 own rows are "run"), `curve_of` (the run), `curve_step` and `curve_row` (the run's index in the table).
 
     from analysis.curve_points import curve_point_rows
@@ -29,6 +30,7 @@ from .loss_curve import _fit_points, fit_law, predict, read_run
 
 COOLDOWN_FRAC = 0.2  # the lab's default WSD decay fraction (train.decay_frac)
 MIN_LR_RATIO = 0.1  # the lab's default floor, when a run's config does not say
+MIN_FRAC = 0.5  # points from the second half of each run: near the end point that calibrates them
 
 
 def branch_schedule(eta: np.ndarray, end: int, cooldown_frac: float, floor: float) -> np.ndarray:
@@ -61,11 +63,11 @@ def _row_of(table: pd.DataFrame, name: str):
     return None
 
 
-def _pick_steps(run, per_run: int) -> np.ndarray:
-    """Up to `per_run` logged steps, log-spaced over the fitted part of the curve, the last step excluded
-    (the run's own row already holds it)."""
+def _pick_steps(run, per_run: int, min_frac: float) -> np.ndarray:
+    """Up to `per_run` logged steps, log-spaced from `min_frac` of the run to its end, the last step
+    excluded (the run's own row already holds it)."""
     steps = run["steps"][_fit_points(run)]
-    steps = steps[steps < run["steps"][-1]]
+    steps = steps[(steps < run["steps"][-1]) & (steps >= min_frac * run["steps"][-1])]
     if len(steps) <= per_run:
         return steps
     targets = np.geomspace(steps[0], steps[-1], per_run)
@@ -73,9 +75,10 @@ def _pick_steps(run, per_run: int) -> np.ndarray:
 
 
 def curve_point_rows(study_dir, table: pd.DataFrame, columns: dict, per_run: int = 8,
-                     cooldown_frac: float = COOLDOWN_FRAC) -> pd.DataFrame:
+                     cooldown_frac: float = COOLDOWN_FRAC, min_frac: float = MIN_FRAC) -> pd.DataFrame:
     """Rows (in `table`'s N, D, C and loss columns, `columns` as in `FitData.columns`) predicted by
-    each size's loss-curve law at up to `per_run` logged steps of every run of `table`."""
+    each size's loss-curve law at up to `per_run` logged steps of every run of `table`, from
+    `min_frac` of each run to its end."""
     runs = {}
     for d in sorted(p.parent for p in Path(study_dir).glob("**/metrics.jsonl")):
         idx = _row_of(table, d.name)
@@ -91,18 +94,18 @@ def curve_point_rows(study_dir, table: pd.DataFrame, columns: dict, per_run: int
         group = [(d, i, r) for d, (i, r) in runs.items() if float(table.at[i, ncol]) == n]
         law = fit_law([r for _, _, r in group])
         for d, i, run in group:
-            rows += _run_points(d, table.loc[i], run, law, per_run, cooldown_frac, columns)
+            rows += _run_points(d, table.loc[i], run, law, per_run, cooldown_frac, min_frac, columns)
     return pd.DataFrame(rows)
 
 
-def _run_points(run_dir, row, run, law, per_run, cooldown_frac, columns) -> list[dict]:
+def _run_points(run_dir, row, run, law, per_run, cooldown_frac, min_frac, columns) -> list[dict]:
     ncol, dcol, ccol, lcol = (columns[k] for k in ("N", "D", "C", "loss"))
     last = int(run["steps"][-1])
     D, C = float(row[dcol]), float(row[ccol])
     offset = float(row[lcol]) - float(predict(law, run["eta"])[last])
     floor = _floor(Path(run_dir), run["eta"])
     out = []
-    for s in _pick_steps(run, per_run):
+    for s in _pick_steps(run, per_run, min_frac):
         s = int(s)
         loss = float(predict(law, branch_schedule(run["eta"], s, cooldown_frac, floor))[s]) + offset
         out.append({ncol: float(row[ncol]), dcol: D * s / last, ccol: C * s / last, lcol: loss,

@@ -129,7 +129,7 @@ class DataConstrained:
     def effective_data(self, D, U):
         D, U = np.asarray(D, float), np.asarray(U, float)
         R_D = np.maximum(D / U - 1.0, 0.0)
-        return np.minimum(D, U) + U * self.R_D_star * (1.0 - np.exp(-R_D / self.R_D_star))
+        return np.minimum(D, U) + U * self.R_D_star * -np.expm1(-R_D / self.R_D_star)  # expm1: exact for R* >> R
 
     def n_for_data(self, U):
         """The compute-optimal N of the base law for U training tokens (invert D_opt(C) = U)."""
@@ -141,7 +141,7 @@ class DataConstrained:
         N = np.asarray(N, float)
         U_N = np.minimum(N, self.n_for_data(U))
         R_N = N / U_N - 1.0
-        return U_N + U_N * self.R_N_star * (1.0 - np.exp(-R_N / self.R_N_star))
+        return U_N + U_N * self.R_N_star * -np.expm1(-R_N / self.R_N_star)
 
     def __call__(self, N, D, U):
         return self.base(self.effective_params(N, U), self.effective_data(D, U))

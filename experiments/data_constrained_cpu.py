@@ -15,21 +15,24 @@ fresh runs fit the base Chinchilla law over the whole D range; the repeated ones
     python experiments/data_constrained_cpu.py runs/data_constrained_cpu runs/data_constrained_cpu_fresh
         # both tables fitted together (bootstrap 200), the figure DIR/data_constrained.png and the read-out
 
-Measured 2026-12-01 on the shared 2-core VM under heavy load (load average 15-27 from other agents'
-jobs): the repeated grid took 49 min (21 cells, all completed; ~8x an idle machine's time); the
-fresh grid was stopped after 52 min, when the session's time ran out, with 18 of its 21 cells done
-(the d48 runs of 2^19-2^21 tokens missing). Fitted together (39 runs; base law on the 27 of at most
-one epoch, then all 7 parameters; 200-resample bootstrap):
+Measured 2026-12-01 on the 2-core VM. The repeated grid: 49 min under heavy load (load average
+15-27 from other agents' jobs, ~8x an idle machine's time), 21 of 21 cells. The fresh grid: 18 cells
+in the same loaded session, its last 3 (d48 at 2^19-2^21 tokens) in a later one in 160 s, so
+21 of 21. Fitted together (42 runs; base law on the 30 of at most one epoch, then all 7 parameters;
+200-resample bootstrap):
 
-    R_D* = 2.08 [1.06, 4.66]    -> worth repeating up to ~2.4 epochs (a repeated token still worth
+    R_D* = 2.07 [1.08, 4.66]    -> worth repeating up to ~2.4 epochs (a repeated token still worth
                                    half a fresh one); within 5% of fresh data up to 1.6 epochs
-    R_N* -> unbounded (2e16): no excess-parameter penalty visible — these 10k-68k-parameter
+    R_N* -> unbounded (1.3e16): no excess-parameter penalty visible — these 10k-68k-parameter
            models never exceed N_opt of 128 KiB by much, so the data cannot identify it
-    base law: E -> 0 (at its bound), alpha 0.27, beta 0.28
+    base law: E -> 0 (at its bound), alpha 0.31, beta 0.27
 
-Repeated data falls behind fresh data after ~2 epochs here (d16 at 16 epochs: val loss 2.45
-repeated vs 2.12 fresh), far sooner than Muennighoff et al.'s R_D* = 15.4 for billion-parameter
-models on C4: 128 KiB of Python source is memorised fast (train loss 1.54 vs val 2.24 for d32 at 16
+Final validation loss at 2^21 tokens (16 epochs repeated vs 0.2 epochs fresh): d16 2.446 vs 2.123,
+d32 2.241 vs 1.774, d48 2.203 vs 1.540. At 2^17 tokens (one epoch of each) they already differ by
+0.10-0.13, most likely because the first 128 KiB of the stream hold a few files, less varied than
+draws from all 12 MB; the fitted law puts that gap into R_D*. Repeated data falls behind fresh data
+after ~2 epochs here, far sooner than Muennighoff et al.'s R_D* = 15.4 for billion-parameter models
+on C4: 128 KiB of Python source is memorised fast (train loss 1.54 vs val 2.24 for d32 at 16
 epochs). Fitted on the repeated grid alone (no fresh runs beyond one epoch), R_D* runs off to its
 bound: the base law then has no large-D anchor, so the fresh-data twin is part of the design.
 """

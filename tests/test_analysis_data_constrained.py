@@ -87,3 +87,14 @@ def test_a_bad_base_law_is_one_line_exit_2(tmp_path, capsys):
     code = main(["fit", str(path), "--method", "data-constrained", "--base-law", "1,2,3"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--base-law" in err and len(err.splitlines()) == 1
+
+
+def test_an_unbounded_discount_is_no_discount_not_a_sawtooth():
+    """R* far beyond the repetitions (a fit that finds no penalty): effective data and parameters
+    equal the real ones, smoothly (1 - exp(-x) for x ~ 1e-16 had cancelled to steps of R* * 1.1e-16)."""
+    base = Chinchilla(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.33)
+    law = DataConstrained(base, R_D_star=1.26e16, R_N_star=1.26e16)
+    N = np.geomspace(1e4, 1e5, 50)
+    np.testing.assert_allclose(law.effective_params(N, np.full(50, 1e3)), N, rtol=1e-9)
+    D = np.geomspace(1e5, 1e7, 50)
+    np.testing.assert_allclose(law.effective_data(D, np.full(50, 1e5)), D, rtol=1e-9)
