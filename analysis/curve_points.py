@@ -89,13 +89,15 @@ def curve_point_rows(study_dir, table: pd.DataFrame, columns: dict, per_run: int
     ncol, dcol, ccol, lcol = (columns[k] for k in ("N", "D", "C", "loss"))
     if dcol not in table.columns or ccol not in table.columns:
         raise AnalysisError("--curve-points needs the table's own tokens and FLOPs columns (D and C)")
-    rows = []
+    rows, laws = [], {}
     for n in sorted({float(table.at[i, ncol]) for i, _ in runs.values()}):
         group = [(d, i, r) for d, (i, r) in runs.items() if float(table.at[i, ncol]) == n]
-        law = fit_law([r for _, _, r in group])
+        laws[n] = law = fit_law([r for _, _, r in group])
         for d, i, run in group:
             rows += _run_points(d, table.loc[i], run, law, per_run, cooldown_frac, min_frac, columns)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["laws"] = laws  # per size: the loss-curve law the points come from (its "mse" says how well it fits)
+    return out
 
 
 def _run_points(run_dir, row, run, law, per_run, cooldown_frac, min_frac, columns) -> list[dict]:
