@@ -49,8 +49,8 @@ Final validation loss (nats/byte) per budget and width:
   recall accuracy is 0 in all 36 runs, with answer loss 5.1-5.4 nats/byte (see quant_icl_cpu.py).
   These models do not use long context at all: over the validation windows, the full decoders'
   loss on bytes 96-127 is 0.05-0.13 nats *higher* than on bytes 8-15, in all 9 runs. A literal
-  repeat (`x='<12 random letters>'` then `y='<its first 6>`) is not continued either (1 of 64 at
-  best). Together with the windowed decoder's lead, this is the picture of a scale below
+  repeat (`x='<12 random letters>'` then `y='<its first 6>`) is not continued either by the d16/d32 decoders of data_constrained_cpu_fresh at 2.1M tokens (1
+  of 64 prompts at best). Together with the windowed decoder's lead, this is the picture of a scale below
   induction heads: nothing here can show where in-context recall appears; it needs the GPU.
 """
 
