@@ -107,6 +107,17 @@ def test_a_report_by_variant_fits_each_variant_and_pools_none(tmp_path):
     assert (tmp_path / "figures" / "by_variant_parametric_exponents.png").exists()
 
 
+def test_grouping_by_a_column_that_pools_variants_says_so(tmp_path):
+    table = synthetic_variants()
+    windowed = table[table["arch"] == "decoder"].assign(variant="arch=decoder,attn_window=8")
+    path = tmp_path / "results.csv"
+    pd.concat([table, windowed]).to_csv(path, index=False)
+    fits = fit_groups(path, "arch", "parametric")
+    assert any("pools 2 variants (arch=decoder, arch=decoder,attn_window=8): use --by variant" in w
+               for w in fits["decoder"].warnings)
+    assert not any("pools" in w for w in fits["encdec"].warnings)
+
+
 def test_fit_by_a_missing_or_constant_column_is_one_line(tmp_path, capsys):
     path = tmp_path / "results.csv"
     synthetic_variants().assign(seed=0).to_csv(path, index=False)
