@@ -170,6 +170,9 @@ def _result(data, theta, objective, U, U_table, ucol, fixed, n_single, delta, t0
     for name, v in (("R_D*", law.R_D_star), ("R_N*", law.R_N_star)):
         if not 1e-2 < v < 1e4:
             warnings.append(f"{name} = {v:.3g} is at the edge of what the data can identify (the loss hardly depends on it)")
+    if not fixed and base.E < 0.25 * float(np.min(data.L)):
+        warnings.append(f"the fitted base law's E = {base.E:.3g} is near its bound 0 (under a quarter of the lowest loss): "
+                        "the floor is not identified, and its interval says nothing")
     extra = {"objective_convention": f"sum of Huber(delta={delta:g}) over log-loss residuals", "delta": delta,
              "base_law": "held fixed (given)" if fixed else f"fitted: single-epoch rows ({n_single}), then jointly",
              "lse_params": dict(zip(THETA_NAMES, map(float, theta))), "free": "R_D*, R_N*" if fixed else "all 7",

@@ -98,3 +98,14 @@ def test_an_unbounded_discount_is_no_discount_not_a_sawtooth():
     np.testing.assert_allclose(law.effective_params(N, np.full(50, 1e3)), N, rtol=1e-9)
     D = np.geomspace(1e5, 1e7, 50)
     np.testing.assert_allclose(law.effective_data(D, np.full(50, 1e5)), D, rtol=1e-9)
+
+
+def test_a_floor_at_its_bound_is_flagged():
+    base = Chinchilla(E=1e-3, A=400.0, B=1500.0, alpha=0.34, beta=0.33)
+    fit = analysis.fit(analysis.load(_table(DataConstrained(base, R_D_star=8.0, R_N_star=3.0), seed=2),
+                                     need_budget=False), "data-constrained")
+    assert any("near its bound 0" in w for w in fit.warnings)
+    honest = analysis.fit(analysis.load(_table(DataConstrained(Chinchilla(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.33),
+                                                               R_D_star=8.0, R_N_star=3.0), seed=1), need_budget=False),
+                          "data-constrained")
+    assert not any("near its bound" in w for w in honest.warnings)
