@@ -44,7 +44,9 @@ def branch_schedule(eta: np.ndarray, end: int, cooldown_frac: float, floor: floa
     return out
 
 
-def _floor(run_dir: Path, eta: np.ndarray) -> float:
+def lr_floor(run_dir: Path, eta: np.ndarray) -> float:
+    """The learning rate a run's cooldown ends at: its config's lr x min_lr_ratio (peak of `eta` and
+    the lab's default ratio where the config does not say)."""
     try:
         cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -105,7 +107,7 @@ def _run_points(run_dir, row, run, law, per_run, cooldown_frac, min_frac, column
     last = int(run["steps"][-1])
     D, C = float(row[dcol]), float(row[ccol])
     offset = float(row[lcol]) - float(predict(law, run["eta"])[last])
-    floor = _floor(Path(run_dir), run["eta"])
+    floor = lr_floor(Path(run_dir), run["eta"])
     out = []
     for s in _pick_steps(run, per_run, min_frac):
         s = int(s)

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 import analysis
-from analysis.curve_points import MIN_FRAC, _floor, branch_schedule
+from analysis.curve_points import MIN_FRAC, branch_schedule, lr_floor
 from analysis.loss_curve import fit_law, predict, read_run
 
 
@@ -60,7 +60,7 @@ def point_errors(study_dir: str, where: str | None) -> pd.DataFrame:
                 if short.tokens >= 0.95 * row.tokens:
                     continue
                 s = int(round(last * short.tokens / row.tokens))
-                eta = branch_schedule(r["eta"], s, 0.2, _floor(Path(study_dir) / "runs" / row.run_id, r["eta"]))
+                eta = branch_schedule(r["eta"], s, 0.2, lr_floor(Path(study_dir) / "runs" / row.run_id, r["eta"]))
                 naive = r["loss"][min(np.searchsorted(r["steps"], s), len(r["steps"]) - 1)] + row.final_val_loss - r["loss"][-1]
                 out.append({"N": n, "from": row.run_id, "D": short.tokens, "frac": short.tokens / row.tokens, "loss": short.final_val_loss,
                             "curve_point": predict(law, eta)[s] + offset, "naive": naive})
