@@ -147,6 +147,7 @@ def study():
     out = tmp_path / "out"
     assert main(["study", str(tmp_path / "mixed.py"), "--out", str(out), "--workers", "2", "--quiet",
                  "--no-analysis"]) == 0
+    capsys.readouterr()  # the study's own summary line
     rows = pd.read_csv(out / "results.csv")
     assert len(rows) == 18 and rows.cell_id.is_unique and (rows.status == "completed").all()
     assert set(rows.variant) == {"arch=decoder", "arch=encdec", "attn_window=8"}
