@@ -2,7 +2,7 @@
 
 A run logged at step s has not been annealed there, so its loss at s is not what a run of D_s
 tokens would reach. The loss-curve law (`analysis.loss_curve`, Tissue et al. 2024), fitted on the
-curves of each model size, predicts what it would have reached: the run's own learning rates up
+curves of each model size (and study variant), predicts what it would have reached: the run's own learning rates up
 to s0 = (1 - f) s, then a linear cooldown to the run's floor (peak * min_lr_ratio) over the last
 fraction f — a WSD branch ending at s. Each such prediction becomes a row (N, D_s, C_s, loss).
 
@@ -65,6 +65,12 @@ def _row_of(table: pd.DataFrame, name: str):
     return None
 
 
+def _model_of(table: pd.DataFrame, i, ncol: str) -> tuple:
+    """What one curve law is fitted for: a model size, and its study variant where the table has one."""
+    variant = str(table.at[i, "variant"]) if "variant" in table.columns else ""
+    return float(table.at[i, ncol]), variant
+
+
 def _pick_steps(run, per_run: int, min_frac: float) -> np.ndarray:
     """Up to `per_run` logged steps, log-spaced from `min_frac` of the run to its end, the last step
     excluded (the run's own row already holds it)."""
@@ -92,11 +98,13 @@ def curve_point_rows(study_dir, table: pd.DataFrame, columns: dict, per_run: int
     if dcol not in table.columns or ccol not in table.columns:
         raise AnalysisError("--curve-points needs the table's own tokens and FLOPs columns (D and C)")
     rows, laws = [], {}
-    for n in sorted({float(table.at[i, ncol]) for i, _ in runs.values()}):
-        group = [(d, i, r) for d, (i, r) in runs.items() if float(table.at[i, ncol]) == n]
-        laws[n] = law = fit_law([r for _, _, r in group])
+    for key in sorted({_model_of(table, i, ncol) for i, _ in runs.values()}):
+        group = [(d, i, r) for d, (i, r) in runs.items() if _model_of(table, i, ncol) == key]
+        laws[key] = law = fit_law([r for _, _, r in group])
         for d, i, run in group:
             rows += _run_points(d, table.loc[i], run, law, per_run, cooldown_frac, min_frac, columns)
+    if not rows:
+        raise AnalysisError("--curve-points: no run logged a point in the second half of its training beyond warmup")
     out = pd.DataFrame(rows)
     out.attrs["laws"] = laws  # per size: the loss-curve law the points come from (its "mse" says how well it fits)
     return out

@@ -30,12 +30,13 @@ def _eta(schedule, steps):
     return np.where(s < WARM, warm, after)
 
 
-def _write(root, n, schedule, steps, rows):
-    name = f"n{int(n)}-{schedule}-{steps}"
+def _write(root, n, schedule, steps, rows, variant=""):
+    name = f"n{int(n)}-{schedule}-{steps}{variant}"
     d = root / "runs" / name
     d.mkdir(parents=True)
     eta = _eta(schedule, steps)
-    loss = predict(SIZES[n], eta)
+    law = dict(SIZES[n], A=2.0, C=0.3) if variant else SIZES[n]
+    loss = predict(law, eta)
     log = [{"step": int(s), "tokens": int(s) * 512, "train_loss": float(loss[s]), "lr": float(eta[s])}
            for s in range(4, steps + 1, 4)]
     (d / "metrics.jsonl").write_text("\n".join(map(json.dumps, log)) + "\n")
@@ -43,7 +44,7 @@ def _write(root, n, schedule, steps, rows):
     (d / "result.json").write_text(json.dumps({"warmup_steps": WARM}))
     rows.append({"run_id": name, "status": "completed", "params_total": n, "tokens": steps * 512,
                  "flops_exact": 6 * n * steps * 512, "budget_flops": 6 * n * steps * 512,
-                 "final_val_loss": float(loss[steps]) + OFFSET})
+                 "final_val_loss": float(loss[steps]) + OFFSET, "variant": variant or "base"})
 
 
 @pytest.fixture()
@@ -85,6 +86,21 @@ def test_curve_points_keep_their_runs_budget_and_stay_out_of_back_test_scores(st
     assert len(bt["points"]) == 2  # only the two runs of the largest budget are scored, not their curve points
     with pytest.raises(AnalysisError, match="parametric or vpnls"):
         analysis.fit(s, "isoflop")
+
+
+def test_variants_of_one_size_get_their_own_curve_law(tmp_path):
+    rows = []
+    for variant in ("", "-wide"):  # same N, curves of different shapes
+        for steps in (400, 800):
+            _write(tmp_path, 1e4, "wsd", steps, rows, variant)
+        _write(tmp_path, 1e4, "constant", 800, rows, variant)
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    frame = analysis.load(tmp_path, curve_points=4, need_budget=False).data.frame
+    pts = frame[frame["source"] == "curve-law"]
+    for _, p in pts.iterrows():
+        step, wide = int(p["curve_step"]), p["curve_of"].endswith("-wide")
+        truth = predict(dict(SIZES[1e4], A=2.0, C=0.3) if wide else SIZES[1e4], _eta("wsd", step))[step] + OFFSET
+        assert p["final_val_loss"] == pytest.approx(truth, abs=5e-3)
 
 
 def test_the_bootstrap_draws_runs_with_their_points(study):
