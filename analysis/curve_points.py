@@ -2,9 +2,9 @@
 
 A run logged at step s has not been annealed there, so its loss at s is not what a run of D_s
 tokens would reach. The loss-curve law (`analysis.loss_curve`, Tissue et al. 2024), fitted on the
-curves of each model size (and study variant), predicts what it would have reached: the run's own learning rates up
-to s0 = (1 - f) s, then a linear cooldown to the run's floor (peak * min_lr_ratio) over the last
-fraction f — a WSD branch ending at s. Each such prediction becomes a row (N, D_s, C_s, loss).
+curves of each model size (and study variant), predicts what it would have reached: the run's own
+learning rates up to s0 = (1 - f) s, then a linear cooldown to the run's floor (peak *
+min_lr_ratio) over the last fraction f — a WSD branch ending at s. Each such prediction becomes a row (N, D_s, C_s, loss).
 
 The law is fitted on train loss; the table's loss is usually the final validation loss. Each
 run's points are put on the table's scale by one offset: the table's final loss of that run minus
