@@ -146,6 +146,7 @@ def diagnose(suite: dict, data=None) -> dict:
                + {"parametric": ", and it uses every run", "isoflop": ", and it measures each budget's optimum directly"
                   }.get(trusted, ""))
     if trusted == "isoflop" and fits["isoflop"].extra["n_budgets_used"] < 5:
-        why += (f"; but with {fits['isoflop'].extra['n_budgets_used']} budgets its bootstrap (which resamples "
-                "budgets) has few distinct resamples, so that interval understates the uncertainty")
+        n = fits["isoflop"].extra["n_budgets_used"]
+        why += (f"; with {n} budgets its interval rests on each budget's own uncertainty, checked against "
+                f"their scatter with only {n - 2} degree(s) of freedom")
     return {"problems": problems, "trusted": trusted, "why": why}

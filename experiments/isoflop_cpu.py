@@ -24,7 +24,10 @@ This 4-budget version (20 cells), measured 2026-12-01 on the same idle VM with a
 12 min 07 s for `lab study experiments/isoflop_cpu.py --out DIR` (grid, fits, figures, report), 20/20
 completed; every budget's minimum interior (N_opt 2.2e4, 2.9e4, 4.6e4, 6.3e4 at 2e11...1.6e12);
 trusted estimate isoflop a = 0.525 [0.446, 0.644] (95% bootstrap over budgets; ±0.1); parametric back-
-test on the largest budget 1.49% mean |relative error|. The envelope method cannot place the optimum
+test on the largest budget 1.49% mean |relative error|. Re-run 2026-12-01 18:03 with `--workers 2`
+(warm compile cache, quiet VM): 689 s, 20/20, the same optima and a = 0.525; its interval is now
+[0.248, 0.806], because each budget's optimum is redrawn from its own uncertainty (±0.20-0.24 in log
+N_opt) instead of resampling 4 budgets, which had only a handful of distinct outcomes. The envelope method cannot place the optimum
 on this grid (a = -0.19 [-0.26, 0.37]) and the report's verdict says so.
 `--validate 3` afterwards (the grid reused; 10 min 35 s, partly shared with a test run): the parametric
 law's N_opt at 4.8e12 FLOPs is 5.8e4 (d48); trained d32 / d48 / d64 measured 1.329 / 1.243 / 1.222
