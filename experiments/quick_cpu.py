@@ -20,9 +20,11 @@ Measured minimum d32 at every budget, between d16 and d48 (2e11: 2.034 / 2.014 /
 1.780 / 1.845; 8e11: 1.751 / 1.563 / 1.571); isoflop N_opt 2.1e4, 3.2e4, 4.5e4. The report's verdict
 is honest about the size of this grid: with three sizes per budget the isoflop method is flagged
 ("fewer than 4 sizes") and no method is trusted; `experiments/isoflop_cpu.py` (12 min) is the study
-whose exponent to quote.
+whose exponent to quote. Re-run 2026-12-01 18:17 from a clean clone in a fresh venv (idle VM): 4 min
+13 s, 9/9; isoflop a = 0.542 with the interval [-0.12, 1.14] from per-budget redraws of each optimum.
 Alternatives measured the same day: four sizes per budget (d16-d64 at 2e11/3.5e11/6e11) gave a trusted
-isoflop a = 0.466 [0.344, 0.595] in 5 min 45 s; the earlier 12-cell design (d32-d80 at 8e11) took
+isoflop a = 0.466 [0.344, 0.595] (the interval from resampling budgets, before the per-budget
+redraws) in 5 min 45 s; the earlier 12-cell design (d32-d80 at 8e11) took
 5 min 04 s for the grid alone and its 8e11 minimum sat at its smallest size. `--validate 3` on that
 design added 3 min 20 s (two runs at 2.4e12): predicted vs measured -5.65% and -0.30%.
 """
