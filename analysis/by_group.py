@@ -38,28 +38,29 @@ def fit_groups(source, by: str, method: str, table: TableOptions | None = None,
     from .fitting import fit_with_options
     from .methods import get
 
+    from .table import load_table
+
     out = {}
-    mixed = _mixed_variants(source, by)
-    for value, loader in split(source, by, table, need_budget=get(method).needs_budget).items():
+    df = load_table(source)
+    mixed = _mixed_variants(df, by)
+    for value, loader in split(df, by, table, need_budget=get(method).needs_budget).items():
         try:
             out[value] = fit_with_options(loader(), method, options or FitOptions())
         except AnalysisError as e:
             out[value] = str(e)
         if value in mixed:
             note = f"{by}={value} pools {len(mixed[value])} variants ({', '.join(mixed[value])}): use --by variant"
-            out[value] = f"{out[value]}; {note}" if isinstance(out[value], str) else out[value]
-            if not isinstance(out[value], str):
+            if isinstance(out[value], str):
+                out[value] += f"; {note}"
+            else:
                 out[value].warnings.append(note)
     if all(isinstance(f, str) for f in out.values()):
         raise AnalysisError(f"--by {by}: no part could be fitted: " + "; ".join(f"{v}: {r}" for v, r in out.items()))
     return out
 
 
-def _mixed_variants(source, by: str) -> dict:
+def _mixed_variants(df, by: str) -> dict:
     """{value of `by`: the distinct `variant`s it pools} for the values that pool more than one."""
-    from .table import load_table
-
-    df = load_table(source)
     if by == "variant" or "variant" not in df.columns or by not in df.columns:
         return {}
     groups = df.assign(_v=df["variant"].fillna("").astype(str)).groupby(df[by].fillna("").astype(str))["_v"]

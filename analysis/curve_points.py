@@ -4,14 +4,16 @@ A run logged at step s has not been annealed there, so its loss at s is not what
 tokens would reach. The loss-curve law (`analysis.loss_curve`, Tissue et al. 2024), fitted on the
 curves of each model size (and study variant), predicts what it would have reached: the run's own
 learning rates up to s0 = (1 - f) s, then a linear cooldown to the run's floor (peak *
-min_lr_ratio) over the last fraction f — a WSD branch ending at s. Each such prediction becomes a row (N, D_s, C_s, loss).
+min_lr_ratio) over the last fraction f — a WSD branch ending at s (`branch_loss`). Each such
+prediction becomes a row (N, D_s, C_s, loss).
 
 The law is fitted on train loss; the table's loss is usually the final validation loss. Each
 run's points are put on the table's scale by one offset: the table's final loss of that run minus
 the law's prediction of the run's own final step (so the run's own end point is reproduced
 exactly, and its curve points keep the law's shape); the points come from the second half of each
-run, where that calibration holds best and the run is past its warmup transients. Rows carry `source` = "curve-law" (the runs'
-own rows are "run"), `curve_of` (the run), `curve_step` and `curve_row` (the run's index in the table).
+run, where that calibration holds best and the run is past its warmup transients. Rows carry
+`source` = "curve-law" (the runs' own rows are "run"), `curve_of` (the run), `curve_step` and
+`curve_row` (the run's index in the table).
 
     from analysis.curve_points import curve_point_rows
     extra = curve_point_rows("runs/x", table, columns, per_run=8)
@@ -19,7 +21,6 @@ own rows are "run"), `curve_of` (the run), `curve_step` and `curve_row` (the run
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,6 @@ from .errors import AnalysisError
 from .loss_curve import _fit_points, fit_law, predict, read_run
 
 COOLDOWN_FRAC = 0.2  # the lab's default WSD decay fraction (train.decay_frac)
-MIN_LR_RATIO = 0.1  # the lab's default floor, when a run's config does not say
 MIN_FRAC = 0.5  # points from the second half of each run: near the end point that calibrates them
 
 
@@ -44,16 +44,9 @@ def branch_schedule(eta: np.ndarray, end: int, cooldown_frac: float, floor: floa
     return out
 
 
-def lr_floor(run_dir: Path, eta: np.ndarray) -> float:
-    """The learning rate a run's cooldown ends at: its config's lr x min_lr_ratio (peak of `eta` and
-    the lab's default ratio where the config does not say)."""
-    try:
-        cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        cfg = {}
-    train = cfg.get("train", {}) if isinstance(cfg, dict) else {}
-    peak = float(train.get("lr") or np.max(eta))
-    return peak * float(train.get("min_lr_ratio", MIN_LR_RATIO))
+def branch_loss(law: dict, run: dict, step: int, cooldown_frac: float = COOLDOWN_FRAC) -> float:
+    """The law's loss for `run` (`loss_curve.read_run`) cooled down to end at `step`."""
+    return float(predict(law, branch_schedule(run["eta"], step, cooldown_frac, run["floor"]))[step])
 
 
 def _row_of(table: pd.DataFrame, name: str):
@@ -102,7 +95,7 @@ def curve_point_rows(study_dir, table: pd.DataFrame, columns: dict, per_run: int
         group = [(d, i, r) for d, (i, r) in runs.items() if _model_of(table, i, ncol) == key]
         laws[key] = law = fit_law([r for _, _, r in group])
         for d, i, run in group:
-            rows += _run_points(d, table.loc[i], run, law, per_run, cooldown_frac, min_frac, columns)
+            rows += _run_points(table.loc[i], run, law, per_run, cooldown_frac, min_frac, columns)
     if not rows:
         raise AnalysisError("--curve-points: no run logged a point in the second half of its training beyond warmup")
     out = pd.DataFrame(rows)
@@ -110,16 +103,15 @@ def curve_point_rows(study_dir, table: pd.DataFrame, columns: dict, per_run: int
     return out
 
 
-def _run_points(run_dir, row, run, law, per_run, cooldown_frac, min_frac, columns) -> list[dict]:
+def _run_points(row, run, law, per_run, cooldown_frac, min_frac, columns) -> list[dict]:
     ncol, dcol, ccol, lcol = (columns[k] for k in ("N", "D", "C", "loss"))
     last = int(run["steps"][-1])
     D, C = float(row[dcol]), float(row[ccol])
     offset = float(row[lcol]) - float(predict(law, run["eta"])[last])
-    floor = lr_floor(Path(run_dir), run["eta"])
     out = []
     for s in _pick_steps(run, per_run, min_frac):
         s = int(s)
-        loss = float(predict(law, branch_schedule(run["eta"], s, cooldown_frac, floor))[s]) + offset
+        loss = branch_loss(law, run, s, cooldown_frac) + offset
         out.append({ncol: float(row[ncol]), dcol: D * s / last, ccol: C * s / last, lcol: loss,
                     "source": "curve-law", "curve_of": run["name"], "curve_step": s, "curve_row": row.name})
     return out

@@ -14,10 +14,10 @@ Methods (see `analysis.methods`): parametric (approach 3), isoflop (approach 2),
 from __future__ import annotations
 
 from .describe import fmt
-from .methods import get
-from .options import FitOptions
 from .errors import AnalysisError
-from .table import CURVE_POINT_METHODS, FitData, measured_rows
+from .methods import REGISTRY, get
+from .options import FitOptions
+from .table import FitData, measured_rows
 
 
 def fit(source, method: str = "parametric", *, bootstrap: int = 0, seed: int = 0, level: float = 0.95,
@@ -31,8 +31,9 @@ def fit(source, method: str = "parametric", *, bootstrap: int = 0, seed: int = 0
     any random draws of the fitter."""
     data, curves = _data_and_curves(source, curves)
     m = get(method)
-    if method not in CURVE_POINT_METHODS and not measured_rows(data).all():
-        raise AnalysisError(f"--curve-points adds N-D law data; fit it with {' or '.join(CURVE_POINT_METHODS)}, not {method}")
+    if not m.curve_points and not measured_rows(data).all():
+        takers = " or ".join(n for n, x in REGISTRY.items() if x.curve_points)
+        raise AnalysisError(f"--curve-points adds N-D law data; fit it with {takers}, not {method}")
     kw = {**m.options(FitOptions(seed=seed)), "target_flops": target_flops, **kwargs}
     result = m.fit(data, curves, **kw)
     if bootstrap:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .errors import AnalysisError
 from .options import TableOptions
-from .table import FitData, fit_data, load_table
+from .table import FitData, fit_data, load_table, measured_rows
 
 
 @dataclass
@@ -81,8 +81,6 @@ def _curves(source, data: FitData, opts: TableOptions):
     from .curves import load_curves
 
     try:
-        from .table import measured_rows
-
         return load_curves(source, data.frame[measured_rows(data)], data.columns["N"], opts.curve_loss, opts.smooth)
     except AnalysisError as e:
         return None, [str(e)]

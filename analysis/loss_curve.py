@@ -32,11 +32,13 @@ from .varpro import nnls3
 
 ALPHAS = np.linspace(0.02, 2.0, 100)
 LAMBDAS = 1.0 - np.geomspace(1e-4, 0.3, 40)  # momentum decay per step
+MIN_LR_RATIO = 0.1  # the lab's default train.min_lr_ratio, for runs whose config does not say
 SKIP_FRAC = 0.05  # early points (warmup, the first few percent of steps) are not fitted
 
 
 def read_run(run_dir) -> dict:
-    """One run's curve: {"name", "steps", "loss", "lr" (logged steps), "eta" (every step), "schedule", "params"}."""
+    """One run's curve: {"name", "steps", "loss", "lr" (logged steps), "eta" (every step), "schedule",
+    "params", "floor" (the rate its cooldowns end at: lr x min_lr_ratio from its config)}."""
     run_dir = Path(run_dir)
     rows = []
     for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
@@ -53,7 +55,9 @@ def read_run(run_dir) -> dict:
     result = _read_json(run_dir / "result.json")
     last = int(steps[-1])
     eta = np.interp(np.arange(last + 1), steps, lr)
-    return {"name": run_dir.name, "steps": steps, "loss": loss, "lr": lr, "eta": eta,
+    train = cfg.get("train", {}) if isinstance(cfg, dict) else {}
+    floor = float(train.get("lr") or np.max(eta)) * float(train.get("min_lr_ratio", MIN_LR_RATIO))
+    return {"name": run_dir.name, "steps": steps, "loss": loss, "lr": lr, "eta": eta, "floor": floor,
             "schedule": cfg.get("train", {}).get("schedule", "?"),
             "warmup": int(result.get("warmup_steps") or cfg.get("train", {}).get("warmup_steps") or 0),
             "params": result.get("params_total") or cfg.get("model", {}).get("d_model")}

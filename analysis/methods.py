@@ -42,6 +42,7 @@ class Method:
     uses_jax: bool = False  # worth enabling the persistent compilation cache for
     columns: tuple = ()  # table columns the method needs beyond N, D, C, loss: a report runs it only where present
     varies: bool = False  # ...and only where its first column takes more than one value (several lrs, epochs, schedules)
+    curve_points: bool = False  # fits tables with `--curve-points` rows (an N-D law; analysis.curve_points)
 
     def applies(self, data) -> bool:
         """Whether a report or figure suite should run this method on `data` (a FitData)."""
@@ -235,7 +236,7 @@ REGISTRY = {m.name: m for m in (
     Method("parametric", "L(N, D) = E + A/N^alpha + B/D^beta, Huber on log loss (Chinchilla approach 3)",
            fit=_fit_parametric, options=lambda o: {"delta": o.delta}, summary=describe.parametric_summary,
            resample=_resample_parametric, holdout=_holdout_parametric, section=describe.parametric_section,
-           figures="cde", uses_jax=True),
+           figures="cde", uses_jax=True, curve_points=True),
     Method("isoflop", "per-budget loss minima, then N_opt ∝ C^a (Chinchilla approach 2)",
            fit=_fit_isoflop, options=lambda o: {"estimator": o.iso_method, "loss_noise": o.loss_noise, "seed": o.seed},
            summary=describe.isoflop_summary, resample=_resample_isoflop, holdout=_holdout_isoflop,
@@ -249,7 +250,7 @@ REGISTRY = {m.name: m for m in (
     Method("vpnls", "L(N, D) = E + A/N^alpha + B/D^beta by variable projection (exact NNLS in E, A, B; exponent "
            "search), then the parametric fit's Huber objective polished; numpy only",
            fit=_fit_vpnls, options=lambda o: {"delta": o.delta}, summary=_summary_vpnls, resample=_resample_vpnls,
-           suite_bootstrap=False),
+           suite_bootstrap=False, curve_points=True),
     Method("loss-curve", "Tissue et al.'s schedule-aware curve L(s) = L0 + A*S1^-alpha - C*S2 per size, fitted on the "
            "logged curves, WSD runs held out and predicted (needs a study directory)",
            fit=_fit_loss_curve, options=lambda o: {"study_dir": o.study_dir}, summary=_summary_loss_curve,

@@ -194,9 +194,6 @@ def measured_rows(data: FitData) -> np.ndarray:
     return (data.frame["source"].fillna("run") != "curve-law").to_numpy()
 
 
-CURVE_POINT_METHODS = ("parametric", "vpnls")
-
-
 def resample_counts(rng, data: FitData, size: int) -> np.ndarray:
     """Bootstrap weights (size, n): rows drawn with replacement — or, where the table holds
     loss-curve-law points, runs drawn with replacement, each carrying its points (they are not

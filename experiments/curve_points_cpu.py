@@ -3,7 +3,8 @@ vs on final losses plus the loss-curve law's points (`lab fit --curve-points K`)
 study directories.
 
 Two tests. (1) The points themselves: a longer run's curve point at the token count of a shorter
-run of the same size (split by whether it lies in the second half of the longer run, where points are taken) is a prediction of that run's final loss; it is scored against it, beside the
+run of the same size (split by whether it lies in the second half of the longer run, where points
+are taken) is a prediction of that run's final loss; it is scored against it, beside the
 naive point (the longer run's logged, un-annealed train loss there plus its final val - train gap).
 (2) The law: for each number H of held-out largest budgets, the fit with and without curve points
 sees only the smaller budgets' runs (a held-out run's curve points are held out with it) and
@@ -39,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 import analysis
-from analysis.curve_points import MIN_FRAC, branch_schedule, lr_floor
+from analysis.curve_points import MIN_FRAC, branch_loss
 from analysis.loss_curve import fit_law, predict, read_run
 
 
@@ -60,10 +61,9 @@ def point_errors(study_dir: str, where: str | None) -> pd.DataFrame:
                 if short.tokens >= 0.95 * row.tokens:
                     continue
                 s = int(round(last * short.tokens / row.tokens))
-                eta = branch_schedule(r["eta"], s, 0.2, lr_floor(Path(study_dir) / "runs" / row.run_id, r["eta"]))
                 naive = r["loss"][min(np.searchsorted(r["steps"], s), len(r["steps"]) - 1)] + row.final_val_loss - r["loss"][-1]
                 out.append({"N": n, "from": row.run_id, "D": short.tokens, "frac": short.tokens / row.tokens, "loss": short.final_val_loss,
-                            "curve_point": predict(law, eta)[s] + offset, "naive": naive})
+                            "curve_point": branch_loss(law, r, s) + offset, "naive": naive})
     return pd.DataFrame(out)
 
 
