@@ -110,6 +110,7 @@ class DataConfig:
     source_dir: str = ""  # python_stdlib only: a directory of .py files to use instead of the stdlib
     val_tokens: int = 1 << 15  # held-out tokens evaluated at every eval (a fixed set)
     unique_tokens: int = 0  # > 0: train on the first U training tokens, repeated in reshuffled epochs (0 = whole stream)
+    recall_mix: float = 0.0  # fraction of training rows replaced by associative-recall text (lab.data.recall); byte text only
 
     def validate(self) -> None:
         _choice("data.tokenizer", self.tokenizer, ("byte", "bpe"))
@@ -117,6 +118,10 @@ class DataConfig:
             raise ConfigError(f"unknown dataset {self.name!r}: use python_stdlib, synthetic[/VARIANT] or tfds:NAME")
         _positive("data.val_tokens", self.val_tokens)
         _within("data.unique_tokens", self.unique_tokens, 0, 2**62)
+        if not 0.0 <= self.recall_mix < 1.0:
+            raise ConfigError(f"data.recall_mix={self.recall_mix} must lie in [0, 1)")
+        if self.recall_mix and (self.tokenizer != "byte" or self.name.startswith("synthetic")):
+            raise ConfigError("data.recall_mix needs a text corpus with data.tokenizer=byte (recall lines are bytes)")
         _within("data.bpe_vocab_size", self.bpe_vocab_size, 1, MAX_BPE_VOCAB)
         if self.tokenizer == "bpe" and self.bpe_vocab_size <= 256:
             raise ConfigError(f"data.bpe_vocab_size={self.bpe_vocab_size} must exceed the 256 byte symbols")

@@ -6,7 +6,7 @@ with that key's value (`tw`). Keys and values are drawn from a seed, so nothing 
 outside the prompt predicts the answer: a model scores above chance (1/676 for two letters)
 only by finding the key in its context and copying what follows it, the induction-head
 behaviour that appears with scale (Olsson et al. 2022). The format is what a model trained on
-source code has seen.
+source code has seen (`lab.data.recall`, which `data.recall_mix` also mixes into training).
 
 Scored teacher-forced, one forward pass per prompt batch: `icl_accuracy` is the fraction of
 prompts whose every answer token is the model's argmax; `icl_loss` the mean cross-entropy of
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
+from lab.data.recall import LETTERS, recall_line
 
 
 @dataclass(frozen=True)
@@ -44,26 +44,10 @@ class RecallTask:
         return float(len(LETTERS)) ** -self.value_len
 
 
-def _words(rng, n: int, length: int) -> list[str]:
-    """n distinct random lowercase words."""
-    out: list[str] = []
-    while len(out) < n:
-        w = "".join(rng.choice(list(LETTERS), length))
-        if w not in out:
-            out.append(w)
-    return out
-
-
 def prompt_texts(task: RecallTask, pairs: int) -> list[tuple[str, str]]:
     """(context, answer) of each prompt, with `pairs` pairs; the same for every run."""
     rng = np.random.default_rng(task.seed)
-    out = []
-    for _ in range(task.prompts):
-        keys, values = _words(rng, pairs, task.key_len), _words(rng, pairs, task.value_len)
-        q = int(rng.integers(pairs))
-        items = ",".join(f"'{k}':'{v}'" for k, v in zip(keys, values))
-        out.append((f"d={{{items}}};d['{keys[q]}']=='", values[q]))
-    return out
+    return [recall_line(rng, pairs, task.key_len, task.value_len) for _ in range(task.prompts)]
 
 
 def encoder_of(corpus):

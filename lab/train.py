@@ -229,7 +229,7 @@ class _Loop:
         t, T = self.cfg.train, self.cfg.model.seq_len
         return sharded_rows(self.batch_sh, (t.batch_size, T + 1), lambda rows: train_batch(
             self.corpus.train, seed=t.seed, step=step, batch_size=t.batch_size, seq_len=T, rows=rows,
-            unique_tokens=self.cfg.data.unique_tokens))
+            unique_tokens=self.cfg.data.unique_tokens, recall_mix=self.cfg.data.recall_mix))
 
     def compile(self) -> dict:
         """The compiled step (refused if XLA says it cannot fit), then the initial state in its

@@ -22,6 +22,7 @@ import functools
 import numpy as np
 
 from lab.config import ConfigError
+from lab.data import recall
 
 _GOLDEN, _M1, _M2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 _MASK64 = (1 << 64) - 1
@@ -61,16 +62,27 @@ def _row_indices(rows, batch_size: int) -> np.ndarray:
 
 
 def train_batch(tokens: np.ndarray, *, seed: int, step: int, batch_size: int, seq_len: int,
-                rows=None, unique_tokens: int = 0) -> np.ndarray:
+                rows=None, unique_tokens: int = 0, recall_mix: float = 0.0) -> np.ndarray:
     """Windows of `seq_len + 1` tokens (inputs and shifted targets) at hashed offsets, or, with
-    `unique_tokens` > 0, the epoch-ordered windows of the first `unique_tokens` tokens (`repeated_batch`).
+    `unique_tokens` > 0, the epoch-ordered windows of the first `unique_tokens` tokens (`repeated_batch`);
+    with `recall_mix` > 0 a hashed fraction of rows are associative-recall text (`lab.data.recall`).
 
     Returns int32 [len(rows), seq_len + 1]; `rows` (None = all, a range, a slice or a list of row
     indices in [0, batch_size)) selects rows of the global batch without changing them.
     """
     if unique_tokens:
-        return repeated_batch(tokens, unique_tokens=unique_tokens, seed=seed, step=step, batch_size=batch_size,
-                              seq_len=seq_len, rows=rows)
+        windows = repeated_batch(tokens, unique_tokens=unique_tokens, seed=seed, step=step, batch_size=batch_size,
+                                 seq_len=seq_len, rows=rows)
+    else:
+        windows = stream_batch(tokens, seed=seed, step=step, batch_size=batch_size, seq_len=seq_len, rows=rows)
+    if recall_mix <= 0:
+        return windows
+    idx = _row_indices(rows, batch_size)
+    return recall.apply_recall_mix(windows, lambda salt, i: row_hashes(seed ^ salt, step, i), recall_mix, idx)
+
+
+def stream_batch(tokens: np.ndarray, *, seed: int, step: int, batch_size: int, seq_len: int, rows=None) -> np.ndarray:
+    """Windows of `seq_len + 1` tokens of the whole stream at offsets hashed from (seed, step, row)."""
     span = seq_len + 1
     n_starts = len(tokens) - span + 1
     if n_starts < 1:

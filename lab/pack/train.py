@@ -148,7 +148,8 @@ class PackLoop:
     def batch(self, step: int):
         t, T = self.cfg.train, self.cfg.model.seq_len
         rows = [train_batch(self.corpus.train, seed=m.cfg.train.seed, step=step, batch_size=t.batch_size, seq_len=T,
-                            unique_tokens=m.cfg.data.unique_tokens) for m in self.members]
+                            unique_tokens=m.cfg.data.unique_tokens, recall_mix=m.cfg.data.recall_mix)
+                for m in self.members]
         return jax.device_put(np.stack(rows), self.batch_sh)
 
     def restore(self, ckpts: list[Checkpointer]) -> int:
