@@ -6,7 +6,9 @@ measured in one run and printed with their formulas and the hardware.
 
 Formulas (all FLOP counts are per trained token from `lab.costs`; one multiply-add = 2 FLOPs):
 
-* matmul peak   = 2·N³ / (best time of an N×N `jnp.dot`, after warm-up), per dtype.
+* matmul peak   = 2·N³ / (best time of an N×N `jnp.dot`, after warm-up), per dtype: the best of
+  readings taken before the first model and after every model (a VM's speed drifts by ±15% over
+  minutes; one early reading made the same step's MFU swing from 0.25 to 0.31).
 * achieved rate = FLOPs/token (each convention) × tokens/s, with tokens/s = batch·seq_len / step time
   and step time = mean over K consecutive donated steps after warm-up (one block_until_ready).
 * MFU           = achieved `flops_exact` rate / measured matmul peak *in the model's dtype*, and, on
@@ -50,7 +52,7 @@ NOMINAL_BF16_DENSE = (
 )
 
 FORMULAS = {
-    "matmul_peak": "2*N^3 / best time of an NxN jnp.dot (after warm-up), per dtype",
+    "matmul_peak": "2*N^3 / best time of an NxN jnp.dot (after warm-up), per dtype, over readings before the first model and after each",
     "tokens_per_s": "batch_size*seq_len / step_s; step_s = mean of K consecutive steps after warm-up",
     "flops_per_s": "costs.<convention> (FLOPs per trained token) * tokens_per_s",
     "flops_exact": "3 x every forward matmul (QKV/O, QK^T and AV over the full TxT square, MLP, head)",
@@ -287,6 +289,14 @@ def dtype_ratios(rows: list[dict]) -> list[dict]:
     return out
 
 
+def best_peak(readings: list[dict]) -> dict:
+    """One dtype's peak from several `matmul_peak` readings: the fastest call of all of them, with
+    every reading's FLOP/s kept (`readings_flops_per_s`) to show the spread."""
+    best = min(readings, key=lambda r: r["best_s"])
+    return {**best, "repeats": sum(r["repeats"] for r in readings),
+            "readings_flops_per_s": [r["flops_per_s"] for r in readings]}
+
+
 def default_matmul_n(platform_: str) -> int:
     return 2048 if platform_ == "cpu" else 8192
 
@@ -303,16 +313,23 @@ def run_bench(models: list[str], overrides: list[str], dtypes: list[str], *, ste
     header = hardware()  # user errors above surface before anything is timed
     nominal = nominal_peak(header["device_kind"]) if header["platform"] == "gpu" else None
     n = matmul_n or default_matmul_n(header["platform"])
-    peaks = {}
-    for d in dtypes:
-        _say(log, f"matmul {d} N={n} ...")
-        peaks[d] = matmul_peak(d, n, matmul_repeats)
-    rows = []
+    readings = {d: [] for d in dtypes}
+
+    def read_peaks():
+        for d in dtypes:
+            _say(log, f"matmul {d} N={n} ...")
+            readings[d].append(matmul_peak(d, n, matmul_repeats))
+
+    read_peaks()
+    timed = []
     for name, cfg in configs:
         _say(log, f"step {name} {cfg.model.dtype} ...")
         timing = time_step(cfg, steps, warmup, fit=fit)
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, microbatches=timing["microbatches"]))
-        rows.append(step_row(name, cfg, timing, peaks, nominal))
+        timed.append((name, cfg, timing))
+        read_peaks()  # after every model too: the machine's speed drifts, and the best reading is its peak
+    peaks = {d: best_peak(r) for d, r in readings.items()}
+    rows = [step_row(name, cfg, timing, peaks, nominal) for name, cfg, timing in timed]
     return {"header": header, "formulas": FORMULAS, "matmul": list(peaks.values()), "nominal_peak": nominal,
             "steps": rows, "dtype_comparison": dtype_ratios(rows)}
 
@@ -351,10 +368,11 @@ def format_report(res: dict) -> str:
     where = h["gpu_name"] or f"{h['cpu_model']} ({h['cpu_count']} cores visible)"
     lines = [f"lab bench · {h['date']} · {h['platform']} × {h['device_count']} ({h['device_kind']}) · {where}",
              f"jax {h['jax']} · jaxlib {h['jaxlib']} · flax {h['flax']}", "",
-             "Matmul peak = 2·N³ / best time of an N×N jnp.dot (after warm-up):"]
+             "Matmul peak = 2·N³ / best time of an N×N jnp.dot (after warm-up), over readings before and after each model:"]
     for m in res["matmul"]:
+        spread = ", ".join(f"{x / 1e9:.0f}" for x in m.get("readings_flops_per_s", []))
         lines.append(f"  {m['dtype']:<9} N={m['n']:<6} best {1e3 * m['best_s']:8.2f} ms  {si(m['flops_per_s']):>16}"
-                     f"  (best of {m['repeats']})")
+                     f"  (best of {m['repeats']}; readings {spread} GFLOP/s)")
     lines.append(f"  nominal: {si(nominal['flops_per_s'])} bf16 dense — {nominal['source']}" if nominal else
                  "  nominal: none known for this device; MFU uses the measured peak only")
     lines += ["", "Training step (lab.step.compile_step on random tokens; data loading not timed):"]

@@ -52,6 +52,9 @@ def test_figures_follow_their_formulas(bench):
     peaks = {m["dtype"]: m for m in bench["matmul"]}
     for m in peaks.values():
         assert m["flops_per_s"] == pytest.approx(2 * m["n"] ** 3 / m["best_s"])
+        # read before the first model and after each one; the peak is the best reading
+        assert len(m["readings_flops_per_s"]) == 1 + len(bench["steps"])
+        assert m["flops_per_s"] == pytest.approx(max(m["readings_flops_per_s"]))
     for r in bench["steps"]:
         costs = r["costs"]
         assert r["tokens_per_step"] == r["batch_size"] * r["seq_len"]
