@@ -23,6 +23,7 @@ LOSSES = ("final_train_loss", "final_val_loss", "val_bits_per_byte")
 TIMING = ("wall_s", "tokens_per_s")
 DATA = ("dataset", "corpus_fingerprint", "tokens_fingerprint")  # text alone; text + tokenizer
 REPEAT = ("unique_tokens", "epochs")  # training tokens drawn from; tokens / unique_tokens (data.unique_tokens)
+MIX = ("recall_mix",)  # fraction of training rows that are associative-recall text (data.recall_mix)
 QUANT = ("val_loss_int8", "val_loss_int4", "val_loss_bf16",  # final weights quantized after training (lab.final_eval)
          "weight_bytes_f32", "weight_bytes_bf16", "weight_bytes_int8", "weight_bytes_int4")
 ICL = ("icl_accuracy", "icl_loss", "icl_pairs")  # in-context recall (lab.icl); absent where no prompt fits
@@ -31,9 +32,9 @@ ICL = ("icl_accuracy", "icl_loss", "icl_pairs")  # in-context recall (lab.icl); 
 PACK = ("pack_id",)
 
 # the contract, in the column order of a results table
-FIELDS = IDENTITY + MODEL + VARIANT + PARAMS + COMPUTE + LOSSES + TIMING + DATA + REPEAT + QUANT + ICL
+FIELDS = IDENTITY + MODEL + VARIANT + PARAMS + COMPUTE + LOSSES + TIMING + DATA + REPEAT + MIX + QUANT + ICL
 # fields added after results were first written: a result without them is still trusted
-LATER = ("tokens_fingerprint",) + VARIANT + REPEAT + QUANT + ICL
+LATER = ("tokens_fingerprint",) + VARIANT + REPEAT + MIX + QUANT + ICL
 
 # what `lab train` prints when a run ends
 SUMMARY = ("status", "params_total", "tokens", "final_train_loss", "final_val_loss", "val_bits_per_byte",

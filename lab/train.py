@@ -178,6 +178,7 @@ def _result_header(cfg: RunConfig, corpus: Corpus, rundir: RunDir, costs) -> dic
         "tokens_fingerprint": corpus.tokens_fingerprint,
         "entropy_nats_per_token": corpus.entropy_nats_per_token,
         **repeat_fields(cfg.data.unique_tokens, cfg.total_tokens, len(corpus.train)),
+        "recall_mix": cfg.data.recall_mix,
     }
 
 

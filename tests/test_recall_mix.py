@@ -2,7 +2,9 @@
 untouched, batches stay a pure function of (seed, step, row), and the evaluation prompts never
 appear in training."""
 
+import dataclasses
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ from lab.config import ConfigError, DataConfig
 from lab.data import train_batch
 from lab.data.recall import recall_line, recall_window
 from lab.icl import RecallTask, prompt_texts
+from lab.train import train
+from tests.helpers.runs import TINY, losses
 
 STREAM = (np.arange(50_000) % 251).astype(np.uint16)  # stand-in stream: no row of it starts with "d={"
 T = 128
@@ -77,3 +81,16 @@ def test_evaluation_prompts_are_not_training_lines():
 def test_bad_mix_is_refused(fields):
     with pytest.raises(ConfigError, match="recall_mix"):
         DataConfig(**fields).validate()
+
+
+def test_mixed_run_records_its_mix_and_resumes_bitwise(tmp_path):
+    cfg = dataclasses.replace(TINY, data=dataclasses.replace(TINY.data, recall_mix=0.5))
+    ref = train(cfg, tmp_path / "ref", progress=False)
+    assert ref["recall_mix"] == 0.5 and train(TINY, tmp_path / "plain", progress=False)["recall_mix"] == 0.0
+    assert losses(tmp_path / "plain") != losses(tmp_path / "ref")  # the mixed rows were trained on
+    out = tmp_path / "run"
+    train(dataclasses.replace(cfg, checkpoint_every=8, keep_checkpoints=3), out, progress=False)
+    (out / "result.json").unlink()  # as if killed after the save at step 16
+    shutil.rmtree(out / "checkpoints" / "24")
+    result = train(dataclasses.replace(cfg, checkpoint_every=8, keep_checkpoints=3), out, resume=True, progress=False)
+    assert result["resumed_from_step"] == 16 and losses(out) == losses(tmp_path / "ref")
