@@ -27,6 +27,29 @@ that stopped weight decay on the per-layer norm scales, c8fa99e):
   the largest model (3.6e5 parameters, 2.1M tokens, 5.4e12 FLOPs) does not use the dict in its
   prompt. The two-step law's step 2 is therefore not identified (`lab fit --method task` says
   so): at this scale the ability has not appeared, so this grid cannot show where it does.
+
+Follow-up, 2026-12-01 evening (same VM, quiet): does recall appear when the training text contains
+the pattern? `data.recall_mix=f` makes a fraction f of training rows multi-query recall lines in the
+evaluation's format (fresh random pairs in every line; `lab/data/recall.py`). Single runs,
+`lab train --model tiny --tokens T --set data.recall_mix=f [--set model.n_layers=L]`, scored with
+RecallTask(pairs=1, 2, 4, 8):
+
+| d_model / layers | f | tokens (recall tokens) | steps | icl_accuracy (1-8 pairs) | answer loss |
+|---|---|---|---|---|---|
+| 64 / 2 | 0.25 (one query per line) | 1M, 4M (1M) | 3,907 | 0 | 3.26-3.42 |
+| 64 / 2 | 0.25 | 2M (0.5M) | 1,954 | ≤ 0.016 | 3.26-3.31 |
+| 64 / 2 | 0.5 | 4M (2M) | 3,907 | ≤ 0.016 | 3.24-5.14 |
+| 64 / 2 | 0.9 | 4M (3.6M) | 3,907 | ≤ 0.016 | 3.25-3.27 |
+| 64 / 2 | 0.5 | 12M (6M) | 11,719 | ≤ 0.016 | 3.26-3.33 |
+| 64 / 4 | 0.5 | 8M (4M) | 7,813 | 0 | 3.26-3.30 |
+
+An answer loss of ln 26 = 3.26 nats is a uniform guess over letters: every model learned that the
+answer is two lowercase letters and nothing about which. Per-byte losses on training lines say the
+same of the queried key (3.2-3.4 nats, where copying one of the dict's keys would give ln(pairs)):
+no run formed the copying circuit. With two-letter keys a byte model must match a bigram 4-6
+positions back; Zoology's MQAR models (single-token keys) train for hundreds of millions of tokens.
+At up to 12M tokens on this CPU the ability does not appear with or without the pattern in the
+training text; where it appears needs a GPU-sized grid (the same study with `recall_mix` set).
 """
 
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
