@@ -36,6 +36,15 @@ repetition, which the monotone law cannot describe) pull R_D* and R_N* to 40 and
 R_N* CI that holds 5.31 but spans 80 decades: this table's 33 single-epoch rows cannot pin the base
 law, and R_N* (the excess-parameter discount) trades off against it. R_D* is the robust number
 (9-20 wherever the diverged runs are out); R_N* needs the base law from outside these runs.
+
+Two more choices, tried 2026-12-01 evening and not kept (point estimates, no bootstrap):
+- The paper's two stages with the base law from this table (fit it on the single-epoch rows, hold it
+  fixed, fit R_D*, R_N*): 49.8 / 131 on all 229 rows, 40.1 / 2.1 with loss < 5, 36.4 / 5.1 on the
+  first 182 with loss < 5. Releasing all seven parameters (the bare command) does no worse.
+- Dropping every run whose loss is higher than a shorter run's at the same (N, U) — the law is
+  monotone in D, so overfitting runs are outside its form — removes 58 rows and moves R_D* the
+  wrong way (36-47 on all rows, 48-60 on the first 182): the published R_D* rests on those runs'
+  slow loss increase as much as on the gains.
 """
 
 from __future__ import annotations
