@@ -94,3 +94,17 @@ def test_mixed_run_records_its_mix_and_resumes_bitwise(tmp_path):
     shutil.rmtree(out / "checkpoints" / "24")
     result = train(dataclasses.replace(cfg, checkpoint_every=8, keep_checkpoints=3), out, resume=True, progress=False)
     assert result["resumed_from_step"] == 16 and losses(out) == losses(tmp_path / "ref")
+
+
+@pytest.mark.slow  # ~1 min on 2 idle cores
+def test_packed_members_train_on_the_mix_as_alone(tmp_path):
+    from lab.pack.train import train_pack
+
+    mixed = dataclasses.replace(TINY, data=dataclasses.replace(TINY.data, recall_mix=0.5))
+    members = [mixed, dataclasses.replace(mixed, train=dataclasses.replace(mixed.train, seed=1))]  # own rows each
+    train_pack(members, [tmp_path / "p0", tmp_path / "p1"], pack_id="p-mix")
+    for i, cfg in enumerate(members):
+        train(cfg, tmp_path / f"alone{i}", progress=False)
+        packed, alone = losses(tmp_path / f"p{i}"), losses(tmp_path / f"alone{i}")
+        assert packed.keys() == alone.keys()
+        assert max(abs(packed[k] - alone[k]) / abs(alone[k]) for k in alone) < 1e-4, i
