@@ -52,7 +52,8 @@ NOMINAL_BF16_DENSE = (
 )
 
 FORMULAS = {
-    "matmul_peak": "2*N^3 / best time of an NxN jnp.dot (after warm-up), per dtype, over readings before the first model and after each",
+    "matmul_peak": "2*N^3 / best time of an NxN jnp.dot (after warm-up), per dtype, over readings before the "
+                   "first model and after each",
     "tokens_per_s": "batch_size*seq_len / step_s; step_s = mean of K consecutive steps after warm-up",
     "flops_per_s": "costs.<convention> (FLOPs per trained token) * tokens_per_s",
     "flops_exact": "3 x every forward matmul (QKV/O, QK^T and AV over the full TxT square, MLP, head)",
@@ -368,7 +369,8 @@ def format_report(res: dict) -> str:
     where = h["gpu_name"] or f"{h['cpu_model']} ({h['cpu_count']} cores visible)"
     lines = [f"lab bench · {h['date']} · {h['platform']} × {h['device_count']} ({h['device_kind']}) · {where}",
              f"jax {h['jax']} · jaxlib {h['jaxlib']} · flax {h['flax']}", "",
-             "Matmul peak = 2·N³ / best time of an N×N jnp.dot (after warm-up), over readings before and after each model:"]
+             "Matmul peak = 2·N³ / best time of an N×N jnp.dot (after warm-up), over readings before and after "
+             "each model:"]
     for m in res["matmul"]:
         spread = ", ".join(f"{x / 1e9:.0f}" for x in m.get("readings_flops_per_s", []))
         lines.append(f"  {m['dtype']:<9} N={m['n']:<6} best {1e3 * m['best_s']:8.2f} ms  {si(m['flops_per_s']):>16}"

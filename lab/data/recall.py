@@ -10,8 +10,9 @@ answer: only finding the key earlier in the line and copying what follows it doe
 
 `data.recall_mix=f` replaces a fraction f of training rows (a pure function of seed, step and row,
 like every batch) by windows of such lines, each with 1-8 pairs read back at every key in random
-order (`training_line`), drawn from a generator seeded by the row's hash. The evaluation prompts come from their own seed (`lab.icl.RecallTask.seed`) and
-every pair is random, so a model cannot score on them by memorising training lines. This is the
+order (`training_line`), drawn from a generator seeded by the row's hash. The evaluation prompts
+come from their own seed (`lab.icl.RecallTask.seed`) and every pair is random, so a model cannot
+score on them by memorising training lines. This is the
 design of the synthetic-recall studies (Zoology's MQAR, Arora et al. 2023; Olsson et al. 2022 on
 induction heads): the question becomes at what scale a model trained on text that contains the
 pattern learns to do it in context, rather than whether it meets the format at all.
@@ -36,22 +37,25 @@ def words(rng: np.random.Generator, n: int, length: int) -> list[str]:
     return out
 
 
+def _dict(rng: np.random.Generator, pairs: int, key_len: int, value_len: int) -> tuple[list, list, str]:
+    """(keys, values, `d={'k1':'v1',...}`) of `pairs` fresh random pairs."""
+    keys, values = words(rng, pairs, key_len), words(rng, pairs, value_len)
+    return keys, values, "d={" + ",".join(f"'{k}':'{v}'" for k, v in zip(keys, values)) + "}"
+
+
 def recall_line(rng: np.random.Generator, pairs: int, key_len: int = 2, value_len: int = 2) -> tuple[str, str]:
     """(context, answer): `d={'k1':'v1',...};d['kq']=='` and `vq`."""
-    keys, values = words(rng, pairs, key_len), words(rng, pairs, value_len)
+    keys, values, literal = _dict(rng, pairs, key_len, value_len)
     q = int(rng.integers(pairs))
-    items = ",".join(f"'{k}':'{v}'" for k, v in zip(keys, values))
-    return f"d={{{items}}};d['{keys[q]}']=='", values[q]
+    return f"{literal};d['{keys[q]}']=='", values[q]
 
 
 def training_line(rng: np.random.Generator, pairs: int, key_len: int = 2, value_len: int = 2) -> str:
     """A dict of `pairs` pairs read back at every key, in random order (multi-query recall, MQAR):
     `d={'k1':'v1','k2':'v2'};d['k2']=='v2';d['k1']=='v1'`. Its first query is the evaluation's
     format; the later ones give every line `pairs` answers to learn from rather than one."""
-    keys, values = words(rng, pairs, key_len), words(rng, pairs, value_len)
-    items = ",".join(f"'{k}':'{v}'" for k, v in zip(keys, values))
-    reads = "".join(f";d['{keys[q]}']=='{values[q]}'" for q in rng.permutation(pairs))
-    return f"d={{{items}}}{reads}"
+    keys, values, literal = _dict(rng, pairs, key_len, value_len)
+    return literal + "".join(f";d['{keys[q]}']=='{values[q]}'" for q in rng.permutation(pairs))
 
 
 def recall_window(row_hash: int, span: int) -> np.ndarray:
