@@ -110,7 +110,7 @@ class DataConfig:
     source_dir: str = ""  # python_stdlib only: a directory of .py files to use instead of the stdlib
     val_tokens: int = 1 << 15  # held-out tokens evaluated at every eval (a fixed set)
     unique_tokens: int = 0  # > 0: train on the first U training tokens, repeated in reshuffled epochs (0 = whole stream)
-    recall_mix: float = 0.0  # fraction of training rows replaced by associative-recall text (lab.data.recall); byte text only
+    recall_mix: float = 0.0  # fraction of training rows that are associative-recall text (lab.data.recall); bytes only
 
     def validate(self) -> None:
         _choice("data.tokenizer", self.tokenizer, ("byte", "bpe"))
