@@ -3,6 +3,7 @@ untouched, batches stay a pure function of (seed, step, row), and the evaluation
 appear in training."""
 
 import dataclasses
+import json
 import re
 import shutil
 
@@ -83,17 +84,18 @@ def test_bad_mix_is_refused(fields):
         DataConfig(**fields).validate()
 
 
-def test_mixed_run_records_its_mix_and_resumes_bitwise(tmp_path):
-    cfg = dataclasses.replace(TINY, data=dataclasses.replace(TINY.data, recall_mix=0.5))
-    ref = train(cfg, tmp_path / "ref", progress=False)
-    assert ref["recall_mix"] == 0.5 and train(TINY, tmp_path / "plain", progress=False)["recall_mix"] == 0.0
-    assert losses(tmp_path / "plain") != losses(tmp_path / "ref")  # the mixed rows were trained on
+def test_mixed_run_records_its_mix_and_resumes_bitwise(tmp_path, reference_run):
+    cfg = dataclasses.replace(TINY, data=dataclasses.replace(TINY.data, recall_mix=0.5), checkpoint_every=8,
+                              keep_checkpoints=3)
     out = tmp_path / "run"
-    train(dataclasses.replace(cfg, checkpoint_every=8, keep_checkpoints=3), out, progress=False)
+    first = train(cfg, out, progress=False)
+    assert first["recall_mix"] == 0.5 and json.loads((reference_run / "result.json").read_text())["recall_mix"] == 0.0
+    uninterrupted = losses(out)
+    assert uninterrupted != losses(reference_run)  # the mixed rows were trained on (plain TINY differs)
     (out / "result.json").unlink()  # as if killed after the save at step 16
     shutil.rmtree(out / "checkpoints" / "24")
-    result = train(dataclasses.replace(cfg, checkpoint_every=8, keep_checkpoints=3), out, resume=True, progress=False)
-    assert result["resumed_from_step"] == 16 and losses(out) == losses(tmp_path / "ref")
+    result = train(cfg, out, resume=True, progress=False)
+    assert result["resumed_from_step"] == 16 and losses(out) == uninterrupted
 
 
 @pytest.mark.slow  # ~1 min on 2 idle cores
