@@ -298,6 +298,16 @@ def best_peak(readings: list[dict]) -> dict:
             "readings_flops_per_s": [r["flops_per_s"] for r in readings]}
 
 
+def drift_note(matmul: dict, tolerance: float = 1.2) -> str | None:
+    """A warning line when one dtype's peak readings differ by more than `tolerance`×: the machine's
+    speed moved during the run (other jobs, a shared VM), so rows are not comparable across runs."""
+    readings = matmul.get("readings_flops_per_s") or []
+    if len(readings) < 2 or max(readings) <= tolerance * min(readings):
+        return None
+    return (f"  ! {matmul['dtype']} matmul rate moved ×{max(readings) / min(readings):.2f} during this run: the "
+            "machine's speed drifted; MFU uses the best reading, and only ratios within one run compare")
+
+
 def default_matmul_n(platform_: str) -> int:
     return 2048 if platform_ == "cpu" else 8192
 
@@ -375,6 +385,7 @@ def format_report(res: dict) -> str:
         spread = ", ".join(f"{x / 1e9:.0f}" for x in m.get("readings_flops_per_s", []))
         lines.append(f"  {m['dtype']:<9} N={m['n']:<6} best {1e3 * m['best_s']:8.2f} ms  {si(m['flops_per_s']):>16}"
                      f"  (best of {m['repeats']}; readings {spread} GFLOP/s)")
+        lines += [note for note in [drift_note(m)] if note]
     lines.append(f"  nominal: {si(nominal['flops_per_s'])} bf16 dense — {nominal['source']}" if nominal else
                  "  nominal: none known for this device; MFU uses the measured peak only")
     lines += ["", "Training step (lab.step.compile_step on random tokens; data loading not timed):"]

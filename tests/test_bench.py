@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lab.bench import CONVENTIONS, nominal_peak, step_row
+from lab.bench import CONVENTIONS, drift_note, nominal_peak, step_row
 from lab.config import ConfigError
 from lab.cli import main
 from lab.costs import model_costs
@@ -144,3 +144,10 @@ def test_fit_batch_takes_the_fewest_microbatches_that_fit(monkeypatch):
         monkeypatch.setattr(memory, "available_bytes", lambda device=None: (1000, "test"))
         with pytest.raises(ConfigError, match="no number of micro-batches fits"):
             compile_fitted(cfg, mesh, fit=True)
+
+
+def test_drift_note_only_when_the_peak_moved():
+    steady = {"dtype": "float32", "readings_flops_per_s": [130e9, 118e9, 136e9]}
+    drifting = {"dtype": "float32", "readings_flops_per_s": [147e9, 116e9, 75e9]}
+    assert drift_note(steady) is None and drift_note({"dtype": "float32"}) is None
+    assert "×1.96" in drift_note(drifting) and "float32" in drift_note(drifting)
