@@ -56,7 +56,8 @@ def cmd_bench(args) -> int:
 
     if args.decode:
         return _decode_bench(args)
-    from lab.bench import DTYPES, format_report, run_bench
+    from lab.bench import DTYPES, run_bench
+    from lab.bench_report import format_report
 
     res = run_bench(args.models or ["tiny", "small"], args.overrides, args.dtypes or list(DTYPES),
                     steps=args.steps, warmup=args.warmup, matmul_n=args.matmul_n or 0,

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from lab.bench import CONVENTIONS, drift_note, nominal_peak, step_row
+from lab.bench import CONVENTIONS, nominal_peak, step_row
+from lab.bench_report import drift_note
 from lab.config import ConfigError
 from lab.cli import main
 from lab.costs import model_costs
