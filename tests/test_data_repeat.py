@@ -1,7 +1,6 @@
 """Repeated data (`data.unique_tokens`): epochs of the first U tokens, reshuffled, resumable."""
 
 import dataclasses
-import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from lab.cli import main
 from lab.config import ConfigError, DataConfig
 from lab.data.batches import n_windows, repeat_fields, repeated_batch, train_batch
 from lab.train import train
-from tests.helpers.runs import TINY, losses
+from tests.helpers.runs import TINY, killed_after_save, losses
 
 T, B = 8, 4
 STREAM = np.arange(1000, dtype=np.int32) % 251  # a toy stream: window w starts at token w * (T + 1)
@@ -75,8 +74,7 @@ def test_repeated_run_resumes_bitwise_and_records_epochs(tmp_path):
 
     out = tmp_path / "run"
     train(dataclasses.replace(cfg, checkpoint_every=8, keep_checkpoints=3), out, progress=False)
-    (out / "result.json").unlink()  # as if killed after the save at step 16
-    shutil.rmtree(out / "checkpoints" / "24")
+    killed_after_save(out, 16)
     result = train(dataclasses.replace(cfg, checkpoint_every=8, keep_checkpoints=3), out, resume=True, progress=False)
     assert result["status"] == "completed" and result["resumed_from_step"] == 16
     assert losses(out) == losses(tmp_path / "ref")  # bitwise: the same batches after the resume

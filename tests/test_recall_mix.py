@@ -5,7 +5,6 @@ appear in training."""
 import dataclasses
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -14,8 +13,9 @@ from lab.config import ConfigError, DataConfig
 from lab.data import train_batch
 from lab.data.recall import recall_line, recall_window
 from lab.icl import RecallTask, prompt_texts
+from lab.pack.train import train_pack
 from lab.train import train
-from tests.helpers.runs import TINY, losses
+from tests.helpers.runs import TINY, killed_after_save, losses
 
 STREAM = (np.arange(50_000) % 251).astype(np.uint16)  # stand-in stream: no row of it starts with "d={"
 T = 128
@@ -92,16 +92,13 @@ def test_mixed_run_records_its_mix_and_resumes_bitwise(tmp_path, reference_run):
     assert first["recall_mix"] == 0.5 and json.loads((reference_run / "result.json").read_text())["recall_mix"] == 0.0
     uninterrupted = losses(out)
     assert uninterrupted != losses(reference_run)  # the mixed rows were trained on (plain TINY differs)
-    (out / "result.json").unlink()  # as if killed after the save at step 16
-    shutil.rmtree(out / "checkpoints" / "24")
+    killed_after_save(out, 16)
     result = train(cfg, out, resume=True, progress=False)
     assert result["resumed_from_step"] == 16 and losses(out) == uninterrupted
 
 
 @pytest.mark.slow  # ~1 min on 2 idle cores
 def test_packed_members_train_on_the_mix_as_alone(tmp_path):
-    from lab.pack.train import train_pack
-
     mixed = dataclasses.replace(TINY, data=dataclasses.replace(TINY.data, recall_mix=0.5))
     members = [mixed, dataclasses.replace(mixed, train=dataclasses.replace(mixed.train, seed=1))]  # own rows each
     train_pack(members, [tmp_path / "p0", tmp_path / "p1"], pack_id="p-mix")

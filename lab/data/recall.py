@@ -71,8 +71,6 @@ def recall_window(row_hash: int, span: int) -> np.ndarray:
 def mixed_rows(row_hash_fn, mix: float, idx: np.ndarray) -> np.ndarray:
     """Boolean [len(idx)]: which rows are recall windows, a fraction ≈ `mix` of rows; `row_hash_fn(salt,
     idx)` gives each row's uint64 hash under a salt."""
-    if mix <= 0:
-        return np.zeros(len(idx), dtype=bool)
     u = (row_hash_fn(_RECALL_SALT, idx) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return u < mix
 

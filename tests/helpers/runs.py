@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,16 @@ def losses(run_dir) -> dict:
         if "val_loss" in rec:
             out[("val", rec["step"])] = rec["val_loss"]
     return out
+
+
+def killed_after_save(run_dir, step: int) -> None:
+    """Leave `run_dir` as a run killed right after its checkpoint at `step` would: no result.json
+    and no checkpoint newer than `step`."""
+    run_dir = Path(run_dir)
+    (run_dir / "result.json").unlink()
+    for ckpt in (run_dir / "checkpoints").iterdir():
+        if ckpt.name.isdigit() and int(ckpt.name) > step:
+            shutil.rmtree(ckpt)
 
 
 def lab_cmd(*args) -> list[str]:
