@@ -15,8 +15,12 @@ window W) the training step is `lab.step.compile_step`'s (the one `lab train` ru
   3 × 4·H·E × the (query, key) pairs the kernel computes, `lab.attention.score_pairs`) and XLA's
   (cost analysis of one layer's attention kernel, forward + backward, × layers × batch);
 * the prediction: step time = `flops_exact` × tokens ÷ the FLOP rate the dense model reaches at the
-  smallest T (one measured number); score memory = pairs × H × batch × layers × 12 bytes
-  (float32 logits, masked logits and probabilities per pair).
+  smallest T (one measured number); score memory = what the kernel keeps for the backward pass ×
+  H × batch × layers (`lab.memory.attention_kept`: xla keeps 12 bytes per computed pair — float32
+  logits, masked logits and probabilities; chunked and cudnn a float32 log-sum-exp per query).
+
+`--impl` sets `model.attn_impl` (default auto: chunked on a CPU); `--impl xla` shows the N² memory
+of a kernel that keeps its scores.
 
 Prints the rows and the window/dense ratios, and writes attention_sweep.csv and
 attention_sweep.png (step time and memory vs T, with the prediction) under --out.
@@ -38,17 +42,19 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lab import sharding  # noqa: E402
-from lab.attention import score_pairs, self_attention  # noqa: E402
+from lab.attention import resolve_impl, self_attention  # noqa: E402
 from lab.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from lab.costs import model_costs  # noqa: E402
+from lab.loops import unrolled_loops  # noqa: E402
+from lab.memory import attention_kept  # noqa: E402
 from lab.step import compile_step  # noqa: E402
 
 TOKENS_PER_STEP = 8192
 MODEL = ModelConfig(vocab_size=256, d_model=128, n_layers=2, n_heads=4)
 
 
-def run_config(T: int, window: int) -> RunConfig:
-    model = dataclasses.replace(MODEL, seq_len=T, attn_window=window)
+def run_config(T: int, window: int, impl: str = "auto") -> RunConfig:
+    model = dataclasses.replace(MODEL, seq_len=T, attn_window=window, attn_impl=impl)
     return RunConfig(model=model, train=TrainConfig(batch_size=max(1, TOKENS_PER_STEP // T), steps=100))
 
 
@@ -60,9 +66,11 @@ def xla_attention_flops(cfg: RunConfig) -> float:
     kv = jax.ShapeDtypeStruct((B, T, m.kv_heads, E), jnp.float32)
     # value and gradient (a gradient alone lets XLA drop the forward AV product), and a cotangent
     # as an argument (XLA folds a dot with all-ones into a reduction)
-    attend = lambda q, k, v, ct: (self_attention(q, k, v, causal=True, window=m.attn_window) * ct).sum()
+    impl = resolve_impl(m.attn_impl, m.dtype, E)
+    attend = lambda q, k, v, ct: (self_attention(q, k, v, causal=True, window=m.attn_window, impl=impl) * ct).sum()
     grad = jax.jit(jax.value_and_grad(attend, argnums=(0, 1, 2)))
-    ca = grad.lower(q, kv, kv, q).compile().cost_analysis()
+    with unrolled_loops():  # the chunked kernel's loop, counted once per chunk
+        ca = grad.lower(q, kv, kv, q).compile().cost_analysis()
     return float((ca[0] if isinstance(ca, list) else ca)["flops"]) * m.n_layers
 
 
@@ -80,21 +88,22 @@ def measure(cfg: RunConfig, mesh, steps: int) -> dict:
     tokens = cfg.tokens_per_step
     costs = model_costs(cfg.model)
     m = cfg.model
-    pairs = score_pairs(m.seq_len, m.seq_len, causal=True, window=m.attn_window)
+    pairs, pair_bytes = attention_kept(m, m.seq_len, m.seq_len, True)
     return {"T": m.seq_len, "kind": f"window{m.attn_window}" if m.attn_window else "dense",
+            "impl": resolve_impl(m.attn_impl, m.dtype, m.head_dim),
             "batch": cfg.train.batch_size, "step_s": (time.perf_counter() - t0) / steps, "compile_s": step.compile_s,
             "temp_bytes": step.memory.get("temp_size_in_bytes", 0),
             "cost_attention_flops": costs.flops_attention * tokens, "xla_attention_flops": xla_attention_flops(cfg),
             "cost_flops_exact": costs.flops_exact * tokens,
-            "score_bytes": pairs * m.n_heads * cfg.train.batch_size * m.n_layers * 12}
+            "score_bytes": pairs * pair_bytes * m.n_heads * cfg.train.batch_size * m.n_layers}
 
 
-def sweep(seq_lens, window: int, steps: int) -> list[dict]:
+def sweep(seq_lens, window: int, steps: int, impl: str = "auto") -> list[dict]:
     mesh = sharding.make_mesh("")
     rows = []
     for T in seq_lens:
         for w in (0, window):
-            row = measure(run_config(T, w), mesh, steps)
+            row = measure(run_config(T, w, impl), mesh, steps)
             rows.append(row)
             print(f"T={T:5d} {row['kind']:>10}  batch {row['batch']:3d}  step {row['step_s'] * 1e3:9.1f} ms  "
                   f"temp {row['temp_bytes'] / 2**20:8.1f} MiB  attention GFLOP/step: costs "
@@ -151,13 +160,15 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument("--steps", type=int, default=0, help="timed steps per point (default 5; --quick 3)")
     parser.add_argument("--out", type=Path, default=Path("out/attention"))
+    parser.add_argument("--impl", default="auto", choices=("auto", "xla", "chunked", "cudnn"), help="model.attn_impl")
     args = parser.parse_args()
     seq_lens = (256, 1024, 2048) if args.quick else (256, 512, 1024, 2048, 4096)
     steps = args.steps or (3 if args.quick else 5)
     print(f"{jax.devices()[0].device_kind}, jax {jax.__version__}, load average {os.getloadavg()[0]:.1f}, "
           f"model d{MODEL.d_model} L{MODEL.n_layers} H{MODEL.n_heads} float32, {TOKENS_PER_STEP} tokens/step, "
-          f"window {args.window}", flush=True)
-    rows = sweep(seq_lens, args.window, steps)
+          f"window {args.window}, attention {args.impl} -> {resolve_impl(args.impl, MODEL.dtype, MODEL.head_dim)}",
+          flush=True)
+    rows = sweep(seq_lens, args.window, steps, args.impl)
     print(f"\nwindow {args.window} / dense (load average now {os.getloadavg()[0]:.1f}):")
     for r in ratios(rows):
         print(f"T={r['T']:5d}  step time {r['step_s']:.3f}x  temp bytes {r['temp_bytes']:.3f}x  attention FLOPs: "

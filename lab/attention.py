@@ -13,9 +13,10 @@ key columns; the g global query rows are computed separately over all keys. It i
 it reads fewer keys than there are (`blockwise_keys`), and it equals the dense masked attention.
 `lab.costs` counts exactly these pairs (`score_pairs`).
 
-`impl`: "xla" (any backend) or "cudnn" (cuDNN's fused flash attention, NVIDIA GPUs, bf16, for the
-calls without an explicit mask); `resolve_impl("auto", ...)` picks cudnn where it can run, else xla. Either way the softmax
-statistics are float32 (XLA: logits accumulated in float32; cuDNN: by construction).
+`impl`: "xla" (any backend), "cudnn" (cuDNN's fused flash attention, NVIDIA GPUs, bf16, for the
+calls without a mask) or "chunked" (a few heads at a time in a loop, with flash attention's backward:
+`lab.attention_chunked`, any backend, window masks included); the KV cache's masked calls run on XLA. `resolve_impl("auto", ...)` picks cudnn where it can run, chunked on a CPU, else xla.
+Every one keeps the softmax statistics in float32.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import math
 import jax
 import jax.numpy as jnp
 
+from lab.attention_chunked import chunked_attention
 from lab.config import ConfigError
 
-IMPLS = ("auto", "xla", "cudnn")
+IMPLS = ("auto", "xla", "cudnn", "chunked")
 
 
 def attention_mask(q_pos_T, k_pos_S, *, causal: bool, window: int = 0, global_tokens: int = 0):
@@ -45,14 +47,15 @@ def attention_mask(q_pos_T, k_pos_S, *, causal: bool, window: int = 0, global_to
 
 
 def resolve_impl(impl: str, dtype: str, head_dim: int) -> str:
-    """"xla" or "cudnn" for `model.attn_impl`; auto = cudnn on an NVIDIA GPU when its fused kernel
-    takes the dtype and head dim, else xla. An explicit cudnn where it cannot run is a ConfigError."""
+    """The kernel `model.attn_impl` runs: auto = cudnn on an NVIDIA GPU when its fused kernel takes
+    the dtype and head dim, chunked on a CPU (where the softmax's memory passes, not its matmuls,
+    bound dense attention), else xla. An explicit cudnn where it cannot run is a ConfigError."""
     if impl not in IMPLS:
         raise ConfigError(f"model.attn_impl={impl!r} is not one of {', '.join(IMPLS)}")
     gpu = _nvidia_gpu()
     fits = dtype == "bfloat16" and head_dim % 8 == 0 and head_dim <= 128
     if impl == "auto":
-        return "cudnn" if gpu and fits else "xla"
+        return "cudnn" if gpu and fits else "chunked" if jax.default_backend() == "cpu" else "xla"
     if impl == "cudnn" and not (gpu and fits):
         raise ConfigError("model.attn_impl=cudnn needs an NVIDIA GPU, model.dtype=bfloat16 and a head dim "
                           f"that is a multiple of 8 up to 128 (here: {jax.default_backend()}, {dtype}, {head_dim})")
@@ -83,12 +86,26 @@ def score_pairs(T: int, S: int, *, causal: bool, window: int = 0, global_tokens:
 
 
 def dot_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask=None, *, causal: bool = False, impl: str = "xla"):
-    """softmax(q·kᵀ/√E)·v through `jax.nn.dot_product_attention`; `mask` broadcasts to [B, H, T, S].
-    cuDNN takes the mask-free calls (dense causal or full self-attention, cross-attention); a call
-    with an explicit mask (window blocks, a KV cache) runs on XLA, as cuDNN would turn the mask into
-    an additive bias of limited shapes."""
+    """softmax(q·kᵀ/√E)·v; `mask` broadcasts to [B, H, T, S]. cuDNN (through
+    `jax.nn.dot_product_attention`) and the chunked kernel take the mask-free calls (dense causal or
+    full self-attention, cross-attention); a call with an explicit mask (a KV cache) runs on XLA, as
+    cuDNN would turn the mask into an additive bias of limited shapes. Window masks go through
+    `patterned_attention`, which the chunked kernel takes too."""
+    if impl == "chunked" and mask is None:
+        return chunked_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, causal=causal)
     return jax.nn.dot_product_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask=mask, is_causal=causal,
-                                        implementation=impl if mask is None else "xla")
+                                        implementation="cudnn" if impl == "cudnn" and mask is None else "xla")
+
+
+def patterned_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask_PxTxS, *, impl: str = "xla"):
+    """Attention where batch row b may see the keys of mask pattern b mod P (P = 1: one mask for all;
+    the window's query blocks: one pattern per block). The chunked kernel takes the patterns as
+    they are; XLA and cuDNN get them broadcast to [B, 1, T, S]."""
+    if impl == "chunked":
+        return chunked_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask_PxTxS=mask_PxTxS)
+    P, B = mask_PxTxS.shape[0], q_BxTxHxE.shape[0]
+    mask_Bx1xTxS = (mask_PxTxS if P == 1 else jnp.tile(mask_PxTxS, (B // P, 1, 1)))[:, None]
+    return dot_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask_Bx1xTxS, impl=impl)
 
 
 def self_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, *, causal: bool, window: int = 0, global_tokens: int = 0,
@@ -102,7 +119,7 @@ def self_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, *, causal: bool, window: int
         return dot_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, causal=causal, impl=impl)
     index_T = jnp.arange(T)
     mask_TxT = attention_mask(index_T, index_T, causal=causal, window=window, global_tokens=global_tokens)
-    return dot_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, mask_TxT[None, None], impl=impl)
+    return patterned_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, mask_TxT[None], impl=impl)
 
 
 def _neighbour_blocks(x_BxTxKxE, W: int, N: int, n_blocks: int):
@@ -132,13 +149,12 @@ def blockwise_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, *, causal: bool, window
         glob_NxWxg = jnp.broadcast_to(jnp.arange(g)[None, None, :] <= q_pos_NxW[:, :, None], (N, W, g))
         mask_NxWxC = jnp.concatenate([glob_NxWxg if causal else jnp.ones_like(glob_NxWxg), mask_NxWxC], axis=2)
     C = k_BxNxCxKxE.shape[2]
-    mask_BNx1xWxC = jnp.broadcast_to(mask_NxWxC[None, :, None], (B, N, 1, W, C)).reshape(B * N, 1, W, C)
-    out_BNxWxHxE = dot_attention(q_BxNxWxHxE.reshape(B * N, W, H, E), k_BxNxCxKxE.reshape(B * N, C, K, E),
-                                 v_BxNxCxKxE.reshape(B * N, C, K, E), mask_BNx1xWxC, impl=impl)
+    out_BNxWxHxE = patterned_attention(q_BxNxWxHxE.reshape(B * N, W, H, E), k_BxNxCxKxE.reshape(B * N, C, K, E),
+                                       v_BxNxCxKxE.reshape(B * N, C, K, E), mask_NxWxC, impl=impl)  # row b·N + n: block n
     out_BxTxHxE = out_BNxWxHxE.reshape(B, N * W, H, E)[:, :T]
     if not g:
         return out_BxTxHxE
     index_T = jnp.arange(T)  # the global query rows: every key the causality allows
     mask_gxT = attention_mask(index_T[:g], index_T, causal=causal)
-    rows_BxgxHxE = dot_attention(q_BxTxHxE[:, :g], k_BxTxKxE, v_BxTxKxE, mask_gxT[None, None], impl=impl)
+    rows_BxgxHxE = patterned_attention(q_BxTxHxE[:, :g], k_BxTxKxE, v_BxTxKxE, mask_gxT[None], impl=impl)
     return jnp.concatenate([rows_BxgxHxE, out_BxTxHxE[:, g:]], axis=1)

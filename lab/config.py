@@ -44,7 +44,7 @@ class ModelConfig:
     n_dec_layers: int = 0  # encdec only: decoder layers (0 = n_layers)
     attn_window: int = 0  # sparse attention: sliding window size in tokens (0 = full attention)
     attn_global_tokens: int = 0  # sparse attention: leading tokens every query may see
-    attn_impl: str = "auto"  # auto | xla | cudnn (auto: cuDNN flash attention on an NVIDIA GPU in bf16, else XLA)
+    attn_impl: str = "auto"  # auto | xla | cudnn | chunked (auto: cuDNN flash attention on an NVIDIA GPU in bf16, chunked on a CPU, else XLA)
     remat: str = "save_matmuls"  # none | full | save_matmuls: what the backward pass recomputes per layer
     dtype: str = "float32"  # activation / matmul dtype: float32 | bfloat16
     param_dtype: str = "float32"
@@ -78,7 +78,7 @@ class ModelConfig:
         _choice("model.mlp", self.mlp, ("gelu", "swiglu"))
         _choice("model.dtype", self.dtype, ("float32", "bfloat16"))
         _choice("model.param_dtype", self.param_dtype, ("float32", "bfloat16"))
-        _choice("model.attn_impl", self.attn_impl, ("auto", "xla", "cudnn"))
+        _choice("model.attn_impl", self.attn_impl, ("auto", "xla", "cudnn", "chunked"))
         _choice("model.remat", self.remat, ("none", "full", "save_matmuls"))
         for name in ("d_model", "n_layers", "n_heads", "seq_len"):
             _positive(f"model.{name}", getattr(self, name))

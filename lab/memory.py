@@ -19,8 +19,8 @@ b = batch_size / (data·fsdp·K) sequences (one micro-batch's share of this devi
   (norm inputs/outputs, Q/K/V, attention output, residuals; MLP pre- and post-activation — the
   layer scan holds each stacked residual buffer twice); pairs = t·k score pairs (a sliding
   window computed blockwise: `lab.attention.score_pairs`), kept twice in float32 and once in
-  dtype; a fused cuDNN kernel keeps no scores, only a float32 log-sum-exp per query (pairs = t,
-  4 bytes). remat=full keeps b·t·D·a (the layer input) and save_matmuls b·t·(5·D + F/tensor)·a
+  dtype; a fused cuDNN kernel or the chunked one (`lab.attention_chunked`) keeps no scores, only a
+  float32 log-sum-exp per query (pairs = t, 4 bytes). remat=full keeps b·t·D·a (the layer input) and save_matmuls b·t·(5·D + F/tensor)·a
   (the weight matmuls' outputs); both add one layer's full working set, recomputed in the backward.
 
 Measured against XLA's memory analysis of the compiled step (arguments + temporaries, CPU, see
@@ -87,17 +87,17 @@ def _layer_shapes(cfg) -> list[tuple[int, int, int, bool]]:
     return [(cfg.n_layers, T, T, cfg.arch == "decoder")]
 
 
-def _attention_kept(cfg, t: int, k: int, causal: bool) -> tuple[float, float]:
+def attention_kept(cfg, t: int, k: int, causal: bool) -> tuple[float, float]:
     """(score pairs per sequence and head whose scores a layer keeps, bytes per pair): the pairs
     the attention computes (a window: blockwise, `lab.attention.score_pairs`), or none but a
-    float32 log-sum-exp per query for a fused (cuDNN flash) kernel."""
+    float32 log-sum-exp per query for a fused (cuDNN flash) or the chunked kernel."""
     from lab.attention import resolve_impl, score_pairs
 
     try:
         impl = resolve_impl(getattr(cfg, "attn_impl", "xla"), cfg.dtype, cfg.head_dim)
     except ConfigError:  # cudnn asked for where it cannot run: the run itself refuses it
         impl = "xla"
-    if impl == "cudnn":
+    if impl in ("cudnn", "chunked"):
         return t, 4
     window = cfg.attn_window if t == k else 0  # cross-attention is dense
     pairs = score_pairs(t, k, causal=causal, window=window, global_tokens=cfg.attn_global_tokens)
@@ -109,7 +109,7 @@ def _layer_bytes(cfg, b: int, t: int, k: int, causal: bool, tensor: int) -> tupl
     sequences, under `model.remat`: none keeps everything; full only the layer's input (the rest
     is recomputed, one layer at a time); save_matmuls the weight matmuls' outputs as well."""
     a, D, F = _itemsize(cfg.dtype), cfg.d_model, cfg.ffn_dim / tensor
-    pairs, pair_bytes = _attention_kept(cfg, t, k, causal)
+    pairs, pair_bytes = attention_kept(cfg, t, k, causal)
     everything = b * t * (ACT_PER_D * D + ACT_PER_F * F) * a + b * cfg.n_heads * pairs * pair_bytes / tensor
     remat = getattr(cfg, "remat", "none")
     if remat == "full":

@@ -13,30 +13,22 @@ XLA's own FLOP count.
 
 from __future__ import annotations
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lab.attention_chunked import ATTENTION_RESIDUALS
 from lab.config import ModelConfig
 from lab.layers import Block, Norm, next_key, param, sinusoidal_table
+from lab.loops import unroll
 from lab.quant import dequantize
 from lab.sharding import constrain
 
-REMAT_POLICIES = {"full": None, "save_matmuls": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
-_UNROLL = [False]
-
-
-@contextlib.contextmanager
-def unrolled_layers():
-    """Traces made inside unroll the layer scan into straight-line code: XLA's cost analysis counts
-    a loop's body once, so the FLOP audit (tests/test_costs.py) reads an unrolled program."""
-    _UNROLL.append(True)
-    try:
-        yield
-    finally:
-        _UNROLL.pop()
+_SAVE = jax.checkpoint_policies
+# save_matmuls: the weight matmuls' outputs, and what the chunked attention's backward reads (its
+# output and row log-sum-exp; without them the backward would run the attention forward again)
+REMAT_POLICIES = {"full": None, "save_matmuls": _SAVE.save_from_both_policies(
+    _SAVE.dots_with_no_batch_dims_saveable, _SAVE.save_only_these_names(*ATTENTION_RESIDUALS))}
 
 
 def stacked_blocks(cfg: ModelConfig, n_layers: int, rngs: nnx.Rngs, **block_kwargs) -> Block:
@@ -64,7 +56,7 @@ def scan_layers(blocks: Block, x_BxTxD, layer_fn, xs=None, remat: str = "none"):
 
     if remat != "none":
         body = jax.checkpoint(body, policy=REMAT_POLICIES[remat], prevent_cse=False)
-    return jax.lax.scan(body, x_BxTxD, (state, xs), unroll=_UNROLL[-1])
+    return jax.lax.scan(body, x_BxTxD, (state, xs), unroll=unroll())
 
 
 class Transformer(nnx.Module):

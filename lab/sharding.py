@@ -142,6 +142,17 @@ def constrain(x, logical_axes):
     return jax.lax.with_sharding_constraint(x, logical_to_spec(logical_axes))
 
 
+def per_device(fn, in_axes, out_axes):
+    """`fn` run by each device on its own shard of its arguments (`jax.shard_map` over the current
+    mesh), with in/out shardings given by logical axis names; `fn` itself on one device or outside
+    a mesh. For kernels written for one device's data, such as the chunked attention's loop."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or math.prod(mesh.shape.values()) == 1:
+        return fn
+    return jax.shard_map(fn, in_specs=tuple(logical_to_spec(a) for a in in_axes),
+                         out_specs=logical_to_spec(out_axes), check_vma=False)
+
+
 def bytes_per_device(tree) -> int:
     """Bytes of `tree` held on one device (the largest shard of each array, summed)."""
     total = 0

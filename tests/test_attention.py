@@ -91,7 +91,9 @@ def test_bfloat16_softmax_in_float32():
 
 
 def test_impl_choice():
-    assert resolve_impl("auto", "float32", 16) == "xla"
+    on_cpu = jax.default_backend() == "cpu"
+    assert resolve_impl("auto", "float32", 16) == ("chunked" if on_cpu else "xla")
+    assert resolve_impl("chunked", "bfloat16", 64) == "chunked"
     assert resolve_impl("xla", "bfloat16", 64) == "xla"
     if jax.default_backend() == "cpu":
         with pytest.raises(ConfigError, match="attn_impl=cudnn needs an NVIDIA GPU"):

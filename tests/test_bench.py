@@ -44,7 +44,7 @@ def test_json_has_header_and_fields(bench):
         assert r["temp_bytes"] == r["xla_memory_per_device"]["temp_size_in_bytes"] > 0
         assert r["argument_bytes"] == r["xla_memory_per_device"]["argument_size_in_bytes"] > 0
         assert r["microbatches"] == 2 and r["remat"] in ("none", "full", "save_matmuls")
-        assert r["attn_impl_resolved"] in ("xla", "cudnn")
+        assert r["attn_impl"] == "auto" and r["attn_impl_resolved"] == "chunked"  # on a CPU
     assert "K = train.microbatches" in bench["_table"]
     assert set(bench["formulas"]) >= {"matmul_peak", "mfu_measured", "flops_exact", "attention_flop_share"}
 

@@ -9,7 +9,8 @@ from flax import nnx
 
 from lab.config import ModelConfig
 from lab.costs import model_costs
-from lab.model import Transformer, unrolled_layers
+from lab.loops import unrolled_loops
+from lab.model import Transformer
 from lab.objectives import make_loss_fn
 
 CONFIGS = {
@@ -68,7 +69,7 @@ def test_flops_exact_matches_xla(name):
         return loss_fn(params, batch, jax.random.key(0))[0]  # the key draws MLM masks (encoder)
 
     def xla_flops(fn):
-        with unrolled_layers():  # XLA counts a loop body once
+        with unrolled_loops():  # XLA counts a loop body once
             ca = jax.jit(fn).lower(params, batch).compile().cost_analysis()
         return (ca[0] if isinstance(ca, list) else ca)["flops"]
 

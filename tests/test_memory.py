@@ -19,14 +19,18 @@ ONE_DEVICE = {"data": 1, "fsdp": 1, "tensor": 1}
 
 
 def test_estimate_follows_its_formula():
-    cfg = RunConfig(model=ModelConfig(vocab_size=256, d_model=64, n_layers=2, n_heads=4, seq_len=128, remat="none"),
-                    train=TrainConfig(batch_size=8, steps=1))
+    model = ModelConfig(vocab_size=256, d_model=64, n_layers=2, n_heads=4, seq_len=128, remat="none", attn_impl="xla")
+    cfg = RunConfig(model=model, train=TrainConfig(batch_size=8, steps=1))
     est = estimate(cfg, ONE_DEVICE)
     P = model_costs(cfg.model).params_total
     assert (est.params, est.optimizer, est.gradients) == (4 * P, 8 * P, 8 * P)
-    per_layer = 8 * 128 * (ACT_PER_D * 64 + ACT_PER_F * 256) * 4 + 8 * 4 * 128 * 128 * (4 * SCORE_F32 + 4)
+    dense = 8 * 128 * (ACT_PER_D * 64 + ACT_PER_F * 256) * 4
+    per_layer = dense + 8 * 4 * 128 * 128 * (4 * SCORE_F32 + 4)
     head = 8 * 128 * 256 * 4 * HEAD_COPIES
     assert est.activations == 2 * per_layer + head
+    # the chunked kernel keeps a float32 log-sum-exp per query and head, no scores
+    chunked = estimate(dataclasses.replace(cfg, model=dataclasses.replace(model, attn_impl="chunked")), ONE_DEVICE)
+    assert chunked.activations == 2 * (dense + 8 * 4 * 128 * 4) + head
     # remat=full: each layer keeps its input; one layer's working set is recomputed at a time
     full = estimate(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, remat="full")), ONE_DEVICE)
     assert full.activations == int(2 * 8 * 128 * 64 * 4 + RECOMPUTE_LIVE * per_layer + head)
