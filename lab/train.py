@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from lab import sharding
+from lab.attention import resolve_impl
 from lab.checkpoint import Checkpointer, abstract_like
 from lab.config import ConfigError, RunConfig
 from lab.costs import model_costs
@@ -246,7 +247,9 @@ class _Loop:
                           n_tokens=cfg.data.val_tokens)
         self.val = jax.device_put(val, sharding.val_sharding(mesh))
         self.eval_fn = jit_eval(step)
-        return {"compile_s": step.compile_s, **memory_report(step, self.params, self.opt_state)}
+        m = cfg.model  # the kernel that ran (`auto` resolved): tokens_per_s depends on it
+        return {"compile_s": step.compile_s, "attn_impl": resolve_impl(m.attn_impl, m.dtype, m.head_dim),
+                **memory_report(step, self.params, self.opt_state)}
 
     def restore(self, ckpt: Checkpointer) -> int:
         """Continue from the newest intact checkpoint, if any; returns the step to start at."""
@@ -365,7 +368,8 @@ class _Loop:
 
 def _memory_line(facts: dict, mesh) -> str:
     mb = lambda key: facts.get(key, 0) / 2**20
-    return (f"compiled step in {facts['compile_s']:.1f}s on mesh {dict(mesh.shape)}; per device: params "
+    return (f"compiled step in {facts['compile_s']:.1f}s on mesh {dict(mesh.shape)} (attention: {facts['attn_impl']}); "
+            f"per device: params "
             f"{mb('param_bytes_per_device'):.2f} MiB, optimizer {mb('opt_state_bytes_per_device'):.2f} MiB, "
             f"step arguments {mb('step_argument_size_in_bytes'):.2f} MiB, temporaries "
             f"{mb('step_temp_size_in_bytes'):.2f} MiB (XLA memory analysis)")

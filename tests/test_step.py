@@ -13,6 +13,7 @@ from flax import nnx
 
 from lab import sharding, step as step_module
 from lab.layers import next_key
+from lab.attention import resolve_impl
 from lab.step import abstract_model, compile_step, make_step
 from tests.helpers.runs import TINY
 
@@ -57,6 +58,7 @@ def test_train_bench_and_dry_run_compile_the_same_program(compiled_steps, tmp_pa
         assert other.executable.cost_analysis()["flops"] == trained.executable.cost_analysis()["flops"]
     assert result["compile_s"] == trained.compile_s and timing["compile_s"] == benched.compile_s
     assert result["step_temp_size_in_bytes"] == trained.memory["temp_size_in_bytes"] > 0
+    assert result["attn_impl"] == resolve_impl(CFG.model.attn_impl, CFG.model.dtype, CFG.model.head_dim)  # auto, resolved
     assert seconds[(CFG.model, CFG.train.batch_size)] > 0
 
 
