@@ -12,8 +12,8 @@ import pytest
 from flax import nnx
 
 from lab import sharding, step as step_module
-from lab.layers import next_key
 from lab.attention import resolve_impl
+from lab.layers import next_key
 from lab.step import abstract_model, compile_step, make_step
 from tests.helpers.runs import TINY
 
