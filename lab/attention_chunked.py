@@ -1,6 +1,7 @@
 """Attention computed a few heads at a time, with flash attention's backward pass (`model.attn_impl=chunked`).
 
-softmax(q·kᵀ/√E)·v over every key (dense; optionally causal), the same function as
+softmax(q·kᵀ/√E)·v over the keys each query may see (every key, the causal ones, or those of a
+boolean mask: the window's patterns, `lab.attention.patterned_attention`), the same function as
 `jax.nn.dot_product_attention`, computed for the heads of one chunk at a time in a `jax.lax.scan`,
 so that a chunk's scores and probabilities (`CACHE_BYTES` of float32) stay in the core's cache
 between the matmul that writes them and the passes that read them; computed all at once, every
@@ -13,8 +14,8 @@ head), so GQA multiplies G·T rows by the shared keys in one matmul. A chunk is 
 blocks. Under a mesh of several devices each device runs the kernel on its own batch and heads
 (`lab.sharding.per_device`).
 
-What it computes is what the dense kernel computes, T·S score pairs per head (`lab.costs` counts
-no less); what it saves is time where memory traffic, not arithmetic, bounds the softmax (the
+What it computes is what the XLA kernel computes, T·S score pairs per head for the shapes it is
+given (`lab.costs` counts the same); what it saves is time where memory traffic, not arithmetic, bounds the softmax (the
 CPU: 2.0x faster attention, value and gradient, at the small preset's shapes; see
 benchmarks/README.md), and activation memory: no scores are kept for the backward pass.
 """
