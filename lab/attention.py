@@ -15,8 +15,9 @@ it reads fewer keys than there are (`blockwise_keys`), and it equals the dense m
 
 `impl`: "xla" (any backend), "cudnn" (cuDNN's fused flash attention, NVIDIA GPUs, bf16, for the
 calls without a mask) or "chunked" (a few heads at a time in a loop, with flash attention's backward:
-`lab.attention_chunked`, any backend, window masks included); the KV cache's masked calls run on XLA. `resolve_impl("auto", ...)` picks cudnn where it can run, chunked on a CPU, else xla.
-Every one keeps the softmax statistics in float32.
+`lab.attention_chunked`, any backend, window masks included); the KV cache's masked calls run on
+XLA. `resolve_impl("auto", ...)` picks cudnn where it can run, chunked on a CPU, else xla. Every one
+keeps the softmax statistics in float32.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def scan_layers(blocks: Block, x_BxTxD, layer_fn, xs=None, remat: str = "none"):
     """(x after every layer, stacked per-layer outputs): a `jax.lax.scan` over the stacked layers
     of `blocks`; `layer_fn(block, x, xs_l) -> (x, ys_l)` runs one layer. `remat` (model.remat)
     wraps the layer in `jax.checkpoint`: full keeps only its input, save_matmuls also its weight
-    matmuls' outputs, for the backward pass."""
+    matmuls' outputs (and the chunked attention's output and log-sum-exp), for the backward pass."""
     graphdef, state = nnx.split(blocks)
 
     def body(x_BxTxD, layer):
