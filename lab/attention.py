@@ -63,6 +63,11 @@ def resolve_impl(impl: str, dtype: str, head_dim: int) -> str:
     return impl
 
 
+def model_impl(model) -> str:
+    """The kernel a ModelConfig's attention runs (`model.attn_impl`, `auto` resolved); runs record it."""
+    return resolve_impl(model.attn_impl, model.dtype, model.head_dim)
+
+
 def _nvidia_gpu() -> bool:
     device = jax.devices()[0]
     return device.platform == "gpu" and "rocm" not in str(getattr(device.client, "platform_version", "")).lower()

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from lab import sharding
-from lab.attention import resolve_impl
+from lab.attention import model_impl
 from lab.checkpoint import Checkpointer, abstract_like
 from lab.config import ConfigError, RunConfig
 from lab.costs import model_costs
@@ -247,8 +247,8 @@ class _Loop:
                           n_tokens=cfg.data.val_tokens)
         self.val = jax.device_put(val, sharding.val_sharding(mesh))
         self.eval_fn = jit_eval(step)
-        m = cfg.model  # the kernel that ran (`auto` resolved): tokens_per_s depends on it
-        return {"compile_s": step.compile_s, "attn_impl": resolve_impl(m.attn_impl, m.dtype, m.head_dim),
+        # the attention kernel that ran (`auto` resolved): tokens_per_s depends on it
+        return {"compile_s": step.compile_s, "attn_impl": model_impl(cfg.model),
                 **memory_report(step, self.params, self.opt_state)}
 
     def restore(self, ckpt: Checkpointer) -> int:

@@ -24,7 +24,7 @@ def arrays(B, T, S, H, K, E=8, seed=0, dtype=jnp.float32):
 
 def value_and_grads(impl, q, k, v, ct, causal):
     f = lambda q, k, v: (dot_attention(q, k, v, causal=causal, impl=impl).astype(jnp.float32) * ct).sum()
-    return jax.jit(jax.value_and_grad(lambda q, k, v: f(q, k, v), argnums=(0, 1, 2)))(q, k, v)
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))(q, k, v)
 
 
 # (B, T, S, H, K, causal): MHA, GQA, MQA; self-attention causal and not; cross-attention S != T
@@ -57,11 +57,11 @@ def test_window_masks_equal_xla(monkeypatch, T, W, g, causal, H, K):
     monkeypatch.setattr(ac, "CACHE_BYTES", 3 * K * 4 * (H // K) * W * C)  # chunks of 2-3 query blocks
     q, k, v, ct = arrays(2, T, T, H, K, seed=T + W)
 
-    def value_and_grads(impl):
+    def windowed(impl):
         f = lambda q, k, v: (self_attention(q, k, v, causal=causal, window=W, global_tokens=g, impl=impl) * ct).sum()
         return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))(q, k, v)
 
-    (val, grads), (ref, ref_grads) = value_and_grads("chunked"), value_and_grads("xla")
+    (val, grads), (ref, ref_grads) = windowed("chunked"), windowed("xla")
     assert float(val) == pytest.approx(float(ref), rel=1e-5, abs=1e-5)
     for a, b in zip(grads, ref_grads):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=1e-5)

@@ -146,8 +146,9 @@ def test_four_microbatches_give_the_full_batch_update(arch):
     assert full[-1] < full[0]  # it trained: the comparison is between moving curves
     for a, b in zip(jax.tree.leaves(full_params), jax.tree.leaves(micro_params)):
         # Adam divides by sqrt(v): a near-zero gradient's rounding moves a weight by up to ~lr, so
-        # the parameters agree to a small fraction of one step (lr = 3e-3), not to 1e-4 relative
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+        # the parameters agree to a small fraction of one step (lr = 3e-3), not to 1e-4 relative.
+        # Measured, encdec (losses equal to 1e-7): 5.5e-5 with the XLA kernel, 1.2e-4 with the chunked
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=2e-4)
 
 
 def test_microbatches_must_split_the_batch_over_devices():

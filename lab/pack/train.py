@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from lab import sharding
+from lab.attention import model_impl
 from lab.checkpoint import Checkpointer
 from lab.config import RunConfig
 from lab.costs import model_costs
@@ -132,7 +133,7 @@ class PackLoop:
         val = val_batches(self.corpus.val, batch_size=cfg.train.batch_size, seq_len=cfg.model.seq_len,
                           n_tokens=cfg.data.val_tokens)
         self.val = jax.device_put(val, sharding.val_sharding(mesh))
-        return {"compile_s": compile_s, **self.memory_facts()}
+        return {"compile_s": compile_s, "attn_impl": model_impl(cfg.model), **self.memory_facts()}
 
     def memory_facts(self) -> dict:
         """`lab.step.memory_report`'s fields for the packed step (the whole pack's bytes per device)."""
