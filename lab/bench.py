@@ -244,12 +244,9 @@ def bench_config(name: str, overrides: list[str], dtype: str, mesh: str, steps: 
 
 def attention_impl(model) -> tuple[str, str]:
     """(model.attn_impl as configured, the implementation it runs: `auto` resolved)."""
-    impl = getattr(model, "attn_impl", "xla")
-    try:
-        from lab.attention import resolve_impl
-    except ImportError:  # a tree without the attention module: attention is XLA's
-        return impl, "xla"
-    return impl, resolve_impl(impl, model.dtype, model.head_dim)
+    from lab.attention import model_impl
+
+    return model.attn_impl, model_impl(model)
 
 
 def step_row(name: str, cfg: RunConfig, timing: dict, peaks: dict, nominal: dict | None) -> dict:
