@@ -1,10 +1,15 @@
-"""Command-line front end: `fit`, `plot` and `report` subcommands for the `lab` command.
+"""Command-line front end: `fit`, `plot`, `design` and `report` subcommands for the `lab` command.
 
 The lab CLI wires them in with ``analysis.cli.add_parsers(subparsers)``; each subcommand sets
 ``func=handler`` with ``handler(args) -> int``. User-caused problems raise
 `analysis.errors.AnalysisError` (one line), which the front end prints as
 ``lab <cmd>: error: <msg>`` before exiting with status 2. `python -m analysis` does the same.
 Heavy modules are imported inside the handlers so that building the parser stays cheap.
+
+The vocabulary every `lab` command shares (`OneLineParser` and `HelpFormatter` serve both front
+ends): the positional TABLE is a results CSV or a study directory; `--json` prints one JSON object
+on stdout and nothing else there (notes and progress go to stderr); `--quiet` drops the progress
+lines; `--help` shows every default.
 """
 
 from __future__ import annotations
@@ -15,6 +20,29 @@ import sys
 
 from .methods import METHODS, get
 from .options import FitOptions, TableOptions, options_from
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit status 2 (argparse's status, without the usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions and epilogs as written, and ends each option's help with its default
+    unless the help already names it (or the default is None/False: "not set")."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default is argparse.SUPPRESS
+                or default == [] or not action.option_strings or text is argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
+
+
+TABLE_HELP = "results CSV, or a study directory holding results.csv"
 
 
 def _positive_float(text: str) -> float:
@@ -38,7 +66,11 @@ def _count(text: str) -> int:
     return v
 
 
-def _table_args(p: argparse.ArgumentParser) -> None:
+NOT_FOR_DESIGN = ("by", "curve_loss", "smooth")  # design fits one frontier and reads no curves
+
+
+def _table_args(p: argparse.ArgumentParser, hide: tuple = ()) -> None:
+    """The table flags (`TableOptions`); those whose dest is in `hide` parse but stay out of --help."""
     g = p.add_argument_group("table")
     g.add_argument("--n-col", help="parameter-count column (default: params_total, params_non_embedding, params, ...)")
     g.add_argument("--d-col", help="training-tokens column (default: tokens, ...; else D = C/(k N))")
@@ -50,7 +82,7 @@ def _table_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--status", default="completed",
                    help="keep rows with this status if the table has a status column ('any' keeps all; default completed)")
     g.add_argument("--drop-highest-loss", type=_count, default=0, metavar="K",
-                   help="drop the K highest-loss rows (Epoch's refit of Chinchilla dropped 5)")
+                   help="drop the K highest-loss rows; Epoch's refit of Chinchilla dropped 5")
     g.add_argument("--k", type=_positive_float, default=None,
                    help="FLOPs per parameter per token in C = k N D (default: median C/(N D) when the table "
                    "has both columns, else 6)")
@@ -60,14 +92,18 @@ def _table_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--curve-points", type=_count, default=0, metavar="K",
                    help="parametric/vpnls on a study directory: add up to K points per run, the loss-curve law's "
                    "prediction of a 20%% cooldown ending at each logged step (analysis.curve_points)")
+    for action in g._group_actions:
+        if action.dest in hide:
+            action.help = argparse.SUPPRESS
 
 
-def _fit_args(p: argparse.ArgumentParser) -> None:
+def _fit_args(p: argparse.ArgumentParser, bootstrap: int) -> None:
     g = p.add_argument_group("fit")
     g.add_argument("--target-flops", type=_positive_float, help="report N_opt and D_opt at this compute")
-    g.add_argument("--bootstrap", type=_count, default=0, metavar="B", help="bootstrap resamples for percentile CIs")
-    g.add_argument("--level", type=float, default=0.95, help="CI level (default 0.95)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--bootstrap", type=_count, default=bootstrap, metavar="B",
+                   help="bootstrap resamples for percentile CIs (0: none)")
+    g.add_argument("--level", type=float, default=0.95, help="CI level")
+    g.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     g.add_argument("--delta", type=_positive_float, default=1e-3, help="Huber delta for parametric (default 1e-3)")
     g.add_argument("--iso-method", choices=("akima", "quadratic"), default="akima",
                    help="per-budget minimum estimator for isoflop (default akima)")
@@ -76,52 +112,76 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
                    "(the paper's) or 'E,A,B,alpha,beta' (default: fit it to the single-epoch rows, then jointly)")
 
 
-def add_parsers(subparsers) -> None:
-    """Add `fit`, `plot` and `report` to an argparse subparsers object."""
-    p = subparsers.add_parser("fit", help="fit a scaling law to a results table",
-                              description="Fit a scaling law to a results table (CSV or study directory).")
-    p.add_argument("table", help="results CSV, or a study directory holding results.csv")
-    p.add_argument("--method", choices=METHODS, default="parametric")
-    _table_args(p)
-    _fit_args(p)
-    p.add_argument("--backtest", type=_count, default=0, metavar="H", help="also back-test: hold out the H largest budgets")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_fit)
+def _common_args(p: argparse.ArgumentParser, json_flag: bool = False) -> None:
+    """The positional TABLE, and --json / --quiet as every lab command means them."""
+    p.add_argument("table", metavar="TABLE", help=TABLE_HELP)
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print one JSON object on stdout (and nothing else there)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr (large tables, big bootstraps)")
 
-    p = subparsers.add_parser("plot", help="write figures (a)-(e) and their data CSVs",
-                              description="Write the scaling-law figures (a)-(e) of a table, each with its data CSV.")
-    p.add_argument("table", help="results CSV, or a study directory holding results.csv")
+
+def add_parsers(subparsers) -> None:
+    """Add `fit`, `plot`, `design` and `report` to an argparse subparsers object."""
+    add = lambda name, **kw: subparsers.add_parser(name, formatter_class=HelpFormatter, **kw)
+    p = add("fit", help="fit a scaling law to a results table",
+            description="Fit a scaling law to a results table (CSV or study directory).")
+    _common_args(p, json_flag=True)
+    p.add_argument("--method", choices=METHODS, default="parametric", help="the law to fit")
+    _table_args(p)
+    _fit_args(p, bootstrap=0)
+    p.add_argument("--backtest", type=_count, default=0, metavar="H",
+                   help="also back-test: hold out the H largest budgets (0: no back-test)")
+    p.set_defaults(func=_quietly(cmd_fit))
+
+    p = add("plot", help="write figures (a)-(e) and their data CSVs",
+            description="Write the scaling-law figures (a)-(e) of a table, each with its data CSV.")
+    _common_args(p)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--figures", default="abcde", help="which figures, e.g. 'acd' (default abcde; q: loss vs weight bits; l: loss vs learning rate; i: in-context accuracy vs compute)")
     p.add_argument("--format", default="png,svg", help="image formats, comma separated (default png,svg)")
     _table_args(p)
-    _fit_args(p)
-    p.set_defaults(func=cmd_plot, bootstrap=200)
+    _fit_args(p, bootstrap=200)
+    p.set_defaults(func=_quietly(cmd_plot))
 
-    p = subparsers.add_parser("design", help="propose the next cells that most shrink the frontier's uncertainty",
-                              description="Propose IsoFLOP cells (sizes x budgets) within a FLOP allowance that most "
-                              "narrow the CI of the exponent a, or of N_opt at --target-flops (analysis.design).")
-    p.add_argument("table", metavar="DIR", help="study directory, or a results CSV")
+    p = add("design", help="propose the next cells that most shrink the frontier's uncertainty",
+            description="Propose IsoFLOP cells (sizes x budgets) within a FLOP allowance that most "
+            "narrow the CI of the exponent a, or of N_opt at --target-flops (analysis.design). "
+            "The table flags choose the rows and columns of the IsoFLOP fit it starts from.")
+    _common_args(p, json_flag=True)
     p.add_argument("--flops", type=_positive_float, required=True, metavar="F", help="FLOPs the proposed cells may spend")
     p.add_argument("--target-flops", type=_positive_float, help="narrow N_opt at this compute instead of a")
-    p.add_argument("--sizes", type=_count, default=5, help="sizes per proposed budget (default 5)")
-    p.add_argument("--bootstrap", type=_count, default=200, metavar="B", help="resamples for the current CI (default 200)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_design)
+    p.add_argument("--sizes", type=_count, default=5, help="sizes per proposed budget")
+    p.add_argument("--bootstrap", type=_count, default=200, metavar="B", help="resamples for the current CI")
+    _table_args(p, hide=NOT_FOR_DESIGN)
+    p.set_defaults(func=_quietly(cmd_design))
 
-    p = subparsers.add_parser("report", help="write a one-page Markdown report of a study",
-                              description="Fit, plot and summarise a study directory (DIR/results.csv, DIR/<run>/metrics.jsonl).")
-    p.add_argument("dir", help="study directory (or a results CSV)")
-    p.add_argument("--out", help="report path (default DIR/report.md)")
+    p = add("report", help="write a one-page Markdown report of a study",
+            description="Fit, plot and summarise a study directory (TABLE/results.csv, TABLE/<run>/metrics.jsonl).")
+    _common_args(p)
+    p.add_argument("--out", help="report path (default: TABLE/report.md, or report.md beside a CSV)")
     _table_args(p)
-    _fit_args(p)
-    p.set_defaults(func=cmd_report, bootstrap=200)
+    _fit_args(p, bootstrap=200)
+    p.set_defaults(func=_quietly(cmd_report))
+
+
+def _quietly(handler):
+    """`handler` with the progress lines off while it runs when --quiet is given."""
+    def run(args) -> int:
+        from . import progress
+
+        before, progress.QUIET = progress.QUIET, args.quiet
+        try:
+            return handler(args)
+        finally:
+            progress.QUIET = before
+
+    run.__module__, run.__name__ = handler.__module__, handler.__name__
+    return run
 
 
 def _options(args) -> tuple[TableOptions, FitOptions]:
     """The parsed flags as the library's options."""
-    source = getattr(args, "table", None) or getattr(args, "dir", None)
-    return options_from(TableOptions, args), options_from(FitOptions, args, study_dir=source)
+    return options_from(TableOptions, args), options_from(FitOptions, args, study_dir=args.table)
 
 
 def _use_cache() -> None:
@@ -224,12 +284,16 @@ def cmd_design(args) -> int:
     from .inputs import load
     from .result import plain
 
-    if args.sizes < 3:
-        from .errors import AnalysisError
+    from .errors import AnalysisError
 
+    if args.sizes < 3:
         raise AnalysisError(f"--sizes {args.sizes}: a budget needs at least 3 sizes to locate its minimum")
-    p = propose(load(args.table, need_budget=True), args.flops, args.target_flops, sizes=args.sizes,
-                bootstrap=args.bootstrap)
+    unused = ["--" + dest.replace("_", "-") for dest in NOT_FOR_DESIGN if getattr(args, dest) is not None]
+    if unused:  # design fits one IsoFLOP frontier from the table's rows; it reads no groups and no curves
+        raise AnalysisError(f"{unused[0]} does not apply to design (it proposes cells for one IsoFLOP fit of the "
+                            "table's rows); choose the rows with --where/--status instead")
+    p = propose(load(args.table, options_from(TableOptions, args), need_budget=True), args.flops, args.target_flops,
+                sizes=args.sizes, bootstrap=args.bootstrap)
     print(json.dumps(plain(p), allow_nan=False) if args.json else design_text(p))
     return 0
 
@@ -239,5 +303,5 @@ def cmd_report(args) -> int:
 
     _use_cache()
     table, options = _options(args)
-    print(write_report(args.dir, args.out, table, options, by=getattr(args, "by", None)))
+    print(write_report(args.table, args.out, table, options, by=args.by))
     return 0

@@ -7,6 +7,7 @@ import sys
 import time
 
 LARGE_ROWS = 4096  # tables with more rows than this get progress lines
+QUIET = False  # True: no progress lines at all (the CLI's --quiet sets it while a command runs)
 
 
 class Progress:
@@ -16,5 +17,5 @@ class Progress:
         self.what, self.enabled, self.t0 = what, enabled, time.perf_counter()
 
     def __call__(self, message: str) -> None:
-        if self.enabled:
+        if self.enabled and not QUIET:
             print(f"{self.what}: {message} ({time.perf_counter() - self.t0:.1f} s)", file=sys.stderr, flush=True)

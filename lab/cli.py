@@ -2,6 +2,12 @@
 
 Errors a user can cause end in one line on stderr and exit status 2; a run that diverges or
 fails exits 1 with its status recorded in the run directory.
+
+One vocabulary across the commands: `--json` prints one JSON object on stdout and nothing else
+there; `--out` is where a command writes (a run or study directory, a report, a file); `--flops`
+is a FLOP allowance; `--mesh` a device mesh; `--quiet` drops the progress lines on stderr; the
+positionals are STUDY_FILE, RUN_DIR and TABLE (a results CSV or a study directory); `--help`
+shows every default.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import dataclasses
 import json
 import sys
 
+from analysis.cli import HelpFormatter, OneLineParser
 from analysis.cli import add_parsers as add_analysis_parsers
 from analysis.errors import run_command
 from lab.config import ConfigError
@@ -37,7 +44,7 @@ def add_train_parser(sub) -> None:
     p = sub.add_parser(
         "train", help="train one model and write a run directory",
         description="Train one transformer. Writes OUT/config.json, OUT/metrics.jsonl and OUT/result.json.",
-        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG_TRAIN,
     )
     _presets_in_help(p)
     p.add_argument("--out", required=True, help="run directory (must be empty unless --resume/--overwrite)")
@@ -55,7 +62,7 @@ def add_train_parser(sub) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run in OUT from its latest checkpoint")
     mode.add_argument("--overwrite", action="store_true", help="delete OUT's contents and start over")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     multi = p.add_argument_group("multi-host (one process per host; see README)")
     multi.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0")
     multi.add_argument("--num-processes", type=int, default=None, metavar="N")
@@ -84,20 +91,23 @@ def add_study_parser(sub) -> None:
         "(one row per run or cooldown branch). Re-running skips finished cells and resumes the rest. "
         "Exit status 0 when every cell completed, 1 otherwise.",
     )
-    p.add_argument("file", help="study file (a Python file with a study() function; see experiments/)")
+    p.add_argument("study_file", metavar="STUDY_FILE",
+                   help="study file (a Python file with a study() function; see experiments/)")
     p.add_argument("--out", help="study directory (required unless --dry-run)")
     p.add_argument("--dry-run", action="store_true", help="print the grid and a wall-time estimate; train nothing")
     p.add_argument("--no-timing", action="store_true", help="with --dry-run: skip the measured step times")
-    p.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"])
+    p.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"], help="where the cells run")
     p.add_argument("--workers", type=_count, default=None,
                    help="local launcher: runs at a time (default: the study's `workers`, else 1)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field in every cell; repeatable")
+    p.add_argument("--mesh", default=None, help="device mesh of every cell, e.g. data=2,fsdp=2 (the same as "
+                   "--set mesh=...; default: all on data)")
     p.add_argument("--ray-address", default=None, help="ray: cluster address (default: start a local cluster)")
     p.add_argument("--slurm-partition", default=None, help="slurm: partition")
     p.add_argument("--cpus-per-run", type=_count, default=1, help="ray/slurm: CPUs per run")
     p.add_argument("--gpus-per-run", type=int, default=0, help="ray/slurm: GPUs per run")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     p.add_argument("--pack", type=int, default=None, metavar="K",
                    help="train up to K cells of the same shapes and steps as one vmapped step (lab.study.packs; "
                    "default: the study's `pack`, else 8 on an accelerator and 1 on CPU)")
@@ -107,11 +117,27 @@ def add_study_parser(sub) -> None:
                    help="after the fit, train the predicted compute-optimal model at K x the largest budget "
                    "(and a size on each side) and report predicted vs measured loss")
     a.add_argument("--adaptive", action="store_true", help="after the grid, alternate design -> train -> refit")
-    a.add_argument("--flops-total", type=float, default=None, metavar="F",
+    a.add_argument("--flops", type=float, default=None, metavar="F",
                    help="with --adaptive: FLOPs the designed cells may spend in all")
+    a.add_argument("--flops-total", type=float, dest="flops", action=_Deprecated, help=argparse.SUPPRESS)
     p.add_argument("--tracker", choices=["tensorboard", "wandb"], default=None,
                    help="also log every run to this tracker, offline, grouped by study (optional extra; lab.trackers)")
     p.set_defaults(func=cmd_study)
+
+
+class _Deprecated(argparse._StoreAction):
+    """An old flag's name that still works, with a note on stderr naming the new one."""
+
+    NEW = {"--flops-total": "--flops"}
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: note: {option_string} is deprecated; use {self.NEW[option_string]}", file=sys.stderr)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def study_overrides(args) -> list[str]:
+    """The study command's config overrides: --mesh M is --set mesh=M, after the --set items."""
+    return list(args.overrides) + ([f"mesh={args.mesh}"] if args.mesh is not None else [])
 
 
 def cmd_study(args) -> int:
@@ -123,7 +149,8 @@ def cmd_study(args) -> int:
     from lab.study.runner import check_cells_fit, describe, run_study
     from lab.study.spec import expand
 
-    study = load_study(args.file)
+    args.overrides = study_overrides(args)
+    study = load_study(args.study_file)
     from lab.study.packs import check_pack, default_pack, describe_packs
 
     pack = check_pack(args.pack) if args.pack is not None else default_pack(study.pack)
@@ -140,7 +167,7 @@ def cmd_study(args) -> int:
 
     validate = study.validate if args.validate is None else args.validate
     check_validate(cells, validate)
-    check_adaptive(args.adaptive, args.flops_total)
+    check_adaptive(args.adaptive, args.flops)
     if args.tracker:
         from lab.trackers import check_available
 
@@ -166,7 +193,7 @@ def cmd_study(args) -> int:
         if args.adaptive:
             from lab.study.adaptive import adaptive_rounds
 
-            cells, status = adaptive_rounds(study, cells, Path(args.out), status, args.flops_total, vocab, args.overrides, run)
+            cells, status = adaptive_rounds(study, cells, Path(args.out), status, args.flops, vocab, args.overrides, run)
         after = after_grid(study, cells, Path(args.out), status, analyse=not args.no_analysis, validate=validate,
                            vocab_size=vocab, overrides=args.overrides, run=run)
     except Interrupted as e:  # SIGTERM/SIGINT: the workers were stopped after saving checkpoints
@@ -284,9 +311,12 @@ def cmd_train(args) -> int:
     return 0 if result["status"] == "completed" else 1
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse's own convention)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+class _Parser(OneLineParser):
+    """One-line usage errors (exit 2), and help that shows each option's default."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_sample_parser(sub)
     add_eval_parser(sub)
-    add_analysis_parsers(sub)  # fit, plot, report: the analysis package's commands
+    add_analysis_parsers(sub)  # fit, plot, design, report: the analysis package's commands
     return parser
 
 
@@ -313,7 +343,7 @@ def main(argv=None) -> int:
         return 2
     from lab import runtime
 
-    if args.func.__module__.startswith("analysis."):  # fit, plot, report: no JAX start-up unless a method needs it
+    if args.func.__module__.startswith("analysis."):  # fit, plot, design, report: no JAX start-up unless a method needs it
         runtime.one_line_warnings()
     else:
         runtime.setup()

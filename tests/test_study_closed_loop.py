@@ -74,8 +74,8 @@ def test_progress_counts_finished_cells_and_running_flops():
 @pytest.mark.parametrize("extra, message", [
     (["--validate", "100"], r"100x the largest budget is beyond what the grid supports \(its compute spans 9x"),
     (["--validate", "0.5"], r"the factor must be > 1"),
-    (["--adaptive"], r"--adaptive needs --flops-total"),
-    (["--flops-total", "1e12"], r"--flops-total is the allowance of --adaptive"),
+    (["--adaptive"], r"--adaptive needs --flops F"),
+    (["--flops", "1e12"], r"--flops is the allowance of --adaptive"),
 ])
 def test_bad_loop_flags_fail_in_one_line_before_training(tmp_path, capsys, extra, message):
     import re

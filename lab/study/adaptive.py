@@ -1,4 +1,4 @@
-"""`lab study FILE --adaptive --flops-total F`: after the grid, alternate design -> train -> refit.
+"""`lab study FILE --adaptive --flops F`: after the grid, alternate design -> train -> refit.
 
 Each round asks `analysis.design.propose` for the cells that most narrow the CI of the exponent a
 (or of N_opt at the study's `target_flops`) within half of what is left of F (all of it when half

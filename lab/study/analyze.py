@@ -177,6 +177,6 @@ def after_grid(study: Study, cells: list[Cell], out: Path, status: dict, *, anal
 
 def check_adaptive(adaptive: bool, flops_total: float | None) -> None:
     if adaptive and not (flops_total and flops_total > 0 and math.isfinite(flops_total)):
-        raise ConfigError("--adaptive needs --flops-total F (the FLOPs the designed cells may spend, > 0)")
+        raise ConfigError("--adaptive needs --flops F (the FLOPs the designed cells may spend, > 0)")
     if flops_total is not None and not adaptive:
-        raise ConfigError("--flops-total is the allowance of --adaptive; add --adaptive or drop it")
+        raise ConfigError("--flops is the allowance of --adaptive; add --adaptive or drop it")
