@@ -71,12 +71,12 @@ models=(); for m in $PRESETS; do models+=(--model "$m"); done
 # --fit-batch: a preset whose batch does not fit at once (gpt2-small: 256 x 1024 tokens) is split into
 # micro-batches instead of being refused; the others run with train.microbatches=1
 part bench_presets 200 "$PY" -m lab bench "${models[@]}" --dtype "$DTYPE" --fit-batch --steps "$STEPS" --warmup 2 \
-  $(sets "$PRESET_SET") --json "$OUT/bench_presets.json"
+  $(sets "$PRESET_SET") --out "$OUT/bench_presets.json"
 
 # 3. the ~1B config: the largest micro-batch that fits, accumulated to the preset's batch
 # shellcheck disable=SC2046
 part bench_big 240 "$PY" -m lab bench --model "$BIG_MODEL" --dtype "$DTYPE" --fit-batch --steps 3 --warmup 1 \
-  $(sets "$BIG_SET") --json "$OUT/bench_1b.json"
+  $(sets "$BIG_SET") --out "$OUT/bench_1b.json"
 
 # 3b. packing (issue 11): K = 1, 2, 4, 8 tiny cells as one vmapped step vs one after another,
 # aggregate tokens/s side by side in one process (goal: >= 5x at K = 8)

@@ -2,7 +2,7 @@
 measured in one run and printed with their formulas and the hardware.
 
     lab bench                                      # presets tiny and small, float32 and bfloat16
-    lab bench --model medium --set model.seq_len=128 --steps 20 --json bench.json
+    lab bench --model medium --set model.seq_len=128 --steps 20 --out bench.json
 
 Formulas (all FLOP counts are per trained token from `lab.costs`; one multiply-add = 2 FLOPs):
 
@@ -301,7 +301,7 @@ def default_matmul_n(platform_: str) -> int:
 
 def run_bench(models: list[str], overrides: list[str], dtypes: list[str], *, steps: int = 10, warmup: int = 2,
               matmul_n: int = 0, matmul_repeats: int = 5, mesh: str = "", fit: bool = False, log=None) -> dict:
-    """The whole benchmark as one dict (what --json writes). `fit`: see `compile_fitted`."""
+    """The whole benchmark as one dict (what --json prints and --out writes). `fit`: see `compile_fitted`."""
     if any(o.split("=", 1)[0].strip() == "model.dtype" for o in overrides):
         raise ConfigError("set the compute dtype with --dtype, not --set model.dtype")
     for d in dtypes:

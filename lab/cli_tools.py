@@ -129,7 +129,8 @@ def add_eval_parser(sub) -> None:
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("--quant", choices=["int8", "int4", "bf16"], default=None, help="only this format (default: all)")
-    p.add_argument("--json", action="store_true", help="print the numbers as one JSON object on stdout (and nothing else there)")
+    p.add_argument("--json", action="store_true",
+                   help="print the numbers as one JSON object on stdout (and nothing else there)")
     p.set_defaults(func=cmd_eval)
 
 
