@@ -56,6 +56,7 @@ def add_bench_parser(sub) -> None:
 
 
 def cmd_bench(args) -> int:
+    _check_out(args.out)  # before the benchmark, not after it
     if args.decode:
         return _decode_bench(args)
     from lab.bench import DTYPES, run_bench
@@ -80,6 +81,22 @@ def _decode_bench(args) -> int:
         for path in plot_decode(res, args.figure):
             print(path, file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _check_out(out: str | None) -> None:
+    """--out FILE can be written: its folder exists or is made, and FILE is not a folder."""
+    from pathlib import Path
+
+    from lab.config import ConfigError
+
+    if out is None:
+        return
+    if Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a directory; give a file name, e.g. {Path(out) / 'bench.json'}")
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot make its folder ({e.strerror})") from None
 
 
 def _emit(args, res: dict, text) -> None:

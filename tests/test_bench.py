@@ -129,7 +129,8 @@ def test_dtype_comparison_and_mfu_per_dtype():
 
 
 @pytest.mark.parametrize("args", [["--model", "nope"], ["--set", "model.bogus=1"], ["--set", "model.d_model=x"],
-                                  ["--set", "model.dtype=bfloat16"], ["--dtype", "float16"], ["--mesh", "data=3"]])
+                                  ["--set", "model.dtype=bfloat16"], ["--dtype", "float16"], ["--mesh", "data=3"],
+                                  ["--out", "."]])
 def test_user_errors_are_one_line_exit_2(args, capsys):
     assert main(["bench", *args, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
