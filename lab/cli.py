@@ -343,7 +343,7 @@ def main(argv=None) -> int:
         return 2
     from lab import runtime
 
-    if args.func.__module__.startswith("analysis."):  # fit, plot, design, report: no JAX unless a method needs it
+    if args.func.__module__.startswith("analysis."):  # fit, plot, report: no JAX start-up unless a method needs it
         runtime.one_line_warnings()
     else:
         runtime.setup()

@@ -71,6 +71,8 @@ def cmd_bench(args) -> int:
 
 
 def _decode_bench(args) -> int:
+    from pathlib import Path
+
     from lab.decode_bench import format_decode, plot_decode, run_decode_bench
 
     counts = lambda text: [_count(x) for x in text.split(",") if x.strip()] or [_count(text)]
@@ -78,7 +80,7 @@ def _decode_bench(args) -> int:
                            batches=counts(args.batches), log=None if args.quiet else sys.stderr)
     _emit(args, res, format_decode)
     if args.figure:
-        for path in plot_decode(res, args.figure):
+        for path in plot_decode(res, Path(args.figure)):
             print(path, file=sys.stderr if args.json else sys.stdout)
     return 0
 
