@@ -164,11 +164,17 @@ def add_parsers(subparsers) -> None:
     p.set_defaults(func=_quietly(cmd_report))
 
 
+def _progress():
+    """The module whose switch turns every progress line off (imported late: it stays out of start-up)."""
+    from . import progress
+
+    return progress
+
+
 def _quietly(handler):
     """`handler` with the progress lines off while it runs when --quiet is given."""
     def run(args) -> int:
-        from . import progress
-
+        progress = _progress()
         before, progress.QUIET = progress.QUIET, args.quiet
         try:
             return handler(args)

@@ -9,7 +9,6 @@ import textwrap
 import pytest
 
 import analysis
-import analysis.jaxcache
 from lab.cli import build_parser, main, study_overrides
 
 STUDY = """
@@ -21,11 +20,6 @@ BASE = RunConfig(model=ModelConfig(seq_len=32), data=DataConfig(val_tokens=1024)
 def study():
     return Study(name="two", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[2e9], min_steps=5)
 """
-
-
-@pytest.fixture(autouse=True)
-def _no_persistent_cache(monkeypatch):
-    monkeypatch.setattr(analysis.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -164,8 +158,9 @@ def test_design_refuses_table_flags_that_cannot_apply(capsys, iso_csv, flag, val
 
 
 def test_quiet_silences_the_analysis_progress_lines(capsys):
-    from analysis import progress
-    from analysis.cli import _quietly
+    from analysis.cli import _progress, _quietly
+
+    progress = _progress()
 
     def handler(args):
         progress.Progress("fit", True)("working")
