@@ -146,12 +146,12 @@ def cmd_study(args) -> int:
     from lab.config import apply_overrides
     from lab.data import load_corpus
     from lab.study.load import load_study
-    from lab.study.runner import check_cells_fit, describe, run_study
+    from lab.study.runner import check_cells_fit, run_study
     from lab.study.spec import expand
 
     args.overrides = study_overrides(args)
     study = load_study(args.study_file)
-    from lab.study.packs import check_pack, default_pack, describe_packs
+    from lab.study.packs import check_pack, default_pack
 
     pack = check_pack(args.pack) if args.pack is not None else default_pack(study.pack)
     if not args.dry_run and not args.out:
@@ -173,15 +173,7 @@ def cmd_study(args) -> int:
 
         check_available(args.tracker)
     if args.dry_run:
-        timing = None
-        if not args.no_timing:
-            from lab.study.estimate import step_seconds
-
-            timing = step_seconds(cells)
-        print(describe(study, cells, timing))
-        if pack > 1:
-            print(describe_packs(cells, pack))
-        return 0
+        return _dry_run(study, cells, pack, timed=not args.no_timing)
     from lab.study.signals import Interrupted
 
     def run(s, c, out):
@@ -204,6 +196,22 @@ def cmd_study(args) -> int:
                       **{k: v for k, v in after.items() if k != "validation"},
                       "validation": (after["validation"] or {}).get("summary")}))
     return 0 if all(s == "completed" for s in status.values()) else 1
+
+
+def _dry_run(study, cells, pack: int, timed: bool) -> int:
+    """--dry-run: print the grid, its packs and (when `timed`) the measured wall-time estimate."""
+    from lab.study.packs import describe_packs
+    from lab.study.runner import describe
+
+    timing = None
+    if timed:
+        from lab.study.estimate import step_seconds
+
+        timing = step_seconds(cells)
+    print(describe(study, cells, timing))
+    if pack > 1:
+        print(describe_packs(cells, pack))
+    return 0
 
 
 def _launcher_args(args) -> dict:
