@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 import analysis
-import analysis.jaxcache
+import analysis.solvers.jaxcache
 from analysis.__main__ import main
 
 
 @pytest.fixture(autouse=True)
 def _no_persistent_cache(monkeypatch):
-    monkeypatch.setattr(analysis.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
+    monkeypatch.setattr(analysis.solvers.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_exported_names_stay_functions_after_their_modules_load():
     import analysis.fitting  # noqa: F401
     import analysis.holdout  # noqa: F401
     import analysis.intervals  # noqa: F401
-    import analysis.reporting  # noqa: F401
+    import analysis.reports.reporting  # noqa: F401
 
     for name in ("fit", "bootstrap", "backtest", "report", "figures", "load"):
         assert callable(getattr(analysis, name)) and not isinstance(getattr(analysis, name), type(analysis)), name

@@ -13,7 +13,7 @@ from analysis.cli import cmd_fit  # noqa: F401  (the CLI module must import chea
 from analysis.design import propose
 from analysis.errors import AnalysisError
 from analysis.result import FitResult
-from analysis.suite import diagnose, fit_problems
+from analysis.reports.suite import diagnose, fit_problems
 from analysis.table import bin_budgets, fit_data
 from lab.cli import main
 

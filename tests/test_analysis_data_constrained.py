@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import analysis
-from analysis.fit_data_constrained import MUENNIGHOFF_C4_BASE, fit_data_constrained, worth_repeating
+from analysis.fits.data_constrained import MUENNIGHOFF_C4_BASE, fit_data_constrained, worth_repeating
 from analysis.laws import Chinchilla, DataConstrained
 from lab.cli import main
 from tests.conftest import SHARED_DATA
