@@ -18,8 +18,8 @@ The whole analysis of a study, from Python:
 registered in `analysis.methods`, one module each in `analysis.fits`; there are ten: parametric
 (approach 3), isoflop (approach 2), envelope (approach 1), kaplan, vpnls (the parametric law by
 variable projection), loss-curve (schedule-aware curves), data-constrained (repeated data), task
-(downstream accuracy), ptq (quantization damage) and lr (the optimal learning rate). `backtest(study.data, "parametric", holdout=2)` fits the smaller budgets
-and predicts the largest.
+(downstream accuracy), ptq (quantization damage) and lr (the optimal learning rate).
+`backtest(study.data, "parametric", holdout=2)` fits the smaller budgets and predicts the largest.
 
 Simulate a study design before spending compute: `simulate_isoflop` draws a results table from a
 known law (`CHINCHILLA_EPOCH` by default) and `write_study` lays it out as `lab study` does, with

@@ -72,6 +72,14 @@ def test_reproduces_the_published_R_D_and_R_N(capsys):
     assert out["worth_repeating"]["near_fresh_epochs"] == pytest.approx(3.3, abs=0.2)
 
 
+@pytest.mark.skipif(not DATABLATIONS.exists(), reason=f"published data not found at {DATABLATIONS}")
+def test_plot_draws_loss_vs_epochs_as_figure_r(tmp_path, capsys):
+    code = main(["plot", str(DATABLATIONS), "--base-law", "muennighoff-c4", "--where", KEEP, "--figures", "r",
+                 "--out", str(tmp_path)])
+    assert code == 0 and (tmp_path / "data_constrained.png").stat().st_size > 0
+    assert set(pd.read_csv(tmp_path / "data_constrained.csv").columns) >= {"N", "U", "epochs", "loss_fit", "loss_fresh"}
+
+
 def test_a_table_without_epochs_or_unique_tokens_is_one_line_exit_2(tmp_path, capsys):
     path = tmp_path / "t.csv"
     pd.DataFrame({"params": [1e7, 2e7, 4e7], "tokens": [1e9, 2e9, 4e9], "loss": [3.0, 2.9, 2.8]}).to_csv(path, index=False)

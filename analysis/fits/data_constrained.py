@@ -281,5 +281,6 @@ def figure(source, table, options, out, formats, fit=None) -> list[str]:
     from ..plotting.data_constrained import loss_vs_epochs
 
     if fit is None:  # the report passes the fit it already has
-        fit = fit_data_constrained(load(source, table).data, base=parse_base_law(options.base_law), delta=options.delta)
+        base = parse_base_law(options.base_law)
+        fit = fit_data_constrained(load(source, table).data, base=base, delta=options.delta)
     return loss_vs_epochs(fit, Path(out) / "data_constrained.png", formats)

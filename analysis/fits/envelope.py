@@ -64,7 +64,8 @@ def _frontier(grid, M):
     return env, j
 
 
-def fit_envelope(curves: pd.DataFrame, k: float = K_FLOPS_PER_PARAM_TOKEN, n_grid: int = 200, target_flops: float | None = None,
+def fit_envelope(curves: pd.DataFrame, k: float = K_FLOPS_PER_PARAM_TOKEN, n_grid: int = 200,
+                 target_flops: float | None = None,
                  columns: dict | None = None) -> FitResult:
     grid, M, T, runs = envelope_matrix(curves, n_grid)
     single = bool((runs["n"] == 1).all())
