@@ -181,7 +181,7 @@ def curves_table(study_dir, result: dict) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def fit_loss_curve(data, study_dir: str | None = None, holdout: str = "wsd", **_) -> "FitResult":
+def fit_loss_curve(data, study_dir: str | None = None, holdout: str = "wsd", **_):
     """The registry's `loss-curve` method: `fit_study` on the study directory of `data`'s table,
     as a FitResult whose rows are the held-out runs (residual = log final loss - log predicted)."""
     from ..result import FitResult
