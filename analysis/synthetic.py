@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .laws import Chinchilla, K_FLOPS_PER_PARAM_TOKEN
+from .laws import K_FLOPS_PER_PARAM_TOKEN, Chinchilla
 
 CHINCHILLA_EPOCH = Chinchilla(E=1.8172, A=477.83, B=2143.4, alpha=0.34731, beta=0.36717)
 

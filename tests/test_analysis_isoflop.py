@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.fits.isoflop import bootstrap_isoflop
 from analysis.errors import AnalysisError
-from analysis.fits.isoflop import fit_isoflop
+from analysis.fits.isoflop import bootstrap_isoflop, fit_isoflop
 from analysis.synthetic import CHINCHILLA_EPOCH, isoflop_table
 from analysis.table import fit_data
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from analysis.fits.parametric import bootstrap_parametric, fit_parametric, init_grid
-from analysis.solvers.huber_lse import huber_objective
 from analysis.laws import Chinchilla
+from analysis.solvers.huber_lse import huber_objective
 from analysis.table import fit_data
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

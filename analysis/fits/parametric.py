@@ -27,9 +27,9 @@ import pandas as pd
 
 from ..errors import AnalysisError
 from ..laws import Chinchilla
-from ..solvers.progress import LARGE_ROWS, Progress
 from ..reports.text import ci_text
 from ..result import FitResult, percentile_ci
+from ..solvers.progress import LARGE_ROWS, Progress
 from ..table import FitData, require_points, require_spread, resample_counts
 
 SCREEN_ROWS = LARGE_ROWS  # larger tables screen the init grid on a fixed subsample of this many rows

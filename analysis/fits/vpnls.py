@@ -19,8 +19,8 @@ import pandas as pd
 from ..errors import AnalysisError
 from ..laws import Chinchilla
 from ..result import FitResult, percentile_ci
-from ..table import FitData, require_points, require_spread, resample_counts
 from ..solvers.varpro import huber_polish, vp_search
+from ..table import FitData, require_points, require_spread, resample_counts
 
 LSE_NAMES = ("a", "b", "e", "alpha", "beta")
 

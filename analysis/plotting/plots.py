@@ -24,8 +24,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
-from .figure_files import save_figure  # noqa: E402
 from ..laws import K_FLOPS_PER_PARAM_TOKEN  # noqa: E402
+from .figure_files import save_figure  # noqa: E402
 
 plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.25,
                      "axes.spines.top": False, "axes.spines.right": False})

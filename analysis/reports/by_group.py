@@ -37,7 +37,6 @@ def fit_groups(source, by: str, method: str, table: TableOptions | None = None,
     """{value: FitResult, or the one-line reason it could not be fitted}."""
     from ..fitting import fit_with_options
     from ..methods import get
-
     from ..table import load_table
 
     out = {}

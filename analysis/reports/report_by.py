@@ -26,8 +26,8 @@ GROUP_METHODS = ("isoflop", "parametric")
 def write_group_report(source, by: str, out=None, table: TableOptions | None = None,
                        options: FitOptions | None = None, methods=GROUP_METHODS) -> Path:
     """Fit `methods` per value of column `by`, draw the comparison and write the Markdown report."""
-    from .by_group import fit_groups, plot_groups
     from ..result import plain
+    from .by_group import fit_groups, plot_groups
 
     source, table, options = Path(source), table or TableOptions(), options or FitOptions(bootstrap=200)
     out = Path(out) if out else ((source if source.is_dir() else source.parent) / "report.md")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .text import ci_text, md
 from ..methods import METHODS, get
 from ..options import FitOptions, TableOptions
 from ..result import plain
+from .text import ci_text, md
 
 DEFAULT_OPTIONS = FitOptions(bootstrap=200)  # `lab plot` and `lab report` bootstrap by default
 CAPTIONS = {"a_envelope": "(a) loss vs FLOPs with the lower envelope", "b_isoflop": "(b) IsoFLOP profiles",
