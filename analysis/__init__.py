@@ -15,15 +15,20 @@ The whole analysis of a study, from Python:
 `load` takes the table's row and column choices as keywords (`n_col=`, `loss_col=`, `where=`,
 `drop_highest_loss=`, ...; see `TableOptions`); `fit` takes the method's own (`delta=`,
 `estimator=`, `loss_noise=`) and `bootstrap=`, `seed=`, `level=`, `target_flops=`. Methods are
-registered in `analysis.methods`: parametric (approach 3), isoflop (approach 2), envelope
-(approach 1), kaplan. `backtest(study.data, "parametric", holdout=2)` fits the smaller budgets
-and predicts the largest.
+registered in `analysis.methods`, one module each in `analysis.fits`; there are ten: parametric
+(approach 3), isoflop (approach 2), envelope (approach 1), kaplan, vpnls (the parametric law by
+variable projection), loss-curve (schedule-aware curves), data-constrained (repeated data), task
+(downstream accuracy), ptq (quantization damage) and lr (the optimal learning rate).
+`backtest(study.data, "parametric", holdout=2)` fits the smaller budgets and predicts the largest.
 
 Simulate a study design before spending compute: `simulate_isoflop` draws a results table from a
 known law (`CHINCHILLA_EPOCH` by default) and `write_study` lays it out as `lab study` does, with
 training curves; fitting it shows whether the design recovers the law that generated it.
 
-No exported name equals a submodule's name, so `analysis.fit` is always the function.
+The package's rooms: `analysis.fits` (one module per law), `analysis.solvers` (Huber-LSE, variable
+projection, L-BFGS, the scipy reference), `analysis.plotting` (figures) and `analysis.reports`
+(the report, per-group comparisons, the suite of fits). No exported name equals a submodule's
+name, so `analysis.fit` is always the function.
 Names are imported lazily so that `import analysis` (e.g. by the lab CLI) costs nothing.
 """
 
@@ -39,12 +44,12 @@ _EXPORTS = {
     "FitResult": "result",
     "bootstrap": "intervals",
     "backtest": "holdout",
-    "figures": "plots",
-    "report": ("reporting", "write_report"),
+    "figures": "plotting.plots",
+    "report": ("reports.reporting", "write_report"),
     "simulate_isoflop": ("synthetic", "isoflop_table"), "write_study": "synthetic", "CHINCHILLA_EPOCH": "synthetic",
     "Chinchilla": "laws", "KaplanND": "laws", "PowerLaw": "laws", "DataConstrained": "laws",
 }
-# The fitters themselves are `analysis.fit_parametric.fit_parametric` etc.; they are not exported
+# The fitters themselves are `analysis.fits.parametric.fit_parametric` etc.; they are not exported
 # here because a name equal to a submodule's would turn into the module once that is imported.
 
 __all__ = sorted(_EXPORTS)

@@ -191,7 +191,7 @@ def _options(args) -> tuple[TableOptions, FitOptions]:
 
 
 def _use_cache() -> None:
-    from .jaxcache import enable_persistent_cache
+    from .solvers.jaxcache import enable_persistent_cache
 
     enable_persistent_cache()
 
@@ -209,7 +209,7 @@ def cmd_fit(args) -> int:
     study = load(args.table, table, need_budget=method.needs_budget or args.backtest > 0)
     result = fit_with_options(study, args.method, options)
     result.warnings[:0] = study.warnings
-    from .suite import fit_problems
+    from .reports.suite import fit_problems
 
     problems = fit_problems(result, study.data)  # is this fit identified? (plain words; empty when it is)
     out = {**result.to_json_dict(), "problems": problems}
@@ -229,7 +229,7 @@ def cmd_fit(args) -> int:
 
 
 def _fit_by(args, table: TableOptions, options: FitOptions) -> int:
-    from .by_group import fit_groups
+    from .reports.by_group import fit_groups
     from .fitting import summary_text
 
     fits = fit_groups(args.table, args.by, args.method, table, options)
@@ -255,12 +255,13 @@ def _backtest_json(study, method: str, holdout: int, options: FitOptions) -> dic
 
 
 def cmd_plot(args) -> int:
-    from .law_figures import EXTRA_FIGURES
-    from .plots import make_figures
+    from .methods import own_figures
+    from .plotting.plots import make_figures
 
     _use_cache()
     table, options = _options(args)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    EXTRA_FIGURES = own_figures()
     extra = [letter for letter in EXTRA_FIGURES if letter in args.figures]
     for letter in extra:  # figures of single laws, beside (a)-(e)
         for path in EXTRA_FIGURES[letter][1](args.table, table, options, args.out, formats):
@@ -269,7 +270,7 @@ def cmd_plot(args) -> int:
     if extra and not args.figures:
         return 0
     if args.by:
-        from .by_group import fit_groups, plot_groups
+        from .reports.by_group import fit_groups, plot_groups
         from .table import load_table
 
         df = load_table(args.table)  # IsoFLOP frontiers for IsoFLOP grids, else the parametric law's
@@ -305,7 +306,7 @@ def cmd_design(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .reporting import write_report
+    from .reports.reporting import write_report
 
     _use_cache()
     table, options = _options(args)

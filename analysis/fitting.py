@@ -13,10 +13,10 @@ Methods (see `analysis.methods`): parametric (approach 3), isoflop (approach 2),
 
 from __future__ import annotations
 
-from .describe import fmt
 from .errors import AnalysisError
-from .methods import REGISTRY, get
+from .methods import flagged, get
 from .options import FitOptions
+from .reports.text import fmt
 from .table import FitData, measured_rows
 
 
@@ -32,7 +32,7 @@ def fit(source, method: str = "parametric", *, bootstrap: int = 0, seed: int = 0
     data, curves = _data_and_curves(source, curves)
     m = get(method)
     if not m.curve_points and not measured_rows(data).all():
-        takers = " or ".join(n for n, x in REGISTRY.items() if x.curve_points)
+        takers = " or ".join(flagged("curve_points"))
         raise AnalysisError(f"--curve-points adds N-D law data; fit it with {takers}, not {method}")
     kw = {**m.options(FitOptions(seed=seed)), "target_flops": target_flops, **kwargs}
     result = m.fit(data, curves, **kw)

@@ -48,13 +48,13 @@ def load(source, table: TableOptions | None = None, need_budget: bool = True, **
 
 
 def _with_curve_points(source, data: FitData, per_run: int) -> FitData:
-    """`data` plus the loss-curve law's annealed points of every run (`analysis.curve_points`); each
+    """`data` plus the loss-curve law's annealed points of every run (`analysis.curves`); each
     point keeps its run's budget, so a back-test that holds a budget out holds its points out too."""
     if per_run < 0:
         raise AnalysisError(f"--curve-points must be 0 or more, got {per_run}")
     if isinstance(source, pd.DataFrame) or not Path(source).is_dir():
         raise AnalysisError("--curve-points reads the runs' metrics.jsonl: give a study directory, not a CSV")
-    from .curve_points import curve_point_rows
+    from .curves import curve_point_rows
 
     cols = data.columns
     frame = data.frame.reset_index(drop=True).assign(source="run")  # curve_row: a run's position

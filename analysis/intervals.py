@@ -15,6 +15,7 @@ target compute when one is given.
 from __future__ import annotations
 
 from .errors import AnalysisError
+from .laws import K_FLOPS_PER_PARAM_TOKEN
 from .methods import get
 from .result import FitResult, percentile_ci
 from .table import FitData
@@ -55,7 +56,7 @@ def prediction_interval(fit: FitResult, target_flops: float, level: float = 0.95
     s = fit.bootstrap_samples
     if fit.law is None or s is None or not len(s) or not {"E", "A", "B", "alpha", "beta"} <= set(s.columns):
         return None
-    k = fit.params.get("k", 6.0)
+    k = fit.params.get("k", K_FLOPS_PER_PARAM_TOKEN)
     E, A, B, al, be = (s[c].to_numpy(float) for c in ("E", "A", "B", "alpha", "beta"))
     with np.errstate(all="ignore"):
         G = (al * A / (be * B)) ** (1.0 / (al + be))

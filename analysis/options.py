@@ -25,7 +25,7 @@ class TableOptions:
     k: float | None = None  # FLOPs per parameter per token in C = k N D (None: median C/(N D), else 6)
     curve_loss: str | None = None  # metrics.jsonl key for training curves
     smooth: int | None = None  # rolling mean over K logged points of each curve
-    curve_points: int = 0  # add up to K loss-curve-law points per run (analysis.curve_points); 0: none
+    curve_points: int = 0  # add up to K loss-curve-law points per run (analysis.curves); 0: none
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import AnalysisError
+from .laws import K_FLOPS_PER_PARAM_TOKEN
 
 # Candidate column names, most specific first. Lab results tables come first, then the
 # published tables (Epoch's Chinchilla extraction, Porian et al., datablations).
@@ -24,7 +25,6 @@ C_COLS = ("flops_exact", "flops", "flops_6n_total", "Training FLOP", "compute", 
 # an IsoFLOP budget column: the lab's and Porian et al.'s names, then the names published exports use
 BUDGET_COLS = ("budget_flops", "flops_budget", "budget", "compute_budget", "isoflop_budget")
 LOSS_COLS = ("final_val_loss", "loss", "val_loss", "openLM_loss", "final_train_loss")
-K_DEFAULT = 6.0  # C = k * N * D when D or C has to be derived
 
 
 def load_table(source) -> pd.DataFrame:
@@ -119,7 +119,7 @@ class FitData:
     columns: dict  # role -> column name, or a note like "C/(6N)"
     frame: pd.DataFrame  # the filtered rows, in the same order as the arrays
     budget: np.ndarray | None = None
-    k: float = K_DEFAULT
+    k: float = K_FLOPS_PER_PARAM_TOKEN
     notes: list = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -162,7 +162,7 @@ def fit_data(df: pd.DataFrame, n_col=None, d_col=None, c_col=None, loss_col=None
         C = numeric_column(df, ccol, "C")
         cols["C"] = ccol
     if k is None:
-        k = float(np.median(C / (N * D))) if (ccol is not None and dcol is not None) else K_DEFAULT
+        k = float(np.median(C / (N * D))) if (ccol is not None and dcol is not None) else K_FLOPS_PER_PARAM_TOKEN
         if ccol is not None and dcol is not None:
             cols["k"] = f"median {ccol}/(N*{dcol}) = {k:.4g}"
     if dcol is None:

@@ -63,8 +63,8 @@ def check_fit(path: Path, fit: dict) -> dict:
     from scipy.optimize import minimize
 
     import analysis
-    from analysis.fit_parametric import PARAM_NAMES, huber_objective
-    from analysis.reference import huber_sum_and_grad
+    from analysis.solvers.huber_lse import PARAM_NAMES, huber_objective
+    from analysis.solvers.reference import huber_sum_and_grad
 
     d = analysis.load(path, need_budget=False).data
     theta = np.array([fit["lse_params"][p] for p in PARAM_NAMES])
@@ -77,7 +77,7 @@ def check_fit(path: Path, fit: dict) -> dict:
 def exact_screen(path: Path) -> tuple[float, float]:
     """(seconds, objective) of the fit screening every init on every row (lane chunks, in process)."""
     import analysis
-    from analysis.fit_parametric import fit_parametric
+    from analysis.fits.parametric import fit_parametric
 
     d = analysis.load(path, need_budget=False).data
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ rounds interleaved so that a change of machine load hits every command alike; me
 
 - `lab fit DATA --drop-highest-loss 5 --json`                   (parametric: JAX, compile cache warm)
 - `lab fit DATA --drop-highest-loss 5 --method vpnls --json`    (variable projection: numpy, no JAX)
-- the scipy reference (`analysis.reference.scipy_fit`, L-BFGS-B with the analytic gradient from
+- the scipy reference (`analysis.solvers.reference.scipy_fit`, L-BFGS-B with the analytic gradient from
   Epoch's 4,500-start grid) as its own process: import, read the CSV, fit, print;
 - `python -c pass` and `python -c "import numpy, pandas"`: the floor any Python command pays.
 
@@ -33,7 +33,7 @@ DATA = ROOT.parent / "shared" / "data" / "chinchilla_epoch.csv"
 
 SCIPY = """
 import sys, itertools, numpy as np, pandas as pd
-from analysis.reference import scipy_fit
+from analysis.solvers.reference import scipy_fit
 df = pd.read_csv(sys.argv[1]); df = df[df["loss"] < np.sort(df["loss"].to_numpy())[-5]]
 N, C, L = (df[c].to_numpy(float) for c in ("Model Size", "Training FLOP", "loss"))
 grid = np.array(list(itertools.product(np.arange(0, 30, 5), np.arange(0, 30, 5), np.arange(-1, 1.5, 0.5),

@@ -12,7 +12,7 @@ loss, summed), same 4,500-point initialisation grid. Baselines:
   finite-difference gradients (scipy's default, as in the Epoch notebook-style code);
 - scipy + analytic gradient: the same with the exact gradient (`jac=True`), a stronger baseline.
 
-Ours: `analysis.fit_parametric` warm (compiled, in process), cold (first call, in process), and the
+Ours: `analysis.fits.parametric` warm (compiled, in process), cold (first call, in process), and the
 whole `lab fit ... --json` command in a fresh process with the persistent compilation cache warm.
 Also a 1,000-resample bootstrap. Timings on a shared machine are noisy: the load average is printed.
 The 100,000-row case (time, peak memory, exactness) is `benchmarks/bench_analysis_scale.py`.
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.reference import scipy_fit
+from analysis.solvers.reference import scipy_fit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "chinchilla_epoch.csv"
@@ -84,7 +84,7 @@ def scipy_rows(N, D, L, grid, baseline_inits: int, analytic_too: bool) -> list[t
 
 def our_rows(data, repeats: int, env) -> tuple[list[tuple], object]:
     """(rows for ours: in process warm and cold, fresh `lab fit` processes), and the fit."""
-    from analysis.fit_parametric import fit_parametric
+    from analysis.fits.parametric import fit_parametric
 
     t0 = time.perf_counter()
     res = fit_parametric(data)
@@ -103,7 +103,7 @@ def our_rows(data, repeats: int, env) -> tuple[list[tuple], object]:
 
 def bootstrap_times(data, res) -> tuple[float, float, dict]:
     """(first call seconds, warm seconds, ci) of a 1,000-resample bootstrap."""
-    from analysis.fit_parametric import bootstrap_parametric
+    from analysis.fits.parametric import bootstrap_parametric
 
     t0 = time.perf_counter()
     bootstrap_parametric(data, res, n_boot=1000)

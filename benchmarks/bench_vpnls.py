@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import analysis
-from analysis.fit_parametric import fit_parametric
-from analysis.fit_vpnls import fit_vpnls
-from analysis.jaxcache import enable_persistent_cache
+from analysis.fits.parametric import fit_parametric
+from analysis.fits.vpnls import fit_vpnls
+from analysis.solvers.jaxcache import enable_persistent_cache
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PORIAN = "dataset == '{}' and experiment == '{}' and loss_source == 'val'"

@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 
 import analysis
-from analysis.curve_points import MIN_FRAC, branch_loss
-from analysis.loss_curve import fit_law, predict, read_run
+from analysis.curves import MIN_FRAC, branch_loss
+from analysis.fits.loss_curve import fit_law, predict, read_run
 
 
 def point_errors(study_dir: str, where: str | None) -> pd.DataFrame:

@@ -64,7 +64,7 @@ def main(*study_dirs: str) -> None:
     import pandas as pd
 
     import analysis
-    from analysis.plot_data_constrained import loss_vs_epochs
+    from analysis.plotting.data_constrained import loss_vs_epochs
 
     table = pd.concat([pd.read_csv(f"{d}/results.csv") for d in study_dirs], ignore_index=True)
     table = table.dropna(axis=1, how="all")  # an N x D grid leaves budget_flops empty

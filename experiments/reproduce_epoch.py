@@ -7,7 +7,7 @@ licence, so it is read in place and never copied). As Epoch did: drop the 5 high
 (240 points left), D = C / (6 N), Huber (delta 1e-3) on log loss summed over points, L-BFGS from
 the 4,500-point grid, best kept. Prints, side by side: our fit; the values Epoch published
 (Besiroglu et al. 2024, their refit); Hoffmann et al.'s published fit (2022, eq. 10); and a
-straightforward scipy L-BFGS-B run of the same objective (analytic gradient, `analysis.reference`)
+straightforward scipy L-BFGS-B run of the same objective (analytic gradient, `analysis.solvers.reference`)
 computed here from every k-th grid init (--scipy-inits of them; 0 skips it). Then bootstrap
 intervals; with --out, figures (a)-(e) and their CSVs.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import analysis
-from analysis.fit_parametric import init_grid
+from analysis.fits.parametric import init_grid
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch.csv"
 TABLE = analysis.TableOptions(n_col="Model Size", c_col="Training FLOP", loss_col="loss", drop_highest_loss=5, k=6.0)
@@ -33,7 +33,7 @@ CHINCHILLA_FLOPS = 5.76e23
 def scipy_column(data, n_inits: int) -> tuple[dict, float, str]:
     """Parameters and objective of the scipy reference fit from `n_inits` evenly strided grid
     inits, and a note saying how it was run."""
-    from analysis.reference import scipy_fit
+    from analysis.solvers.reference import scipy_fit
 
     grid = init_grid()
     inits = grid[::max(1, len(grid) // n_inits)]
@@ -77,7 +77,7 @@ def main():
             print(f"  {k:6s} {v['median']:10.4g}  [{v['lo']:.4g}, {v['hi']:.4g}]")
         print(f"  Epoch's B = {EPOCH['B']} lies inside B's interval: {r.ci['B']['lo'] < EPOCH['B'] < r.ci['B']['hi']}")
     if args.out:
-        from analysis.plots import make_figures
+        from analysis.plotting.plots import make_figures
 
         options = analysis.FitOptions(target_flops=CHINCHILLA_FLOPS, bootstrap=200)
         written, notes = make_figures(DATA, args.out, TABLE, options)

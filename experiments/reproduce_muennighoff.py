@@ -53,7 +53,11 @@ import argparse
 from pathlib import Path
 
 import analysis
-from analysis.fit_data_constrained import MUENNIGHOFF_C4_BASE, bootstrap_data_constrained, fit_data_constrained
+from analysis.fits.data_constrained import (
+    MUENNIGHOFF_C4_BASE,
+    bootstrap_data_constrained,
+    fit_data_constrained,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "datablations_c4_losses_colpret.csv"
 PUBLISHED = {"R_D_star": 15.39, "R_N_star": 5.31}

@@ -1,4 +1,4 @@
-"""The schedule-aware loss-curve law (Tissue et al. 2024, `analysis.loss_curve`) on a 2-core CPU:
+"""The schedule-aware loss-curve law (Tissue et al. 2024, `analysis.fits.loss_curve`) on a 2-core CPU:
 two byte-level decoders (d32 and d64, 2 layers) each trained three times on the same 2^20
 tokens — constant, cosine, and WSD with a 20% linear cooldown — logging train loss and learning
 rate every 8 steps. The law is fitted on each size's constant + cosine curves and predicts the WSD
@@ -80,7 +80,7 @@ def write_results(out: Path) -> None:
 
 
 def main(out: str) -> None:
-    from analysis.loss_curve import fit_study
+    from analysis.fits.loss_curve import fit_study
 
     out = Path(out)
     t0 = time.perf_counter()

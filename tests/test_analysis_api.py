@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 import analysis
-import analysis.jaxcache
+import analysis.solvers.jaxcache
 from analysis.__main__ import main
 
 
 @pytest.fixture(autouse=True)
 def _no_persistent_cache(monkeypatch):
-    monkeypatch.setattr(analysis.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
+    monkeypatch.setattr(analysis.solvers.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +84,35 @@ def test_registry_is_the_one_list_of_methods():
         analysis.fit(analysis.load(analysis.simulate_isoflop()), "chinchilla")
 
 
+def test_every_law_is_one_module_whose_hooks_the_registry_finds_by_name():
+    import importlib
+    import subprocess
+    import sys
+
+    from analysis import methods
+
+    for law, name in zip(methods.LAWS, methods.METHODS):
+        module = importlib.import_module(f"analysis.fits.{law}")
+        assert module.NAME == name and callable(module.fit) and module.DESCRIPTION
+        m = methods.get(name)
+        assert m.fit is module.fit and m.resample is getattr(module, "resample", None)
+    # each figure letter belongs to one law; the laws' own figures are drawn by their `figure` hook
+    letters = [c for n in methods.METHODS for c in methods.get(n).figures]
+    assert sorted(set("".join(letters))) == sorted("abcde" + "".join(methods.own_figures()))
+    assert {k: v[0] for k, v in methods.own_figures().items()} == {"r": "data-constrained", "i": "task", "q": "ptq",
+                                                                  "l": "lr"}
+    # the registry and every law's metadata load without JAX, scipy or matplotlib
+    code = ("import sys, analysis.methods as m; [m.get(n) for n in m.METHODS]; "
+            "print(sorted({'jax', 'scipy', 'matplotlib'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_exported_names_stay_functions_after_their_modules_load():
     import analysis.fitting  # noqa: F401
     import analysis.holdout  # noqa: F401
     import analysis.intervals  # noqa: F401
-    import analysis.reporting  # noqa: F401
+    import analysis.reports.reporting  # noqa: F401
 
     for name in ("fit", "bootstrap", "backtest", "report", "figures", "load"):
         assert callable(getattr(analysis, name)) and not isinstance(getattr(analysis, name), type(analysis)), name

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import analysis.jaxcache
+import analysis.solvers.jaxcache
 from analysis.__main__ import main
 from analysis.synthetic import isoflop_table
 
@@ -18,7 +18,7 @@ EPOCH = ["--n-col", "Model Size", "--c-col", "Training FLOP", "--loss-col", "los
 @pytest.fixture(autouse=True)
 def _no_persistent_cache(monkeypatch):
     """Tests leave the user's compilation cache and the process-wide JAX config alone."""
-    monkeypatch.setattr(analysis.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
+    monkeypatch.setattr(analysis.solvers.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +143,9 @@ def test_analysis_never_imports_the_training_stack():
     import subprocess
     import sys
 
-    code = ("import sys, analysis, analysis.cli, analysis.fitting, analysis.fit_parametric, analysis.fit_isoflop, "
-            "analysis.fit_envelope, analysis.fit_kaplan, analysis.intervals, analysis.holdout, analysis.plots, "
-            "analysis.reporting, analysis.inputs, analysis.methods, analysis.reference, analysis.synthetic, "
+    code = ("import sys, analysis, analysis.cli, analysis.fitting, analysis.fits.parametric, analysis.fits.isoflop, "
+            "analysis.fits.envelope, analysis.fits.kaplan, analysis.intervals, analysis.holdout, analysis.plotting.plots, "
+            "analysis.reports.reporting, analysis.inputs, analysis.methods, analysis.solvers.reference, analysis.synthetic, "
             "analysis.__main__\n"
             "bad = [m for m in sys.modules if m == 'lab' or m.startswith(('lab.', 'flax'))]\n"
             "assert not bad, bad")

@@ -12,8 +12,8 @@ import analysis
 from analysis.cli import cmd_fit  # noqa: F401  (the CLI module must import cheaply)
 from analysis.design import propose
 from analysis.errors import AnalysisError
+from analysis.reports.suite import diagnose, fit_problems
 from analysis.result import FitResult
-from analysis.suite import diagnose, fit_problems
 from analysis.table import bin_budgets, fit_data
 from lab.cli import main
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import analysis
-from analysis.fit_data_constrained import MUENNIGHOFF_C4_BASE, fit_data_constrained, worth_repeating
+from analysis.fits.data_constrained import MUENNIGHOFF_C4_BASE, fit_data_constrained, worth_repeating
 from analysis.laws import Chinchilla, DataConstrained
 from lab.cli import main
 from tests.conftest import SHARED_DATA
@@ -70,6 +70,14 @@ def test_reproduces_the_published_R_D_and_R_N(capsys):
     assert out["ci"]["R_D_star"]["lo"] < 15.4 < out["ci"]["R_D_star"]["hi"]
     assert out["ci"]["R_N_star"]["lo"] < 5.3 < out["ci"]["R_N_star"]["hi"]
     assert out["worth_repeating"]["near_fresh_epochs"] == pytest.approx(3.3, abs=0.2)
+
+
+@pytest.mark.skipif(not DATABLATIONS.exists(), reason=f"published data not found at {DATABLATIONS}")
+def test_plot_draws_loss_vs_epochs_as_figure_r(tmp_path, capsys):
+    code = main(["plot", str(DATABLATIONS), "--base-law", "muennighoff-c4", "--where", KEEP, "--figures", "r",
+                 "--out", str(tmp_path)])
+    assert code == 0 and (tmp_path / "data_constrained.png").stat().st_size > 0
+    assert set(pd.read_csv(tmp_path / "data_constrained.csv").columns) >= {"N", "U", "epochs", "loss_fit", "loss_fresh"}
 
 
 def test_a_table_without_epochs_or_unique_tokens_is_one_line_exit_2(tmp_path, capsys):

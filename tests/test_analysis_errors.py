@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 
 import analysis
-import analysis.jaxcache
+import analysis.solvers.jaxcache
 from analysis.__main__ import main
 
 
 @pytest.fixture(autouse=True)
 def _no_persistent_cache(monkeypatch):
-    monkeypatch.setattr(analysis.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
+    monkeypatch.setattr(analysis.solvers.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
 
 
 def _fails(capsys, *argv, match: str):

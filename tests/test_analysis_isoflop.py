@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.fit_isoflop import bootstrap_isoflop
 from analysis.errors import AnalysisError
-from analysis.fit_isoflop import fit_isoflop
+from analysis.fits.isoflop import bootstrap_isoflop, fit_isoflop
 from analysis.synthetic import CHINCHILLA_EPOCH, isoflop_table
 from analysis.table import fit_data
 
@@ -114,7 +113,7 @@ def test_budget_bootstrap_brackets_the_fit():
 def test_dense_size_grid_is_not_chained_into_one_point():
     """Points within 1% of their group's first point merge (replicates); a dense grid of distinct
     sizes, each within 1% of the next, must not collapse into one point."""
-    from analysis.fit_isoflop import merge_close
+    from analysis.fits.isoflop import merge_close
 
     x = np.log(np.geomspace(1e7, 1e9, 2000))  # neighbours 0.23% apart, span a factor 100
     xm, Lm = merge_close(x, np.full(2000, 3.0))
@@ -147,7 +146,7 @@ def test_two_budget_interval_is_the_slope_error_not_a_point():
 
 
 def test_birge_ratio_inflates_only_excess_scatter():
-    from analysis.fit_isoflop import birge_ratio
+    from analysis.fits.isoflop import birge_ratio
 
     x = np.log(np.array([1e17, 1e18, 1e19, 1e20]))
     sigma = np.full(4, 0.1)

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.holdout import backtest
 from analysis.curves import load_curves
-from analysis.fit_envelope import bootstrap_envelope, fit_envelope
-from analysis.fit_kaplan import fit_kaplan
+from analysis.fits.envelope import bootstrap_envelope, fit_envelope
+from analysis.fits.kaplan import fit_kaplan
+from analysis.holdout import backtest
 from analysis.laws import Chinchilla, DataConstrained, KaplanND, PowerLaw
 from analysis.synthetic import CHINCHILLA_EPOCH, isoflop_table, write_study
 from analysis.table import bin_budgets, fit_data

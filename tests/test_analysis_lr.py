@@ -1,4 +1,4 @@
-"""The learning-rate law (analysis.fit_lr): best LR per (N, D) with grid edges flagged, the
+"""The learning-rate law (analysis.fits.lr): best LR per (N, D) with grid edges flagged, the
 η_opt(N, D) power law recovered from synthetic loss-vs-LR curves, `lab fit --method lr` and
 `lab plot --figures l`."""
 
@@ -8,7 +8,7 @@ import pytest
 
 from analysis.__main__ import main as analysis_main
 from analysis.errors import AnalysisError
-from analysis.fit_lr import best_lr_table, fit_lr
+from analysis.fits.lr import best_lr_table, fit_lr
 from analysis.table import fit_data
 
 A_N, B_D, C0 = -0.35, 0.1, 0.05

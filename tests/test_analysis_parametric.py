@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.fit_parametric import bootstrap_parametric, fit_parametric, huber_objective, init_grid
+from analysis.fits.parametric import bootstrap_parametric, fit_parametric, init_grid
 from analysis.laws import Chinchilla
+from analysis.solvers.huber_lse import huber_objective
 from analysis.table import fit_data
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import analysis.jaxcache
+import analysis.solvers.jaxcache
 from analysis.__main__ import main
 from analysis.laws import Chinchilla
 from analysis.synthetic import isoflop_table, write_study
@@ -20,7 +20,7 @@ FIGS = ("a_envelope", "b_isoflop", "c_optimal", "d_isoloss", "e_residuals")
 
 @pytest.fixture(autouse=True)
 def _no_persistent_cache(monkeypatch):
-    monkeypatch.setattr(analysis.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
+    monkeypatch.setattr(analysis.solvers.jaxcache, "enable_persistent_cache", lambda *a, **k: None)
 
 
 def _cli_json(capsys, *argv):

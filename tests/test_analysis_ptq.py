@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from analysis.errors import AnalysisError
-from analysis.fit_ptq import fit_ptq, plot_loss_vs_bits
+from analysis.fits.ptq import fit_ptq
 from analysis.table import fit_data
 from lab.cli import main
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from analysis.errors import AnalysisError
-from analysis.fit_task import fit_task, sigmoid_acc
+from analysis.fits.task import fit_task, sigmoid_acc
 from analysis.table import fit_data
 
 TRUE = dict(E=1.2, A=40.0, B=60.0, alpha=0.35, beta=0.3)

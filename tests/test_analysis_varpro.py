@@ -1,4 +1,4 @@
-"""Variable projection (`analysis.varpro`, `--method vpnls`): exact NNLS, exact recovery of a
+"""Variable projection (`analysis.solvers.varpro`, `--method vpnls`): exact NNLS, exact recovery of a
 noiseless law, the Epoch refit's Huber objective, no JAX in the process."""
 
 import json
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import analysis
-from analysis.huber_lse import huber_objective
-from analysis.varpro import grams, nnls3, vp_search
+from analysis.solvers.huber_lse import huber_objective
+from analysis.solvers.varpro import grams, nnls3, vp_search
 from tests.conftest import SHARED_DATA
 from tests.helpers.runs import REPO
 

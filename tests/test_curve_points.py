@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 import analysis
-from analysis.curve_points import branch_schedule
+from analysis.curves import branch_schedule
 from analysis.errors import AnalysisError
-from analysis.loss_curve import predict
+from analysis.fits.loss_curve import predict
 from analysis.table import resample_counts
 from lab.cli import main
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.loss_curve import areas, fit_study, predict
+from analysis.fits.loss_curve import areas, fit_study, predict
 from lab.cli import main
 
 LAW = {"L0": 1.2, "A": 0.9, "alpha": 0.45, "C": 0.8, "lam": 0.995}

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.by_group import fit_groups
+from analysis.reports.by_group import fit_groups
 from lab.cli import main
 from lab.config import ConfigError
 from lab.study.load import load_study

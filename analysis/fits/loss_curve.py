@@ -15,7 +15,7 @@ learning rate between logged steps is interpolated linearly (the lab's schedules
 cosine between log points). Each model size is fitted on its own runs; runs of the held-out
 schedule (default: wsd, when others exist) are predicted and their final-loss error reported.
 
-    from analysis.loss_curve import fit_study
+    from analysis.fits.loss_curve import fit_study
     out = fit_study("runs/schedule_law_cpu")     # per size: law, predictions, final-loss errors
 """
 
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import AnalysisError
-from .varpro import nnls3
+from ..errors import AnalysisError
+from ..solvers.varpro import nnls3
 
 ALPHAS = np.linspace(0.02, 2.0, 100)
 LAMBDAS = 1.0 - np.geomspace(1e-4, 0.3, 40)  # momentum decay per step
@@ -181,14 +181,14 @@ def curves_table(study_dir, result: dict) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def fit_loss_curve(data, study_dir: str | None = None, holdout: str = "wsd", **_) -> "FitResult":
+def fit_loss_curve(data, study_dir: str | None = None, holdout: str = "wsd", **_):
     """The registry's `loss-curve` method: `fit_study` on the study directory of `data`'s table,
     as a FitResult whose rows are the held-out runs (residual = log final loss - log predicted)."""
-    from .result import FitResult
+    from ..result import FitResult
 
     if not study_dir or not Path(study_dir).is_dir():
         raise AnalysisError("the loss-curve law reads the runs' metrics.jsonl: give a study directory, not a CSV "
-                            "(from Python: analysis.loss_curve.fit_study(DIR))")
+                            "(from Python: analysis.fits.loss_curve.fit_study(DIR))")
     res = fit_study(study_dir, holdout)
     held = [dict(p, params=s["params"]) for s in res["sizes"] for p in s["predicted"]]
     frame = pd.DataFrame(held, columns=["name", "schedule", "params", "final_loss", "predicted_final", "error",
@@ -206,7 +206,7 @@ def fit_loss_curve(data, study_dir: str | None = None, holdout: str = "wsd", **_
                                         "sizes": res["sizes"], "holdout": holdout, "n_points": len(frame)})
 
 
-def summary_lines(fit) -> list[str]:
+def summary(fit) -> list[str]:
     lines = []
     for s in fit.extra["sizes"]:
         law = s["law"]
@@ -220,3 +220,21 @@ def summary_lines(fit) -> list[str]:
         lines.append(f"  final-loss error of the held-out {fit.extra['holdout']} runs: mean |rel| "
                      f"{fit.params['mean_abs_rel_error_final']:.2%}, max {fit.params['max_abs_rel_error_final']:.2%}")
     return lines
+
+
+# The registry's hooks and metadata (analysis.methods finds them by name)
+
+NAME = "loss-curve"
+DESCRIPTION = ("Tissue et al.'s schedule-aware curve L(s) = L0 + A*S1^-alpha - C*S2 per size, fitted on the "
+               "logged curves, WSD runs held out and predicted (needs a study directory)")
+SUITE_BOOTSTRAP = False
+COLUMNS = ("schedule",)
+VARIES = True
+
+
+def fit(data, curves, **kw):
+    return fit_loss_curve(data, **kw)
+
+
+def options(o) -> dict:
+    return {"study_dir": o.study_dir}

@@ -1,7 +1,7 @@
 """Writing a figure with its data: out/name.<format> for each format and out/name.csv beside it.
 
 A leaf module (matplotlib and pandas only), so fitters that draw their own figure do not import
-`analysis.plots` and, through it, the whole suite.
+`analysis.plotting.plots` and, through it, the whole suite.
 """
 
 from __future__ import annotations

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import AnalysisError
-from .methods import METHODS, get
-from .options import FitOptions
-from .progress import LARGE_ROWS, Progress
+from ..errors import AnalysisError
+from ..methods import METHODS, get
+from ..options import FitOptions
+from ..solvers.progress import LARGE_ROWS, Progress
 
 
 def holdout_for(data, share: float = 0.1, at_least: int = 3) -> int:
     """How many of the largest budgets to hold out so the test set has >= max(at_least, share * n) runs."""
-    from .table import bin_budgets
+    from ..table import bin_budgets
 
     budget = data.budget if data.budget is not None else bin_budgets(data.C)
     b, counts = np.unique(budget, return_counts=True)
@@ -28,8 +28,8 @@ def run_suite(study, options: FitOptions | None = None, methods=METHODS, backtes
 
     Returns {method name: FitResult or None, "backtest", "curves", "notes"}; a fit that cannot be
     done is None with its reason in "notes"."""
-    from .fitting import fit_with_options
-    from .holdout import backtest as run_backtest
+    from ..fitting import fit_with_options
+    from ..holdout import backtest as run_backtest
 
     options = options or FitOptions()
     data = study.data

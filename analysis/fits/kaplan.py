@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 
-from .errors import AnalysisError
-from .laws import KaplanND, PowerLaw
-from .result import FitResult
-from .table import FitData
+from ..errors import AnalysisError
+from ..laws import KaplanND, PowerLaw
+from ..reports.text import fmt, md
+from ..result import FitResult
+from ..table import FitData
 
 
 def _fit_power(x, L):
@@ -49,6 +49,8 @@ def _joint_log_loss(q, lN, lD):
 
 
 def _fit_joint(N, D, L, start, scales=(1.0, 0.5, 2.0)):
+    from scipy.optimize import least_squares
+
     lN, lD, lL = np.log(N), np.log(D), np.log(L)
     best = None
     for scale in scales:
@@ -125,7 +127,7 @@ def fit_kaplan(data: FitData, k: float | None = None, target_flops: float | None
 def bootstrap_kaplan(data: FitData, n_boot: int = 1000, seed: int = 0, target_flops: float | None = None,
                      start: dict | None = None) -> pd.DataFrame:
     """Resample runs and refit (three small regressions each, the joint fit from `start`)."""
-    from .table import subset
+    from ..table import subset
 
     rng = np.random.default_rng(seed)
     n = len(data)
@@ -152,3 +154,32 @@ def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kw
     iC = iC[~train_mask[iC]]
     law = PowerLaw(f.params["C_c"], f.params["alpha_C"], "C")
     return pd.DataFrame({"budget": budget[iC], "C": data.C[iC], "loss": data.L[iC], "predicted": law(data.C[iC])}), None
+
+
+# The registry's hooks and metadata (analysis.methods finds them by name)
+
+NAME = "kaplan"
+DESCRIPTION = "Kaplan et al.'s power laws L(N), L(D), L(C)"
+SUITE_BOOTSTRAP = False
+
+
+def fit(data, curves, **kw) -> FitResult:
+    return fit_kaplan(data, **kw)
+
+
+def resample(fit, data, curves, n_boot, seed, target_flops) -> pd.DataFrame:
+    return bootstrap_kaplan(data, n_boot=n_boot, seed=seed, target_flops=target_flops, start=fit.params)
+
+
+holdout = holdout_points
+
+
+def summary(r) -> list[str]:
+    p = r.params
+    return [f"  L({v}) = ({fmt(p[f'{v}_c'])}/{v})^{fmt(p[f'alpha_{v}'])}" for v in "NDC"]
+
+
+def section(k) -> list[str]:
+    q = k.params
+    return ["## Kaplan power laws", "",
+            "; ".join(f"L({v}) = ({md(q[f'{v}_c'], '.3g')}/{v})^{md(q[f'alpha_{v}'], '.3f')}" for v in "NDC"), ""]

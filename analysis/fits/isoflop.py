@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.interpolate import Akima1DInterpolator
 
-from .errors import AnalysisError
-from .result import FitResult
-from .table import FitData
+from ..errors import AnalysisError
+from ..reports.text import fmt, md
+from ..result import FitResult
+from ..table import FitData
 
 FINE = 25  # fine-grid points per data interval for minimising the interpolant
 
 
 def _argmin_akima(x, Y):
     """x (n,), Y (n, m) -> (x* (m,), log-loss at x* (m,), edge (m,) bool)."""
+    from scipy.interpolate import Akima1DInterpolator
+
     xi = np.linspace(x[0], x[-1], (len(x) - 1) * FINE + 1)
     yi = Akima1DInterpolator(x, Y, axis=0)(xi)
     j = np.argmin(yi, axis=0)
@@ -101,6 +103,8 @@ def estimate_loss_noise(budgets: list[tuple[np.ndarray, np.ndarray]]) -> float:
 def profile_curve(x, L, method: str = "akima", window: int = 2, n: int = 200):
     """The fitted log-loss profile of one budget around its minimum, as (x grid, loss) for plots:
     the Akima interpolant over the whole grid, or the parabola over its window."""
+    from scipy.interpolate import Akima1DInterpolator
+
     y = np.log(L)
     if method == "akima":
         xi = np.linspace(x[0], x[-1], n)
@@ -288,7 +292,7 @@ def birge_ratio(x, y, sigma) -> float:
 def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kwargs):
     """Back-test points: N_opt of every held-out budget measured on its own points, against the
     power law `f` fitted on the smaller budgets. Returns (points, None)."""
-    from .table import subset
+    from ..table import subset
 
     full_data = subset(data, np.ones(len(data), bool))
     full_data.budget = budget
@@ -298,3 +302,46 @@ def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kw
     pts = pd.DataFrame({"budget": rows["budget"].to_numpy(), "C": rows["budget"].to_numpy(),
                         "n_opt": rows["n_opt"].to_numpy(), "n_opt_predicted": pred})
     return pts, None
+
+
+# The registry's hooks and metadata (analysis.methods finds them by name)
+
+NAME = "isoflop"
+DESCRIPTION = "per-budget loss minima, then N_opt ∝ C^a (Chinchilla approach 2)"
+FIGURES = "bc"
+NEEDS_BUDGET = True
+
+
+def fit(data, curves, **kw) -> FitResult:
+    return fit_isoflop(data, **kw)
+
+
+def resample(fit, data, curves, n_boot, seed, target_flops) -> pd.DataFrame:
+    return bootstrap_isoflop(fit, n_boot=n_boot, seed=seed, target_flops=target_flops)
+
+
+holdout = holdout_points
+
+
+def options(o) -> dict:
+    return {"estimator": o.iso_method, "loss_noise": o.loss_noise, "seed": o.seed}
+
+
+def summary(r) -> list[str]:
+    lines = [f"  {r.extra['n_budgets_used']} of {r.extra['n_budgets']} budgets used; estimator {r.extra['estimator']}, "
+             f"loss noise {r.extra['loss_noise']:.3g}"]
+    for _, o in r.extra["optima"].iterrows():
+        if not np.isfinite(o["n_opt"]):  # a skipped budget has no optimum to print
+            lines.append(f"    C={o['budget']:.3g}: no optimum ({o['n_points']} distinct N; needs 3)")
+            continue
+        lines.append(f"    C={o['budget']:.3g}: N_opt={fmt(o['n_opt'])} (±{fmt(o['n_opt_std_log'], '.2f')} in log), "
+                     f"D_opt={fmt(o['d_opt'])}, loss={fmt(o['loss_opt'])}{'  [edge]' if o['edge'] else ''}")
+    return lines
+
+
+def section(iso) -> list[str]:
+    L = ["## IsoFLOP optima (approach 2)", "", "| budget | N_opt | D_opt | loss | σ(log N_opt) | used |", "|---|---|---|---|---|---|"]
+    for _, o in iso.extra["optima"].iterrows():
+        L.append(f"| {o['budget']:.3g} | {md(o['n_opt'], '.3g')} | {md(o['d_opt'], '.3g')} | {md(o['loss_opt'], '.4g')} | "
+                 f"{md(o['n_opt_std_log'], '.2f')} | {'yes' if o['used'] else 'no (edge)' if o['edge'] else 'no'} |")
+    return L + [""]

@@ -23,8 +23,9 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from .errors import AnalysisError
-from .result import FitResult, percentile_ci
+from ..errors import AnalysisError
+from ..laws import K_FLOPS_PER_PARAM_TOKEN
+from ..result import FitResult, percentile_ci
 
 ACC_COL, LOSS_COL = "icl_accuracy", "icl_loss"
 DEFAULT_CHANCE = 1 / 676  # lab.icl's two-letter answers
@@ -68,7 +69,7 @@ def _task_rows(data, acc_col: str, loss_col: str):
 def fit_task(data, acc_col: str = ACC_COL, loss_col: str = LOSS_COL, chance: float = DEFAULT_CHANCE,
              n_boot: int = 200, seed: int = 0, target_flops: float | None = None, **parametric_kw) -> FitResult:
     """Both steps on `data` (a FitData); see the module docstring."""
-    from .fit_parametric import fit_parametric
+    from .parametric import fit_parametric
 
     keep = _task_rows(data, acc_col, loss_col)
     frame = data.frame[keep]
@@ -145,7 +146,7 @@ def _sigmoid_warnings(L, sig: dict, ci: dict) -> list[str]:
     return out
 
 
-def task_summary(fit: FitResult) -> list[str]:
+def summary(fit: FitResult) -> list[str]:
     """Lines for `lab fit --method task`."""
     p, ci = fit.params, fit.ci or {}
     lines = [f"  step 1, task loss: E={p['task_E']:.3f} A={p['task_A']:.3g} alpha={p['task_alpha']:.3f} "
@@ -174,7 +175,7 @@ def plot_task(fit: FitResult, out_dir, formats=("png",)) -> list:
     right.scatter(d["task_loss"], d["accuracy"], s=14, label="runs")
     if "L0" in p:
         flops = np.logspace(np.log10(d["C"].min()) - 0.5, np.log10(d["C"].max()) + 2, 80)
-        _, L_opt = frontier(fit.law, fit.data.attrs.get("k", 6.0), flops)
+        _, L_opt = frontier(fit.law, fit.data.attrs.get("k", K_FLOPS_PER_PARAM_TOKEN), flops)
         left.plot(flops, sigmoid_acc(L_opt, p["a"], p["k"], p["L0"], p["b"]), label="two-step law, frontier")
         grid = np.linspace(d["task_loss"].min() - 0.5, d["task_loss"].max() + 0.5, 100)
         right.plot(grid, sigmoid_acc(grid, p["a"], p["k"], p["L0"], p["b"]), label="sigmoid fit")
@@ -183,6 +184,33 @@ def plot_task(fit: FitResult, out_dir, formats=("png",)) -> list:
         ax.legend(fontsize=7)
     left.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="in-context recall accuracy", title="ability vs compute")
     right.set(xlabel="task loss (nats/token)", ylabel="accuracy", title="step 2: accuracy vs task loss")
-    from .figure_files import save_figure
+    from ..plotting.figure_files import save_figure
 
     return save_figure(fig, d, out_dir, "icl", formats)
+
+
+# The registry's hooks and metadata (analysis.methods finds them by name)
+
+NAME = "task"
+DESCRIPTION = "two-step task law: task loss L(N, D), then accuracy as a sigmoid of it (OLMo's ladder)"
+FIGURES = "i"  # in-context accuracy vs compute and vs task loss
+SUITE_BOOTSTRAP = False
+USES_JAX = True
+COLUMNS = ("icl_accuracy", "icl_loss")
+
+
+def fit(data, curves, **kw) -> FitResult:
+    return fit_task(data, **kw)
+
+
+def options(o) -> dict:
+    return {"delta": o.delta, "seed": o.seed}
+
+
+def figure(source, table, options, out, formats, fit=None) -> list:
+    """Figure i, from the fit (fitted here unless given)."""
+    from ..inputs import load
+
+    if fit is None:  # the report passes the fit it already has
+        fit = fit_task(load(source, table).data, seed=options.seed)
+    return plot_task(fit, out, formats)

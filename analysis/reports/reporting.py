@@ -1,6 +1,6 @@
 """`lab report DIR`: a one-page Markdown report of a study — the table, every fit with its CIs,
 the compute-optimal exponents side by side, the back-test, and figures (a)-(e); a law with
-a figure of its own (lr, ptq, task: `analysis.law_figures`) adds it, and a law without a section of
+a figure of its own (lr, ptq, task, data-constrained: the law's `figure` hook) adds it, and a law without a section of
 its own is reported by its summary lines.
 
 Writes DIR/report.md (or `out`), the figures and their CSVs under <report dir>/figures/, and
@@ -12,16 +12,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .describe import ci_text, md
-from .methods import METHODS, get
-from .options import FitOptions, TableOptions
-from .result import plain
+from ..methods import METHODS, get
+from ..options import FitOptions, TableOptions
+from ..result import plain
+from .text import ci_text, md
 
 DEFAULT_OPTIONS = FitOptions(bootstrap=200)  # `lab plot` and `lab report` bootstrap by default
 CAPTIONS = {"a_envelope": "(a) loss vs FLOPs with the lower envelope", "b_isoflop": "(b) IsoFLOP profiles",
             "c_optimal": "(c) N_opt(C), D_opt(C)", "d_isoloss": "(d) isoloss contours and efficient frontier",
             "e_residuals": "(e) residuals and back-test", "lr": "loss vs peak learning rate, per (N, D)",
-            "ptq": "loss vs weight bits (post-training quantization)", "icl": "in-context accuracy vs compute"}
+            "ptq": "loss vs weight bits (post-training quantization)", "icl": "in-context accuracy vs compute",
+            "data_constrained": "loss vs epochs with the data-constrained law"}
 
 
 def write_report(source, out: Path | str | None = None, table: TableOptions | None = None,
@@ -30,7 +31,7 @@ def write_report(source, out: Path | str | None = None, table: TableOptions | No
     and write the Markdown report to `out` (default <dir>/report.md). Returns the report's path.
     The target compute is `options.target_flops`, else 10x the largest compute in the table.
     A `validation.json` beside the table (`lab study --validate`) adds its section.
-    `by` (a column, e.g. variant): one law per value instead (`analysis.report_by`)."""
+    `by` (a column, e.g. variant): one law per value instead (`analysis.reports.report_by`)."""
     from dataclasses import replace
 
     if by:
@@ -39,8 +40,8 @@ def write_report(source, out: Path | str | None = None, table: TableOptions | No
         return write_group_report(source, by, out, table, options or DEFAULT_OPTIONS,
                                   [m for m in GROUP_METHODS if m in methods] or GROUP_METHODS)
 
-    from .inputs import load
-    from .plots import draw_figures
+    from ..inputs import load
+    from ..plotting.plots import draw_figures
     from .suite import diagnose, run_suite
 
     source, table, options = Path(source), table or TableOptions(), options or DEFAULT_OPTIONS
@@ -84,7 +85,7 @@ def _verdict_section(verdict: dict) -> list[str]:
 def _intervals_section(suite, options: FitOptions) -> list[str]:
     """Confidence intervals (of parameters) apart from prediction intervals (of a new run's loss),
     and the back-test error of extrapolating to the largest budgets."""
-    from .intervals import prediction_interval
+    from ..intervals import prediction_interval
 
     L = ["## Intervals", "",
          "- **Confidence intervals** (the brackets above) say where a law's *parameters* and exponents lie, "
@@ -162,10 +163,10 @@ def _exponents_section(suite, k: float, options: FitOptions) -> list[str]:
 
 def _law_figures(suite, source: Path, table: TableOptions, options: FitOptions, out: Path) -> list[str]:
     """The figure of each fitted law that has one of its own (loss vs LR, vs weight bits, ...)."""
-    from .law_figures import EXTRA_FIGURES
+    from ..methods import own_figures
 
     written = []
-    for method, draw in EXTRA_FIGURES.values():
+    for method, draw in own_figures().values():
         if suite.get(method) is not None:
             written += [str(p) for p in draw(source, table, options, out, ("png", "svg"), fit=suite[method])]
     return written

@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import AnalysisError
-from .result import FitResult
+from ..errors import AnalysisError
+from ..laws import K_FLOPS_PER_PARAM_TOKEN
+from ..result import FitResult
 
 
 def envelope_matrix(curves: pd.DataFrame, n_grid: int = 200):
@@ -63,7 +64,8 @@ def _frontier(grid, M):
     return env, j
 
 
-def fit_envelope(curves: pd.DataFrame, k: float = 6.0, n_grid: int = 200, target_flops: float | None = None,
+def fit_envelope(curves: pd.DataFrame, k: float = K_FLOPS_PER_PARAM_TOKEN, n_grid: int = 200,
+                 target_flops: float | None = None,
                  columns: dict | None = None) -> FitResult:
     grid, M, T, runs = envelope_matrix(curves, n_grid)
     single = bool((runs["n"] == 1).all())
@@ -118,7 +120,7 @@ def _sorted_cover(filled):
     return np.where(np.take_along_axis(finite, order, 0), order, -1)
 
 
-def bootstrap_envelope(curves: pd.DataFrame, n_boot: int = 1000, seed: int = 0, k: float = 6.0,
+def bootstrap_envelope(curves: pd.DataFrame, n_boot: int = 1000, seed: int = 0, k: float = K_FLOPS_PER_PARAM_TOKEN,
                        n_grid: int = 200, target_flops: float | None = None) -> pd.DataFrame:
     """Resample runs with replacement; a resample's envelope at each FLOP value is its lowest-loss
     covering run: the first selected run in that column's loss order (no matrix copy per resample)."""
@@ -153,3 +155,25 @@ def bootstrap_envelope(curves: pd.DataFrame, n_boot: int = 1000, seed: int = 0, 
             row["d_opt"] = np.exp(cd) * target_flops ** b
         out.append(row)
     return pd.DataFrame(out)
+
+
+# The registry's hooks and metadata (analysis.methods finds them by name)
+
+NAME = "envelope"
+DESCRIPTION = "lower envelope of loss over FLOPs (Chinchilla approach 1)"
+FIGURES = "ac"
+
+
+def _one_point_curves(data, curves):
+    from ..curves import final_points_as_curves
+
+    return final_points_as_curves(data.N, data.C, data.L, data.D) if curves is None else curves
+
+
+def fit(data, curves, **kw) -> FitResult:
+    return fit_envelope(_one_point_curves(data, curves), k=data.k, columns=data.columns, **kw)
+
+
+def resample(fit, data, curves, n_boot, seed, target_flops) -> pd.DataFrame:
+    return bootstrap_envelope(_one_point_curves(data, curves), n_boot=n_boot, seed=seed,
+                              k=data.k if data else K_FLOPS_PER_PARAM_TOKEN, target_flops=target_flops)

@@ -22,8 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
+from ..laws import K_FLOPS_PER_PARAM_TOKEN  # noqa: E402
 from .figure_files import save_figure  # noqa: E402
 
 plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.25,
@@ -84,7 +85,7 @@ def plot_envelope(curves: pd.DataFrame, env_fit, out: Path, formats=("png", "svg
 
 def plot_isoflop(iso_fit, out: Path, formats=("png", "svg"), z: float = 1.96):
     """(b) Loss against N for each budget, the fitted profile, and its minimum with a CI bar."""
-    from .fit_isoflop import merge_close, profile_curve
+    from ..fits.isoflop import merge_close, profile_curve
 
     data, opt = iso_fit.data, iso_fit.extra["optima"]
     norm = _lognorm(opt["budget"])
@@ -118,11 +119,11 @@ def plot_isoflop(iso_fit, out: Path, formats=("png", "svg"), z: float = 1.96):
     return _save(fig, pd.concat(rows, ignore_index=True), out, "b_isoflop", formats)
 
 
-def plot_optimal(fit, out: Path, target_flops: float | None = None, law=None, k: float = 6.0,
+def plot_optimal(fit, out: Path, target_flops: float | None = None, law=None, k: float = K_FLOPS_PER_PARAM_TOKEN,
                  formats=("png", "svg"), z: float = 1.96):
     """(c) N_opt(C) and D_opt(C): per-budget optima (isoflop) or envelope points, the fitted power
     law with its bootstrap band, the exponent, and a projection to `target_flops`."""
-    from .methods import get
+    from ..methods import get
 
     p = fit.params
     C, pts = get(fit.method).allocation_points(fit)
@@ -166,7 +167,7 @@ def plot_optimal(fit, out: Path, target_flops: float | None = None, law=None, k:
     return _save(fig, pd.concat(rows, ignore_index=True), out, "c_optimal", formats)
 
 
-def plot_isoloss(law, N, D, L, out: Path, k: float = 6.0, target_flops: float | None = None, formats=("png", "svg")):
+def plot_isoloss(law, N, D, L, out: Path, k: float = K_FLOPS_PER_PARAM_TOKEN, target_flops: float | None = None, formats=("png", "svg")):
     """(d) Isoloss contours of L(N, C/(kN)) over (C, N), the efficient frontier, the data by loss."""
     C = k * N * D
     c_hi = max(C.max(), target_flops or 0) * 3
@@ -237,7 +238,7 @@ def plot_residuals(fit, bt: dict | None, out: Path, formats=("png", "svg")):
 
 def check_choices(wanted: str, formats) -> None:
     """Refuse unknown figure letters or image formats before any fitting is done."""
-    from .errors import AnalysisError
+    from ..errors import AnalysisError
 
     bad = sorted(set(wanted) - set("abcde"))
     if bad or not wanted:
@@ -256,7 +257,7 @@ def _runs_for_figure_a(suite: dict, data) -> pd.DataFrame:
         return suite["curves"]
     if suite.get("envelope") is not None:
         return suite["envelope"].data
-    from .curves import final_points_as_curves
+    from ..curves import final_points_as_curves
 
     return final_points_as_curves(data.N, data.C, data.L, data.D)
 
@@ -272,7 +273,7 @@ def draw_figures(suite: dict, data, out: Path, wanted: str = "abcde", formats=("
         written += plot_isoflop(suite["isoflop"], out, formats)
     param = suite.get("parametric")
     if "c" in wanted:
-        from .methods import with_hook
+        from ..methods import with_hook
 
         basis = next((suite[m] for m in with_hook("allocation_points") if suite.get(m) is not None), None)
         if basis is not None:
@@ -298,10 +299,10 @@ def figures(study, fits, out, wanted: str = "abcde", formats=("png", "svg"), tar
 def make_figures(source, out, table=None, options=None, wanted: str = "abcde", formats=("png", "svg")):
     """Load `source` (CSV or study directory) with `table` (TableOptions), fit what the figures in
     `wanted` need with `options` (FitOptions), and draw them into `out`. Returns (paths, notes)."""
-    from .inputs import load
-    from .methods import for_figures
-    from .options import FitOptions
-    from .suite import run_suite
+    from ..inputs import load
+    from ..methods import for_figures
+    from ..options import FitOptions
+    from ..reports.suite import run_suite
 
     options = options or FitOptions()
     check_choices(wanted, tuple(formats))

@@ -1,4 +1,4 @@
-"""`--method vpnls`: Chinchilla's L(N, D) by variable projection (`analysis.varpro`), numpy only.
+"""`--method vpnls`: Chinchilla's L(N, D) by variable projection (`analysis.solvers.varpro`), numpy only.
 
 The exponents are searched on a 2-D grid with (E, A, B) >= 0 solved exactly by NNLS at every
 grid point (relative squared error), the best local minima zoomed to 1e-9, and then — unless
@@ -16,11 +16,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from .errors import AnalysisError
-from .laws import Chinchilla
-from .result import FitResult, percentile_ci
-from .table import FitData, require_points, require_spread, resample_counts
-from .varpro import huber_polish, vp_search
+from ..errors import AnalysisError
+from ..laws import Chinchilla
+from ..result import FitResult, percentile_ci
+from ..solvers.varpro import huber_polish, vp_search
+from ..table import FitData, require_points, require_spread, resample_counts
 
 LSE_NAMES = ("a", "b", "e", "alpha", "beta")
 
@@ -102,10 +102,31 @@ def bootstrap_vpnls(data: FitData, fit: FitResult, n_boot: int = 200, seed: int 
     return samples, percentile_ci(samples, level)
 
 
-def summary_lines(r: FitResult) -> list[str]:
+def summary(r: FitResult) -> list[str]:
     p, x = r.params, r.extra
     v = x["vp_params"]
     return [f"  L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}",
             f"  objective {r.objective:.7e} ({x['objective_convention']})",
             f"  VP optimum (relative squared error {x['vp_objective']:.6g}): E={v['E']:.4g}, A={v['A']:.4g}, "
             f"B={v['B']:.4g}, alpha={v['alpha']:.4f}, beta={v['beta']:.4f}; {x['fit_seconds']:.3f} s"]
+
+
+# The registry's hooks and metadata (analysis.methods finds them by name)
+
+NAME = "vpnls"
+DESCRIPTION = ("L(N, D) = E + A/N^alpha + B/D^beta by variable projection (exact NNLS in E, A, B; exponent "
+               "search), then the parametric fit's Huber objective polished; numpy only")
+SUITE_BOOTSTRAP = False
+CURVE_POINTS = True
+
+
+def fit(data, curves, **kw) -> FitResult:
+    return fit_vpnls(data, **kw)
+
+
+def resample(fit, data, curves, n_boot, seed, target_flops) -> pd.DataFrame:
+    return bootstrap_vpnls(data, fit, n_boot=n_boot, seed=seed, target_flops=target_flops)[0]
+
+
+def options(o) -> dict:
+    return {"delta": o.delta}

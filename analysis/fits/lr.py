@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import AnalysisError
-from .result import FitResult, percentile_ci
+from ..errors import AnalysisError
+from ..result import FitResult, percentile_ci
 
 DEEPSEEK_G = -0.125  # η_opt(C) ∝ C^-0.125 (DeepSeek LLM, 2024)
 
@@ -111,7 +111,7 @@ def resample_lr(data, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(_bootstrap(_columns(data.frame, data.N, data.D, data.C, data.L), n_boot, seed))
 
 
-def lr_summary(fit: FitResult) -> list[str]:
+def summary(fit: FitResult) -> list[str]:
     p, ci = fit.params, fit.ci or {}
     iv = lambda k: f" [{ci[k]['lo']:.3f}, {ci[k]['hi']:.3f}]" if k in ci else ""
     lines = [f"  {'N':>10} {'D':>10} {'best lr':>9} {'grid best':>9} {'loss':>7}  edge"]
@@ -146,6 +146,36 @@ def plot_loss_vs_lr(table: pd.DataFrame, out_dir, formats=("png",)) -> list:
         ax.plot(best["lr"], best["final_val_loss"], "o", ms=12, mfc="none", color=line.get_color())
     ax.set(xscale="log", xlabel="peak learning rate", ylabel="final validation loss", title="loss vs learning rate")
     ax.legend(fontsize=7)
-    from .figure_files import save_figure
+    from ..plotting.figure_files import save_figure
 
     return save_figure(fig, df.rename(columns={n_col: "params"}), out_dir, "lr", formats)
+
+
+# The registry's hooks and metadata (analysis.methods finds them by name)
+
+NAME = "lr"
+DESCRIPTION = ("best learning rate per (N, D) (edges of the LR grid flagged), then eta_opt = c N^a D^b and "
+               "eta_opt(C) vs DeepSeek's C^-0.125, bootstrap CIs (needs runs at several learning rates)")
+FIGURES = "l"  # loss vs learning rate
+SUITE_BOOTSTRAP = False
+COLUMNS = ("lr",)
+VARIES = True
+
+
+def fit(data, curves, **kw) -> FitResult:
+    return fit_lr(data, **kw)
+
+
+def resample(fit, data, curves, n_boot, seed, target_flops) -> pd.DataFrame:
+    return resample_lr(data, n_boot, seed)
+
+
+def options(o) -> dict:
+    return {"n_boot": o.bootstrap or 200, "seed": o.seed}
+
+
+def figure(source, table, options, out, formats, fit=None) -> list:
+    """Figure l, drawn from the table's rows (not from the fit)."""
+    from ..table import filter_rows, load_table
+
+    return plot_loss_vs_lr(filter_rows(load_table(source), where=table.where, status=table.status), out, formats)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import AnalysisError
-from .result import FitResult, percentile_ci
+from ..errors import AnalysisError
+from ..result import FitResult, percentile_ci
 
 FORMATS = ("int4", "int8", "bf16")
 BITS = {"float": 32, "bf16": 16, "int8": 8, "int4": 4}
@@ -78,7 +78,7 @@ def fit_ptq(data, n_boot: int = 200, seed: int = 0, loss_col: str = "final_val_l
                      "n_points": len(frame)}, ci=ci)
 
 
-def ptq_summary(fit: FitResult) -> list[str]:
+def summary(fit: FitResult) -> list[str]:
     lines = []
     for fmt in FORMATS:
         if f"gamma_D_{fmt}" not in fit.params:
@@ -114,6 +114,30 @@ def plot_loss_vs_bits(table: pd.DataFrame, out_dir, formats=("png",)) -> list:
     ax.set(xscale="log", xlabel="weight bits (post-training)", ylabel="validation loss", title="loss vs weight precision")
     ax.set_xticks([4, 8, 16, 32], ["4", "8", "16", "32"])
     ax.legend(fontsize=7)
-    from .figure_files import save_figure
+    from ..plotting.figure_files import save_figure
 
     return save_figure(fig, df, out_dir, "ptq", formats)
+
+
+# The registry's hooks and metadata (analysis.methods finds them by name)
+
+NAME = "ptq"
+DESCRIPTION = "post-training quantization damage L_q - L = C D^gamma_D / N^gamma_N per format (Kumar et al. 2024)"
+FIGURES = "q"  # loss vs weight bits
+SUITE_BOOTSTRAP = False
+COLUMNS = ("val_loss_int4",)
+
+
+def fit(data, curves, **kw) -> FitResult:
+    return fit_ptq(data, **kw)
+
+
+def options(o) -> dict:
+    return {"n_boot": o.bootstrap or 200, "seed": o.seed}
+
+
+def figure(source, table, options, out, formats, fit=None) -> list:
+    """Figure q, drawn from the table's rows (not from the fit)."""
+    from ..table import filter_rows, load_table
+
+    return plot_loss_vs_bits(filter_rows(load_table(source), where=table.where, status=table.status), out, formats)

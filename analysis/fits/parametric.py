@@ -6,7 +6,7 @@ with L-BFGS from a grid of 4,500 initial values, keeping the best. We run the sa
 the same grid, but all initialisations at once:
 
 1. screen: every init runs `screen_iters` batched L-BFGS iterations in float32 (one
-   value-and-gradient of all 4,500 lanes per iteration, see `analysis.lbfgs`); the `refine_top`
+   value-and-gradient of all 4,500 lanes per iteration, see `analysis.solvers.lbfgs`); the `refine_top`
    best lanes then run `refine_iters` more (still float32, one compiled program for both);
 2. polish: the `polish_top` best distinct lanes continue in float64, in a scoped
    `jax.enable_x64(True)` context (it does not leak into other JAX code in the process),
@@ -25,13 +25,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from .errors import AnalysisError
-from .huber_lse import (PARAM_NAMES, chord_newton, hessian, huber_objective, minimize_lanes, padded_arrays,
-                        screen_lanes)
-from .laws import Chinchilla
-from .progress import LARGE_ROWS, Progress
-from .result import FitResult, percentile_ci
-from .table import FitData, require_points, require_spread, resample_counts
+from ..errors import AnalysisError
+from ..laws import Chinchilla
+from ..reports.text import ci_text
+from ..result import FitResult, percentile_ci
+from ..solvers.progress import LARGE_ROWS, Progress
+from ..table import FitData, require_points, require_spread, resample_counts
 
 SCREEN_ROWS = LARGE_ROWS  # larger tables screen the init grid on a fixed subsample of this many rows
 FULL_POLISH = 4  # ... and polish this many distinct candidates on every row
@@ -49,6 +48,8 @@ EPOCH_GRID = {
 
 def init_grid(grid: dict | None = None) -> np.ndarray:
     """The (n_inits, 5) array of starting points, columns in PARAM_NAMES order."""
+    from ..solvers.huber_lse import PARAM_NAMES
+
     grid = EPOCH_GRID if grid is None else grid
     return np.array(list(itertools.product(*(np.asarray(grid[k], float) for k in PARAM_NAMES))))
 
@@ -78,6 +79,8 @@ def _search(P0, data: FitData, delta, screen_iters, refine_top, refine_iters, po
     do not grow with the table; the last `FULL_POLISH` candidates are then polished on every row,
     so the optimum is the exact table's. Returns (theta, screen objectives, the best screened
     lane's index, the polished gradient at theta, screen seconds)."""
+    from ..solvers.huber_lse import minimize_lanes, padded_arrays, screen_lanes
+
     n = len(data)
     t0 = time.perf_counter()
     X, y, w = padded_arrays(data.N, data.D, data.L)
@@ -104,6 +107,8 @@ def _newton_decrease(theta, g, data: FitData, delta: float) -> float:
     """How much one Newton step from `theta` would still lower the objective, ½ gᵀH⁻¹g: the
     convergence measure that does not depend on how the parameters are scaled (the float64 noise
     floor of the gradient does, and differs between CPUs). inf where H is not positive definite."""
+    from ..solvers.huber_lse import hessian, padded_arrays
+
     X, y, w = padded_arrays(data.N, data.D, data.L)
     H = hessian(np.asarray(theta, np.float64), X, y, w, delta)
     try:
@@ -142,6 +147,8 @@ def fit_parametric(data: FitData, delta: float = 1e-3, grid: dict | np.ndarray |
     E, A, B, alpha, beta, a, b, G, k and the Huber-sum objective over every row; residuals are
     log L - log L_fit. Tables over `screen_rows` rows screen the init grid on a subsample (None:
     always on every row); a screen of more than `screen_elements` lanes x rows runs in chunks."""
+    from ..solvers.huber_lse import PARAM_NAMES, huber_objective
+
     n = len(data)
     screen_rows = n if screen_rows is None else screen_rows
     require_points(n, 5, "parametric fit")
@@ -178,6 +185,8 @@ def fit_parametric(data: FitData, delta: float = 1e-3, grid: dict | np.ndarray |
 
 def _bootstrap_all_at_once(data, theta, delta, rng, n_boot, n_perturb, screen_iters, polish_iters):
     """Small tables: every resample's lanes (optimum + perturbations) screened and polished in one batch."""
+    from ..solvers.huber_lse import minimize_lanes, padded_arrays
+
     n = len(data)
     X, y, _ = padded_arrays(data.N, data.D, data.L)
     counts = np.zeros((n_boot, X.shape[1]))
@@ -197,6 +206,8 @@ def _bootstrap_in_chunks(data, theta, delta, rng, n_boot, polish_iters, gtol, pr
     each starts there and takes Newton steps with the full table's Hessian on all its rows (float64),
     `chunk` resamples at a time so that memory stays bounded (the last chunk padded with copies,
     then trimmed). A resample whose gradient stays above `gtol` is polished by L-BFGS instead."""
+    from ..solvers.huber_lse import chord_newton, hessian, minimize_lanes, padded_arrays
+
     n = len(data)
     X, y, w = padded_arrays(data.N, data.D, data.L)
     H = hessian(theta, X, y, w, delta)
@@ -229,6 +240,8 @@ def bootstrap_parametric(data: FitData, fit: FitResult, n_boot: int = 1000, n_pe
     optimum and `n_perturb` random perturbations of it, the best lane polished in float64. Larger
     tables: in chunks, each resample polished from the optimum on all its rows (see
     `_bootstrap_in_chunks`). Returns (samples DataFrame, ci dict)."""
+    from ..solvers.huber_lse import PARAM_NAMES
+
     rng = np.random.default_rng(seed)
     n, delta, k = len(data), fit.extra["delta"], fit.params["k"]
     theta = np.array([fit.extra["lse_params"][p] for p in PARAM_NAMES])
@@ -255,7 +268,7 @@ def bootstrap_parametric(data: FitData, fit: FitResult, n_boot: int = 1000, n_pe
 def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kwargs):
     """Back-test points: the loss of every held-out run against the law `f` fitted on the smaller
     budgets. Returns (held-out points, the training points with their fitted values)."""
-    from .table import measured_rows, subset
+    from ..table import measured_rows, subset
 
     test_mask = ~train_mask & measured_rows(data)  # loss-curve-law points are data, not tests
     test, train = subset(data, test_mask), subset(data, train_mask)
@@ -264,3 +277,43 @@ def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kw
     train_points = pd.DataFrame({"N": train.N, "D": train.D, "C": train.C, "loss": train.L,
                                  "predicted": f.law(train.N, train.D)})
     return pts, train_points
+
+
+# The registry's hooks and metadata (analysis.methods finds them by name)
+
+NAME = "parametric"
+DESCRIPTION = "L(N, D) = E + A/N^alpha + B/D^beta, Huber on log loss (Chinchilla approach 3)"
+FIGURES = "cde"
+USES_JAX = True
+CURVE_POINTS = True
+
+
+def fit(data, curves, **kw) -> FitResult:
+    return fit_parametric(data, **kw)
+
+
+def resample(fit, data, curves, n_boot, seed, target_flops) -> pd.DataFrame:
+    samples, _ = bootstrap_parametric(data, fit, n_boot=n_boot, seed=seed, target_flops=target_flops)
+    return samples.drop(columns=["objective"])
+
+
+holdout = holdout_points
+
+
+def options(o) -> dict:
+    return {"delta": o.delta}
+
+
+def summary(r) -> list[str]:
+    p = r.params
+    return [f"  L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}",
+            f"  objective {r.objective:.7e} ({r.extra['objective_convention']}); {r.extra['n_inits']} inits, "
+            f"{r.extra['n_inits_at_best']} of the screened inits reached the best"]
+
+
+def section(p) -> list[str]:
+    q = p.params
+    return ["## Parametric fit (approach 3)", "",
+            f"L(N, D) = {q['E']:.4f}{ci_text(p, 'E', '.3f')} + {q['A']:.4g}{ci_text(p, 'A')} / N^{q['alpha']:.4f}"
+            f"{ci_text(p, 'alpha')} + {q['B']:.4g}{ci_text(p, 'B')} / D^{q['beta']:.4f}{ci_text(p, 'beta')}", "",
+            f"Huber objective {p.objective:.6e} ({p.extra['objective_convention']}), {p.extra['n_inits']} initialisations.", ""]

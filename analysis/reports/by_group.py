@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnalysisError
-from .options import FitOptions, TableOptions
+from ..errors import AnalysisError
+from ..options import FitOptions, TableOptions
 
 
 def split(source, by: str, table: TableOptions | None = None, need_budget: bool = False) -> dict:
     """{value: an `analysis.load` Study of the rows with that value of column `by`}."""
-    from .inputs import load
-    from .table import load_table
+    from ..inputs import load
+    from ..table import load_table
 
     df = load_table(source)
     if by not in df.columns:
@@ -35,10 +35,9 @@ def split(source, by: str, table: TableOptions | None = None, need_budget: bool 
 def fit_groups(source, by: str, method: str, table: TableOptions | None = None,
                options: FitOptions | None = None) -> dict:
     """{value: FitResult, or the one-line reason it could not be fitted}."""
-    from .fitting import fit_with_options
-    from .methods import get
-
-    from .table import load_table
+    from ..fitting import fit_with_options
+    from ..methods import get
+    from ..table import load_table
 
     out = {}
     df = load_table(source)
@@ -114,7 +113,7 @@ def plot_groups(fits: dict, by: str, out_dir, formats=("png",), method: str | No
         right.errorbar([i], [r["a"]], yerr=err, fmt="o", capsize=4)
     right.set_xticks(range(len(rows)), [r["group"] for r in rows], rotation=20, fontsize=7)
     right.set(ylabel="exponent a of N_opt ∝ C^a", title="exponents (95% CI where bootstrapped)")
-    from .figure_files import save_figure
+    from ..plotting.figure_files import save_figure
 
     stem = f"by_{by}" + (f"_{method}" if method else "")
     written = save_figure(fig, pd.DataFrame(rows), out_dir, f"{stem}_exponents", formats)

@@ -7,7 +7,7 @@ is Chinchilla's evaluated at effective data and parameters (`analysis.laws.DataC
     U_N = min(N, N_opt(U)),  R_N = N / U_N - 1,   log L = LSE(a - alpha log N', b - beta log D', e).
 
 We minimise the same objective as the Epoch-procedure parametric fit (Huber, delta 1e-3, on log
-loss residuals, summed) with the same batched L-BFGS (`analysis.lbfgs`), from a grid of starts:
+loss residuals, summed) with the same batched L-BFGS (`analysis.solvers.lbfgs`), from a grid of starts:
 
 - `base` given (a `Chinchilla`, e.g. `MUENNIGHOFF_C4_BASE`): only R_D*, R_N* are fitted, the base
   law held fixed — the paper's procedure (its notebook fits them with the C4 Chinchilla law fixed);
@@ -23,16 +23,13 @@ from __future__ import annotations
 import functools
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .errors import AnalysisError
-from .lbfgs import make_minimizer
-from .laws import Chinchilla, DataConstrained
-from .result import FitResult, percentile_ci
-from .table import FitData, find_column, numeric_column, require_points, subset
+from ..errors import AnalysisError
+from ..laws import K_FLOPS_PER_PARAM_TOKEN, Chinchilla, DataConstrained
+from ..result import FitResult, percentile_ci
+from ..table import FitData, find_column, numeric_column, require_points, subset
 
 UNIQUE_COLS = ("unique_tokens", "U", "unique")
 EPOCHS_COLS = ("epochs", "n_epochs")
@@ -58,12 +55,16 @@ def unique_tokens(data: FitData, unique_col: str | None = None, epochs_col: str 
 
 
 def _huber(r, delta):
+    import jax.numpy as jnp
+
     ar = jnp.abs(r)
     return jnp.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
 
 
 def _log_pred(theta, X, k):
     """log L of the law for one parameter vector theta (7,); X: (3, n) log N, log D, log U."""
+    import jax.numpy as jnp
+
     a, b, e, al, be, lrd, lrn = (theta[i] for i in range(7))
     lnN, lnD, lnU = X
     rd_star, rn_star = jnp.exp(lrd), jnp.exp(lrn)
@@ -80,10 +81,13 @@ def _log_pred(theta, X, k):
 @functools.lru_cache(maxsize=None)
 def _vg(delta: float, free: tuple):
     """Batched (lanes, 7) value and gradient of the weighted Huber sum; fixed parameters get zero gradient."""
+    import jax
+    import jax.numpy as jnp
+
     mask = jnp.asarray(free, float)
 
     def one(theta, X, y, w):
-        return jnp.sum(w * _huber(_log_pred(theta, X, 6.0) - y, delta))
+        return jnp.sum(w * _huber(_log_pred(theta, X, K_FLOPS_PER_PARAM_TOKEN) - y, delta))
 
     vg1 = jax.value_and_grad(one)
 
@@ -96,6 +100,11 @@ def _vg(delta: float, free: tuple):
 
 def minimize(P0, X, y, W, delta, free, iters=400):
     """Float64 L-BFGS of every row of P0; numpy (P, f)."""
+    import jax
+    import jax.numpy as jnp
+
+    from ..solvers.lbfgs import make_minimizer
+
     run = make_minimizer(_vg(float(delta), tuple(bool(f) for f in free)), int(iters), gtol=1e-11)
     with jax.enable_x64(True):
         P, f, _, _ = run(*(jnp.asarray(a, jnp.float64) for a in (P0, X, y, W)))
@@ -110,7 +119,7 @@ def _starts(base_lse):
 
 
 def _base_from_single_epoch(data: FitData, single, delta):
-    from .fit_parametric import fit_parametric
+    from .parametric import fit_parametric
 
     if single.sum() < 5:
         raise AnalysisError(f"the data-constrained fit without a fixed base law needs at least 5 single-epoch rows "
@@ -227,9 +236,9 @@ def parse_base_law(text: str | None) -> Chinchilla | None:
     return Chinchilla(E=E, A=A, B=B, alpha=alpha, beta=beta)
 
 
-def summary_lines(fit: FitResult) -> list[str]:
+def summary(fit: FitResult) -> list[str]:
     """`lab fit`'s lines: R_D*, R_N* with their intervals, the base law, and the repetition read-out."""
-    from .describe import ci_text
+    from ..reports.text import ci_text
 
     p, x = fit.params, fit.extra
     w = x["worth_repeating"]
@@ -239,3 +248,39 @@ def summary_lines(fit: FitResult) -> list[str]:
             f"  objective {fit.objective:.7e} ({x['objective_convention']})",
             f"  worth repeating up to ~{w['half_value_epochs']:.1f} epochs (each repeated token still worth half a fresh one); "
             f"within {w['near_fresh_within']:.0%} of fresh data up to {w['near_fresh_epochs']:.1f} epochs"]
+
+
+# The registry's hooks and metadata (analysis.methods finds them by name)
+
+NAME = "data-constrained"
+DESCRIPTION = "Muennighoff et al.'s law for repeated data: R_D*, R_N* (needs epochs or unique_tokens)"
+FIGURES = "r"  # loss vs epochs with the fit (analysis.plotting.data_constrained)
+SUITE_BOOTSTRAP = False
+USES_JAX = True
+COLUMNS = ("epochs",)
+VARIES = True
+
+
+def fit(data, curves, **kw) -> FitResult:
+    return fit_data_constrained(data, base=parse_base_law(kw.pop("base_law", None)), **kw)
+
+
+def resample(fit, data, curves, n_boot, seed, target_flops) -> pd.DataFrame:
+    return bootstrap_data_constrained(data, fit, n_boot=n_boot, seed=seed)[0]
+
+
+def options(o) -> dict:
+    return {"delta": o.delta, "base_law": o.base_law}
+
+
+def figure(source, table, options, out, formats, fit=None) -> list[str]:
+    """Figure r: loss vs epochs per (N, U) family with the fitted law (fitted here unless given)."""
+    from pathlib import Path
+
+    from ..inputs import load
+    from ..plotting.data_constrained import loss_vs_epochs
+
+    if fit is None:  # the report passes the fit it already has
+        base = parse_base_law(options.base_law)
+        fit = fit_data_constrained(load(source, table).data, base=base, delta=options.delta)
+    return loss_vs_epochs(fit, Path(out) / "data_constrained.png", formats)

@@ -1,8 +1,8 @@
 """A straightforward scipy implementation of the parametric fit, for checking the batched JAX one
-(`analysis.fit_parametric`): one `scipy.optimize.minimize(method="L-BFGS-B")` per initialisation,
+(`analysis.fits.parametric`): one `scipy.optimize.minimize(method="L-BFGS-B")` per initialisation,
 numpy objective, best objective kept — the procedure of Epoch's refit written the obvious way.
 
-    from analysis.reference import scipy_fit
+    from analysis.solvers.reference import scipy_fit
     seconds, objective, theta = scipy_fit(N, D, L, init_grid()[::10], analytic=True)
 """
 

@@ -1,7 +1,7 @@
 """The objective of the parametric fit and its batched minimisers: the Huber sum of log-loss
 residuals of L = LSE(a - alpha log N, b - beta log D, e), its value and gradient for many parameter
 lanes at once, padded float64 arrays of a table, L-BFGS over all lanes (in chunks of bounded
-memory), the float64 Hessian, and chord-Newton steps. `analysis.fit_parametric` searches and
+memory), the float64 Hessian, and chord-Newton steps. `analysis.fits.parametric` searches and
 bootstraps with them.
 """
 

@@ -1,11 +1,11 @@
 """The report of a study whose runs differ in more than size (architectures, windows, ...): one law
 per variant, compared — never one law pooled over them.
 
-    from analysis.report_by import write_group_report
+    from analysis.reports.report_by import write_group_report
     write_group_report("runs/arch_cpu", "variant")     # runs/arch_cpu/report.md, figures/, fits.json
 
 Each variant's runs are fitted as a table of their own by every frontier method asked for
-(`analysis.by_group.fit_groups`); the report tabulates the exponents with their intervals, the
+(`analysis.reports.by_group.fit_groups`); the report tabulates the exponents with their intervals, the
 lowest loss each variant reached, the reason a part could not be fitted, and draws the frontiers
 and exponents side by side (`plot_groups`).
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnalysisError
-from .options import FitOptions, TableOptions
+from ..errors import AnalysisError
+from ..options import FitOptions, TableOptions
 
 GROUP_METHODS = ("isoflop", "parametric")
 
@@ -26,8 +26,8 @@ GROUP_METHODS = ("isoflop", "parametric")
 def write_group_report(source, by: str, out=None, table: TableOptions | None = None,
                        options: FitOptions | None = None, methods=GROUP_METHODS) -> Path:
     """Fit `methods` per value of column `by`, draw the comparison and write the Markdown report."""
+    from ..result import plain
     from .by_group import fit_groups, plot_groups
-    from .result import plain
 
     source, table, options = Path(source), table or TableOptions(), options or FitOptions(bootstrap=200)
     out = Path(out) if out else ((source if source.is_dir() else source.parent) / "report.md")

@@ -15,7 +15,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-
 MAX_FAMILIES = 8  # (N, U) families drawn, those with the most runs (of at least 3)
 
 
