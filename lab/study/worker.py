@@ -1,5 +1,8 @@
 """Run one cell of a study — `python -m lab.study.worker TASK.json` — in a fresh process.
 
+TASK.json holds a `lab.study.tasks.TaskSpec` (or a `PackSpec`: a pack's members, trained as one
+vmapped step). `worker_env` is the one place a worker's environment is built.
+
 The cell's run directory is trained with `lab.train.train(..., resume=True)`, so a task that is
 run again continues where it stopped (and a run whose result.json is damaged is re-evaluated from
 its final checkpoint). A cooldown branch first receives its long run's checkpoint at the branch
@@ -21,11 +24,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.study.tasks import PackSpec, TaskSpec
 
 STOPPED = 128 + signal.SIGTERM
 
 
-def run_cell(spec) -> int:
+def run_cell(spec: TaskSpec | PackSpec) -> int:
     """Train a task's cell (a `lab.study.tasks.TaskSpec`), or its pack's members (a `PackSpec`)."""
     from lab.rundir import RunDir
     from lab.study.tasks import PackSpec
@@ -50,7 +57,7 @@ def run_cell(spec) -> int:
 PARENT = "LAB_STUDY_WORKER_PARENT"  # pid of the process that started the worker
 
 
-def run_pack_task(spec) -> int:
+def run_pack_task(spec: PackSpec) -> int:
     """Train a pack's members (a `lab.study.tasks.PackSpec`; lab.study.packs plans them); exit
     status as `run_cell`."""
     from lab.pack.train import train_pack
