@@ -6,7 +6,7 @@ Layout of a study directory:
     DIR/study.json          the expanded cells (full configs), for provenance; derived, rewritten
     DIR/results.csv         one row per run or cooldown branch (lab.study.results); derived, rebuilt
     DIR/runs/CELL/          each cell's run directory (lab.rundir.RunDir): the truth
-    DIR/tasks/CELL.json     the task file a worker ran, CELL.log its output, CELL.lock its lock
+    DIR/tasks/CELL.json     the task file a worker ran (lab.study.tasks), CELL.log its output, CELL.lock its lock
                             (PACK.json, .log, .lock for a pack of cells: lab.study.packs)
 
 A cell whose run directory holds a trusted completed or diverged result (`RunDir.read_result`) is
