@@ -24,7 +24,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -36,7 +36,7 @@ class Task:
     task_id: str
     path: Path  # the task file
     log: Path  # where the worker's output goes
-    env: dict = field(default_factory=dict)  # extra environment for the worker
+    workers: int = 1  # the study's workers sharing a machine (lab.study.worker.worker_env)
 
 
 class LocalLauncher:
@@ -45,8 +45,8 @@ class LocalLauncher:
 
     def start(self, task: Task) -> tuple:
         log = open(task.log, "a")
-        proc = subprocess.Popen([sys.executable, "-m", "lab.study.worker", str(task.path)], env=worker_env(task.env),
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "lab.study.worker", str(task.path)],
+                                env=worker_env(task.workers), stdout=log, stderr=subprocess.STDOUT)
         return task, proc, log
 
     def run(self, tasks: list[Task], on_done: Callable, on_poll: Callable = lambda: None) -> None:
@@ -95,7 +95,7 @@ class RayLauncher:
         self.remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=retries)(run_task_file)
 
     def run(self, tasks: list[Task], on_done: Callable, on_poll: Callable = lambda: None) -> None:
-        refs = {self.remote.remote(str(t.path), t.env, str(t.log)): t for t in tasks}
+        refs = {self.remote.remote(str(t.path), t.workers, str(t.log)): t for t in tasks}
         try:
             while refs:
                 on_poll()
@@ -140,7 +140,7 @@ class SlurmLauncher:
         self.grace_s = grace_s
 
     def run(self, tasks: list[Task], on_done: Callable, on_poll: Callable = lambda: None) -> None:
-        jobs = {self.executor.submit(run_task_file, str(t.path), t.env, str(t.log)): t for t in tasks}
+        jobs = {self.executor.submit(run_task_file, str(t.path), t.workers, str(t.log)): t for t in tasks}
         try:
             while jobs:
                 on_poll()

@@ -11,14 +11,13 @@ idle, so its last members resume in the program they started in, under the same 
 
 from __future__ import annotations
 
-import sys
+from typing import Callable
 
 import jax
 
 from lab.config import ConfigError
-from lab.files import write_json_atomic
-from lab.study.launchers import Task
 from lab.study.spec import Cell
+from lab.study.tasks import PackSpec, TaskSpec
 
 PACK_ON_ACCELERATORS = 8  # the default K on GPU/TPU, where tiny cells leave the device mostly idle
 
@@ -73,23 +72,18 @@ def describe_packs(cells: list[Cell], k: int) -> str:
     return "\n".join(lines)
 
 
-def pack_tasks(state, cells: list[Cell], env: dict, k: int) -> tuple[list[Task], dict[str, list[str]]]:
-    """(tasks, {pack task id: member cell ids}) for the cells to run now (`state`: a StudyRun)."""
-    todo = {c.cell_id for c in cells}
-    tasks, members_of = [], {}
-    for pid, members in plan_packs(state.cells, k):
-        if not any(c.cell_id in todo for c in members):
+def pack_specs(cells: list[Cell], todo: list[Cell], k: int,
+               spec: Callable[[Cell], TaskSpec]) -> list[TaskSpec | PackSpec]:
+    """The task specs for the cells to run now (`todo`), packs planned over all of the study's
+    `cells`; `spec(cell)` is a cell's spec alone. A pack lists every member, finished ones too (they
+    stay idle in the pack: the others' program is unchanged), each carrying the pack's id."""
+    todo_ids = {c.cell_id for c in todo}
+    specs: list[TaskSpec | PackSpec] = []
+    for pid, members in plan_packs(cells, k):
+        if not any(c.cell_id in todo_ids for c in members):
             continue
         if pid is None:
-            tasks += [state.task(c, env) for c in members]
-            continue
-        # every member, finished ones too (they stay idle in the pack: the others' program is unchanged)
-        spec = {"pack_id": pid, "members": [state.task_spec(c) for c in members]}
-        for m in spec["members"]:
-            m["extra_result"] = {**m["extra_result"], "pack_id": pid}
-        path = state.tasks / f"{pid}.json"
-        write_json_atomic(path, spec)
-        tasks.append(Task(pid, path.resolve(), (state.tasks / f"{pid}.log").resolve(), env))
-        members_of[pid] = [c.cell_id for c in members if c.cell_id in todo]
-    return tasks, members_of
-
+            specs += [spec(c) for c in members]
+        else:
+            specs.append(PackSpec(pid, tuple(spec(c).in_pack(pid) for c in members)))
+    return specs

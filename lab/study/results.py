@@ -6,6 +6,10 @@ trusts: a file whose header is not a lab study table (no `cell_id`, or not UTF-8
 than overwritten, and a row that is short, long or the unterminated last line of a cut file is
 dropped. Only the study's driver writes the table (one driver per directory: `lab.study.lock`),
 replacing the whole file atomically (`lab.files`), so readers never see a torn row.
+
+`ResultsTable` is the driver's view of the table: each cell's row and status, rebuilt from the run
+directories and updated as cells finish (`lab.study.runner` composes it with the task writer and
+the scheduler).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from pathlib import Path
 
 from lab.config import ConfigError
 from lab.files import write_text_atomic
-from lab.result import FIELDS
+from lab.result import FIELDS, FINAL
+from lab.rundir import RunDir
+from lab.study.spec import Cell, Study
 
 # The study's own columns, the result.json contract of a run, then anything else (sorted).
 STUDY_COLUMNS = ("variant", "budget_flops", "branch_of", "pack_id", "error")
@@ -79,3 +85,80 @@ def write_rows(path: Path, rows: list[dict]) -> bool:
         pass
     write_text_atomic(path, text)
     return True
+
+
+def study_fields(study: Study, cell: Cell) -> dict:
+    """The study's own fields of a cell's result (and row)."""
+    return {"study": study.name, "cell_id": cell.cell_id, "variant": cell.variant, "budget_flops": cell.budget_flops,
+            "branch_of": cell.branch_of}
+
+
+def cell_row(study: Study, cell: Cell, result: dict) -> dict:
+    return {**result, **study_fields(study, cell)}
+
+
+class ResultsTable:
+    """DIR/results.csv for a study's cells and each cell's status. Rows are rebuilt from the run
+    directories (DIR/runs/CELL, the truth); the intact rows of cells the study no longer has are
+    kept after the study's own. With a `tracker` ("tensorboard" or "wandb", `lab.trackers`), each
+    finished run is replayed into it and its row links the tracker's run (`tracker_run`)."""
+
+    def __init__(self, study: Study, cells: list[Cell], out: Path, tracker: str | None = None):
+        self.study, self.cells, self.out, self.tracker = study, cells, Path(out), tracker
+        self.path = self.out / "results.csv"
+        self.status: dict[str, str] = {}  # cell_id -> its run's status
+        self.rows: dict[str, dict] = {}  # cell_id -> row, for cells of this study
+        self.other_rows: list[dict] = []  # intact rows of cells the study no longer has
+        self.tracker_runs: dict[str, str] = {}  # cell_id -> its tracker run (lab.trackers)
+
+    def run_dir(self, cell_id: str) -> RunDir:
+        return RunDir(self.out / "runs" / cell_id)
+
+    def save(self) -> None:
+        rows = [self.rows[c.cell_id] for c in self.cells if c.cell_id in self.rows] + self.other_rows
+        if rows or self.path.exists():
+            write_rows(self.path, rows)
+
+    def collect(self) -> list[Cell]:
+        """Rebuild every row from its run directory; return the cells still to run."""
+        ids = {c.cell_id for c in self.cells}
+        self.other_rows = [r for r in read_rows(self.path) if r["cell_id"] not in ids]
+        todo = []
+        for cell in self.cells:
+            result = self.run_dir(cell.cell_id).read_result()
+            if result and result.get("config_hash") not in (None, cell.config.hash()):
+                raise ConfigError(f"{self.run_dir(cell.cell_id).path} was trained with another config than the "
+                                  f"study now gives cell {cell.cell_id}; use a new --out (or remove that run "
+                                  "directory)")
+            if result:
+                self.rows[cell.cell_id] = self.row(cell, result)
+            if result and result["status"] in FINAL:
+                self.status[cell.cell_id] = result["status"]
+            else:
+                todo.append(cell)
+        self.save()
+        return todo
+
+    def row(self, cell: Cell, result: dict) -> dict:
+        """The cell's row; with a tracker, `tracker_run` links it (TensorBoard: DIR/tracker/CELL)."""
+        row = cell_row(self.study, cell, result)
+        link = self.tracker_runs.get(cell.cell_id)
+        if link is None and self.tracker == "tensorboard" and (self.out / "tracker" / cell.cell_id).is_dir():
+            link = str(Path("tracker") / cell.cell_id)
+        return {**row, "tracker_run": link} if link else row
+
+    def record(self, cell: Cell, result: dict) -> None:
+        """A cell ended with `result`: its status, its tracker run (if final), its row, the file."""
+        self.status[cell.cell_id] = result["status"]
+        if self.tracker and result["status"] in FINAL:
+            self.log_to_tracker(cell)
+        self.rows[cell.cell_id] = self.row(cell, result)
+        self.save()
+
+    def log_to_tracker(self, cell: Cell) -> None:
+        from lab.trackers import log_run
+
+        path = Path(log_run(self.tracker, self.out / "tracker", self.study.name, cell.cell_id,
+                            self.run_dir(cell.cell_id).path))
+        self.tracker_runs[cell.cell_id] = str(path.relative_to(self.out.resolve()) if path.is_absolute()
+                                              and path.is_relative_to(self.out.resolve()) else path)

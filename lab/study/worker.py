@@ -1,5 +1,8 @@
 """Run one cell of a study — `python -m lab.study.worker TASK.json` — in a fresh process.
 
+TASK.json holds a `lab.study.tasks.TaskSpec` (or a `PackSpec`: a pack's members, trained as one
+vmapped step). `worker_env` is the one place a worker's environment is built.
+
 The cell's run directory is trained with `lab.train.train(..., resume=True)`, so a task that is
 run again continues where it stopped (and a run whose result.json is damaged is re-evaluated from
 its final checkpoint). A cooldown branch first receives its long run's checkpoint at the branch
@@ -21,25 +24,28 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.study.tasks import PackSpec, TaskSpec
 
 STOPPED = 128 + signal.SIGTERM
 
 
-def run_cell(cell: dict) -> int:
-    from lab.config import RunConfig, from_dict
+def run_cell(spec: TaskSpec | PackSpec) -> int:
+    """Train a task's cell (a `lab.study.tasks.TaskSpec`), or its pack's members (a `PackSpec`)."""
     from lab.rundir import RunDir
+    from lab.study.tasks import PackSpec
     from lab.train import Preempted, RunFailed, train
 
-    if "members" in cell:  # a pack: several cells in one vmapped step (lab.study.packs)
-
-        return run_pack_task(cell)
-    run = RunDir(cell["run_dir"])
-    if cell.get("branch_of"):
-        run.seed_branch(RunDir(cell["parent_dir"]), cell["branch_step"])
-    cfg = from_dict(RunConfig, cell["config"])
+    if isinstance(spec, PackSpec):  # a pack: several cells in one vmapped step (lab.study.packs)
+        return run_pack_task(spec)
+    run = RunDir(spec.run_dir)
+    if spec.branch_of:
+        run.seed_branch(RunDir(spec.parent_dir), spec.branch_step)
     try:
-        result = train(cfg, run.path, resume=True, progress=False, extra_result=cell["extra_result"],
-                       keep_steps=tuple(cell.get("keep_steps", ())))
+        result = train(spec.config, run.path, resume=True, progress=False, extra_result=spec.extra_result,
+                       keep_steps=spec.keep_steps)
     except RunFailed:  # recorded as status `failed` in the run directory
         return 1
     except (Preempted, KeyboardInterrupt) as e:
@@ -51,17 +57,16 @@ def run_cell(cell: dict) -> int:
 PARENT = "LAB_STUDY_WORKER_PARENT"  # pid of the process that started the worker
 
 
-def run_pack_task(spec: dict) -> int:
-    """Train a pack task's members (lab.study.packs plans them); exit status as `run_cell`."""
-    from lab.config import RunConfig, from_dict
+def run_pack_task(spec: PackSpec) -> int:
+    """Train a pack's members (a `lab.study.tasks.PackSpec`; lab.study.packs plans them); exit
+    status as `run_cell`."""
     from lab.pack.train import train_pack
     from lab.train import Preempted, RunFailed
 
-    members = spec["members"]
-    cfgs = [from_dict(RunConfig, m["config"]) for m in members]
+    members = spec.members
     try:
-        results = train_pack(cfgs, [m["run_dir"] for m in members], pack_id=spec["pack_id"], resume=True,
-                             extra_results=[m["extra_result"] for m in members])
+        results = train_pack([m.config for m in members], [str(m.run_dir) for m in members], pack_id=spec.pack_id,
+                             resume=True, extra_results=[m.extra_result for m in members])
     except RunFailed:
         return 1
     except (Preempted, KeyboardInterrupt) as e:
@@ -70,11 +75,17 @@ def run_pack_task(spec: dict) -> int:
     return 0 if all(r["status"] == "completed" for r in results) else 1
 
 
-def worker_env(extra: dict) -> dict:
-    """This machine's environment plus the study's additions (e.g. XLA_FLAGS), for a worker this
-    process starts."""
+SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false"
+
+
+def worker_env(workers: int = 1) -> dict:
+    """The whole environment of a worker process that this process starts (the one place that
+    builds it): this machine's environment; with `workers` > 1 sharing the machine, XLA on one
+    thread each (several single-threaded XLA processes beat one multi-threaded one on CPU); and
+    this process's pid, for `die_with_parent`."""
     env = dict(os.environ)
-    env.update(extra or {})
+    if workers > 1:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + SINGLE_THREADED_XLA).strip()
     env[PARENT] = str(os.getpid())
     return env
 
@@ -96,15 +107,15 @@ def die_with_parent() -> None:
         sys.exit(STOPPED)
 
 
-def run_task_file(path: str, extra_env: dict | None = None, log_path: str | None = None,
-                  grace_s: float = 300) -> int:
+def run_task_file(path: str, workers: int = 1, log_path: str | None = None, grace_s: float = 300) -> int:
     """Run a task file in a child process and return its exit code: what the Ray and SLURM
     launchers execute remotely. If this process is interrupted (a cancelled Ray task or SLURM
-    job), the child gets SIGTERM and `grace_s` seconds to save a checkpoint."""
+    job), the child gets SIGTERM and `grace_s` seconds to save a checkpoint. `workers`: as in
+    `worker_env`, the number of the study's workers sharing a machine."""
     cmd = [sys.executable, "-m", "lab.study.worker", path]
     log = open(log_path, "a") if log_path else None
     try:
-        proc = subprocess.Popen(cmd, env=worker_env(extra_env), stdout=log, stderr=subprocess.STDOUT if log else None)
+        proc = subprocess.Popen(cmd, env=worker_env(workers), stdout=log, stderr=subprocess.STDOUT if log else None)
         try:
             while proc.poll() is None:  # not proc.wait(): a cancelled Ray task's KeyboardInterrupt
                 time.sleep(0.2)  # is raised between bytecodes, never inside a blocking waitpid
@@ -129,8 +140,8 @@ def stop_process(proc: subprocess.Popen, grace_s: float) -> None:
 
 
 def main(argv=None) -> int:
-    from lab.files import read_json
     from lab.runtime import setup
+    from lab.study.tasks import read_task
 
     die_with_parent()
     argv = sys.argv[1:] if argv is None else argv
@@ -138,7 +149,7 @@ def main(argv=None) -> int:
     setup()
     with open(task_path.with_suffix(".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for a worker of an earlier driver that still runs
-        return run_cell(read_json(task_path))
+        return run_cell(read_task(task_path))
 
 
 if __name__ == "__main__":
