@@ -91,7 +91,7 @@ def _table_args(p: argparse.ArgumentParser, hide: tuple = ()) -> None:
                    help="rolling mean over K logged points of each curve (default: 5%% of a run's points for train_loss)")
     g.add_argument("--curve-points", type=_count, default=0, metavar="K",
                    help="parametric/vpnls on a study directory: add up to K points per run, the loss-curve law's "
-                   "prediction of a 20%% cooldown ending at each logged step (analysis.curve_points)")
+                   "prediction of a 20%% cooldown ending at each logged step (analysis.curves)")
     for action in g._group_actions:
         if action.dest in hide:
             action.help = argparse.SUPPRESS
@@ -137,7 +137,7 @@ def add_parsers(subparsers) -> None:
             description="Write the scaling-law figures (a)-(e) of a table, each with its data CSV.")
     _common_args(p)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--figures", default="abcde", help="which figures, e.g. 'acd' (default abcde; q: loss vs weight bits; l: loss vs learning rate; i: in-context accuracy vs compute)")
+    p.add_argument("--figures", default="abcde", help="which figures, e.g. 'acd' (default abcde; q: loss vs weight bits; l: loss vs learning rate; i: in-context accuracy vs compute; r: loss vs epochs of repeated data)")
     p.add_argument("--format", default="png,svg", help="image formats, comma separated (default png,svg)")
     _table_args(p)
     _fit_args(p, bootstrap=200)
@@ -166,7 +166,7 @@ def add_parsers(subparsers) -> None:
 
 def _progress():
     """The module whose switch turns every progress line off (imported late: it stays out of start-up)."""
-    from . import progress
+    from .solvers import progress
 
     return progress
 

@@ -45,7 +45,7 @@ def add_bench_parser(sub) -> None:
                    help="print all numbers and the hardware header as one JSON object on stdout, instead of the table")
     p.add_argument("--out", default=None, metavar="FILE", help="also write that JSON object to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    d = p.add_argument_group("decoding (lab.decode_bench)")
+    d = p.add_argument_group("decoding (lab.bench.decode)")
     d.add_argument("--decode", action="store_true", help="benchmark generation instead of the training step: KV cache "
                    "vs recomputation, weight formats f32/bf16/int8/int4, batch sizes, the bandwidth roofline")
     d.add_argument("--decode-lengths", default="64,128,256,512,1024", metavar="N,N,...", help="generated lengths")
