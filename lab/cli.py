@@ -142,7 +142,7 @@ def cmd_study(args) -> int:
     check_validate(cells, validate)
     check_adaptive(args.adaptive, args.flops_total)
     if args.tracker:
-        from lab.trackers import check_available
+        from lab.training.trackers import check_available
 
         check_available(args.tracker)
     if args.dry_run:
@@ -261,10 +261,10 @@ def _differences(a, b, ignore=(), prefix=""):
 
 def cmd_train(args) -> int:
     cfg = build_config(args)  # user errors surface here, before the training stack loads
-    from lab.distributed import maybe_initialize
+    from lab.training.distributed import maybe_initialize
 
     maybe_initialize(args.coordinator, args.num_processes, args.process_id)
-    from lab.train import Preempted, RunFailed, train
+    from lab.training.train import Preempted, RunFailed, train
 
     try:
         result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
@@ -311,7 +311,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from lab import runtime
+    from lab.training import runtime
 
     if args.func.__module__.startswith("analysis."):  # fit, plot, report: no JAX start-up unless a method needs it
         runtime.one_line_warnings()

@@ -56,8 +56,8 @@ def cmd_bench(args) -> int:
 
     if args.decode:
         return _decode_bench(args)
-    from lab.bench import DTYPES, run_bench
-    from lab.bench_report import format_report
+    from lab.bench.step import DTYPES, run_bench
+    from lab.bench.report import format_report
 
     res = run_bench(args.models or ["tiny", "small"], args.overrides, args.dtypes or list(DTYPES),
                     steps=args.steps, warmup=args.warmup, matmul_n=args.matmul_n or 0,
@@ -73,7 +73,7 @@ def cmd_bench(args) -> int:
 def _decode_bench(args) -> int:
     from pathlib import Path
 
-    from lab.decode_bench import format_decode, plot_decode, run_decode_bench
+    from lab.bench.decode import format_decode, plot_decode, run_decode_bench
 
     counts = lambda text: [_count(x) for x in text.split(",") if x.strip()] or [_count(text)]
     res = run_decode_bench((args.models or ["small"])[0], args.overrides, lengths=counts(args.decode_lengths),
@@ -106,7 +106,7 @@ def add_sample_parser(sub) -> None:
 
 
 def cmd_sample(args) -> int:
-    from lab.generate import sample
+    from lab.evals.generate import sample
 
     text = sample(args.run_dir, prompt=args.prompt, tokens=args.tokens, temperature=args.temperature,
                   top_k=args.top_k, seed=args.seed, quant=args.quant)
@@ -127,7 +127,7 @@ def add_eval_parser(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from lab.final_eval import eval_run, format_eval
+    from lab.evals.final import eval_run, format_eval
 
     res = eval_run(args.run_dir, quant=args.quant)
     print(json.dumps(res) if args.json else format_eval(res))

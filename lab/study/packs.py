@@ -43,7 +43,7 @@ def _packable(cell: Cell) -> bool:
 def plan_packs(cells: list[Cell], k: int) -> list[tuple[str, list[Cell]]]:
     """[(pack_id, member cells)]: same-program cells in study order, at most k per pack; a cell
     alone is its own pack (pack_id None)."""
-    from lab.pack.step import pack_key
+    from lab.training.packed.step import pack_key
 
     groups: dict[str, list[Cell]] = {}
     alone = []

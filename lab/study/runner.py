@@ -156,7 +156,7 @@ class StudyRun:
     def record(self, cell: Cell, result: dict) -> None:
         self.status[cell.cell_id] = result["status"]
         if self.tracker and result["status"] in FINAL:
-            from lab.trackers import log_run
+            from lab.training.trackers import log_run
 
             path = Path(log_run(self.tracker, self.out / "tracker", self.study.name, cell.cell_id,
                                 self.run_dir(cell.cell_id).path))
@@ -275,7 +275,7 @@ def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "lo
     `lab.study.signals.Interrupted`. `tracker` ("tensorboard" or "wandb", `lab.trackers`) replays
     each finished run into that tracker, offline."""
     if tracker:
-        from lab.trackers import check_available
+        from lab.training.trackers import check_available
 
         check_available(tracker)
     out = Path(out)

@@ -28,7 +28,7 @@ STOPPED = 128 + signal.SIGTERM
 def run_cell(cell: dict) -> int:
     from lab.config import RunConfig, from_dict
     from lab.rundir import RunDir
-    from lab.train import Preempted, RunFailed, train
+    from lab.training.train import Preempted, RunFailed, train
 
     if "members" in cell:  # a pack: several cells in one vmapped step (lab.study.packs)
 
@@ -54,8 +54,8 @@ PARENT = "LAB_STUDY_WORKER_PARENT"  # pid of the process that started the worker
 def run_pack_task(spec: dict) -> int:
     """Train a pack task's members (lab.study.packs plans them); exit status as `run_cell`."""
     from lab.config import RunConfig, from_dict
-    from lab.pack.train import train_pack
-    from lab.train import Preempted, RunFailed
+    from lab.training.packed.train import train_pack
+    from lab.training.train import Preempted, RunFailed
 
     members = spec["members"]
     cfgs = [from_dict(RunConfig, m["config"]) for m in members]
@@ -130,7 +130,7 @@ def stop_process(proc: subprocess.Popen, grace_s: float) -> None:
 
 def main(argv=None) -> int:
     from lab.files import read_json
-    from lab.runtime import setup
+    from lab.training.runtime import setup
 
     die_with_parent()
     argv = sys.argv[1:] if argv is None else argv
