@@ -43,10 +43,10 @@ import numpy as np  # noqa: E402
 
 from lab import sharding  # noqa: E402
 from lab.config import ModelConfig, RunConfig, TrainConfig, resolve_impl  # noqa: E402
-from lab.model.attention import self_attention  # noqa: E402
 from lab.costs import model_costs  # noqa: E402
-from lab.model.unroll import unrolled_loops  # noqa: E402
 from lab.memory import attention_kept  # noqa: E402
+from lab.model.attention import self_attention  # noqa: E402
+from lab.model.unroll import unrolled_loops  # noqa: E402
 from lab.training.step import compile_step  # noqa: E402
 
 TOKENS_PER_STEP = 8192

@@ -12,8 +12,8 @@ import pytest
 
 import lab.model.attention_chunked as ac
 from lab.model.attention import dot_attention, self_attention
-from lab.model.unroll import unrolled_loops
 from lab.model.transformer import REMAT_POLICIES
+from lab.model.unroll import unrolled_loops
 
 
 def arrays(B, T, S, H, K, E=8, seed=0, dtype=jnp.float32):

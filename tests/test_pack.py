@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from lab.config import ConfigError
+from lab.schedules import make_schedule
 from lab.training.packed.step import check_packable, pack_key, traced_schedule
 from lab.training.packed.train import train_pack
-from lab.schedules import make_schedule
 from lab.training.train import train
 from tests.helpers.runs import REPO, TINY, env, losses
 

@@ -31,9 +31,9 @@ from flax import nnx
 from lab.config import apply_overrides
 from lab.evals.final import weight_bytes
 from lab.evals.generate import generate
+from lab.model.quant import dequantize_unstacked, quantize
 from lab.model.transformer import Transformer
 from lab.presets import preset_config
-from lab.model.quant import dequantize_unstacked, quantize
 
 FORMATS = ("f32", "bf16", "int8", "int4")
 PROMPT = 16

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lab.model.attention import attention_mask
 from lab.config import ConfigError
+from lab.model.attention import attention_mask
 from lab.model.transformer import scan_layers
 
 
@@ -160,8 +160,8 @@ def _compiled(graphdef, n_new: int, temperature: float, top_k: int, unpack):
 def load_run(run_dir):
     """(RunConfig, graphdef, params) of a run directory's newest intact checkpoint."""
     from lab import sharding
-    from lab.training.checkpoint import Checkpointer, abstract_like
     from lab.rundir import RunDir
+    from lab.training.checkpoint import Checkpointer, abstract_like
     from lab.training.step import abstract_model, make_optimizer, state_shardings
 
     run = RunDir(run_dir)

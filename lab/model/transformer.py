@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lab.model.attention_chunked import ATTENTION_RESIDUALS
 from lab.config import ModelConfig
+from lab.model.attention_chunked import ATTENTION_RESIDUALS
 from lab.model.layers import Block, Norm, next_key, param, sinusoidal_table
-from lab.model.unroll import unroll
 from lab.model.quant import dequantize
+from lab.model.unroll import unroll
 from lab.sharding import constrain
 
 _SAVE = jax.checkpoint_policies
