@@ -7,12 +7,12 @@ Run:  python benchmarks/bench_attention.py --quick     (T = 256, 1024, 2048; ~2-
 
 Model: a decoder of d_model 128, 4 heads, 2 layers, byte vocabulary, float32, at a constant 8,192
 tokens per step (batch = 8192 // T), so any growth with T is attention's. For each (T, dense |
-window W) the training step is `lab.step.compile_step`'s (the one `lab train` runs) and we record:
+window W) the training step is `lab.training.step.compile_step`'s (the one `lab train` runs) and we record:
 
 * step time: mean of `--steps` consecutive donated steps after one warm-up step;
 * memory: XLA's memory analysis of the compiled step, temporaries (bytes);
 * attention FLOPs per step, two counts: the cost model's (`costs.flops_attention` × tokens, i.e.
-  3 × 4·H·E × the (query, key) pairs the kernel computes, `lab.attention.score_pairs`) and XLA's
+  3 × 4·H·E × the (query, key) pairs the kernel computes, `lab.costs.score_pairs`) and XLA's
   (cost analysis of one layer's attention kernel, forward + backward, × layers × batch);
 * the prediction: step time = `flops_exact` × tokens ÷ the FLOP rate the dense model reaches at the
   smallest T (one measured number); score memory = what the kernel keeps for the backward pass ×
@@ -42,12 +42,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lab import sharding  # noqa: E402
-from lab.attention import resolve_impl, self_attention  # noqa: E402
-from lab.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from lab.config import ModelConfig, RunConfig, TrainConfig, resolve_impl  # noqa: E402
 from lab.costs import model_costs  # noqa: E402
-from lab.loops import unrolled_loops  # noqa: E402
 from lab.memory import attention_kept  # noqa: E402
-from lab.step import compile_step  # noqa: E402
+from lab.model.attention import self_attention  # noqa: E402
+from lab.model.unroll import unrolled_loops  # noqa: E402
+from lab.training.step import compile_step  # noqa: E402
 
 TOKENS_PER_STEP = 8192
 MODEL = ModelConfig(vocab_size=256, d_model=128, n_layers=2, n_heads=4)

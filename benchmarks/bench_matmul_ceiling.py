@@ -3,13 +3,13 @@
 Run:  python benchmarks/bench_matmul_ceiling.py [--model small --model medium] [--repeats 5]
 
 For each preset, in one process and side by side:
-- the 2048² float32 `jnp.dot` peak that `lab bench` divides by (`lab.bench.matmul_peak`: best of
+- the 2048² float32 `jnp.dot` peak that `lab bench` divides by (`lab.bench.step.matmul_peak`: best of
   the timed calls);
 - the model's own dense-layer matmuls alone — per layer QKV [B·T, d]×[d, 3d], output [d, d], MLP
   [d, d_ff] and [d_ff, d], and the head [d, V] — forward and backward (jax.grad of a chain of
   them), at the preset's batch, sequence and widths (mean of the timed calls): their FLOP/s ÷ the peak is the MFU a step
   could reach if everything else were free;
-- the real training step (`lab.bench.time_step`, the lab's compiled step): its `flops_exact`
+- the real training step (`lab.bench.step.time_step`, the lab's compiled step): its `flops_exact`
   FLOP/s ÷ the peak is `lab bench`'s MFU.
 
 The gap between the second and third lines is the step's non-matmul work (norms, activations,
@@ -60,7 +60,7 @@ def dense_matmuls(cfg, repeats: int) -> tuple[float, float]:
 
 
 def main(argv=None) -> None:
-    from lab.bench import bench_config, matmul_peak, time_step
+    from lab.bench.step import bench_config, matmul_peak, time_step
     from lab.costs import model_costs
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,10 +1,10 @@
-"""Packed training (lab.pack) against the same cells run one after another, side by side in one
+"""Packed training (lab.training.packed) against the same cells run one after another, side by side in one
 process: aggregate training tokens/s of K = 1, 2, 4, 8 tiny cells.
 
 For each K, the same K cells (seeds 0..K-1, one shape) are trained for STEPS steps
 
-* packed: one `lab.pack.step` program over the K stacked members (compiled once);
-* sequential: `lab.step.compile_step`'s program (what `lab train` runs), one cell after another.
+* packed: one `lab.training.packed.step` program over the K stacked members (compiled once);
+* sequential: `lab.training.step.compile_step`'s program (what `lab train` runs), one cell after another.
 
 Both sides are compiled before timing and fed the same device-resident batch, so the figure is
 the step's throughput (no data loading, compile, evaluation or process start — which packing also
@@ -32,8 +32,8 @@ import numpy as np
 
 from lab import sharding
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from lab.pack.step import compile_packed, member_values, stacked_sharding
-from lab.step import abstract_model, compile_step
+from lab.training.packed.step import compile_packed, member_values, stacked_sharding
+from lab.training.step import abstract_model, compile_step
 
 
 def base_config(d_model: int, n_layers: int, batch: int, seq_len: int, dtype: str) -> RunConfig:

@@ -4,7 +4,7 @@ measured side by side in one run with the persistent compilation cache off.
 Run:  python benchmarks/bench_scan.py            (~3-6 min on 2 idle cores)
       python benchmarks/bench_scan.py --preset medium --deep 24 --remat-layers 8
 
-* compile time: `lab.step.compile_step(...).compile_s` (trace + lower + XLA compile of the whole
+* compile time: `lab.training.step.compile_step(...).compile_s` (trace + lower + XLA compile of the whole
   training step) of the preset at 2 and at `--deep` layers, each compiled twice, alternating, and
   the shorter of the two kept; the issue's goal is deep ≤ 2× shallow.
 * memory: XLA's memory analysis of the compiled step (`compile_step(...).memory`), temporaries, at
@@ -21,7 +21,7 @@ os.environ["LAB_COMPILATION_CACHE"] = "0"
 
 from lab import sharding  # noqa: E402
 from lab.presets import preset_config  # noqa: E402
-from lab.step import compile_step  # noqa: E402
+from lab.training.step import compile_step  # noqa: E402
 
 
 def compiled(preset: str, mesh, **model):

@@ -6,7 +6,7 @@
 #   3. lab bench of the ~1B preset `1b` at its 0.5M-token batch, --fit-batch: the fewest
 #      train.microbatches whose compiled step fits the card (XLA's memory analysis), i.e. the
 #      largest micro-batch that fits, accumulated to the full batch
-#   3b. benchmarks/bench_pack.py: K = 1, 2, 4, 8 tiny cells packed (lab.pack) vs run one after
+#   3b. benchmarks/bench_pack.py: K = 1, 2, 4, 8 tiny cells packed (lab.training.packed) vs run one after
 #      another, aggregate tokens/s side by side (goal: >= 5x at K = 8), bench_pack.json
 #   4. tests/test_sharding.py (8 fake CPU devices, run on the host CPU beside step 2) and
 #      tests/test_checkpoint.py (bitwise resume, on the GPU)

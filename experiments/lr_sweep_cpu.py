@@ -2,7 +2,7 @@
 
 Three widths × two token counts × five peak learning rates (30 runs of byte-level decoders, WSD
 schedule), trained five at a time: every (size, tokens) cell's five learning rates share one
-program, so each is one pack (`--pack 5`, lab.pack) — six packed tasks instead of 30 processes.
+program, so each is one pack (`--pack 5`, lab.training.packed) — six packed tasks instead of 30 processes.
 
     lab study experiments/lr_sweep_cpu.py --out runs/lr_sweep_cpu --pack 5
     lab fit runs/lr_sweep_cpu --method lr --bootstrap 200          # best-LR table, η_opt law, CIs

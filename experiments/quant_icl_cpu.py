@@ -1,5 +1,5 @@
 """Post-training quantization damage and in-context recall against training, on one N x D grid of
-byte-level decoders (every run records val_loss_int8/int4/bf16 and icl_accuracy; lab.final_eval).
+byte-level decoders (every run records val_loss_int8/int4/bf16 and icl_accuracy; lab.evals.final).
 
 Three widths × four token counts with WSD cooldown branches (the three shorter counts branch off
 the longest run's stable phase), so tokens per parameter D/N spans ~1 to ~60.

@@ -121,7 +121,7 @@ def add_study_parser(sub) -> None:
                    help="with --adaptive: FLOPs the designed cells may spend in all")
     a.add_argument("--flops-total", type=float, dest="flops", action=_Deprecated, help=argparse.SUPPRESS)
     p.add_argument("--tracker", choices=["tensorboard", "wandb"], default=None,
-                   help="also log every run to this tracker, offline, grouped by study (optional extra; lab.trackers)")
+                   help="also log every run to this tracker, offline, grouped by study (optional extra; lab.training.trackers)")
     p.set_defaults(func=cmd_study)
 
 
@@ -169,7 +169,7 @@ def cmd_study(args) -> int:
     check_validate(cells, validate)
     check_adaptive(args.adaptive, args.flops)
     if args.tracker:
-        from lab.trackers import check_available
+        from lab.training.trackers import check_available
 
         check_available(args.tracker)
     if args.dry_run:
@@ -296,10 +296,10 @@ def _differences(a, b, ignore=(), prefix=""):
 
 def cmd_train(args) -> int:
     cfg = build_config(args)  # user errors surface here, before the training stack loads
-    from lab.distributed import maybe_initialize
+    from lab.training.distributed import maybe_initialize
 
     maybe_initialize(args.coordinator, args.num_processes, args.process_id)
-    from lab.train import Preempted, RunFailed, train
+    from lab.training.train import Preempted, RunFailed, train
 
     try:
         result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
@@ -349,7 +349,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from lab import runtime
+    from lab.training import runtime
 
     if args.func.__module__.startswith("analysis."):  # fit, plot, report: no JAX start-up unless a method needs it
         runtime.one_line_warnings()

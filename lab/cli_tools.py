@@ -59,8 +59,8 @@ def cmd_bench(args) -> int:
     _check_out(args.out)  # before the benchmark, not after it
     if args.decode:
         return _decode_bench(args)
-    from lab.bench import DTYPES, run_bench
-    from lab.bench_report import format_report
+    from lab.bench.step import DTYPES, run_bench
+    from lab.bench.report import format_report
 
     res = run_bench(args.models or ["tiny", "small"], args.overrides, args.dtypes or list(DTYPES),
                     steps=args.steps, warmup=args.warmup, matmul_n=args.matmul_n or 0,
@@ -73,7 +73,7 @@ def cmd_bench(args) -> int:
 def _decode_bench(args) -> int:
     from pathlib import Path
 
-    from lab.decode_bench import format_decode, plot_decode, run_decode_bench
+    from lab.bench.decode import format_decode, plot_decode, run_decode_bench
 
     counts = lambda text: [_count(x) for x in text.split(",") if x.strip()] or [_count(text)]
     res = run_decode_bench((args.models or ["small"])[0], args.overrides, lengths=counts(args.decode_lengths),
@@ -127,12 +127,12 @@ def add_sample_parser(sub) -> None:
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature (0 = greedy)")
     p.add_argument("--top-k", type=int, default=0, metavar="K", help="sample among the K most likely (0 = all)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed")
-    p.add_argument("--quant", choices=["int8", "int4"], default=None, help="weight-only quantization (lab.quant)")
+    p.add_argument("--quant", choices=["int8", "int4"], default=None, help="weight-only quantization (lab.model.quant)")
     p.set_defaults(func=cmd_sample)
 
 
 def cmd_sample(args) -> int:
-    from lab.generate import sample
+    from lab.evals.generate import sample
 
     text = sample(args.run_dir, prompt=args.prompt, tokens=args.tokens, temperature=args.temperature,
                   top_k=args.top_k, seed=args.seed, quant=args.quant)
@@ -144,7 +144,7 @@ def add_eval_parser(sub) -> None:
     p = sub.add_parser(
         "eval", help="a trained run's validation loss with its weights quantized (int8, int4, bf16), and its in-context score",
         description="Restore RUN_DIR's newest checkpoint and evaluate it on the run's validation set in float32 and with "
-        "post-training weight-only quantization (lab.quant), plus the in-context recall task (lab.icl).",
+        "post-training weight-only quantization (lab.model.quant), plus the in-context recall task (lab.evals.icl).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("--quant", choices=["int8", "int4", "bf16"], default=None, help="only this format (default: all)")
@@ -154,7 +154,7 @@ def add_eval_parser(sub) -> None:
 
 
 def cmd_eval(args) -> int:
-    from lab.final_eval import eval_run, format_eval
+    from lab.evals.final import eval_run, format_eval
 
     res = eval_run(args.run_dir, quant=args.quant)
     print(json.dumps(res) if args.json else format_eval(res))

@@ -78,7 +78,7 @@ class ModelConfig:
         _choice("model.mlp", self.mlp, ("gelu", "swiglu"))
         _choice("model.dtype", self.dtype, ("float32", "bfloat16"))
         _choice("model.param_dtype", self.param_dtype, ("float32", "bfloat16"))
-        _choice("model.attn_impl", self.attn_impl, ("auto", "xla", "cudnn", "chunked"))
+        _choice("model.attn_impl", self.attn_impl, ATTN_IMPLS)
         _choice("model.remat", self.remat, ("none", "full", "save_matmuls"))
         for name in ("d_model", "n_layers", "n_heads", "seq_len"):
             _positive(f"model.{name}", getattr(self, name))
@@ -323,3 +323,38 @@ def _within(key: str, value, lo, hi, *, open_lo: bool = False, open_hi: bool = F
     if not ok:
         interval = f"{'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
         raise ConfigError(f"{key}={value} must lie in {interval}")
+
+
+# The attention kernel a model config runs (`model.attn_impl`): the rule lives here, in the core, so that
+# `lab.memory` can read it without importing the model; `lab.model.attention` holds the kernels.
+ATTN_IMPLS = ("auto", "xla", "cudnn", "chunked")
+
+
+def resolve_impl(impl: str, dtype: str, head_dim: int) -> str:
+    """The kernel `model.attn_impl` runs: auto = cudnn on an NVIDIA GPU when its fused kernel takes
+    the dtype and head dim, chunked on a CPU (where the softmax's memory passes, not its matmuls,
+    bound dense attention), else xla. An explicit cudnn where it cannot run is a ConfigError."""
+    if impl not in ATTN_IMPLS:
+        raise ConfigError(f"model.attn_impl={impl!r} is not one of {', '.join(ATTN_IMPLS)}")
+    import jax
+
+    gpu = _nvidia_gpu()
+    fits = dtype == "bfloat16" and head_dim % 8 == 0 and head_dim <= 128
+    if impl == "auto":
+        return "cudnn" if gpu and fits else "chunked" if jax.default_backend() == "cpu" else "xla"
+    if impl == "cudnn" and not (gpu and fits):
+        raise ConfigError("model.attn_impl=cudnn needs an NVIDIA GPU, model.dtype=bfloat16 and a head dim "
+                          f"that is a multiple of 8 up to 128 (here: {jax.default_backend()}, {dtype}, {head_dim})")
+    return impl
+
+
+def model_impl(model) -> str:
+    """The kernel a ModelConfig's attention runs (`model.attn_impl`, `auto` resolved); runs record it."""
+    return resolve_impl(model.attn_impl, model.dtype, model.head_dim)
+
+
+def _nvidia_gpu() -> bool:
+    import jax
+
+    device = jax.devices()[0]
+    return device.platform == "gpu" and "rocm" not in str(getattr(device.client, "platform_version", "")).lower()

@@ -12,7 +12,7 @@ FLOPs are per *trained* token (one multiply-add = 2 FLOPs), forward + backward =
 
 * `flops_exact`: every matmul of the forward pass — Q/K/V/O projections, the attention score
   (QKᵀ) and value (AV) products, the MLP and the output head — × 3. Attention counts the (query,
-  key) pairs the kernel computes (`lab.attention.score_pairs`), 4·H·E FLOPs each: dense attention
+  key) pairs the kernel computes (`score_pairs`, which `lab.model.attention` evaluates blockwise), 4·H·E FLOPs each: dense attention
   the full T×T square, *not* halved for causality, because the masked implementation computes
   every entry (that is also what XLA counts); a sliding window W with g global tokens, evaluated
   blockwise, T_W·(W_eff + g) + g·T pairs, where T_W = T rounded up to a multiple of W, W_eff = 2W
@@ -23,7 +23,7 @@ FLOPs are per *trained* token (one multiply-add = 2 FLOPs), forward + backward =
 * `flops_6n_total`: 6 · params_total (Hoffmann et al. 2022 count all parameters).
 * `flops_deepseek`: 72·L·D² + 12·L·D·T, DeepSeek LLM's M (non-embedding, attention included).
 
-Encoder-decoder (`arch="encdec"`, objective in `lab.objectives`): a window of seq_len = T tokens
+Encoder-decoder (`arch="encdec"`, objective in `lab.model.objectives`): a window of seq_len = T tokens
 is read as S = T // 2 source tokens (encoder) and T - S target tokens (decoder); a *trained token*
 is any of these T, so per-token figures × the run's tokens (batch × seq_len per step) are the
 run's totals, as for the other architectures (the loss averages over the T - S decoder
@@ -40,9 +40,9 @@ MFU figures in this project divide the achieved `flops_exact` rate by the hardwa
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
-from lab.attention import score_pairs
 from lab.config import ModelConfig
 
 
@@ -76,6 +76,24 @@ class Costs:
             "flops_6n_total": self.flops_6n_total * tokens,
             "flops_deepseek": self.flops_deepseek * tokens,
         }
+
+
+def blockwise_keys(T: int, window: int, global_tokens: int, causal: bool) -> int:
+    """Keys C one query block reads (neighbour blocks of W plus the g global columns), or 0 when
+    dense attention reads fewer (no window, or the window spans the sequence)."""
+    if not window:
+        return 0
+    C = (2 if causal else 3) * window + global_tokens
+    return C if C < T else 0
+
+
+def score_pairs(T: int, S: int, *, causal: bool, window: int = 0, global_tokens: int = 0) -> int:
+    """(query, key) score pairs computed for one sequence of self-attention (S == T) or cross-
+    attention (always dense): T·S dense; blockwise ceil(T/W)·W·C + g·T (the global rows)."""
+    C = blockwise_keys(T, window, global_tokens, causal) if S == T else 0
+    if not C:
+        return T * S
+    return math.ceil(T / window) * window * C + global_tokens * T
 
 
 def _layer_params(cfg: ModelConfig, cross: bool) -> tuple[int, int]:

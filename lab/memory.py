@@ -18,8 +18,8 @@ b = batch_size / (data·fsdp·K) sequences (one micro-batch's share of this devi
   ACT_PER_D = 12 and ACT_PER_F = 6 count the [t, D] and [t, F] tensors kept for the backward pass
   (norm inputs/outputs, Q/K/V, attention output, residuals; MLP pre- and post-activation — the
   layer scan holds each stacked residual buffer twice); pairs = t·k score pairs (a sliding
-  window computed blockwise: `lab.attention.score_pairs`), kept twice in float32 and once in
-  dtype; a fused cuDNN kernel or the chunked one (`lab.attention_chunked`) keeps no scores, only a
+  window computed blockwise: `lab.costs.score_pairs`), kept twice in float32 and once in
+  dtype; a fused cuDNN kernel or the chunked one (`lab.model.attention_chunked`) keeps no scores, only a
   float32 log-sum-exp per query (pairs = t, 4 bytes). remat=full keeps b·t·D·a (the layer input) and save_matmuls b·t·(5·D + F/tensor)·a
   (the weight matmuls' outputs); both add one layer's full working set, recomputed in the backward.
 
@@ -33,8 +33,8 @@ import dataclasses
 import math
 import os
 
-from lab.config import ConfigError, RunConfig
-from lab.costs import model_costs
+from lab.config import ConfigError, RunConfig, resolve_impl
+from lab.costs import model_costs, score_pairs
 
 ACT_PER_D = 12
 ACT_PER_F = 6
@@ -89,10 +89,8 @@ def _layer_shapes(cfg) -> list[tuple[int, int, int, bool]]:
 
 def attention_kept(cfg, t: int, k: int, causal: bool) -> tuple[float, float]:
     """(score pairs per sequence and head whose scores a layer keeps, bytes per pair): the pairs
-    the attention computes (a window: blockwise, `lab.attention.score_pairs`), or none but a
+    the attention computes (a window: blockwise, `lab.costs.score_pairs`), or none but a
     float32 log-sum-exp per query for a fused (cuDNN flash) or the chunked kernel."""
-    from lab.attention import resolve_impl, score_pairs
-
     try:
         impl = resolve_impl(getattr(cfg, "attn_impl", "xla"), cfg.dtype, cfg.head_dim)
     except ConfigError:  # cudnn asked for where it cannot run: the run itself refuses it
@@ -211,7 +209,7 @@ def xla_needed(xla_memory: dict) -> int | None:
 
 def check_compiled(xla_memory: dict, available: int | None = None) -> None:
     """Raise ConfigError when a compiled step's arguments + temporaries (XLA's memory analysis,
-    `lab.step.xla_memory`) exceed what the device has: the precise check, after compiling and
+    `lab.training.step.xla_memory`) exceed what the device has: the precise check, after compiling and
     before the state is allocated. Silent where the backend reports no analysis."""
     need = xla_needed(xla_memory)
     if need is None:

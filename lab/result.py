@@ -2,7 +2,7 @@
 
 Every result row of a study (`lab.study.results`), the summary `lab train` prints and the tests
 read these names from here. A run's result.json holds at least `FIELDS`; it may hold more
-(timings, memory, the study's own columns, which `lab.train.train(extra_result=...)` adds).
+(timings, memory, the study's own columns, which `lab.training.train.train(extra_result=...)` adds).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ TIMING = ("wall_s", "tokens_per_s")
 DATA = ("dataset", "corpus_fingerprint", "tokens_fingerprint")  # text alone; text + tokenizer
 REPEAT = ("unique_tokens", "epochs")  # training tokens drawn from; tokens / unique_tokens (data.unique_tokens)
 MIX = ("recall_mix",)  # fraction of training rows that are associative-recall text (data.recall_mix)
-QUANT = ("val_loss_int8", "val_loss_int4", "val_loss_bf16",  # final weights quantized after training (lab.final_eval)
+QUANT = ("val_loss_int8", "val_loss_int4", "val_loss_bf16",  # final weights quantized after training (lab.evals.final)
          "weight_bytes_f32", "weight_bytes_bf16", "weight_bytes_int8", "weight_bytes_int4")
-ICL = ("icl_accuracy", "icl_loss", "icl_pairs")  # in-context recall (lab.icl); absent where no prompt fits
+ICL = ("icl_accuracy", "icl_loss", "icl_pairs")  # in-context recall (lab.evals.icl); absent where no prompt fits
 
-# a member of a packed run (lab.pack): the pack it trained in; absent when the run trained alone
+# a member of a packed run (lab.training.packed): the pack it trained in; absent when the run trained alone
 PACK = ("pack_id",)
 
 # the contract, in the column order of a results table

@@ -2,7 +2,7 @@
 
 A mesh always exists, with axes (data, fsdp, tensor); any of them may have size 1, so one code
 path serves a laptop CPU, one GPU and a pod. Parameters carry *logical* axis names from the
-moment they are created (`lab.layers.param`); `RULES` maps each logical name onto mesh axes:
+moment they are created (`lab.model.layers.param`); `RULES` maps each logical name onto mesh axes:
 
 * data parallel: the batch is split over `data` (and `fsdp`); parameters are replicated there.
 * FSDP: parameters and optimizer state are split over `fsdp` along their model-width (`embed`)

@@ -22,7 +22,7 @@ def _isolated_data_dir(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory):
     """The tiny config of tests.helpers.runs trained once, uninterrupted, on one device."""
-    from lab.train import train
+    from lab.training.train import train
     from tests.helpers.runs import TINY
 
     out = tmp_path_factory.mktemp("ref") / "one_device"

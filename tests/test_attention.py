@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lab.attention import (attention_mask, blockwise_attention, blockwise_keys, dot_attention, resolve_impl,
-                           score_pairs, self_attention)
-from lab.config import ConfigError
+from lab.config import ConfigError, resolve_impl
+from lab.costs import blockwise_keys, score_pairs
+from lab.model.attention import attention_mask, blockwise_attention, dot_attention, self_attention
 
 # (T, W, g, causal, H, K): T a multiple of W and not, with and without global tokens, MHA/GQA/MQA
 CASES = [(64, 16, 0, True, 4, 4), (61, 16, 3, True, 4, 2), (50, 8, 0, False, 4, 1), (47, 6, 5, False, 2, 2),

@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import lab.attention_chunked as ac
-from lab.attention import dot_attention, self_attention
-from lab.loops import unrolled_loops
-from lab.model import REMAT_POLICIES
+import lab.model.attention_chunked as ac
+from lab.model.attention import dot_attention, self_attention
+from lab.model.transformer import REMAT_POLICIES
+from lab.model.unroll import unrolled_loops
 
 
 def arrays(B, T, S, H, K, E=8, seed=0, dtype=jnp.float32):

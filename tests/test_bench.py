@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from lab.bench import CONVENTIONS, nominal_peak, step_row
-from lab.bench_report import drift_note
+from lab.bench.step import CONVENTIONS, nominal_peak, step_row
+from lab.bench.report import drift_note
 from lab.config import ConfigError
 from lab.cli import main
 from lab.costs import model_costs
@@ -102,7 +102,7 @@ def test_nominal_peak_and_mfu_against_it():
     assert nominal_peak("NVIDIA H100 PCIe")["flops_per_s"] == 756e12
     assert nominal_peak("NVIDIA H200")["flops_per_s"] == 989e12
     assert nominal_peak("cpu") is None
-    from lab.bench import bench_config
+    from lab.bench.step import bench_config
 
     cfg = bench_config("tiny", [], "bfloat16", "", 3)
     peaks = {"bfloat16": {"flops_per_s": 1e11}}
@@ -115,7 +115,7 @@ def test_nominal_peak_and_mfu_against_it():
 
 
 def test_dtype_comparison_and_mfu_per_dtype():
-    from lab.bench import bench_config, dtype_ratios
+    from lab.bench.step import bench_config, dtype_ratios
 
     peaks = {"float32": {"flops_per_s": 2e11}, "bfloat16": {"flops_per_s": 1e11}}
     timing = {"compile_s": 1.0, "warmup_steps": 1, "timed_steps": 2}
@@ -144,9 +144,10 @@ def test_fit_batch_takes_the_fewest_microbatches_that_fit(monkeypatch):
     (XLA's analysis of the compiled step), the batch is split; the config timed says how."""
     import jax
 
-    from lab import bench as bench_module, memory, sharding
-    from lab.bench import bench_config, compile_fitted
-    from lab.step import compile_step
+    from lab import memory, sharding
+    from lab.bench import step as bench_module
+    from lab.bench.step import bench_config, compile_fitted
+    from lab.training.step import compile_step
 
     cfg = bench_config("tiny", ["model.d_model=32", "model.n_layers=1", "model.seq_len=32", "train.batch_size=8"],
                        "float32", "", 3)

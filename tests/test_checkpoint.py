@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.checkpoint import CheckpointWarning
-from lab.train import train
+from lab.training.checkpoint import CheckpointWarning
+from lab.training.train import train
 from tests.helpers.runs import TINY, env, lab_cmd, losses, run_python, set_args
 
 LONG = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=600, log_every=10, eval_every=100),
@@ -113,7 +113,7 @@ def test_checkpoint_from_8_devices_resumes_on_1(tmp_path, reference_run):
     code = f"""
 import json
 from lab.config import RunConfig, from_dict
-from lab.train import train
+from lab.training.train import train
 train(from_dict(RunConfig, json.loads({json.dumps(cfg.to_dict())!r})), {str(out)!r}, progress=False)
 """
     proc = run_python(code, devices=8)
@@ -132,7 +132,7 @@ train(from_dict(RunConfig, json.loads({json.dumps(cfg.to_dict())!r})), {str(out)
 def test_orphaned_orbax_reads_are_not_logged_but_other_asyncio_errors_are():
     import logging
 
-    from lab.checkpoint import _orphaned_read_filter
+    from lab.training.checkpoint import _orphaned_read_filter
 
     def record(msg):
         return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None, None)

@@ -9,9 +9,9 @@ from flax import nnx
 
 from lab.config import ModelConfig
 from lab.costs import model_costs
-from lab.loops import unrolled_loops
-from lab.model import Transformer
-from lab.objectives import make_loss_fn
+from lab.model.objectives import make_loss_fn
+from lab.model.transformer import Transformer
+from lab.model.unroll import unrolled_loops
 
 CONFIGS = {
     "tied_rope_layernorm": ModelConfig(vocab_size=256, d_model=128, n_layers=2, n_heads=4, seq_len=128),

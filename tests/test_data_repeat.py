@@ -8,7 +8,7 @@ import pytest
 from lab.cli import main
 from lab.config import ConfigError, DataConfig
 from lab.data.batches import n_windows, repeat_fields, repeated_batch, train_batch
-from lab.train import train
+from lab.training.train import train
 from tests.helpers.runs import TINY, killed_after_save, losses
 
 T, B = 8, 4

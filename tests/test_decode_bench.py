@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from lab.decode_bench import (PROMPT, decode_config, format_decode, kv_bytes_per_position, plot_decode, roofline,
+from lab.bench.decode import (PROMPT, decode_config, format_decode, kv_bytes_per_position, plot_decode, roofline,
                               run_decode_bench, uncached_times)
-from lab.generate import generate
-from lab.model import Transformer
+from lab.evals.generate import generate
+from lab.model.transformer import Transformer
 
 
 def test_recomputing_the_prefix_decodes_what_the_cache_decodes():

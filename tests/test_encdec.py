@@ -13,7 +13,7 @@ from lab import sharding
 from lab.cli import main
 from lab.config import ModelConfig
 from lab.costs import model_costs
-from lab.model import Transformer
+from lab.model.transformer import Transformer
 from tests.helpers.runs import TINY, set_args
 
 CFG = ModelConfig(arch="encdec", vocab_size=32, d_model=32, n_layers=2, n_dec_layers=1, n_heads=4, n_kv_heads=2,

@@ -53,9 +53,9 @@ def test_quantized_weights_stay_packed_in_memory():
     from flax import nnx
 
     from lab.config import ModelConfig, RunConfig
-    from lab.model import Transformer
-    from lab.quant import dequantize_unstacked, quantize
-    from lab.step import make_eval
+    from lab.model.quant import dequantize_unstacked, quantize
+    from lab.model.transformer import Transformer
+    from lab.training.step import make_eval
 
     cfg = RunConfig(model=ModelConfig(d_model=128, n_layers=4, n_heads=4, seq_len=16, vocab_size=256))
     graphdef, state = nnx.split(Transformer(cfg.model, rngs=nnx.Rngs(params=0)), nnx.Param)

@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 from lab.config import ConfigError, ModelConfig
-from lab.generate import cached_forward, generate, init_cache, sample_logits
-from lab.model import Transformer
+from lab.evals.generate import cached_forward, generate, init_cache, sample_logits
+from lab.model.transformer import Transformer
 
 # init_std 0.3: logits far from uniform, so greedy choices are not near-ties
 BASE = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, seq_len=24, init_std=0.3)

@@ -9,8 +9,8 @@ import pytest
 from flax import nnx
 
 from lab.config import ModelConfig
-from lab.icl import RecallTask, build_windows, evaluate_icl, prompt_texts, score_logits
-from lab.model import Transformer
+from lab.evals.icl import RecallTask, build_windows, evaluate_icl, prompt_texts, score_logits
+from lab.model.transformer import Transformer
 
 
 def byte_encode(text):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lab.interrupt import interruptible
+from lab.training.interrupt import interruptible
 from tests.helpers.runs import REPO, env
 
 

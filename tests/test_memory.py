@@ -13,7 +13,7 @@ from lab.costs import model_costs
 from lab.memory import (ACT_PER_D, ACT_PER_F, GIB, HEAD_COPIES, RECOMPUTE_LIVE, SCORE_F32, available_bytes,
                         check_compiled, check_fits, estimate, gib, xla_needed)
 from lab.presets import preset_config
-from lab.step import compile_step
+from lab.training.step import compile_step
 
 ONE_DEVICE = {"data": 1, "fsdp": 1, "tensor": 1}
 

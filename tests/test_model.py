@@ -9,9 +9,9 @@ import pytest
 from flax import nnx
 
 from lab.config import ModelConfig
-from lab.attention import attention_mask
-from lab.model import Transformer
-from lab.objectives import cross_entropy
+from lab.model.attention import attention_mask
+from lab.model.transformer import Transformer
+from lab.model.objectives import cross_entropy
 
 BASE = ModelConfig(vocab_size=32, d_model=32, n_layers=2, n_heads=4, seq_len=16)
 
@@ -101,7 +101,7 @@ def test_every_parameter_has_logical_axes():
 
 def test_remat_policies_give_the_same_gradients():
     """model.remat changes what the backward pass recomputes, not what it computes."""
-    from lab.objectives import make_loss_fn
+    from lab.model.objectives import make_loss_fn
 
     batch = jax.random.randint(jax.random.key(4), (2, 17), 0, 32)
     grads = {}

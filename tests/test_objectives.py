@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lab.objectives import cross_entropy, mlm_corrupt
-from lab.train import train
+from lab.model.objectives import cross_entropy, mlm_corrupt
+from lab.training.train import train
 from tests.helpers.runs import TINY
 
 

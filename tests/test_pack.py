@@ -1,4 +1,4 @@
-"""Packed runs (lab.pack): K members of one shape in one vmapped step train exactly as they would
+"""Packed runs (lab.training.packed): K members of one shape in one vmapped step train exactly as they would
 alone, write their own run directories, diverge alone, and resume bitwise after kill -9."""
 
 import dataclasses
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from lab.config import ConfigError
-from lab.pack.step import check_packable, pack_key, traced_schedule
-from lab.pack.train import train_pack
 from lab.schedules import make_schedule
-from lab.train import train
+from lab.training.packed.step import check_packable, pack_key, traced_schedule
+from lab.training.packed.train import train_pack
+from lab.training.train import train
 from tests.helpers.runs import REPO, TINY, env, losses
 
 
@@ -73,7 +73,7 @@ KILLED = f"""
 import dataclasses, sys
 sys.path.insert(0, {str(REPO)!r})
 from tests.test_pack import LONG
-from lab.pack.train import train_pack
+from lab.training.packed.train import train_pack
 train_pack(LONG, [sys.argv[1] + '/a', sys.argv[1] + '/b'], pack_id='pk', resume=True)
 """
 
@@ -108,8 +108,8 @@ import dataclasses, json, sys
 sys.path.insert(0, {str(REPO)!r})
 import jax
 from tests.test_pack import member
-from lab.pack.train import train_pack
-import lab.pack.train as pt
+from lab.training.packed.train import train_pack
+import lab.training.packed.train as pt
 seen = []
 real = pt.PackLoop.compile
 def spy(self):

@@ -11,9 +11,9 @@ import pytest
 
 from lab.cli import main
 from lab.data import load_corpus, val_batches
-from lab.generate import generate, load_run
-from lab.quant import QTensor, dequantize, dequantize_array, dequantize_unstacked, matmul_bytes, pack_int4, quantize, quantize_array, unpack_int4
-from lab.step import make_eval
+from lab.evals.generate import generate, load_run
+from lab.model.quant import QTensor, dequantize, dequantize_array, dequantize_unstacked, matmul_bytes, pack_int4, quantize, quantize_array, unpack_int4
+from lab.training.step import make_eval
 
 INT4_LOSS_BOUND = 0.02  # relative; measured -0.13% here (+0.20% after 60 steps); int8: -0.007% (-0.0002%)
 

@@ -12,9 +12,9 @@ import pytest
 from lab.config import ConfigError, DataConfig
 from lab.data import train_batch
 from lab.data.recall import recall_line, recall_window
-from lab.icl import RecallTask, prompt_texts
-from lab.pack.train import train_pack
-from lab.train import train
+from lab.evals.icl import RecallTask, prompt_texts
+from lab.training.packed.train import train_pack
+from lab.training.train import train
 from tests.helpers.runs import TINY, killed_after_save, losses
 
 STREAM = (np.arange(50_000) % 251).astype(np.uint16)  # stand-in stream: no row of it starts with "d={"

@@ -9,7 +9,7 @@ import pytest
 
 from lab import sharding
 from lab.config import ConfigError
-from lab.train import train
+from lab.training.train import train
 from tests.helpers.runs import TINY, losses, run_python
 
 MESHES = ["data=8", "fsdp=8", "tensor=8", "data=2,fsdp=2,tensor=2"]
@@ -38,7 +38,7 @@ SHAPES_WORKER = """
 import json, dataclasses, jax
 from lab import sharding
 from lab.config import RunConfig, from_dict
-from lab.step import make_optimizer, state_shardings
+from lab.training.step import make_optimizer, state_shardings
 cfg = from_dict(RunConfig, json.loads({cfg!r}))
 out = {{}}
 for spec in {meshes!r}:
@@ -62,7 +62,7 @@ print("RESULT" + json.dumps(out))
 TRAIN_WORKER = """
 import json, dataclasses
 from lab.config import RunConfig, from_dict
-from lab.train import train
+from lab.training.train import train
 cfg = dataclasses.replace(from_dict(RunConfig, json.loads({cfg!r})), mesh={mesh!r})
 print("RESULT" + json.dumps(train(cfg, {out!r}, progress=False)))
 """
@@ -130,7 +130,7 @@ def test_indivisible_dimension_is_an_error(tmp_path):
     code = """
 import dataclasses, json
 from lab.config import ConfigError, RunConfig, from_dict
-from lab.train import train
+from lab.training.train import train
 cfg = from_dict(RunConfig, json.loads({cfg!r}))
 try:
     train(dataclasses.replace(cfg, mesh="tensor=8", model=dataclasses.replace(cfg.model, n_heads=4)), {out!r})

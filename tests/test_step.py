@@ -1,5 +1,5 @@
 """One compiled training step: train, `lab bench` and the study dry-run's timing all run what
-`lab.step.compile_step` builds, with the run's shardings; it computes what a step jitted by hand
+`lab.training.step.compile_step` builds, with the run's shardings; it computes what a step jitted by hand
 on allocated state computes; and the model's abstract shapes cost linear time in depth."""
 
 import dataclasses
@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lab import sharding, step as step_module
-from lab.attention import resolve_impl
-from lab.layers import next_key
-from lab.step import abstract_model, compile_step, make_step
+from lab import sharding
+from lab.config import resolve_impl
+from lab.model.layers import next_key
+from lab.training import step as step_module
+from lab.training.step import abstract_model, compile_step, make_step
 from tests.helpers.runs import TINY
 
 # A one-layer TINY, as the study dry-run times it (100 steps) and as train resolves it (bytes).
@@ -34,15 +35,15 @@ def compiled_steps(monkeypatch):
 
     real = step_module.compile_step
     monkeypatch.setattr(step_module, "compile_step", spy)
-    monkeypatch.setattr("lab.train.compile_step", spy)
+    monkeypatch.setattr("lab.training.train.compile_step", spy)
     return built
 
 
 def test_train_bench_and_dry_run_compile_the_same_program(compiled_steps, tmp_path):
-    from lab.bench import time_step
+    from lab.bench.step import time_step
     from lab.study.estimate import step_seconds
     from lab.study.spec import Cell
-    from lab.train import train
+    from lab.training.train import train
 
     result = train(dataclasses.replace(CFG, model=MODEL), tmp_path / "run", progress=False)
     timing = time_step(CFG, steps=2, warmup=1)
@@ -165,7 +166,7 @@ def test_microbatches_must_split_the_batch_over_devices():
 _SHARDED_MICRO = """
 import dataclasses, json, jax, numpy as np
 from lab import sharding
-from lab.step import compile_step
+from lab.training.step import compile_step
 from tests.test_step import CFG
 batches = np.random.default_rng(1).integers(0, 8, (4, 8, 17), np.int32)
 out = {}
@@ -205,8 +206,8 @@ def test_weight_decay_skips_norms_of_scanned_stacks():
     from flax import nnx
 
     from lab.config import ModelConfig
-    from lab.model import Transformer
-    from lab.step import decays
+    from lab.model.transformer import Transformer
+    from lab.training.step import decays
 
     model = Transformer(ModelConfig(d_model=32, n_layers=3, n_heads=4, seq_len=16, vocab_size=64), rngs=nnx.Rngs(params=0))
     params = nnx.to_pure_dict(nnx.split(model, nnx.Param)[1])

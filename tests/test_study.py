@@ -189,7 +189,7 @@ def test_other_launchers_give_the_same_rows(local_tiny, tmp_path, launcher):
 
 @pytest.mark.slow
 def test_wsd_branches_match_independent_runs(tmp_path):
-    from lab.train import train
+    from lab.training.train import train
 
     out = tmp_path / "out"
     path = write(tmp_path, BRANCHES)

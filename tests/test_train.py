@@ -113,7 +113,7 @@ def test_resume_uses_the_saved_config(tmp_path, capsys):
 def test_prefetch_hands_batches_in_order_and_raises_what_building_raised():
     import threading
 
-    from lab.train import _Prefetch
+    from lab.training.train import _Prefetch
 
     built = []
 

@@ -45,7 +45,7 @@ def fit_ptq(data, n_boot: int = 200, seed: int = 0, loss_col: str = "final_val_l
     formats = [f for f in FORMATS if f"val_loss_{f}" in frame.columns]
     if not formats:
         raise AnalysisError("the table has no val_loss_int8 / val_loss_int4 / val_loss_bf16 column: lab runs record "
-                            "them (lab.final_eval); `lab eval RUN_DIR` computes them for older runs")
+                            "them (lab.evals.final); `lab eval RUN_DIR` computes them for older runs")
     base = frame[loss_col].to_numpy(float) if loss_col in frame.columns else data.L
     params, warnings, samples, used = {}, [], {}, {}
     rng = np.random.default_rng(seed)

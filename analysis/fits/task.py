@@ -28,7 +28,7 @@ from ..laws import K_FLOPS_PER_PARAM_TOKEN
 from ..result import FitResult, percentile_ci
 
 ACC_COL, LOSS_COL = "icl_accuracy", "icl_loss"
-DEFAULT_CHANCE = 1 / 676  # lab.icl's two-letter answers
+DEFAULT_CHANCE = 1 / 676  # lab.evals.icl's two-letter answers
 
 
 def sigmoid_acc(L, a, k, L0, b):

@@ -18,7 +18,7 @@ def enable_persistent_cache(path: str | os.PathLike | None = None) -> str | None
 
     Returns the directory in use, or None if it could not be created.
     """
-    if os.environ.get("LAB_COMPILATION_CACHE", "1") == "0":  # the same switch as the lab's (lab.runtime)
+    if os.environ.get("LAB_COMPILATION_CACHE", "1") == "0":  # the same switch as the lab's (lab.training.runtime)
         return None
     import jax
 

@@ -1,4 +1,4 @@
-"""The associative-recall text format, shared by the in-context evaluation (`lab.icl`) and the
+"""The associative-recall text format, shared by the in-context evaluation (`lab.evals.icl`) and the
 training mixture `data.recall_mix` (numpy only: the data pipeline imports it).
 
 A line builds a dict of random lowercase keys and values and reads one key back:
@@ -11,7 +11,7 @@ answer: only finding the key earlier in the line and copying what follows it doe
 `data.recall_mix=f` replaces a fraction f of training rows (a pure function of seed, step and row,
 like every batch) by windows of such lines, each with 1-8 pairs read back at every key in random
 order (`training_line`), drawn from a generator seeded by the row's hash. The evaluation prompts
-come from their own seed (`lab.icl.RecallTask.seed`) and every pair is random, so a model cannot
+come from their own seed (`lab.evals.icl.RecallTask.seed`) and every pair is random, so a model cannot
 score on them by memorising training lines. This is the
 design of the synthetic-recall studies (Zoology's MQAR, Arora et al. 2023; Olsson et al. 2022 on
 induction heads): the question becomes at what scale a model trained on text that contains the

@@ -1,6 +1,6 @@
 """Seconds per training step of each distinct model shape in a study, measured here on a few
-steps of random tokens (for `lab study --dry-run`'s wall-time estimate): the step `lab.step.compile_step`
-builds for the cell's own config and mesh, timed by `lab.bench.time_step`, as `lab train` would run it."""
+steps of random tokens (for `lab study --dry-run`'s wall-time estimate): the step `lab.training.step.compile_step`
+builds for the cell's own config and mesh, timed by `lab.bench.step.time_step`, as `lab train` would run it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from lab.study.spec import Cell
 def step_seconds(cells: list[Cell], repeats: int = 5) -> dict:
     """{(model config, batch size): seconds per step}, each distinct shape compiled and timed once
     (one untimed step, then the mean of `repeats`)."""
-    from lab.bench import time_step
+    from lab.bench.step import time_step
 
     out = {}
     for cell in cells:

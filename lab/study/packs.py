@@ -1,6 +1,6 @@
 """Packing a study's cells: cells whose programs have the same shapes and step count (they differ
-only in seed, learning rate, weight decay or warmup: `lab.pack.step.pack_key`) are trained K at a
-time as one vmapped step (`lab.pack`), one worker task per pack.
+only in seed, learning rate, weight decay or warmup: `lab.training.packed.step.pack_key`) are trained K at a
+time as one vmapped step (`lab.training.packed`), one worker task per pack.
 
 Packs are planned over all of the study's cells, in study order, so a pack's id is the same every
 time the study runs; a re-run trains the pack's unfinished members. Cells that cannot share a
@@ -42,7 +42,7 @@ def _packable(cell: Cell) -> bool:
 def plan_packs(cells: list[Cell], k: int) -> list[tuple[str, list[Cell]]]:
     """[(pack_id, member cells)]: same-program cells in study order, at most k per pack; a cell
     alone is its own pack (pack_id None)."""
-    from lab.pack.step import pack_key
+    from lab.training.packed.step import pack_key
 
     groups: dict[str, list[Cell]] = {}
     alone = []

@@ -100,7 +100,7 @@ def cell_row(study: Study, cell: Cell, result: dict) -> dict:
 class ResultsTable:
     """DIR/results.csv for a study's cells and each cell's status. Rows are rebuilt from the run
     directories (DIR/runs/CELL, the truth); the intact rows of cells the study no longer has are
-    kept after the study's own. With a `tracker` ("tensorboard" or "wandb", `lab.trackers`), each
+    kept after the study's own. With a `tracker` ("tensorboard" or "wandb", `lab.training.trackers`), each
     finished run is replayed into it and its row links the tracker's run (`tracker_run`)."""
 
     def __init__(self, study: Study, cells: list[Cell], out: Path, tracker: str | None = None):
@@ -109,7 +109,7 @@ class ResultsTable:
         self.status: dict[str, str] = {}  # cell_id -> its run's status
         self.rows: dict[str, dict] = {}  # cell_id -> row, for cells of this study
         self.other_rows: list[dict] = []  # intact rows of cells the study no longer has
-        self.tracker_runs: dict[str, str] = {}  # cell_id -> its tracker run (lab.trackers)
+        self.tracker_runs: dict[str, str] = {}  # cell_id -> its tracker run (lab.training.trackers)
 
     def run_dir(self, cell_id: str) -> RunDir:
         return RunDir(self.out / "runs" / cell_id)
@@ -156,7 +156,7 @@ class ResultsTable:
         self.save()
 
     def log_to_tracker(self, cell: Cell) -> None:
-        from lab.trackers import log_run
+        from lab.training.trackers import log_run
 
         path = Path(log_run(self.tracker, self.out / "tracker", self.study.name, cell.cell_id,
                             self.run_dir(cell.cell_id).path))

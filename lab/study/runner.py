@@ -119,10 +119,10 @@ def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "lo
               **launcher_args) -> dict[str, str]:
     """Run every unfinished cell; returns {cell_id: status}. One driver per directory (a second
     is refused, naming the first); SIGTERM/SIGINT stop the workers, then raise
-    `lab.study.signals.Interrupted`. `tracker` ("tensorboard" or "wandb", `lab.trackers`) replays
+    `lab.study.signals.Interrupted`. `tracker` ("tensorboard" or "wandb", `lab.training.trackers`) replays
     each finished run into that tracker, offline."""
     if tracker:
-        from lab.trackers import check_available
+        from lab.training.trackers import check_available
 
         check_available(tracker)
     out = Path(out)

@@ -2,7 +2,7 @@
 
 SIGTERM or SIGINT to the `lab study` driver sets a flag; the launcher's poll (about every half
 second) sees it and raises `Interrupted`, and each launcher then stops what it started before the
-driver exits: local workers get SIGTERM (`lab.train` saves a checkpoint and exits 143), Ray tasks
+driver exits: local workers get SIGTERM (`lab.training.train` saves a checkpoint and exits 143), Ray tasks
 and SLURM jobs are cancelled. The driver exits 128 + the signal's number (143 for SIGTERM, 130 for
 SIGINT); re-running the same command continues from the checkpoints.
 """

@@ -3,7 +3,7 @@
 TASK.json holds a `lab.study.tasks.TaskSpec` (or a `PackSpec`: a pack's members, trained as one
 vmapped step). `worker_env` is the one place a worker's environment is built.
 
-The cell's run directory is trained with `lab.train.train(..., resume=True)`, so a task that is
+The cell's run directory is trained with `lab.training.train.train(..., resume=True)`, so a task that is
 run again continues where it stopped (and a run whose result.json is damaged is re-evaluated from
 its final checkpoint). A cooldown branch first receives its long run's checkpoint at the branch
 step and the long run's metrics up to it.
@@ -36,7 +36,7 @@ def run_cell(spec: TaskSpec | PackSpec) -> int:
     """Train a task's cell (a `lab.study.tasks.TaskSpec`), or its pack's members (a `PackSpec`)."""
     from lab.rundir import RunDir
     from lab.study.tasks import PackSpec
-    from lab.train import Preempted, RunFailed, train
+    from lab.training.train import Preempted, RunFailed, train
 
     if isinstance(spec, PackSpec):  # a pack: several cells in one vmapped step (lab.study.packs)
         return run_pack_task(spec)
@@ -60,8 +60,8 @@ PARENT = "LAB_STUDY_WORKER_PARENT"  # pid of the process that started the worker
 def run_pack_task(spec: PackSpec) -> int:
     """Train a pack's members (a `lab.study.tasks.PackSpec`; lab.study.packs plans them); exit
     status as `run_cell`."""
-    from lab.pack.train import train_pack
-    from lab.train import Preempted, RunFailed
+    from lab.training.packed.train import train_pack
+    from lab.training.train import Preempted, RunFailed
 
     members = spec.members
     try:
@@ -140,7 +140,7 @@ def stop_process(proc: subprocess.Popen, grace_s: float) -> None:
 
 
 def main(argv=None) -> int:
-    from lab.runtime import setup
+    from lab.training.runtime import setup
     from lab.study.tasks import read_task
 
     die_with_parent()

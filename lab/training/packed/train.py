@@ -26,18 +26,17 @@ import jax
 import numpy as np
 
 from lab import sharding
-from lab.attention import model_impl
-from lab.checkpoint import Checkpointer
-from lab.config import RunConfig
+from lab.training.checkpoint import Checkpointer
+from lab.config import RunConfig, model_impl
 from lab.costs import model_costs
 from lab.data import train_batch, val_batches
-from lab.final_eval import final_scores
-from lab.pack.step import (check_packable, compile_packed, member_slice, member_values, packed_batch_sharding,
+from lab.evals.final import final_scores
+from lab.training.packed.step import (check_packable, compile_packed, member_slice, member_values, packed_batch_sharding,
                            stacked_sharding)
 from lab.result import LOSSES
 from lab.rundir import RunDir
-from lab.step import abstract_model, resolve_config, warmup_steps, xla_memory
-from lab.train import LN2, Preempted, RunFailed, _checked_setup, _Prefetch, _result_header, _same_run, _StopFlag
+from lab.training.step import abstract_model, resolve_config, warmup_steps, xla_memory
+from lab.training.train import LN2, Preempted, RunFailed, _checked_setup, _Prefetch, _result_header, _same_run, _StopFlag
 
 
 @dataclass

@@ -19,17 +19,16 @@ import jax
 import numpy as np
 
 from lab import sharding
-from lab.attention import model_impl
-from lab.checkpoint import Checkpointer, abstract_like
-from lab.config import ConfigError, RunConfig
+from lab.training.checkpoint import Checkpointer, abstract_like
+from lab.config import ConfigError, RunConfig, model_impl
 from lab.costs import model_costs
 from lab.data import Corpus, check_streams, load_corpus, repeat_fields, train_batch, val_batches
 from lab.result import FINAL, LOSSES, MODEL, VARIANT
 from lab.rundir import RunDir, git_sha
-from lab.interrupt import interruptible
+from lab.training.interrupt import interruptible
 from lab.memory import check_compiled, check_fits
-from lab.final_eval import final_scores
-from lab.step import (abstract_model, check_batch_split, compile_step, jit_eval, memory_report, resolve_config,
+from lab.evals.final import final_scores
+from lab.training.step import (abstract_model, check_batch_split, compile_step, jit_eval, memory_report, resolve_config,
                       sharded_rows, warmup_steps)
 
 LN2 = math.log(2.0)

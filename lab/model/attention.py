@@ -11,26 +11,24 @@ cuts the queries into blocks of W; a block reads only the key blocks its window 
 the previous and its own, 2W keys; bidirectional: both neighbours too, 3W) plus the g global
 key columns; the g global query rows are computed separately over all keys. It is used whenever
 it reads fewer keys than there are (`blockwise_keys`), and it equals the dense masked attention.
-`lab.costs` counts exactly these pairs (`score_pairs`).
+`lab.costs` counts exactly these pairs (`score_pairs`); both functions live there, in the core.
 
 `impl`: "xla" (any backend), "cudnn" (cuDNN's fused flash attention, NVIDIA GPUs, bf16, for the
 calls without a mask) or "chunked" (a few heads at a time in a loop, with flash attention's backward:
-`lab.attention_chunked`, any backend, window masks included); the KV cache's masked calls run on
-XLA. `resolve_impl("auto", ...)` picks cudnn where it can run, chunked on a CPU, else xla. Every one
-keeps the softmax statistics in float32.
+`lab.model.attention_chunked`, any backend, window masks included); the KV cache's masked calls run on
+XLA. `resolve_impl("auto", ...)` picks cudnn where it can run, chunked on a CPU, else xla (the rule
+lives in `lab.config`, so that `lab.memory` reads it without the model). Every one keeps the
+softmax statistics in float32.
 """
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
-from lab.attention_chunked import chunked_attention
-from lab.config import ConfigError
-
-IMPLS = ("auto", "xla", "cudnn", "chunked")
+from lab.config import model_impl, resolve_impl  # noqa: F401  (re-exported: the kernel rule lives in the core)
+from lab.costs import blockwise_keys, score_pairs  # noqa: F401  (score_pairs re-exported: the count lives in the core)
+from lab.model.attention_chunked import chunked_attention
 
 
 def attention_mask(q_pos_T, k_pos_S, *, causal: bool, window: int = 0, global_tokens: int = 0):
@@ -45,50 +43,6 @@ def attention_mask(q_pos_T, k_pos_S, *, causal: bool, window: int = 0, global_to
     if causal:
         allowed = allowed & (s <= t)
     return allowed
-
-
-def resolve_impl(impl: str, dtype: str, head_dim: int) -> str:
-    """The kernel `model.attn_impl` runs: auto = cudnn on an NVIDIA GPU when its fused kernel takes
-    the dtype and head dim, chunked on a CPU (where the softmax's memory passes, not its matmuls,
-    bound dense attention), else xla. An explicit cudnn where it cannot run is a ConfigError."""
-    if impl not in IMPLS:
-        raise ConfigError(f"model.attn_impl={impl!r} is not one of {', '.join(IMPLS)}")
-    gpu = _nvidia_gpu()
-    fits = dtype == "bfloat16" and head_dim % 8 == 0 and head_dim <= 128
-    if impl == "auto":
-        return "cudnn" if gpu and fits else "chunked" if jax.default_backend() == "cpu" else "xla"
-    if impl == "cudnn" and not (gpu and fits):
-        raise ConfigError("model.attn_impl=cudnn needs an NVIDIA GPU, model.dtype=bfloat16 and a head dim "
-                          f"that is a multiple of 8 up to 128 (here: {jax.default_backend()}, {dtype}, {head_dim})")
-    return impl
-
-
-def model_impl(model) -> str:
-    """The kernel a ModelConfig's attention runs (`model.attn_impl`, `auto` resolved); runs record it."""
-    return resolve_impl(model.attn_impl, model.dtype, model.head_dim)
-
-
-def _nvidia_gpu() -> bool:
-    device = jax.devices()[0]
-    return device.platform == "gpu" and "rocm" not in str(getattr(device.client, "platform_version", "")).lower()
-
-
-def blockwise_keys(T: int, window: int, global_tokens: int, causal: bool) -> int:
-    """Keys C one query block reads (neighbour blocks of W plus the g global columns), or 0 when
-    dense attention reads fewer (no window, or the window spans the sequence)."""
-    if not window:
-        return 0
-    C = (2 if causal else 3) * window + global_tokens
-    return C if C < T else 0
-
-
-def score_pairs(T: int, S: int, *, causal: bool, window: int = 0, global_tokens: int = 0) -> int:
-    """(query, key) score pairs computed for one sequence of self-attention (S == T) or cross-
-    attention (always dense): T·S dense; blockwise ceil(T/W)·W·C + g·T (the global rows)."""
-    C = blockwise_keys(T, window, global_tokens, causal) if S == T else 0
-    if not C:
-        return T * S
-    return math.ceil(T / window) * window * C + global_tokens * T
 
 
 def dot_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask=None, *, causal: bool = False, impl: str = "xla"):

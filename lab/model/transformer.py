@@ -4,7 +4,7 @@
 attention (a masked LM); `arch="encdec"` is an encoder stack (bidirectional, `n_layers`) and a
 decoder stack (causal self-attention + cross-attention to the encoder output, `dec_layers`)
 sharing one token embedding (and learned position table) and one head. Positions are those of a
-training window (see `lab.objectives`): the source occupies positions < seq_len // 2, right-
+training window (see `lab.model.objectives`): the source occupies positions < seq_len // 2, right-
 aligned against it; the decoder's tokens start at position seq_len // 2. Cross-attention sees
 every source token (no window, no RoPE). Parameter counts and FLOPs of exactly this computation are in
 `lab.costs`, which reads only the config; a test checks both against the real parameter tree and
@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lab.attention_chunked import ATTENTION_RESIDUALS
 from lab.config import ModelConfig
-from lab.layers import Block, Norm, next_key, param, sinusoidal_table
-from lab.loops import unroll
-from lab.quant import dequantize
+from lab.model.attention_chunked import ATTENTION_RESIDUALS
+from lab.model.layers import Block, Norm, next_key, param, sinusoidal_table
+from lab.model.quant import dequantize
+from lab.model.unroll import unroll
 from lab.sharding import constrain
 
 _SAVE = jax.checkpoint_policies
@@ -50,7 +50,7 @@ def scan_layers(blocks: Block, x_BxTxD, layer_fn, xs=None, remat: str = "none"):
     graphdef, state = nnx.split(blocks)
 
     def body(x_BxTxD, layer):
-        state_l, xs_l = layer  # quantized weights (lab.quant) become float here, one layer at a time
+        state_l, xs_l = layer  # quantized weights (lab.model.quant) become float here, one layer at a time
         x_BxTxD, ys_l = layer_fn(nnx.merge(graphdef, dequantize(state_l)), x_BxTxD, xs_l)
         return constrain(x_BxTxD, ("batch", "seq", "act_embed")), ys_l
 

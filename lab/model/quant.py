@@ -41,7 +41,7 @@ CONTRACTED: dict[str, tuple[int, ...]] = {
     "head": (-2,), "embed": (-1,),
 }
 QMAX = {8: 127, 4: 7}
-STACKS = ("blocks", "enc_blocks")  # top-level keys of the scanned layer stacks (lab.model.stacked_blocks)
+STACKS = ("blocks", "enc_blocks")  # top-level keys of the scanned layer stacks (lab.model.transformer.stacked_blocks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +118,7 @@ def dequantize(qparams):
 
 def dequantize_unstacked(qparams):
     """Dequantize every weight outside the scanned layer stacks (`STACKS`) and leave the stacks'
-    weights packed: `lab.model.scan_layers` dequantizes one layer's slice inside each step of its
+    weights packed: `lab.model.transformer.scan_layers` dequantizes one layer's slice inside each step of its
     scan, so the float copy of a layer exists only while that layer runs and memory falls to the
     packed bytes (a whole-tree `dequantize` makes XLA hold every layer's float weights at once)."""
     return {k: (v if k in STACKS else dequantize(v)) for k, v in qparams.items()}

@@ -1,7 +1,7 @@
 """Attention computed a few heads at a time, with flash attention's backward pass (`model.attn_impl=chunked`).
 
 softmax(q·kᵀ/√E)·v over the keys each query may see (every key, the causal ones, or those of a
-boolean mask: the window's patterns, `lab.attention.patterned_attention`), the same function as
+boolean mask: the window's patterns, `lab.model.attention.patterned_attention`), the same function as
 `jax.nn.dot_product_attention`, computed for the heads of one chunk at a time in a `jax.lax.scan`,
 so that a chunk's scores and probabilities (`CACHE_BYTES` of float32) stay in the core's cache
 between the matmul that writes them and the passes that read them; computed all at once, every
@@ -29,11 +29,11 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
-from lab.loops import unroll
+from lab.model.unroll import unroll
 from lab.sharding import per_device
 
 CACHE_BYTES = 1 << 20  # float32 scores per chunk: one core's L2 (1 MiB on the development CPU) was fastest
-ATTENTION_RESIDUALS = ("attention_out", "attention_lse")  # names a remat policy saves (lab.model)
+ATTENTION_RESIDUALS = ("attention_out", "attention_lse")  # names a remat policy saves (lab.model.transformer)
 MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)  # the score of a pair a query may not see
 
 

@@ -26,8 +26,8 @@ from lab import sharding
 from lab.config import ConfigError, RunConfig
 from lab.costs import model_costs
 from lab.data import Corpus
-from lab.model import Transformer
-from lab.objectives import make_objective
+from lab.model.transformer import Transformer
+from lab.model.objectives import make_objective
 from lab.schedules import make_schedule, warmup_policy
 
 

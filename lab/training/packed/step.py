@@ -26,10 +26,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from lab import sharding
 from lab.config import ConfigError, RunConfig
-from lab.model import Transformer
-from lab.objectives import make_objective
+from lab.model.transformer import Transformer
+from lab.model.objectives import make_objective
 from lab.schedules import wsd_decay_start
-from lab.step import INIT_COMPILER_OPTIONS, grads_and_loss, make_eval, warmup_steps
+from lab.training.step import INIT_COMPILER_OPTIONS, grads_and_loss, make_eval, warmup_steps
 
 MEMBER_FIELDS = ("seed", "lr", "weight_decay", "warmup_steps")  # train fields a pack's members may differ in
 

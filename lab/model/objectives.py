@@ -9,7 +9,7 @@ Each is built from an `Objective`: `prepare(batch_BxT1, key) -> (example, denom)
 batch into the model's inputs, targets and weights (every array batch-major; MLM masks drawn for
 the whole batch) and the number of predicted tokens; `sums(params, example)` gives the weighted
 sums of (objective, cross-entropy) over any subset of the example's rows. Gradient accumulation
-(`lab.step`) sums `sums / denom` over micro-batches: token-weighted, so the result is the
+(`lab.training.step`) sums `sums / denom` over micro-batches: token-weighted, so the result is the
 full-batch mean even when micro-batches predict different numbers of tokens (MLM masks).
 
 Seq2seq (`arch="encdec"`) on the same windows of seq_len + 1 tokens x[0..T], with S = T // 2:

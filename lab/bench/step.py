@@ -16,7 +16,7 @@ Formulas (all FLOP counts are per trained token from `lab.costs`; one multiply-a
   over the full T×T square, not halved for causality).
 * attention share = flops_attention / flops_exact (a share of FLOPs, not of time).
 
-The step is `lab.step.compile_step`'s — the one training runs, with the run's shardings, state
+The step is `lab.training.step.compile_step`'s — the one training runs, with the run's shardings, state
 donated — on random tokens; data loading is not timed. Speed targets belong here, never in timed unit tests.
 
 Each row also carries the compile time (the persistent compilation cache is off while the bench
@@ -170,7 +170,7 @@ def compile_fitted(cfg: RunConfig, mesh, fit: bool):
     """(config, compiled step), compiled with the persistent cache off; with `fit`, the config
     with the fewest micro-batches whose compiled step fits the device (tried in that order)."""
     from lab.memory import available_bytes, xla_needed
-    from lab.step import compile_step
+    from lab.training.step import compile_step
 
     if not fit:
         with compilation_cache_off():
@@ -188,7 +188,7 @@ def compile_fitted(cfg: RunConfig, mesh, fit: bool):
 
 
 def time_step(cfg: RunConfig, steps: int, warmup: int, *, fit: bool = False) -> dict:
-    """Time `lab.step.compile_step`'s step for `cfg` (the run's shardings, state donated) on one
+    """Time `lab.training.step.compile_step`'s step for `cfg` (the run's shardings, state donated) on one
     batch of random tokens: `steps` steps after `warmup` untimed ones. `fit`: choose
     train.microbatches as `compile_fitted` does (the timing's "microbatches" says which)."""
     import jax
@@ -244,7 +244,7 @@ def bench_config(name: str, overrides: list[str], dtype: str, mesh: str, steps: 
 
 def attention_impl(model) -> tuple[str, str]:
     """(model.attn_impl as configured, the implementation it runs: `auto` resolved)."""
-    from lab.attention import model_impl
+    from lab.config import model_impl
 
     return model.attn_impl, model_impl(model)
 

@@ -3,18 +3,18 @@ size, against the memory-bandwidth roofline of this machine.
 
 Measured (random weights: speed does not depend on them; greedy decoding after a 16-token prompt):
 
-* **cached**: `lab.generate.generate` (prefill + a scanned decode loop over the stacked KV cache),
+* **cached**: `lab.evals.generate.generate` (prefill + a scanned decode loop over the stacked KV cache),
   compiled per length, timed on a second call; tokens/s = batch · new tokens / seconds.
 * **uncached**: every new token recomputes the forward pass over its whole prefix, padded up to
   the next power of two (one compiled program per bucket), so a step costs at most 2× the exact
   prefix; tokens/s at each length from the cumulative time of one greedy run.
 * **bandwidth**: the best of 5 reductions over a 256 MiB float32 array (bytes / seconds).
-* **roofline**: a decode step at batch B reads every weight once (`lab.final_eval.weight_bytes`
+* **roofline**: a decode step at batch B reads every weight once (`lab.evals.final.weight_bytes`
   for the format) plus each sequence's KV cache (2 · L · K · E · dtype bytes per position, at the
   mean position P + n/2), so tokens/s ≤ B · bandwidth / (weight bytes + B · KV bytes). At batch 1
   the weights dominate: a format with fewer weight bytes should decode proportionally faster if
   its weights stay packed through the matmul. int8/int4 are dequantized inside the jitted
-  program, one layer at a time inside the layer scan (`lab.quant.dequantize_unstacked`); whether
+  program, one layer at a time inside the layer scan (`lab.model.quant.dequantize_unstacked`); whether
   that makes them faster here is what the measurement shows.
 """
 
@@ -29,11 +29,11 @@ import numpy as np
 from flax import nnx
 
 from lab.config import apply_overrides
-from lab.final_eval import weight_bytes
-from lab.generate import generate
-from lab.model import Transformer
+from lab.evals.final import weight_bytes
+from lab.evals.generate import generate
+from lab.model.quant import dequantize_unstacked, quantize
+from lab.model.transformer import Transformer
 from lab.presets import preset_config
-from lab.quant import dequantize_unstacked, quantize
 
 FORMATS = ("f32", "bf16", "int8", "int4")
 PROMPT = 16

@@ -1,10 +1,10 @@
-"""The printed table of `lab bench` (`lab.bench.run_bench`'s dict as text): the matmul peak and its
+"""The printed table of `lab bench` (`lab.bench.step.run_bench`'s dict as text): the matmul peak and its
 readings, a row per (model, dtype) with every FLOP convention and MFU, the formulas, the compiled
 programs and the dtype comparison."""
 
 from __future__ import annotations
 
-from lab.bench import CONVENTIONS
+from lab.bench.step import CONVENTIONS
 
 
 def drift_note(matmul: dict, tolerance: float = 1.2) -> str | None:
@@ -52,7 +52,7 @@ def format_report(res: dict) -> str:
         lines += [note for note in [drift_note(m)] if note]
     lines.append(f"  nominal: {si(nominal['flops_per_s'])} bf16 dense — {nominal['source']}" if nominal else
                  "  nominal: none known for this device; MFU uses the measured peak only")
-    lines += ["", "Training step (lab.step.compile_step on random tokens; data loading not timed):"]
+    lines += ["", "Training step (lab.training.step.compile_step on random tokens; data loading not timed):"]
     head = (f"  {'model':<8} {'dtype':<9} {'params':>9} {'tok/step':>8} {'compile':>8} {'step':>9} {'tok/s':>9}"
             f" {'exact':>11} {'6N':>11} {'6N_total':>11} {'deepseek':>11} {'MFU':>6}"
             + (f" {'MFU_nom':>7}" if nominal else "") + f" {'attn':>5}")

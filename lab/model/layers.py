@@ -1,5 +1,5 @@
 """Transformer building blocks in Flax NNX: norms, positional encodings, attention, MLP (the
-attention kernels themselves are in `lab.attention`).
+attention kernels themselves are in `lab.model.attention`).
 
 Tensor names carry their shapes (B batch, T query positions, S key positions, D model width,
 H query heads, K key/value heads, G = H // K query heads per kv head, E head dim, F MLP width,
@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lab.attention import dot_attention, resolve_impl, self_attention
-from lab.config import ModelConfig
+from lab.config import ModelConfig, resolve_impl
+from lab.model.attention import dot_attention, self_attention
 from lab.sharding import constrain
 
 

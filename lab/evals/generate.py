@@ -13,7 +13,7 @@ source is encoded once and every layer's cross-attention keys/values are compute
     new_BxN = generate(graphdef, model_cfg, params, prompt_BxP, 32, jax.random.key(0), temperature=0.8, top_k=40)
 
 `unpack` maps the stored params to float params inside the jitted program (e.g.
-`lab.quant.dequantize_unstacked`: the layers dequantize their own weights inside the layer scan). `lab sample RUN_DIR` is
+`lab.model.quant.dequantize_unstacked`: the layers dequantize their own weights inside the layer scan). `lab sample RUN_DIR` is
 the command-line front end.
 """
 
@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lab.attention import attention_mask
 from lab.config import ConfigError
-from lab.model import scan_layers
+from lab.model.attention import attention_mask
+from lab.model.transformer import scan_layers
 
 
 def cache_layout(cfg, slots: int) -> tuple[int, int]:
@@ -160,9 +160,9 @@ def _compiled(graphdef, n_new: int, temperature: float, top_k: int, unpack):
 def load_run(run_dir):
     """(RunConfig, graphdef, params) of a run directory's newest intact checkpoint."""
     from lab import sharding
-    from lab.checkpoint import Checkpointer, abstract_like
     from lab.rundir import RunDir
-    from lab.step import abstract_model, make_optimizer, state_shardings
+    from lab.training.checkpoint import Checkpointer, abstract_like
+    from lab.training.step import abstract_model, make_optimizer, state_shardings
 
     run = RunDir(run_dir)
     cfg = run.load_config()
@@ -219,7 +219,7 @@ def sample(run_dir, *, prompt: str | None = None, tokens: int | None = None, tem
     prompt_1xP = prompt_1xP[:, prompt_1xP.shape[1] - min(prompt_1xP.shape[1], room + 1 - n_new):]  # the end that fits
     unpack = None
     if quant:
-        from lab.quant import dequantize_unstacked, quantize
+        from lab.model.quant import dequantize_unstacked, quantize
 
         params, unpack = quantize(params, bits=int(quant[3:])), dequantize_unstacked
     new = generate(graphdef, m, params, prompt_1xP, n_new, jax.random.key(seed), temperature=temperature,

@@ -1,7 +1,7 @@
 """What a finished run's weights are worth beyond their validation loss, measured on every run:
-the loss with the weights quantized after training (int8 and int4 weight-only, see `lab.quant`,
+the loss with the weights quantized after training (int8 and int4 weight-only, see `lab.model.quant`,
 and rounded to bfloat16), the bytes of the weights in each format, and the in-context recall
-score (`lab.icl`).
+score (`lab.evals.icl`).
 
 One jitted function computes all of it, so a run pays one extra compile, not four:
 
@@ -9,7 +9,7 @@ One jitted function computes all of it, so a run pays one extra compile, not fou
     weight_bytes_f32 / _bf16 / _int8 / _int4        every parameter; quantized formats count
                                                    codes + per-channel float32 scales, and keep
                                                    norms and position tables in float32
-    icl_accuracy / icl_loss / icl_pairs             `lab.icl` (absent where no prompt fits)
+    icl_accuracy / icl_loss / icl_pairs             `lab.evals.icl` (absent where no prompt fits)
 
 `lab eval RUN_DIR [--quant int8|int4] [--json]` computes the same from a run's newest checkpoint.
 """
@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lab.icl import RecallTask, build_windows, encoder_of, make_scorer
-from lab.quant import QTensor, dequantize_unstacked, quantize
-from lab.step import make_eval
+from lab.evals.icl import RecallTask, build_windows, encoder_of, make_scorer
+from lab.model.quant import QTensor, dequantize_unstacked, quantize
+from lab.training.step import make_eval
 
 FORMATS = ("int8", "int4", "bf16")
 
@@ -88,7 +88,7 @@ def eval_run(run_dir, quant: str | None = None) -> dict:
     """`lab eval`: the float validation loss of a run's newest checkpoint and, for `quant` (int8 |
     int4) or every format when None, the module docstring's figures."""
     from lab.data import load_corpus, val_batches
-    from lab.generate import load_run
+    from lab.evals.generate import load_run
 
     cfg, graphdef, params = load_run(run_dir)
     corpus = load_corpus(cfg.data)

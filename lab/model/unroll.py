@@ -1,6 +1,6 @@
 """Loops XLA's cost analysis can read. `jax.lax.scan` compiles to a while loop, and XLA's cost
 analysis counts a loop's body once; traces made inside `unrolled_loops()` unroll the layer scan
-(`lab.model.scan_layers`) and the chunked attention (`lab.attention_chunked`) into straight-line
+(`lab.model.transformer.scan_layers`) and the chunked attention (`lab.model.attention_chunked`) into straight-line
 code, so the FLOP audit (tests/test_costs.py, benchmarks/bench_attention.py) reads every iteration.
 """
 
