@@ -9,7 +9,8 @@ import textwrap
 import pytest
 
 import analysis
-from lab.cli import build_parser, main, study_overrides
+from lab.cli import build_parser, main
+from lab.cli.study import study_overrides
 
 STUDY = """
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig

@@ -9,7 +9,7 @@ import json
 import sys
 
 
-def _count(text: str) -> int:
+def count(text: str) -> int:
     """A positive count; accepts 2e6 and 2_000_000."""
     try:
         value = float(text.replace("_", ""))
@@ -34,10 +34,10 @@ def add_bench_parser(sub) -> None:
                    help="override a config field of every model by dotted name; repeatable")
     p.add_argument("--dtype", dest="dtypes", action="append", default=[], metavar="DTYPE",
                    help="compute dtype (model.dtype): float32 | bfloat16; repeatable (default: both)")
-    p.add_argument("--steps", type=_count, default=10, help="timed steps per model")
+    p.add_argument("--steps", type=count, default=10, help="timed steps per model")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
-    p.add_argument("--matmul-n", type=_count, default=None, metavar="N", help="matmul size (default 2048 CPU, 8192 GPU)")
-    p.add_argument("--matmul-repeats", type=_count, default=5, metavar="R", help="timed matmuls, best kept")
+    p.add_argument("--matmul-n", type=count, default=None, metavar="N", help="matmul size (default 2048 CPU, 8192 GPU)")
+    p.add_argument("--matmul-repeats", type=count, default=5, metavar="R", help="timed matmuls, best kept")
     p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all on data)")
     p.add_argument("--fit-batch", action="store_true",
                    help="keep each model's batch and use the fewest train.microbatches whose compiled step fits the device")
@@ -59,8 +59,8 @@ def cmd_bench(args) -> int:
     _check_out(args.out)  # before the benchmark, not after it
     if args.decode:
         return _decode_bench(args)
-    from lab.bench.step import DTYPES, run_bench
     from lab.bench.report import format_report
+    from lab.bench.step import DTYPES, run_bench
 
     res = run_bench(args.models or ["tiny", "small"], args.overrides, args.dtypes or list(DTYPES),
                     steps=args.steps, warmup=args.warmup, matmul_n=args.matmul_n or 0,
@@ -75,7 +75,7 @@ def _decode_bench(args) -> int:
 
     from lab.bench.decode import format_decode, plot_decode, run_decode_bench
 
-    counts = lambda text: [_count(x) for x in text.split(",") if x.strip()] or [_count(text)]
+    counts = lambda text: [count(x) for x in text.split(",") if x.strip()] or [count(text)]
     res = run_decode_bench((args.models or ["small"])[0], args.overrides, lengths=counts(args.decode_lengths),
                            batches=counts(args.batches), log=None if args.quiet else sys.stderr)
     _emit(args, res, format_decode)

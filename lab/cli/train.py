@@ -1,0 +1,166 @@
+"""`lab train`: its flags, the run's config from them (a preset, --set, or the saved config on
+--resume), and the command."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+from lab.cli.tools import count
+from lab.config import ConfigError
+
+EPILOG_TRAIN = """\
+examples:
+  lab train --out runs/tiny                                  # the tiny preset on the stdlib corpus
+  lab train --out runs/s --model small --tokens 2e6 --set train.lr=1e-3
+  lab train --out runs/syn --data synthetic --steps 2000     # loss approaches the known entropy
+  lab train --out runs/m --mesh data=2,fsdp=2,tensor=2       # sharded over 8 devices
+
+--set takes any config field by dotted name (see config.json of any run for all of them):
+  model.{d_model,n_layers,n_heads,n_kv_heads,d_ff,seq_len,pos_encoding,norm,mlp,tie_embeddings,...}
+  train.{lr,batch_size,schedule,warmup_steps,decay_frac,weight_decay,grad_clip,eval_every,...}
+  data.{tokenizer,bpe_vocab_size,val_tokens,text_key,...}
+
+presets:
+"""
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train one model and write a run directory",
+        description="Train one transformer. Writes OUT/config.json, OUT/metrics.jsonl and OUT/result.json.",
+        epilog=EPILOG_TRAIN,
+    )
+    _presets_in_help(p)
+    p.add_argument("--out", required=True, help="run directory (must be empty unless --resume/--overwrite)")
+    p.add_argument("--model", default=None, help="model preset (default: tiny)")
+    p.add_argument("--data", default=None,
+                   help="python_stdlib (default, no download) | synthetic | tfds:NAME[/CONFIG][:VERSION]")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--tokens", type=count, help="training tokens (default: the preset's); accepts 2e6")
+    length.add_argument("--steps", type=count, help="training steps (instead of --tokens)")
+    p.add_argument("--seed", type=int, default=None, help="seed for init and data order (default 0)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field by dotted name; repeatable")
+    p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all on data)")
+    p.add_argument("--checkpoint-every", type=count, default=None, metavar="K", help="checkpoint every K steps")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in OUT from its latest checkpoint")
+    mode.add_argument("--overwrite", action="store_true", help="delete OUT's contents and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    multi = p.add_argument_group("multi-host (one process per host; see README)")
+    multi.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0")
+    multi.add_argument("--num-processes", type=int, default=None, metavar="N")
+    multi.add_argument("--process-id", type=int, default=None, metavar="I")
+    p.set_defaults(func=cmd_train)
+
+
+def _presets_in_help(p) -> None:
+    """The presets table joins the epilog when help is printed, not when the parser is built (it
+    imports the cost model, and with it JAX, which `lab fit` does not need)."""
+    plain = p.format_help
+
+    def format_help():
+        from lab.presets import describe
+
+        p.epilog = EPILOG_TRAIN + describe()
+        return plain()
+
+    p.format_help = format_help
+
+
+def build_config(args):
+    """The run's config from the command line. On --resume of an existing run the saved config
+    decides, and the command may repeat it (a requeued job re-runs its own command): each flag
+    must agree with the saved value; only --mesh and --checkpoint-every may change."""
+    from lab.rundir import RunDir
+
+    saved = RunDir(args.out).load_config() if args.resume else None
+    if saved is None:
+        return _command_config(args, base=None).validate()
+    want = _command_config(args, base=saved)
+    conflicts = _differences(saved, want, ignore=("mesh", "checkpoint_every", "keep_checkpoints"))
+    if conflicts:
+        raise ConfigError(f"--resume: the command conflicts with the saved config of {args.out}: "
+                          + "; ".join(f"{k} is {a!r} there, {b!r} here" for k, a, b in conflicts))
+    return want.validate()
+
+
+def _command_config(args, base):
+    """Apply the command's flags to `base` (the saved config), or to the preset's config and its
+    defaults when there is no base."""
+    from lab.config import apply_overrides
+    from lab.presets import preset_config
+
+    if base is None or args.model is not None:
+        preset, default_tokens = preset_config(args.model or "tiny")  # an unknown name: error here
+        cfg = preset if base is None else _with_preset(base, args.model)
+    else:
+        cfg, default_tokens = base, None
+    train = cfg.train
+    if args.tokens is not None:
+        train = dataclasses.replace(train, tokens=args.tokens, steps=0)
+    elif args.steps is not None:
+        train = dataclasses.replace(train, steps=args.steps, tokens=0)
+    elif base is None:
+        train = dataclasses.replace(train, tokens=default_tokens, steps=0)
+    if args.seed is not None:
+        train = dataclasses.replace(train, seed=args.seed)
+    cfg = dataclasses.replace(cfg, train=train)
+    if args.data is not None or base is None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=args.data or "python_stdlib"))
+    if args.mesh is not None:
+        cfg = dataclasses.replace(cfg, mesh=args.mesh)
+    if args.checkpoint_every is not None:
+        cfg = dataclasses.replace(cfg, checkpoint_every=args.checkpoint_every)
+    return apply_overrides(cfg, args.overrides)
+
+
+def _with_preset(cfg, name: str):
+    """`cfg` with the fields preset `name` sets (its model and train fields)."""
+    from lab.presets import PRESETS
+
+    fields = PRESETS[name]
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **fields["model"]),
+                               train=dataclasses.replace(cfg.train, **fields["train"]))
+
+
+def _differences(a, b, ignore=(), prefix=""):
+    """[(dotted field, value in a, value in b)] where two configs differ. A vocab_size of 0 (the
+    corpus decides) agrees with any resolved size."""
+    out = []
+    for f in dataclasses.fields(a):
+        if f.name in ignore:
+            continue
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(x):
+            out += _differences(x, y, (), prefix + f.name + ".")
+        elif x != y and not (f.name == "vocab_size" and 0 in (x, y)):
+            out.append((prefix + f.name, x, y))
+    return out
+
+
+def cmd_train(args) -> int:
+    cfg = build_config(args)  # user errors surface here, before the training stack loads
+    from lab.training.distributed import maybe_initialize
+
+    maybe_initialize(args.coordinator, args.num_processes, args.process_id)
+    from lab.training.train import Preempted, RunFailed, train
+
+    try:
+        result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    except RunFailed as e:
+        print(f"lab train: run failed: {e}", file=sys.stderr)
+        return 1
+    except Preempted as e:
+        print(f"lab train: {e}; continue with: lab train --out {args.out} --resume", file=sys.stderr)
+        return 143
+    import jax
+
+    from lab.result import SUMMARY
+
+    summary = {k: result.get(k) for k in SUMMARY}
+    if jax.process_index() == 0:
+        print(json.dumps(summary))
+    return 0 if result["status"] == "completed" else 1
