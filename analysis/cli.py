@@ -36,8 +36,15 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         default = action.default
-        if ("default" in text or default is None or default is False or default is argparse.SUPPRESS
-                or default == [] or not action.option_strings or text is argparse.SUPPRESS):
+        if (
+            "default" in text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == []
+            or not action.option_strings
+            or text is argparse.SUPPRESS
+        ):
             return text
         return text + " (default: %(default)s)"
 
@@ -72,26 +79,56 @@ NOT_FOR_DESIGN = ("by", "curve_loss", "smooth")  # design fits one frontier and 
 def _table_args(p: argparse.ArgumentParser, hide: tuple = ()) -> None:
     """The table flags (`TableOptions`); those whose dest is in `hide` parse but stay out of --help."""
     g = p.add_argument_group("table")
-    g.add_argument("--n-col", help="parameter-count column (default: params_total, params_non_embedding, params, ...)")
+    g.add_argument(
+        "--n-col", help="parameter-count column (default: params_total, params_non_embedding, params, ...)"
+    )
     g.add_argument("--d-col", help="training-tokens column (default: tokens, ...; else D = C/(k N))")
     g.add_argument("--c-col", help="compute column (default: flops_exact, flops, ...; else C = k N D)")
     g.add_argument("--loss-col", help="loss column (default: final_val_loss, loss, val_loss, ...)")
-    g.add_argument("--budget-col", help="IsoFLOP budget column (default: budget_flops, flops_budget; else C binned)")
+    g.add_argument(
+        "--budget-col", help="IsoFLOP budget column (default: budget_flops, flops_budget; else C binned)"
+    )
     g.add_argument("--where", help='pandas query selecting rows, e.g. "seed == 0 and params_total > 1e6"')
     g.add_argument("--by", metavar="COL", help="one fit per value of this column (e.g. variant, arch), compared")
-    g.add_argument("--status", default="completed",
-                   help="keep rows with this status if the table has a status column ('any' keeps all; default completed)")
-    g.add_argument("--drop-highest-loss", type=_count, default=0, metavar="K",
-                   help="drop the K highest-loss rows; Epoch's refit of Chinchilla dropped 5")
-    g.add_argument("--k", type=_positive_float, default=None,
-                   help="FLOPs per parameter per token in C = k N D (default: median C/(N D) when the table "
-                   "has both columns, else 6)")
-    g.add_argument("--curve-loss", default=None, help="metrics.jsonl key for training curves (default train_loss, else val_loss)")
-    g.add_argument("--smooth", type=_count, default=None, metavar="K",
-                   help="rolling mean over K logged points of each curve (default: 5%% of a run's points for train_loss)")
-    g.add_argument("--curve-points", type=_count, default=0, metavar="K",
-                   help="parametric/vpnls on a study directory: add up to K points per run, the loss-curve law's "
-                   "prediction of a 20%% cooldown ending at each logged step (analysis.curves)")
+    g.add_argument(
+        "--status",
+        default="completed",
+        help="keep rows with this status if the table has a status column ('any' keeps all; default completed)",
+    )
+    g.add_argument(
+        "--drop-highest-loss",
+        type=_count,
+        default=0,
+        metavar="K",
+        help="drop the K highest-loss rows; Epoch's refit of Chinchilla dropped 5",
+    )
+    g.add_argument(
+        "--k",
+        type=_positive_float,
+        default=None,
+        help="FLOPs per parameter per token in C = k N D (default: median C/(N D) when the table "
+        "has both columns, else 6)",
+    )
+    g.add_argument(
+        "--curve-loss",
+        default=None,
+        help="metrics.jsonl key for training curves (default train_loss, else val_loss)",
+    )
+    g.add_argument(
+        "--smooth",
+        type=_count,
+        default=None,
+        metavar="K",
+        help="rolling mean over K logged points of each curve (default: 5%% of a run's points for train_loss)",
+    )
+    g.add_argument(
+        "--curve-points",
+        type=_count,
+        default=0,
+        metavar="K",
+        help="parametric/vpnls on a study directory: add up to K points per run, the loss-curve law's "
+        "prediction of a 20%% cooldown ending at each logged step (analysis.curves)",
+    )
     for action in g._group_actions:
         if action.dest in hide:
             action.help = argparse.SUPPRESS
@@ -100,63 +137,107 @@ def _table_args(p: argparse.ArgumentParser, hide: tuple = ()) -> None:
 def _fit_args(p: argparse.ArgumentParser, bootstrap: int) -> None:
     g = p.add_argument_group("fit")
     g.add_argument("--target-flops", type=_positive_float, help="report N_opt and D_opt at this compute")
-    g.add_argument("--bootstrap", type=_count, default=bootstrap, metavar="B",
-                   help="bootstrap resamples for percentile CIs (0: none)")
+    g.add_argument(
+        "--bootstrap",
+        type=_count,
+        default=bootstrap,
+        metavar="B",
+        help="bootstrap resamples for percentile CIs (0: none)",
+    )
     g.add_argument("--level", type=float, default=0.95, help="CI level")
     g.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     g.add_argument("--delta", type=_positive_float, default=1e-3, help="Huber delta for parametric (default 1e-3)")
-    g.add_argument("--iso-method", choices=("akima", "quadratic"), default="akima",
-                   help="per-budget minimum estimator for isoflop (default akima)")
-    g.add_argument("--loss-noise", type=_positive_float, help="seed-to-seed loss std for isoflop uncertainties (default: estimated)")
-    g.add_argument("--base-law", metavar="LAW", help="data-constrained: hold the base Chinchilla law fixed: 'muennighoff-c4' "
-                   "(the paper's) or 'E,A,B,alpha,beta' (default: fit it to the single-epoch rows, then jointly)")
+    g.add_argument(
+        "--iso-method",
+        choices=("akima", "quadratic"),
+        default="akima",
+        help="per-budget minimum estimator for isoflop (default akima)",
+    )
+    g.add_argument(
+        "--loss-noise",
+        type=_positive_float,
+        help="seed-to-seed loss std for isoflop uncertainties (default: estimated)",
+    )
+    g.add_argument(
+        "--base-law",
+        metavar="LAW",
+        help="data-constrained: hold the base Chinchilla law fixed: 'muennighoff-c4' "
+        "(the paper's) or 'E,A,B,alpha,beta' (default: fit it to the single-epoch rows, then jointly)",
+    )
 
 
 def _common_args(p: argparse.ArgumentParser, json_flag: bool = False) -> None:
     """The positional TABLE, and --json / --quiet as every lab command means them."""
     p.add_argument("table", metavar="TABLE", help=TABLE_HELP)
     if json_flag:
-        p.add_argument("--json", action="store_true", help="print one JSON object on stdout (and nothing else there)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr (large tables, big bootstraps)")
+        p.add_argument(
+            "--json", action="store_true", help="print one JSON object on stdout (and nothing else there)"
+        )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress lines on stderr (large tables, big bootstraps)"
+    )
 
 
 def add_parsers(subparsers) -> None:
     """Add `fit`, `plot`, `design` and `report` to an argparse subparsers object."""
     add = lambda name, **kw: subparsers.add_parser(name, formatter_class=HelpFormatter, **kw)
-    p = add("fit", help="fit a scaling law to a results table",
-            description="Fit a scaling law to a results table (CSV or study directory).")
+    p = add(
+        "fit",
+        help="fit a scaling law to a results table",
+        description="Fit a scaling law to a results table (CSV or study directory).",
+    )
     _common_args(p, json_flag=True)
     p.add_argument("--method", choices=METHODS, default="parametric", help="the law to fit")
     _table_args(p)
     _fit_args(p, bootstrap=0)
-    p.add_argument("--backtest", type=_count, default=0, metavar="H",
-                   help="also back-test: hold out the H largest budgets (0: no back-test)")
+    p.add_argument(
+        "--backtest",
+        type=_count,
+        default=0,
+        metavar="H",
+        help="also back-test: hold out the H largest budgets (0: no back-test)",
+    )
     p.set_defaults(func=_quietly(cmd_fit))
 
-    p = add("plot", help="write figures (a)-(e) and their data CSVs",
-            description="Write the scaling-law figures (a)-(e) of a table, each with its data CSV.")
+    p = add(
+        "plot",
+        help="write figures (a)-(e) and their data CSVs",
+        description="Write the scaling-law figures (a)-(e) of a table, each with its data CSV.",
+    )
     _common_args(p)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--figures", default="abcde", help="which figures, e.g. 'acd' (default abcde; q: loss vs weight bits; l: loss vs learning rate; i: in-context accuracy vs compute; r: loss vs epochs of repeated data)")
+    p.add_argument(
+        "--figures",
+        default="abcde",
+        help="which figures, e.g. 'acd' (default abcde; q: loss vs weight bits; l: loss vs learning rate; i: in-context accuracy vs compute; r: loss vs epochs of repeated data)",
+    )
     p.add_argument("--format", default="png,svg", help="image formats, comma separated (default png,svg)")
     _table_args(p)
     _fit_args(p, bootstrap=200)
     p.set_defaults(func=_quietly(cmd_plot))
 
-    p = add("design", help="propose the next cells that most shrink the frontier's uncertainty",
-            description="Propose IsoFLOP cells (sizes x budgets) within a FLOP allowance that most "
-            "narrow the CI of the exponent a, or of N_opt at --target-flops (analysis.design). "
-            "The table flags choose the rows and columns of the IsoFLOP fit it starts from.")
+    p = add(
+        "design",
+        help="propose the next cells that most shrink the frontier's uncertainty",
+        description="Propose IsoFLOP cells (sizes x budgets) within a FLOP allowance that most "
+        "narrow the CI of the exponent a, or of N_opt at --target-flops (analysis.design). "
+        "The table flags choose the rows and columns of the IsoFLOP fit it starts from.",
+    )
     _common_args(p, json_flag=True)
-    p.add_argument("--flops", type=_positive_float, required=True, metavar="F", help="FLOPs the proposed cells may spend")
+    p.add_argument(
+        "--flops", type=_positive_float, required=True, metavar="F", help="FLOPs the proposed cells may spend"
+    )
     p.add_argument("--target-flops", type=_positive_float, help="narrow N_opt at this compute instead of a")
     p.add_argument("--sizes", type=_count, default=5, help="sizes per proposed budget")
     p.add_argument("--bootstrap", type=_count, default=200, metavar="B", help="resamples for the current CI")
     _table_args(p, hide=NOT_FOR_DESIGN)
     p.set_defaults(func=_quietly(cmd_design))
 
-    p = add("report", help="write a one-page Markdown report of a study",
-            description="Fit, plot and summarise a study directory (TABLE/results.csv, TABLE/<run>/metrics.jsonl).")
+    p = add(
+        "report",
+        help="write a one-page Markdown report of a study",
+        description="Fit, plot and summarise a study directory (TABLE/results.csv, TABLE/<run>/metrics.jsonl).",
+    )
     _common_args(p)
     p.add_argument("--out", help="report path (default: TABLE/report.md, or report.md beside a CSV)")
     _table_args(p)
@@ -173,6 +254,7 @@ def _progress():
 
 def _quietly(handler):
     """`handler` with the progress lines off while it runs when --quiet is given."""
+
     def run(args) -> int:
         progress = _progress()
         before, progress.QUIET = progress.QUIET, args.quiet
@@ -223,19 +305,30 @@ def cmd_fit(args) -> int:
         print(f"  shaky: {p}")
     if args.backtest:
         s = out["backtest"]
-        print(f"  back-test (hold out {len(s['holdout_budgets'])} largest budget(s)): "
-              f"rmse(log) {s['rmse_log']:.4g}, mean |rel err| {s['mean_abs_rel_error']:.3%}")
+        print(
+            f"  back-test (hold out {len(s['holdout_budgets'])} largest budget(s)): "
+            f"rmse(log) {s['rmse_log']:.4g}, mean |rel err| {s['mean_abs_rel_error']:.3%}"
+        )
     return 0
 
 
 def _fit_by(args, table: TableOptions, options: FitOptions) -> int:
-    from .reports.by_group import fit_groups
     from .fitting import summary_text
+    from .reports.by_group import fit_groups
 
     fits = fit_groups(args.table, args.by, args.method, table, options)
     if args.json:
-        print(json.dumps({"by": args.by, "groups": {v: ({"error": f} if isinstance(f, str) else f.to_json_dict())
-                                                    for v, f in fits.items()}}, allow_nan=False))
+        print(
+            json.dumps(
+                {
+                    "by": args.by,
+                    "groups": {
+                        v: ({"error": f} if isinstance(f, str) else f.to_json_dict()) for v, f in fits.items()
+                    },
+                },
+                allow_nan=False,
+            )
+        )
         return 0
     for value, fit in fits.items():
         print(f"== {args.by} = {value or '(none)'} ==")
@@ -248,10 +341,14 @@ def _backtest_json(study, method: str, holdout: int, options: FitOptions) -> dic
     from .result import plain
 
     bt = backtest(study.data, method, holdout=holdout, **get(method).options(options))
-    return plain({"holdout_budgets": bt["holdout_budgets"], "train_max_flops": bt["train_max_flops"],
-                  **bt["summary"], "points": bt["points"]})
-
-
+    return plain(
+        {
+            "holdout_budgets": bt["holdout_budgets"],
+            "train_max_flops": bt["train_max_flops"],
+            **bt["summary"],
+            "points": bt["points"],
+        }
+    )
 
 
 def cmd_plot(args) -> int:
@@ -275,7 +372,9 @@ def cmd_plot(args) -> int:
 
         df = load_table(args.table)  # IsoFLOP frontiers for IsoFLOP grids, else the parametric law's
         method = "isoflop" if "budget_flops" in df and df["budget_flops"].notna().any() else "parametric"
-        for path in plot_groups(fit_groups(args.table, args.by, method, table, options), args.by, args.out, formats):
+        for path in plot_groups(
+            fit_groups(args.table, args.by, method, table, options), args.by, args.out, formats
+        ):
             print(path)
         return 0
     written, notes = make_figures(args.table, args.out, table, options, args.figures, formats)
@@ -288,19 +387,25 @@ def cmd_plot(args) -> int:
 
 def cmd_design(args) -> int:
     from .design import design_text, propose
+    from .errors import AnalysisError
     from .inputs import load
     from .result import plain
-
-    from .errors import AnalysisError
 
     if args.sizes < 3:
         raise AnalysisError(f"--sizes {args.sizes}: a budget needs at least 3 sizes to locate its minimum")
     unused = ["--" + dest.replace("_", "-") for dest in NOT_FOR_DESIGN if getattr(args, dest) is not None]
     if unused:  # design fits one IsoFLOP frontier from the table's rows; it reads no groups and no curves
-        raise AnalysisError(f"{unused[0]} does not apply to design (it proposes cells for one IsoFLOP fit of the "
-                            "table's rows); choose the rows with --where/--status instead")
-    p = propose(load(args.table, options_from(TableOptions, args), need_budget=True), args.flops, args.target_flops,
-                sizes=args.sizes, bootstrap=args.bootstrap)
+        raise AnalysisError(
+            f"{unused[0]} does not apply to design (it proposes cells for one IsoFLOP fit of the "
+            "table's rows); choose the rows with --where/--status instead"
+        )
+    p = propose(
+        load(args.table, options_from(TableOptions, args), need_budget=True),
+        args.flops,
+        args.target_flops,
+        sizes=args.sizes,
+        bootstrap=args.bootstrap,
+    )
     print(json.dumps(plain(p), allow_nan=False) if args.json else design_text(p))
     return 0
 

@@ -54,13 +54,20 @@ def read_metrics(path: Path, loss_key: str) -> pd.DataFrame:
         except json.JSONDecodeError:
             continue  # a run killed mid-write leaves a partial last line
         if isinstance(rec, dict) and rec.get(loss_key) is not None and "flops" in rec:
-            rows.append({"flops": rec["flops"], "tokens": rec.get("tokens", np.nan), "loss": rec[loss_key],
-                         "step": rec.get("step", np.nan)})
+            rows.append(
+                {
+                    "flops": rec["flops"],
+                    "tokens": rec.get("tokens", np.nan),
+                    "loss": rec[loss_key],
+                    "step": rec.get("step", np.nan),
+                }
+            )
     return pd.DataFrame(rows, columns=["flops", "tokens", "loss", "step"])
 
 
-def load_curves(study_dir, results: pd.DataFrame, n_col: str, loss_key: str | None = None,
-                smooth: int | None = None) -> tuple[pd.DataFrame, list[str]]:
+def load_curves(
+    study_dir, results: pd.DataFrame, n_col: str, loss_key: str | None = None, smooth: int | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """Curves of every run in `results` that has a `metrics.jsonl` under `study_dir`, in a directory
     named by the row's cell_id (a `lab study` lays runs out as DIR/runs/CELL/) or its run_id.
 
@@ -103,7 +110,9 @@ def load_curves(study_dir, results: pd.DataFrame, n_col: str, loss_key: str | No
     if missing:
         warnings.append(f"{missing} run(s) in the table have no metrics.jsonl under {study_dir}")
     if not parts:
-        raise AnalysisError(f"no training curves found under {study_dir} (looked for <cell_id or run_id>/metrics.jsonl)")
+        raise AnalysisError(
+            f"no training curves found under {study_dir} (looked for <cell_id or run_id>/metrics.jsonl)"
+        )
     return pd.concat(parts, ignore_index=True), warnings
 
 
@@ -161,8 +170,14 @@ def _pick_steps(run, per_run: int, min_frac: float) -> np.ndarray:
     return np.unique(steps[np.searchsorted(steps, targets).clip(0, len(steps) - 1)])
 
 
-def curve_point_rows(study_dir, table: pd.DataFrame, columns: dict, per_run: int = 8,
-                     cooldown_frac: float = COOLDOWN_FRAC, min_frac: float = MIN_FRAC) -> pd.DataFrame:
+def curve_point_rows(
+    study_dir,
+    table: pd.DataFrame,
+    columns: dict,
+    per_run: int = 8,
+    cooldown_frac: float = COOLDOWN_FRAC,
+    min_frac: float = MIN_FRAC,
+) -> pd.DataFrame:
     """Rows (in `table`'s N, D, C and loss columns, `columns` as in `FitData.columns`) predicted by
     each size's loss-curve law at up to `per_run` logged steps of every run of `table`, from
     `min_frac` of each run to its end."""
@@ -172,7 +187,9 @@ def curve_point_rows(study_dir, table: pd.DataFrame, columns: dict, per_run: int
         if idx is not None:
             runs[d] = (idx, read_run(d))
     if not runs:
-        raise AnalysisError(f"--curve-points: no run under {study_dir} has both metrics.jsonl and a row in the table")
+        raise AnalysisError(
+            f"--curve-points: no run under {study_dir} has both metrics.jsonl and a row in the table"
+        )
     ncol, dcol, ccol, lcol = (columns[k] for k in ("N", "D", "C", "loss"))
     if dcol not in table.columns or ccol not in table.columns:
         raise AnalysisError("--curve-points needs the table's own tokens and FLOPs columns (D and C)")
@@ -180,10 +197,12 @@ def curve_point_rows(study_dir, table: pd.DataFrame, columns: dict, per_run: int
     for key in sorted({_model_of(table, i, ncol) for i, _ in runs.values()}):
         group = [(d, i, r) for d, (i, r) in runs.items() if _model_of(table, i, ncol) == key]
         laws[key] = law = fit_law([r for _, _, r in group])
-        for d, i, run in group:
+        for _, i, run in group:
             rows += _run_points(table.loc[i], run, law, per_run, cooldown_frac, min_frac, columns)
     if not rows:
-        raise AnalysisError("--curve-points: no run logged a point in the second half of its training beyond warmup")
+        raise AnalysisError(
+            "--curve-points: no run logged a point in the second half of its training beyond warmup"
+        )
     out = pd.DataFrame(rows)
     out.attrs["laws"] = laws  # per size: the loss-curve law the points come from (its "mse" says how well it fits)
     return out
@@ -198,6 +217,16 @@ def _run_points(row, run, law, per_run, cooldown_frac, min_frac, columns) -> lis
     for s in _pick_steps(run, per_run, min_frac):
         s = int(s)
         loss = branch_loss(law, run, s, cooldown_frac) + offset
-        out.append({ncol: float(row[ncol]), dcol: D * s / last, ccol: C * s / last, lcol: loss,
-                    "source": "curve-law", "curve_of": run["name"], "curve_step": s, "curve_row": row.name})
+        out.append(
+            {
+                ncol: float(row[ncol]),
+                dcol: D * s / last,
+                ccol: C * s / last,
+                lcol: loss,
+                "source": "curve-law",
+                "curve_of": run["name"],
+                "curve_step": s,
+                "curve_row": row.name,
+            }
+        )
     return out

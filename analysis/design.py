@@ -68,7 +68,7 @@ def _apply(x, s, n, c, sizes):
 
 
 def _greedy(x, s, n, flops: float, sizes: int, x_t, per_flop: bool) -> tuple[list[dict], float]:
-    var = _variance(x, 1 / s ** 2, x_t)
+    var = _variance(x, 1 / s**2, x_t)
     chosen, left, grid = [], float(flops), _grid(x)
     while True:
         best = None
@@ -76,14 +76,14 @@ def _greedy(x, s, n, flops: float, sizes: int, x_t, per_flop: bool) -> tuple[lis
             if c["cost"] > left:
                 continue
             x2, s2, n2 = _apply(x, s, n, c, sizes)
-            gain = var - _variance(x2, 1 / s2 ** 2, x_t)
+            gain = var - _variance(x2, 1 / s2**2, x_t)
             gain = gain / c["cost"] if per_flop else gain
             if gain > 0 and (best is None or gain > best[0]):
                 best = (gain, c, (x2, s2, n2))
         if best is None:
             return chosen, var
         _, c, (x, s, n) = best
-        var = _variance(x, 1 / s ** 2, x_t)
+        var = _variance(x, 1 / s**2, x_t)
         chosen.append(c)
         left -= c["cost"]
 
@@ -92,7 +92,7 @@ def greedy(x, s, n, flops: float, sizes: int = 5, x_t=None) -> tuple[list[dict],
     """(chosen candidates, variance now, variance after) under the allowance `flops`: the better of
     two greedy searches, by variance removed per FLOP (many cheap cells) and by variance removed
     (one costly cell that per-FLOP greed would never leave room for)."""
-    var0 = _variance(x, 1 / s ** 2, x_t)
+    var0 = _variance(x, 1 / s**2, x_t)
     runs = [_greedy(x, s, n, flops, sizes, x_t, per_flop) for per_flop in (True, False)]
     chosen, var = min(runs, key=lambda r: r[1])
     return chosen, var0, var
@@ -108,8 +108,9 @@ def cheapest(fit, sizes: int = 5) -> float:
     return min(c["cost"] for c in _candidates(x, s, n, sizes, _grid(x)))
 
 
-def propose(study, flops: float, target_flops: float | None = None, sizes: int = 5, bootstrap: int = 200,
-            seed: int = 0) -> dict:
+def propose(
+    study, flops: float, target_flops: float | None = None, sizes: int = 5, bootstrap: int = 200, seed: int = 0
+) -> dict:
     """Cells to run next on `study` (an `analysis.load` result with IsoFLOP budgets) within `flops`.
     Returns {"objective", "flops_allowed", "flops_proposed", "cells": [{budget, n, d, flops}],
     "budgets": [...], "ci_now", "ci_after"}."""
@@ -119,8 +120,10 @@ def propose(study, flops: float, target_flops: float | None = None, sizes: int =
     x, s, n = _state(f)
     floor = cheapest(f, sizes)
     if not flops >= floor:
-        raise AnalysisError(f"--flops {flops:.3g} is below the cheapest useful addition ({sizes} sizes at "
-                            f"{floor / sizes:.3g} FLOPs = {floor:.3g}); raise --flops")
+        raise AnalysisError(
+            f"--flops {flops:.3g} is below the cheapest useful addition ({sizes} sizes at "
+            f"{floor / sizes:.3g} FLOPs = {floor:.3g}); raise --flops"
+        )
     x_t = None if target_flops is None else float(np.log(target_flops))
     chosen, var0, var1 = greedy(x, s, n, flops, sizes, x_t)
     name = "a" if x_t is None else "n_opt"
@@ -137,15 +140,29 @@ def propose(study, flops: float, target_flops: float | None = None, sizes: int =
         else:
             offsets = offsets_base
         n_opt = f.params["n_coef"] * C ** f.params["a"]
-        budgets.append({"budget": C, "kind": "new budget" if c["kind"] == "new" else "more sizes", "n_opt_predicted": n_opt})
+        budgets.append(
+            {"budget": C, "kind": "new budget" if c["kind"] == "new" else "more sizes", "n_opt_predicted": n_opt}
+        )
         for o in offsets:
             N = float(n_opt * np.exp(o))
-            cells.append({"budget": C, "n": N, "d": C / (study.data.k * N), "flops": C, "kind": budgets[-1]["kind"]})
-    return {"objective": f"CI of {name}" + ("" if x_t is None else f" at C = {target_flops:.3g}"),
-            "flops_allowed": float(flops), "flops_proposed": float(sum(c["flops"] for c in cells)),
-            "cells": cells, "budgets": budgets, "grid_step_log": step, "variance_ratio": scale ** 2,
-            "ci_now": ci, "ci_after": None if ci is None else _scaled(ci, f.params.get(name) if x_t is None else
-                                                                        f.extra["target"]["n_opt"], scale, log=x_t is not None)}
+            cells.append(
+                {"budget": C, "n": N, "d": C / (study.data.k * N), "flops": C, "kind": budgets[-1]["kind"]}
+            )
+    return {
+        "objective": f"CI of {name}" + ("" if x_t is None else f" at C = {target_flops:.3g}"),
+        "flops_allowed": float(flops),
+        "flops_proposed": float(sum(c["flops"] for c in cells)),
+        "cells": cells,
+        "budgets": budgets,
+        "grid_step_log": step,
+        "variance_ratio": scale**2,
+        "ci_now": ci,
+        "ci_after": None
+        if ci is None
+        else _scaled(
+            ci, f.params.get(name) if x_t is None else f.extra["target"]["n_opt"], scale, log=x_t is not None
+        ),
+    }
 
 
 def _size_spacing(f) -> float:
@@ -166,14 +183,21 @@ def _scaled(ci: dict, center: float, scale: float, log: bool) -> dict:
 
 
 def design_text(p: dict) -> str:
-    lines = [f"design: {len(p['cells'])} cells, {p['flops_proposed']:.3g} of {p['flops_allowed']:.3g} FLOPs; "
-             f"objective: narrow the {p['objective']}"]
+    lines = [
+        f"design: {len(p['cells'])} cells, {p['flops_proposed']:.3g} of {p['flops_allowed']:.3g} FLOPs; "
+        f"objective: narrow the {p['objective']}"
+    ]
     for b in p["budgets"]:
         ns = sorted(c["n"] for c in p["cells"] if c["budget"] == b["budget"] and c["kind"] == b["kind"])
-        lines.append(f"  C={b['budget']:.3g} ({b['kind']}): N " + ", ".join(f"{v:.3g}" for v in ns)
-                     + f" around the predicted N_opt {b['n_opt_predicted']:.3g}; {len(ns) * b['budget']:.3g} FLOPs")
+        lines.append(
+            f"  C={b['budget']:.3g} ({b['kind']}): N "
+            + ", ".join(f"{v:.3g}" for v in ns)
+            + f" around the predicted N_opt {b['n_opt_predicted']:.3g}; {len(ns) * b['budget']:.3g} FLOPs"
+        )
     if p["ci_now"]:
         a, b = p["ci_now"], p["ci_after"]
-        lines.append(f"  {p['objective']}: now [{a['lo']:.4g}, {a['hi']:.4g}], expected after [{b['lo']:.4g}, {b['hi']:.4g}] "
-                     f"(variance x{p['variance_ratio']:.2f})")
+        lines.append(
+            f"  {p['objective']}: now [{a['lo']:.4g}, {a['hi']:.4g}], expected after [{b['lo']:.4g}, {b['hi']:.4g}] "
+            f"(variance x{p['variance_ratio']:.2f})"
+        )
     return "\n".join(lines)

@@ -21,8 +21,11 @@ def run_command(prog: str, command, user_errors: tuple = ()) -> int:
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        print(f"{prog}: error: disk full writing {e.filename or 'a file'} ({e.strerror}); free space and run "
-              "the same command again", file=sys.stderr)
+        print(
+            f"{prog}: error: disk full writing {e.filename or 'a file'} ({e.strerror}); free space and run "
+            "the same command again",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

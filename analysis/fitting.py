@@ -20,8 +20,17 @@ from .reports.text import fmt
 from .table import FitData, measured_rows
 
 
-def fit(source, method: str = "parametric", *, bootstrap: int = 0, seed: int = 0, level: float = 0.95,
-        target_flops: float | None = None, curves=None, **kwargs):
+def fit(
+    source,
+    method: str = "parametric",
+    *,
+    bootstrap: int = 0,
+    seed: int = 0,
+    level: float = 0.95,
+    target_flops: float | None = None,
+    curves=None,
+    **kwargs,
+):
     """Fit `source` (a `Study` from `analysis.load`, or a `FitData`) by `method`.
 
     `curves` (long table of training curves; a Study brings its own) is used by `envelope`, which
@@ -39,17 +48,27 @@ def fit(source, method: str = "parametric", *, bootstrap: int = 0, seed: int = 0
     if bootstrap:
         from .intervals import bootstrap as attach_intervals
 
-        attach_intervals(result, data, curves=curves, n_boot=bootstrap, seed=seed, target_flops=target_flops,
-                         level=level)
+        attach_intervals(
+            result, data, curves=curves, n_boot=bootstrap, seed=seed, target_flops=target_flops, level=level
+        )
     return result
 
 
 def fit_with_options(source, method: str, options: FitOptions, bootstrap: bool = True):
     """`fit` with every choice taken from a `FitOptions` (the CLI's and the report's path);
     `bootstrap=False` skips the intervals whatever `options.bootstrap` says."""
-    own = {k: v for k, v in get(method).options(options).items() if k != "seed"}  # `seed` reaches the fitter anyway
-    return fit(source, method, bootstrap=options.bootstrap if bootstrap else 0, seed=options.seed,
-               level=options.level, target_flops=options.target_flops, **own)
+    own = {
+        k: v for k, v in get(method).options(options).items() if k != "seed"
+    }  # `seed` reaches the fitter anyway
+    return fit(
+        source,
+        method,
+        bootstrap=options.bootstrap if bootstrap else 0,
+        seed=options.seed,
+        level=options.level,
+        target_flops=options.target_flops,
+        **own,
+    )
 
 
 def _data_and_curves(source, curves):
@@ -63,7 +82,9 @@ def _data_and_curves(source, curves):
 def summary_text(r) -> str:
     """A few human-readable lines describing a fit."""
     p, cols = r.params, r.extra.get("columns", {})
-    head = f"{r.method} fit of {r.n_points} points" + (f" ({', '.join(f'{k}={v}' for k, v in cols.items())})" if cols else "")
+    head = f"{r.method} fit of {r.n_points} points" + (
+        f" ({', '.join(f'{k}={v}' for k, v in cols.items())})" if cols else ""
+    )
     lines = [head] + get(r.method).summary(r)
     if p.get("a") is not None:  # laws that give a compute-optimal allocation
         lines.append(f"  N_opt ∝ C^{fmt(p.get('a'))}, D_opt ∝ C^{fmt(p.get('b'))}")
@@ -71,7 +92,9 @@ def summary_text(r) -> str:
         t = r.extra["target"]
         lines.append(f"  at C={t['flops']:.3g}: N_opt={t['n_opt']:.4g}, D_opt={t['d_opt']:.4g}")
     for name, ci in (r.ci or {}).items():
-        lines.append(f"  {name}: {ci['median']:.4g} [{ci['lo']:.4g}, {ci['hi']:.4g}] ({ci['level']:.0%} CI, {ci['n']} resamples)")
+        lines.append(
+            f"  {name}: {ci['median']:.4g} [{ci['lo']:.4g}, {ci['hi']:.4g}] ({ci['level']:.0%} CI, {ci['n']} resamples)"
+        )
     for w in r.warnings:
         lines.append(f"  warning: {w}")
     return "\n".join(lines)

@@ -23,10 +23,13 @@ def _summary(pts) -> dict:
     predicted = pts.iloc[:, -1].to_numpy()
     log_err = np.log(predicted) - np.log(actual)
     pts["log_error"] = log_err
-    return {"n_test": int(len(pts)), "rmse_log": float(np.sqrt(np.mean(log_err ** 2))),
-            "mean_abs_rel_error": float(np.mean(np.abs(predicted / actual - 1))),
-            "max_abs_rel_error": float(np.max(np.abs(predicted / actual - 1))),
-            "bias_log": float(np.mean(log_err))}
+    return {
+        "n_test": int(len(pts)),
+        "rmse_log": float(np.sqrt(np.mean(log_err**2))),
+        "mean_abs_rel_error": float(np.mean(np.abs(predicted / actual - 1))),
+        "max_abs_rel_error": float(np.max(np.abs(predicted / actual - 1))),
+        "bias_log": float(np.mean(log_err)),
+    }
 
 
 def backtest(data: FitData, method: str = "parametric", holdout: int = 1, **fit_kwargs) -> dict:
@@ -42,7 +45,9 @@ def backtest(data: FitData, method: str = "parametric", holdout: int = 1, **fit_
     budget = data.budget if data.budget is not None else bin_budgets(data.C)
     budgets = np.unique(budget)
     if len(budgets) <= holdout + 1:
-        raise AnalysisError(f"back-test needs more than {holdout + 1} budgets to hold out {holdout}, got {len(budgets)}")
+        raise AnalysisError(
+            f"back-test needs more than {holdout + 1} budgets to hold out {holdout}, got {len(budgets)}"
+        )
     held = budgets[-holdout:]
     train_mask = budget < held[0]
     train = subset(data, train_mask)
@@ -52,5 +57,12 @@ def backtest(data: FitData, method: str = "parametric", holdout: int = 1, **fit_
     if pts.empty:
         raise AnalysisError("back-test: the held-out budgets have no usable points")
     summary = _summary(pts)
-    return {"method": method, "train_max_flops": float(budget[train_mask].max()), "train_points": train_points,
-            "holdout_budgets": [float(b) for b in held], "points": pts, "summary": summary, "fit": f}
+    return {
+        "method": method,
+        "train_max_flops": float(budget[train_mask].max()),
+        "train_points": train_points,
+        "holdout_budgets": [float(b) for b in held],
+        "points": pts,
+        "summary": summary,
+        "fit": f,
+    }

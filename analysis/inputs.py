@@ -35,10 +35,19 @@ def load(source, table: TableOptions | None = None, need_budget: bool = True, **
         opts = TableOptions(**{**opts.__dict__, **table_kwargs})
     if opts.drop_highest_loss < 0:
         raise AnalysisError(f"--drop-highest-loss must be 0 or more, got {opts.drop_highest_loss}")
-    data = fit_data(load_table(source), n_col=opts.n_col, d_col=opts.d_col, c_col=opts.c_col,
-                    loss_col=opts.loss_col, budget_col=opts.budget_col, where=opts.where,
-                    status=None if opts.status in (None, "any") else opts.status, k=opts.k,
-                    need_budget=need_budget, drop_highest=opts.drop_highest_loss)
+    data = fit_data(
+        load_table(source),
+        n_col=opts.n_col,
+        d_col=opts.d_col,
+        c_col=opts.c_col,
+        loss_col=opts.loss_col,
+        budget_col=opts.budget_col,
+        where=opts.where,
+        status=None if opts.status in (None, "any") else opts.status,
+        k=opts.k,
+        need_budget=need_budget,
+        drop_highest=opts.drop_highest_loss,
+    )
     if opts.curve_points:
         data = _with_curve_points(source, data, opts.curve_points)
     curves, warnings = _curves(source, data, opts)
@@ -63,12 +72,22 @@ def _with_curve_points(source, data: FitData, per_run: int) -> FitData:
         frame = frame.assign(_budget=data.budget)
         extra["_budget"] = frame.loc[extra["curve_row"], "_budget"].to_numpy()
     both = pd.concat([frame, extra], ignore_index=True)
-    out = fit_data(both, n_col=cols["N"], d_col=cols["D"], c_col=cols["C"], loss_col=cols["loss"],
-                   budget_col="_budget" if data.budget is not None else None, status=None, k=data.k)
+    out = fit_data(
+        both,
+        n_col=cols["N"],
+        d_col=cols["D"],
+        c_col=cols["C"],
+        loss_col=cols["loss"],
+        budget_col="_budget" if data.budget is not None else None,
+        status=None,
+        k=data.k,
+    )
     rmse = max(law["mse"] for law in extra.attrs["laws"].values()) ** 0.5
-    out.notes = list(data.notes) + [f"curve points: {len(extra)} loss-curve-law points added to {len(frame)} runs "
-                                    f"(up to {per_run} per run; source == 'curve-law'); the per-size laws fit the "
-                                    f"logged curves to rmse {rmse:.3g} at worst, and the points are no better"]
+    out.notes = list(data.notes) + [
+        f"curve points: {len(extra)} loss-curve-law points added to {len(frame)} runs "
+        f"(up to {per_run} per run; source == 'curve-law'); the per-size laws fit the "
+        f"logged curves to rmse {rmse:.3g} at worst, and the points are no better"
+    ]
     return out
 
 
@@ -81,6 +100,8 @@ def _curves(source, data: FitData, opts: TableOptions):
     from .curves import load_curves
 
     try:
-        return load_curves(source, data.frame[measured_rows(data)], data.columns["N"], opts.curve_loss, opts.smooth)
+        return load_curves(
+            source, data.frame[measured_rows(data)], data.columns["N"], opts.curve_loss, opts.smooth
+        )
     except AnalysisError as e:
         return None, [str(e)]

@@ -21,8 +21,15 @@ from .result import FitResult, percentile_ci
 from .table import FitData
 
 
-def bootstrap(fit: FitResult, data: FitData | None = None, curves=None, n_boot: int = 1000, seed: int = 0,
-              target_flops: float | None = None, level: float = 0.95) -> FitResult:
+def bootstrap(
+    fit: FitResult,
+    data: FitData | None = None,
+    curves=None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    target_flops: float | None = None,
+    level: float = 0.95,
+) -> FitResult:
     """Attach `ci` (percentile intervals) and `bootstrap_samples` to `fit`, and return it."""
     if n_boot < 2:
         raise AnalysisError(f"--bootstrap needs at least 2 resamples, got {n_boot}")
@@ -62,7 +69,7 @@ def prediction_interval(fit: FitResult, target_flops: float, level: float = 0.95
         G = (al * A / (be * B)) ** (1.0 / (al + be))
         n = G * (target_flops / k) ** (be / (al + be))
         d = target_flops / (k * n)
-        L = E + A / n ** al + B / d ** be
+        L = E + A / n**al + B / d**be
     L = L[np.isfinite(L) & (L > 0)]
     if len(L) < 2:
         return None
@@ -71,7 +78,13 @@ def prediction_interval(fit: FitResult, target_flops: float, level: float = 0.95
     draws = L[rng.integers(0, len(L), 20 * len(L))] * np.exp(resid[rng.integers(0, len(resid), 20 * len(L))])
     q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
     n_opt, d_opt = fit.law.optimal(target_flops, k)
-    return {"flops": float(target_flops), "loss": float(fit.law(n_opt, d_opt)),
-            "ci_lo": float(np.percentile(L, q[0])), "ci_hi": float(np.percentile(L, q[1])),
-            "pi_lo": float(np.percentile(draws, q[0])), "pi_hi": float(np.percentile(draws, q[1])),
-            "level": level, "n": int(len(L))}
+    return {
+        "flops": float(target_flops),
+        "loss": float(fit.law(n_opt, d_opt)),
+        "ci_lo": float(np.percentile(L, q[0])),
+        "ci_hi": float(np.percentile(L, q[1])),
+        "pi_lo": float(np.percentile(draws, q[0])),
+        "pi_hi": float(np.percentile(draws, q[1])),
+        "level": level,
+        "n": int(len(L)),
+    }

@@ -59,7 +59,7 @@ class KaplanND:
         N^(p+1) = p N_c^p C / (D_c k), with p = alpha_N / alpha_D."""
         C = np.asarray(C, float)
         p = self.alpha_N / self.alpha_D
-        n = (p * self.N_c ** p * C / (self.D_c * k)) ** (1.0 / (p + 1.0))
+        n = (p * self.N_c**p * C / (self.D_c * k)) ** (1.0 / (p + 1.0))
         return n, C / (k * n)
 
 
@@ -75,12 +75,14 @@ class Chinchilla:
 
     def __call__(self, N, D):
         N, D = np.asarray(N, float), np.asarray(D, float)
-        return self.E + self.A / N ** self.alpha + self.B / D ** self.beta
+        return self.E + self.A / N**self.alpha + self.B / D**self.beta
 
     @classmethod
-    def from_lse(cls, a, b, e, alpha, beta) -> "Chinchilla":
+    def from_lse(cls, a, b, e, alpha, beta) -> Chinchilla:
         """From the log-sum-exp parametrisation log L = LSE(a - alpha log N, b - beta log D, e)."""
-        return cls(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=float(alpha), beta=float(beta))
+        return cls(
+            E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=float(alpha), beta=float(beta)
+        )
 
     def to_lse(self) -> np.ndarray:
         return np.array([np.log(self.A), np.log(self.B), np.log(self.E), self.alpha, self.beta])
@@ -103,7 +105,7 @@ class Chinchilla:
     def optimal(self, C, k: float = K_FLOPS_PER_PARAM_TOKEN):
         """(N_opt, D_opt) minimising L subject to k N D = C."""
         c = np.asarray(C, float) / k
-        return self.G * c ** self.a, c ** self.b / self.G
+        return self.G * c**self.a, c**self.b / self.G
 
     def optimal_loss(self, C, k: float = K_FLOPS_PER_PARAM_TOKEN):
         return self(*self.optimal(C, k))
@@ -135,7 +137,7 @@ class DataConstrained:
         """The compute-optimal N of the base law for U training tokens (invert D_opt(C) = U)."""
         law = self.base
         c = (np.asarray(U, float) * law.G) ** (1.0 / law.b)
-        return law.G * c ** law.a
+        return law.G * c**law.a
 
     def effective_params(self, N, U):
         N = np.asarray(N, float)

@@ -28,19 +28,32 @@ module imports JAX and scipy only inside the functions that use them, so its met
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from importlib import import_module
-from typing import Callable
 
 from .errors import AnalysisError
 from .options import FitOptions
 
 # The law modules of `analysis.fits`, in registry order: methods listed first are preferred for
 # figure (c), and the report's sections follow this order.
-LAWS = ("parametric", "isoflop", "envelope", "kaplan", "vpnls", "loss_curve", "data_constrained", "task", "ptq", "lr")
+LAWS = (
+    "parametric",
+    "isoflop",
+    "envelope",
+    "kaplan",
+    "vpnls",
+    "loss_curve",
+    "data_constrained",
+    "task",
+    "ptq",
+    "lr",
+)
 METHODS = tuple(law.replace("_", "-") for law in LAWS)
 HOOKS = ("fit", "options", "summary", "resample", "holdout", "section", "allocation_points", "figure")
-CORE_FIGURES = "abcde"  # figures drawn from several laws' fits (analysis.plotting.plots); other letters are a law's own
+CORE_FIGURES = (
+    "abcde"  # figures drawn from several laws' fits (analysis.plotting.plots); other letters are a law's own
+)
 
 
 def _no_options(o: FitOptions) -> dict:
@@ -74,7 +87,7 @@ class Method:
     curve_points: bool = False
 
     @classmethod
-    def from_module(cls, module) -> "Method":
+    def from_module(cls, module) -> Method:
         """The method a law module defines: each field read from the hook or constant of that name."""
         found = {}
         for f in fields(cls):

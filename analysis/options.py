@@ -39,7 +39,9 @@ class FitOptions:
     delta: float = 1e-3  # Huber delta of the parametric fit
     iso_method: str = "akima"  # per-budget minimum estimator of the isoflop fit
     loss_noise: float | None = None  # seed-to-seed loss std for isoflop uncertainties (None: estimated)
-    base_law: str | None = None  # data-constrained: a fixed base law ("muennighoff-c4" or "E,A,B,alpha,beta"); None fits it
+    base_law: str | None = (
+        None  # data-constrained: a fixed base law ("muennighoff-c4" or "E,A,B,alpha,beta"); None fits it
+    )
     study_dir: str | None = None  # loss-curve: the study directory whose runs' metrics.jsonl it reads
 
 

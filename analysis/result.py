@@ -88,6 +88,11 @@ def percentile_ci(samples: pd.DataFrame, level: float = 0.95) -> dict:
         v = v[np.isfinite(v)]
         if len(v) == 0:
             continue
-        out[col] = {"lo": float(np.percentile(v, lo_q)), "hi": float(np.percentile(v, hi_q)),
-                    "median": float(np.median(v)), "level": level, "n": int(len(v))}
+        out[col] = {
+            "lo": float(np.percentile(v, lo_q)),
+            "hi": float(np.percentile(v, hi_q)),
+            "median": float(np.median(v)),
+            "level": level,
+            "n": int(len(v)),
+        }
     return out

@@ -27,9 +27,16 @@ from .laws import K_FLOPS_PER_PARAM_TOKEN, Chinchilla
 CHINCHILLA_EPOCH = Chinchilla(E=1.8172, A=477.83, B=2143.4, alpha=0.34731, beta=0.36717)
 
 
-def isoflop_table(law: Chinchilla = CHINCHILLA_EPOCH, budgets=(1e17, 3e17, 1e18, 3e18, 1e19, 3e19),
-                  n_per_budget: int = 9, span: float = 8.0, noise: float = 0.005, k: float = K_FLOPS_PER_PARAM_TOKEN,
-                  seed: int = 0, replicates: int = 1) -> pd.DataFrame:
+def isoflop_table(
+    law: Chinchilla = CHINCHILLA_EPOCH,
+    budgets=(1e17, 3e17, 1e18, 3e18, 1e19, 3e19),
+    n_per_budget: int = 9,
+    span: float = 8.0,
+    noise: float = 0.005,
+    k: float = K_FLOPS_PER_PARAM_TOKEN,
+    seed: int = 0,
+    replicates: int = 1,
+) -> pd.DataFrame:
     """An IsoFLOP grid: per budget, `n_per_budget` model sizes log-spaced over a factor `span`
     either side of the law's optimum, D = C/(kN), loss = L(N, D) * exp(noise * N(0, 1)), each
     cell run `replicates` times (seeds 0, 1, ...; independent noise).
@@ -43,15 +50,35 @@ def isoflop_table(law: Chinchilla = CHINCHILLA_EPOCH, budgets=(1e17, 3e17, 1e18,
             for rep in range(replicates):
                 loss = float(law(n, d) * np.exp(noise * rng.standard_normal()))
                 cell = f"c{c:.0e}_n{j}" + (f"_s{rep}" if replicates > 1 else "")
-                rows.append({"run_id": hashlib.sha1(cell.encode()).hexdigest()[:12], "status": "completed", "seed": rep,
-                             "params_total": n, "params_non_embedding": 0.9 * n, "tokens": d, "flops_exact": c,
-                             "flops_6n": K_FLOPS_PER_PARAM_TOKEN * n * d, "budget_flops": c, "final_val_loss": loss, "final_train_loss": loss,
-                             "study": "synthetic", "cell_id": cell})
+                rows.append(
+                    {
+                        "run_id": hashlib.sha1(cell.encode()).hexdigest()[:12],
+                        "status": "completed",
+                        "seed": rep,
+                        "params_total": n,
+                        "params_non_embedding": 0.9 * n,
+                        "tokens": d,
+                        "flops_exact": c,
+                        "flops_6n": K_FLOPS_PER_PARAM_TOKEN * n * d,
+                        "budget_flops": c,
+                        "final_val_loss": loss,
+                        "final_train_loss": loss,
+                        "study": "synthetic",
+                        "cell_id": cell,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def write_study(out: Path, table: pd.DataFrame, law: Chinchilla = CHINCHILLA_EPOCH, k: float = K_FLOPS_PER_PARAM_TOKEN,
-                n_log: int = 40, noise: float = 0.005, seed: int = 0) -> Path:
+def write_study(
+    out: Path,
+    table: pd.DataFrame,
+    law: Chinchilla = CHINCHILLA_EPOCH,
+    k: float = K_FLOPS_PER_PARAM_TOKEN,
+    n_log: int = 40,
+    noise: float = 0.005,
+    seed: int = 0,
+) -> Path:
     """A study directory laid out as `lab study` does: out/results.csv and out/runs/<cell_id>/metrics.jsonl
     whose train_loss follows
     L(N, D_t) for the tokens D_t seen so far (a run is its own compute-optimal schedule at every
@@ -67,10 +94,26 @@ def write_study(out: Path, table: pd.DataFrame, law: Chinchilla = CHINCHILLA_EPO
         with open(d / "metrics.jsonl", "w") as fh:
             for i, t in enumerate(toks):
                 loss = float(law(r["params_total"], t) * np.exp(noise * rng.standard_normal()))
-                rec = {"step": i + 1, "tokens": float(t), "flops": float(k * r["params_total"] * t), "train_loss": loss,
-                       "lr": 1e-3, "tokens_per_s": 1e5}
+                rec = {
+                    "step": i + 1,
+                    "tokens": float(t),
+                    "flops": float(k * r["params_total"] * t),
+                    "train_loss": loss,
+                    "lr": 1e-3,
+                    "tokens_per_s": 1e5,
+                }
                 fh.write(json.dumps(rec) + "\n")
                 if i % 5 == 4:
-                    fh.write(json.dumps({"step": i + 1, "tokens": float(t), "flops": float(k * r["params_total"] * t),
-                                         "val_loss": loss, "val_bits_per_byte": loss / np.log(2)}) + "\n")
+                    fh.write(
+                        json.dumps(
+                            {
+                                "step": i + 1,
+                                "tokens": float(t),
+                                "flops": float(k * r["params_total"] * t),
+                                "val_loss": loss,
+                                "val_bits_per_byte": loss / np.log(2),
+                            }
+                        )
+                        + "\n"
+                    )
     return out

@@ -20,8 +20,17 @@ from .laws import K_FLOPS_PER_PARAM_TOKEN
 # published tables (Epoch's Chinchilla extraction, Porian et al., datablations).
 N_COLS = ("params_total", "params_non_embedding", "params", "Model Size", "num_params", "n_params", "N")
 D_COLS = ("tokens", "Training Tokens", "token_num", "n_tokens", "D")
-C_COLS = ("flops_exact", "flops", "flops_6n_total", "Training FLOP", "compute", "C", "budget_flops", "flops_budget",
-          "budget")
+C_COLS = (
+    "flops_exact",
+    "flops",
+    "flops_6n_total",
+    "Training FLOP",
+    "compute",
+    "C",
+    "budget_flops",
+    "flops_budget",
+    "budget",
+)
 # an IsoFLOP budget column: the lab's and Porian et al.'s names, then the names published exports use
 BUDGET_COLS = ("budget_flops", "flops_budget", "budget", "compute_budget", "isoflop_budget")
 LOSS_COLS = ("final_val_loss", "loss", "val_loss", "openLM_loss", "final_train_loss")
@@ -45,8 +54,9 @@ def load_table(source) -> pd.DataFrame:
     return df
 
 
-def find_column(df: pd.DataFrame, name: str | None, candidates: tuple[str, ...], what: str,
-                required: bool = True) -> str | None:
+def find_column(
+    df: pd.DataFrame, name: str | None, candidates: tuple[str, ...], what: str, required: bool = True
+) -> str | None:
     """The column to use for `what`: `name` if given (must exist), else the first candidate present."""
     lower = {c.lower(): c for c in df.columns}
     if name is not None:
@@ -54,12 +64,16 @@ def find_column(df: pd.DataFrame, name: str | None, candidates: tuple[str, ...],
             return name
         if name.lower() in lower:
             return lower[name.lower()]
-        raise AnalysisError(f"column {name!r} ({what}) not in table; columns are: {', '.join(map(str, df.columns))}")
+        raise AnalysisError(
+            f"column {name!r} ({what}) not in table; columns are: {', '.join(map(str, df.columns))}"
+        )
     for c in candidates:
         if c.lower() in lower:
             return lower[c.lower()]
     if required:
-        raise AnalysisError(f"no {what} column found (tried {', '.join(candidates)}); name one with the {what} option")
+        raise AnalysisError(
+            f"no {what} column found (tried {', '.join(candidates)}); name one with the {what} option"
+        )
     return None
 
 
@@ -77,7 +91,9 @@ def filter_rows(df: pd.DataFrame, where: str | None = None, status: str | None =
         try:
             kept = df.query(where, engine="python")
         except Exception as e:
-            raise AnalysisError(f"bad --where expression {where!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            raise AnalysisError(
+                f"bad --where expression {where!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            ) from None
         if not isinstance(kept, pd.DataFrame):
             raise AnalysisError(f"bad --where expression {where!r}: it does not select rows")
         if kept.empty:
@@ -93,11 +109,15 @@ def numeric_column(df: pd.DataFrame, col: str, what: str, positive: bool = True)
     bad = vals.isna() & raw.notna()
     if bad.any():
         i = bad.to_numpy().nonzero()[0][0]
-        raise AnalysisError(f"column {col!r} ({what}) has a non-numeric value {raw.iloc[i]!r} in row {df.index[i]}")
+        raise AnalysisError(
+            f"column {col!r} ({what}) has a non-numeric value {raw.iloc[i]!r} in row {df.index[i]}"
+        )
     if vals.isna().any():
         i = vals.isna().to_numpy().nonzero()[0][0]
-        raise AnalysisError(f"column {col!r} ({what}) has {int(vals.isna().sum())} missing values (first in row {df.index[i]}); "
-                            "drop them with --where")
+        raise AnalysisError(
+            f"column {col!r} ({what}) has {int(vals.isna().sum())} missing values (first in row {df.index[i]}); "
+            "drop them with --where"
+        )
     out = vals.to_numpy(dtype=np.float64)
     if not np.all(np.isfinite(out)):
         i = (~np.isfinite(out)).nonzero()[0][0]
@@ -126,9 +146,19 @@ class FitData:
         return len(self.L)
 
 
-def fit_data(df: pd.DataFrame, n_col=None, d_col=None, c_col=None, loss_col=None, budget_col=None,
-             where=None, status="completed", k: float | None = None, need_budget=False,
-             drop_highest: int = 0) -> FitData:
+def fit_data(
+    df: pd.DataFrame,
+    n_col=None,
+    d_col=None,
+    c_col=None,
+    loss_col=None,
+    budget_col=None,
+    where=None,
+    status="completed",
+    k: float | None = None,
+    need_budget=False,
+    drop_highest: int = 0,
+) -> FitData:
     """Filter `df` and resolve its N, D, C, loss (and budget) columns into a `FitData`.
 
     D defaults to a tokens column; without one it is derived as C / (k N) (Epoch's choice for the
@@ -182,8 +212,7 @@ def fit_data(df: pd.DataFrame, n_col=None, d_col=None, c_col=None, loss_col=None
         merged = len(np.unique(raw)) - len(np.unique(budget))
         cols["budget"] = name if not merged else f"{name} (binned)"
         if bcol is None or merged:
-            notes.append(f"budgets: {name} grouped into {len(np.unique(budget))} budgets "
-                         f"({_tolerance_text(tol)})")
+            notes.append(f"budgets: {name} grouped into {len(np.unique(budget))} budgets ({_tolerance_text(tol)})")
     return FitData(N=N, D=D, C=C, L=L, columns=cols, frame=df, budget=budget, k=k, notes=notes)
 
 
@@ -235,7 +264,11 @@ def budget_tolerance(C: np.ndarray) -> float | None:
 def _tolerance_text(tol: float | None) -> str:
     if tol is None:
         return "no gap structure in the values: fixed 0.1-dex bins"
-    return "each distinct value a budget" if tol == 0 else f"values within {tol:.3g} dex merged, learned from the gaps"
+    return (
+        "each distinct value a budget"
+        if tol == 0
+        else f"values within {tol:.3g} dex merged, learned from the gaps"
+    )
 
 
 def bin_budgets(C: np.ndarray, width_dex: float | None = None, with_tolerance: bool = False):
@@ -282,23 +315,35 @@ def require_points(n: int, n_params: int, what: str) -> None:
         raise AnalysisError(f"{what} needs at least {n_params} points for {n_params} parameters, got {n}")
 
 
-def require_spread(data: "FitData", what: str) -> None:
+def require_spread(data: FitData, what: str) -> None:
     """Refuse tables that cannot identify separate N and D terms: a single N, a single D, or
     log N and log D on one line (every run at one compute budget)."""
     for name, v in (("N", data.N), ("D", data.D)):
         if len(np.unique(v)) < 2:
-            raise AnalysisError(f"{what}: all rows have the same {name} ({v[0]:.4g}); cannot fit an {name} exponent")
+            raise AnalysisError(
+                f"{what}: all rows have the same {name} ({v[0]:.4g}); cannot fit an {name} exponent"
+            )
     X = np.stack([np.log(data.N), np.log(data.D)], 1)
     X = X - X.mean(0)
     s = np.linalg.svd(X, compute_uv=False)
     if s[-1] <= 1e-9 * s[0]:
-        raise AnalysisError(f"{what}: log N and log D lie on one line (a single compute budget C = "
-                            f"{np.median(data.C):.3g}?); cannot separate the N and D exponents")
+        raise AnalysisError(
+            f"{what}: log N and log D lie on one line (a single compute budget C = "
+            f"{np.median(data.C):.3g}?); cannot separate the N and D exponents"
+        )
 
 
 def subset(data: FitData, mask: np.ndarray) -> FitData:
     """The rows of `data` where `mask` is true."""
     mask = np.asarray(mask, bool)
-    return FitData(N=data.N[mask], D=data.D[mask], C=data.C[mask], L=data.L[mask], columns=dict(data.columns),
-                   frame=data.frame[mask], budget=None if data.budget is None else data.budget[mask], k=data.k,
-                   notes=list(data.notes))
+    return FitData(
+        N=data.N[mask],
+        D=data.D[mask],
+        C=data.C[mask],
+        L=data.L[mask],
+        columns=dict(data.columns),
+        frame=data.frame[mask],
+        budget=None if data.budget is None else data.budget[mask],
+        k=data.k,
+        notes=list(data.notes),
+    )

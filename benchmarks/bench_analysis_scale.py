@@ -28,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-WRAPPER = ("import json, resource, subprocess, sys, time\n"
-           "t0 = time.perf_counter(); r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-           "sys.stdout.write(r.stdout); sys.stderr.write(r.stderr)\n"
-           "print(json.dumps({'rc': r.returncode, 'seconds': time.perf_counter() - t0,\n"
-           "  'peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}), file=sys.stderr)\n")
+WRAPPER = (
+    "import json, resource, subprocess, sys, time\n"
+    "t0 = time.perf_counter(); r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "sys.stdout.write(r.stdout); sys.stderr.write(r.stderr)\n"
+    "print(json.dumps({'rc': r.returncode, 'seconds': time.perf_counter() - t0,\n"
+    "  'peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}), file=sys.stderr)\n"
+)
 
 
 def measure(args: list[str]) -> tuple[dict, str, str]:
@@ -53,8 +55,13 @@ def make_table(path: Path, rows: int, seed: int = 0) -> None:
     import analysis
 
     budgets, sizes = 20, 25
-    t = analysis.simulate_isoflop(budgets=tuple(np.geomspace(1e17, 1e21, budgets)), n_per_budget=sizes,
-                                  replicates=max(1, rows // (budgets * sizes)), noise=0.01, seed=seed)
+    t = analysis.simulate_isoflop(
+        budgets=tuple(np.geomspace(1e17, 1e21, budgets)),
+        n_per_budget=sizes,
+        replicates=max(1, rows // (budgets * sizes)),
+        noise=0.01,
+        seed=seed,
+    )
     t.to_csv(path, index=False)
 
 
@@ -91,15 +98,23 @@ def report(rows, fit, check, plot, exact) -> None:
     for name, s in rows:
         print(f"{name:58s} {s['seconds']:8.1f} {s['peak_rss_mb']:8.0f} MB")
     print(f"\nreported objective            {fit['objective']:.12e}")
-    print(f"exact float64 sum, all rows   {check['exact']:.12e}  (relative difference "
-          f"{abs(fit['objective'] - check['exact']) / check['exact']:.1e})")
-    print(f"scipy L-BFGS-B from ours      {check['scipy_from_ours']:.12e}  (gain {check['exact'] - check['scipy_from_ours']:.1e})")
+    print(
+        f"exact float64 sum, all rows   {check['exact']:.12e}  (relative difference "
+        f"{abs(fit['objective'] - check['exact']) / check['exact']:.1e})"
+    )
+    print(
+        f"scipy L-BFGS-B from ours      {check['scipy_from_ours']:.12e}  (gain {check['exact'] - check['scipy_from_ours']:.1e})"
+    )
     if exact:
-        print(f"unsubsampled screen (in process, lane chunks): {exact[0]:.1f} s, objective {exact[1]:.12e} "
-              f"(ours - it: {fit['objective'] - exact[1]:+.1e})")
+        print(
+            f"unsubsampled screen (in process, lane chunks): {exact[0]:.1f} s, objective {exact[1]:.12e} "
+            f"(ours - it: {fit['objective'] - exact[1]:+.1e})"
+        )
     p = fit
-    print(f"fit: E={p['E']:.4f} A={p['A']:.1f} B={p['B']:.1f} alpha={p['alpha']:.4f} beta={p['beta']:.4f} "
-          f"(simulated from E=1.8172 A=477.83 B=2143.4 alpha=0.34731 beta=0.36717)")
+    print(
+        f"fit: E={p['E']:.4f} A={p['A']:.1f} B={p['B']:.1f} alpha={p['alpha']:.4f} beta={p['beta']:.4f} "
+        f"(simulated from E=1.8172 A=477.83 B=2143.4 alpha=0.34731 beta=0.36717)"
+    )
     if plot:
         print(f"\nlab plot progress lines:\n{plot}")
 

@@ -37,17 +37,17 @@ from pathlib import Path
 
 os.environ.setdefault("LAB_COMPILATION_CACHE", "0")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-from lab import sharding  # noqa: E402
-from lab.config import ModelConfig, RunConfig, TrainConfig, resolve_impl  # noqa: E402
-from lab.costs import model_costs  # noqa: E402
-from lab.memory import attention_kept  # noqa: E402
-from lab.model.attention import self_attention  # noqa: E402
-from lab.model.unroll import unrolled_loops  # noqa: E402
-from lab.training.step import compile_step  # noqa: E402
+from lab import sharding
+from lab.config import ModelConfig, RunConfig, TrainConfig, resolve_impl
+from lab.costs import model_costs
+from lab.memory import attention_kept
+from lab.model.attention import self_attention
+from lab.model.unroll import unrolled_loops
+from lab.training.step import compile_step
 
 TOKENS_PER_STEP = 8192
 MODEL = ModelConfig(vocab_size=256, d_model=128, n_layers=2, n_heads=4)
@@ -77,8 +77,10 @@ def xla_attention_flops(cfg: RunConfig) -> float:
 def measure(cfg: RunConfig, mesh, steps: int) -> dict:
     step = compile_step(cfg, mesh)
     params, opt_state = step.init_state()
-    batch = jax.device_put(np.random.default_rng(0).integers(0, 256, (cfg.train.batch_size, cfg.model.seq_len + 1),
-                                                             dtype=np.int32), step.batch_sh)
+    batch = jax.device_put(
+        np.random.default_rng(0).integers(0, 256, (cfg.train.batch_size, cfg.model.seq_len + 1), dtype=np.int32),
+        step.batch_sh,
+    )
     params, opt_state, metrics = step.executable(params, opt_state, batch, np.int32(0))  # warm-up
     jax.block_until_ready(metrics)
     t0 = time.perf_counter()
@@ -89,13 +91,19 @@ def measure(cfg: RunConfig, mesh, steps: int) -> dict:
     costs = model_costs(cfg.model)
     m = cfg.model
     pairs, pair_bytes = attention_kept(m, m.seq_len, m.seq_len, True)
-    return {"T": m.seq_len, "kind": f"window{m.attn_window}" if m.attn_window else "dense",
-            "impl": resolve_impl(m.attn_impl, m.dtype, m.head_dim),
-            "batch": cfg.train.batch_size, "step_s": (time.perf_counter() - t0) / steps, "compile_s": step.compile_s,
-            "temp_bytes": step.memory.get("temp_size_in_bytes", 0),
-            "cost_attention_flops": costs.flops_attention * tokens, "xla_attention_flops": xla_attention_flops(cfg),
-            "cost_flops_exact": costs.flops_exact * tokens,
-            "score_bytes": pairs * pair_bytes * m.n_heads * cfg.train.batch_size * m.n_layers}
+    return {
+        "T": m.seq_len,
+        "kind": f"window{m.attn_window}" if m.attn_window else "dense",
+        "impl": resolve_impl(m.attn_impl, m.dtype, m.head_dim),
+        "batch": cfg.train.batch_size,
+        "step_s": (time.perf_counter() - t0) / steps,
+        "compile_s": step.compile_s,
+        "temp_bytes": step.memory.get("temp_size_in_bytes", 0),
+        "cost_attention_flops": costs.flops_attention * tokens,
+        "xla_attention_flops": xla_attention_flops(cfg),
+        "cost_flops_exact": costs.flops_exact * tokens,
+        "score_bytes": pairs * pair_bytes * m.n_heads * cfg.train.batch_size * m.n_layers,
+    }
 
 
 def sweep(seq_lens, window: int, steps: int, impl: str = "auto") -> list[dict]:
@@ -105,10 +113,13 @@ def sweep(seq_lens, window: int, steps: int, impl: str = "auto") -> list[dict]:
         for w in (0, window):
             row = measure(run_config(T, w, impl), mesh, steps)
             rows.append(row)
-            print(f"T={T:5d} {row['kind']:>10}  batch {row['batch']:3d}  step {row['step_s'] * 1e3:9.1f} ms  "
-                  f"temp {row['temp_bytes'] / 2**20:8.1f} MiB  attention GFLOP/step: costs "
-                  f"{row['cost_attention_flops'] / 1e9:8.2f}, XLA {row['xla_attention_flops'] / 1e9:8.2f}  "
-                  f"(compile {row['compile_s']:.1f} s)", flush=True)
+            print(
+                f"T={T:5d} {row['kind']:>10}  batch {row['batch']:3d}  step {row['step_s'] * 1e3:9.1f} ms  "
+                f"temp {row['temp_bytes'] / 2**20:8.1f} MiB  attention GFLOP/step: costs "
+                f"{row['cost_attention_flops'] / 1e9:8.2f}, XLA {row['xla_attention_flops'] / 1e9:8.2f}  "
+                f"(compile {row['compile_s']:.1f} s)",
+                flush=True,
+            )
     return rows
 
 
@@ -117,8 +128,15 @@ def ratios(rows: list[dict]) -> list[dict]:
     out = []
     for dense in (r for r in rows if r["kind"] == "dense"):
         win = next(r for r in rows if r["T"] == dense["T"] and r["kind"] != "dense")
-        out.append({"T": dense["T"], **{key: win[key] / dense[key] for key in
-                                        ("step_s", "temp_bytes", "cost_attention_flops", "xla_attention_flops")}})
+        out.append(
+            {
+                "T": dense["T"],
+                **{
+                    key: win[key] / dense[key]
+                    for key in ("step_s", "temp_bytes", "cost_attention_flops", "xla_attention_flops")
+                },
+            }
+        )
     return out
 
 
@@ -145,8 +163,12 @@ def write_outputs(rows: list[dict], out: Path) -> None:
         ax_m.plot(group["T"], group.temp_bytes / 2**20, "o-", color=color, label=f"{kind}: XLA temp bytes")
         ax_m.plot(group["T"], group.score_bytes / 2**20, "--", color=color, label=f"{kind}: score bytes (model)")
     for ax, label in ((ax_t, "step time (ms)"), (ax_m, "step memory (MiB)")):
-        ax.set(xscale="log", yscale="log", xlabel=f"sequence length T ({TOKENS_PER_STEP} tokens per step)",
-               ylabel=label)
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel=f"sequence length T ({TOKENS_PER_STEP} tokens per step)",
+            ylabel=label,
+        )
         ax.legend(fontsize=8)
     ax_t.set_title(f"step time; prediction = flops_exact / {rate / 1e9:.1f} GFLOP/s")
     ax_m.set_title("compiled step's temporaries vs score bytes")
@@ -160,19 +182,25 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument("--steps", type=int, default=0, help="timed steps per point (default 5; --quick 3)")
     parser.add_argument("--out", type=Path, default=Path("out/attention"))
-    parser.add_argument("--impl", default="auto", choices=("auto", "xla", "chunked", "cudnn"), help="model.attn_impl")
+    parser.add_argument(
+        "--impl", default="auto", choices=("auto", "xla", "chunked", "cudnn"), help="model.attn_impl"
+    )
     args = parser.parse_args()
     seq_lens = (256, 1024, 2048) if args.quick else (256, 512, 1024, 2048, 4096)
     steps = args.steps or (3 if args.quick else 5)
-    print(f"{jax.devices()[0].device_kind}, jax {jax.__version__}, load average {os.getloadavg()[0]:.1f}, "
-          f"model d{MODEL.d_model} L{MODEL.n_layers} H{MODEL.n_heads} float32, {TOKENS_PER_STEP} tokens/step, "
-          f"window {args.window}, attention {args.impl} -> {resolve_impl(args.impl, MODEL.dtype, MODEL.head_dim)}",
-          flush=True)
+    print(
+        f"{jax.devices()[0].device_kind}, jax {jax.__version__}, load average {os.getloadavg()[0]:.1f}, "
+        f"model d{MODEL.d_model} L{MODEL.n_layers} H{MODEL.n_heads} float32, {TOKENS_PER_STEP} tokens/step, "
+        f"window {args.window}, attention {args.impl} -> {resolve_impl(args.impl, MODEL.dtype, MODEL.head_dim)}",
+        flush=True,
+    )
     rows = sweep(seq_lens, args.window, steps, args.impl)
     print(f"\nwindow {args.window} / dense (load average now {os.getloadavg()[0]:.1f}):")
     for r in ratios(rows):
-        print(f"T={r['T']:5d}  step time {r['step_s']:.3f}x  temp bytes {r['temp_bytes']:.3f}x  attention FLOPs: "
-              f"costs {r['cost_attention_flops']:.3f}x, XLA {r['xla_attention_flops']:.3f}x")
+        print(
+            f"T={r['T']:5d}  step time {r['step_s']:.3f}x  temp bytes {r['temp_bytes']:.3f}x  attention FLOPs: "
+            f"costs {r['cost_attention_flops']:.3f}x, XLA {r['xla_attention_flops']:.3f}x"
+        )
     write_outputs(rows, args.out)
     print(f"wrote {args.out / 'attention_sweep.csv'} and {args.out / 'attention_sweep.png'}")
 

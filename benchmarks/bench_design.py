@@ -41,9 +41,17 @@ def _rows(cells, rng, noise):
     out = []
     for i, (c, n) in enumerate(cells):
         d = c / (6 * n)
-        out.append({"params_total": n, "tokens": d, "flops_exact": c, "budget_flops": c,
-                    "final_val_loss": float(LAW(n, d) * np.exp(noise * rng.standard_normal())), "status": "completed",
-                    "cell_id": f"x{i}"})
+        out.append(
+            {
+                "params_total": n,
+                "tokens": d,
+                "flops_exact": c,
+                "budget_flops": c,
+                "final_val_loss": float(LAW(n, d) * np.exp(noise * rng.standard_normal())),
+                "status": "completed",
+                "cell_id": f"x{i}",
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -67,34 +75,53 @@ def one_seed(seed: int, flops: float, noise: float) -> dict:
         spent += SIZES * c
     naive = pd.concat([start, _rows(_grid(naive_budgets), np.random.default_rng(seed + 10_000), noise)])
     p = propose(analysis.load(start), flops, bootstrap=200, seed=seed)
-    designed = pd.concat([start, _rows([(x["budget"], x["n"]) for x in p["cells"]],
-                                       np.random.default_rng(seed + 10_000), noise)])
+    designed = pd.concat(
+        [start, _rows([(x["budget"], x["n"]) for x in p["cells"]], np.random.default_rng(seed + 10_000), noise)]
+    )
     wn, cn = _width(naive, seed)
     wd, cd = _width(designed, seed)
-    return {"naive_width": wn, "naive_covers": cn, "naive_flops": spent, "designed_width": wd, "designed_covers": cd,
-            "designed_flops": p["flops_proposed"]}
+    return {
+        "naive_width": wn,
+        "naive_covers": cn,
+        "naive_flops": spent,
+        "designed_width": wd,
+        "designed_covers": cd,
+        "designed_flops": p["flops_proposed"],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=40)
     ap.add_argument("--noise", type=float, default=0.01, help="loss noise (log-normal sigma; default 0.01)")
-    ap.add_argument("--flops", type=float, default=SIZES * (3e18 + 9e18),
-                    help="allowance F (default 6e19: exactly the naive extension's next two budgets, 3e18 and 9e18, "
-                         "five runs each, so both sides spend the same)")
+    ap.add_argument(
+        "--flops",
+        type=float,
+        default=SIZES * (3e18 + 9e18),
+        help="allowance F (default 6e19: exactly the naive extension's next two budgets, 3e18 and 9e18, "
+        "five runs each, so both sides spend the same)",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     rows = pd.DataFrame([one_seed(s, args.flops, args.noise) for s in range(args.seeds)])
     ratio = rows.designed_width.mean() / rows.naive_width.mean()
-    print(f"law: CHINCHILLA_EPOCH (true a = {LAW.a:.4f}); start budgets {START}, {SIZES} sizes each; noise {args.noise}; "
-          f"allowance F = {args.flops:.3g} FLOPs; {args.seeds} seeds; load average {os.getloadavg()[0]:.1f}")
-    print(f"naive    (next budgets up):  FLOPs {rows.naive_flops.mean():.3g}, mean 95% CI width of a "
-          f"{rows.naive_width.mean():.4f} (median {rows.naive_width.median():.4f}), covers true a {rows.naive_covers.mean():.0%}")
-    print(f"designed (lab design):       FLOPs {rows.designed_flops.mean():.3g}, mean 95% CI width of a "
-          f"{rows.designed_width.mean():.4f} (median {rows.designed_width.median():.4f}), covers true a "
-          f"{rows.designed_covers.mean():.0%}")
-    print(f"ratio designed / naive CI width: {ratio:.3f} (mean), "
-          f"{rows.designed_width.median() / rows.naive_width.median():.3f} (median); {time.perf_counter() - t0:.0f} s")
+    print(
+        f"law: CHINCHILLA_EPOCH (true a = {LAW.a:.4f}); start budgets {START}, {SIZES} sizes each; noise {args.noise}; "
+        f"allowance F = {args.flops:.3g} FLOPs; {args.seeds} seeds; load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"naive    (next budgets up):  FLOPs {rows.naive_flops.mean():.3g}, mean 95% CI width of a "
+        f"{rows.naive_width.mean():.4f} (median {rows.naive_width.median():.4f}), covers true a {rows.naive_covers.mean():.0%}"
+    )
+    print(
+        f"designed (lab design):       FLOPs {rows.designed_flops.mean():.3g}, mean 95% CI width of a "
+        f"{rows.designed_width.mean():.4f} (median {rows.designed_width.median():.4f}), covers true a "
+        f"{rows.designed_covers.mean():.0%}"
+    )
+    print(
+        f"ratio designed / naive CI width: {ratio:.3f} (mean), "
+        f"{rows.designed_width.median() / rows.naive_width.median():.3f} (median); {time.perf_counter() - t0:.0f} s"
+    )
 
 
 if __name__ == "__main__":

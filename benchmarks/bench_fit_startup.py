@@ -47,11 +47,13 @@ def commands(scipy_stride: int) -> dict:
     lab = shutil.which("lab")
     lab = [lab] if lab else [sys.executable, "-m", "lab"]
     fit = [*lab, "fit", str(DATA), "--drop-highest-loss", "5", "--json"]
-    return {"python -c pass": [sys.executable, "-c", "pass"],
-            "python: import numpy, pandas": [sys.executable, "-c", "import numpy, pandas"],
-            "lab fit (parametric, JAX, cache warm)": fit,
-            "lab fit --method vpnls": [*fit, "--method", "vpnls"],
-            "scipy reference (L-BFGS-B, analytic grad)": [sys.executable, "-c", SCIPY, str(DATA), str(scipy_stride)]}
+    return {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python: import numpy, pandas": [sys.executable, "-c", "import numpy, pandas"],
+        "lab fit (parametric, JAX, cache warm)": fit,
+        "lab fit --method vpnls": [*fit, "--method", "vpnls"],
+        "scipy reference (L-BFGS-B, analytic grad)": [sys.executable, "-c", SCIPY, str(DATA), str(scipy_stride)],
+    }
 
 
 def timed(cmd) -> tuple[float, str]:
@@ -88,17 +90,21 @@ def main() -> None:
             times[name].append(dt)
             objs[name] = objective(out)
     load = os.getloadavg()
-    print(f"whole-process times, median of {args.repeats} interleaved rounds (scipy: {args.scipy_repeats}); "
-          f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs\n")
+    print(
+        f"whole-process times, median of {args.repeats} interleaved rounds (scipy: {args.scipy_repeats}); "
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs\n"
+    )
     scipy = statistics.median(times["scipy reference (L-BFGS-B, analytic grad)"])
-    print(f"| command | seconds (median) | scipy / this | Huber objective |\n|---|---|---|---|")
+    print("| command | seconds (median) | scipy / this | Huber objective |\n|---|---|---|---|")
     for name, ts in times.items():
         med = statistics.median(ts)
         obj = objs.get(name)
         print(f"| {name} | {med:.3f} | {scipy / med:.1f}x | {'' if obj is None else f'{obj:.10e}'} |")
     ours = statistics.median(times["lab fit --method vpnls"])
-    print(f"\nvpnls whole process {ours:.3f} s ({'meets' if ours <= 1.5 else 'misses'} the 1.5 s goal); "
-          f"parametric {statistics.median(times['lab fit (parametric, JAX, cache warm)']):.3f} s")
+    print(
+        f"\nvpnls whole process {ours:.3f} s ({'meets' if ours <= 1.5 else 'misses'} the 1.5 s goal); "
+        f"parametric {statistics.median(times['lab fit (parametric, JAX, cache warm)']):.3f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ def main(argv=None) -> None:
     p.add_argument("--model", action="append", help="preset (default: small and medium)")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
-    print("| preset | 2048² peak | dense matmuls alone: GF/s, ÷ peak | training step: flops_exact GF/s, ÷ peak (MFU) |")
+    print(
+        "| preset | 2048² peak | dense matmuls alone: GF/s, ÷ peak | training step: flops_exact GF/s, ÷ peak (MFU) |"
+    )
     print("|---|---|---|---|")
     for name in args.model or ["small", "medium"]:
         cfg = bench_config(name, [], "float32", "", args.repeats + 2)
@@ -76,8 +78,11 @@ def main(argv=None) -> None:
         t = time_step(cfg, args.repeats, 2)
         tokens = cfg.train.batch_size * cfg.model.seq_len
         step_rate = model_costs(cfg.model).flops_exact * tokens / t["step_s"]
-        print(f"| {name} | {peak / 1e9:.0f} GF/s | {rate / 1e9:.0f}, {rate / peak:.2f} | "
-              f"{step_rate / 1e9:.0f}, {step_rate / peak:.2f} |", flush=True)
+        print(
+            f"| {name} | {peak / 1e9:.0f} GF/s | {rate / 1e9:.0f}, {rate / peak:.2f} | "
+            f"{step_rate / 1e9:.0f}, {step_rate / peak:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

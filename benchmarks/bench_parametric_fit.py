@@ -48,17 +48,37 @@ def load():
 
 
 def epoch_grid():
-    return np.array(list(itertools.product(np.arange(0, 30, 5), np.arange(0, 30, 5), np.arange(-1, 1.5, 0.5),
-                                           np.arange(0, 2.5, 0.5), np.arange(0, 2.5, 0.5))), float)
+    return np.array(
+        list(
+            itertools.product(
+                np.arange(0, 30, 5),
+                np.arange(0, 30, 5),
+                np.arange(-1, 1.5, 0.5),
+                np.arange(0, 2.5, 0.5),
+                np.arange(0, 2.5, 0.5),
+            )
+        ),
+        float,
+    )
 
 
 def fresh_process_times(repeats: int, env) -> tuple[float, list[float], str]:
     lab = shutil.which("lab")
     cmd = ([lab] if lab else [sys.executable, "-m", "analysis"]) + [
-        "fit", str(DATA), "--n-col", "Model Size", "--c-col", "Training FLOP", "--loss-col", "loss",
-        "--drop-highest-loss", "5", "--json"]
+        "fit",
+        str(DATA),
+        "--n-col",
+        "Model Size",
+        "--c-col",
+        "Training FLOP",
+        "--loss-col",
+        "loss",
+        "--drop-highest-loss",
+        "5",
+        "--json",
+    ]
     times = []
-    for i in range(repeats + 1):  # the first run fills the persistent cache if it is empty
+    for _i in range(repeats + 1):  # the first run fills the persistent cache if it is empty
         t0 = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
         times.append(time.perf_counter() - t0)
@@ -71,7 +91,7 @@ def fresh_process_times(repeats: int, env) -> tuple[float, list[float], str]:
 
 def scipy_rows(N, D, L, grid, baseline_inits: int, analytic_too: bool) -> list[tuple]:
     """(name, seconds scaled to the whole grid, objective) for the scipy baselines."""
-    inits = grid[::max(1, len(grid) // baseline_inits)]
+    inits = grid[:: max(1, len(grid) // baseline_inits)]
     scale = len(grid) / len(inits)
     note = "" if scale == 1 else f" (ran {len(inits)} inits, time x{scale:.0f}: extrapolated)"
     t, obj, _ = scipy_fit(N, D, L, inits, analytic=False)
@@ -95,10 +115,12 @@ def our_rows(data, repeats: int, env) -> tuple[list[tuple], object]:
         res = fit_parametric(data)
         warm.append(time.perf_counter() - t0)
     obj_cli, fresh, cmd = fresh_process_times(repeats, env)
-    return [("ours: fit_parametric, warm (compiled), median", statistics.median(warm), res.objective),
-            ("ours: fit_parametric, first call in process (compiles, no disk cache)", cold, res.objective),
-            (f"ours: `{cmd} fit --json` fresh process, cache warm, median", statistics.median(fresh[1:]), obj_cli),
-            (f"ours: `{cmd} fit --json` fresh process, first run", fresh[0], obj_cli)], res
+    return [
+        ("ours: fit_parametric, warm (compiled), median", statistics.median(warm), res.objective),
+        ("ours: fit_parametric, first call in process (compiles, no disk cache)", cold, res.objective),
+        (f"ours: `{cmd} fit --json` fresh process, cache warm, median", statistics.median(fresh[1:]), obj_cli),
+        (f"ours: `{cmd} fit --json` fresh process, first run", fresh[0], obj_cli),
+    ], res
 
 
 def bootstrap_times(data, res) -> tuple[float, float, dict]:
@@ -115,10 +137,14 @@ def bootstrap_times(data, res) -> tuple[float, float, dict]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baseline-inits", type=int, default=4500, help="scipy inits actually run (time scaled to 4,500)")
+    ap.add_argument(
+        "--baseline-inits", type=int, default=4500, help="scipy inits actually run (time scaled to 4,500)"
+    )
     ap.add_argument("--skip-analytic", action="store_true", help="skip the analytic-gradient scipy baseline")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--cache-dir", default=None, help="persistent compilation cache (default ~/.cache/scaling-lab/jax)")
+    ap.add_argument(
+        "--cache-dir", default=None, help="persistent compilation cache (default ~/.cache/scaling-lab/jax)"
+    )
     args = ap.parse_args()
     if not DATA.exists():
         raise SystemExit(f"needs {DATA} (the shared reference data)")
@@ -137,18 +163,24 @@ def main():
     b_cold, b_warm, ci = bootstrap_times(data, res)
 
     base = rows[0][1]
-    print(f"\nparametric fit, Epoch's 240 points, {len(grid)} inits; load average before {load0[0]:.1f}, "
-          f"after {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print(
+        f"\nparametric fit, Epoch's 240 points, {len(grid)} inits; load average before {load0[0]:.1f}, "
+        f"after {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n"
+    )
     print(f"{'':70s} {'seconds':>9s} {'speed-up':>9s} {'objective':>16s}")
     for name, t, obj in rows:
         print(f"{name:70s} {t:9.3f} {base / t:8.1f}x {obj:16.10e}")
     print(f"\nobjective difference ours - scipy: {res.objective - rows[0][2]:+.3e} (negative = ours lower)")
     p = res.params
     print(f"ours: E={p['E']:.4f} A={p['A']:.2f} B={p['B']:.1f} alpha={p['alpha']:.4f} beta={p['beta']:.4f}")
-    print(f"\nbootstrap, 1000 resamples (4 starts each: optimum + 3 perturbations): first call {b_cold:.2f} s, "
-          f"warm {b_warm:.2f} s; alpha 95% CI [{ci['alpha']['lo']:.4f}, {ci['alpha']['hi']:.4f}]")
-    print("\ngoals: warm >= 100x, fresh process >= 50x vs the straightforward scipy; "
-          "bootstrap < 15 s; 100k rows: see bench_analysis_scale.py")
+    print(
+        f"\nbootstrap, 1000 resamples (4 starts each: optimum + 3 perturbations): first call {b_cold:.2f} s, "
+        f"warm {b_warm:.2f} s; alpha 95% CI [{ci['alpha']['lo']:.4f}, {ci['alpha']['hi']:.4f}]"
+    )
+    print(
+        "\ngoals: warm >= 100x, fresh process >= 50x vs the straightforward scipy; "
+        "bootstrap < 15 s; 100k rows: see bench_analysis_scale.py"
+    )
 
 
 if __name__ == "__main__":

@@ -19,15 +19,18 @@ import os
 
 os.environ["LAB_COMPILATION_CACHE"] = "0"
 
-from lab import sharding  # noqa: E402
-from lab.presets import preset_config  # noqa: E402
-from lab.training.step import compile_step  # noqa: E402
+from lab import sharding
+from lab.presets import preset_config
+from lab.training.step import compile_step
 
 
 def compiled(preset: str, mesh, **model):
     cfg, _ = preset_config(preset)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=256, **model),
-                              train=dataclasses.replace(cfg.train, steps=100))
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, vocab_size=256, **model),
+        train=dataclasses.replace(cfg.train, steps=100),
+    )
     return compile_step(cfg, mesh)
 
 
@@ -48,11 +51,18 @@ def main() -> None:
     for remat in ("none", "full", "save_matmuls"):
         step = compiled(args.preset, mesh, n_layers=args.remat_layers, remat=remat)
         temp[remat] = step.memory.get("temp_size_in_bytes", 0)
-        print(f"  {args.remat_layers} layers, model.remat={remat:12s}: temp {temp[remat] / 2**20:8.1f} MiB, "
-              f"arguments {step.memory.get('argument_size_in_bytes', 0) / 2**20:.1f} MiB", flush=True)
-    print(f"\ncompile time {args.deep} layers / 2 layers: {deep / shallow:.2f}x ({deep:.2f} s / {shallow:.2f} s; goal <= 2x)")
-    print(f"temp bytes remat full / none: {temp['full'] / temp['none']:.3f}x, save_matmuls / none: "
-          f"{temp['save_matmuls'] / temp['none']:.3f}x (goal full <= 0.6x); load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"  {args.remat_layers} layers, model.remat={remat:12s}: temp {temp[remat] / 2**20:8.1f} MiB, "
+            f"arguments {step.memory.get('argument_size_in_bytes', 0) / 2**20:.1f} MiB",
+            flush=True,
+        )
+    print(
+        f"\ncompile time {args.deep} layers / 2 layers: {deep / shallow:.2f}x ({deep:.2f} s / {shallow:.2f} s; goal <= 2x)"
+    )
+    print(
+        f"temp bytes remat full / none: {temp['full'] / temp['none']:.3f}x, save_matmuls / none: "
+        f"{temp['save_matmuls'] / temp['none']:.3f}x (goal full <= 0.6x); load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -28,9 +28,15 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PORIAN = "dataset == '{}' and experiment == '{}' and loss_source == 'val'"
 SETS = [
     ("Chinchilla (Epoch), 240 pts", SHARED / "chinchilla_epoch.csv", {"drop_highest_loss": 5}),
-    *[(f"Porian {ds} / {ex}", SHARED / "porian2024_isoflop_points.csv",
-       {"where": PORIAN.format(ds, ex), "n_col": "params", "d_col": "tokens", "c_col": "flops_budget"})
-      for ds in ("RefinedWeb", "OpenWebText2") for ex in ("Cosine decay", "Optimizer tuning (no decay)")],
+    *[
+        (
+            f"Porian {ds} / {ex}",
+            SHARED / "porian2024_isoflop_points.csv",
+            {"where": PORIAN.format(ds, ex), "n_col": "params", "d_col": "tokens", "c_col": "flops_budget"},
+        )
+        for ds in ("RefinedWeb", "OpenWebText2")
+        for ex in ("Cosine decay", "Optimizer tuning (no decay)")
+    ],
     ("datablations, single-epoch runs", SHARED / "datablations_c4_losses_colpret.csv", {"where": "epochs == 1"}),
 ]
 
@@ -60,9 +66,13 @@ def main() -> None:
         t_vp, vp = timed(fit_vpnls, data)
         faster = warm / t_vp
         better = "≤" if vp.objective <= par.objective * (1 + 1e-9) else ">"
-        print(f"| {name} | {len(data)} | parametric (JAX; cold {cold:.2f} s) | {warm:.3f} | {par.objective:.7e} | {params(par)} |")
-        print(f"| | | vpnls ({faster:.1f}x the warm parametric; objective {better} parametric's; "
-              f"VP least-squares optimum {vp.extra['vp_objective']:.4g}) | {t_vp:.3f} | {vp.objective:.7e} | {params(vp)} |")
+        print(
+            f"| {name} | {len(data)} | parametric (JAX; cold {cold:.2f} s) | {warm:.3f} | {par.objective:.7e} | {params(par)} |"
+        )
+        print(
+            f"| | | vpnls ({faster:.1f}x the warm parametric; objective {better} parametric's; "
+            f"VP least-squares optimum {vp.extra['vp_objective']:.4g}) | {t_vp:.3f} | {vp.objective:.7e} | {params(vp)} |"
+        )
 
 
 if __name__ == "__main__":

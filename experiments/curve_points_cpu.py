@@ -48,8 +48,10 @@ def point_errors(study_dir: str, where: str | None) -> pd.DataFrame:
     """Each run's curve point at each shorter same-size run's token count, against that run's final loss."""
     table = pd.read_csv(Path(study_dir) / "results.csv")
     table = table.query(where) if where else table
-    runs = [(row, read_run(next(Path(study_dir).glob(f"**/{row.run_id}/metrics.jsonl")).parent))
-            for _, row in table.iterrows()]
+    runs = [
+        (row, read_run(next(Path(study_dir).glob(f"**/{row.run_id}/metrics.jsonl")).parent))
+        for _, row in table.iterrows()
+    ]
     out = []
     for n in sorted(table["params_total"].unique()):
         group = [(row, r) for row, r in runs if row.params_total == n]
@@ -61,9 +63,22 @@ def point_errors(study_dir: str, where: str | None) -> pd.DataFrame:
                 if short.tokens >= 0.95 * row.tokens:
                     continue
                 s = int(round(last * short.tokens / row.tokens))
-                naive = r["loss"][min(np.searchsorted(r["steps"], s), len(r["steps"]) - 1)] + row.final_val_loss - r["loss"][-1]
-                out.append({"N": n, "from": row.run_id, "D": short.tokens, "frac": short.tokens / row.tokens, "loss": short.final_val_loss,
-                            "curve_point": branch_loss(law, r, s) + offset, "naive": naive})
+                naive = (
+                    r["loss"][min(np.searchsorted(r["steps"], s), len(r["steps"]) - 1)]
+                    + row.final_val_loss
+                    - r["loss"][-1]
+                )
+                out.append(
+                    {
+                        "N": n,
+                        "from": row.run_id,
+                        "D": short.tokens,
+                        "frac": short.tokens / row.tokens,
+                        "loss": short.final_val_loss,
+                        "curve_point": branch_loss(law, r, s) + offset,
+                        "naive": naive,
+                    }
+                )
     return pd.DataFrame(out)
 
 
@@ -72,8 +87,14 @@ def compare(study_dir: str, where: str | None, per_run: int, holdouts=(1, 2, 3))
     for k in (0, per_run):
         s = analysis.load(study_dir, where=where, curve_points=k)
         full = analysis.fit(s, "parametric")
-        row = {"study": study_dir, "curve_points": k, "points": len(s.data), "alpha": full.params["alpha"],
-               "beta": full.params["beta"], "a": full.params["a"]}
+        row = {
+            "study": study_dir,
+            "curve_points": k,
+            "points": len(s.data),
+            "alpha": full.params["alpha"],
+            "beta": full.params["beta"],
+            "a": full.params["a"],
+        }
         for h in holdouts:
             try:
                 bt = analysis.backtest(s.data, "parametric", holdout=h)
@@ -92,17 +113,28 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     for d in args.studies:
         e = point_errors(d, args.where)
-        for name, part in (("in the second half", e[e["frac"] >= MIN_FRAC]), ("in the first half", e[e["frac"] < MIN_FRAC])):
+        for name, part in (
+            ("in the second half", e[e["frac"] >= MIN_FRAC]),
+            ("in the first half", e[e["frac"] < MIN_FRAC]),
+        ):
             if len(part):
                 cp, nv = (np.abs(part[c] / part["loss"] - 1) for c in ("curve_point", "naive"))
-                print(f"{d}: {len(part)} shorter runs {name} of a longer run: mean |rel err| curve point "
-                      f"{cp.mean():.2%} (max {cp.max():.2%}), naive {nv.mean():.2%} (max {nv.max():.2%})")
-    print("| study | curve points per run | rows | alpha | beta | a | back-test mean abs rel err, H=1 | H=2 | H=3 |")
+                print(
+                    f"{d}: {len(part)} shorter runs {name} of a longer run: mean |rel err| curve point "
+                    f"{cp.mean():.2%} (max {cp.max():.2%}), naive {nv.mean():.2%} (max {nv.max():.2%})"
+                )
+    print(
+        "| study | curve points per run | rows | alpha | beta | a | back-test mean abs rel err, H=1 | H=2 | H=3 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for d in args.studies:
         for r in compare(d, args.where, args.curve_points):
-            errs = " | ".join(f"{r[f'H{h}']:.2%}" if isinstance(r[f"H{h}"], float) else r[f"H{h}"] for h in (1, 2, 3))
-            print(f"| {d} | {r['curve_points']} | {r['points']} | {r['alpha']:.3f} | {r['beta']:.3f} | {r['a']:.3f} | {errs} |")
+            errs = " | ".join(
+                f"{r[f'H{h}']:.2%}" if isinstance(r[f"H{h}"], float) else r[f"H{h}"] for h in (1, 2, 3)
+            )
+            print(
+                f"| {d} | {r['curve_points']} | {r['points']} | {r['alpha']:.3f} | {r['beta']:.3f} | {r['a']:.3f} | {errs} |"
+            )
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ Same as:  lab fit ../shared/data/chinchilla_epoch.csv --n-col "Model Size" --c-c
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 import analysis
 from analysis.fits.parametric import init_grid
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_epoch.csv"
-TABLE = analysis.TableOptions(n_col="Model Size", c_col="Training FLOP", loss_col="loss", drop_highest_loss=5, k=6.0)
+TABLE = analysis.TableOptions(
+    n_col="Model Size", c_col="Training FLOP", loss_col="loss", drop_highest_loss=5, k=6.0
+)
 EPOCH = {"E": 1.82, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}  # published by Epoch
 HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # published by Hoffmann et al.
 CHINCHILLA_FLOPS = 5.76e23
@@ -36,18 +36,22 @@ def scipy_column(data, n_inits: int) -> tuple[dict, float, str]:
     from analysis.solvers.reference import scipy_fit
 
     grid = init_grid()
-    inits = grid[::max(1, len(grid) // n_inits)]
+    inits = grid[:: max(1, len(grid) // n_inits)]
     seconds, objective, theta = scipy_fit(data.N, data.D, data.L, inits, analytic=True)
     law = analysis.Chinchilla.from_lse(*theta)
-    note = (f"scipy: L-BFGS-B with analytic gradient from {len(inits)} of the {len(grid)} grid inits, run here "
-            f"in {seconds:.1f} s; objective {objective:.10e}")
+    note = (
+        f"scipy: L-BFGS-B with analytic gradient from {len(inits)} of the {len(grid)} grid inits, run here "
+        f"in {seconds:.1f} s; objective {objective:.10e}"
+    )
     return {"E": law.E, "A": law.A, "B": law.B, "alpha": law.alpha, "beta": law.beta}, objective, note
 
 
 def print_fit(r, scipy: dict | None) -> None:
-    print(f"{len(r.data)} points; objective {r.objective:.10e} ({r.extra['objective_convention']}; "
-          f"mean {r.extra['objective_mean']:.4e}); {r.extra['n_inits_at_best']} of the screened inits reached the best "
-          f"(grid of {r.extra['n_inits']})")
+    print(
+        f"{len(r.data)} points; objective {r.objective:.10e} ({r.extra['objective_convention']}; "
+        f"mean {r.extra['objective_mean']:.4e}); {r.extra['n_inits_at_best']} of the screened inits reached the best "
+        f"(grid of {r.extra['n_inits']})"
+    )
     print(f"\n{'':8s} {'ours':>10s} {'Epoch':>10s} {'diff':>8s} {'scipy':>10s} {'Hoffmann':>10s}")
     for k in ("E", "A", "B", "alpha", "beta"):
         v = r.params[k]
@@ -55,19 +59,25 @@ def print_fit(r, scipy: dict | None) -> None:
         print(f"{k:8s} {v:10.4g} {EPOCH[k]:10.4g} {v / EPOCH[k] - 1:+8.2%} {s} {HOFFMANN[k]:10.4g}")
     print(f"{'a':8s} {r.params['a']:10.4f} {'0.51':>10s}\n{'b':8s} {r.params['b']:10.4f} {'0.49':>10s}")
     t = r.extra["target"]
-    print(f"\nat Chinchilla's {CHINCHILLA_FLOPS:.3g} FLOPs: N_opt {t['n_opt']:.3g}, D_opt {t['d_opt']:.3g} "
-          f"({t['d_opt'] / t['n_opt']:.1f} tokens per parameter)")
+    print(
+        f"\nat Chinchilla's {CHINCHILLA_FLOPS:.3g} FLOPs: N_opt {t['n_opt']:.3g}, D_opt {t['d_opt']:.3g} "
+        f"({t['d_opt'] / t['n_opt']:.1f} tokens per parameter)"
+    )
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", type=int, default=1000)
-    ap.add_argument("--scipy-inits", type=int, default=450, help="grid inits for the scipy reference run (0: skip)")
+    ap.add_argument(
+        "--scipy-inits", type=int, default=450, help="grid inits for the scipy reference run (0: skip)"
+    )
     ap.add_argument("--out", help="write figures (a)-(e) here")
     args = ap.parse_args()
     study = analysis.load(DATA, TABLE, need_budget=False)
     r = analysis.fit(study, "parametric", target_flops=CHINCHILLA_FLOPS)
-    scipy, s_obj, note = scipy_column(study.data, args.scipy_inits) if args.scipy_inits else (None, None, "scipy: skipped")
+    scipy, s_obj, note = (
+        scipy_column(study.data, args.scipy_inits) if args.scipy_inits else (None, None, "scipy: skipped")
+    )
     print_fit(r, scipy)
     print("\n" + note + (f" (ours - scipy: {r.objective - s_obj:+.3e})" if scipy else ""))
     if args.bootstrap:
@@ -75,7 +85,9 @@ def main():
         print(f"\n{args.bootstrap} bootstrap resamples (95% percentile intervals):")
         for k, v in r.ci.items():
             print(f"  {k:6s} {v['median']:10.4g}  [{v['lo']:.4g}, {v['hi']:.4g}]")
-        print(f"  Epoch's B = {EPOCH['B']} lies inside B's interval: {r.ci['B']['lo'] < EPOCH['B'] < r.ci['B']['hi']}")
+        print(
+            f"  Epoch's B = {EPOCH['B']} lies inside B's interval: {r.ci['B']['lo'] < EPOCH['B'] < r.ci['B']['hi']}"
+        )
     if args.out:
         from analysis.plotting.plots import make_figures
 

@@ -61,8 +61,12 @@ from analysis.fits.data_constrained import (
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "datablations_c4_losses_colpret.csv"
 PUBLISHED = {"R_D_star": 15.39, "R_N_star": 5.31}
-ROWS = {"all 229": None, "loss < 5": "openLM_loss < 5", "first 182": "index < 182",
-        "first 182, loss < 5": "openLM_loss < 5 and index < 182"}
+ROWS = {
+    "all 229": None,
+    "loss < 5": "openLM_loss < 5",
+    "first 182": "index < 182",
+    "first 182, loss < 5": "openLM_loss < 5 and index < 182",
+}
 BASES = {"fitted here": None, "paper's C4 law": MUENNIGHOFF_C4_BASE}
 
 
@@ -88,8 +92,10 @@ def main(argv=None) -> None:
     for rname, where in ROWS.items():
         for bname, base in BASES.items():
             r = one(where, base, args.bootstrap)
-            cells = [f"{r[k]:.3g}" + (f" [{r[k + '_ci'][0]:.3g}, {r[k + '_ci'][1]:.3g}]" if args.bootstrap else "")
-                     for k in PUBLISHED]
+            cells = [
+                f"{r[k]:.3g}" + (f" [{r[k + '_ci'][0]:.3g}, {r[k + '_ci'][1]:.3g}]" if args.bootstrap else "")
+                for k in PUBLISHED
+            ]
             print(f"| {rname} | {bname} | {r['n']} | {cells[0]} | {cells[1]} |", flush=True)
 
 

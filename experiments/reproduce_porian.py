@@ -33,22 +33,36 @@ def main():
     args = ap.parse_args()
     points = pd.read_csv(SHARED / "porian2024_isoflop_points.csv")
     pairs = pd.read_csv(SHARED / "porian2024_optimal_pairs.csv")
-    print(f"{'dataset':13s} {'experiment':50s} {'ours a':>7s} {'paper a':>8s} {'error':>7s} {'ours b':>7s} budgets")
+    print(
+        f"{'dataset':13s} {'experiment':50s} {'ours a':>7s} {'paper a':>8s} {'error':>7s} {'ours b':>7s} budgets"
+    )
     errs = []
     for (ds, ex), g in points.groupby(["dataset", "experiment"]):
-        study = analysis.load(g, n_col="params", d_col="tokens", c_col="flops_budget", loss_col="loss",
-                              budget_col="flops_budget")
-        r = analysis.fit(study, "isoflop", bootstrap=500 if args.out else 0, estimator=args.estimator,
-                         loss_noise=NOISE[ds] if args.noise == "porian" else None)
+        study = analysis.load(
+            g, n_col="params", d_col="tokens", c_col="flops_budget", loss_col="loss", budget_col="flops_budget"
+        )
+        r = analysis.fit(
+            study,
+            "isoflop",
+            bootstrap=500 if args.out else 0,
+            estimator=args.estimator,
+            loss_noise=NOISE[ds] if args.noise == "porian" else None,
+        )
         target = pairs[(pairs.dataset == ds) & (pairs.experiment == ex)]["fitted_exponent_a"].iloc[0]
         errs.append(r.a - target)
-        print(f"{ds:13s} {ex:50s} {r.a:7.4f} {target:8.4f} {r.a - target:+7.4f} {r.b:7.4f} "
-              f"{r.extra['n_budgets_used']}/{r.extra['n_budgets']}")
+        print(
+            f"{ds:13s} {ex:50s} {r.a:7.4f} {target:8.4f} {r.a - target:+7.4f} {r.b:7.4f} "
+            f"{r.extra['n_budgets_used']}/{r.extra['n_budgets']}"
+        )
         if args.out:
-            out = Path(args.out) / f"{ds}_{ex}".replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
+            out = Path(args.out) / f"{ds}_{ex}".replace(" ", "_").replace("(", "").replace(")", "").replace(
+                ",", ""
+            )
             analysis.figures(study, [r], out, wanted="bc", formats=("png",))
-    print(f"\nmax |error| {np.max(np.abs(errs)):.4f}, mean |error| {np.mean(np.abs(errs)):.4f} "
-          f"(noise: {args.noise}, estimator: {args.estimator})")
+    print(
+        f"\nmax |error| {np.max(np.abs(errs)):.4f}, mean |error| {np.mean(np.abs(errs)):.4f} "
+        f"(noise: {args.noise}, estimator: {args.estimator})"
+    )
 
 
 if __name__ == "__main__":

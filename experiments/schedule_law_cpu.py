@@ -30,11 +30,19 @@ import sys
 import time
 from pathlib import Path
 
-SIZES = {"d32": ["model.d_model=32", "model.n_layers=2", "model.n_heads=2"],
-         "d64": ["model.d_model=64", "model.n_layers=2", "model.n_heads=4"]}
+SIZES = {
+    "d32": ["model.d_model=32", "model.n_layers=2", "model.n_heads=2"],
+    "d64": ["model.d_model=64", "model.n_layers=2", "model.n_heads=4"],
+}
 SCHEDULES = ("constant", "cosine", "wsd")
-COMMON = ["model.seq_len=128", "train.batch_size=8", "train.lr=3e-3", "train.decay_frac=0.2", "train.log_every=8",
-          "data.val_tokens=16384"]
+COMMON = [
+    "model.seq_len=128",
+    "train.batch_size=8",
+    "train.lr=3e-3",
+    "train.decay_frac=0.2",
+    "train.log_every=8",
+    "data.val_tokens=16384",
+]
 TOKENS = 2**20
 WORKERS = 2
 
@@ -44,8 +52,20 @@ def commands(out: Path) -> list[list[str]]:
     for size, fields in SIZES.items():
         for schedule in SCHEDULES:
             sets = [*COMMON, *fields, f"train.schedule={schedule}"]
-            cmds.append([sys.executable, "-m", "lab", "train", "--out", str(out / f"{size}-{schedule}"), "--quiet",
-                         "--tokens", str(TOKENS), *[a for s in sets for a in ("--set", s)]])
+            cmds.append(
+                [
+                    sys.executable,
+                    "-m",
+                    "lab",
+                    "train",
+                    "--out",
+                    str(out / f"{size}-{schedule}"),
+                    "--quiet",
+                    "--tokens",
+                    str(TOKENS),
+                    *[a for s in sets for a in ("--set", s)],
+                ]
+            )
     return cmds
 
 
@@ -74,8 +94,13 @@ def write_results(out: Path) -> None:
     for d in sorted(p.parent for p in out.glob("*/result.json")):
         r = json.loads((d / "result.json").read_text())
         cfg = json.loads((d / "config.json").read_text())
-        rows.append({"cell_id": d.name, **{k: v for k, v in r.items() if not isinstance(v, (dict, list))},
-                     "schedule": cfg["train"]["schedule"]})
+        rows.append(
+            {
+                "cell_id": d.name,
+                **{k: v for k, v in r.items() if not isinstance(v, (dict, list))},
+                "schedule": cfg["train"]["schedule"],
+            }
+        )
     pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
 
 
@@ -90,11 +115,15 @@ def main(out: str) -> None:
     res = fit_study(out)
     for s in res["sizes"]:
         law = s["law"]
-        print(f"N={s['params']}: fitted on {', '.join(s['fitted'])}: L0={law['L0']:.4f} A={law['A']:.4g} "
-              f"alpha={law['alpha']:.4f} C={law['C']:.4g} lam={law['lam']:.5f} (rmse {law['mse'] ** 0.5:.4f})")
+        print(
+            f"N={s['params']}: fitted on {', '.join(s['fitted'])}: L0={law['L0']:.4f} A={law['A']:.4g} "
+            f"alpha={law['alpha']:.4f} C={law['C']:.4g} lam={law['lam']:.5f} (rmse {law['mse'] ** 0.5:.4f})"
+        )
         for p in s["predicted"]:
-            print(f"  predicted {p['name']}: final loss {p['predicted_final']:.4f} vs {p['final_loss']:.4f} logged "
-                  f"({p['rel_error']:+.2%}); curve rmse {p['curve_rmse']:.4f}")
+            print(
+                f"  predicted {p['name']}: final loss {p['predicted_final']:.4f} vs {p['final_loss']:.4f} logged "
+                f"({p['rel_error']:+.2%}); curve rmse {p['curve_rmse']:.4f}"
+            )
 
 
 if __name__ == "__main__":

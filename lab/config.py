@@ -16,7 +16,6 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-
 MAX_BPE_VOCAB = 1 << 20  # larger vocabularies are refused here, not by an abort inside the tokenizer library
 
 
@@ -66,7 +65,7 @@ class ModelConfig:
     def dec_layers(self) -> int:
         return self.n_dec_layers or self.n_layers
 
-    def with_corpus_vocab(self, corpus_vocab: int) -> "ModelConfig":
+    def with_corpus_vocab(self, corpus_vocab: int) -> ModelConfig:
         """The vocabulary this model needs for a corpus: its tokens, plus [MASK] for a masked LM."""
         needed = corpus_vocab + (1 if self.arch == "encoder" else 0)
         return self if self.vocab_size >= needed else dataclasses.replace(self, vocab_size=needed)
@@ -88,12 +87,24 @@ class ModelConfig:
             raise ConfigError(f"model.n_heads={self.n_heads} is not divisible by model.n_kv_heads={self.kv_heads}")
         if self.pos_encoding == "rope" and self.head_dim % 2:
             raise ConfigError(f"RoPE needs an even head dimension, got {self.head_dim}")
-        if min(self.vocab_size, self.n_kv_heads, self.d_ff, self.attn_window, self.attn_global_tokens, self.n_dec_layers) < 0:
+        if (
+            min(
+                self.vocab_size,
+                self.n_kv_heads,
+                self.d_ff,
+                self.attn_window,
+                self.attn_global_tokens,
+                self.n_dec_layers,
+            )
+            < 0
+        ):
             raise ConfigError("model sizes must not be negative")
         if self.n_dec_layers and self.arch != "encdec":
             raise ConfigError(f"model.n_dec_layers={self.n_dec_layers} applies only to model.arch=encdec")
         if self.arch == "encdec" and self.seq_len < 2:
-            raise ConfigError("model.arch=encdec splits each window into source and target: model.seq_len must be >= 2")
+            raise ConfigError(
+                "model.arch=encdec splits each window into source and target: model.seq_len must be >= 2"
+            )
 
 
 @dataclass(frozen=True)
@@ -109,19 +120,27 @@ class DataConfig:
     val_split: str = "validation"  # tfds catalog: falls back to "test" when there is no validation
     source_dir: str = ""  # python_stdlib only: a directory of .py files to use instead of the stdlib
     val_tokens: int = 1 << 15  # held-out tokens evaluated at every eval (a fixed set)
-    unique_tokens: int = 0  # > 0: train on the first U training tokens, repeated in reshuffled epochs (0 = whole stream)
-    recall_mix: float = 0.0  # fraction of training rows that are associative-recall text (lab.data.recall); bytes only
+    unique_tokens: int = (
+        0  # > 0: train on the first U training tokens, repeated in reshuffled epochs (0 = whole stream)
+    )
+    recall_mix: float = (
+        0.0  # fraction of training rows that are associative-recall text (lab.data.recall); bytes only
+    )
 
     def validate(self) -> None:
         _choice("data.tokenizer", self.tokenizer, ("byte", "bpe"))
         if not (self.name in ("python_stdlib", "synthetic") or self.name.startswith(("tfds:", "synthetic/"))):
-            raise ConfigError(f"unknown dataset {self.name!r}: use python_stdlib, synthetic[/VARIANT] or tfds:NAME")
+            raise ConfigError(
+                f"unknown dataset {self.name!r}: use python_stdlib, synthetic[/VARIANT] or tfds:NAME"
+            )
         _positive("data.val_tokens", self.val_tokens)
         _within("data.unique_tokens", self.unique_tokens, 0, 2**62)
         if not 0.0 <= self.recall_mix < 1.0:
             raise ConfigError(f"data.recall_mix={self.recall_mix} must lie in [0, 1)")
         if self.recall_mix and (self.tokenizer != "byte" or self.name.startswith("synthetic")):
-            raise ConfigError("data.recall_mix needs a text corpus with data.tokenizer=byte (recall lines are bytes)")
+            raise ConfigError(
+                "data.recall_mix needs a text corpus with data.tokenizer=byte (recall lines are bytes)"
+            )
         _within("data.bpe_vocab_size", self.bpe_vocab_size, 1, MAX_BPE_VOCAB)
         if self.tokenizer == "bpe" and self.bpe_vocab_size <= 256:
             raise ConfigError(f"data.bpe_vocab_size={self.bpe_vocab_size} must exceed the 256 byte symbols")
@@ -156,8 +175,9 @@ class TrainConfig:
         _positive("train.batch_size", self.batch_size)
         _positive("train.microbatches", self.microbatches)
         if self.batch_size % self.microbatches:
-            raise ConfigError(f"train.batch_size={self.batch_size} is not divisible by "
-                              f"train.microbatches={self.microbatches}")
+            raise ConfigError(
+                f"train.batch_size={self.batch_size} is not divisible by train.microbatches={self.microbatches}"
+            )
         _positive("train.lr", self.lr)
         _within("train.seed", self.seed, 0, 2**32 - 1)
         _within("train.beta1", self.beta1, 0.0, 1.0, open_hi=True)
@@ -184,7 +204,7 @@ class RunConfig:
     checkpoint_every: int = 0  # steps; 0 = only at the end
     keep_checkpoints: int = 2
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         self.model.validate()
         self.data.validate()
         self.train.validate()
@@ -319,7 +339,11 @@ def _positive(key: str, value) -> None:
 
 def _within(key: str, value, lo, hi, *, open_lo: bool = False, open_hi: bool = False) -> None:
     """lo <= value <= hi (strict at an open end), and finite."""
-    ok = (value > lo if open_lo else value >= lo) and (value < hi if open_hi else value <= hi) and math.isfinite(value)
+    ok = (
+        (value > lo if open_lo else value >= lo)
+        and (value < hi if open_hi else value <= hi)
+        and math.isfinite(value)
+    )
     if not ok:
         interval = f"{'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}"
         raise ConfigError(f"{key}={value} must lie in {interval}")
@@ -343,8 +367,10 @@ def resolve_impl(impl: str, dtype: str, head_dim: int) -> str:
     if impl == "auto":
         return "cudnn" if gpu and fits else "chunked" if jax.default_backend() == "cpu" else "xla"
     if impl == "cudnn" and not (gpu and fits):
-        raise ConfigError("model.attn_impl=cudnn needs an NVIDIA GPU, model.dtype=bfloat16 and a head dim "
-                          f"that is a multiple of 8 up to 128 (here: {jax.default_backend()}, {dtype}, {head_dim})")
+        raise ConfigError(
+            "model.attn_impl=cudnn needs an NVIDIA GPU, model.dtype=bfloat16 and a head dim "
+            f"that is a multiple of 8 up to 128 (here: {jax.default_backend()}, {dtype}, {head_dim})"
+        )
     return impl
 
 

@@ -135,8 +135,9 @@ def model_costs(cfg: ModelConfig) -> Costs:
         norm = (2 if cfg.norm == "layernorm" else 1) * D
         matmul, norms = _layer_params(cfg, cross=False)
         non_embedding = L * (matmul + norms) + norm  # + final norm
-        pairs = score_pairs(T, T, causal=cfg.arch == "decoder", window=cfg.attn_window,
-                            global_tokens=cfg.attn_global_tokens)
+        pairs = score_pairs(
+            T, T, causal=cfg.arch == "decoder", window=cfg.attn_window, global_tokens=cfg.attn_global_tokens
+        )
         attention = L * 2 * 2 * pairs / T * cfg.n_heads * cfg.head_dim  # QKᵀ and AV, per token
         head_flops = 2 * D * V
         forward = 2 * L * matmul + attention + head_flops

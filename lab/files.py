@@ -92,11 +92,13 @@ def foreign_entries(directory, own) -> list[str]:
     """Sorted names in `directory` that are neither in `own` nor a temporary file of
     `write_text_atomic` (what a directory holds that the lab did not write)."""
     own = set(own)
-    return sorted(p.name for p in Path(directory).iterdir()
-                  if p.name not in own and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+    return sorted(
+        p.name
+        for p in Path(directory).iterdir()
+        if p.name not in own and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+    )
 
 
 def name_list(names: list[str], most: int = 3) -> str:
     """'a, b, c and 2 more': a few names for a one-line message."""
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
-

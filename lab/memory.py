@@ -62,8 +62,10 @@ class MemoryEstimate:
         return self.params + self.optimizer + self.gradients + self.activations
 
     def describe(self) -> str:
-        return (f"~{gib(self.total)} GiB per device (params {gib(self.params)}, optimizer {gib(self.optimizer)}, "
-                f"gradients {gib(self.gradients)}, activations {gib(self.activations)} GiB)")
+        return (
+            f"~{gib(self.total)} GiB per device (params {gib(self.params)}, optimizer {gib(self.optimizer)}, "
+            f"gradients {gib(self.gradients)}, activations {gib(self.activations)} GiB)"
+        )
 
 
 def gib(n_bytes: float) -> str:
@@ -138,10 +140,16 @@ def estimate(cfg: RunConfig, mesh_shape: dict[str, int]) -> MemoryEstimate:
     split = mesh_shape.get("fsdp", 1) * mesh_shape.get("tensor", 1)
     state = model_costs(model).params_total * _itemsize(model.param_dtype) / split
     K = cfg.train.microbatches
-    per_device_batch = math.ceil(cfg.train.batch_size / (mesh_shape.get("data", 1) * mesh_shape.get("fsdp", 1) * K))
+    per_device_batch = math.ceil(
+        cfg.train.batch_size / (mesh_shape.get("data", 1) * mesh_shape.get("fsdp", 1) * K)
+    )
     accumulator = model_costs(model).params_total * 4 / split if K > 1 else 0
-    return MemoryEstimate(params=int(state), optimizer=int(2 * state), gradients=int(2 * state + accumulator),
-                          activations=activation_bytes(model, per_device_batch, mesh_shape.get("tensor", 1)))
+    return MemoryEstimate(
+        params=int(state),
+        optimizer=int(2 * state),
+        gradients=int(2 * state + accumulator),
+        activations=activation_bytes(model, per_device_batch, mesh_shape.get("tensor", 1)),
+    )
 
 
 def available_bytes(device=None) -> tuple[int | None, str]:
@@ -193,9 +201,11 @@ def check_fits(cfg: RunConfig, mesh=None, available: int | None = None) -> Memor
     if available is None:
         available, source = available_bytes()
     if available is not None and need.total > available:
-        raise ConfigError(f"the model needs {need.describe()} but the device has {gib(available)} GiB "
-                          f"available ({source}); use a smaller model or batch, or spread it over more "
-                          f"devices with --mesh fsdp=N")
+        raise ConfigError(
+            f"the model needs {need.describe()} but the device has {gib(available)} GiB "
+            f"available ({source}); use a smaller model or batch, or spread it over more "
+            f"devices with --mesh fsdp=N"
+        )
     return need
 
 
@@ -218,6 +228,8 @@ def check_compiled(xla_memory: dict, available: int | None = None) -> None:
     if available is None:
         available, source = available_bytes()
     if available is not None and need > available:
-        raise ConfigError(f"the compiled step needs {gib(need)} GiB per device (arguments + temporaries, "
-                          f"XLA's memory analysis) but the device has {gib(available)} GiB available "
-                          f"({source}); use a smaller model or batch, or spread it over more devices with --mesh fsdp=N")
+        raise ConfigError(
+            f"the compiled step needs {gib(need)} GiB per device (arguments + temporaries, "
+            f"XLA's memory analysis) but the device has {gib(available)} GiB available "
+            f"({source}); use a smaller model or batch, or spread it over more devices with --mesh fsdp=N"
+        )

@@ -15,8 +15,18 @@ FINAL = ("completed", "diverged")  # a run that ended by itself: not trained aga
 IDENTITY = ("run_id", "config_hash", "git_sha", "status", "seed")
 MODEL = ("arch", "d_model", "n_layers", "n_heads", "seq_len", "vocab_size")
 # the model fields a study may vary besides size (lab.study.spec variants): one column each
-VARIANT = ("n_kv_heads", "d_ff", "n_dec_layers", "attn_window", "attn_global_tokens", "pos_encoding", "norm", "mlp",
-           "tie_embeddings", "dtype")
+VARIANT = (
+    "n_kv_heads",
+    "d_ff",
+    "n_dec_layers",
+    "attn_window",
+    "attn_global_tokens",
+    "pos_encoding",
+    "norm",
+    "mlp",
+    "tie_embeddings",
+    "dtype",
+)
 PARAMS = ("params_non_embedding", "params_embedding", "params_head", "params_total")
 COMPUTE = ("tokens", "flops_exact", "flops_6n", "flops_6n_total", "flops_deepseek")
 LOSSES = ("final_train_loss", "final_val_loss", "val_bits_per_byte")
@@ -24,8 +34,15 @@ TIMING = ("wall_s", "tokens_per_s")
 DATA = ("dataset", "corpus_fingerprint", "tokens_fingerprint")  # text alone; text + tokenizer
 REPEAT = ("unique_tokens", "epochs")  # training tokens drawn from; tokens / unique_tokens (data.unique_tokens)
 MIX = ("recall_mix",)  # fraction of training rows that are associative-recall text (data.recall_mix)
-QUANT = ("val_loss_int8", "val_loss_int4", "val_loss_bf16",  # final weights quantized after training (lab.evals.final)
-         "weight_bytes_f32", "weight_bytes_bf16", "weight_bytes_int8", "weight_bytes_int4")
+QUANT = (
+    "val_loss_int8",
+    "val_loss_int4",
+    "val_loss_bf16",  # final weights quantized after training (lab.evals.final)
+    "weight_bytes_f32",
+    "weight_bytes_bf16",
+    "weight_bytes_int8",
+    "weight_bytes_int4",
+)
 ICL = ("icl_accuracy", "icl_loss", "icl_pairs")  # in-context recall (lab.evals.icl); absent where no prompt fits
 
 # a member of a packed run (lab.training.packed): the pack it trained in; absent when the run trained alone
@@ -37,8 +54,16 @@ FIELDS = IDENTITY + MODEL + VARIANT + PARAMS + COMPUTE + LOSSES + TIMING + DATA 
 LATER = ("tokens_fingerprint",) + VARIANT + REPEAT + MIX + QUANT + ICL
 
 # what `lab train` prints when a run ends
-SUMMARY = ("status", "params_total", "tokens", "final_train_loss", "final_val_loss", "val_bits_per_byte",
-           "tokens_per_s", "wall_s")
+SUMMARY = (
+    "status",
+    "params_total",
+    "tokens",
+    "final_train_loss",
+    "final_val_loss",
+    "val_bits_per_byte",
+    "tokens_per_s",
+    "wall_s",
+)
 
 _NUMERIC = PARAMS + COMPUTE + ("seed",)
 
@@ -57,7 +82,8 @@ def problems(result: dict) -> list[str]:
     out = [f"missing {k}" for k in FIELDS if k not in result and k not in LATER]
     for key in _NUMERIC + ("final_val_loss", "final_train_loss"):
         value = result.get(key)
-        if key in result and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                  and math.isfinite(value)):
+        if key in result and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ):
             out.append(f"{key}={value!r} is not a finite number")
     return out

@@ -73,7 +73,7 @@ class RunDir:
 
     # ------------------------------------------------------------------ ownership
     @classmethod
-    def prepare(cls, path, *, resume: bool = False, overwrite: bool = False, writer: bool = True) -> "RunDir":
+    def prepare(cls, path, *, resume: bool = False, overwrite: bool = False, writer: bool = True) -> RunDir:
         """Check the directory may be used, then create it (and its marker). An occupied
         directory needs --resume or --overwrite; a directory with files the lab did not write
         is refused either way, and --overwrite deletes only the run's own entries."""
@@ -88,11 +88,15 @@ class RunDir:
         if occupied:
             run.check_own()
             if not run.is_run():  # a run's file names, but not a run the lab wrote: never take it over
-                raise ConfigError(f"{run.path} is not a run directory the lab recognises (no {MARKER} or "
-                                  "config.json with a config hash); use an empty or new directory for --out")
+                raise ConfigError(
+                    f"{run.path} is not a run directory the lab recognises (no {MARKER} or "
+                    "config.json with a config hash); use an empty or new directory for --out"
+                )
             if not (resume or overwrite):
-                raise ConfigError(f"run directory {run.path} is not empty; pass --resume to continue it "
-                                  "or --overwrite to replace it")
+                raise ConfigError(
+                    f"run directory {run.path} is not empty; pass --resume to continue it "
+                    "or --overwrite to replace it"
+                )
             if overwrite:
                 run.delete_own()
         run.path.mkdir(parents=True, exist_ok=True)
@@ -112,8 +116,10 @@ class RunDir:
     def check_own(self) -> None:
         foreign = foreign_entries(self.path, OWN_ENTRIES)
         if foreign:
-            raise ConfigError(f"{self.path} holds files the lab did not write ({name_list(foreign)}); use an empty "
-                              "or new directory for --out (nothing was deleted)")
+            raise ConfigError(
+                f"{self.path} holds files the lab did not write ({name_list(foreign)}); use an empty "
+                "or new directory for --out (nothing was deleted)"
+            )
 
     def delete_own(self) -> None:
         """Delete the run's own entries (for --overwrite); `prepare` has checked they are a run's."""
@@ -211,7 +217,7 @@ class RunDir:
                 continue
         return 0
 
-    def seed_branch(self, parent: "RunDir", step: int) -> None:
+    def seed_branch(self, parent: RunDir, step: int) -> None:
         """Give a cooldown branch its starting point: the parent's kept checkpoint at `step` and
         its metrics up to `step`. A branch already seeded (or training) is left alone."""
         if self.checkpoints.exists() and any(self.checkpoints.iterdir()):
@@ -248,11 +254,17 @@ def git_sha() -> str:
     """Commit of the lab's source tree, with '-dirty' if it has uncommitted changes."""
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        sha = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if sha.returncode:
             return "unknown"
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

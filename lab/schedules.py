@@ -19,8 +19,9 @@ def warmup_policy(params_total: int, tokens_per_step: int, total_steps: int) -> 
     return int(max(1, min(steps, total_steps // 4)))
 
 
-def make_schedule(kind: str, *, peak: float, total_steps: int, warmup_steps: int,
-                  min_ratio: float = 0.1, decay_frac: float = 0.2):
+def make_schedule(
+    kind: str, *, peak: float, total_steps: int, warmup_steps: int, min_ratio: float = 0.1, decay_frac: float = 0.2
+):
     """step -> learning rate. Steps are 0-based; the last step is total_steps - 1.
 
     wsd:      linear warmup, constant at `peak`, linear decay to `peak * min_ratio` over the

@@ -21,7 +21,8 @@ import re
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from lab.config import ConfigError
 
@@ -59,7 +60,9 @@ def parse_mesh(spec: str, n_devices: int) -> dict[str, int]:
     for part in spec.split(","):
         m = re.fullmatch(r"\s*(\w+)\s*=\s*(-?\d+)\s*", part)
         if not m or m.group(1) not in MESH_AXES:
-            raise ConfigError(f"bad mesh {spec!r}: expected e.g. data=2,fsdp=2,tensor=2 (axes {', '.join(MESH_AXES)})")
+            raise ConfigError(
+                f"bad mesh {spec!r}: expected e.g. data=2,fsdp=2,tensor=2 (axes {', '.join(MESH_AXES)})"
+            )
         sizes[m.group(1)] = int(m.group(2))
     free = [a for a, s in sizes.items() if s == -1]
     if len(free) > 1 or any(s == 0 or s < -1 for s in sizes.values()):
@@ -149,8 +152,12 @@ def per_device(fn, in_axes, out_axes):
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or math.prod(mesh.shape.values()) == 1:
         return fn
-    return jax.shard_map(fn, in_specs=tuple(logical_to_spec(a) for a in in_axes),
-                         out_specs=logical_to_spec(out_axes), check_vma=False)
+    return jax.shard_map(
+        fn,
+        in_specs=tuple(logical_to_spec(a) for a in in_axes),
+        out_specs=logical_to_spec(out_axes),
+        check_vma=False,
+    )
 
 
 def bytes_per_device(tree) -> int:

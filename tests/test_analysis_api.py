@@ -53,8 +53,26 @@ def test_whole_study_in_a_few_lines(study_dir, tmp_path):
 
 def test_library_fit_equals_the_command_line(study_dir, capsys):
     r = analysis.fit(analysis.load(study_dir, status="any"), "isoflop", bootstrap=50, seed=3, target_flops=1e21)
-    assert main(["fit", str(study_dir), "--method", "isoflop", "--status", "any", "--bootstrap", "50",
-                 "--seed", "3", "--target-flops", "1e21", "--json"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(study_dir),
+                "--method",
+                "isoflop",
+                "--status",
+                "any",
+                "--bootstrap",
+                "50",
+                "--seed",
+                "3",
+                "--target-flops",
+                "1e21",
+                "--json",
+            ]
+        )
+        == 0
+    )
     cli = json.loads(capsys.readouterr().out)
     assert cli["a"] == r.a and cli["b"] == r.b
     assert cli["ci"]["a"] == pytest.approx(r.ci["a"], rel=1e-15)
@@ -74,7 +92,12 @@ def test_options_objects_and_keywords_agree(study_dir):
 def test_registry_is_the_one_list_of_methods():
     from analysis import cli, methods
 
-    assert analysis.METHODS[:4] == ("parametric", "isoflop", "envelope", "kaplan")  # Chinchilla's three + Kaplan first
+    assert analysis.METHODS[:4] == (
+        "parametric",
+        "isoflop",
+        "envelope",
+        "kaplan",
+    )  # Chinchilla's three + Kaplan first
     assert "task" in analysis.METHODS
     assert methods.for_figures("b") == ("isoflop",) and methods.for_figures("de") == ("parametric",)
     assert methods.with_hook("holdout") == ("parametric", "isoflop", "kaplan")
@@ -99,20 +122,26 @@ def test_every_law_is_one_module_whose_hooks_the_registry_finds_by_name():
     # each figure letter belongs to one law; the laws' own figures are drawn by their `figure` hook
     letters = [c for n in methods.METHODS for c in methods.get(n).figures]
     assert sorted(set("".join(letters))) == sorted("abcde" + "".join(methods.own_figures()))
-    assert {k: v[0] for k, v in methods.own_figures().items()} == {"r": "data-constrained", "i": "task", "q": "ptq",
-                                                                  "l": "lr"}
+    assert {k: v[0] for k, v in methods.own_figures().items()} == {
+        "r": "data-constrained",
+        "i": "task",
+        "q": "ptq",
+        "l": "lr",
+    }
     # the registry and every law's metadata load without JAX, scipy or matplotlib
-    code = ("import sys, analysis.methods as m; [m.get(n) for n in m.METHODS]; "
-            "print(sorted({'jax', 'scipy', 'matplotlib'} & set(sys.modules)))")
+    code = (
+        "import sys, analysis.methods as m; [m.get(n) for n in m.METHODS]; "
+        "print(sorted({'jax', 'scipy', 'matplotlib'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_exported_names_stay_functions_after_their_modules_load():
-    import analysis.fitting  # noqa: F401
-    import analysis.holdout  # noqa: F401
-    import analysis.intervals  # noqa: F401
-    import analysis.reports.reporting  # noqa: F401
+    import analysis.fitting
+    import analysis.holdout
+    import analysis.intervals
+    import analysis.reports.reporting
 
     for name in ("fit", "bootstrap", "backtest", "report", "figures", "load"):
         assert callable(getattr(analysis, name)) and not isinstance(getattr(analysis, name), type(analysis)), name

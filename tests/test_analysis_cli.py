@@ -97,23 +97,54 @@ def _bad(tmp_path, name, mutate):
     return path
 
 
-@pytest.mark.parametrize("name, mutate, extra, message", [
-    ("missing", lambda d: d, ["--n-col", "nope"], "column 'nope'"),
-    ("nonnumeric", lambda d: d.assign(params_total=d.params_total.astype(object).where(d.index != 4, "12M")), [], "non-numeric value '12M'"),
-    ("nonpositive", lambda d: d.assign(final_val_loss=d.final_val_loss.where(d.index != 2, 0.0)), [], "non-positive"),
-    ("negative_n", lambda d: d.assign(params_total=-d.params_total), [], "column 'params_total' (N) has a non-positive"),
-    ("few", lambda d: d.head(4), ["--method", "parametric"], "at least 5 points"),
-    ("single_budget", lambda d: d[d.budget_flops == 1e18], ["--method", "isoflop"], "at least 2 FLOP budgets"),
-    ("badwhere", lambda d: d, ["--where", "params_total >>> 3"], "bad --where expression"),
-    ("unknowncol", lambda d: d, ["--where", "nonexistent > 3"], "bad --where expression"),
-    ("emptywhere", lambda d: d, ["--where", "params_total < 0"], "selects no rows"),
-    ("nolosscol", lambda d: d.drop(columns=["final_val_loss", "final_train_loss"]), [], "no loss (--loss-col) column"),
-    ("missingvals", lambda d: d.assign(final_val_loss=d.final_val_loss.where(d.index != 3)), [], "missing values"),
-])
+@pytest.mark.parametrize(
+    "name, mutate, extra, message",
+    [
+        ("missing", lambda d: d, ["--n-col", "nope"], "column 'nope'"),
+        (
+            "nonnumeric",
+            lambda d: d.assign(params_total=d.params_total.astype(object).where(d.index != 4, "12M")),
+            [],
+            "non-numeric value '12M'",
+        ),
+        (
+            "nonpositive",
+            lambda d: d.assign(final_val_loss=d.final_val_loss.where(d.index != 2, 0.0)),
+            [],
+            "non-positive",
+        ),
+        (
+            "negative_n",
+            lambda d: d.assign(params_total=-d.params_total),
+            [],
+            "column 'params_total' (N) has a non-positive",
+        ),
+        ("few", lambda d: d.head(4), ["--method", "parametric"], "at least 5 points"),
+        ("single_budget", lambda d: d[d.budget_flops == 1e18], ["--method", "isoflop"], "at least 2 FLOP budgets"),
+        ("badwhere", lambda d: d, ["--where", "params_total >>> 3"], "bad --where expression"),
+        ("unknowncol", lambda d: d, ["--where", "nonexistent > 3"], "bad --where expression"),
+        ("emptywhere", lambda d: d, ["--where", "params_total < 0"], "selects no rows"),
+        (
+            "nolosscol",
+            lambda d: d.drop(columns=["final_val_loss", "final_train_loss"]),
+            [],
+            "no loss (--loss-col) column",
+        ),
+        (
+            "missingvals",
+            lambda d: d.assign(final_val_loss=d.final_val_loss.where(d.index != 3)),
+            [],
+            "missing values",
+        ),
+    ],
+)
 def test_bad_tables_fail_with_one_line(capsys, tmp_path, name, mutate, extra, message):
     path = _bad(tmp_path, name, mutate)
-    code, out, err = _run(capsys, "fit", path, "--method", "kaplan", *extra) if "--method" not in extra else \
-        _run(capsys, "fit", path, *extra)
+    code, out, err = (
+        _run(capsys, "fit", path, "--method", "kaplan", *extra)
+        if "--method" not in extra
+        else _run(capsys, "fit", path, *extra)
+    )
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -143,11 +174,13 @@ def test_analysis_never_imports_the_training_stack():
     import subprocess
     import sys
 
-    code = ("import sys, analysis, analysis.cli, analysis.fitting, analysis.fits.parametric, analysis.fits.isoflop, "
-            "analysis.fits.envelope, analysis.fits.kaplan, analysis.intervals, analysis.holdout, analysis.plotting.plots, "
-            "analysis.reports.reporting, analysis.inputs, analysis.methods, analysis.solvers.reference, analysis.synthetic, "
-            "analysis.__main__\n"
-            "bad = [m for m in sys.modules if m == 'lab' or m.startswith(('lab.', 'flax'))]\n"
-            "assert not bad, bad")
+    code = (
+        "import sys, analysis, analysis.cli, analysis.fitting, analysis.fits.parametric, analysis.fits.isoflop, "
+        "analysis.fits.envelope, analysis.fits.kaplan, analysis.intervals, analysis.holdout, analysis.plotting.plots, "
+        "analysis.reports.reporting, analysis.inputs, analysis.methods, analysis.solvers.reference, analysis.synthetic, "
+        "analysis.__main__\n"
+        "bad = [m for m in sys.modules if m == 'lab' or m.startswith(('lab.', 'flax'))]\n"
+        "assert not bad, bad"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

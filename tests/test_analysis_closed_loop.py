@@ -23,7 +23,8 @@ PORIAN = "/work/shared/data/porian2024_isoflop_points.csv"
 def _published(table: pd.DataFrame) -> pd.DataFrame:
     """A simulated IsoFLOP table as a published export names it."""
     return table.rename(columns={"params_total": "params", "budget_flops": "budget", "final_val_loss": "loss"})[
-        ["params", "tokens", "budget", "loss"]]
+        ["params", "tokens", "budget", "loss"]
+    ]
 
 
 def test_a_budget_column_named_budget_is_used():
@@ -49,12 +50,14 @@ def test_porian_export_renamed_fits_every_budget_without_nan(tmp_path, capsys):
     d = pd.read_csv(PORIAN)
     d = d[(d.dataset == "RefinedWeb") & (d.experiment == "Cosine decay")]
     d[["params", "tokens", "flops_budget", "loss"]].rename(columns={"flops_budget": "budget"}).to_csv(
-        tmp_path / "p.csv", index=False)
+        tmp_path / "p.csv", index=False
+    )
     assert main(["fit", str(tmp_path / "p.csv"), "--method", "isoflop", "--json"]) == 0
     renamed = json.loads(capsys.readouterr().out)
     assert renamed["n_budgets_used"] == renamed["n_budgets"] == 12
-    ref = analysis.fit(analysis.load(d, n_col="params", d_col="tokens", loss_col="loss", budget_col="flops_budget"),
-                       "isoflop")
+    ref = analysis.fit(
+        analysis.load(d, n_col="params", d_col="tokens", loss_col="loss", budget_col="flops_budget"), "isoflop"
+    )
     assert renamed["a"] == pytest.approx(ref.a, abs=1e-12)
     # with C = 6ND instead (no budget column), the learned bins find the same 12 budgets
     d.assign(C=6 * d.params * d.tokens)[["params", "tokens", "C", "loss"]].to_csv(tmp_path / "c.csv", index=False)
@@ -74,18 +77,30 @@ def test_a_skipped_budget_prints_no_nan_optimum(tmp_path, capsys):
 
 
 def _fit(method, a, lo, hi, **extra):
-    return FitResult(method=method, params={"a": a, "b": 1 - a, **extra.pop("params", {})}, objective=0.0,
-                     residuals=np.zeros(3), data=pd.DataFrame(), ci={"a": {"lo": lo, "hi": hi, "level": 0.95, "n": 100}},
-                     extra=extra)
+    return FitResult(
+        method=method,
+        params={"a": a, "b": 1 - a, **extra.pop("params", {})},
+        objective=0.0,
+        residuals=np.zeros(3),
+        data=pd.DataFrame(),
+        ci={"a": {"lo": lo, "hi": hi, "level": 0.95, "n": 100}},
+        extra=extra,
+    )
 
 
 def test_verdict_names_disagreement_and_unidentified_fits_and_trusts_the_clean_one():
-    optima = pd.DataFrame({"budget": [1e11, 3e11, 9e11], "n_points": [5, 5, 5], "edge": [False] * 3, "used": [True] * 3})
+    optima = pd.DataFrame(
+        {"budget": [1e11, 3e11, 9e11], "n_points": [5, 5, 5], "edge": [False] * 3, "used": [True] * 3}
+    )
     par = _fit("parametric", 0.33, 0.30, 0.36, params={"E": 0.09, "alpha": 0.3, "beta": 0.2}, n_inits_at_best=40)
     iso = _fit("isoflop", 0.52, 0.41, 0.64, optima=optima, n_budgets_used=3)
     env = _fit("envelope", 0.12, -0.05, 0.4)
-    data = fit_data(pd.DataFrame({"N": [1e4, 2e4, 4e4], "D": [1e6] * 3, "loss": [1.5, 1.4, 1.32]}),
-                    n_col="N", d_col="D", loss_col="loss")
+    data = fit_data(
+        pd.DataFrame({"N": [1e4, 2e4, 4e4], "D": [1e6] * 3, "loss": [1.5, 1.4, 1.32]}),
+        n_col="N",
+        d_col="D",
+        loss_col="loss",
+    )
     v = diagnose({"parametric": par, "isoflop": iso, "envelope": env}, data)
     text = "\n".join(v["problems"])
     assert "E = 0.09 sits near its bound 0" in text
@@ -93,8 +108,10 @@ def test_verdict_names_disagreement_and_unidentified_fits_and_trusts_the_clean_o
     assert "parametric and isoflop disagree beyond their intervals" in text
     assert v["trusted"] == "isoflop" and "passes every check" in v["why"]
     edge = optima.assign(edge=[False, False, True], used=[True, True, False])
-    assert any("edge of the size grid at 1 budget" in p for p in fit_problems(_fit("isoflop", 0.5, 0.4, 0.6,
-               optima=edge, n_budgets_used=2)))
+    assert any(
+        "edge of the size grid at 1 budget" in p
+        for p in fit_problems(_fit("isoflop", 0.5, 0.4, 0.6, optima=edge, n_budgets_used=2))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +123,22 @@ def sim_study(tmp_path_factory):
 def test_report_opens_with_the_verdict_and_separates_the_intervals(sim_study):
     from analysis.options import FitOptions
 
-    runs = [{"cell_id": "v1", "n": 1e9, "d": 2e10, "predicted": 2.50, "measured": 2.55, "rel_error": 2.50 / 2.55 - 1},
-            {"cell_id": "v2", "n": 2e9, "d": 1e10, "predicted": 2.52, "measured": None, "rel_error": None}]
-    (sim_study / "validation.json").write_text(json.dumps(
-        {"flops": 3e19, "factor": 3, "law": "parametric", "n_opt_predicted": 1.1e9, "runs": runs, "summary": "S."}))
+    runs = [
+        {"cell_id": "v1", "n": 1e9, "d": 2e10, "predicted": 2.50, "measured": 2.55, "rel_error": 2.50 / 2.55 - 1},
+        {"cell_id": "v2", "n": 2e9, "d": 1e10, "predicted": 2.52, "measured": None, "rel_error": None},
+    ]
+    (sim_study / "validation.json").write_text(
+        json.dumps(
+            {
+                "flops": 3e19,
+                "factor": 3,
+                "law": "parametric",
+                "n_opt_predicted": 1.1e9,
+                "runs": runs,
+                "summary": "S.",
+            }
+        )
+    )
     path = analysis.report(sim_study, options=FitOptions(bootstrap=30), methods=("parametric", "isoflop"))
     text = path.read_text()
     assert "## Validation rung" in text and "| v1 | 1e+09 | 2e+10 | 2.5 | 2.55 | -1.96% |" in text

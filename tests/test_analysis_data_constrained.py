@@ -61,8 +61,21 @@ def test_worth_repeating_read_out():
 
 @pytest.mark.skipif(not DATABLATIONS.exists(), reason=f"published data not found at {DATABLATIONS}")
 def test_reproduces_the_published_R_D_and_R_N(capsys):
-    code = main(["fit", str(DATABLATIONS), "--method", "data-constrained", "--base-law", "muennighoff-c4",
-                 "--where", KEEP, "--bootstrap", "40", "--json"])
+    code = main(
+        [
+            "fit",
+            str(DATABLATIONS),
+            "--method",
+            "data-constrained",
+            "--base-law",
+            "muennighoff-c4",
+            "--where",
+            KEEP,
+            "--bootstrap",
+            "40",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["n_points"] == 157
     assert out["R_D_star"] == pytest.approx(15.4, abs=0.3)  # published 15.39 (their notebook: 15.387756)
@@ -74,15 +87,35 @@ def test_reproduces_the_published_R_D_and_R_N(capsys):
 
 @pytest.mark.skipif(not DATABLATIONS.exists(), reason=f"published data not found at {DATABLATIONS}")
 def test_plot_draws_loss_vs_epochs_as_figure_r(tmp_path, capsys):
-    code = main(["plot", str(DATABLATIONS), "--base-law", "muennighoff-c4", "--where", KEEP, "--figures", "r",
-                 "--out", str(tmp_path)])
+    code = main(
+        [
+            "plot",
+            str(DATABLATIONS),
+            "--base-law",
+            "muennighoff-c4",
+            "--where",
+            KEEP,
+            "--figures",
+            "r",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0 and (tmp_path / "data_constrained.png").stat().st_size > 0
-    assert set(pd.read_csv(tmp_path / "data_constrained.csv").columns) >= {"N", "U", "epochs", "loss_fit", "loss_fresh"}
+    assert set(pd.read_csv(tmp_path / "data_constrained.csv").columns) >= {
+        "N",
+        "U",
+        "epochs",
+        "loss_fit",
+        "loss_fresh",
+    }
 
 
 def test_a_table_without_epochs_or_unique_tokens_is_one_line_exit_2(tmp_path, capsys):
     path = tmp_path / "t.csv"
-    pd.DataFrame({"params": [1e7, 2e7, 4e7], "tokens": [1e9, 2e9, 4e9], "loss": [3.0, 2.9, 2.8]}).to_csv(path, index=False)
+    pd.DataFrame({"params": [1e7, 2e7, 4e7], "tokens": [1e9, 2e9, 4e9], "loss": [3.0, 2.9, 2.8]}).to_csv(
+        path, index=False
+    )
     code = main(["fit", str(path), "--method", "data-constrained"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
@@ -110,10 +143,21 @@ def test_an_unbounded_discount_is_no_discount_not_a_sawtooth():
 
 def test_a_floor_at_its_bound_is_flagged():
     base = Chinchilla(E=1e-3, A=400.0, B=1500.0, alpha=0.34, beta=0.33)
-    fit = analysis.fit(analysis.load(_table(DataConstrained(base, R_D_star=8.0, R_N_star=3.0), seed=2),
-                                     need_budget=False), "data-constrained")
+    fit = analysis.fit(
+        analysis.load(_table(DataConstrained(base, R_D_star=8.0, R_N_star=3.0), seed=2), need_budget=False),
+        "data-constrained",
+    )
     assert any("near its bound 0" in w for w in fit.warnings)
-    honest = analysis.fit(analysis.load(_table(DataConstrained(Chinchilla(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.33),
-                                                               R_D_star=8.0, R_N_star=3.0), seed=1), need_budget=False),
-                          "data-constrained")
+    honest = analysis.fit(
+        analysis.load(
+            _table(
+                DataConstrained(
+                    Chinchilla(E=1.8, A=400.0, B=1500.0, alpha=0.34, beta=0.33), R_D_star=8.0, R_N_star=3.0
+                ),
+                seed=1,
+            ),
+            need_budget=False,
+        ),
+        "data-constrained",
+    )
     assert not any("near its bound" in w for w in honest.warnings)

@@ -35,7 +35,7 @@ def table():
 
 @pytest.mark.parametrize("cmd", ["fit", "plot", "report"])
 def test_non_utf8_results_csv(capsys, tmp_path, cmd):
-    (tmp_path / "results.csv").write_bytes("params_total,tokens,final_val_loss\n1e6,2e7,3.5\n".encode() + b"caf\xe9,1,2\n")
+    (tmp_path / "results.csv").write_bytes(b"params_total,tokens,final_val_loss\n1e6,2e7,3.5\n" + b"caf\xe9,1,2\n")
     extra = ["--out", tmp_path / "o"] if cmd == "plot" else []
     err = _error(capsys, cmd, tmp_path, *extra)
     assert err.startswith(f"python -m analysis {cmd}: error: cannot read") and "utf-8" in err
@@ -65,8 +65,11 @@ def test_every_n_equal_is_refused(capsys, tmp_path, table, method):
     table["tokens"] = table["flops_exact"] / (6 * 1e8)
     table.to_csv(tmp_path / "t.csv", index=False)
     err = _error(capsys, "fit", tmp_path / "t.csv", "--method", method)
-    assert ("all rows have the same N (1e+08); cannot fit an N exponent" in err if method == "parametric"
-            else "only one model size (N = 1e+08) is ever optimal" in err)
+    assert (
+        "all rows have the same N (1e+08); cannot fit an N exponent" in err
+        if method == "parametric"
+        else "only one model size (N = 1e+08) is ever optimal" in err
+    )
 
 
 def test_every_d_equal_is_refused(table):
@@ -77,24 +80,31 @@ def test_every_d_equal_is_refused(table):
 
 def test_single_budget(capsys, tmp_path, table):
     table[table.budget_flops == 1e18].to_csv(tmp_path / "t.csv", index=False)
-    assert "isoflop needs at least 2 FLOP budgets, got 1" in _error(capsys, "fit", tmp_path / "t.csv", "--method", "isoflop")
+    assert "isoflop needs at least 2 FLOP budgets, got 1" in _error(
+        capsys, "fit", tmp_path / "t.csv", "--method", "isoflop"
+    )
     assert "log N and log D lie on one line" in _error(capsys, "fit", tmp_path / "t.csv")
-    assert "kaplan: none of L(N), L(D), L(C) can be fitted" in _error(capsys, "fit", tmp_path / "t.csv", "--method", "kaplan")
+    assert "kaplan: none of L(N), L(D), L(C) can be fitted" in _error(
+        capsys, "fit", tmp_path / "t.csv", "--method", "kaplan"
+    )
 
 
 def test_too_few_points(capsys, tmp_path, table):
     table.iloc[:4].to_csv(tmp_path / "t.csv", index=False)
     assert "needs at least 5 points for 5 parameters, got 4" in _error(capsys, "fit", tmp_path / "t.csv")
-    assert "back-test needs more than 2 budgets" in _error(capsys, "fit", tmp_path / "t.csv", "--method", "kaplan",
-                                                           "--backtest", "1")
+    assert "back-test needs more than 2 budgets" in _error(
+        capsys, "fit", tmp_path / "t.csv", "--method", "kaplan", "--backtest", "1"
+    )
 
 
 def test_one_resample_and_unknown_backtest_method(capsys, tmp_path, table):
     table.to_csv(tmp_path / "t.csv", index=False)
-    assert "needs at least 2 resamples, got 1" in _error(capsys, "fit", tmp_path / "t.csv", "--method", "isoflop",
-                                                         "--bootstrap", "1")
+    assert "needs at least 2 resamples, got 1" in _error(
+        capsys, "fit", tmp_path / "t.csv", "--method", "isoflop", "--bootstrap", "1"
+    )
     assert "no back-test for method 'envelope' (use parametric, isoflop, kaplan)" in _error(
-        capsys, "fit", tmp_path / "t.csv", "--method", "envelope", "--backtest", "1")
+        capsys, "fit", tmp_path / "t.csv", "--method", "envelope", "--backtest", "1"
+    )
 
 
 def test_non_utf8_metrics_cost_one_curve_with_a_warning(tmp_path):
@@ -107,8 +117,13 @@ def test_non_utf8_metrics_cost_one_curve_with_a_warning(tmp_path):
     assert len(loaded) == 54  # the results table itself is still used
 
 
-@pytest.mark.parametrize("flags, message", [(["--figures", "xyz"], "--figures takes letters from abcde, got 'xyz'"),
-                                            (["--format", "png,foo"], "unknown image format(s) foo; choose from")])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--figures", "xyz"], "--figures takes letters from abcde, got 'xyz'"),
+        (["--format", "png,foo"], "unknown image format(s) foo; choose from"),
+    ],
+)
 def test_plot_choices_checked_before_fitting(capsys, tmp_path, table, flags, message):
     table.to_csv(tmp_path / "t.csv", index=False)
     assert message in _error(capsys, "plot", tmp_path / "t.csv", "--out", tmp_path / "o", *flags)

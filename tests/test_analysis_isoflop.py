@@ -38,7 +38,7 @@ def test_reference_exponents_are_inverse_variance_weighted(porian):
     """Porian's exponent = WLS of log n_opt on log C with weights 1/n_opt_std_log^2."""
     _, pairs = porian
     for _, g in pairs.dropna(subset=["n_opt", "n_opt_std_log"]).groupby(["dataset", "experiment"]):
-        x, y, w = np.log(g.flops_budget), np.log(g.n_opt), 1 / g.n_opt_std_log ** 2
+        x, y, w = np.log(g.flops_budget), np.log(g.n_opt), 1 / g.n_opt_std_log**2
         slope = np.polyfit(x, y, 1, w=np.sqrt(w))[0]
         assert slope == pytest.approx(g.fitted_exponent_a.iloc[0], abs=1e-4)
 
@@ -47,7 +47,9 @@ def test_reference_exponents_are_inverse_variance_weighted(porian):
 def test_porian_exponents_reproduced(porian, noise):
     errors = {}
     for ds, ex, g, target in _groups(porian):
-        data = fit_data(g, n_col="params", d_col="tokens", c_col="flops_budget", loss_col="loss", budget_col="flops_budget")
+        data = fit_data(
+            g, n_col="params", d_col="tokens", c_col="flops_budget", loss_col="loss", budget_col="flops_budget"
+        )
         r = fit_isoflop(data, loss_noise=PORIAN_NOISE[ds] if noise == "porian" else None)
         errors[(ds, ex)] = r.a - target
         assert r.a + r.b == pytest.approx(1.0, abs=0.02)  # D = C/(6N) exactly in this file
@@ -61,7 +63,7 @@ def test_porian_exponents_reproduced(porian, noise):
 def test_plain_parabola_over_all_points_fails(porian):
     """The reason the fit is local: a parabola through every point of a budget misses by > 0.03."""
     worst = 0.0
-    for ds, ex, g, target in _groups(porian):
+    for _ds, _ex, g, target in _groups(porian):
         rows = []
         for c, b in g.groupby("flops_budget"):
             x, y = np.log(b.params.to_numpy()), np.log(b.loss.to_numpy())
@@ -136,10 +138,24 @@ def test_two_budget_interval_is_the_slope_error_not_a_point():
     sqrt(s1^2 + s2^2) / |x2 - x1|."""
     from analysis.result import FitResult
 
-    optima = pd.DataFrame({"budget": [1e18, 1e19], "n_opt": [1e8, 3e8], "d_opt": [1.6e9, 5.5e9],
-                           "n_opt_std_log": [0.2, 0.3], "d_opt_std_log": [0.2, 0.3], "used": [True, True]})
-    fit = FitResult(method="isoflop", params={}, objective=0.0, residuals=np.zeros(2), data=optima,
-                    extra={"optima": optima, "weighted": True})
+    optima = pd.DataFrame(
+        {
+            "budget": [1e18, 1e19],
+            "n_opt": [1e8, 3e8],
+            "d_opt": [1.6e9, 5.5e9],
+            "n_opt_std_log": [0.2, 0.3],
+            "d_opt_std_log": [0.2, 0.3],
+            "used": [True, True],
+        }
+    )
+    fit = FitResult(
+        method="isoflop",
+        params={},
+        objective=0.0,
+        residuals=np.zeros(2),
+        data=optima,
+        extra={"optima": optima, "weighted": True},
+    )
     s = bootstrap_isoflop(fit, n_boot=4000, seed=0)
     assert s["a"].mean() == pytest.approx(np.log(3) / np.log(10), abs=0.01)
     assert s["a"].std() == pytest.approx(np.hypot(0.2, 0.3) / np.log(10), rel=0.05)

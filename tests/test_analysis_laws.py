@@ -142,7 +142,9 @@ def test_datablations_table_loads_with_unique_tokens():
     if not path.exists():
         pytest.skip(f"datablations data not found at {path}")
     df = pd.read_csv(path)
-    data = fit_data(df, n_col="num_params", d_col="token_num", c_col="flops", loss_col="openLM_loss", where="epochs == 1")
+    data = fit_data(
+        df, n_col="num_params", d_col="token_num", c_col="flops", loss_col="openLM_loss", where="epochs == 1"
+    )
     np.testing.assert_allclose(data.C, 6 * data.N * data.D, rtol=1e-3)
     U = df["token_num"] / df["epochs"]
     assert U.min() == pytest.approx(1e8) and (U.max() == pytest.approx(178e9, rel=0.01))

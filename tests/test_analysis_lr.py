@@ -15,7 +15,7 @@ A_N, B_D, C0 = -0.35, 0.1, 0.05
 
 
 def eta_true(N, D):
-    return C0 * N ** A_N * D ** B_D
+    return C0 * N**A_N * D**B_D
 
 
 def table(noise=0.002, seeds=(0, 1), lrs=np.geomspace(1e-4, 1e-1, 13), sizes=(1e4, 3e4, 1e5, 3e5), extra_lr=None):
@@ -25,16 +25,27 @@ def table(noise=0.002, seeds=(0, 1), lrs=np.geomspace(1e-4, 1e-1, 13), sizes=(1e
         for D in (20 * N, 80 * N):
             for lr in lrs:
                 for s in seeds:
-                    loss = 2 + 50 / N ** 0.3 + 0.3 * np.log(lr / eta_true(N, D)) ** 2 + rng.normal(0, noise)
-                    rows.append({"cell_id": f"{N}-{D}-{lr}-{s}", "status": "completed", "params_total": N,
-                                 "tokens": D, "flops_exact": 6 * N * D, "final_val_loss": loss, "lr": lr, "seed": s})
+                    loss = 2 + 50 / N**0.3 + 0.3 * np.log(lr / eta_true(N, D)) ** 2 + rng.normal(0, noise)
+                    rows.append(
+                        {
+                            "cell_id": f"{N}-{D}-{lr}-{s}",
+                            "status": "completed",
+                            "params_total": N,
+                            "tokens": D,
+                            "flops_exact": 6 * N * D,
+                            "final_val_loss": loss,
+                            "lr": lr,
+                            "seed": s,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
 def test_best_lr_is_refined_inside_the_grid_and_flagged_at_its_edges():
     df = table(noise=0.0)
-    runs = pd.DataFrame({"N": df.params_total, "D": df.tokens, "C": df.flops_exact, "loss": df.final_val_loss,
-                         "lr": df.lr})
+    runs = pd.DataFrame(
+        {"N": df.params_total, "D": df.tokens, "C": df.flops_exact, "loss": df.final_val_loss, "lr": df.lr}
+    )
     best = best_lr_table(runs)
     assert len(best) == 8 and (best["edge"] == "").all()
     true = eta_true(best["N"], best["D"])

@@ -79,8 +79,12 @@ def test_epoch_B_valley_is_flat(epoch_fit, epoch_data):
     def f(q):
         return huber_objective([q[0], b, q[1], q[2], q[3]], epoch_data.N, epoch_data.D, epoch_data.L)
 
-    r = minimize(f, [t["a"], t["e"], t["alpha"], t["beta"]], method="Nelder-Mead",
-                 options={"xatol": 1e-9, "fatol": 1e-15, "maxiter": 4000})
+    r = minimize(
+        f,
+        [t["a"], t["e"], t["alpha"], t["beta"]],
+        method="Nelder-Mead",
+        options={"xatol": 1e-9, "fatol": 1e-15, "maxiter": 4000},
+    )
     assert epoch_fit.objective < r.fun < epoch_fit.objective * (1 + 1e-4)
 
 
@@ -158,7 +162,9 @@ def test_100k_rows_fit_is_exact_and_recovers_the_law():
     benchmarks/bench_analysis_scale.py.)"""
     from analysis.synthetic import CHINCHILLA_EPOCH, isoflop_table
 
-    t = isoflop_table(budgets=tuple(np.geomspace(1e17, 1e21, 20)), n_per_budget=25, replicates=200, noise=0.01, seed=0)
+    t = isoflop_table(
+        budgets=tuple(np.geomspace(1e17, 1e21, 20)), n_per_budget=25, replicates=200, noise=0.01, seed=0
+    )
     data = fit_data(t)
     assert len(data) == 100_000
     r = fit_parametric(data)

@@ -103,13 +103,21 @@ def test_study_report(capsys, tmp_path):
     report = Path(capsys.readouterr().out.strip())
     assert report == study / "report.md"
     text = report.read_text()
-    for section in ("## Data", "## Compute-optimal exponents", "## Parametric fit", "## IsoFLOP optima", "## Figures"):
+    for section in (
+        "## Data",
+        "## Compute-optimal exponents",
+        "## Parametric fit",
+        "## IsoFLOP optima",
+        "## Figures",
+    ):
         assert section in text
     assert "training curves: 54 runs" in text
     _check_files(study / "figures")
     fits = json.loads((study / "fits.json").read_text())
     assert {"parametric", "isoflop", "envelope", "kaplan"} <= set(fits)  # and the verdict, other laws that apply
-    assert not {"lr", "data-constrained", "loss-curve", "task", "ptq"} & set(fits)  # their columns are absent or constant
+    assert not {"lr", "data-constrained", "loss-curve", "task", "ptq"} & set(
+        fits
+    )  # their columns are absent or constant
     for m in ("parametric", "isoflop", "envelope"):
         assert fits[m]["a"] == pytest.approx(0.514, abs=0.05), m
         assert "a" in fits[m]["ci"]

@@ -18,8 +18,18 @@ def table(noise=0.02, seed=0):
             L = 1.0 + 30 / N**0.3 + 20 / D**0.3
             d4 = 2e-3 * D**0.5 / N**0.4 * np.exp(rng.normal(0, noise))
             d8 = 1e-4 * D**0.3 / N**0.3 * np.exp(rng.normal(0, noise))
-            rows.append({"params_total": N, "tokens": D, "flops_exact": 6 * N * D, "final_val_loss": L,
-                         "val_loss_int4": L + d4, "val_loss_int8": L + d8, "val_loss_bf16": L, "status": "completed"})
+            rows.append(
+                {
+                    "params_total": N,
+                    "tokens": D,
+                    "flops_exact": 6 * N * D,
+                    "final_val_loss": L,
+                    "val_loss_int4": L + d4,
+                    "val_loss_int8": L + d8,
+                    "val_loss_bf16": L,
+                    "status": "completed",
+                }
+            )
     return pd.DataFrame(rows)
 
 

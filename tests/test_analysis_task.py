@@ -16,9 +16,13 @@ def table(seed=0, sigmoid=SIG, noise=0.02):
     rng = np.random.default_rng(seed)
     N = np.repeat(np.logspace(5, 8, 8), 6)
     D = np.tile(np.logspace(7, 10, 6), 8)
-    L = (TRUE["E"] + TRUE["A"] / N ** TRUE["alpha"] + TRUE["B"] / D ** TRUE["beta"]) * np.exp(rng.normal(0, 0.005, N.size))
+    L = (TRUE["E"] + TRUE["A"] / N ** TRUE["alpha"] + TRUE["B"] / D ** TRUE["beta"]) * np.exp(
+        rng.normal(0, 0.005, N.size)
+    )
     acc = sigmoid_acc(L, sigmoid["a"], sigmoid["k"], sigmoid["L0"], sigmoid["b"]) + rng.normal(0, noise, N.size)
-    return pd.DataFrame({"params": N, "tokens": D, "loss": L + 0.5, "icl_loss": L, "icl_accuracy": np.clip(acc, 0, 1)})
+    return pd.DataFrame(
+        {"params": N, "tokens": D, "loss": L + 0.5, "icl_loss": L, "icl_accuracy": np.clip(acc, 0, 1)}
+    )
 
 
 def test_recovers_both_steps_of_a_known_law():

@@ -58,15 +58,19 @@ def test_reaches_the_epoch_refit_objective():
     assert fit.objective <= 1.0183e-3  # Epoch's refit (and fit_parametric): 1.0182740e-3
     d = study.data
     assert huber_objective(fit.law.to_lse(), d.N, d.D, d.L) == pytest.approx(fit.objective, rel=1e-12)
-    assert fit.params["alpha"] == pytest.approx(0.3473, abs=2e-4) and fit.params["beta"] == pytest.approx(0.3672, abs=2e-4)
+    assert fit.params["alpha"] == pytest.approx(0.3473, abs=2e-4) and fit.params["beta"] == pytest.approx(
+        0.3672, abs=2e-4
+    )
     assert fit.extra["vp_objective"] > 0 and not fit.warnings
 
 
 @pytest.mark.skipif(not EPOCH.exists(), reason=f"published data not found at {EPOCH}")
 def test_lab_fit_vpnls_starts_no_jax():
-    code = ("import sys, json; from lab.cli import main; "
-            f"rc = main(['fit', {str(EPOCH)!r}, '--drop-highest-loss', '5', '--method', 'vpnls', '--json']); "
-            "print(json.dumps({'rc': rc, 'jax': 'jax' in sys.modules, 'scipy': 'scipy' in sys.modules}))")
+    code = (
+        "import sys, json; from lab.cli import main; "
+        f"rc = main(['fit', {str(EPOCH)!r}, '--drop-highest-loss', '5', '--method', 'vpnls', '--json']); "
+        "print(json.dumps({'rc': rc, 'jax': 'jax' in sys.modules, 'scipy': 'scipy' in sys.modules}))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     fit, flags = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
     assert flags == {"rc": 0, "jax": False, "scipy": False}

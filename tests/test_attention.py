@@ -11,13 +11,22 @@ from lab.costs import blockwise_keys, score_pairs
 from lab.model.attention import attention_mask, blockwise_attention, dot_attention, self_attention
 
 # (T, W, g, causal, H, K): T a multiple of W and not, with and without global tokens, MHA/GQA/MQA
-CASES = [(64, 16, 0, True, 4, 4), (61, 16, 3, True, 4, 2), (50, 8, 0, False, 4, 1), (47, 6, 5, False, 2, 2),
-         (33, 4, 1, True, 4, 1), (40, 5, 7, False, 4, 4)]
+CASES = [
+    (64, 16, 0, True, 4, 4),
+    (61, 16, 3, True, 4, 2),
+    (50, 8, 0, False, 4, 1),
+    (47, 6, 5, False, 2, 2),
+    (33, 4, 1, True, 4, 1),
+    (40, 5, 7, False, 4, 4),
+]
 
 
 def qkv(T, H, K, seed=0, E=8, B=2):
     rng = np.random.default_rng(seed)  # numpy: jax.random compiles per shape (seconds per case)
-    return tuple(jnp.asarray(rng.standard_normal(shape), jnp.float32) for shape in ((B, T, H, E), (B, T, K, E), (B, T, K, E)))
+    return tuple(
+        jnp.asarray(rng.standard_normal(shape), jnp.float32)
+        for shape in ((B, T, H, E), (B, T, K, E), (B, T, K, E))
+    )
 
 
 def dense_masked(q, k, v, causal, W, g):
@@ -41,11 +50,17 @@ def reference(q, k, v, causal, W, g):
 @pytest.mark.parametrize("T, W, g, causal, H, K", CASES)
 def test_blockwise_equals_dense_masked(T, W, g, causal, H, K):
     q, k, v = qkv(T, H, K, seed=T + W + g)
-    fns = (lambda *x: blockwise_attention(*x, causal=causal, window=W, global_tokens=g),
-           lambda *x: dense_masked(*x, causal, W, g))
+    fns = (
+        lambda *x: blockwise_attention(*x, causal=causal, window=W, global_tokens=g),
+        lambda *x: dense_masked(*x, causal, W, g),
+    )
     # jitted: one compile each instead of hundreds of eager dispatches (the values are the same ops)
-    (blockwise, grads), (dense, dense_grads) = (jax.jit(lambda *x, fn=fn: (fn(*x), jax.grad(
-        lambda *y: jnp.sum(fn(*y) ** 2), argnums=(0, 1, 2))(*x)))(q, k, v) for fn in fns)
+    (blockwise, grads), (dense, dense_grads) = (
+        jax.jit(lambda *x, fn=fn: (fn(*x), jax.grad(lambda *y: jnp.sum(fn(*y) ** 2), argnums=(0, 1, 2))(*x)))(
+            q, k, v
+        )
+        for fn in fns
+    )
     assert blockwise.shape == q.shape
     assert float(jnp.abs(blockwise - dense).max()) < 2e-5
     np.testing.assert_allclose(np.asarray(blockwise), reference(q, k, v, causal, W, g), atol=2e-5)
@@ -62,10 +77,14 @@ def test_self_attention_picks_blockwise_only_when_it_reads_fewer_keys():
     assert score_pairs(100, 100, causal=True, window=16, global_tokens=2) == 112 * 34 + 2 * 100
     assert score_pairs(64, 32, causal=True, window=8) == 64 * 32  # cross-attention stays dense
     q, k, v = qkv(24, 4, 2)  # window wider than half the sequence: the dense masked path
-    np.testing.assert_allclose(np.asarray(self_attention(q, k, v, causal=True, window=16, global_tokens=1)),
-                               reference(q, k, v, True, 16, 1), atol=2e-5)
-    np.testing.assert_allclose(np.asarray(self_attention(q, k, v, causal=False)), reference(q, k, v, False, 0, 0),
-                               atol=2e-5)
+    np.testing.assert_allclose(
+        np.asarray(self_attention(q, k, v, causal=True, window=16, global_tokens=1)),
+        reference(q, k, v, True, 16, 1),
+        atol=2e-5,
+    )
+    np.testing.assert_allclose(
+        np.asarray(self_attention(q, k, v, causal=False)), reference(q, k, v, False, 0, 0), atol=2e-5
+    )
 
 
 def test_blockwise_computes_t_times_window_scores():
@@ -74,7 +93,12 @@ def test_blockwise_computes_t_times_window_scores():
     q, k, v = qkv(T, H, H, B=1)
 
     def flops(**kw):
-        ca = jax.jit(lambda q, k, v: self_attention(q, k, v, causal=True, **kw)).lower(q, k, v).compile().cost_analysis()
+        ca = (
+            jax.jit(lambda q, k, v: self_attention(q, k, v, causal=True, **kw))
+            .lower(q, k, v)
+            .compile()
+            .cost_analysis()
+        )
         return (ca[0] if isinstance(ca, list) else ca)["flops"]
 
     dense, window = flops(), flops(window=32)

@@ -28,8 +28,13 @@ def value_and_grads(impl, q, k, v, ct, causal):
 
 
 # (B, T, S, H, K, causal): MHA, GQA, MQA; self-attention causal and not; cross-attention S != T
-CASES = [(2, 32, 32, 4, 4, True), (3, 24, 24, 4, 2, True), (2, 20, 20, 4, 1, False), (2, 12, 28, 2, 2, False),
-         (1, 40, 40, 6, 3, True)]
+CASES = [
+    (2, 32, 32, 4, 4, True),
+    (3, 24, 24, 4, 2, True),
+    (2, 20, 20, 4, 1, False),
+    (2, 12, 28, 2, 2, False),
+    (1, 40, 40, 6, 3, True),
+]
 
 
 @pytest.mark.parametrize("cache_bytes", [1, 2 * 4 * 40 * 40])  # one block per chunk, a few (all: the model tests)
@@ -58,7 +63,9 @@ def test_window_masks_equal_xla(monkeypatch, T, W, g, causal, H, K):
     q, k, v, ct = arrays(2, T, T, H, K, seed=T + W)
 
     def windowed(impl):
-        f = lambda q, k, v: (self_attention(q, k, v, causal=causal, window=W, global_tokens=g, impl=impl) * ct).sum()
+        f = lambda q, k, v: (
+            self_attention(q, k, v, causal=causal, window=W, global_tokens=g, impl=impl) * ct
+        ).sum()
         return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))(q, k, v)
 
     (val, grads), (ref, ref_grads) = windowed("chunked"), windowed("xla")
@@ -82,14 +89,20 @@ def test_bfloat16_keeps_float32_statistics():
     half = dot_attention(*(a.astype(jnp.bfloat16) for a in (q, k, v)), causal=True, impl="chunked")
     assert half.dtype == jnp.bfloat16
     assert float(jnp.abs(half.astype(jnp.float32) - exact).max()) < 0.03  # bf16 rounding of q, k, v, p, o
-    grads = jax.grad(lambda q: (dot_attention(q, k.astype(jnp.bfloat16), v.astype(jnp.bfloat16), causal=True,
-                                              impl="chunked") * ct.astype(jnp.bfloat16)).sum())(q.astype(jnp.bfloat16))
+    grads = jax.grad(
+        lambda q: (
+            dot_attention(q, k.astype(jnp.bfloat16), v.astype(jnp.bfloat16), causal=True, impl="chunked")
+            * ct.astype(jnp.bfloat16)
+        ).sum()
+    )(q.astype(jnp.bfloat16))
     assert grads.dtype == jnp.bfloat16 and bool(jnp.isfinite(grads.astype(jnp.float32)).all())
 
 
 def _temp_bytes(impl, T):
     q, k, v, ct = arrays(2, T, T, 4, 4, E=16)
-    f = jax.jit(jax.grad(lambda q, k, v: (dot_attention(q, k, v, causal=True, impl=impl) * ct).sum(), argnums=(0, 1, 2)))
+    f = jax.jit(
+        jax.grad(lambda q, k, v: (dot_attention(q, k, v, causal=True, impl=impl) * ct).sum(), argnums=(0, 1, 2))
+    )
     return f.lower(q, k, v).compile().memory_analysis().temp_size_in_bytes
 
 
@@ -105,8 +118,9 @@ def test_keeps_no_score_tensor():
 
 def _scans_in_gradient(policy):
     q, k, v, _ = arrays(2, 16, 16, 2, 2)
-    layer = jax.checkpoint(lambda q, k, v: jnp.sin(dot_attention(q * 2, k, v, causal=True, impl="chunked")).sum(),
-                           policy=policy)
+    layer = jax.checkpoint(
+        lambda q, k, v: jnp.sin(dot_attention(q * 2, k, v, causal=True, impl="chunked")).sum(), policy=policy
+    )
     text = str(jax.make_jaxpr(jax.grad(layer))(q, k, v))
     return collections.Counter(re.findall(r"= (\w+)\[", text))["scan"]
 
@@ -123,8 +137,11 @@ def test_xla_counts_the_dense_flops_when_unrolled(monkeypatch):
     q, k, v, ct = arrays(2, 64, 64, 4, 4)
 
     def flops(impl):
-        f = jax.jit(jax.value_and_grad(lambda q, k, v: (dot_attention(q, k, v, causal=True, impl=impl) * ct).sum(),
-                                       argnums=(0, 1, 2)))
+        f = jax.jit(
+            jax.value_and_grad(
+                lambda q, k, v: (dot_attention(q, k, v, causal=True, impl=impl) * ct).sum(), argnums=(0, 1, 2)
+            )
+        )
         with unrolled_loops():
             ca = f.lower(q, k, v).compile().cost_analysis()
         return (ca[0] if isinstance(ca, list) else ca)["flops"]

@@ -7,16 +7,38 @@ import json
 
 import pytest
 
-from lab.bench.step import CONVENTIONS, nominal_peak, step_row
 from lab.bench.report import drift_note
-from lab.config import ConfigError
+from lab.bench.step import CONVENTIONS, nominal_peak, step_row
 from lab.cli import main
+from lab.config import ConfigError
 from lab.costs import model_costs
 
 # One compile only (float32, 1 layer): the bf16/f32 ratio is checked on rows built without timing.
-SMALL = ["--model", "tiny", "--set", "model.d_model=32", "--set", "model.n_layers=1", "--set", "model.seq_len=32",
-         "--set", "train.batch_size=4", "--set", "train.microbatches=2", "--dtype", "float32", "--steps", "2", "--warmup", "1",
-         "--matmul-n", "128", "--matmul-repeats", "2", "--quiet"]
+SMALL = [
+    "--model",
+    "tiny",
+    "--set",
+    "model.d_model=32",
+    "--set",
+    "model.n_layers=1",
+    "--set",
+    "model.seq_len=32",
+    "--set",
+    "train.batch_size=4",
+    "--set",
+    "train.microbatches=2",
+    "--dtype",
+    "float32",
+    "--steps",
+    "2",
+    "--warmup",
+    "1",
+    "--matmul-n",
+    "128",
+    "--matmul-repeats",
+    "2",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +128,13 @@ def test_nominal_peak_and_mfu_against_it():
 
     cfg = bench_config("tiny", [], "bfloat16", "", 3)
     peaks = {"bfloat16": {"flops_per_s": 1e11}}
-    row = step_row("tiny", cfg, {"step_s": 0.5, "compile_s": 1.0, "warmup_steps": 1, "timed_steps": 2},
-                   peaks, {"flops_per_s": 1e12})
+    row = step_row(
+        "tiny",
+        cfg,
+        {"step_s": 0.5, "compile_s": 1.0, "warmup_steps": 1, "timed_steps": 2},
+        peaks,
+        {"flops_per_s": 1e12},
+    )
     exact = model_costs(cfg.model).flops_exact * cfg.tokens_per_step / 0.5
     assert row["flops_per_s"]["flops_exact"] == pytest.approx(exact)
     assert row["mfu_measured"] == pytest.approx(exact / 1e11)
@@ -119,8 +146,10 @@ def test_dtype_comparison_and_mfu_per_dtype():
 
     peaks = {"float32": {"flops_per_s": 2e11}, "bfloat16": {"flops_per_s": 1e11}}
     timing = {"compile_s": 1.0, "warmup_steps": 1, "timed_steps": 2}
-    rows = [step_row("tiny", bench_config("tiny", [], d, "", 3), {**timing, "step_s": s}, peaks, None)
-            for d, s in (("float32", 0.2), ("bfloat16", 0.1))]
+    rows = [
+        step_row("tiny", bench_config("tiny", [], d, "", 3), {**timing, "step_s": s}, peaks, None)
+        for d, s in (("float32", 0.2), ("bfloat16", 0.1))
+    ]
     (cmp,) = dtype_ratios(rows)
     assert cmp["bf16_over_f32"] == pytest.approx(2.0)
     # each row's MFU divides by the peak measured in its own dtype
@@ -129,9 +158,18 @@ def test_dtype_comparison_and_mfu_per_dtype():
     assert rows[0]["mfu_nominal"] is None
 
 
-@pytest.mark.parametrize("args", [["--model", "nope"], ["--set", "model.bogus=1"], ["--set", "model.d_model=x"],
-                                  ["--set", "model.dtype=bfloat16"], ["--dtype", "float16"], ["--mesh", "data=3"],
-                                  ["--out", "."]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--model", "nope"],
+        ["--set", "model.bogus=1"],
+        ["--set", "model.d_model=x"],
+        ["--set", "model.dtype=bfloat16"],
+        ["--dtype", "float16"],
+        ["--mesh", "data=3"],
+        ["--out", "."],
+    ],
+)
 def test_user_errors_are_one_line_exit_2(args, capsys):
     assert main(["bench", *args, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
@@ -149,13 +187,20 @@ def test_fit_batch_takes_the_fewest_microbatches_that_fit(monkeypatch):
     from lab.bench.step import bench_config, compile_fitted
     from lab.training.step import compile_step
 
-    cfg = bench_config("tiny", ["model.d_model=32", "model.n_layers=1", "model.seq_len=32", "train.batch_size=8"],
-                       "float32", "", 3)
+    cfg = bench_config(
+        "tiny",
+        ["model.d_model=32", "model.n_layers=1", "model.seq_len=32", "train.batch_size=8"],
+        "float32",
+        "",
+        3,
+    )
     mesh = sharding.make_mesh("")
     with jax.set_mesh(mesh):
         whole = memory.xla_needed(compile_step(cfg, mesh).memory)
         monkeypatch.setattr(memory, "available_bytes", lambda device=None: (whole, "test"))
-        assert bench_module.microbatch_candidates(cfg, dict(mesh.shape))[0] == 1  # the estimate fits 2x: start at 1
+        assert (
+            bench_module.microbatch_candidates(cfg, dict(mesh.shape))[0] == 1
+        )  # the estimate fits 2x: start at 1
         fitted, step = compile_fitted(cfg, mesh, fit=True)
         assert fitted.train.microbatches > 1 and fitted.train.batch_size == 8
         assert memory.xla_needed(step.memory) <= bench_module.FIT_MARGIN * whole

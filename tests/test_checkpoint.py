@@ -15,13 +15,23 @@ from lab.training.checkpoint import CheckpointWarning
 from lab.training.train import train
 from tests.helpers.runs import TINY, env, lab_cmd, losses, run_python, set_args
 
-LONG = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, steps=600, log_every=10, eval_every=100),
-                           checkpoint_every=50)
+LONG = dataclasses.replace(
+    TINY, train=dataclasses.replace(TINY.train, steps=600, log_every=10, eval_every=100), checkpoint_every=50
+)
 
 
 def train_cmd(out: Path) -> list[str]:
-    return lab_cmd("train", "--out", out, "--quiet", "--steps", LONG.train.steps,
-                   "--checkpoint-every", LONG.checkpoint_every, *set_args(LONG))
+    return lab_cmd(
+        "train",
+        "--out",
+        out,
+        "--quiet",
+        "--steps",
+        LONG.train.steps,
+        "--checkpoint-every",
+        LONG.checkpoint_every,
+        *set_args(LONG),
+    )
 
 
 def start_run(out: Path) -> subprocess.Popen:
@@ -64,7 +74,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, long_reference,
         assert proc.returncode == -signal.SIGKILL
     assert not (out / "result.json").exists()
     # a requeued job runs its own command again, with --resume
-    resumed = subprocess.run(train_cmd(out) + ["--resume"], env=env(1), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        train_cmd(out) + ["--resume"], env=env(1), capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "completed" and 0 < result["resumed_from_step"] < LONG.train.steps
@@ -97,8 +109,20 @@ def test_a_truncated_checkpoint_costs_one_warning_line(tmp_path):
     for f in (out / "checkpoints" / "24" / "state").rglob("*"):
         if f.is_file() and f.stat().st_size > 0 and f.parent.name == "d":
             f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    cmd = lab_cmd("train", "--out", out, "--quiet", "--steps", cfg.train.steps, "--checkpoint-every", 8,
-                  *set_args(cfg), "--set", "keep_checkpoints=3", "--resume")
+    cmd = lab_cmd(
+        "train",
+        "--out",
+        out,
+        "--quiet",
+        "--steps",
+        cfg.train.steps,
+        "--checkpoint-every",
+        8,
+        *set_args(cfg),
+        "--set",
+        "keep_checkpoints=3",
+        "--resume",
+    )
     proc = subprocess.run(cmd, env=env(1), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr[:3000]

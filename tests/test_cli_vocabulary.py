@@ -52,8 +52,18 @@ def test_quiet_and_json_where_they_belong():
         assert action.nargs == 0 and action.default is False, name
     assert "--mesh" in flags["study"] and "--mesh" in flags["train"] and "--mesh" in flags["bench"]
     assert "--flops" in flags["study"] and "--flops" in flags["design"]
-    table = {"--n-col", "--d-col", "--c-col", "--loss-col", "--budget-col", "--where", "--status", "--k",
-             "--drop-highest-loss", "--curve-points"}
+    table = {
+        "--n-col",
+        "--d-col",
+        "--c-col",
+        "--loss-col",
+        "--budget-col",
+        "--where",
+        "--status",
+        "--k",
+        "--drop-highest-loss",
+        "--curve-points",
+    }
     for name in ("fit", "plot", "design", "report"):
         assert table <= flags[name], name
 
@@ -71,7 +81,7 @@ def test_help_shows_every_default(name):
     text = p.format_help()
     if name in ("fit", "plot", "report", "design"):
         bootstrap = "0" if name == "fit" else "200"
-        assert f"(default: {bootstrap})" in " ".join(text.split()[text.split().index("--bootstrap"):][:12]), text
+        assert f"(default: {bootstrap})" in " ".join(text.split()[text.split().index("--bootstrap") :][:12]), text
 
 
 def test_bootstrap_defaults_unchanged():

@@ -16,20 +16,62 @@ from lab.model.unroll import unrolled_loops
 CONFIGS = {
     "tied_rope_layernorm": ModelConfig(vocab_size=256, d_model=128, n_layers=2, n_heads=4, seq_len=128),
     "untied_learned_gqa_swiglu_rms": ModelConfig(
-        vocab_size=300, d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, seq_len=64, tie_embeddings=False,
-        pos_encoding="learned", mlp="swiglu", norm="rmsnorm", d_ff=160),
+        vocab_size=300,
+        d_model=64,
+        n_layers=3,
+        n_heads=4,
+        n_kv_heads=2,
+        seq_len=64,
+        tie_embeddings=False,
+        pos_encoding="learned",
+        mlp="swiglu",
+        norm="rmsnorm",
+        d_ff=160,
+    ),
     "encdec_untied_learned_gqa": ModelConfig(
-        arch="encdec", vocab_size=256, d_model=128, n_layers=2, n_dec_layers=3, n_heads=4, n_kv_heads=2,
-        seq_len=64, tie_embeddings=False, pos_encoding="learned"),
+        arch="encdec",
+        vocab_size=256,
+        d_model=128,
+        n_layers=2,
+        n_dec_layers=3,
+        n_heads=4,
+        n_kv_heads=2,
+        seq_len=64,
+        tie_embeddings=False,
+        pos_encoding="learned",
+    ),
     # blockwise sparse attention: T a multiple of W, and not (with global tokens)
     "decoder_window": ModelConfig(vocab_size=256, d_model=128, n_layers=2, n_heads=4, seq_len=256, attn_window=32),
     "decoder_window_global_ragged": ModelConfig(
-        vocab_size=256, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=200, attn_window=24,
-        attn_global_tokens=4),
-    "encoder_window_global": ModelConfig(arch="encoder", vocab_size=256, d_model=128, n_layers=2, n_heads=4,
-                                         seq_len=256, attn_window=32, attn_global_tokens=4),
-    "encdec_window": ModelConfig(arch="encdec", vocab_size=256, d_model=128, n_layers=2, n_heads=4, seq_len=256,
-                                 attn_window=16, attn_global_tokens=2),
+        vocab_size=256,
+        d_model=128,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        seq_len=200,
+        attn_window=24,
+        attn_global_tokens=4,
+    ),
+    "encoder_window_global": ModelConfig(
+        arch="encoder",
+        vocab_size=256,
+        d_model=128,
+        n_layers=2,
+        n_heads=4,
+        seq_len=256,
+        attn_window=32,
+        attn_global_tokens=4,
+    ),
+    "encdec_window": ModelConfig(
+        arch="encdec",
+        vocab_size=256,
+        d_model=128,
+        n_layers=2,
+        n_heads=4,
+        seq_len=256,
+        attn_window=16,
+        attn_global_tokens=2,
+    ),
 }
 
 
@@ -105,8 +147,13 @@ def test_encdec_conventions():
     # encoder layer 12·d² + 2 layernorms; decoder layer 16·d² (cross-attention) + 3 layernorms; 2 final norms
     assert c.params_non_embedding == Le * (12 * D**2 + 4 * D) + Ld * (16 * D**2 + 6 * D) + 4 * D
     S = Tt = T // 2
-    forward = (2 * Le * 12 * D**2 * S + 2 * Ld * (14 * D**2 * Tt + 2 * D**2 * S)  # cross K/V on the source
-               + Le * 4 * S * S * D + Ld * 4 * (Tt * Tt + Tt * S) * D + 2 * D * V * Tt)
+    forward = (
+        2 * Le * 12 * D**2 * S
+        + 2 * Ld * (14 * D**2 * Tt + 2 * D**2 * S)  # cross K/V on the source
+        + Le * 4 * S * S * D
+        + Ld * 4 * (Tt * Tt + Tt * S) * D
+        + 2 * D * V * Tt
+    )
     assert c.flops_exact == pytest.approx(3 * forward / T, rel=1e-12)
     assert c.flops_head == pytest.approx(3 * 2 * D * V * Tt / T, rel=1e-12)
     assert c.flops_deepseek == 72 * (Le + Ld) * D**2 + 12 * (Le + Ld) * D * T
@@ -122,10 +169,16 @@ def test_windowed_attention_flops_grow_as_t_times_window():
         window = model_costs(dataclasses.replace(base, attn_window=W, attn_global_tokens=g))
         assert dense.flops_attention == 3 * L * 4 * T * D
         assert window.flops_attention == pytest.approx(3 * L * 4 * D * ((2 * W + g) + g), rel=1e-12)
-        assert dense.flops_exact - window.flops_exact == pytest.approx(dense.flops_attention - window.flops_attention)
+        assert dense.flops_exact - window.flops_exact == pytest.approx(
+            dense.flops_attention - window.flops_attention
+        )
         encoder = model_costs(dataclasses.replace(base, arch="encoder", attn_window=W, attn_global_tokens=g))
         assert encoder.flops_attention == pytest.approx(3 * L * 4 * D * ((3 * W + g) + g), rel=1e-12)
-    ragged = model_costs(ModelConfig(vocab_size=256, d_model=D, n_layers=1, n_heads=4, seq_len=100, attn_window=16))
+    ragged = model_costs(
+        ModelConfig(vocab_size=256, d_model=D, n_layers=1, n_heads=4, seq_len=100, attn_window=16)
+    )
     assert ragged.flops_attention == pytest.approx(3 * 4 * D * (112 * 32) / 100, rel=1e-12)  # 7 blocks of 16
     wide = ModelConfig(vocab_size=256, d_model=D, n_layers=1, n_heads=4, seq_len=32, attn_window=16)
-    assert model_costs(wide).flops_attention == model_costs(dataclasses.replace(wide, attn_window=0)).flops_attention
+    assert (
+        model_costs(wide).flops_attention == model_costs(dataclasses.replace(wide, attn_window=0)).flops_attention
+    )

@@ -16,9 +16,11 @@ from analysis.table import resample_counts
 from lab.cli import main
 
 PEAK, WARM, OFFSET = 3e-3, 20, 0.3
-SIZES = {1e4: {"L0": 1.5, "A": 1.0, "alpha": 0.4, "C": 0.8, "lam": 0.995},
-         3e4: {"L0": 1.3, "A": 1.0, "alpha": 0.4, "C": 0.8, "lam": 0.995},
-         9e4: {"L0": 1.15, "A": 1.0, "alpha": 0.4, "C": 0.8, "lam": 0.995}}
+SIZES = {
+    1e4: {"L0": 1.5, "A": 1.0, "alpha": 0.4, "C": 0.8, "lam": 0.995},
+    3e4: {"L0": 1.3, "A": 1.0, "alpha": 0.4, "C": 0.8, "lam": 0.995},
+    9e4: {"L0": 1.15, "A": 1.0, "alpha": 0.4, "C": 0.8, "lam": 0.995},
+}
 
 
 def _eta(schedule, steps):
@@ -37,14 +39,25 @@ def _write(root, n, schedule, steps, rows, variant=""):
     eta = _eta(schedule, steps)
     law = dict(SIZES[n], A=2.0, C=0.3) if variant else SIZES[n]
     loss = predict(law, eta)
-    log = [{"step": int(s), "tokens": int(s) * 512, "train_loss": float(loss[s]), "lr": float(eta[s])}
-           for s in range(4, steps + 1, 4)]
+    log = [
+        {"step": int(s), "tokens": int(s) * 512, "train_loss": float(loss[s]), "lr": float(eta[s])}
+        for s in range(4, steps + 1, 4)
+    ]
     (d / "metrics.jsonl").write_text("\n".join(map(json.dumps, log)) + "\n")
     (d / "config.json").write_text(json.dumps({"train": {"schedule": schedule, "lr": PEAK, "min_lr_ratio": 0.1}}))
     (d / "result.json").write_text(json.dumps({"warmup_steps": WARM}))
-    rows.append({"run_id": name, "status": "completed", "params_total": n, "tokens": steps * 512,
-                 "flops_exact": 6 * n * steps * 512, "budget_flops": 6 * n * steps * 512,
-                 "final_val_loss": float(loss[steps]) + OFFSET, "variant": variant or "base"})
+    rows.append(
+        {
+            "run_id": name,
+            "status": "completed",
+            "params_total": n,
+            "tokens": steps * 512,
+            "flops_exact": 6 * n * steps * 512,
+            "budget_flops": 6 * n * steps * 512,
+            "final_val_loss": float(loss[steps]) + OFFSET,
+            "variant": variant or "base",
+        }
+    )
 
 
 @pytest.fixture()

@@ -6,9 +6,9 @@ import textwrap
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 import lab.data.builders  # noqa: F401  (applies the tfds import shim before the class below)
-import tensorflow_datasets as tfds
 from lab.config import ConfigError, DataConfig
 from lab.data import load_corpus
 
@@ -50,14 +50,26 @@ def test_catalog_dataset_by_name(tmp_path):
     assert again.tokens_fingerprint == c.tokens_fingerprint
     np.testing.assert_array_equal(again.train, c.train)
     # the version and split syntax of tfds names pass through
-    sliced = load_corpus(DataConfig(name="tfds:lab_test_tiny_text:1.0.0", text_key="body", data_dir=str(tmp_path),
-                                    train_split="train[:10]", val_split="test"))
+    sliced = load_corpus(
+        DataConfig(
+            name="tfds:lab_test_tiny_text:1.0.0",
+            text_key="body",
+            data_dir=str(tmp_path),
+            train_split="train[:10]",
+            val_split="test",
+        )
+    )
     assert sliced.n_docs == {"train": 10, "val": 7} and sliced.text_fingerprint != c.text_fingerprint
 
 
 def test_catalog_bpe(tmp_path):
-    cfg = DataConfig(name="tfds:lab_test_tiny_text", text_key="body", data_dir=str(tmp_path),
-                     tokenizer="bpe", bpe_vocab_size=300)
+    cfg = DataConfig(
+        name="tfds:lab_test_tiny_text",
+        text_key="body",
+        data_dir=str(tmp_path),
+        tokenizer="bpe",
+        bpe_vocab_size=300,
+    )
     c = load_corpus(cfg)
     val = c.decode(c.val)
     assert sorted(val.splitlines(keepends=True)) == sorted(DOCS["test"])
@@ -70,7 +82,10 @@ def test_catalog_user_errors_are_one_line_config_errors(tmp_path):
         (DataConfig(name="tfds:lab_test_tiny_text:9.9.9", text_key="body", data_dir=str(tmp_path)), "9.9.9"),
         (DataConfig(name="tfds:lab_test_tiny_text", text_key="text", data_dir=str(tmp_path)), "no feature"),
         (DataConfig(name="tfds:lab_test_tiny_text", text_key="label", data_dir=str(tmp_path)), "not text"),
-        (DataConfig(name="tfds:lab_test_tiny_text", text_key="body", val_split="dev", data_dir=str(tmp_path)), "no split"),
+        (
+            DataConfig(name="tfds:lab_test_tiny_text", text_key="body", val_split="dev", data_dir=str(tmp_path)),
+            "no split",
+        ),
         (DataConfig(name="wikipedia", data_dir=str(tmp_path)), "unknown dataset"),
     ]
     for cfg, msg in bad:
@@ -91,10 +106,12 @@ def test_no_tensorflow_and_concurrent_preparation_is_safe(tmp_path):
             out.append(c.tokens_fingerprint + ":" + hashlib.sha256(bytes(c.train[:1000000])).hexdigest())
         print("|".join(out), "tensorflow" in sys.modules)
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [p.communicate(timeout=120) for p in procs]
-    for (out, err), p in zip(results, procs):
+    for (_out, err), p in zip(results, procs):
         assert p.returncode == 0, err[-2000:]
     lines = [out.strip().splitlines()[-1] for out, _ in results]
     assert lines[0] == lines[1] and lines[0].endswith(" False")

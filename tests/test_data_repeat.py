@@ -21,7 +21,9 @@ def _starts(seed, steps, U):
     for s in range(steps):
         x = repeated_batch(STREAM, unique_tokens=U, seed=seed, step=s, batch_size=B, seq_len=T)
         for row in x:
-            starts = [w for w in range(n_windows(U, T)) if np.array_equal(STREAM[w * (T + 1):(w + 1) * (T + 1)], row)]
+            starts = [
+                w for w in range(n_windows(U, T)) if np.array_equal(STREAM[w * (T + 1) : (w + 1) * (T + 1)], row)
+            ]
             assert len(starts) == 1
             out.append(starts[0])
     return out
@@ -40,8 +42,10 @@ def test_every_window_once_per_epoch_and_reshuffled():
 
 def test_rows_of_a_batch_are_the_same_however_it_is_split():
     whole = repeated_batch(STREAM, unique_tokens=200, seed=1, step=7, batch_size=B, seq_len=T)
-    parts = [repeated_batch(STREAM, unique_tokens=200, seed=1, step=7, batch_size=B, seq_len=T, rows=r)
-             for r in (range(0, 2), [2, 3])]
+    parts = [
+        repeated_batch(STREAM, unique_tokens=200, seed=1, step=7, batch_size=B, seq_len=T, rows=r)
+        for r in (range(0, 2), [2, 3])
+    ]
     assert np.array_equal(whole, np.concatenate(parts))
     assert np.array_equal(whole, train_batch(STREAM, seed=1, step=7, batch_size=B, seq_len=T, unique_tokens=200))
 
@@ -57,8 +61,23 @@ def test_unique_tokens_validation():
 
 
 def test_unique_tokens_beyond_the_corpus_is_one_line_exit_2(tmp_path, capsys):
-    code = main(["train", "--out", str(tmp_path / "r"), "--steps", "2", "--set", "data.unique_tokens=1e12",
-                 "--set", "model.d_model=32", "--set", "model.n_layers=1", "--set", "model.n_heads=4"])
+    code = main(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "r"),
+            "--steps",
+            "2",
+            "--set",
+            "data.unique_tokens=1e12",
+            "--set",
+            "model.d_model=32",
+            "--set",
+            "model.n_layers=1",
+            "--set",
+            "model.n_heads=4",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "data.unique_tokens=1,000,000,000,000 exceeds" in err
@@ -75,7 +94,9 @@ def test_repeated_run_resumes_bitwise_and_records_epochs(tmp_path):
     out = tmp_path / "run"
     train(dataclasses.replace(cfg, checkpoint_every=8, keep_checkpoints=3), out, progress=False)
     killed_after_save(out, 16)
-    result = train(dataclasses.replace(cfg, checkpoint_every=8, keep_checkpoints=3), out, resume=True, progress=False)
+    result = train(
+        dataclasses.replace(cfg, checkpoint_every=8, keep_checkpoints=3), out, resume=True, progress=False
+    )
     assert result["status"] == "completed" and result["resumed_from_step"] == 16
     assert losses(out) == losses(tmp_path / "ref")  # bitwise: the same batches after the resume
     unrepeated = train(TINY, tmp_path / "fresh", progress=False)

@@ -26,7 +26,9 @@ def make_tree(root, n=60, extra=""):
 
 def test_split_is_a_pure_function_of_the_path_pinned():
     # pinned: these must never move, on any machine or Python version
-    assert [stdlib.split_of(p) for p in ("ast.py", "asyncio/trsock.py", "encodings/cp437.py")] == ["validation"] * 3
+    assert [stdlib.split_of(p) for p in ("ast.py", "asyncio/trsock.py", "encodings/cp437.py")] == [
+        "validation"
+    ] * 3
     assert [stdlib.split_of(p) for p in ("os.py", "json/__init__.py", "abc.py")] == ["train"] * 3
     frac = np.mean([stdlib.split_of(f"pkg{i % 97}/mod{i}.py") == "validation" for i in range(20_000)])
     assert 0.045 < frac < 0.055  # ~1 in 20
@@ -43,7 +45,9 @@ def _val_paths(corpus_cfg, fp):
     from lab.data import builders
 
     root = data_root(corpus_cfg)
-    b = builders.PythonStdlib(source_dir=corpus_cfg.source_dir, data_dir=str(root / "tfds" / f"python_stdlib-{fp[:16]}"))
+    b = builders.PythonStdlib(
+        source_dir=corpus_cfg.source_dir, data_dir=str(root / "tfds" / f"python_stdlib-{fp[:16]}")
+    )
     assert b.fingerprint == fp  # the builder's metadata holds the same fingerprint
     return sorted(r["path"].decode() for r in b.as_data_source(split="validation"))
 
@@ -57,7 +61,9 @@ def test_fingerprint_stable_across_loads_and_preparations(tmp_path):
     b = load_corpus(cfg1)
     assert time.perf_counter() - t < 1.0  # cached
     c = load_corpus(cfg2)
-    assert a.tokens_fingerprint == b.tokens_fingerprint == c.tokens_fingerprint == f"{a.text_fingerprint[:16]}+byte"
+    assert (
+        a.tokens_fingerprint == b.tokens_fingerprint == c.tokens_fingerprint == f"{a.text_fingerprint[:16]}+byte"
+    )
     assert a.n_docs == {"train": 55, "val": 6}
     expected_val = ["file31.py", "file32.py", "file33.py", "file43.py", "file47.py", "file56.py"]
     assert _val_paths(cfg1, a.text_fingerprint) == _val_paths(cfg2, c.text_fingerprint) == expected_val
@@ -100,6 +106,8 @@ def test_empty_corpus_or_split_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="0 of them in validation"):
         load_corpus(DataConfig(source_dir=str(tmp_path / "few"), data_dir=str(tmp_path / "d")))
     with pytest.raises(ConfigError, match="no split 'dev'"):
-        load_corpus(DataConfig(source_dir=str(make_tree(tmp_path / "ok")), val_split="dev", data_dir=str(tmp_path / "d")))
+        load_corpus(
+            DataConfig(source_dir=str(make_tree(tmp_path / "ok")), val_split="dev", data_dir=str(tmp_path / "d"))
+        )
     with pytest.raises(ConfigError, match="not a directory"):
         load_corpus(DataConfig(source_dir=str(tmp_path / "missing"), data_dir=str(tmp_path / "d")))

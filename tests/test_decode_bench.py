@@ -6,8 +6,16 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from lab.bench.decode import (PROMPT, decode_config, format_decode, kv_bytes_per_position, plot_decode, roofline,
-                              run_decode_bench, uncached_times)
+from lab.bench.decode import (
+    PROMPT,
+    decode_config,
+    format_decode,
+    kv_bytes_per_position,
+    plot_decode,
+    roofline,
+    run_decode_bench,
+    uncached_times,
+)
 from lab.evals.generate import generate
 from lab.model.transformer import Transformer
 
@@ -34,8 +42,9 @@ def test_roofline_counts_weights_once_and_the_cache_per_sequence():
 
 @pytest.mark.slow
 def test_a_short_run_reports_every_format_and_writes_its_figure(tmp_path):
-    res = run_decode_bench("tiny", ["model.d_model=32", "model.n_heads=4"], lengths=(8, 16), batches=(1,),
-                           format_length=8)
+    res = run_decode_bench(
+        "tiny", ["model.d_model=32", "model.n_heads=4"], lengths=(8, 16), batches=(1,), format_length=8
+    )
     assert [r["new_tokens"] for r in res["cache"]] == [8, 16]
     assert [r["format"] for r in res["formats"]] == ["f32", "bf16", "int8", "int4"]
     by = {r["format"]: r["weight_bytes"] for r in res["formats"]}

@@ -16,8 +16,17 @@ from lab.costs import model_costs
 from lab.model.transformer import Transformer
 from tests.helpers.runs import TINY, set_args
 
-CFG = ModelConfig(arch="encdec", vocab_size=32, d_model=32, n_layers=2, n_dec_layers=1, n_heads=4, n_kv_heads=2,
-                  seq_len=16, pos_encoding="learned")
+CFG = ModelConfig(
+    arch="encdec",
+    vocab_size=32,
+    d_model=32,
+    n_layers=2,
+    n_dec_layers=1,
+    n_heads=4,
+    n_kv_heads=2,
+    seq_len=16,
+    pos_encoding="learned",
+)
 
 
 def test_decoder_is_causal_and_reads_the_whole_source():
@@ -45,7 +54,9 @@ def test_every_parameter_has_a_sharding_rule():
     sharding.param_shardings(state, sharding.make_mesh(""))  # raises if any axis lacks a rule
     assert "blocks/cross_attn/wk" in flat and "enc_blocks/attn/wq" in flat and "enc_norm/scale" in flat
     # each stack is one scanned block over stacked parameters: a leading `layers` axis
-    assert flat["enc_blocks/attn/wq"][...].shape == (2, 32, 4, 8) and flat["blocks/cross_attn/wk"][...].shape[0] == 1
+    assert (
+        flat["enc_blocks/attn/wq"][...].shape == (2, 32, 4, 8) and flat["blocks/cross_attn/wk"][...].shape[0] == 1
+    )
     assert flat["enc_blocks/mlp_norm/scale"].get_metadata()["logical_axes"] == ("layers", "norm")
     assert not any(k.startswith("enc_blocks") and "cross" in k for k in flat)
 
@@ -54,8 +65,11 @@ def test_every_parameter_has_a_sharding_rule():
 def test_lab_train_encdec(tmp_path, capsys):
     """`lab train --set model.arch=encdec` through the unchanged loop: the loss falls, and the result's
     totals are the cost model's per-token figures × batch × seq_len tokens."""
-    cfg = dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, arch="encdec", n_layers=1, n_dec_layers=1),
-                              train=dataclasses.replace(TINY.train, steps=40, eval_every=40, log_every=5))
+    cfg = dataclasses.replace(
+        TINY,
+        model=dataclasses.replace(TINY.model, arch="encdec", n_layers=1, n_dec_layers=1),
+        train=dataclasses.replace(TINY.train, steps=40, eval_every=40, log_every=5),
+    )
     out = tmp_path / "encdec"
     assert main(["train", "--out", str(out), "--steps", "40", "--quiet", *set_args(cfg)]) == 0
     result = json.loads((out / "result.json").read_text())
@@ -63,7 +77,8 @@ def test_lab_train_encdec(tmp_path, capsys):
     assert result["status"] == "completed" and result["arch"] == "encdec"
     assert result["params_total"] == costs.params_total
     assert result["flops_exact"] == costs.flops_exact * 40 * 8 * 32
-    train_losses = [json.loads(x)["train_loss"] for x in (out / "metrics.jsonl").read_text().splitlines()
-                    if "train_loss" in x]
+    train_losses = [
+        json.loads(x)["train_loss"] for x in (out / "metrics.jsonl").read_text().splitlines() if "train_loss" in x
+    ]
     assert abs(train_losses[0] - np.log(256)) < 0.5  # starts near uniform over bytes
     assert result["final_val_loss"] < np.log(256) - 1.5, result["final_val_loss"]

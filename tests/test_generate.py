@@ -17,12 +17,17 @@ from lab.model.transformer import Transformer
 BASE = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, seq_len=24, init_std=0.3)
 MODELS = {
     "rope_gqa": dataclasses.replace(BASE, n_kv_heads=2),
-    "learned_window_global": dataclasses.replace(BASE, pos_encoding="learned", attn_window=3, attn_global_tokens=1),
-    "encdec_learned_mqa": dataclasses.replace(BASE, arch="encdec", n_dec_layers=3, pos_encoding="learned", n_kv_heads=1),
+    "learned_window_global": dataclasses.replace(
+        BASE, pos_encoding="learned", attn_window=3, attn_global_tokens=1
+    ),
+    "encdec_learned_mqa": dataclasses.replace(
+        BASE, arch="encdec", n_dec_layers=3, pos_encoding="learned", n_kv_heads=1
+    ),
     # windows shorter than prompt + new tokens (11): a ring cache of W (+ g) slots, blockwise full forward
     "rope_window_gqa": dataclasses.replace(BASE, n_kv_heads=2, attn_window=2),
-    "encdec_window_global_remat": dataclasses.replace(BASE, arch="encdec", n_dec_layers=2, attn_window=2,
-                                                      attn_global_tokens=2, remat="full"),
+    "encdec_window_global_remat": dataclasses.replace(
+        BASE, arch="encdec", n_dec_layers=2, attn_window=2, attn_global_tokens=2, remat="full"
+    ),
 }
 P, N = 5, 6  # prompt tokens, new tokens
 
@@ -41,12 +46,14 @@ def inputs(cfg):
 
 def greedy_without_cache(graphdef, params, prompt, source, n):
     """Greedy decoding by a full forward pass over the whole sequence for every new token."""
-    forward = jax.jit(lambda p, t: nnx.merge(graphdef, p)(t, source) if source is not None else nnx.merge(graphdef, p)(t))
+    forward = jax.jit(
+        lambda p, t: nnx.merge(graphdef, p)(t, source) if source is not None else nnx.merge(graphdef, p)(t)
+    )
     seq = jnp.zeros((prompt.shape[0], prompt.shape[1] + n), jnp.int32).at[:, : prompt.shape[1]].set(prompt)
     for i in range(n):  # positions after the current one are placeholders the causal mask never shows
         t = prompt.shape[1] + i
         seq = seq.at[:, t].set(jnp.argmax(forward(params, seq)[:, t - 1], -1))
-    return np.asarray(seq[:, prompt.shape[1]:])
+    return np.asarray(seq[:, prompt.shape[1] :])
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -75,7 +82,9 @@ def test_cached_step_respects_sliding_window():
         logits, _ = cached_forward(model, tokens_1x8[:, 7:], 7, cache)  # one incremental step
         return logits[0, 0]
 
-    changed = lambda slot: np.asarray(last_step_logits(tokens.at[0, slot].set((tokens[0, slot] + 1) % cfg.vocab_size)))
+    changed = lambda slot: np.asarray(
+        last_step_logits(tokens.at[0, slot].set((tokens[0, slot] + 1) % cfg.vocab_size))
+    )
     base, outside, inside, glob = np.asarray(last_step_logits(tokens)), changed(3), changed(5), changed(0)
     np.testing.assert_array_equal(base, outside)
     assert np.abs(base - inside).max() > 1e-4 and np.abs(base - glob).max() > 1e-4
@@ -95,8 +104,9 @@ def test_seeded_sampling_is_reproducible():
     cfg = MODELS["rope_gqa"]
     _, graphdef, params = split(cfg)
     prompt, _ = inputs(cfg)
-    draw = lambda seed, top_k: np.asarray(generate(graphdef, cfg, params, prompt, N, jax.random.key(seed),
-                                                   temperature=1.0, top_k=top_k))
+    draw = lambda seed, top_k: np.asarray(
+        generate(graphdef, cfg, params, prompt, N, jax.random.key(seed), temperature=1.0, top_k=top_k)
+    )
     np.testing.assert_array_equal(draw(0, 0), draw(0, 0))
     assert not np.array_equal(draw(0, 0), draw(1, 0))
     greedy = generate(graphdef, cfg, params, prompt, N, jax.random.key(5))

@@ -45,10 +45,30 @@ def test_ctrl_c_while_compiling_stops_lab_train_at_once(tmp_path):
     """A 40-layer model compiles for tens of seconds here; SIGINT 8 s in ends the process
     within a few seconds, before any checkpoint (it used to take 47 s: compile, then a step)."""
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "lab", "train", "--out", str(out), "--steps", "5", "--quiet",
-                             "--set", "model.n_layers=40", "--set", "model.d_model=32", "--set", "model.seq_len=32"],
-                            env=env(1, LAB_COMPILATION_CACHE="0"), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lab",
+            "train",
+            "--out",
+            str(out),
+            "--steps",
+            "5",
+            "--quiet",
+            "--set",
+            "model.n_layers=40",
+            "--set",
+            "model.d_model=32",
+            "--set",
+            "model.seq_len=32",
+        ],
+        env=env(1, LAB_COMPILATION_CACHE="0"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(8)
     t0 = time.perf_counter()
     proc.send_signal(signal.SIGINT)

@@ -20,7 +20,9 @@ def _eta(schedule: str) -> np.ndarray:
     if schedule == "constant":
         after = np.full_like(s, PEAK)
     elif schedule == "cosine":
-        after = 0.1 * PEAK + 0.9 * PEAK * 0.5 * (1 + np.cos(np.pi * np.clip((s - WARM) / (STEPS - 1 - WARM), 0, 1)))
+        after = 0.1 * PEAK + 0.9 * PEAK * 0.5 * (
+            1 + np.cos(np.pi * np.clip((s - WARM) / (STEPS - 1 - WARM), 0, 1))
+        )
     else:  # wsd, 20% linear cooldown to 10%
         start = round(0.8 * STEPS)
         after = PEAK + (0.1 * PEAK - PEAK) * np.clip((s - start) / (STEPS - 1 - start), 0, 1)
@@ -32,14 +34,41 @@ def _write_run(root, name, schedule, params=33088, noise=0.0, seed=0):
     d.mkdir(parents=True)
     eta = _eta(schedule)
     loss = predict(LAW, eta) + noise * np.random.default_rng(seed).standard_normal(STEPS)
-    lines = [json.dumps({"step": int(s), "tokens": int(s) * 1024, "flops": float(s) * 1e8, "train_loss": float(loss[s]),
-                         "lr": float(eta[s])}) for s in range(8, STEPS, 8)] + \
-            [json.dumps({"step": STEPS - 1, "tokens": (STEPS - 1) * 1024, "flops": (STEPS - 1) * 1e8,
-                         "train_loss": float(loss[-1]), "lr": float(eta[-1])})]
+    lines = [
+        json.dumps(
+            {
+                "step": int(s),
+                "tokens": int(s) * 1024,
+                "flops": float(s) * 1e8,
+                "train_loss": float(loss[s]),
+                "lr": float(eta[s]),
+            }
+        )
+        for s in range(8, STEPS, 8)
+    ] + [
+        json.dumps(
+            {
+                "step": STEPS - 1,
+                "tokens": (STEPS - 1) * 1024,
+                "flops": (STEPS - 1) * 1e8,
+                "train_loss": float(loss[-1]),
+                "lr": float(eta[-1]),
+            }
+        )
+    ]
     (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     (d / "config.json").write_text(json.dumps({"train": {"schedule": schedule, "warmup_steps": WARM}}))
-    (d / "result.json").write_text(json.dumps({"params_total": params, "tokens": STEPS * 1024, "final_val_loss": 2.0,
-                                               "flops_exact": STEPS * 1e8, "status": "completed"}))
+    (d / "result.json").write_text(
+        json.dumps(
+            {
+                "params_total": params,
+                "tokens": STEPS * 1024,
+                "final_val_loss": 2.0,
+                "flops_exact": STEPS * 1e8,
+                "status": "completed",
+            }
+        )
+    )
     return d
 
 
@@ -66,8 +95,16 @@ def test_constant_and_cosine_predict_wsd(tmp_path):
 def test_lab_fit_loss_curve_on_a_study_directory(tmp_path, capsys):
     for schedule in ("constant", "cosine", "wsd"):
         _write_run(tmp_path, f"d32-{schedule}", schedule)
-    rows = [{"cell_id": f"d32-{s}", "params_total": 33088, "tokens": STEPS * 1024, "final_val_loss": 2.0,
-             "schedule": s} for s in ("constant", "cosine", "wsd")]
+    rows = [
+        {
+            "cell_id": f"d32-{s}",
+            "params_total": 33088,
+            "tokens": STEPS * 1024,
+            "final_val_loss": 2.0,
+            "schedule": s,
+        }
+        for s in ("constant", "cosine", "wsd")
+    ]
     pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
     assert main(["fit", str(tmp_path), "--method", "loss-curve", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -10,8 +10,20 @@ import pytest
 from lab import sharding
 from lab.config import ConfigError, ModelConfig, RunConfig, TrainConfig, apply_overrides
 from lab.costs import model_costs
-from lab.memory import (ACT_PER_D, ACT_PER_F, GIB, HEAD_COPIES, RECOMPUTE_LIVE, SCORE_F32, available_bytes,
-                        check_compiled, check_fits, estimate, gib, xla_needed)
+from lab.memory import (
+    ACT_PER_D,
+    ACT_PER_F,
+    GIB,
+    HEAD_COPIES,
+    RECOMPUTE_LIVE,
+    SCORE_F32,
+    available_bytes,
+    check_compiled,
+    check_fits,
+    estimate,
+    gib,
+    xla_needed,
+)
 from lab.presets import preset_config
 from lab.training.step import compile_step
 
@@ -19,7 +31,9 @@ ONE_DEVICE = {"data": 1, "fsdp": 1, "tensor": 1}
 
 
 def test_estimate_follows_its_formula():
-    model = ModelConfig(vocab_size=256, d_model=64, n_layers=2, n_heads=4, seq_len=128, remat="none", attn_impl="xla")
+    model = ModelConfig(
+        vocab_size=256, d_model=64, n_layers=2, n_heads=4, seq_len=128, remat="none", attn_impl="xla"
+    )
     cfg = RunConfig(model=model, train=TrainConfig(batch_size=8, steps=1))
     est = estimate(cfg, ONE_DEVICE)
     P = model_costs(cfg.model).params_total
@@ -44,8 +58,10 @@ def test_estimate_follows_its_formula():
 
 def test_absurd_model_is_refused_fast_allocating_nothing():
     """Over 1 TiB per device (2,000 layers of width 4096) refused in well under 2 s, in one line."""
-    cfg = RunConfig(model=ModelConfig(vocab_size=256, d_model=4096, n_layers=2000, n_heads=32, seq_len=1024),
-                    train=TrainConfig(batch_size=8, steps=1))
+    cfg = RunConfig(
+        model=ModelConfig(vocab_size=256, d_model=4096, n_layers=2000, n_heads=32, seq_len=1024),
+        train=TrainConfig(batch_size=8, steps=1),
+    )
     live = len(jax.live_arrays())
     t0 = time.perf_counter()
     with pytest.raises(ConfigError) as err:
@@ -60,8 +76,9 @@ def test_absurd_model_is_refused_fast_allocating_nothing():
 
 def test_what_fits_passes_and_the_device_limit_decides():
     cfg, _ = preset_config("tiny")
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=256),
-                              train=dataclasses.replace(cfg.train, steps=1))
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, vocab_size=256), train=dataclasses.replace(cfg.train, steps=1)
+    )
     need = check_fits(cfg)  # ~30 MiB: fits anywhere this runs
     assert need.total == estimate(cfg, ONE_DEVICE).total
     with pytest.raises(ConfigError, match=r"but the device has 0\.01 GiB available \(given\)"):
@@ -85,17 +102,28 @@ def test_what_fits_passes_and_the_device_limit_decides():
 # With model.remat=save_matmuls the default and RECOMPUTE_LIVE = 0.6 (2026-12-01, same machine): tiny
 # 1.12, small 0.99, tiny bfloat16 0.75, small with 4 micro-batches 1.06, with W=32 1.08, remat=full
 # 0.87, remat=none 1.05.
-@pytest.mark.parametrize("name, dtype, low, high, overrides", [
-    ("tiny", "float32", 0.85, 1.15, {}), ("small", "float32", 0.85, 1.15, {}), ("tiny", "bfloat16", 0.6, 1.0, {}),
-    ("small", "float32", 0.8, 1.15, {"train.microbatches": 4}), ("small", "float32", 0.85, 1.15, {"model.attn_window": 32}),
-    ("small", "float32", 0.85, 1.15, {"model.remat": "full"}), ("small", "float32", 0.85, 1.15, {"model.remat": "none"})])
+@pytest.mark.parametrize(
+    "name, dtype, low, high, overrides",
+    [
+        ("tiny", "float32", 0.85, 1.15, {}),
+        ("small", "float32", 0.85, 1.15, {}),
+        ("tiny", "bfloat16", 0.6, 1.0, {}),
+        ("small", "float32", 0.8, 1.15, {"train.microbatches": 4}),
+        ("small", "float32", 0.85, 1.15, {"model.attn_window": 32}),
+        ("small", "float32", 0.85, 1.15, {"model.remat": "full"}),
+        ("small", "float32", 0.85, 1.15, {"model.remat": "none"}),
+    ],
+)
 def test_estimate_within_a_factor_of_xla(name, dtype, low, high, overrides):
     if jax.devices()[0].platform != "cpu":
         pytest.skip("ratios measured on CPU")
     cfg, _ = preset_config(name)
     cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=256, dtype=dtype),
-                              train=dataclasses.replace(cfg.train, steps=10))
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, vocab_size=256, dtype=dtype),
+        train=dataclasses.replace(cfg.train, steps=10),
+    )
     step = compile_step(cfg, sharding.make_mesh(""))
     ratio = estimate(cfg, ONE_DEVICE).total / xla_needed(step.memory)
     assert low < ratio < high, ratio

@@ -10,8 +10,8 @@ from flax import nnx
 
 from lab.config import ModelConfig
 from lab.model.attention import attention_mask
-from lab.model.transformer import Transformer
 from lab.model.objectives import cross_entropy
+from lab.model.transformer import Transformer
 
 BASE = ModelConfig(vocab_size=32, d_model=32, n_layers=2, n_heads=4, seq_len=16)
 
@@ -19,7 +19,9 @@ VARIANTS = {
     "rope": BASE,
     "learned": dataclasses.replace(BASE, pos_encoding="learned"),
     "sinusoidal": dataclasses.replace(BASE, pos_encoding="sinusoidal"),
-    "gqa_swiglu_rms_untied": dataclasses.replace(BASE, n_kv_heads=2, mlp="swiglu", norm="rmsnorm", tie_embeddings=False),
+    "gqa_swiglu_rms_untied": dataclasses.replace(
+        BASE, n_kv_heads=2, mlp="swiglu", norm="rmsnorm", tie_embeddings=False
+    ),
     "mqa": dataclasses.replace(BASE, n_kv_heads=1),
     "bf16": dataclasses.replace(BASE, dtype="bfloat16"),
     "window_global_gqa": dataclasses.replace(BASE, n_kv_heads=2, attn_window=4, attn_global_tokens=2),

@@ -37,8 +37,11 @@ def test_weighted_cross_entropy_counts_only_weighted_positions():
 
 @pytest.mark.slow
 def test_encoder_learns_masked_tokens(tmp_path):
-    cfg = dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, arch="encoder"),
-                              train=dataclasses.replace(TINY.train, steps=60, eval_every=20))
+    cfg = dataclasses.replace(
+        TINY,
+        model=dataclasses.replace(TINY.model, arch="encoder"),
+        train=dataclasses.replace(TINY.train, steps=60, eval_every=20),
+    )
     result = train(cfg, tmp_path / "enc", progress=False)
     assert result["status"] == "completed" and result["vocab_size"] == 257  # bytes + [MASK]
     assert result["final_val_loss"] < np.log(256) - 1.0

@@ -65,8 +65,10 @@ def test_pack_of_four_equals_each_run_alone(tmp_path, reference_run):
         assert sorted(p.name for p in (tmp_path / f"m{i}" / "checkpoints").iterdir() if p.name.isdigit()) == ["24"]
 
 
-LONG = [member(0, steps=48, eval_every=8, log_every=4, warmup_steps=4), member(1, lr=1e9, steps=48, eval_every=8,
-                                                                              log_every=4, warmup_steps=4)]
+LONG = [
+    member(0, steps=48, eval_every=8, log_every=4, warmup_steps=4),
+    member(1, lr=1e9, steps=48, eval_every=8, log_every=4, warmup_steps=4),
+]
 LONG = [dataclasses.replace(c, checkpoint_every=4) for c in LONG]
 
 KILLED = f"""
@@ -84,8 +86,13 @@ def test_diverged_member_stops_and_killed_pack_resumes_bitwise(tmp_path):
     assert ref[0]["status"] == "completed" and ref[1]["status"] == "diverged"
     assert "non-finite training loss" in ref[1]["error"]
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(out)], env=env(1), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(out)],
+        env=env(1),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
         ckpts = out / "a" / "checkpoints"
@@ -125,8 +132,9 @@ print("RESULT" + json.dumps({{"spec": seen[0], "losses": [r["final_val_loss"] fo
 
 @pytest.mark.slow
 def test_members_go_on_the_data_axis(tmp_path, reference_run):
-    proc = subprocess.run([sys.executable, "-c", SHARDED, str(tmp_path)], env=env(2), capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", SHARDED, str(tmp_path)], env=env(2), capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert out["spec"] == ["data"]  # the member axis split over the 2 devices

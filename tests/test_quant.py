@@ -12,7 +12,17 @@ import pytest
 from lab.cli import main
 from lab.data import load_corpus, val_batches
 from lab.evals.generate import generate, load_run
-from lab.model.quant import QTensor, dequantize, dequantize_array, dequantize_unstacked, matmul_bytes, pack_int4, quantize, quantize_array, unpack_int4
+from lab.model.quant import (
+    QTensor,
+    dequantize,
+    dequantize_array,
+    dequantize_unstacked,
+    matmul_bytes,
+    pack_int4,
+    quantize,
+    quantize_array,
+    unpack_int4,
+)
 from lab.training.step import make_eval
 
 INT4_LOSS_BOUND = 0.02  # relative; measured -0.13% here (+0.20% after 60 steps); int8: -0.007% (-0.0002%)
@@ -51,7 +61,9 @@ def test_quantized_tree_bytes(trained):
     for bits in (8, 4):
         q = quantize(params, bits)
         sizes = matmul_bytes(params, q)
-        quantized = [t for t in jax.tree.leaves(q, is_leaf=lambda t: isinstance(t, QTensor)) if isinstance(t, QTensor)]
+        quantized = [
+            t for t in jax.tree.leaves(q, is_leaf=lambda t: isinstance(t, QTensor)) if isinstance(t, QTensor)
+        ]
         assert len(quantized) == 1 + 6  # embedding; wq, wk, wv, wo, w_in, w_out, each stacked over the layers
         stacked = [t for t in quantized if len(t.shape) > 2 or t.shape[0] == cfg.model.n_layers]
         assert len(stacked) == 6 and all(t.shape[0] == cfg.model.n_layers for t in stacked)
@@ -63,21 +75,28 @@ def test_quantized_tree_bytes(trained):
         assert sizes["matmul_codes"] == sizes["matmul_float"] * bits // 32  # every matmul weight count is even
         # per-output-channel float32 scales: 1/|contracted| of the float bytes, |contracted| >= d_model = 32
         assert sizes["matmul_scales"] <= sizes["matmul_float"] // 32
-        print(f"int{bits}: matmul weights {sizes['matmul_quantized']} B vs {sizes['matmul_float']} B float32 "
-              f"({sizes['matmul_quantized'] / sizes['matmul_float']:.4f}; codes alone {bits / 32:.4f})")
+        print(
+            f"int{bits}: matmul weights {sizes['matmul_quantized']} B vs {sizes['matmul_float']} B float32 "
+            f"({sizes['matmul_quantized'] / sizes['matmul_float']:.4f}; codes alone {bits / 32:.4f})"
+        )
         assert sizes["other"] == sizes["total_float"] - sizes["matmul_float"]  # norms stay float32
 
 
 def test_quantized_eval_loss(trained):
     _, result, cfg, graphdef, params = trained
     corpus = load_corpus(cfg.data)
-    val = jnp.asarray(val_batches(corpus.val, batch_size=cfg.train.batch_size, seq_len=cfg.model.seq_len,
-                                  n_tokens=cfg.data.val_tokens))
+    val = jnp.asarray(
+        val_batches(
+            corpus.val, batch_size=cfg.train.batch_size, seq_len=cfg.model.seq_len, n_tokens=cfg.data.val_tokens
+        )
+    )
     evaluate = jax.jit(lambda p, v: make_eval(graphdef, cfg)(dequantize(p), v))
     f32 = float(evaluate(params, val))
     assert f32 == pytest.approx(result["final_val_loss"], rel=1e-5)  # the restored final checkpoint
     int8, int4 = (float(evaluate(quantize(params, bits), val)) for bits in (8, 4))
-    print(f"val loss float32 {f32:.5f}  int8 {int8:.5f} ({int8 / f32 - 1:+.4%})  int4 {int4:.5f} ({int4 / f32 - 1:+.4%})")
+    print(
+        f"val loss float32 {f32:.5f}  int8 {int8:.5f} ({int8 / f32 - 1:+.4%})  int4 {int4:.5f} ({int4 / f32 - 1:+.4%})"
+    )
     assert f32 < math.log(256) - 1.0  # it did learn
     assert abs(int8 - f32) / f32 < 0.01
     assert abs(int4 - f32) / f32 < INT4_LOSS_BOUND
@@ -93,10 +112,38 @@ def test_lab_sample(trained, capsys):
     assert main(["sample", str(out), "--prompt", "def ", "--tokens", "12"]) == 0
     greedy = generate(graphdef, cfg.model, params, prompt, 12, jax.random.key(0))
     assert capsys.readouterr().out == text(greedy)
-    assert main(["sample", str(out), "--prompt", "def ", "--tokens", "12", "--temperature", "1.0", "--top-k", "20",
-                 "--seed", "1", "--quant", "int4"]) == 0
-    sampled = generate(graphdef, cfg.model, quantize(params, 4), prompt, 12, jax.random.key(1), temperature=1.0,
-                       top_k=20, unpack=dequantize_unstacked)
+    assert (
+        main(
+            [
+                "sample",
+                str(out),
+                "--prompt",
+                "def ",
+                "--tokens",
+                "12",
+                "--temperature",
+                "1.0",
+                "--top-k",
+                "20",
+                "--seed",
+                "1",
+                "--quant",
+                "int4",
+            ]
+        )
+        == 0
+    )
+    sampled = generate(
+        graphdef,
+        cfg.model,
+        quantize(params, 4),
+        prompt,
+        12,
+        jax.random.key(1),
+        temperature=1.0,
+        top_k=20,
+        unpack=dequantize_unstacked,
+    )
     assert capsys.readouterr().out == text(sampled) and text(sampled) != text(greedy)
     assert main(["sample", str(out), "--tokens", str(cfg.model.seq_len)]) == 2
     err = capsys.readouterr().err

@@ -23,8 +23,9 @@ PROMPT = re.compile(r"d=\{'[a-z]{2}':'[a-z]{2}'(,'[a-z]{2}':'[a-z]{2}')*\};d\['[
 
 
 def batch(step, mix, rows=None, unique=0):
-    return train_batch(STREAM, seed=7, step=step, batch_size=32, seq_len=T, rows=rows, recall_mix=mix,
-                       unique_tokens=unique)
+    return train_batch(
+        STREAM, seed=7, step=step, batch_size=32, seq_len=T, rows=rows, recall_mix=mix, unique_tokens=unique
+    )
 
 
 def is_recall(row) -> bool:
@@ -59,7 +60,7 @@ def test_recall_text_is_the_evaluation_format():
     assert len(lines) >= 5
     for line in lines:
         head, *reads = line.split(";")
-        d = eval(head[2:])  # noqa: S307 - a dict literal we generated
+        d = eval(head[2:])
         assert 1 <= len(d) <= 8 and len(reads) == len(d)  # every key is read back once
         for read in reads:
             key, value = read[3:5], read[-3:-1]
@@ -77,19 +78,29 @@ def test_evaluation_prompts_are_not_training_lines():
         assert ctx[3:23] not in train_text  # not even their first two pairs
 
 
-@pytest.mark.parametrize("fields", [dict(recall_mix=1.0), dict(recall_mix=-0.1),
-                                    dict(recall_mix=0.2, tokenizer="bpe"), dict(recall_mix=0.2, name="synthetic")])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(recall_mix=1.0),
+        dict(recall_mix=-0.1),
+        dict(recall_mix=0.2, tokenizer="bpe"),
+        dict(recall_mix=0.2, name="synthetic"),
+    ],
+)
 def test_bad_mix_is_refused(fields):
     with pytest.raises(ConfigError, match="recall_mix"):
         DataConfig(**fields).validate()
 
 
 def test_mixed_run_records_its_mix_and_resumes_bitwise(tmp_path, reference_run):
-    cfg = dataclasses.replace(TINY, data=dataclasses.replace(TINY.data, recall_mix=0.5), checkpoint_every=8,
-                              keep_checkpoints=3)
+    cfg = dataclasses.replace(
+        TINY, data=dataclasses.replace(TINY.data, recall_mix=0.5), checkpoint_every=8, keep_checkpoints=3
+    )
     out = tmp_path / "run"
     first = train(cfg, out, progress=False)
-    assert first["recall_mix"] == 0.5 and json.loads((reference_run / "result.json").read_text())["recall_mix"] == 0.0
+    assert (
+        first["recall_mix"] == 0.5 and json.loads((reference_run / "result.json").read_text())["recall_mix"] == 0.0
+    )
     uninterrupted = losses(out)
     assert uninterrupted != losses(reference_run)  # the mixed rows were trained on (plain TINY differs)
     killed_after_save(out, 16)

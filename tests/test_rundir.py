@@ -115,16 +115,19 @@ def test_damaged_result_is_rebuilt_from_the_final_checkpoint(tmp_path):
     assert all(k in healed for k in FIELDS)
 
 
-@pytest.mark.parametrize("flag, message", [
-    ("train.lr=inf", "train.lr must be a positive finite number"),
-    ("train.beta2=2", "train.beta2=2.0 must lie in [0.0, 1.0)"),
-    ("train.grad_clip=nan", "train.grad_clip=nan must lie in"),
-    ("train.seed=1e30", "train.seed="),
-    ("checkpoint_every=-1", "checkpoint_every=-1 must lie in"),
-    ("data.bpe_vocab_size=1e9", "data.bpe_vocab_size=1000000000 must lie in [1, 1048576]"),
-    ("data.val_tokens=1e12", "data.val_tokens=1,000,000,000,000 exceeds"),
-    ("model.seq_len=100000", "fewer than one batch"),
-])
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("train.lr=inf", "train.lr must be a positive finite number"),
+        ("train.beta2=2", "train.beta2=2.0 must lie in [0.0, 1.0)"),
+        ("train.grad_clip=nan", "train.grad_clip=nan must lie in"),
+        ("train.seed=1e30", "train.seed="),
+        ("checkpoint_every=-1", "checkpoint_every=-1 must lie in"),
+        ("data.bpe_vocab_size=1e9", "data.bpe_vocab_size=1000000000 must lie in [1, 1048576]"),
+        ("data.val_tokens=1e12", "data.val_tokens=1,000,000,000,000 exceeds"),
+        ("model.seq_len=100000", "fewer than one batch"),
+    ],
+)
 def test_bad_values_are_one_line_and_write_nothing(tmp_path, capsys, flag, message):
     out = tmp_path / "R"
     assert train_cli(out, "--set", flag) == 2
@@ -162,18 +165,27 @@ def test_a_model_too_large_is_refused_before_anything_is_written(tmp_path, capsy
 
     out = tmp_path / "R"
     t0 = time.perf_counter()
-    assert train_cli(out, "--set", "model.d_model=4096", "--set", "model.n_layers=2000", "--set", "model.n_heads=32") == 2
+    assert (
+        train_cli(out, "--set", "model.d_model=4096", "--set", "model.n_layers=2000", "--set", "model.n_heads=32")
+        == 2
+    )
     assert time.perf_counter() - t0 < 30
     line = one_error_line(capsys)
     assert "GiB per device" in line and "params" in line and "optimizer" in line and "activations" in line
     assert not out.exists()
 
 
-@pytest.mark.parametrize("make", [
-    lambda d: (d / "checkpoints" / "mymodel").mkdir(parents=True) or (d / "checkpoints" / "mymodel" / "w.bin").write_text("w"),
-    lambda d: (d / "result.json").write_text('{"a": 1}'),
-    lambda d: (d / "config.json").write_text('{"model": "bert"}'),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: (
+            (d / "checkpoints" / "mymodel").mkdir(parents=True)
+            or (d / "checkpoints" / "mymodel" / "w.bin").write_text("w")
+        ),
+        lambda d: (d / "result.json").write_text('{"a": 1}'),
+        lambda d: (d / "config.json").write_text('{"model": "bert"}'),
+    ],
+)
 @pytest.mark.parametrize("mode", ["--resume", "--overwrite"])
 def test_files_named_like_a_run_are_not_taken_over(tmp_path, capsys, make, mode):
     """A directory whose entries only look like a run's (no marker, no config hash) is not the lab's:

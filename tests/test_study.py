@@ -21,12 +21,17 @@ BASE = RunConfig(model=ModelConfig(seq_len=32), data=DataConfig(val_tokens=1024)
                  train=TrainConfig(batch_size=4, lr=3e-3, log_every=5, eval_every=0))
 """
 
-TINY_ISOFLOP = HEADER + """
+TINY_ISOFLOP = (
+    HEADER
+    + """
 def study():
     return Study(name="tiny", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[2e9], min_steps=5)
 """
+)
 
-FAILING = HEADER + """
+FAILING = (
+    HEADER
+    + """
 import dataclasses
 def policy(cfg, cell):
     cfg = default_policy(cfg, cell)
@@ -39,12 +44,16 @@ def study():
     return Study(name="failing", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}, {"d_model": 48}],
                  budgets=[2e9], min_steps=5, policy=policy)
 """
+)
 
-BRANCHES = HEADER + """
+BRANCHES = (
+    HEADER
+    + """
 def study():
     return Study(name="branches", base=BASE, sizes=[{"d_model": 16}], tokens=[4096, 8192, 16384], branches=True,
                  min_steps=5)
 """
+)
 
 
 def write(tmp_path, text, name="study.py") -> Path:
@@ -68,11 +77,14 @@ def test_isoflop_tokens_come_from_exact_flops(tmp_path):
 
 
 def test_window_keeps_sizes_nearest_the_guess(tmp_path):
-    text = HEADER + """
+    text = (
+        HEADER
+        + """
 def study():
     return Study(name="w", base=BASE, sizes=[{"d_model": d} for d in (16, 32, 48, 64, 96)],
                  budgets=[1e10, 1e12], window=2, tokens_per_param_guess=20, min_steps=1)
 """
+    )
     cells = expand(load_study(write(tmp_path, text)), vocab_size=256)
     by_budget = {}
     for c in cells:
@@ -92,18 +104,36 @@ def test_branches_share_warmup_and_save_flops(tmp_path):
     assert planned / independent == pytest.approx((128 + 6 + 13) / sum(steps), rel=1e-9)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("def study(:\n  pass\n", r"syntax error at line 1"),
-    ("x = 1\n", r"defines no study\(\) function"),
-    (HEADER + "def study():\n    return Study(name='x', base=BASE)\n", r"missing 1 required positional argument: 'sizes'"),
-    (HEADER + "def study():\n    return 3\n", r"returned int, not a lab.study.Study"),
-    (HEADER + "def study():\n    return Study(name='x', base=BASE, sizes=[{'d_model': 64}], budgets=[1e6])\n",
-     r"gives 1 steps .* fewer than min_steps"),
-    (HEADER + "def study():\n    return Study(name='x', base=BASE, sizes=[{'d_modl': 64}], budgets=[1e10])\n",
-     r"bad size \{'d_modl': 64\}"),
-    (HEADER + "def study():\n    return Study(name='x', base=BASE, sizes=[{'d_model': 16}])\n", r"exactly one of tokens"),
-    (HEADER + "def study():\n    raise RuntimeError('oops')\n", r"study\(\) raised RuntimeError: oops \(line \d+\)"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("def study(:\n  pass\n", r"syntax error at line 1"),
+        ("x = 1\n", r"defines no study\(\) function"),
+        (
+            HEADER + "def study():\n    return Study(name='x', base=BASE)\n",
+            r"missing 1 required positional argument: 'sizes'",
+        ),
+        (HEADER + "def study():\n    return 3\n", r"returned int, not a lab.study.Study"),
+        (
+            HEADER
+            + "def study():\n    return Study(name='x', base=BASE, sizes=[{'d_model': 64}], budgets=[1e6])\n",
+            r"gives 1 steps .* fewer than min_steps",
+        ),
+        (
+            HEADER
+            + "def study():\n    return Study(name='x', base=BASE, sizes=[{'d_modl': 64}], budgets=[1e10])\n",
+            r"bad size \{'d_modl': 64\}",
+        ),
+        (
+            HEADER + "def study():\n    return Study(name='x', base=BASE, sizes=[{'d_model': 16}])\n",
+            r"exactly one of tokens",
+        ),
+        (
+            HEADER + "def study():\n    raise RuntimeError('oops')\n",
+            r"study\(\) raised RuntimeError: oops \(line \d+\)",
+        ),
+    ],
+)
 def test_malformed_study_files_fail_in_one_line(tmp_path, capsys, text, message):
     import re
 
@@ -133,7 +163,10 @@ def test_failures_are_recorded_and_do_not_stop_others(tmp_path, capsys):
     assert code == 1  # not everything completed
     rows = {r["cell_id"]: r for r in read_rows(out / "results.csv")}
     assert {k: r["status"] for k, r in rows.items()} == {
-        "d16L2-C2e+09-s0": "completed", "d32L2-C2e+09-s0": "diverged", "d48L2-C2e+09-s0": "failed"}
+        "d16L2-C2e+09-s0": "completed",
+        "d32L2-C2e+09-s0": "diverged",
+        "d48L2-C2e+09-s0": "failed",
+    }
     assert float(rows["d16L2-C2e+09-s0"]["final_val_loss"]) < 5.0
     assert "no_such_dataset_xyz" in rows["d48L2-C2e+09-s0"]["error"]
     # a re-run retries only the crashed cell (and it fails the same way)
@@ -159,7 +192,8 @@ def test_local_rows_have_every_column_and_rerun_skips(local_tiny, capsys):
     assert len(rows) == 2 and set(COLUMNS) - {"cell_id"} <= set(rows.columns)
     assert (rows["status"] == "completed").all() and (rows["budget_flops"] == 2e9).all()
     assert (rows["flops_exact"] / rows["tokens"]).round().tolist() == [
-        model_costs_of(r) for _, r in rows.iterrows()]
+        model_costs_of(r) for _, r in rows.iterrows()
+    ]
     before = (local_tiny / "results.csv").read_text()
     mtimes = {p: p.stat().st_mtime for p in (local_tiny / "runs").rglob("result.json")}
     assert main(["study", str(local_tiny.parent / "study.py"), "--out", str(local_tiny), "--quiet"]) == 0
@@ -170,8 +204,13 @@ def test_local_rows_have_every_column_and_rerun_skips(local_tiny, capsys):
 def model_costs_of(row) -> float:
     from lab.config import ModelConfig
 
-    m = ModelConfig(vocab_size=int(row["vocab_size"]), d_model=int(row["d_model"]), n_layers=int(row["n_layers"]),
-                    n_heads=int(row["n_heads"]), seq_len=int(row["seq_len"]))
+    m = ModelConfig(
+        vocab_size=int(row["vocab_size"]),
+        d_model=int(row["d_model"]),
+        n_layers=int(row["n_layers"]),
+        n_heads=int(row["n_heads"]),
+        seq_len=int(row["seq_len"]),
+    )
     return round(model_costs(m).flops_exact)
 
 
@@ -180,8 +219,10 @@ def model_costs_of(row) -> float:
 def test_other_launchers_give_the_same_rows(local_tiny, tmp_path, launcher):
     pytest.importorskip({"ray": "ray", "slurm": "submitit"}[launcher])
     out = tmp_path / "out"
-    assert main(["study", str(local_tiny.parent / "study.py"), "--out", str(out), "--launcher", launcher,
-                 "--quiet"]) == 0
+    assert (
+        main(["study", str(local_tiny.parent / "study.py"), "--out", str(out), "--launcher", launcher, "--quiet"])
+        == 0
+    )
     a, b = _tiny_rows(local_tiny), _tiny_rows(out)
     same = ["status", "params_total", "tokens", "flops_exact", "final_train_loss", "final_val_loss"]
     pd.testing.assert_frame_equal(a[same], b[same])
@@ -212,7 +253,10 @@ def test_the_table_is_replaced_whole_and_only_when_it_changes(tmp_path):
     assert write_rows(path, rows)
     back = read_rows(path)
     assert [(r["cell_id"], float(r["final_val_loss"]), r["extra"]) for r in back] == [
-        ("c0", 0.0, "x"), ("c1", 0.25, "x"), ("c2", 0.5, "x")]
+        ("c0", 0.0, "x"),
+        ("c1", 0.25, "x"),
+        ("c2", 0.5, "x"),
+    ]
     assert list(back[0])[: len(COLUMNS)] == COLUMNS  # the contract's columns first, then the rest
     mtime = path.stat().st_mtime_ns
     assert not write_rows(path, rows) and path.stat().st_mtime_ns == mtime

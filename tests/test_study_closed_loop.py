@@ -21,16 +21,22 @@ BASE = RunConfig(model=ModelConfig(seq_len=32), data=DataConfig(val_tokens=1024)
                  train=TrainConfig(batch_size=4, lr=3e-3, log_every=5, eval_every=0))
 """
 
-TWO_CELLS = HEADER + """
+TWO_CELLS = (
+    HEADER
+    + """
 def study():
     return Study(name="two", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[2e9], min_steps=5)
 """
+)
 
-THREE_BUDGETS = HEADER + """
+THREE_BUDGETS = (
+    HEADER
+    + """
 def study():
     return Study(name="three", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[2e9, 6e9, 1.8e10],
                  min_steps=5)
 """
+)
 
 
 def write(tmp_path, text) -> Path:
@@ -71,16 +77,24 @@ def test_progress_counts_finished_cells_and_running_flops():
     bars.close()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--validate", "100"], r"100x the largest budget is beyond what the grid supports \(its compute spans 9x"),
-    (["--validate", "0.5"], r"the factor must be > 1"),
-    (["--adaptive"], r"--adaptive needs --flops F"),
-    (["--flops", "1e12"], r"--flops is the allowance of --adaptive"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--validate", "100"],
+            r"100x the largest budget is beyond what the grid supports \(its compute spans 9x",
+        ),
+        (["--validate", "0.5"], r"the factor must be > 1"),
+        (["--adaptive"], r"--adaptive needs --flops F"),
+        (["--flops", "1e12"], r"--flops is the allowance of --adaptive"),
+    ],
+)
 def test_bad_loop_flags_fail_in_one_line_before_training(tmp_path, capsys, extra, message):
     import re
 
-    err = one_line_error(capsys, ["study", str(write(tmp_path, THREE_BUDGETS)), "--out", str(tmp_path / "o"), *extra])
+    err = one_line_error(
+        capsys, ["study", str(write(tmp_path, THREE_BUDGETS)), "--out", str(tmp_path / "o"), *extra]
+    )
     assert re.search(message, err), err
     assert not (tmp_path / "o").exists()
 
@@ -89,9 +103,13 @@ def test_missing_tracker_package_is_one_line(tmp_path, capsys, monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboardX" else real(name, *a))
-    err = one_line_error(capsys, ["study", str(write(tmp_path, TWO_CELLS)), "--out", str(tmp_path / "o"),
-                                  "--tracker", "tensorboard"])
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboardX" else real(name, *a)
+    )
+    err = one_line_error(
+        capsys,
+        ["study", str(write(tmp_path, TWO_CELLS)), "--out", str(tmp_path / "o"), "--tracker", "tensorboard"],
+    )
     assert "needs the optional package tensorboardX" in err and 'pip install -e ".[tracker]"' in err
 
 
@@ -101,8 +119,8 @@ def _events(path: Path) -> list:
 
     data, out, i = path.read_bytes(), [], 0
     while i < len(data):
-        (n,) = struct.unpack("<Q", data[i:i + 8])
-        out.append(Event.FromString(data[i + 12:i + 12 + n]))
+        (n,) = struct.unpack("<Q", data[i : i + 8])
+        out.append(Event.FromString(data[i + 12 : i + 12 + n]))
         i += 12 + n + 4
     return out
 
@@ -110,7 +128,10 @@ def _events(path: Path) -> list:
 def test_study_logs_each_run_to_tensorboard_and_links_rows(tmp_path, capsys):
     pytest.importorskip("tensorboardX", reason="the optional tracker extra (tensorboardX) is not installed")
     out = tmp_path / "o"
-    assert main(["study", str(write(tmp_path, TWO_CELLS)), "--out", str(out), "--quiet", "--tracker", "tensorboard"]) == 0
+    assert (
+        main(["study", str(write(tmp_path, TWO_CELLS)), "--out", str(out), "--quiet", "--tracker", "tensorboard"])
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["analysis"].startswith("skipped: 2 completed run(s)")  # too few runs for a law
     import pandas as pd
@@ -119,13 +140,17 @@ def test_study_logs_each_run_to_tensorboard_and_links_rows(tmp_path, capsys):
     for _, r in rows.iterrows():
         assert r["tracker_run"] == f"tracker/{r['cell_id']}"
         events = [e for f in (out / r["tracker_run"]).glob("events.out.tfevents.*") for e in _events(f)]
-        scalars = {(v.tag, e.step): v.simple_value for e in events for v in e.summary.value if v.HasField("simple_value")}
+        scalars = {
+            (v.tag, e.step): v.simple_value for e in events for v in e.summary.value if v.HasField("simple_value")
+        }
         metrics = [json.loads(x) for x in (out / "runs" / r["cell_id"] / "metrics.jsonl").read_text().splitlines()]
         logged = [m for m in metrics if "train_loss" in m]
         assert len(logged) >= 2
         for m in logged:
             assert scalars[("train_loss", m["step"])] == pytest.approx(m["train_loss"], rel=1e-6)
-        texts = [v.tensor.string_val[0].decode() for e in events for v in e.summary.value if v.tag.startswith("config")]
+        texts = [
+            v.tensor.string_val[0].decode() for e in events for v in e.summary.value if v.tag.startswith("config")
+        ]
         assert texts and '"d_model"' in texts[0]
 
 
@@ -135,8 +160,13 @@ def test_adaptive_cells_round_budgets_and_skip_known(tmp_path):
 
     study = load_study(write(tmp_path, THREE_BUDGETS))
     cells = expand(study, 256)
-    proposal = {"cells": [{"budget": 6.000000001e9, "n": 3.3e4}, {"budget": 5.4e10, "n": 3.3e4},
-                          {"budget": 5.4e10, "n": 3.4e4}]}
+    proposal = {
+        "cells": [
+            {"budget": 6.000000001e9, "n": 3.3e4},
+            {"budget": 5.4e10, "n": 3.3e4},
+            {"budget": 5.4e10, "n": 3.4e4},
+        ]
+    }
     new = cells_for(study, proposal, 256, known={c.cell_id for c in cells})
     assert [c.cell_id for c in new] == ["d32L2-C5.4e+10-s0"]  # 6e9 exists; two N map to one width
     assert new[0].budget_flops == 5.4e10
@@ -154,11 +184,14 @@ def test_validation_sizes_are_three_distinct_widths_around_n_opt(tmp_path):
     assert widths(1e4) == [16, 32]  # nothing is narrower than d16: one side only
 
 
-NINE_CELLS = HEADER + """
+NINE_CELLS = (
+    HEADER
+    + """
 def study():
     return Study(name="nine", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}, {"d_model": 48}],
                  budgets=[1e9, 3e9, 9e9], min_steps=5, bootstrap=20, laws=["parametric", "isoflop"])
 """
+)
 
 
 @pytest.mark.slow

@@ -26,10 +26,13 @@ BASE = RunConfig(model=ModelConfig(seq_len=32), data=DataConfig(val_tokens=1024)
                  train=TrainConfig(batch_size=4, lr=3e-3, log_every=5, eval_every=0))
 """
 # one cell of 32 steps (~10 s in a worker process, most of it start-up)
-ONE_CELL = HEADER + """
+ONE_CELL = (
+    HEADER
+    + """
 def study():
     return Study(name="faults", base=BASE, sizes=[{"d_model": 16}], budgets=[3e8], min_steps=5)
 """
+)
 CELL = "d16L2-C3e+08-s0"
 
 
@@ -77,17 +80,23 @@ def the_row(out: Path) -> dict:
 # ----------------------------------------------------------------------------- one line, exit 2
 
 
-@pytest.mark.parametrize("body, message", [
-    ("budgets=[float('nan')]", r"budgets must be finite numbers > 0, got nan"),
-    ("budgets=[-1e9]", r"budgets must be finite numbers > 0, got -1000000000.0"),
-    ("budgets=1e9", r"budgets must be a list, got 1000000000.0"),
-    ("tokens=[0]", r"tokens must be finite whole numbers > 0, got 0"),
-    ("tokens=[1e3, float('inf')]", r"tokens must be finite whole numbers > 0, got inf"),
-    ("budgets=[1e9], seeds=[-1]", r"seeds must be finite whole numbers >= 0, got -1"),
-    ("budgets=[1e9], seeds=[]", r"seeds must hold at least one seed"),
-    ("budgets=[1e9], window=-2", r"window must be a whole number >= 0, got -2"),
-    ("budgets=[1e9], tokens_per_param_guess=float('nan')", r"tokens_per_param_guess must be a finite number > 0"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("budgets=[float('nan')]", r"budgets must be finite numbers > 0, got nan"),
+        ("budgets=[-1e9]", r"budgets must be finite numbers > 0, got -1000000000.0"),
+        ("budgets=1e9", r"budgets must be a list, got 1000000000.0"),
+        ("tokens=[0]", r"tokens must be finite whole numbers > 0, got 0"),
+        ("tokens=[1e3, float('inf')]", r"tokens must be finite whole numbers > 0, got inf"),
+        ("budgets=[1e9], seeds=[-1]", r"seeds must be finite whole numbers >= 0, got -1"),
+        ("budgets=[1e9], seeds=[]", r"seeds must hold at least one seed"),
+        ("budgets=[1e9], window=-2", r"window must be a whole number >= 0, got -2"),
+        (
+            "budgets=[1e9], tokens_per_param_guess=float('nan')",
+            r"tokens_per_param_guess must be a finite number > 0",
+        ),
+    ],
+)
 def test_bad_study_values_fail_in_one_line(tmp_path, capsys, body, message):
     import re
 
@@ -97,10 +106,13 @@ def test_bad_study_values_fail_in_one_line(tmp_path, capsys, body, message):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("text, message", [
-    (HEADER + "import sys\ndef study():\n    sys.exit(7)\n", "study() called sys.exit(7) (line 8)"),
-    ("import sys\nsys.exit(3)\n", "called sys.exit(3) while loading (line 2)"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (HEADER + "import sys\ndef study():\n    sys.exit(7)\n", "study() called sys.exit(7) (line 8)"),
+        ("import sys\nsys.exit(3)\n", "called sys.exit(3) while loading (line 2)"),
+    ],
+)
 def test_sys_exit_in_a_study_file_is_an_error(tmp_path, capsys, text, message):
     err = one_line_error(capsys, ["study", str(write(tmp_path, text)), "--out", str(tmp_path / "out")])
     assert message in err, err
@@ -229,9 +241,16 @@ def test_a_second_driver_is_refused_naming_the_holder(study_copy, capsys):
 
 def test_the_lock_of_a_killed_driver_does_not_block(study_copy):
     path, out = study_copy
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom lab.study.lock import StudyLock\n"
-                               f"with StudyLock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom lab.study.lock import StudyLock\n"
+            f"with StudyLock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     holder.kill()
     holder.wait()
@@ -246,13 +265,18 @@ def _metric_steps(run_dir: Path, kind: str) -> list[int]:
 
 @pytest.mark.slow
 def test_two_concurrent_studies_train_each_cell_once(tmp_path):
-    text = HEADER + """
+    text = (
+        HEADER
+        + """
 def study():
     return Study(name="twice", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[1e9], min_steps=5)
 """
+    )
     path, out = write(tmp_path, text), tmp_path / "out"
-    procs = [subprocess.Popen(study_cmd(path, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(study_cmd(path, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outcomes = sorted((p.wait(timeout=600), p.stderr.read()) for p in procs)
     assert [code for code, _ in outcomes] == [0, 2], outcomes
     assert "is in use by another lab study (pid " in outcomes[1][1]
@@ -288,10 +312,13 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
 def test_stopping_the_driver_stops_its_workers(tmp_path, sig, code):
-    text = HEADER + """
+    text = (
+        HEADER
+        + """
 def study():
     return Study(name="long", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[1e11], min_steps=5)
 """
+    )
     path, out = write(tmp_path, text), tmp_path / "out"
     driver = subprocess.Popen(study_cmd(path, out, "--workers", "2"), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
@@ -331,10 +358,13 @@ def _workers_of(out: Path) -> list[int]:
 @pytest.mark.parametrize("launcher", ["ray", "slurm"])
 def test_sigterm_cancels_ray_tasks_and_slurm_jobs(tmp_path, launcher):
     pytest.importorskip({"ray": "ray", "slurm": "submitit"}[launcher])
-    text = HEADER + """
+    text = (
+        HEADER
+        + """
 def study():
     return Study(name="long", base=BASE, sizes=[{"d_model": 16}], budgets=[1e12], min_steps=5)
 """
+    )
     path, out = write(tmp_path, text), tmp_path / "out"
     driver = subprocess.Popen(study_cmd(path, out, "--launcher", launcher), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
@@ -354,8 +384,10 @@ def study():
 
 
 def test_a_cell_too_large_for_the_machine_is_refused_up_front(tmp_path, capsys):
-    text = HEADER + ("def study():\n    return Study(name='big', base=BASE, sizes=[{'d_model': 16}, "
-                     "{'d_model': 4096, 'n_layers': 2000, 'n_heads': 32}], tokens=[4096], min_steps=1)\n")
+    text = HEADER + (
+        "def study():\n    return Study(name='big', base=BASE, sizes=[{'d_model': 16}, "
+        "{'d_model': 4096, 'n_layers': 2000, 'n_heads': 32}], tokens=[4096], min_steps=1)\n"
+    )
     for extra in (["--dry-run", "--no-timing"], ["--out", str(tmp_path / "out")]):
         err = one_line_error(capsys, ["study", str(write(tmp_path, text)), *extra])
         assert "cell d4096" in err and "GiB per device" in err, err

@@ -25,20 +25,26 @@ BASE = RunConfig(model=ModelConfig(seq_len=32), data=DataConfig(val_tokens=1024)
 """
 
 # 2 sizes x 2 seeds x 2 learning rates, 40 steps each: two packs of 4
-GRID = HEADER + """
+GRID = (
+    HEADER
+    + """
 def study():
     return Study(name="packed", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], tokens=[5120], seeds=[0, 1],
                  lr_multipliers=[0.5, 2.0], min_steps=5, laws=[])
 """
+)
 
 # 2 sizes x 4 seeds, 40 steps each: two packs of 4. At lr 1e-3: at 3e-3 these d16/d32 runs spike, and
 # a spike amplifies the packed kernels' roundoff (1.6e-6 relative at step 5) to 5e-3 by step 40 —
 # chaos in the training run, not a difference in what packing computes
-SEEDS = HEADER.replace("batch_size=4", "batch_size=8").replace("lr=3e-3", "lr=1e-3") + """
+SEEDS = (
+    HEADER.replace("batch_size=4", "batch_size=8").replace("lr=3e-3", "lr=1e-3")
+    + """
 def study():
     return Study(name="packed", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], tokens=[10240],
                  seeds=[0, 1, 2, 3], min_steps=5, laws=[])
 """
+)
 
 
 def write(tmp_path, text):
@@ -78,8 +84,21 @@ def _rows(out) -> pd.DataFrame:
 
 
 def _run(root, k: int):
-    assert main(["study", str(root / "study.py"), "--out", str(root / f"k{k}"), "--quiet", "--pack", str(k),
-                 "--no-analysis"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                str(root / "study.py"),
+                "--out",
+                str(root / f"k{k}"),
+                "--quiet",
+                "--pack",
+                str(k),
+                "--no-analysis",
+            ]
+        )
+        == 0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +129,19 @@ def test_packed_rows_equal_unpacked_rows(packed_and_alone):
 @pytest.mark.slow
 def test_kill_9_during_a_packed_study_then_rerun_gives_the_same_rows(packed, tmp_path):
     path, out = packed / "study.py", tmp_path / "out"
-    cmd = [sys.executable, "-m", "lab", "study", str(path), "--out", str(out), "--quiet", "--pack", "4",
-           "--no-analysis"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lab",
+        "study",
+        str(path),
+        "--out",
+        str(out),
+        "--quiet",
+        "--pack",
+        "4",
+        "--no-analysis",
+    ]
     driver = subprocess.Popen(cmd, env=env(1), cwd=REPO, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while not any(p.name.isdigit() for p in out.glob("runs/*/checkpoints/*")):

@@ -28,11 +28,14 @@ def study_file(tmp_path, body):
 
 
 def test_variants_cross_sizes_and_get_their_own_ids_and_windows(tmp_path):
-    study = study_file(tmp_path, """
+    study = study_file(
+        tmp_path,
+        """
 def study():
     return Study(name="v", base=BASE, sizes=[{"d_model": d} for d in (16, 32, 48, 64)], budgets=[1e10, 1e11],
                  window=2, min_steps=1, variants=[{"arch": "decoder"}, {"arch": "encdec"}, {"attn_window": 8}])
-""")
+""",
+    )
     cells = expand(study, vocab_size=256)
     assert len(cells) == 3 * 2 * 2  # variants x budgets x window
     assert len({c.cell_id for c in cells}) == len(cells)
@@ -45,20 +48,26 @@ def study():
 
 
 def test_a_size_may_carry_any_model_field_and_plain_sizes_keep_their_ids(tmp_path):
-    study = study_file(tmp_path, """
+    study = study_file(
+        tmp_path,
+        """
 def study():
     return Study(name="v", base=BASE, sizes=[{"d_model": 16}, {"d_model": 16, "arch": "encdec"}], budgets=[2e9],
                  min_steps=1)
-""")
+""",
+    )
     ids = [c.cell_id for c in expand(study, vocab_size=256)]
     assert ids == ["d16L2-C2e+09-s0", "d16L2-arch.encdec-C2e+09-s0"]
 
 
 def test_a_variant_that_sets_a_size_is_refused(tmp_path):
-    study = study_file(tmp_path, """
+    study = study_file(
+        tmp_path,
+        """
 def study():
     return Study(name="v", base=BASE, sizes=[{"d_model": 16}], budgets=[2e9], variants=[{"d_model": 32}])
-""")
+""",
+    )
     with pytest.raises(ConfigError, match="sets a size field"):
         expand(study, vocab_size=256)
 
@@ -71,8 +80,17 @@ def synthetic_variants():
         for N in np.logspace(5, 7, 5):
             for D in np.logspace(7, 9, 5):
                 L = (1.5 + 400 / N**alpha + 300 / D**0.3) * np.exp(rng.normal(0, 0.003))
-                rows.append({"variant": variant, "arch": variant.split("=")[1], "params_total": N, "tokens": D,
-                             "flops_exact": 6 * N * D, "final_val_loss": L, "status": "completed"})
+                rows.append(
+                    {
+                        "variant": variant,
+                        "arch": variant.split("=")[1],
+                        "params_total": N,
+                        "tokens": D,
+                        "flops_exact": 6 * N * D,
+                        "final_val_loss": L,
+                        "status": "completed",
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -102,7 +120,9 @@ def test_a_report_by_variant_fits_each_variant_and_pools_none(tmp_path):
     assert "one law per `variant`" in text and "no law is pooled" in text
     fits = json.loads((tmp_path / "fits.json").read_text())
     a = {v: f["a"] for v, f in fits["parametric"].items()}  # a = beta / (alpha + beta) of each generating law
-    assert a["arch=decoder"] == pytest.approx(0.3 / 0.64, abs=0.05) and a["arch=encdec"] == pytest.approx(0.3 / 0.58, abs=0.05)
+    assert a["arch=decoder"] == pytest.approx(0.3 / 0.64, abs=0.05) and a["arch=encdec"] == pytest.approx(
+        0.3 / 0.58, abs=0.05
+    )
     assert text.count("| arch=decoder |") == 1 and "- isoflop: not fitted" in text  # an N x D grid has no budgets
     assert (tmp_path / "figures" / "by_variant_parametric_exponents.png").exists()
 
@@ -113,8 +133,10 @@ def test_grouping_by_a_column_that_pools_variants_says_so(tmp_path):
     path = tmp_path / "results.csv"
     pd.concat([table, windowed]).to_csv(path, index=False)
     fits = fit_groups(path, "arch", "parametric")
-    assert any("pools 2 variants (arch=decoder, arch=decoder,attn_window=8): use --by variant" in w
-               for w in fits["decoder"].warnings)
+    assert any(
+        "pools 2 variants (arch=decoder, arch=decoder,attn_window=8): use --by variant" in w
+        for w in fits["decoder"].warnings
+    )
     assert not any("pools" in w for w in fits["encdec"].warnings)
 
 
@@ -139,14 +161,23 @@ def test_an_empty_budget_column_is_no_budget_column():
 def test_a_study_mixing_architectures_runs_and_fits_one_law_per_variant(tmp_path, capsys):
     """decoder, encdec and a windowed decoder in one study: distinct cells and rows, their model
     fields as columns, and `lab fit --by` gives one fit per variant."""
-    (tmp_path / "mixed.py").write_text(textwrap.dedent(HEADER + """
+    (tmp_path / "mixed.py").write_text(
+        textwrap.dedent(
+            HEADER
+            + """
 def study():
     return Study(name="mixed", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], tokens=[4096, 8192, 16384],
                  min_steps=5, variants=[{"arch": "decoder"}, {"arch": "encdec"}, {"attn_window": 8}])
-"""))
+"""
+        )
+    )
     out = tmp_path / "out"
-    assert main(["study", str(tmp_path / "mixed.py"), "--out", str(out), "--workers", "2", "--quiet",
-                 "--no-analysis"]) == 0
+    assert (
+        main(
+            ["study", str(tmp_path / "mixed.py"), "--out", str(out), "--workers", "2", "--quiet", "--no-analysis"]
+        )
+        == 0
+    )
     capsys.readouterr()  # the study's own summary line
     rows = pd.read_csv(out / "results.csv")
     assert len(rows) == 18 and rows.cell_id.is_unique and (rows.status == "completed").all()

@@ -49,8 +49,10 @@ def unique_tokens(data: FitData, unique_col: str | None = None, epochs_col: str 
         return numeric_column(df, ucol, "unique tokens"), ucol
     ecol = find_column(df, epochs_col, EPOCHS_COLS, "epochs", required=epochs_col is not None)
     if ecol is None:
-        raise AnalysisError("the data-constrained fit needs a unique-tokens column (unique_tokens) or an "
-                            f"epochs column (epochs, U = D/epochs); the table has: {', '.join(map(str, df.columns))}")
+        raise AnalysisError(
+            "the data-constrained fit needs a unique-tokens column (unique_tokens) or an "
+            f"epochs column (epochs, U = D/epochs); the table has: {', '.join(map(str, df.columns))}"
+        )
     return data.D / numeric_column(df, ecol, "epochs"), f"{data.columns['D']}/{ecol}"
 
 
@@ -78,7 +80,7 @@ def _log_pred(theta, X, k):
     return jnp.logaddexp(jnp.logaddexp(a - al * ln_n_eff, b - be * ln_d_eff), e)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _vg(delta: float, free: tuple):
     """Batched (lanes, 7) value and gradient of the weighted Huber sum; fixed parameters get zero gradient."""
     import jax
@@ -122,14 +124,21 @@ def _base_from_single_epoch(data: FitData, single, delta):
     from .parametric import fit_parametric
 
     if single.sum() < 5:
-        raise AnalysisError(f"the data-constrained fit without a fixed base law needs at least 5 single-epoch rows "
-                            f"(D = U) to fit it; the table has {int(single.sum())}")
+        raise AnalysisError(
+            f"the data-constrained fit without a fixed base law needs at least 5 single-epoch rows "
+            f"(D = U) to fit it; the table has {int(single.sum())}"
+        )
     return fit_parametric(subset(data, single), delta=delta).law, int(single.sum())
 
 
-def fit_data_constrained(data: FitData, base: Chinchilla | None = None, delta: float = 1e-3,
-                         unique_col: str | None = None, epochs_col: str | None = None,
-                         target_flops: float | None = None) -> FitResult:
+def fit_data_constrained(
+    data: FitData,
+    base: Chinchilla | None = None,
+    delta: float = 1e-3,
+    unique_col: str | None = None,
+    epochs_col: str | None = None,
+    target_flops: float | None = None,
+) -> FitResult:
     """Fit R_D* and R_N* (and the base law when `base` is None; see module docstring)."""
     t0 = time.perf_counter()
     U_table, ucol = unique_tokens(data, unique_col, epochs_col)
@@ -150,8 +159,9 @@ def fit_data_constrained(data: FitData, base: Chinchilla | None = None, delta: f
 
 
 def _law(theta, k) -> DataConstrained:
-    return DataConstrained(Chinchilla.from_lse(*theta[:5]), R_D_star=float(np.exp(theta[5])),
-                           R_N_star=float(np.exp(theta[6])), k=k)
+    return DataConstrained(
+        Chinchilla.from_lse(*theta[:5]), R_D_star=float(np.exp(theta[5])), R_N_star=float(np.exp(theta[6])), k=k
+    )
 
 
 def worth_repeating(R_D_star: float, within: float = 0.05) -> dict:
@@ -161,8 +171,11 @@ def worth_repeating(R_D_star: float, within: float = 0.05) -> dict:
     epochs = np.linspace(1.0, 1.0 + 50 * R_D_star, 200001)
     r = epochs - 1.0
     ratio = (1.0 + R_D_star * -np.expm1(-r / R_D_star)) / epochs
-    return {"half_value_epochs": float(1.0 + R_D_star * HALF_VALUE),
-            "near_fresh_epochs": float(epochs[ratio >= 1 - within][-1]), "near_fresh_within": within}
+    return {
+        "half_value_epochs": float(1.0 + R_D_star * HALF_VALUE),
+        "near_fresh_epochs": float(epochs[ratio >= 1 - within][-1]),
+        "near_fresh_within": within,
+    }
 
 
 def _result(data, theta, objective, U, U_table, ucol, fixed, n_single, delta, t0, target_flops):
@@ -170,33 +183,72 @@ def _result(data, theta, objective, U, U_table, ucol, fixed, n_single, delta, t0
     pred = np.log(law(data.N, data.D, U))
     resid = np.log(data.L) - pred
     base = law.base
-    params = {"R_D_star": law.R_D_star, "R_N_star": law.R_N_star, "E": base.E, "A": base.A, "B": base.B,
-              "alpha": base.alpha, "beta": base.beta, "a": base.a, "b": base.b, "k": data.k}
-    frame = pd.DataFrame({"N": data.N, "D": data.D, "U": U, "unique_tokens": U_table, "epochs": data.D / U_table,
-                          "C": data.C, "loss": data.L,
-                          "loss_fit": np.exp(pred), "residual": resid})
+    params = {
+        "R_D_star": law.R_D_star,
+        "R_N_star": law.R_N_star,
+        "E": base.E,
+        "A": base.A,
+        "B": base.B,
+        "alpha": base.alpha,
+        "beta": base.beta,
+        "a": base.a,
+        "b": base.b,
+        "k": data.k,
+    }
+    frame = pd.DataFrame(
+        {
+            "N": data.N,
+            "D": data.D,
+            "U": U,
+            "unique_tokens": U_table,
+            "epochs": data.D / U_table,
+            "C": data.C,
+            "loss": data.L,
+            "loss_fit": np.exp(pred),
+            "residual": resid,
+        }
+    )
     warnings = []
     for name, v in (("R_D*", law.R_D_star), ("R_N*", law.R_N_star)):
         if not 1e-2 < v < 1e4:
-            warnings.append(f"{name} = {v:.3g} is at the edge of what the data can identify (the loss hardly depends on it)")
+            warnings.append(
+                f"{name} = {v:.3g} is at the edge of what the data can identify (the loss hardly depends on it)"
+            )
     if not fixed and base.E < 0.25 * float(np.min(data.L)):
-        warnings.append(f"the fitted base law's E = {base.E:.3g} is near its bound 0 (under a quarter of the lowest loss): "
-                        "the floor is not identified, and its interval says nothing")
-    extra = {"objective_convention": f"sum of Huber(delta={delta:g}) over log-loss residuals", "delta": delta,
-             "base_law": "held fixed (given)" if fixed else f"fitted: single-epoch rows ({n_single}), then jointly",
-             "lse_params": dict(zip(THETA_NAMES, map(float, theta))), "free": "R_D*, R_N*" if fixed else "all 7",
-             "unique_tokens": ucol, "max_epochs": float(np.max(data.D / U_table)),
-             "worth_repeating": worth_repeating(law.R_D_star), "columns": dict(data.columns, U=ucol),
-             "fit_seconds": time.perf_counter() - t0}
+        warnings.append(
+            f"the fitted base law's E = {base.E:.3g} is near its bound 0 (under a quarter of the lowest loss): "
+            "the floor is not identified, and its interval says nothing"
+        )
+    extra = {
+        "objective_convention": f"sum of Huber(delta={delta:g}) over log-loss residuals",
+        "delta": delta,
+        "base_law": "held fixed (given)" if fixed else f"fitted: single-epoch rows ({n_single}), then jointly",
+        "lse_params": dict(zip(THETA_NAMES, map(float, theta))),
+        "free": "R_D*, R_N*" if fixed else "all 7",
+        "unique_tokens": ucol,
+        "max_epochs": float(np.max(data.D / U_table)),
+        "worth_repeating": worth_repeating(law.R_D_star),
+        "columns": dict(data.columns, U=ucol),
+        "fit_seconds": time.perf_counter() - t0,
+    }
     if target_flops:
         n_opt, d_opt = base.optimal(target_flops, data.k)
         extra["target"] = {"flops": float(target_flops), "n_opt": float(n_opt), "d_opt": float(d_opt)}
-    return FitResult(method="data-constrained", params=params, objective=objective, residuals=resid,
-                     data=frame, warnings=warnings, law=law, extra=extra)
+    return FitResult(
+        method="data-constrained",
+        params=params,
+        objective=objective,
+        residuals=resid,
+        data=frame,
+        warnings=warnings,
+        law=law,
+        extra=extra,
+    )
 
 
-def bootstrap_data_constrained(data: FitData, fit: FitResult, n_boot: int = 200, seed: int = 0,
-                               n_perturb: int = 3, level: float = 0.95):
+def bootstrap_data_constrained(
+    data: FitData, fit: FitResult, n_boot: int = 200, seed: int = 0, n_perturb: int = 3, level: float = 0.95
+):
     """Resample rows with replacement `n_boot` times; every resample refits from the optimum and
     `n_perturb` perturbations of R_D*, R_N* (log scale +-1), all lanes in one batch.
     Returns (samples DataFrame, ci dict)."""
@@ -230,7 +282,9 @@ def parse_base_law(text: str | None) -> Chinchilla | None:
     try:
         E, A, B, alpha, beta = (float(v) for v in text.split(","))
     except ValueError:
-        raise AnalysisError(f"--base-law {text!r}: give 'muennighoff-c4' or five numbers E,A,B,alpha,beta") from None
+        raise AnalysisError(
+            f"--base-law {text!r}: give 'muennighoff-c4' or five numbers E,A,B,alpha,beta"
+        ) from None
     if min(E, A, B, alpha, beta) <= 0:
         raise AnalysisError(f"--base-law {text!r}: E, A, B, alpha and beta must all be positive")
     return Chinchilla(E=E, A=A, B=B, alpha=alpha, beta=beta)
@@ -242,12 +296,14 @@ def summary(fit: FitResult) -> list[str]:
 
     p, x = fit.params, fit.extra
     w = x["worth_repeating"]
-    return [f"  R_D* = {p['R_D_star']:.4g}{ci_text(fit, 'R_D_star')}, R_N* = {p['R_N_star']:.4g}{ci_text(fit, 'R_N_star')} "
-            f"(free: {x['free']}; U from {x['unique_tokens']}; up to {x['max_epochs']:.3g} epochs in the table)",
-            f"  base law ({x['base_law']}): L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}",
-            f"  objective {fit.objective:.7e} ({x['objective_convention']})",
-            f"  worth repeating up to ~{w['half_value_epochs']:.1f} epochs (each repeated token still worth half a fresh one); "
-            f"within {w['near_fresh_within']:.0%} of fresh data up to {w['near_fresh_epochs']:.1f} epochs"]
+    return [
+        f"  R_D* = {p['R_D_star']:.4g}{ci_text(fit, 'R_D_star')}, R_N* = {p['R_N_star']:.4g}{ci_text(fit, 'R_N_star')} "
+        f"(free: {x['free']}; U from {x['unique_tokens']}; up to {x['max_epochs']:.3g} epochs in the table)",
+        f"  base law ({x['base_law']}): L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}",
+        f"  objective {fit.objective:.7e} ({x['objective_convention']})",
+        f"  worth repeating up to ~{w['half_value_epochs']:.1f} epochs (each repeated token still worth half a fresh one); "
+        f"within {w['near_fresh_within']:.0%} of fresh data up to {w['near_fresh_epochs']:.1f} epochs",
+    ]
 
 
 # The registry's hooks and metadata (analysis.methods finds them by name)

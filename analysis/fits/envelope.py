@@ -34,7 +34,7 @@ def envelope_matrix(curves: pd.DataFrame, n_grid: int = 200):
         M[rows, _nearest(lg, np.log(curves["flops"].to_numpy()))] = np.log(curves["loss"].to_numpy())
         T[rows, _nearest(lg, np.log(curves["flops"].to_numpy()))] = curves["tokens"].to_numpy(dtype=float)
         return grid, M, T, runs
-    for r, (rid, c) in enumerate(curves.groupby("run_id", sort=False)):
+    for r, (_rid, c) in enumerate(curves.groupby("run_id", sort=False)):
         c = c.sort_values("flops")
         lf = np.log(c["flops"].to_numpy())
         ll = np.log(c["loss"].to_numpy())
@@ -64,9 +64,13 @@ def _frontier(grid, M):
     return env, j
 
 
-def fit_envelope(curves: pd.DataFrame, k: float = K_FLOPS_PER_PARAM_TOKEN, n_grid: int = 200,
-                 target_flops: float | None = None,
-                 columns: dict | None = None) -> FitResult:
+def fit_envelope(
+    curves: pd.DataFrame,
+    k: float = K_FLOPS_PER_PARAM_TOKEN,
+    n_grid: int = 200,
+    target_flops: float | None = None,
+    columns: dict | None = None,
+) -> FitResult:
     grid, M, T, runs = envelope_matrix(curves, n_grid)
     single = bool((runs["n"] == 1).all())
     env, j = _frontier(grid, M)
@@ -86,22 +90,41 @@ def fit_envelope(curves: pd.DataFrame, k: float = K_FLOPS_PER_PARAM_TOKEN, n_gri
         warnings.append("the optimum is always the smallest or largest model: fitting every envelope point")
         interior = have
     if len(np.unique(n_opt[interior])) < 2:
-        raise AnalysisError(f"envelope: only one model size (N = {n_opt[interior][0]:.4g}) is ever optimal; "
-                            "cannot fit N_opt(C)")
+        raise AnalysisError(
+            f"envelope: only one model size (N = {n_opt[interior][0]:.4g}) is ever optimal; cannot fit N_opt(C)"
+        )
     lc = np.log(grid[interior])
     a, cn = np.polyfit(lc, np.log(n_opt[interior]), 1)
     b, cd = np.polyfit(lc, np.log(d_opt[interior]), 1)
     resid = np.log(n_opt[interior]) - (cn + a * lc)
-    env_frame = pd.DataFrame({"flops": grid, "loss": np.exp(env), "run_id": np.where(have, runs["run_id"].to_numpy()[np.clip(j, 0, None)], None),
-                              "n_opt": n_opt, "d_opt": d_opt, "used": interior})
+    env_frame = pd.DataFrame(
+        {
+            "flops": grid,
+            "loss": np.exp(env),
+            "run_id": np.where(have, runs["run_id"].to_numpy()[np.clip(j, 0, None)], None),
+            "n_opt": n_opt,
+            "d_opt": d_opt,
+            "used": interior,
+        }
+    )
     env_frame.loc[~have, "loss"] = np.nan
     params = {"a": float(a), "b": float(b), "n_coef": float(np.exp(cn)), "d_coef": float(np.exp(cd))}
     extra = {"envelope": env_frame, "n_runs": int(len(runs)), "single_points": single, "columns": columns or {}}
     if target_flops:
-        extra["target"] = {"flops": float(target_flops), "n_opt": float(np.exp(cn) * target_flops ** a),
-                           "d_opt": float(np.exp(cd) * target_flops ** b)}
-    return FitResult(method="envelope", params=params, objective=float(np.sum(resid ** 2)), residuals=resid,
-                     data=curves, warnings=warnings, extra=extra)
+        extra["target"] = {
+            "flops": float(target_flops),
+            "n_opt": float(np.exp(cn) * target_flops**a),
+            "d_opt": float(np.exp(cd) * target_flops**b),
+        }
+    return FitResult(
+        method="envelope",
+        params=params,
+        objective=float(np.sum(resid**2)),
+        residuals=resid,
+        data=curves,
+        warnings=warnings,
+        extra=extra,
+    )
 
 
 def allocation_points(fit: FitResult):
@@ -120,8 +143,14 @@ def _sorted_cover(filled):
     return np.where(np.take_along_axis(finite, order, 0), order, -1)
 
 
-def bootstrap_envelope(curves: pd.DataFrame, n_boot: int = 1000, seed: int = 0, k: float = K_FLOPS_PER_PARAM_TOKEN,
-                       n_grid: int = 200, target_flops: float | None = None) -> pd.DataFrame:
+def bootstrap_envelope(
+    curves: pd.DataFrame,
+    n_boot: int = 1000,
+    seed: int = 0,
+    k: float = K_FLOPS_PER_PARAM_TOKEN,
+    n_grid: int = 200,
+    target_flops: float | None = None,
+) -> pd.DataFrame:
     """Resample runs with replacement; a resample's envelope at each FLOP value is its lowest-loss
     covering run: the first selected run in that column's loss order (no matrix copy per resample)."""
     rng = np.random.default_rng(seed)
@@ -151,8 +180,8 @@ def bootstrap_envelope(curves: pd.DataFrame, n_boot: int = 1000, seed: int = 0, 
         b, cd = np.polyfit(lc[interior], np.log(d_opt[interior]), 1)
         row = {"a": a, "b": b, "n_coef": np.exp(cn), "d_coef": np.exp(cd)}
         if target_flops:
-            row["n_opt"] = np.exp(cn) * target_flops ** a
-            row["d_opt"] = np.exp(cd) * target_flops ** b
+            row["n_opt"] = np.exp(cn) * target_flops**a
+            row["d_opt"] = np.exp(cd) * target_flops**b
         out.append(row)
     return pd.DataFrame(out)
 
@@ -175,5 +204,10 @@ def fit(data, curves, **kw) -> FitResult:
 
 
 def resample(fit, data, curves, n_boot, seed, target_flops) -> pd.DataFrame:
-    return bootstrap_envelope(_one_point_curves(data, curves), n_boot=n_boot, seed=seed,
-                              k=data.k if data else K_FLOPS_PER_PARAM_TOKEN, target_flops=target_flops)
+    return bootstrap_envelope(
+        _one_point_curves(data, curves),
+        n_boot=n_boot,
+        seed=seed,
+        k=data.k if data else K_FLOPS_PER_PARAM_TOKEN,
+        target_flops=target_flops,
+    )

@@ -53,7 +53,7 @@ def _argmin_quadratic(x, Y, window=2):
     lo, hi = np.clip(i - half, 0, n - 1), np.clip(i + half, 0, n - 1)
     mask = ((idx >= lo) & (idx <= hi)).astype(float)
     xc = x[:, None] - x[np.clip(i, 0, n - 1)][None, :]
-    V = np.stack([np.ones_like(xc), xc, xc ** 2], -1) * mask[..., None]  # (n, m, 3)
+    V = np.stack([np.ones_like(xc), xc, xc**2], -1) * mask[..., None]  # (n, m, 3)
     A = np.einsum("nmi,nmj->mij", V, V)
     rhs = np.einsum("nmi,nm->mi", V, Y)
     A += 1e-12 * np.eye(3)
@@ -92,7 +92,7 @@ def estimate_loss_noise(budgets: list[tuple[np.ndarray, np.ndarray]]) -> float:
     res = []
     for x, L in budgets:
         for j in range(2, len(x) - 2):
-            xs, ys = x[j - 2:j + 3], L[j - 2:j + 3]
+            xs, ys = x[j - 2 : j + 3], L[j - 2 : j + 3]
             c = np.polyfit(xs - xs[2], ys, 2)
             res.append((ys[2] - np.polyval(c, 0.0)) * np.sqrt(5 / 2))
     if not res:
@@ -112,7 +112,7 @@ def profile_curve(x, L, method: str = "akima", window: int = 2, n: int = 200):
     i = int(np.argmin(y))
     half = max(1, min(i, len(x) - 1 - i, window))
     lo, hi = max(0, i - half), min(len(x) - 1, i + half)
-    c = np.polyfit(x[lo:hi + 1] - x[i], y[lo:hi + 1], 2)
+    c = np.polyfit(x[lo : hi + 1] - x[i], y[lo : hi + 1], 2)
     xi = np.linspace(x[lo], x[hi], n)
     return xi, np.exp(np.polyval(c, xi - x[i]))
 
@@ -159,8 +159,15 @@ def _budget_optimum(c, curve, k, estimator, sigma, n_noise, rng, window, min_poi
     row = {"budget": float(c), "n_points": int(len(xn))}
     if len(xn) < min_points:
         warnings.append(f"budget {c:.3g}: only {len(xn)} distinct N, skipped")
-        row.update(n_opt=np.nan, d_opt=np.nan, loss_opt=np.nan, n_opt_std_log=np.nan,
-                   d_opt_std_log=np.nan, edge=False, used=False)
+        row.update(
+            n_opt=np.nan,
+            d_opt=np.nan,
+            loss_opt=np.nan,
+            n_opt_std_log=np.nan,
+            d_opt_std_log=np.nan,
+            edge=False,
+            used=False,
+        )
         return row
     xn_opt, l_opt, edge_n, sd_n = _optimum(xn, Ln, estimator, sigma, n_noise, rng, window)
     if len(xd) >= min_points:
@@ -171,12 +178,21 @@ def _budget_optimum(c, curve, k, estimator, sigma, n_noise, rng, window, min_poi
     if edge:
         var, lv = ("N", Ln) if edge_n else ("D", Ld)
         side = "smallest" if np.argmin(lv) == 0 else "largest"
-        warnings.append(f"budget {c:.3g}: loss minimum at the {side} {var} of its grid; excluded from the power-law fit")
+        warnings.append(
+            f"budget {c:.3g}: loss minimum at the {side} {var} of its grid; excluded from the power-law fit"
+        )
     usable = (not edge) and np.isfinite(sd_n) and np.isfinite(sd_d)
     if not edge and not usable:
         warnings.append(f"budget {c:.3g}: minimum unstable under loss noise {sigma:.3g}; excluded")
-    row.update(n_opt=float(np.exp(xn_opt)), d_opt=float(np.exp(xd_opt)), loss_opt=l_opt,
-               n_opt_std_log=sd_n, d_opt_std_log=sd_d, edge=edge, used=usable)
+    row.update(
+        n_opt=float(np.exp(xn_opt)),
+        d_opt=float(np.exp(xd_opt)),
+        loss_opt=l_opt,
+        n_opt_std_log=sd_n,
+        d_opt_std_log=sd_d,
+        edge=edge,
+        used=usable,
+    )
     return row
 
 
@@ -187,9 +203,17 @@ def _check_budgets(data: FitData, estimator: str, budgets) -> None:
         raise AnalysisError(f"isoflop needs at least 2 FLOP budgets, got {len(budgets)} ({budgets[0]:.3g} FLOPs)")
 
 
-def fit_isoflop(data: FitData, estimator: str = "akima", loss_noise: float | None = None,
-                n_noise: int = 200, window: int = 2, weighted: bool = True, seed: int = 0,
-                target_flops: float | None = None, min_points: int = 3) -> FitResult:
+def fit_isoflop(
+    data: FitData,
+    estimator: str = "akima",
+    loss_noise: float | None = None,
+    n_noise: int = 200,
+    window: int = 2,
+    weighted: bool = True,
+    seed: int = 0,
+    target_flops: float | None = None,
+    min_points: int = 3,
+) -> FitResult:
     """Per-budget optima and the power laws N_opt = n_coef C^a, D_opt = d_coef C^b (see module doc)."""
     if data.budget is None:
         raise AnalysisError("isoflop needs a budget column (--budget-col) or C values to bin")
@@ -200,15 +224,21 @@ def fit_isoflop(data: FitData, estimator: str = "akima", loss_noise: float | Non
     curves = _budget_curves(frame, budgets)
     sigma = estimate_loss_noise([(xn, Ln) for xn, Ln, _, _ in curves]) if loss_noise is None else float(loss_noise)
     warnings = []
-    opt = pd.DataFrame([_budget_optimum(c, curve, data.k, estimator, sigma, n_noise, rng, window, min_points, warnings)
-                        for c, curve in zip(budgets, curves)])
+    opt = pd.DataFrame(
+        [
+            _budget_optimum(c, curve, data.k, estimator, sigma, n_noise, rng, window, min_points, warnings)
+            for c, curve in zip(budgets, curves)
+        ]
+    )
     use = opt[opt["used"]]
     if len(use) < 2:
         few = int((opt["n_points"] < min_points).sum())
         edge = int(opt["edge"].sum())
-        raise AnalysisError(f"isoflop: only {len(use)} of {len(opt)} budget(s) have an interior loss minimum "
-                            f"({few} with fewer than {min_points} distinct N, {edge} with the minimum at the grid edge, "
-                            f"{len(opt) - len(use) - few - edge} unstable under loss noise {sigma:.3g}); need at least 2")
+        raise AnalysisError(
+            f"isoflop: only {len(use)} of {len(opt)} budget(s) have an interior loss minimum "
+            f"({few} with fewer than {min_points} distinct N, {edge} with the minimum at the grid edge, "
+            f"{len(opt) - len(use) - few - edge} unstable under loss noise {sigma:.3g}); need at least 2"
+        )
     lc = np.log(use["budget"].to_numpy())
     wn = 1 / use["n_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
     wd = 1 / use["d_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
@@ -221,13 +251,32 @@ def fit_isoflop(data: FitData, estimator: str = "akima", loss_noise: float | Non
     opt["residual_log_d"] = np.nan
     opt.loc[opt["used"], "residual_log_d"] = rd
     params = {"a": a, "b": b, "n_coef": float(np.exp(cn0)), "d_coef": float(np.exp(cd0))}
-    extra = {"optima": opt, "estimator": estimator, "window": window, "loss_noise": sigma, "weighted": weighted,
-             "n_budgets": int(len(budgets)), "n_budgets_used": int(len(use)), "columns": data.columns}
+    extra = {
+        "optima": opt,
+        "estimator": estimator,
+        "window": window,
+        "loss_noise": sigma,
+        "weighted": weighted,
+        "n_budgets": int(len(budgets)),
+        "n_budgets_used": int(len(use)),
+        "columns": data.columns,
+    }
     if target_flops:
-        extra["target"] = {"flops": float(target_flops), "n_opt": float(np.exp(cn0) * target_flops ** a),
-                           "d_opt": float(np.exp(cd0) * target_flops ** b)}
-    return FitResult(method="isoflop", params=params, objective=float(np.sum(wn * rn ** 2)), residuals=rn,
-                     data=frame, warnings=warnings, law=None, extra=extra)
+        extra["target"] = {
+            "flops": float(target_flops),
+            "n_opt": float(np.exp(cn0) * target_flops**a),
+            "d_opt": float(np.exp(cd0) * target_flops**b),
+        }
+    return FitResult(
+        method="isoflop",
+        params=params,
+        objective=float(np.sum(wn * rn**2)),
+        residuals=rn,
+        data=frame,
+        warnings=warnings,
+        law=None,
+        extra=extra,
+    )
 
 
 def allocation_points(fit: FitResult):
@@ -235,8 +284,10 @@ def allocation_points(fit: FitResult):
     as (C, {"n": (N_opt, std of log N_opt), "d": (D_opt, std of log D_opt)})."""
     o = fit.extra["optima"]
     o = o[o["used"]]
-    return o["budget"].to_numpy(), {"n": (o["n_opt"].to_numpy(), o["n_opt_std_log"].to_numpy()),
-                                    "d": (o["d_opt"].to_numpy(), o["d_opt_std_log"].to_numpy())}
+    return o["budget"].to_numpy(), {
+        "n": (o["n_opt"].to_numpy(), o["n_opt_std_log"].to_numpy()),
+        "d": (o["d_opt"].to_numpy(), o["d_opt_std_log"].to_numpy()),
+    }
 
 
 def _wls_slopes(x, Y, W):
@@ -253,7 +304,9 @@ def _wls_slopes(x, Y, W):
     return icpt, slope
 
 
-def bootstrap_isoflop(fit: FitResult, n_boot: int = 1000, seed: int = 0, target_flops: float | None = None) -> pd.DataFrame:
+def bootstrap_isoflop(
+    fit: FitResult, n_boot: int = 1000, seed: int = 0, target_flops: float | None = None
+) -> pd.DataFrame:
     """Redraw every used budget's log N_opt (log D_opt) from its own uncertainty (`n_opt_std_log`:
     where on its profile the minimum lies), scaled up by the Birge ratio sqrt(chi2 / dof) when the
     optima scatter about the power law more than their uncertainties allow; each draw's weighted
@@ -270,7 +323,7 @@ def bootstrap_isoflop(fit: FitResult, n_boot: int = 1000, seed: int = 0, target_
     for name, col, sd in (("n", "n_opt", "n_opt_std_log"), ("d", "d_opt", "d_opt_std_log")):
         sigma = use[sd].to_numpy(float)
         y = np.log(use[col].to_numpy())
-        w = 1 / sigma ** 2 if weighted else np.ones(nb)
+        w = 1 / sigma**2 if weighted else np.ones(nb)
         Y = y + birge_ratio(x, y, sigma) * sigma * rng.standard_normal((n_boot, nb))
         icpt, slope = _wls_slopes(x, Y, np.broadcast_to(w, (n_boot, nb)))
         out["a" if name == "n" else "b"] = slope
@@ -284,7 +337,7 @@ def birge_ratio(x, y, sigma) -> float:
     """max(1, sqrt(chi2 / (n - 2))) of the weighted line through (x, y) with errors sigma; 1 for two points."""
     if len(x) <= 2:
         return 1.0
-    icpt, slope = _wls_slopes(x, y[None], (1 / sigma ** 2)[None])
+    icpt, slope = _wls_slopes(x, y[None], (1 / sigma**2)[None])
     chi2 = float(np.sum(((y - icpt[0] - slope[0] * x) / sigma) ** 2))
     return float(max(1.0, np.sqrt(chi2 / (len(x) - 2))))
 
@@ -299,8 +352,14 @@ def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kw
     full = fit_isoflop(full_data, **fit_kwargs).extra["optima"]
     rows = full[np.isin(full["budget"], held) & full["used"]]
     pred = f.params["n_coef"] * rows["budget"].to_numpy() ** f.params["a"]
-    pts = pd.DataFrame({"budget": rows["budget"].to_numpy(), "C": rows["budget"].to_numpy(),
-                        "n_opt": rows["n_opt"].to_numpy(), "n_opt_predicted": pred})
+    pts = pd.DataFrame(
+        {
+            "budget": rows["budget"].to_numpy(),
+            "C": rows["budget"].to_numpy(),
+            "n_opt": rows["n_opt"].to_numpy(),
+            "n_opt_predicted": pred,
+        }
+    )
     return pts, None
 
 
@@ -328,20 +387,31 @@ def options(o) -> dict:
 
 
 def summary(r) -> list[str]:
-    lines = [f"  {r.extra['n_budgets_used']} of {r.extra['n_budgets']} budgets used; estimator {r.extra['estimator']}, "
-             f"loss noise {r.extra['loss_noise']:.3g}"]
+    lines = [
+        f"  {r.extra['n_budgets_used']} of {r.extra['n_budgets']} budgets used; estimator {r.extra['estimator']}, "
+        f"loss noise {r.extra['loss_noise']:.3g}"
+    ]
     for _, o in r.extra["optima"].iterrows():
         if not np.isfinite(o["n_opt"]):  # a skipped budget has no optimum to print
             lines.append(f"    C={o['budget']:.3g}: no optimum ({o['n_points']} distinct N; needs 3)")
             continue
-        lines.append(f"    C={o['budget']:.3g}: N_opt={fmt(o['n_opt'])} (±{fmt(o['n_opt_std_log'], '.2f')} in log), "
-                     f"D_opt={fmt(o['d_opt'])}, loss={fmt(o['loss_opt'])}{'  [edge]' if o['edge'] else ''}")
+        lines.append(
+            f"    C={o['budget']:.3g}: N_opt={fmt(o['n_opt'])} (±{fmt(o['n_opt_std_log'], '.2f')} in log), "
+            f"D_opt={fmt(o['d_opt'])}, loss={fmt(o['loss_opt'])}{'  [edge]' if o['edge'] else ''}"
+        )
     return lines
 
 
 def section(iso) -> list[str]:
-    L = ["## IsoFLOP optima (approach 2)", "", "| budget | N_opt | D_opt | loss | σ(log N_opt) | used |", "|---|---|---|---|---|---|"]
+    L = [
+        "## IsoFLOP optima (approach 2)",
+        "",
+        "| budget | N_opt | D_opt | loss | σ(log N_opt) | used |",
+        "|---|---|---|---|---|---|",
+    ]
     for _, o in iso.extra["optima"].iterrows():
-        L.append(f"| {o['budget']:.3g} | {md(o['n_opt'], '.3g')} | {md(o['d_opt'], '.3g')} | {md(o['loss_opt'], '.4g')} | "
-                 f"{md(o['n_opt_std_log'], '.2f')} | {'yes' if o['used'] else 'no (edge)' if o['edge'] else 'no'} |")
+        L.append(
+            f"| {o['budget']:.3g} | {md(o['n_opt'], '.3g')} | {md(o['d_opt'], '.3g')} | {md(o['loss_opt'], '.4g')} | "
+            f"{md(o['n_opt_std_log'], '.2f')} | {'yes' if o['used'] else 'no (edge)' if o['edge'] else 'no'} |"
+        )
     return L + [""]

@@ -56,8 +56,11 @@ def _fit_joint(N, D, L, start, scales=(1.0, 0.5, 2.0)):
     for scale in scales:
         q0 = np.array([np.log(start[0]), start[1] * scale, np.log(start[2]), start[3] * scale])
         try:
-            r = least_squares(lambda q: _joint_log_loss(q, lN, lD) - lL, q0,
-                              bounds=([-np.inf, 1e-4, -np.inf, 1e-4], [np.inf, 5, np.inf, 5]))
+            r = least_squares(
+                lambda q: _joint_log_loss(q, lN, lD) - lL,
+                q0,
+                bounds=([-np.inf, 1e-4, -np.inf, 1e-4], [np.inf, 5, np.inf, 5]),
+            )
         except ValueError:
             continue
         if np.isfinite(r.cost) and (best is None or r.cost < best.cost):
@@ -65,8 +68,9 @@ def _fit_joint(N, D, L, start, scales=(1.0, 0.5, 2.0)):
     return best
 
 
-def fit_kaplan(data: FitData, k: float | None = None, target_flops: float | None = None,
-               start: dict | None = None) -> FitResult:
+def fit_kaplan(
+    data: FitData, k: float | None = None, target_flops: float | None = None, start: dict | None = None
+) -> FitResult:
     """`start` (a previous fit's params) replaces the frontier starts of the joint fit (bootstrap)."""
     N, D, C, L = data.N, data.D, data.C, data.L
     k = data.k if k is None else k
@@ -79,8 +83,10 @@ def fit_kaplan(data: FitData, k: float | None = None, target_flops: float | None
         else:
             params[f"alpha_{var}"], params[f"{var}_c"] = _fit_power(x[idx], L[idx])
             if not np.isfinite(params[f"{var}_c"]):
-                warnings.append(f"L({var}): loss hardly changes with {var} (alpha_{var} = {params[f'alpha_{var}']:.3g}); "
-                                f"{var}_c is not finite, not fitted")
+                warnings.append(
+                    f"L({var}): loss hardly changes with {var} (alpha_{var} = {params[f'alpha_{var}']:.3g}); "
+                    f"{var}_c is not finite, not fitted"
+                )
                 params[f"alpha_{var}"] = np.nan
     if all(np.isnan(params[f"alpha_{v}"]) for v in "NDC"):
         raise AnalysisError("kaplan: none of L(N), L(D), L(C) can be fitted (" + "; ".join(warnings) + ")")
@@ -98,7 +104,12 @@ def fit_kaplan(data: FitData, k: float | None = None, target_flops: float | None
     for v in "NDC":
         if params[f"alpha_{v}"] <= 0:
             warnings.append(f"L({v}): loss does not fall with {v} (alpha_{v} = {params[f'alpha_{v}']:.3g})")
-    if np.isfinite(params["alpha_N"]) and np.isfinite(params["alpha_D"]) and params["alpha_N"] > 0 and params["alpha_D"] > 0:
+    if (
+        np.isfinite(params["alpha_N"])
+        and np.isfinite(params["alpha_D"])
+        and params["alpha_N"] > 0
+        and params["alpha_D"] > 0
+    ):
         joint = KaplanND(params["N_c"], params["alpha_N"], params["D_c"], params["alpha_D"])
         params["a"], params["b"] = joint.a, joint.b
     else:
@@ -107,25 +118,62 @@ def fit_kaplan(data: FitData, k: float | None = None, target_flops: float | None
     parts = []
     if joint is not None:
         pred = joint(N, D)
-        parts.append(pd.DataFrame({"law": "L(N, D)", "x": np.nan, "loss": L, "loss_fit": pred,
-                                   "residual": np.log(L) - np.log(pred), "N": N, "D": D, "C": C}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "law": "L(N, D)",
+                    "x": np.nan,
+                    "loss": L,
+                    "loss_fit": pred,
+                    "residual": np.log(L) - np.log(pred),
+                    "N": N,
+                    "D": D,
+                    "C": C,
+                }
+            )
+        )
     if np.isfinite(params["alpha_C"]):
         law = PowerLaw(params["C_c"], params["alpha_C"], "C")
-        parts.append(pd.DataFrame({"law": "L(C)", "x": C[iC], "loss": L[iC], "loss_fit": law(C[iC]),
-                                   "residual": np.log(L[iC]) - np.log(law(C[iC])), "N": N[iC], "D": D[iC], "C": C[iC]}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "law": "L(C)",
+                    "x": C[iC],
+                    "loss": L[iC],
+                    "loss_fit": law(C[iC]),
+                    "residual": np.log(L[iC]) - np.log(law(C[iC])),
+                    "N": N[iC],
+                    "D": D[iC],
+                    "C": C[iC],
+                }
+            )
+        )
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    extra = {"columns": data.columns, "fit": method, "n_points": int(len(L)),
-             "n_frontier": {"N": int(len(iN)), "D": int(len(iD)), "C": int(len(iC))}}
+    extra = {
+        "columns": data.columns,
+        "fit": method,
+        "n_points": int(len(L)),
+        "n_frontier": {"N": int(len(iN)), "D": int(len(iD)), "C": int(len(iC))},
+    }
     if target_flops and joint is not None:
         n_opt, d_opt = joint.optimal(target_flops, k)
         extra["target"] = {"flops": float(target_flops), "n_opt": float(n_opt), "d_opt": float(d_opt)}
     resid = frame["residual"].to_numpy() if len(frame) else np.array([])
-    return FitResult(method="kaplan", params=params, objective=float(np.sum(resid ** 2)),
-                     residuals=resid, data=frame, warnings=warnings, law=joint, extra=extra)
+    return FitResult(
+        method="kaplan",
+        params=params,
+        objective=float(np.sum(resid**2)),
+        residuals=resid,
+        data=frame,
+        warnings=warnings,
+        law=joint,
+        extra=extra,
+    )
 
 
-def bootstrap_kaplan(data: FitData, n_boot: int = 1000, seed: int = 0, target_flops: float | None = None,
-                     start: dict | None = None) -> pd.DataFrame:
+def bootstrap_kaplan(
+    data: FitData, n_boot: int = 1000, seed: int = 0, target_flops: float | None = None, start: dict | None = None
+) -> pd.DataFrame:
     """Resample runs and refit (three small regressions each, the joint fit from `start`)."""
     from ..table import subset
 
@@ -153,7 +201,9 @@ def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kw
     _, _, iC = frontiers(data.N, data.D, data.C, data.L)
     iC = iC[~train_mask[iC]]
     law = PowerLaw(f.params["C_c"], f.params["alpha_C"], "C")
-    return pd.DataFrame({"budget": budget[iC], "C": data.C[iC], "loss": data.L[iC], "predicted": law(data.C[iC])}), None
+    return pd.DataFrame(
+        {"budget": budget[iC], "C": data.C[iC], "loss": data.L[iC], "predicted": law(data.C[iC])}
+    ), None
 
 
 # The registry's hooks and metadata (analysis.methods finds them by name)
@@ -181,5 +231,9 @@ def summary(r) -> list[str]:
 
 def section(k) -> list[str]:
     q = k.params
-    return ["## Kaplan power laws", "",
-            "; ".join(f"L({v}) = ({md(q[f'{v}_c'], '.3g')}/{v})^{md(q[f'alpha_{v}'], '.3f')}" for v in "NDC"), ""]
+    return [
+        "## Kaplan power laws",
+        "",
+        "; ".join(f"L({v}) = ({md(q[f'{v}_c'], '.3g')}/{v})^{md(q[f'alpha_{v}'], '.3f')}" for v in "NDC"),
+        "",
+    ]

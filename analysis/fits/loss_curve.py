@@ -57,10 +57,17 @@ def read_run(run_dir) -> dict:
     eta = np.interp(np.arange(last + 1), steps, lr)
     train = cfg.get("train", {}) if isinstance(cfg, dict) else {}
     floor = float(train.get("lr") or np.max(eta)) * float(train.get("min_lr_ratio", MIN_LR_RATIO))
-    return {"name": run_dir.name, "steps": steps, "loss": loss, "lr": lr, "eta": eta, "floor": floor,
-            "schedule": cfg.get("train", {}).get("schedule", "?"),
-            "warmup": int(result.get("warmup_steps") or cfg.get("train", {}).get("warmup_steps") or 0),
-            "params": result.get("params_total") or cfg.get("model", {}).get("d_model")}
+    return {
+        "name": run_dir.name,
+        "steps": steps,
+        "loss": loss,
+        "lr": lr,
+        "eta": eta,
+        "floor": floor,
+        "schedule": cfg.get("train", {}).get("schedule", "?"),
+        "warmup": int(result.get("warmup_steps") or cfg.get("train", {}).get("warmup_steps") or 0),
+        "params": result.get("params_total") or cfg.get("model", {}).get("d_model"),
+    }
 
 
 def _read_json(path: Path) -> dict:
@@ -116,7 +123,7 @@ def fit_law(runs, zoom: int = 8) -> dict:
     """Fit (L0, A, alpha, C, lam) to the logged curves of `runs` (same model). Returns the law's
     parameters and the fit's mean squared error over the fitted points."""
     alphas, lams = ALPHAS, LAMBDAS
-    for level in range(zoom):
+    for _level in range(zoom):
         f, c = _profile(runs, alphas, lams)
         i, j = np.unravel_index(np.argmin(f), f.shape)
         a, lam = alphas[i], lams[j]
@@ -124,10 +131,19 @@ def fit_law(runs, zoom: int = 8) -> dict:
         q = np.log(1 - lams)
         dq = abs(q[1] - q[0]) if len(q) > 1 else 0.1
         alphas = np.clip(np.linspace(a - da, a + da, 9), 1e-4, None)
-        lams = 1 - np.exp(np.clip(np.linspace(np.log(1 - lam) - dq, np.log(1 - lam) + dq, 9), np.log(1e-6), np.log(0.9)))
+        lams = 1 - np.exp(
+            np.clip(np.linspace(np.log(1 - lam) - dq, np.log(1 - lam) + dq, 9), np.log(1e-6), np.log(0.9))
+        )
     L0, A, C = c[i, j]
-    return {"L0": float(L0), "A": float(A), "alpha": float(a), "C": float(C), "lam": float(lam), "mse": float(f[i, j]),
-            "n_points": int(sum(_fit_points(r).sum() for r in runs))}
+    return {
+        "L0": float(L0),
+        "A": float(A),
+        "alpha": float(a),
+        "C": float(C),
+        "lam": float(lam),
+        "mse": float(f[i, j]),
+        "n_points": int(sum(_fit_points(r).sum() for r in runs)),
+    }
 
 
 def predict(law: dict, eta: np.ndarray) -> np.ndarray:
@@ -161,11 +177,25 @@ def fit_study(study_dir, holdout: str = "wsd") -> dict:
         for r in held:
             curve = predict(law, r["eta"])
             final, pred = float(r["loss"][-1]), float(curve[r["steps"][-1]])
-            preds.append({"name": r["name"], "schedule": r["schedule"], "final_loss": final, "predicted_final": pred,
-                          "error": pred - final, "rel_error": (pred - final) / final,
-                          "curve_rmse": _rmse(curve, r)})
-        sizes.append({"params": params, "law": law, "fitted": [f"{r['name']} ({r['schedule']})" for r in train],
-                      "predicted": preds})
+            preds.append(
+                {
+                    "name": r["name"],
+                    "schedule": r["schedule"],
+                    "final_loss": final,
+                    "predicted_final": pred,
+                    "error": pred - final,
+                    "rel_error": (pred - final) / final,
+                    "curve_rmse": _rmse(curve, r),
+                }
+            )
+        sizes.append(
+            {
+                "params": params,
+                "law": law,
+                "fitted": [f"{r['name']} ({r['schedule']})" for r in train],
+                "predicted": preds,
+            }
+        )
     return {"sizes": sizes, "holdout": holdout}
 
 
@@ -176,8 +206,18 @@ def curves_table(study_dir, result: dict) -> pd.DataFrame:
     for d in sorted(p.parent for p in Path(study_dir).glob("**/metrics.jsonl")):
         r = read_run(d)
         curve = predict(laws[r["params"]], r["eta"])
-        rows.append(pd.DataFrame({"run": r["name"], "schedule": r["schedule"], "params": r["params"],
-                                  "step": r["steps"], "loss": r["loss"], "law": curve[r["steps"]]}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "run": r["name"],
+                    "schedule": r["schedule"],
+                    "params": r["params"],
+                    "step": r["steps"],
+                    "loss": r["loss"],
+                    "law": curve[r["steps"]],
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -187,46 +227,80 @@ def fit_loss_curve(data, study_dir: str | None = None, holdout: str = "wsd", **_
     from ..result import FitResult
 
     if not study_dir or not Path(study_dir).is_dir():
-        raise AnalysisError("the loss-curve law reads the runs' metrics.jsonl: give a study directory, not a CSV "
-                            "(from Python: analysis.fits.loss_curve.fit_study(DIR))")
+        raise AnalysisError(
+            "the loss-curve law reads the runs' metrics.jsonl: give a study directory, not a CSV "
+            "(from Python: analysis.fits.loss_curve.fit_study(DIR))"
+        )
     res = fit_study(study_dir, holdout)
     held = [dict(p, params=s["params"]) for s in res["sizes"] for p in s["predicted"]]
-    frame = pd.DataFrame(held, columns=["name", "schedule", "params", "final_loss", "predicted_final", "error",
-                                        "rel_error", "curve_rmse"])
+    frame = pd.DataFrame(
+        held,
+        columns=[
+            "name",
+            "schedule",
+            "params",
+            "final_loss",
+            "predicted_final",
+            "error",
+            "rel_error",
+            "curve_rmse",
+        ],
+    )
     rel = frame["rel_error"].to_numpy(float)
-    params = {"mean_abs_rel_error_final": float(np.mean(np.abs(rel))) if len(rel) else None,
-              "max_abs_rel_error_final": float(np.max(np.abs(rel))) if len(rel) else None,
-              "n_sizes": len(res["sizes"])}
+    params = {
+        "mean_abs_rel_error_final": float(np.mean(np.abs(rel))) if len(rel) else None,
+        "max_abs_rel_error_final": float(np.max(np.abs(rel))) if len(rel) else None,
+        "n_sizes": len(res["sizes"]),
+    }
     for s in res["sizes"]:
-        params.update({f"{k}@{s['params']}": v for k, v in s["law"].items() if k in ("L0", "A", "alpha", "C", "lam")})
+        params.update(
+            {f"{k}@{s['params']}": v for k, v in s["law"].items() if k in ("L0", "A", "alpha", "C", "lam")}
+        )
     resid = np.log(frame["final_loss"].to_numpy(float)) - np.log(frame["predicted_final"].to_numpy(float))
-    return FitResult(method="loss-curve", params=params,
-                     objective=float(np.mean([s["law"]["mse"] for s in res["sizes"]])), residuals=resid,
-                     data=frame, extra={"objective_convention": "mean squared error of the fitted logged points",
-                                        "sizes": res["sizes"], "holdout": holdout, "n_points": len(frame)})
+    return FitResult(
+        method="loss-curve",
+        params=params,
+        objective=float(np.mean([s["law"]["mse"] for s in res["sizes"]])),
+        residuals=resid,
+        data=frame,
+        extra={
+            "objective_convention": "mean squared error of the fitted logged points",
+            "sizes": res["sizes"],
+            "holdout": holdout,
+            "n_points": len(frame),
+        },
+    )
 
 
 def summary(fit) -> list[str]:
     lines = []
     for s in fit.extra["sizes"]:
         law = s["law"]
-        lines.append(f"  N={s['params']}: L(s) = {law['L0']:.4f} + {law['A']:.4g}*S1^-{law['alpha']:.4f} - "
-                     f"{law['C']:.4g}*S2 (lam {law['lam']:.5f}; rmse {law['mse'] ** 0.5:.4f} on {law['n_points']} points "
-                     f"of {', '.join(s['fitted'])})")
+        lines.append(
+            f"  N={s['params']}: L(s) = {law['L0']:.4f} + {law['A']:.4g}*S1^-{law['alpha']:.4f} - "
+            f"{law['C']:.4g}*S2 (lam {law['lam']:.5f}; rmse {law['mse'] ** 0.5:.4f} on {law['n_points']} points "
+            f"of {', '.join(s['fitted'])})"
+        )
         for p in s["predicted"]:
-            lines.append(f"    held out {p['name']} ({p['schedule']}): final loss predicted {p['predicted_final']:.4f}, "
-                         f"logged {p['final_loss']:.4f} ({p['rel_error']:+.2%}); curve rmse {p['curve_rmse']:.4f}")
+            lines.append(
+                f"    held out {p['name']} ({p['schedule']}): final loss predicted {p['predicted_final']:.4f}, "
+                f"logged {p['final_loss']:.4f} ({p['rel_error']:+.2%}); curve rmse {p['curve_rmse']:.4f}"
+            )
     if fit.params["mean_abs_rel_error_final"] is not None:
-        lines.append(f"  final-loss error of the held-out {fit.extra['holdout']} runs: mean |rel| "
-                     f"{fit.params['mean_abs_rel_error_final']:.2%}, max {fit.params['max_abs_rel_error_final']:.2%}")
+        lines.append(
+            f"  final-loss error of the held-out {fit.extra['holdout']} runs: mean |rel| "
+            f"{fit.params['mean_abs_rel_error_final']:.2%}, max {fit.params['max_abs_rel_error_final']:.2%}"
+        )
     return lines
 
 
 # The registry's hooks and metadata (analysis.methods finds them by name)
 
 NAME = "loss-curve"
-DESCRIPTION = ("Tissue et al.'s schedule-aware curve L(s) = L0 + A*S1^-alpha - C*S2 per size, fitted on the "
-               "logged curves, WSD runs held out and predicted (needs a study directory)")
+DESCRIPTION = (
+    "Tissue et al.'s schedule-aware curve L(s) = L0 + A*S1^-alpha - C*S2 per size, fitted on the "
+    "logged curves, WSD runs held out and predicted (needs a study directory)"
+)
 SUITE_BOOTSTRAP = False
 COLUMNS = ("schedule",)
 VARIES = True

@@ -27,8 +27,10 @@ DEEPSEEK_G = -0.125  # η_opt(C) ∝ C^-0.125 (DeepSeek LLM, 2024)
 
 def _columns(frame: pd.DataFrame, N, D, C, L) -> pd.DataFrame:
     if "lr" not in frame.columns:
-        raise AnalysisError("the table has no lr column: the learning-rate law needs runs at several learning rates "
-                            "(a study with lrs=[...] or lr_multipliers=[...])")
+        raise AnalysisError(
+            "the table has no lr column: the learning-rate law needs runs at several learning rates "
+            "(a study with lrs=[...] or lr_multipliers=[...])"
+        )
     return pd.DataFrame({"N": N, "D": D, "C": C, "loss": L, "lr": frame["lr"].to_numpy(float)})
 
 
@@ -42,9 +44,19 @@ def best_lr_table(runs: pd.DataFrame) -> pd.DataFrame:
         edge = "low" if i == 0 else "high" if i == len(g) - 1 else ""
         lr = float(g["lr"][i])
         if not edge:
-            lr = _vertex(np.log(g["lr"][i - 1:i + 2].to_numpy()), g["loss"][i - 1:i + 2].to_numpy(), lr)
-        rows.append({"N": n, "D": d, "C": float(g["C"].mean()), "lr_best": lr, "lr_grid_best": float(g["lr"][i]),
-                     "loss_best": float(g["loss"][i]), "n_lrs": len(g), "edge": edge})
+            lr = _vertex(np.log(g["lr"][i - 1 : i + 2].to_numpy()), g["loss"][i - 1 : i + 2].to_numpy(), lr)
+        rows.append(
+            {
+                "N": n,
+                "D": d,
+                "C": float(g["C"].mean()),
+                "lr_best": lr,
+                "lr_grid_best": float(g["lr"][i]),
+                "loss_best": float(g["loss"][i]),
+                "n_lrs": len(g),
+                "edge": edge,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -59,13 +71,21 @@ def _vertex(x, y, fallback: float) -> float:
 def _fit_law(best: pd.DataFrame) -> dict:
     """log η = log c + a_N log N + b_D log D (b_D = 0 when D does not vary), and η(C)."""
     y, lN, lD, lC = (np.log(best[k].to_numpy(float)) for k in ("lr_best", "N", "D", "C"))
-    cols = [lN] + ([lD] if np.ptp(lD) > 1e-9 and np.linalg.matrix_rank(np.column_stack([lN, lD, np.ones_like(y)]))
-                   == 3 else [])
+    cols = [lN] + (
+        [lD]
+        if np.ptp(lD) > 1e-9 and np.linalg.matrix_rank(np.column_stack([lN, lD, np.ones_like(y)])) == 3
+        else []
+    )
     X = np.column_stack([np.ones_like(y), *cols])
     coef = np.linalg.lstsq(X, y, rcond=None)[0]
     g = np.polyfit(lC, y, 1) if np.ptp(lC) > 1e-9 else (np.nan, np.nan)
-    return {"c": float(np.exp(coef[0])), "a_N": float(coef[1]), "b_D": float(coef[2]) if len(coef) > 2 else 0.0,
-            "c_C": float(np.exp(g[1])), "g_C": float(g[0])}
+    return {
+        "c": float(np.exp(coef[0])),
+        "a_N": float(coef[1]),
+        "b_D": float(coef[2]) if len(coef) > 2 else 0.0,
+        "c_C": float(np.exp(g[1])),
+        "g_C": float(g[0]),
+    }
 
 
 def _usable(best: pd.DataFrame) -> pd.DataFrame:
@@ -79,16 +99,30 @@ def fit_lr(data, n_boot: int = 200, seed: int = 0, **_) -> FitResult:
     if (best["n_lrs"] < 2).all():
         raise AnalysisError("every (N, D) was trained at one learning rate: nothing to choose from")
     interior = _usable(best)
-    warnings = [f"N={r.N:.3g}, D={r.D:.3g}: best lr {r.lr_grid_best:.3g} is at the {r.edge} edge of the LR grid "
-                "(left out of the law; extend the grid)" for r in best.itertuples() if r.edge]
+    warnings = [
+        f"N={r.N:.3g}, D={r.D:.3g}: best lr {r.lr_grid_best:.3g} is at the {r.edge} edge of the LR grid "
+        "(left out of the law; extend the grid)"
+        for r in best.itertuples()
+        if r.edge
+    ]
     if len(interior) < 2 or interior["N"].nunique() < 2:
-        raise AnalysisError(f"{len(interior)} (N, D) points have an interior LR optimum (of {len(best)}); the law "
-                            "needs two sizes or more: " + "; ".join(warnings))
+        raise AnalysisError(
+            f"{len(interior)} (N, D) points have an interior LR optimum (of {len(best)}); the law "
+            "needs two sizes or more: " + "; ".join(warnings)
+        )
     params = _fit_law(interior)
     samples = pd.DataFrame(_bootstrap(runs, n_boot, seed))
-    return FitResult("lr", params, None, np.zeros(0), best, warnings=warnings, ci=percentile_ci(samples),
-                     bootstrap_samples=samples,
-                     extra={"optima": best.to_dict("records"), "deepseek_g_C": DEEPSEEK_G, "n_points": len(interior)})
+    return FitResult(
+        "lr",
+        params,
+        None,
+        np.zeros(0),
+        best,
+        warnings=warnings,
+        ci=percentile_ci(samples),
+        bootstrap_samples=samples,
+        extra={"optima": best.to_dict("records"), "deepseek_g_C": DEEPSEEK_G, "n_points": len(interior)},
+    )
 
 
 def _bootstrap(runs: pd.DataFrame, n_boot: int, seed: int) -> list[dict]:
@@ -116,12 +150,18 @@ def summary(fit: FitResult) -> list[str]:
     iv = lambda k: f" [{ci[k]['lo']:.3f}, {ci[k]['hi']:.3f}]" if k in ci else ""
     lines = [f"  {'N':>10} {'D':>10} {'best lr':>9} {'grid best':>9} {'loss':>7}  edge"]
     for r in fit.extra["optima"]:
-        lines.append(f"  {r['N']:>10.3g} {r['D']:>10.3g} {r['lr_best']:>9.3g} {r['lr_grid_best']:>9.3g} "
-                     f"{r['loss_best']:>7.4f}  {r['edge'] or '-'}")
-    lines.append(f"  η_opt(N, D) = {p['c']:.3g} · N^{p['a_N']:.3f}{iv('a_N')} · D^{p['b_D']:.3f}{iv('b_D')} "
-                 f"({fit.extra['n_points']} interior optima)")
-    lines.append(f"  η_opt(C) = {p['c_C']:.3g} · C^{p['g_C']:.3f}{iv('g_C')}; DeepSeek LLM: C^{DEEPSEEK_G} "
-                 f"({'inside' if _covers(ci.get('g_C'), DEEPSEEK_G) else 'outside'} the interval)")
+        lines.append(
+            f"  {r['N']:>10.3g} {r['D']:>10.3g} {r['lr_best']:>9.3g} {r['lr_grid_best']:>9.3g} "
+            f"{r['loss_best']:>7.4f}  {r['edge'] or '-'}"
+        )
+    lines.append(
+        f"  η_opt(N, D) = {p['c']:.3g} · N^{p['a_N']:.3f}{iv('a_N')} · D^{p['b_D']:.3f}{iv('b_D')} "
+        f"({fit.extra['n_points']} interior optima)"
+    )
+    lines.append(
+        f"  η_opt(C) = {p['c_C']:.3g} · C^{p['g_C']:.3f}{iv('g_C')}; DeepSeek LLM: C^{DEEPSEEK_G} "
+        f"({'inside' if _covers(ci.get('g_C'), DEEPSEEK_G) else 'outside'} the interval)"
+    )
     return lines
 
 
@@ -141,10 +181,12 @@ def plot_loss_vs_lr(table: pd.DataFrame, out_dir, formats=("png",)) -> list:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for (n, d), g in df.groupby([n_col, "tokens"]):
         g = g.sort_values("lr")
-        line, = ax.plot(g["lr"], g["final_val_loss"], "o-", label=f"N={n:.3g}, D={d:.3g}")
+        (line,) = ax.plot(g["lr"], g["final_val_loss"], "o-", label=f"N={n:.3g}, D={d:.3g}")
         best = g.loc[g["final_val_loss"].idxmin()]
         ax.plot(best["lr"], best["final_val_loss"], "o", ms=12, mfc="none", color=line.get_color())
-    ax.set(xscale="log", xlabel="peak learning rate", ylabel="final validation loss", title="loss vs learning rate")
+    ax.set(
+        xscale="log", xlabel="peak learning rate", ylabel="final validation loss", title="loss vs learning rate"
+    )
     ax.legend(fontsize=7)
     from ..plotting.figure_files import save_figure
 
@@ -154,8 +196,10 @@ def plot_loss_vs_lr(table: pd.DataFrame, out_dir, formats=("png",)) -> list:
 # The registry's hooks and metadata (analysis.methods finds them by name)
 
 NAME = "lr"
-DESCRIPTION = ("best learning rate per (N, D) (edges of the LR grid flagged), then eta_opt = c N^a D^b and "
-               "eta_opt(C) vs DeepSeek's C^-0.125, bootstrap CIs (needs runs at several learning rates)")
+DESCRIPTION = (
+    "best learning rate per (N, D) (edges of the LR grid flagged), then eta_opt = c N^a D^b and "
+    "eta_opt(C) vs DeepSeek's C^-0.125, bootstrap CIs (needs runs at several learning rates)"
+)
 FIGURES = "l"  # loss vs learning rate
 SUITE_BOOTSTRAP = False
 COLUMNS = ("lr",)

@@ -70,8 +70,19 @@ def _distinct_best(P, f, k):
     return np.array((first + rest)[:k], dtype=int)
 
 
-def _search(P0, data: FitData, delta, screen_iters, refine_top, refine_iters, polish_top, polish_iters,
-            screen_rows, screen_elements, progress):
+def _search(
+    P0,
+    data: FitData,
+    delta,
+    screen_iters,
+    refine_top,
+    refine_iters,
+    polish_top,
+    polish_iters,
+    screen_rows,
+    screen_elements,
+    progress,
+):
     """Screen every init (float32), then polish the best distinct candidates on all rows (float64).
 
     Tables over `screen_rows` rows are screened on a fixed random subsample of that many rows
@@ -85,8 +96,13 @@ def _search(P0, data: FitData, delta, screen_iters, refine_top, refine_iters, po
     t0 = time.perf_counter()
     X, y, w = padded_arrays(data.N, data.D, data.L)
     sub = _subsample(n, screen_rows) if n > screen_rows else None
-    Xs, ys, ws = (X, y, w) if sub is None else padded_arrays(data.N[sub], data.D[sub], data.L[sub], weights=n / len(sub))
-    progress(f"screening {len(P0)} inits on " + (f"a {len(sub)}-row subsample of {n} rows" if sub is not None else f"all {n} rows"))
+    Xs, ys, ws = (
+        (X, y, w) if sub is None else padded_arrays(data.N[sub], data.D[sub], data.L[sub], weights=n / len(sub))
+    )
+    progress(
+        f"screening {len(P0)} inits on "
+        + (f"a {len(sub)}-row subsample of {n} rows" if sub is not None else f"all {n} rows")
+    )
     Ps, fs = screen_lanes(P0, Xs, ys, ws[None], delta, screen_iters, refine_top, refine_iters, screen_elements)
     t_screen = time.perf_counter() - t0
     top = _distinct_best(Ps, fs, polish_top)
@@ -95,7 +111,9 @@ def _search(P0, data: FitData, delta, screen_iters, refine_top, refine_iters, po
     starts = Ps[top]
     if sub is not None:
         progress(f"polishing {len(top)} candidates on the subsample")
-        Pq, fq, _, _ = minimize_lanes(starts, Xs, ys, ws[None], delta, polish_iters, stable=True, gtol=1e-12, x64=True)
+        Pq, fq, _, _ = minimize_lanes(
+            starts, Xs, ys, ws[None], delta, polish_iters, stable=True, gtol=1e-12, x64=True
+        )
         starts = Pq[_distinct_best(Pq, fq, FULL_POLISH)]
         progress(f"polishing the best {len(starts)} on all {n} rows")
     Pp, fp, gp, _ = minimize_lanes(starts, X, y, w[None], delta, polish_iters, stable=True, gtol=1e-12, x64=True)
@@ -124,13 +142,19 @@ def _fit_warnings(law, theta, fs, best_lane, g, objective, data: FitData, delta:
     warnings, n = [], len(data)
     n_basin = int(np.sum(fs <= fs[best_lane] * (1 + 1e-4)))  # screened lanes within float32 noise of the best
     if n_basin < 2:
-        warnings.append("the best optimum was reached from a single initialisation; the fit may not be the global minimum")
+        warnings.append(
+            "the best optimum was reached from a single initialisation; the fit may not be the global minimum"
+        )
     decrease = _newton_decrease(theta, g, data, delta)
     if not decrease <= 1e-9 * max(objective, 1e-12):
-        warnings.append(f"polish did not fully converge (a Newton step would still lower the objective by "
-                        f"{decrease:.2e}, max |gradient| {float(np.max(np.abs(g))):.2e}); raise polish_iters")
+        warnings.append(
+            f"polish did not fully converge (a Newton step would still lower the objective by "
+            f"{decrease:.2e}, max |gradient| {float(np.max(np.abs(g))):.2e}); raise polish_iters"
+        )
     if not (0.01 < law.alpha < 3.0 and 0.01 < law.beta < 3.0):
-        warnings.append(f"unusual exponents alpha={law.alpha:.3g}, beta={law.beta:.3g}: the data may not constrain both terms")
+        warnings.append(
+            f"unusual exponents alpha={law.alpha:.3g}, beta={law.beta:.3g}: the data may not constrain both terms"
+        )
     if n <= 10:
         warnings.append(f"only {n} points for 5 parameters")
     if law.E > data.L.min():
@@ -138,11 +162,20 @@ def _fit_warnings(law, theta, fs, best_lane, g, objective, data: FitData, delta:
     return warnings, n_basin
 
 
-def fit_parametric(data: FitData, delta: float = 1e-3, grid: dict | np.ndarray | None = None,
-                   screen_iters: int = 40, refine_top: int = 512, refine_iters: int = 100,
-                   polish_top: int = 32, polish_iters: int = 300,
-                   k: float | None = None, target_flops: float | None = None,
-                   screen_rows: int | None = SCREEN_ROWS, screen_elements: int | None = None) -> FitResult:
+def fit_parametric(
+    data: FitData,
+    delta: float = 1e-3,
+    grid: dict | np.ndarray | None = None,
+    screen_iters: int = 40,
+    refine_top: int = 512,
+    refine_iters: int = 100,
+    polish_top: int = 32,
+    polish_iters: int = 300,
+    k: float | None = None,
+    target_flops: float | None = None,
+    screen_rows: int | None = SCREEN_ROWS,
+    screen_elements: int | None = None,
+) -> FitResult:
     """Fit Chinchilla's L(N, D) to `data` (see module docstring). Returns a `FitResult` with params
     E, A, B, alpha, beta, a, b, G, k and the Huber-sum objective over every row; residuals are
     log L - log L_fit. Tables over `screen_rows` rows screen the init grid on a subsample (None:
@@ -157,30 +190,69 @@ def fit_parametric(data: FitData, delta: float = 1e-3, grid: dict | np.ndarray |
     t0 = time.perf_counter()
     progress = Progress("parametric fit", n > LARGE_ROWS)
     P0 = grid if isinstance(grid, np.ndarray) else init_grid(grid)
-    theta, fs, best_lane, g, t_screen = _search(P0, data, delta, screen_iters, refine_top, refine_iters,
-                                                polish_top, polish_iters, screen_rows, screen_elements, progress)
+    theta, fs, best_lane, g, t_screen = _search(
+        P0,
+        data,
+        delta,
+        screen_iters,
+        refine_top,
+        refine_iters,
+        polish_top,
+        polish_iters,
+        screen_rows,
+        screen_elements,
+        progress,
+    )
     law = Chinchilla.from_lse(*theta)
     objective = huber_objective(theta, data.N, data.D, data.L, delta)
     pred = np.log(law(data.N, data.D))
     resid = np.log(data.L) - pred
     warnings, n_basin = _fit_warnings(law, theta, fs, best_lane, g, objective, data, delta)
-    params = {"E": law.E, "A": law.A, "B": law.B, "alpha": law.alpha, "beta": law.beta,
-              "a": law.a, "b": law.b, "G": law.G, "k": k}
-    frame = pd.DataFrame({"N": data.N, "D": data.D, "C": data.C, "loss": data.L,
-                          "loss_fit": np.exp(pred), "residual": resid})
-    extra = {"objective_convention": f"sum of Huber(delta={delta:g}) over log-loss residuals",
-             "objective_mean": objective / n, "delta": delta, "n_inits": int(len(P0)),
-             "n_inits_at_best": n_basin, "columns": data.columns,
-             "lse_params": dict(zip(PARAM_NAMES, map(float, theta))),
-             "screen_rows": int(min(n, screen_rows)),
-             "fit_seconds": time.perf_counter() - t0, "screen_seconds": t_screen}
+    params = {
+        "E": law.E,
+        "A": law.A,
+        "B": law.B,
+        "alpha": law.alpha,
+        "beta": law.beta,
+        "a": law.a,
+        "b": law.b,
+        "G": law.G,
+        "k": k,
+    }
+    frame = pd.DataFrame(
+        {"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred), "residual": resid}
+    )
+    extra = {
+        "objective_convention": f"sum of Huber(delta={delta:g}) over log-loss residuals",
+        "objective_mean": objective / n,
+        "delta": delta,
+        "n_inits": int(len(P0)),
+        "n_inits_at_best": n_basin,
+        "columns": data.columns,
+        "lse_params": dict(zip(PARAM_NAMES, map(float, theta))),
+        "screen_rows": int(min(n, screen_rows)),
+        "fit_seconds": time.perf_counter() - t0,
+        "screen_seconds": t_screen,
+    }
     if target_flops:
         n_opt, d_opt = law.optimal(target_flops, k)
-        extra["target"] = {"flops": float(target_flops), "n_opt": float(n_opt), "d_opt": float(d_opt),
-                           "loss": float(law(n_opt, d_opt))}
+        extra["target"] = {
+            "flops": float(target_flops),
+            "n_opt": float(n_opt),
+            "d_opt": float(d_opt),
+            "loss": float(law(n_opt, d_opt)),
+        }
     progress(f"done, objective {objective:.7e} on all {n} rows")
-    return FitResult(method="parametric", params=params, objective=objective, residuals=resid,
-                     data=frame, warnings=warnings, law=law, extra=extra)
+    return FitResult(
+        method="parametric",
+        params=params,
+        objective=objective,
+        residuals=resid,
+        data=frame,
+        warnings=warnings,
+        law=law,
+        extra=extra,
+    )
 
 
 def _bootstrap_all_at_once(data, theta, delta, rng, n_boot, n_perturb, screen_iters, polish_iters):
@@ -221,8 +293,17 @@ def _bootstrap_in_chunks(data, theta, delta, rng, n_boot, polish_iters, gtol, pr
         P, f, g = chord_newton(np.tile(theta, (chunk, 1)), X, y, counts, H, delta)
         bad = ~(np.isfinite(f) & (np.max(np.abs(g), 1) <= gtol))
         if bad.any():
-            Pb, fb, _, _ = minimize_lanes(np.tile(theta, (int(bad.sum()), 1)), X, y, counts[bad], delta, polish_iters,
-                                stable=True, gtol=gtol, x64=True)
+            Pb, fb, _, _ = minimize_lanes(
+                np.tile(theta, (int(bad.sum()), 1)),
+                X,
+                y,
+                counts[bad],
+                delta,
+                polish_iters,
+                stable=True,
+                gtol=gtol,
+                x64=True,
+            )
             P[bad], f[bad], n_lbfgs = Pb, fb, n_lbfgs + int(bad[:c].sum())
         P_all.append(P[:c])
         f_all.append(f[:c])
@@ -230,10 +311,18 @@ def _bootstrap_in_chunks(data, theta, delta, rng, n_boot, polish_iters, gtol, pr
     return np.concatenate(P_all), np.concatenate(f_all)
 
 
-def bootstrap_parametric(data: FitData, fit: FitResult, n_boot: int = 1000, n_perturb: int = 3,
-                         seed: int = 0, screen_iters: int = 100, polish_iters: int = 200,
-                         target_flops: float | None = None, level: float = 0.95,
-                         screen_rows: int = SCREEN_ROWS):
+def bootstrap_parametric(
+    data: FitData,
+    fit: FitResult,
+    n_boot: int = 1000,
+    n_perturb: int = 3,
+    seed: int = 0,
+    screen_iters: int = 100,
+    polish_iters: int = 200,
+    target_flops: float | None = None,
+    level: float = 0.95,
+    screen_rows: int = SCREEN_ROWS,
+):
     """Resample runs (rows) with replacement `n_boot` times and refit each resample.
 
     Tables up to `screen_rows` rows: all at once, each resample starting from the full fit's
@@ -249,12 +338,24 @@ def bootstrap_parametric(data: FitData, fit: FitResult, n_boot: int = 1000, n_pe
         Pp, fp = _bootstrap_all_at_once(data, theta, delta, rng, n_boot, n_perturb, screen_iters, polish_iters)
     else:
         progress = Progress("parametric bootstrap", True)
-        gtol = 1e-6 * max(fit.objective, 1e-12)  # the fit's own convergence bar (an absolute 1e-12 is out of reach)
+        gtol = 1e-6 * max(
+            fit.objective, 1e-12
+        )  # the fit's own convergence bar (an absolute 1e-12 is out of reach)
         Pp, fp = _bootstrap_in_chunks(data, theta, delta, rng, n_boot, polish_iters, gtol, progress)
     a_, b_, e_, al, be = Pp.T
     E, A, B = np.exp(e_), np.exp(a_), np.exp(b_)
-    samples = pd.DataFrame({"E": E, "A": A, "B": B, "alpha": al, "beta": be,
-                            "a": be / (al + be), "b": al / (al + be), "objective": fp})
+    samples = pd.DataFrame(
+        {
+            "E": E,
+            "A": A,
+            "B": B,
+            "alpha": al,
+            "beta": be,
+            "a": be / (al + be),
+            "b": al / (al + be),
+            "objective": fp,
+        }
+    )
     if target_flops:
         G = (al * A / (be * B)) ** (1.0 / (al + be))
         c = target_flops / k
@@ -272,10 +373,19 @@ def holdout_points(f: FitResult, data: FitData, budget, train_mask, held, fit_kw
 
     test_mask = ~train_mask & measured_rows(data)  # loss-curve-law points are data, not tests
     test, train = subset(data, test_mask), subset(data, train_mask)
-    pts = pd.DataFrame({"budget": budget[test_mask], "N": test.N, "D": test.D, "C": test.C, "loss": test.L,
-                        "predicted": f.law(test.N, test.D)})
-    train_points = pd.DataFrame({"N": train.N, "D": train.D, "C": train.C, "loss": train.L,
-                                 "predicted": f.law(train.N, train.D)})
+    pts = pd.DataFrame(
+        {
+            "budget": budget[test_mask],
+            "N": test.N,
+            "D": test.D,
+            "C": test.C,
+            "loss": test.L,
+            "predicted": f.law(test.N, test.D),
+        }
+    )
+    train_points = pd.DataFrame(
+        {"N": train.N, "D": train.D, "C": train.C, "loss": train.L, "predicted": f.law(train.N, train.D)}
+    )
     return pts, train_points
 
 
@@ -306,14 +416,21 @@ def options(o) -> dict:
 
 def summary(r) -> list[str]:
     p = r.params
-    return [f"  L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}",
-            f"  objective {r.objective:.7e} ({r.extra['objective_convention']}); {r.extra['n_inits']} inits, "
-            f"{r.extra['n_inits_at_best']} of the screened inits reached the best"]
+    return [
+        f"  L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}",
+        f"  objective {r.objective:.7e} ({r.extra['objective_convention']}); {r.extra['n_inits']} inits, "
+        f"{r.extra['n_inits_at_best']} of the screened inits reached the best",
+    ]
 
 
 def section(p) -> list[str]:
     q = p.params
-    return ["## Parametric fit (approach 3)", "",
-            f"L(N, D) = {q['E']:.4f}{ci_text(p, 'E', '.3f')} + {q['A']:.4g}{ci_text(p, 'A')} / N^{q['alpha']:.4f}"
-            f"{ci_text(p, 'alpha')} + {q['B']:.4g}{ci_text(p, 'B')} / D^{q['beta']:.4f}{ci_text(p, 'beta')}", "",
-            f"Huber objective {p.objective:.6e} ({p.extra['objective_convention']}), {p.extra['n_inits']} initialisations.", ""]
+    return [
+        "## Parametric fit (approach 3)",
+        "",
+        f"L(N, D) = {q['E']:.4f}{ci_text(p, 'E', '.3f')} + {q['A']:.4g}{ci_text(p, 'A')} / N^{q['alpha']:.4f}"
+        f"{ci_text(p, 'alpha')} + {q['B']:.4g}{ci_text(p, 'B')} / D^{q['beta']:.4f}{ci_text(p, 'beta')}",
+        "",
+        f"Huber objective {p.objective:.6e} ({p.extra['objective_convention']}), {p.extra['n_inits']} initialisations.",
+        "",
+    ]

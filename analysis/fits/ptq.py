@@ -44,8 +44,10 @@ def fit_ptq(data, n_boot: int = 200, seed: int = 0, loss_col: str = "final_val_l
     frame = data.frame
     formats = [f for f in FORMATS if f"val_loss_{f}" in frame.columns]
     if not formats:
-        raise AnalysisError("the table has no val_loss_int8 / val_loss_int4 / val_loss_bf16 column: lab runs record "
-                            "them (lab.evals.final); `lab eval RUN_DIR` computes them for older runs")
+        raise AnalysisError(
+            "the table has no val_loss_int8 / val_loss_int4 / val_loss_bf16 column: lab runs record "
+            "them (lab.evals.final); `lab eval RUN_DIR` computes them for older runs"
+        )
     base = frame[loss_col].to_numpy(float) if loss_col in frame.columns else data.L
     params, warnings, samples, used = {}, [], {}, {}
     rng = np.random.default_rng(seed)
@@ -54,12 +56,16 @@ def fit_ptq(data, n_boot: int = 200, seed: int = 0, loss_col: str = "final_val_l
         finite = np.isfinite(delta)
         N, D, d = data.N[finite], data.D[finite], delta[finite]
         if (d > 0).sum() < 4 or len(np.unique(N[d > 0])) < 2 or len(np.unique(D[d > 0])) < 2:
-            warnings.append(f"{fmt}: {(d > 0).sum()} runs with positive damage (of {len(d)}): too few, or one N or D, "
-                            "to fit its exponents")
+            warnings.append(
+                f"{fmt}: {(d > 0).sum()} runs with positive damage (of {len(d)}): too few, or one N or D, "
+                "to fit its exponents"
+            )
             continue
         p, _, ok = _one_format(N, D, d)
         if (~ok).sum():
-            warnings.append(f"{fmt}: {(~ok).sum()} of {len(d)} runs lost nothing to quantization and were left out")
+            warnings.append(
+                f"{fmt}: {(~ok).sum()} of {len(d)} runs lost nothing to quantization and were left out"
+            )
         params.update({f"{k}_{fmt}": v for k, v in p.items()})
         used[fmt] = int(ok.sum())
         boot = []
@@ -69,13 +75,23 @@ def fit_ptq(data, n_boot: int = 200, seed: int = 0, loss_col: str = "final_val_l
                 boot.append({f"{k}_{fmt}": v for k, v in _one_format(N[i], D[i], d[i])[0].items()})
         samples[fmt] = pd.DataFrame(boot)
     if not used:
-        raise AnalysisError("no format has enough runs with positive quantization damage to fit: " + "; ".join(warnings))
+        raise AnalysisError(
+            "no format has enough runs with positive quantization damage to fit: " + "; ".join(warnings)
+        )
     ci = {}
     for s in samples.values():
         ci.update(percentile_ci(s))
     out = frame.assign(N=data.N, D=data.D, tokens_per_param=data.D / data.N)
-    return FitResult("ptq", params, None, np.zeros(0), out, warnings=warnings, extra={"runs_per_format": used,
-                     "n_points": len(frame)}, ci=ci)
+    return FitResult(
+        "ptq",
+        params,
+        None,
+        np.zeros(0),
+        out,
+        warnings=warnings,
+        extra={"runs_per_format": used, "n_points": len(frame)},
+        ci=ci,
+    )
 
 
 def summary(fit: FitResult) -> list[str]:
@@ -84,11 +100,13 @@ def summary(fit: FitResult) -> list[str]:
         if f"gamma_D_{fmt}" not in fit.params:
             continue
         c = lambda k: fit.ci.get(f"{k}_{fmt}") if fit.ci else None
-        fmt_ci = lambda k: (f" [{c(k)['lo']:.3f}, {c(k)['hi']:.3f}]" if c(k) else "")
+        fmt_ci = lambda k: f" [{c(k)['lo']:.3f}, {c(k)['hi']:.3f}]" if c(k) else ""
         p = fit.params
-        lines.append(f"  {fmt}: damage = {p[f'C_{fmt}']:.3g} · D^{p[f'gamma_D_{fmt}']:.3f}{fmt_ci('gamma_D')} / "
-                     f"N^{p[f'gamma_N_{fmt}']:.3f}{fmt_ci('gamma_N')}; as (D/N)^s: s = {p[f'slope_DN_{fmt}']:.3f}"
-                     f"{fmt_ci('slope_DN')} ({fit.extra['runs_per_format'][fmt]} runs)")
+        lines.append(
+            f"  {fmt}: damage = {p[f'C_{fmt}']:.3g} · D^{p[f'gamma_D_{fmt}']:.3f}{fmt_ci('gamma_D')} / "
+            f"N^{p[f'gamma_N_{fmt}']:.3f}{fmt_ci('gamma_N')}; as (D/N)^s: s = {p[f'slope_DN_{fmt}']:.3f}"
+            f"{fmt_ci('slope_DN')} ({fit.extra['runs_per_format'][fmt]} runs)"
+        )
     return lines
 
 
@@ -111,7 +129,12 @@ def plot_loss_vs_bits(table: pd.DataFrame, out_dir, formats=("png",)) -> list:
     fig, ax = plt.subplots(figsize=(5, 4))
     for n, g in df.groupby("params"):
         ax.plot(g.bits, g.loss, "o-", label=f"N={n:.3g}, D={g.tokens.iloc[0]:.3g}")
-    ax.set(xscale="log", xlabel="weight bits (post-training)", ylabel="validation loss", title="loss vs weight precision")
+    ax.set(
+        xscale="log",
+        xlabel="weight bits (post-training)",
+        ylabel="validation loss",
+        title="loss vs weight precision",
+    )
     ax.set_xticks([4, 8, 16, 32], ["4", "8", "16", "32"])
     ax.legend(fontsize=7)
     from ..plotting.figure_files import save_figure

@@ -47,7 +47,9 @@ def fit_sigmoid(L: np.ndarray, acc: np.ndarray, chance: float) -> tuple[dict, fl
     for L0 in np.quantile(L, [0.2, 0.5, 0.8]):
         for k in (1.0 / span, 4.0 / span, 16.0 / span):
             x0 = [max(acc.max() - chance, 1e-3), k, L0]
-            sol = least_squares(resid, x0, bounds=([0.0, 1e-6, L.min() - 5 * span], [1 - chance, 1e4, L.max() + 5 * span]))
+            sol = least_squares(
+                resid, x0, bounds=([0.0, 1e-6, L.min() - 5 * span], [1 - chance, 1e4, L.max() + 5 * span])
+            )
             if best is None or sol.cost < best.cost:
                 best = sol
     a, k, L0 = best.x
@@ -58,16 +60,28 @@ def _task_rows(data, acc_col: str, loss_col: str):
     frame = data.frame
     missing = [c for c in (acc_col, loss_col) if c not in frame.columns]
     if missing:
-        raise AnalysisError(f"the table has no {' / '.join(missing)} column: the task law needs per-run task scores "
-                            f"(lab runs record {ACC_COL} and {LOSS_COL})")
+        raise AnalysisError(
+            f"the table has no {' / '.join(missing)} column: the task law needs per-run task scores "
+            f"(lab runs record {ACC_COL} and {LOSS_COL})"
+        )
     keep = np.isfinite(frame[acc_col].to_numpy(float)) & np.isfinite(frame[loss_col].to_numpy(float))
     if keep.sum() < 5:
-        raise AnalysisError(f"the task law needs at least 5 runs with {acc_col} and {loss_col}; the table has {int(keep.sum())}")
+        raise AnalysisError(
+            f"the task law needs at least 5 runs with {acc_col} and {loss_col}; the table has {int(keep.sum())}"
+        )
     return keep
 
 
-def fit_task(data, acc_col: str = ACC_COL, loss_col: str = LOSS_COL, chance: float = DEFAULT_CHANCE,
-             n_boot: int = 200, seed: int = 0, target_flops: float | None = None, **parametric_kw) -> FitResult:
+def fit_task(
+    data,
+    acc_col: str = ACC_COL,
+    loss_col: str = LOSS_COL,
+    chance: float = DEFAULT_CHANCE,
+    n_boot: int = 200,
+    seed: int = 0,
+    target_flops: float | None = None,
+    **parametric_kw,
+) -> FitResult:
     """Both steps on `data` (a FitData); see the module docstring."""
     from .parametric import fit_parametric
 
@@ -75,19 +89,37 @@ def fit_task(data, acc_col: str = ACC_COL, loss_col: str = LOSS_COL, chance: flo
     frame = data.frame[keep]
     L_task = frame[loss_col].to_numpy(float)
     acc = frame[acc_col].to_numpy(float)
-    task_data = dataclasses.replace(data, N=data.N[keep], D=data.D[keep], C=data.C[keep], L=L_task, frame=frame,
-                                    budget=None if data.budget is None else data.budget[keep])
+    task_data = dataclasses.replace(
+        data,
+        N=data.N[keep],
+        D=data.D[keep],
+        C=data.C[keep],
+        L=L_task,
+        frame=frame,
+        budget=None if data.budget is None else data.budget[keep],
+    )
     step1 = fit_parametric(task_data, **parametric_kw)
     warnings = [f"step 1: {w}" for w in step1.warnings]
     params = {f"task_{name}": step1.params[name] for name in ("E", "A", "B", "alpha", "beta")}
-    out = pd.DataFrame({"N": task_data.N, "D": task_data.D, "C": task_data.C, "task_loss": L_task, "accuracy": acc,
-                        "task_loss_fit": step1.law(task_data.N, task_data.D)})
+    out = pd.DataFrame(
+        {
+            "N": task_data.N,
+            "D": task_data.D,
+            "C": task_data.C,
+            "task_loss": L_task,
+            "accuracy": acc,
+            "task_loss_fit": step1.law(task_data.N, task_data.D),
+        }
+    )
     extra = {"columns": {"accuracy": acc_col, "task_loss": loss_col}, "chance": chance, "n_points": len(acc)}
     out.attrs["k"] = task_data.k
     ci = None
     if acc.max() < 2 * chance + 2 / len(acc):
-        warnings.insert(0, f"no run scores clearly above chance ({chance:.4f}; best {acc.max():.3f}): the ability has not "
-                           "appeared in this grid, so step 2 (the sigmoid) is not identified and is not fitted")
+        warnings.insert(
+            0,
+            f"no run scores clearly above chance ({chance:.4f}; best {acc.max():.3f}): the ability has not "
+            "appeared in this grid, so step 2 (the sigmoid) is not identified and is not fitted",
+        )
         resid = np.full(len(acc), np.nan)
         objective = None
     else:
@@ -139,28 +171,40 @@ def emergence_flops(law, sig: dict, k_flops: float) -> float | None:
 def _sigmoid_warnings(L, sig: dict, ci: dict) -> list[str]:
     out = []
     if not (L.min() <= sig["L0"] <= L.max()):
-        out.append(f"step 2: the midpoint L0 = {sig['L0']:.3f} lies outside the task losses seen "
-                   f"({L.min():.3f}–{L.max():.3f}): the emergence point is an extrapolation")
+        out.append(
+            f"step 2: the midpoint L0 = {sig['L0']:.3f} lies outside the task losses seen "
+            f"({L.min():.3f}–{L.max():.3f}): the emergence point is an extrapolation"
+        )
     if "L0" in ci and ci["L0"]["hi"] - ci["L0"]["lo"] > np.ptp(L):
-        out.append("step 2: the 95% interval of L0 is wider than the range of task losses: the sigmoid is weakly identified")
+        out.append(
+            "step 2: the 95% interval of L0 is wider than the range of task losses: the sigmoid is weakly identified"
+        )
     return out
 
 
 def summary(fit: FitResult) -> list[str]:
     """Lines for `lab fit --method task`."""
     p, ci = fit.params, fit.ci or {}
-    lines = [f"  step 1, task loss: E={p['task_E']:.3f} A={p['task_A']:.3g} alpha={p['task_alpha']:.3f} "
-             f"B={p['task_B']:.3g} beta={p['task_beta']:.3f}"]
+    lines = [
+        f"  step 1, task loss: E={p['task_E']:.3f} A={p['task_A']:.3g} alpha={p['task_alpha']:.3f} "
+        f"B={p['task_B']:.3g} beta={p['task_beta']:.3f}"
+    ]
     if "L0" in p:
+
         def with_ci(name):
             c = ci.get(name)
             return f"{p[name]:.3f}" + (f" [{c['lo']:.3f}, {c['hi']:.3f}]" if c else "")
 
-        lines.append(f"  step 2, accuracy = {p['b']:.4f} + a/(1+exp(k(L-L0))): a={with_ci('a')} k={with_ci('k')} "
-                     f"L0={with_ci('L0')}")
+        lines.append(
+            f"  step 2, accuracy = {p['b']:.4f} + a/(1+exp(k(L-L0))): a={with_ci('a')} k={with_ci('k')} "
+            f"L0={with_ci('L0')}"
+        )
         emerge = fit.extra.get("emergence_flops")
-        lines.append(f"  half the attainable accuracy on the compute-optimal frontier at C ≈ {emerge:.3g} FLOPs"
-                     if emerge else "  the frontier's task loss does not reach L0 within 1e30 FLOPs")
+        lines.append(
+            f"  half the attainable accuracy on the compute-optimal frontier at C ≈ {emerge:.3g} FLOPs"
+            if emerge
+            else "  the frontier's task loss does not reach L0 within 1e30 FLOPs"
+        )
     return lines
 
 
@@ -182,7 +226,9 @@ def plot_task(fit: FitResult, out_dir, formats=("png",)) -> list:
     for ax in (left, right):
         ax.axhline(fit.extra["chance"], ls=":", c="gray", label="chance")
         ax.legend(fontsize=7)
-    left.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="in-context recall accuracy", title="ability vs compute")
+    left.set(
+        xscale="log", xlabel="compute C (FLOPs)", ylabel="in-context recall accuracy", title="ability vs compute"
+    )
     right.set(xlabel="task loss (nats/token)", ylabel="accuracy", title="step 2: accuracy vs task loss")
     from ..plotting.figure_files import save_figure
 

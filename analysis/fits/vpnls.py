@@ -30,8 +30,14 @@ def _lse(E, A, B, alpha, beta, floor=1e-12):
     return np.log(np.maximum([A, B, E], floor)).tolist() + [alpha, beta]
 
 
-def fit_vpnls(data: FitData, delta: float = 1e-3, huber: bool = True, candidates: int = 4,
-              k: float | None = None, target_flops: float | None = None) -> FitResult:
+def fit_vpnls(
+    data: FitData,
+    delta: float = 1e-3,
+    huber: bool = True,
+    candidates: int = 4,
+    k: float | None = None,
+    target_flops: float | None = None,
+) -> FitResult:
     """Fit L = E + A/N^alpha + B/D^beta by variable projection (see module docstring)."""
     n = len(data)
     require_points(n, 5, "vpnls fit")
@@ -47,33 +53,75 @@ def fit_vpnls(data: FitData, delta: float = 1e-3, huber: bool = True, candidates
         theta, objective, decrease = min(polished, key=lambda p: p[1])
         law = Chinchilla.from_lse(*theta)
         if not decrease <= 1e-9 * max(objective, 1e-12):
-            warnings.append(f"Huber polish did not fully converge (a Newton step would still lower it by {decrease:.2e})")
+            warnings.append(
+                f"Huber polish did not fully converge (a Newton step would still lower it by {decrease:.2e})"
+            )
         convention = f"sum of Huber(delta={delta:g}) over log-loss residuals, polished from the VP optimum"
     else:
         law = Chinchilla(E=E, A=A, B=B, alpha=alpha, beta=beta)
         objective, convention = vp_f, "sum of squared relative residuals ((L - L_fit) / L)^2 (the VP optimum)"
     if min(E, A, B) <= 0:
-        warnings.append(f"NNLS put a coefficient at zero (E={E:.3g}, A={A:.3g}, B={B:.3g}): that term is not identified")
+        warnings.append(
+            f"NNLS put a coefficient at zero (E={E:.3g}, A={A:.3g}, B={B:.3g}): that term is not identified"
+        )
     pred = np.log(law(data.N, data.D))
     resid = np.log(data.L) - pred
-    params = {"E": law.E, "A": law.A, "B": law.B, "alpha": law.alpha, "beta": law.beta,
-              "a": law.a, "b": law.b, "G": law.G, "k": k}
-    frame = pd.DataFrame({"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred),
-                          "residual": resid})
-    extra.update({"objective_convention": convention, "delta": delta, "huber": huber, "columns": data.columns,
-                  "vp_objective": vp_f, "vp_params": {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta},
-                  "vp_candidates": len(found), "lse_params": dict(zip(LSE_NAMES, map(float, law.to_lse()))),
-                  "vp_seconds": t_vp, "fit_seconds": time.perf_counter() - t0})
+    params = {
+        "E": law.E,
+        "A": law.A,
+        "B": law.B,
+        "alpha": law.alpha,
+        "beta": law.beta,
+        "a": law.a,
+        "b": law.b,
+        "G": law.G,
+        "k": k,
+    }
+    frame = pd.DataFrame(
+        {"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred), "residual": resid}
+    )
+    extra.update(
+        {
+            "objective_convention": convention,
+            "delta": delta,
+            "huber": huber,
+            "columns": data.columns,
+            "vp_objective": vp_f,
+            "vp_params": {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta},
+            "vp_candidates": len(found),
+            "lse_params": dict(zip(LSE_NAMES, map(float, law.to_lse()))),
+            "vp_seconds": t_vp,
+            "fit_seconds": time.perf_counter() - t0,
+        }
+    )
     if target_flops:
         n_opt, d_opt = law.optimal(target_flops, k)
-        extra["target"] = {"flops": float(target_flops), "n_opt": float(n_opt), "d_opt": float(d_opt),
-                           "loss": float(law(n_opt, d_opt))}
-    return FitResult(method="vpnls", params=params, objective=float(objective), residuals=resid, data=frame,
-                     warnings=warnings, law=law, extra=extra)
+        extra["target"] = {
+            "flops": float(target_flops),
+            "n_opt": float(n_opt),
+            "d_opt": float(d_opt),
+            "loss": float(law(n_opt, d_opt)),
+        }
+    return FitResult(
+        method="vpnls",
+        params=params,
+        objective=float(objective),
+        residuals=resid,
+        data=frame,
+        warnings=warnings,
+        law=law,
+        extra=extra,
+    )
 
 
-def bootstrap_vpnls(data: FitData, fit: FitResult, n_boot: int = 200, seed: int = 0,
-                    target_flops: float | None = None, level: float = 0.95):
+def bootstrap_vpnls(
+    data: FitData,
+    fit: FitResult,
+    n_boot: int = 200,
+    seed: int = 0,
+    target_flops: float | None = None,
+    level: float = 0.95,
+):
     """Resample rows `n_boot` times; each resample's Huber fit is polished from the full optimum
     (resample counts as weights), or, for `huber=False`, searched again by VP. (samples, ci)."""
     rng = np.random.default_rng(seed)
@@ -91,8 +139,17 @@ def bootstrap_vpnls(data: FitData, fit: FitResult, n_boot: int = 200, seed: int 
     if not rows:
         raise AnalysisError("vpnls bootstrap: no resamples")
     a_, b_, e_, al, be = np.array(rows).T
-    samples = pd.DataFrame({"E": np.exp(e_), "A": np.exp(a_), "B": np.exp(b_), "alpha": al, "beta": be,
-                            "a": be / (al + be), "b": al / (al + be)})
+    samples = pd.DataFrame(
+        {
+            "E": np.exp(e_),
+            "A": np.exp(a_),
+            "B": np.exp(b_),
+            "alpha": al,
+            "beta": be,
+            "a": be / (al + be),
+            "b": al / (al + be),
+        }
+    )
     if target_flops:
         G = (al * samples["A"] / (be * samples["B"])) ** (1.0 / (al + be))
         c = target_flops / fit.params["k"]
@@ -105,17 +162,21 @@ def bootstrap_vpnls(data: FitData, fit: FitResult, n_boot: int = 200, seed: int 
 def summary(r: FitResult) -> list[str]:
     p, x = r.params, r.extra
     v = x["vp_params"]
-    return [f"  L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}",
-            f"  objective {r.objective:.7e} ({x['objective_convention']})",
-            f"  VP optimum (relative squared error {x['vp_objective']:.6g}): E={v['E']:.4g}, A={v['A']:.4g}, "
-            f"B={v['B']:.4g}, alpha={v['alpha']:.4f}, beta={v['beta']:.4f}; {x['fit_seconds']:.3f} s"]
+    return [
+        f"  L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}",
+        f"  objective {r.objective:.7e} ({x['objective_convention']})",
+        f"  VP optimum (relative squared error {x['vp_objective']:.6g}): E={v['E']:.4g}, A={v['A']:.4g}, "
+        f"B={v['B']:.4g}, alpha={v['alpha']:.4f}, beta={v['beta']:.4f}; {x['fit_seconds']:.3f} s",
+    ]
 
 
 # The registry's hooks and metadata (analysis.methods finds them by name)
 
 NAME = "vpnls"
-DESCRIPTION = ("L(N, D) = E + A/N^alpha + B/D^beta by variable projection (exact NNLS in E, A, B; exponent "
-               "search), then the parametric fit's Huber objective polished; numpy only")
+DESCRIPTION = (
+    "L(N, D) = E + A/N^alpha + B/D^beta by variable projection (exact NNLS in E, A, B; exponent "
+    "search), then the parametric fit's Huber objective polished; numpy only"
+)
 SUITE_BOOTSTRAP = False
 CURVE_POINTS = True
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 MAX_FAMILIES = 8  # (N, U) families drawn, those with the most runs (of at least 3)
 
@@ -25,9 +25,18 @@ def curves(fit, n_points: int = 200) -> pd.DataFrame:
     for (N, U), pts in fit.data.groupby(["N", "unique_tokens"]):
         epochs = np.geomspace(min(1.0, float(pts["epochs"].min())), top, n_points)
         D = U * epochs
-        rows.append(pd.DataFrame({"N": N, "U": U, "epochs": epochs, "D": D,
-                                  "loss_fit": law(np.full_like(D, N), D, np.minimum(U, D)),
-                                  "loss_fresh": law.base(np.full_like(D, N), D)}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "N": N,
+                    "U": U,
+                    "epochs": epochs,
+                    "D": D,
+                    "loss_fit": law(np.full_like(D, N), D, np.minimum(U, D)),
+                    "loss_fresh": law.base(np.full_like(D, N), D),
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -52,15 +61,25 @@ def loss_vs_epochs(fit, path, formats=("png",)) -> list[str]:
         ax.plot(c["epochs"], c["loss_fit"], color=color, lw=1.5)
         ax.plot(c["epochs"], c["loss_fresh"], color=color, lw=1, ls=":")
     ax.axvline(w["half_value_epochs"], color="0.3", ls="--", lw=1)
-    ax.text(w["half_value_epochs"], ax.get_ylim()[1], f" worth repeating up to ~{w['half_value_epochs']:.0f} epochs",
-            va="top", ha="left", fontsize=8, color="0.3")
+    ax.text(
+        w["half_value_epochs"],
+        ax.get_ylim()[1],
+        f" worth repeating up to ~{w['half_value_epochs']:.0f} epochs",
+        va="top",
+        ha="left",
+        fontsize=8,
+        color="0.3",
+    )
     ax.axvline(w["near_fresh_epochs"], color="0.6", ls="-.", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("epochs (training tokens / unique tokens)")
     ax.set_ylabel("loss")
     p = fit.params
-    ax.set_title(f"Data-constrained fit: R_D* = {p['R_D_star']:.3g}, R_N* = {p['R_N_star']:.3g} "
-                 f"(solid: fit; dotted: all-fresh data)", fontsize=9)
+    ax.set_title(
+        f"Data-constrained fit: R_D* = {p['R_D_star']:.3g}, R_N* = {p['R_N_star']:.3g} "
+        f"(solid: fit; dotted: all-fresh data)",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     written = []

@@ -11,9 +11,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 
 def save_figure(fig, df: pd.DataFrame, out, name: str, formats=("png", "svg")) -> list[Path]:
@@ -32,4 +32,3 @@ def save_figure(fig, df: pd.DataFrame, out, name: str, formats=("png", "svg")) -
     p = out / f"{name}.csv"
     df.to_csv(p, index=False)
     return paths + [p]
-

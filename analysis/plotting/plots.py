@@ -18,17 +18,25 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import FixedLocator, FuncFormatter
 
-from ..laws import K_FLOPS_PER_PARAM_TOKEN  # noqa: E402
-from .figure_files import save_figure  # noqa: E402
+from ..laws import K_FLOPS_PER_PARAM_TOKEN
+from .figure_files import save_figure
 
-plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.grid": True, "grid.alpha": 0.25,
-                     "axes.spines.top": False, "axes.spines.right": False})
+plt.rcParams.update(
+    {
+        "figure.dpi": 110,
+        "font.size": 9,
+        "axes.grid": True,
+        "grid.alpha": 0.25,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+)
 
 
 _save = save_figure  # the module's own name for it
@@ -40,7 +48,7 @@ def _plain_log_y(ax, lo=None, hi=None):
         lo, hi = ax.get_ylim()
     ticks = []
     for k in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1):
-        ticks += [m * 10.0 ** k for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)]
+        ticks += [m * 10.0**k for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)]
     ticks = [t for t in ticks if lo <= t <= hi]
     while len(ticks) > 9:
         ticks = ticks[::2]
@@ -65,21 +73,33 @@ def plot_envelope(curves: pd.DataFrame, env_fit, out: Path, formats=("png", "svg
     if single:
         ax.scatter(curves["flops"], curves["loss"], c=curves["N"], cmap=cmap, norm=norm, s=14, lw=0)
     else:
-        for rid, c in curves.groupby("run_id", sort=False):
+        for _rid, c in curves.groupby("run_id", sort=False):
             ax.plot(c["flops"], c["loss"], color=cmap(norm(c["N"].iloc[0])), lw=0.9, alpha=0.85)
     rows.append(curves.assign(series="run")[["series", "run_id", "N", "flops", "loss"]])
     if env_fit is not None:
         env = env_fit.extra["envelope"].dropna(subset=["loss"])
         ax.plot(env["flops"], env["loss"], color="k", lw=1.6, ls="--", label="envelope")
-        rows.append(pd.DataFrame({"series": "envelope", "run_id": env["run_id"], "N": env["n_opt"],
-                                  "flops": env["flops"], "loss": env["loss"]}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "series": "envelope",
+                    "run_id": env["run_id"],
+                    "N": env["n_opt"],
+                    "flops": env["flops"],
+                    "loss": env["loss"],
+                }
+            )
+        )
         ax.legend(frameon=False, loc="upper right")
     ax.set(xscale="log", yscale="log", xlabel="FLOPs", ylabel="loss")
     _plain_log_y(ax)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, label="parameters N")
-    ax.set_title("(a) loss vs compute and its lower envelope" if env_fit is not None else
-                 "(a) loss vs compute (no envelope: see the report's notes)")
+    ax.set_title(
+        "(a) loss vs compute and its lower envelope"
+        if env_fit is not None
+        else "(a) loss vs compute (no envelope: see the report's notes)"
+    )
     return _save(fig, pd.concat(rows, ignore_index=True), out, "a_envelope", formats)
 
 
@@ -101,17 +121,41 @@ def plot_isoflop(iso_fit, out: Path, formats=("png", "svg"), z: float = 1.96):
         ax.scatter(g["N"], g["loss"], color=col, s=12, zorder=3)
         rows.append(pd.DataFrame({"series": "point", "budget": c, "N": g["N"], "loss": g["loss"]}))
         if len(g) >= 3:
-            xi, li = profile_curve(np.log(g["N"].to_numpy()), g["loss"].to_numpy(), iso_fit.extra["estimator"],
-                                   iso_fit.extra.get("window", 2))
+            xi, li = profile_curve(
+                np.log(g["N"].to_numpy()),
+                g["loss"].to_numpy(),
+                iso_fit.extra["estimator"],
+                iso_fit.extra.get("window", 2),
+            )
             ax.plot(np.exp(xi), li, color=col, lw=1.1)
             rows.append(pd.DataFrame({"series": "curve", "budget": c, "N": np.exp(xi), "loss": li}))
         if np.isfinite(o["n_opt"]):
             sd = o["n_opt_std_log"] if np.isfinite(o["n_opt_std_log"]) else 0.0
             lo, hi = o["n_opt"] * np.exp(-z * sd), o["n_opt"] * np.exp(z * sd)
-            ax.errorbar([o["n_opt"]], [o["loss_opt"]], xerr=[[o["n_opt"] - lo], [hi - o["n_opt"]]],
-                        fmt="D" if o["used"] else "x", color="k", ms=4, capsize=2, lw=0.9, zorder=4)
-            rows.append(pd.DataFrame({"series": "minimum", "budget": [c], "N": [o["n_opt"]], "loss": [o["loss_opt"]],
-                                      "N_lo": [lo], "N_hi": [hi], "used": [bool(o["used"])]}))
+            ax.errorbar(
+                [o["n_opt"]],
+                [o["loss_opt"]],
+                xerr=[[o["n_opt"] - lo], [hi - o["n_opt"]]],
+                fmt="D" if o["used"] else "x",
+                color="k",
+                ms=4,
+                capsize=2,
+                lw=0.9,
+                zorder=4,
+            )
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "series": "minimum",
+                        "budget": [c],
+                        "N": [o["n_opt"]],
+                        "loss": [o["loss_opt"]],
+                        "N_lo": [lo],
+                        "N_hi": [hi],
+                        "used": [bool(o["used"])],
+                    }
+                )
+            )
     lo, hi = np.nanpercentile(data["loss"], [0, 98])
     ax.set(xscale="log", xlabel="parameters N", ylabel="loss", ylim=(lo - 0.03 * (hi - lo), hi + 0.05 * (hi - lo)))
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="FLOP budget")
@@ -119,8 +163,15 @@ def plot_isoflop(iso_fit, out: Path, formats=("png", "svg"), z: float = 1.96):
     return _save(fig, pd.concat(rows, ignore_index=True), out, "b_isoflop", formats)
 
 
-def plot_optimal(fit, out: Path, target_flops: float | None = None, law=None, k: float = K_FLOPS_PER_PARAM_TOKEN,
-                 formats=("png", "svg"), z: float = 1.96):
+def plot_optimal(
+    fit,
+    out: Path,
+    target_flops: float | None = None,
+    law=None,
+    k: float = K_FLOPS_PER_PARAM_TOKEN,
+    formats=("png", "svg"),
+    z: float = 1.96,
+):
     """(c) N_opt(C) and D_opt(C): per-budget optima (isoflop) or envelope points, the fitted power
     law with its bootstrap band, the exponent, and a projection to `target_flops`."""
     from ..methods import get
@@ -136,14 +187,31 @@ def plot_optimal(fit, out: Path, target_flops: float | None = None, law=None, k:
         y, sd = pts[key]
         coef, expo = p[f"{key}_coef"], p[exp_name]
         if sd is not None:
-            ax.errorbar(C, y, yerr=[y - y * np.exp(-z * sd), y * np.exp(z * sd) - y], fmt="o", ms=4, color="C0",
-                        capsize=2, lw=0.9, label=f"per-budget {label}")
+            ax.errorbar(
+                C,
+                y,
+                yerr=[y - y * np.exp(-z * sd), y * np.exp(z * sd) - y],
+                fmt="o",
+                ms=4,
+                color="C0",
+                capsize=2,
+                lw=0.9,
+                label=f"per-budget {label}",
+            )
         else:
             ax.scatter(C, y, s=8, color="C0", label=f"envelope {label}")
-        rows.append(pd.DataFrame({"series": f"{label} data", "C": C, "value": y,
-                                  "lo": y * np.exp(-z * sd) if sd is not None else np.nan,
-                                  "hi": y * np.exp(z * sd) if sd is not None else np.nan}))
-        line = coef * grid ** expo
+        rows.append(
+            pd.DataFrame(
+                {
+                    "series": f"{label} data",
+                    "C": C,
+                    "value": y,
+                    "lo": y * np.exp(-z * sd) if sd is not None else np.nan,
+                    "hi": y * np.exp(z * sd) if sd is not None else np.nan,
+                }
+            )
+        )
+        line = coef * grid**expo
         ax.plot(grid, line, color="C3", lw=1.3, label=f"fit: {label} ∝ C^{expo:.3f}")
         band_lo = band_hi = np.full_like(grid, np.nan)
         if samples is not None and f"{key}_coef" in samples and len(samples) > 10:
@@ -151,14 +219,25 @@ def plot_optimal(fit, out: Path, target_flops: float | None = None, law=None, k:
             curves = s[:, :1] * grid[None, :] ** s[:, 1:2]
             band_lo, band_hi = np.percentile(curves, [2.5, 97.5], axis=0)
             ax.fill_between(grid, band_lo, band_hi, color="C3", alpha=0.18, lw=0, label="95% bootstrap band")
-        rows.append(pd.DataFrame({"series": f"{label} fit", "C": grid, "value": line, "lo": band_lo, "hi": band_hi}))
+        rows.append(
+            pd.DataFrame({"series": f"{label} fit", "C": grid, "value": line, "lo": band_lo, "hi": band_hi})
+        )
         if law is not None:
             lv = law.optimal(grid, k)[0 if key == "n" else 1]
-            ax.plot(grid, lv, color="0.4", lw=1.0, ls=":", label=f"parametric fit (C^{law.a if key == 'n' else law.b:.3f})")
+            ax.plot(
+                grid,
+                lv,
+                color="0.4",
+                lw=1.0,
+                ls=":",
+                label=f"parametric fit (C^{law.a if key == 'n' else law.b:.3f})",
+            )
             rows.append(pd.DataFrame({"series": f"{label} parametric", "C": grid, "value": lv}))
         if target_flops:
-            tv = coef * target_flops ** expo
-            ax.scatter([target_flops], [tv], marker="*", s=120, color="C1", zorder=5, label=f"projection: {tv:.3g}")
+            tv = coef * target_flops**expo
+            ax.scatter(
+                [target_flops], [tv], marker="*", s=120, color="C1", zorder=5, label=f"projection: {tv:.3g}"
+            )
             rows.append(pd.DataFrame({"series": f"{label} target", "C": [target_flops], "value": [tv]}))
         ax.set(xscale="log", yscale="log", xlabel="FLOPs C", ylabel=label)
         ax.annotate(f"{exp_name} = {expo:.3f}", xy=(0.05, 0.9), xycoords="axes fraction", fontsize=10)
@@ -167,7 +246,16 @@ def plot_optimal(fit, out: Path, target_flops: float | None = None, law=None, k:
     return _save(fig, pd.concat(rows, ignore_index=True), out, "c_optimal", formats)
 
 
-def plot_isoloss(law, N, D, L, out: Path, k: float = K_FLOPS_PER_PARAM_TOKEN, target_flops: float | None = None, formats=("png", "svg")):
+def plot_isoloss(
+    law,
+    N,
+    D,
+    L,
+    out: Path,
+    k: float = K_FLOPS_PER_PARAM_TOKEN,
+    target_flops: float | None = None,
+    formats=("png", "svg"),
+):
     """(d) Isoloss contours of L(N, C/(kN)) over (C, N), the efficient frontier, the data by loss."""
     C = k * N * D
     c_hi = max(C.max(), target_flops or 0) * 3
@@ -184,14 +272,27 @@ def plot_isoloss(law, N, D, L, out: Path, k: float = K_FLOPS_PER_PARAM_TOKEN, ta
     ax.plot(cg, fn, color="C0", lw=1.6, label=f"efficient frontier N ∝ C^{law.a:.3f}")
     sc = ax.scatter(C, N, c=L, cmap="viridis_r", s=10, lw=0, zorder=3)
     fig.colorbar(sc, ax=ax, label="loss")
-    rows = [pd.DataFrame({"series": "contour_grid", "C": CC.ravel(), "N": NN.ravel(), "loss": LL.ravel()}),
-            pd.DataFrame({"series": "frontier", "C": cg, "N": fn, "loss": law.optimal_loss(cg, k)}),
-            pd.DataFrame({"series": "data", "C": C, "N": N, "loss": L})]
+    rows = [
+        pd.DataFrame({"series": "contour_grid", "C": CC.ravel(), "N": NN.ravel(), "loss": LL.ravel()}),
+        pd.DataFrame({"series": "frontier", "C": cg, "N": fn, "loss": law.optimal_loss(cg, k)}),
+        pd.DataFrame({"series": "data", "C": C, "N": N, "loss": L}),
+    ]
     if target_flops:
         tn = law.optimal(target_flops, k)[0]
         ax.scatter([target_flops], [tn], marker="*", s=120, color="C1", zorder=5, label=f"target: N={tn:.3g}")
-        rows.append(pd.DataFrame({"series": "target", "C": [target_flops], "N": [tn], "loss": [law.optimal_loss(target_flops, k)]}))
-    ax.set(xscale="log", yscale="log", xlabel="FLOPs C", ylabel="parameters N", xlim=(cg[0], cg[-1]), ylim=(ng[0], ng[-1]))
+        rows.append(
+            pd.DataFrame(
+                {"series": "target", "C": [target_flops], "N": [tn], "loss": [law.optimal_loss(target_flops, k)]}
+            )
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="FLOPs C",
+        ylabel="parameters N",
+        xlim=(cg[0], cg[-1]),
+        ylim=(ng[0], ng[-1]),
+    )
     ax.legend(frameon=False, fontsize=7, loc="upper left")
     ax.set_title("(d) isoloss contours of the fitted L(N, D)")
     return _save(fig, pd.concat(rows, ignore_index=True), out, "d_isoloss", formats)
@@ -207,8 +308,18 @@ def plot_residuals(fit, bt: dict | None, out: Path, formats=("png", "svg")):
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel="FLOPs C", ylabel="log L − log L_fit", title=f"(e) residuals ({fit.method})")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="parameters N")
-    rows = [pd.DataFrame({"series": "residual", "N": d["N"], "C": d["C"], "loss": d["loss"],
-                          "predicted": d["loss_fit"], "residual": d["residual"]})]
+    rows = [
+        pd.DataFrame(
+            {
+                "series": "residual",
+                "N": d["N"],
+                "C": d["C"],
+                "loss": d["loss"],
+                "predicted": d["loss_fit"],
+                "residual": d["residual"],
+            }
+        )
+    ]
     ax = axes[1]
     if bt is not None:
         pts = bt["points"]
@@ -216,20 +327,45 @@ def plot_residuals(fit, bt: dict | None, out: Path, formats=("png", "svg")):
         tr = bt.get("train_points")
         if tr is not None:
             ax.scatter(tr["loss"], tr["predicted"], color="0.6", s=8, lw=0, label="fitted (train)")
-            rows.append(pd.DataFrame({"series": "backtest_train", "C": tr["C"], "loss": tr["loss"],
-                                      "predicted": tr["predicted"], "residual": np.log(tr["loss"]) - np.log(tr["predicted"])}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "series": "backtest_train",
+                        "C": tr["C"],
+                        "loss": tr["loss"],
+                        "predicted": tr["predicted"],
+                        "residual": np.log(tr["loss"]) - np.log(tr["predicted"]),
+                    }
+                )
+            )
         allv = np.concatenate([actual, pred] + ([tr["loss"], tr["predicted"]] if tr is not None else []))
         lo, hi = allv.min(), allv.max()
         ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
         ax.scatter(actual, pred, color="C3", s=16, label=f"held out: C ≥ {min(bt['holdout_budgets']):.3g}")
         s = bt["summary"]
-        ax.set(xlabel=f"observed {pts.columns[-3]}", ylabel="predicted",
-               title=f"back-test: trained on C ≤ {bt['train_max_flops']:.3g}")
-        ax.annotate(f"rmse(log) {s['rmse_log']:.3g}\nmean |rel err| {s['mean_abs_rel_error']:.2%}",
-                    xy=(0.05, 0.8), xycoords="axes fraction", fontsize=8)
+        ax.set(
+            xlabel=f"observed {pts.columns[-3]}",
+            ylabel="predicted",
+            title=f"back-test: trained on C ≤ {bt['train_max_flops']:.3g}",
+        )
+        ax.annotate(
+            f"rmse(log) {s['rmse_log']:.3g}\nmean |rel err| {s['mean_abs_rel_error']:.2%}",
+            xy=(0.05, 0.8),
+            xycoords="axes fraction",
+            fontsize=8,
+        )
         ax.legend(frameon=False, fontsize=7, loc="lower right")
-        rows.append(pd.DataFrame({"series": "backtest", "C": pts["C"], "loss": actual, "predicted": pred,
-                                  "residual": np.log(actual) - np.log(pred)}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "series": "backtest",
+                    "C": pts["C"],
+                    "loss": actual,
+                    "predicted": pred,
+                    "residual": np.log(actual) - np.log(pred),
+                }
+            )
+        )
     else:
         ax.text(0.5, 0.5, "no back-test (too few budgets)", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -247,8 +383,10 @@ def check_choices(wanted: str, formats) -> None:
     plt.close("all")
     unknown = [f for f in formats if f not in supported]
     if unknown or not formats:
-        raise AnalysisError(f"unknown image format(s) {', '.join(unknown) or '(none given)'}; "
-                            f"choose from {', '.join(sorted(supported))}")
+        raise AnalysisError(
+            f"unknown image format(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(sorted(supported))}"
+        )
 
 
 def _runs_for_figure_a(suite: dict, data) -> pd.DataFrame:
@@ -262,8 +400,9 @@ def _runs_for_figure_a(suite: dict, data) -> pd.DataFrame:
     return final_points_as_curves(data.N, data.C, data.L, data.D)
 
 
-def draw_figures(suite: dict, data, out: Path, wanted: str = "abcde", formats=("png", "svg"),
-                 target_flops: float | None = None) -> list[str]:
+def draw_figures(
+    suite: dict, data, out: Path, wanted: str = "abcde", formats=("png", "svg"), target_flops: float | None = None
+) -> list[str]:
     """Draw the figures in `wanted` from a `suite.run_suite`-shaped dict (method name -> fit,
     "curves", "backtest")."""
     written = []
@@ -277,7 +416,9 @@ def draw_figures(suite: dict, data, out: Path, wanted: str = "abcde", formats=("
 
         basis = next((suite[m] for m in with_hook("allocation_points") if suite.get(m) is not None), None)
         if basis is not None:
-            written += plot_optimal(basis, out, target_flops, law=param.law if param else None, k=data.k, formats=formats)
+            written += plot_optimal(
+                basis, out, target_flops, law=param.law if param else None, k=data.k, formats=formats
+            )
     if "d" in wanted and param is not None:
         written += plot_isoloss(param.law, data.N, data.D, data.L, out, data.k, target_flops, formats)
     if "e" in wanted and param is not None:
@@ -285,8 +426,15 @@ def draw_figures(suite: dict, data, out: Path, wanted: str = "abcde", formats=("
     return [str(p) for p in written]
 
 
-def figures(study, fits, out, wanted: str = "abcde", formats=("png", "svg"), target_flops: float | None = None,
-            backtest: dict | None = None) -> list[str]:
+def figures(
+    study,
+    fits,
+    out,
+    wanted: str = "abcde",
+    formats=("png", "svg"),
+    target_flops: float | None = None,
+    backtest: dict | None = None,
+) -> list[str]:
     """Draw figures (a)-(e) of `study` (an `analysis.load` result) from `fits` (FitResults, any
     methods; each figure is drawn when the fits it needs are there) into directory `out`.
     `backtest` (an `analysis.backtest` result) fills the right panel of (e). Returns the paths."""
@@ -308,6 +456,7 @@ def make_figures(source, out, table=None, options=None, wanted: str = "abcde", f
     check_choices(wanted, tuple(formats))
     study = load(source, table, need_budget=True)
     suite = run_suite(study, options, for_figures(wanted), backtest="parametric" if "e" in wanted else None)
-    written = draw_figures(suite, study.data, Path(out), "".join(sorted(set(wanted))), tuple(formats),
-                           options.target_flops)
+    written = draw_figures(
+        suite, study.data, Path(out), "".join(sorted(set(wanted))), tuple(formats), options.target_flops
+    )
     return written, study.warnings + suite["notes"]

@@ -24,16 +24,21 @@ def split(source, by: str, table: TableOptions | None = None, need_budget: bool 
 
     df = load_table(source)
     if by not in df.columns:
-        raise AnalysisError(f"--by {by}: the table has no column {by!r} (columns: {', '.join(map(str, df.columns))})")
+        raise AnalysisError(
+            f"--by {by}: the table has no column {by!r} (columns: {', '.join(map(str, df.columns))})"
+        )
     values = df[by].fillna("").astype(str)
     if values.nunique() < 2:
         raise AnalysisError(f"--by {by}: every row has the same value ({values.iloc[0]!r}); nothing to compare")
-    return {v: (lambda part: lambda: load(part, table, need_budget=need_budget))(df[values == v])
-            for v in sorted(values.unique())}
+    return {
+        v: (lambda part: lambda: load(part, table, need_budget=need_budget))(df[values == v])
+        for v in sorted(values.unique())
+    }
 
 
-def fit_groups(source, by: str, method: str, table: TableOptions | None = None,
-               options: FitOptions | None = None) -> dict:
+def fit_groups(
+    source, by: str, method: str, table: TableOptions | None = None, options: FitOptions | None = None
+) -> dict:
     """{value: FitResult, or the one-line reason it could not be fitted}."""
     from ..fitting import fit_with_options
     from ..methods import get
@@ -54,7 +59,9 @@ def fit_groups(source, by: str, method: str, table: TableOptions | None = None,
             else:
                 out[value].warnings.append(note)
     if all(isinstance(f, str) for f in out.values()):
-        raise AnalysisError(f"--by {by}: no part could be fitted: " + "; ".join(f"{v}: {r}" for v, r in out.items()))
+        raise AnalysisError(
+            f"--by {by}: no part could be fitted: " + "; ".join(f"{v}: {r}" for v, r in out.items())
+        )
     return out
 
 
@@ -82,7 +89,9 @@ def exponent_rows(fits: dict) -> list[dict]:
         if isinstance(fit, str) or fit.a is None:
             continue
         ci = (fit.ci or {}).get("a", {})
-        rows.append({"group": value, "a": fit.a, "a_lo": ci.get("lo"), "a_hi": ci.get("hi"), "n_points": fit.n_points})
+        rows.append(
+            {"group": value, "a": fit.a, "a_lo": ci.get("lo"), "a_hi": ci.get("hi"), "n_points": fit.n_points}
+        )
     return rows
 
 
@@ -94,9 +103,15 @@ def plot_groups(fits: dict, by: str, out_dir, formats=("png",), method: str | No
 
     out_dir = Path(out_dir)
     good = {v: f for v, f in fits.items() if not isinstance(f, str)}
-    c_all = np.concatenate([np.asarray(f.data["C"] if "C" in f.data else [], float) for f in good.values()] or [[]])
+    c_all = np.concatenate(
+        [np.asarray(f.data["C"] if "C" in f.data else [], float) for f in good.values()] or [[]]
+    )
     c_all = c_all[np.isfinite(c_all) & (c_all > 0)]
-    flops = np.logspace(np.log10(c_all.min()) - 0.5, np.log10(c_all.max()) + 1, 60) if len(c_all) else np.logspace(10, 14, 60)
+    flops = (
+        np.logspace(np.log10(c_all.min()) - 0.5, np.log10(c_all.max()) + 1, 60)
+        if len(c_all)
+        else np.logspace(10, 14, 60)
+    )
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     curves = []
     for value, fit in good.items():
@@ -104,8 +119,13 @@ def plot_groups(fits: dict, by: str, out_dir, formats=("png",), method: str | No
         if n_opt is not None:
             left.plot(flops, n_opt, label=f"{by}={value}: a={fit.a:.3f}")
             curves += [{"group": value, "flops": c, "n_opt": n} for c, n in zip(flops, n_opt)]
-    left.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="compute-optimal N",
-             title=f"{method + ' ' if method else ''}frontier by {by}")
+    left.set(
+        xscale="log",
+        yscale="log",
+        xlabel="compute C (FLOPs)",
+        ylabel="compute-optimal N",
+        title=f"{method + ' ' if method else ''}frontier by {by}",
+    )
     left.legend(fontsize=7)
     rows = exponent_rows(fits)
     for i, r in enumerate(rows):

@@ -23,8 +23,14 @@ from ..options import FitOptions, TableOptions
 GROUP_METHODS = ("isoflop", "parametric")
 
 
-def write_group_report(source, by: str, out=None, table: TableOptions | None = None,
-                       options: FitOptions | None = None, methods=GROUP_METHODS) -> Path:
+def write_group_report(
+    source,
+    by: str,
+    out=None,
+    table: TableOptions | None = None,
+    options: FitOptions | None = None,
+    methods=GROUP_METHODS,
+) -> Path:
     """Fit `methods` per value of column `by`, draw the comparison and write the Markdown report."""
     from ..result import plain
     from .by_group import fit_groups, plot_groups
@@ -41,36 +47,61 @@ def write_group_report(source, by: str, out=None, table: TableOptions | None = N
         raise AnalysisError(f"report by {by}: no method could be fitted: " + "; ".join(failed.values()))
     figures = []
     for m, groups in fits.items():
-        figures += [(m, p) for p in plot_groups(groups, by, out.parent / "figures", ("png", "svg"), method=m)
-                    if p.suffix == ".png"]
-    lines = [f"# Scaling-law report: `{source.name}`, one law per `{by}`", "",
-             f"The runs differ in `{by}` as well as in size, so each `{by}` is fitted as a table of its own; "
-             "no law is pooled over them. Losses of different objectives (e.g. a masked-LM encoder's) are "
-             "comparable in their exponents, not in their level.", ""]
+        figures += [
+            (m, p)
+            for p in plot_groups(groups, by, out.parent / "figures", ("png", "svg"), method=m)
+            if p.suffix == ".png"
+        ]
+    lines = [
+        f"# Scaling-law report: `{source.name}`, one law per `{by}`",
+        "",
+        f"The runs differ in `{by}` as well as in size, so each `{by}` is fitted as a table of its own; "
+        "no law is pooled over them. Losses of different objectives (e.g. a masked-LM encoder's) are "
+        "comparable in their exponents, not in their level.",
+        "",
+    ]
     for m, groups in fits.items():
         lines += _method_table(m, groups, by)
     lines += [f"- {m}: not fitted ({why})" for m, why in failed.items()]
-    lines += ["## Figures", ""] + [f"![{m}: frontiers and exponents by {by}]({p.relative_to(out.parent)})  \n"
-                                   f"*{m}: compute-optimal frontier and exponent a per {by}*" for m, p in figures]
+    lines += ["## Figures", ""] + [
+        f"![{m}: frontiers and exponents by {by}]({p.relative_to(out.parent)})  \n"
+        f"*{m}: compute-optimal frontier and exponent a per {by}*"
+        for m, p in figures
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
-    dump = {"by": by, **{m: {v: ({"error": f} if isinstance(f, str) else f.to_json_dict()) for v, f in g.items()}
-                         for m, g in fits.items()}}
+    dump = {
+        "by": by,
+        **{
+            m: {v: ({"error": f} if isinstance(f, str) else f.to_json_dict()) for v, f in g.items()}
+            for m, g in fits.items()
+        },
+    }
     (out.parent / "fits.json").write_text(json.dumps(plain(dump), indent=1))
     return out
 
 
 def _method_table(method: str, groups: dict, by: str) -> list[str]:
-    L = [f"## {method}", "", f"| {by} | runs | a (N_opt ∝ C^a) | b (D_opt ∝ C^b) | lowest loss (at C) | note |",
-         "|---|---|---|---|---|---|"]
+    L = [
+        f"## {method}",
+        "",
+        f"| {by} | runs | a (N_opt ∝ C^a) | b (D_opt ∝ C^b) | lowest loss (at C) | note |",
+        "|---|---|---|---|---|---|",
+    ]
     for value, fit in groups.items():
         if isinstance(fit, str):
             L.append(f"| {value or '(none)'} | | | | | not fitted: {fit} |")
             continue
         best = int(np.argmin(fit.data["loss"])) if "loss" in fit.data else None
-        low = f"{fit.data['loss'].iloc[best]:.4g} ({fit.data['C'].iloc[best]:.3g})" if best is not None and "C" in fit.data else ""
-        L.append(f"| {value} | {fit.n_points} | {_with_ci(fit, 'a')} | {_with_ci(fit, 'b')} | {low} | "
-                 f"{'; '.join(fit.warnings[:2])} |")
+        low = (
+            f"{fit.data['loss'].iloc[best]:.4g} ({fit.data['C'].iloc[best]:.3g})"
+            if best is not None and "C" in fit.data
+            else ""
+        )
+        L.append(
+            f"| {value} | {fit.n_points} | {_with_ci(fit, 'a')} | {_with_ci(fit, 'b')} | {low} | "
+            f"{'; '.join(fit.warnings[:2])} |"
+        )
     return L + [""]
 
 

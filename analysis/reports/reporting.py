@@ -18,15 +18,27 @@ from ..result import plain
 from .text import ci_text, md
 
 DEFAULT_OPTIONS = FitOptions(bootstrap=200)  # `lab plot` and `lab report` bootstrap by default
-CAPTIONS = {"a_envelope": "(a) loss vs FLOPs with the lower envelope", "b_isoflop": "(b) IsoFLOP profiles",
-            "c_optimal": "(c) N_opt(C), D_opt(C)", "d_isoloss": "(d) isoloss contours and efficient frontier",
-            "e_residuals": "(e) residuals and back-test", "lr": "loss vs peak learning rate, per (N, D)",
-            "ptq": "loss vs weight bits (post-training quantization)", "icl": "in-context accuracy vs compute",
-            "data_constrained": "loss vs epochs with the data-constrained law"}
+CAPTIONS = {
+    "a_envelope": "(a) loss vs FLOPs with the lower envelope",
+    "b_isoflop": "(b) IsoFLOP profiles",
+    "c_optimal": "(c) N_opt(C), D_opt(C)",
+    "d_isoloss": "(d) isoloss contours and efficient frontier",
+    "e_residuals": "(e) residuals and back-test",
+    "lr": "loss vs peak learning rate, per (N, D)",
+    "ptq": "loss vs weight bits (post-training quantization)",
+    "icl": "in-context accuracy vs compute",
+    "data_constrained": "loss vs epochs with the data-constrained law",
+}
 
 
-def write_report(source, out: Path | str | None = None, table: TableOptions | None = None,
-                 options: FitOptions | None = None, methods=METHODS, by: str | None = None) -> Path:
+def write_report(
+    source,
+    out: Path | str | None = None,
+    table: TableOptions | None = None,
+    options: FitOptions | None = None,
+    methods=METHODS,
+    by: str | None = None,
+) -> Path:
     """Fit `methods` (default: every one) on `source` (study directory or CSV), draw the figures,
     and write the Markdown report to `out` (default <dir>/report.md). Returns the report's path.
     The target compute is `options.target_flops`, else 10x the largest compute in the table.
@@ -37,8 +49,14 @@ def write_report(source, out: Path | str | None = None, table: TableOptions | No
     if by:
         from .report_by import GROUP_METHODS, write_group_report
 
-        return write_group_report(source, by, out, table, options or DEFAULT_OPTIONS,
-                                  [m for m in GROUP_METHODS if m in methods] or GROUP_METHODS)
+        return write_group_report(
+            source,
+            by,
+            out,
+            table,
+            options or DEFAULT_OPTIONS,
+            [m for m in GROUP_METHODS if m in methods] or GROUP_METHODS,
+        )
 
     from ..inputs import load
     from ..plotting.plots import draw_figures
@@ -51,7 +69,9 @@ def write_report(source, out: Path | str | None = None, table: TableOptions | No
         options = replace(options, target_flops=float(10 * study.data.C.max()))
     suite = run_suite(study, options, methods=methods)
     verdict = diagnose(suite, study.data)
-    figures = draw_figures(suite, study.data, out.parent / "figures", "abcde", ("png", "svg"), options.target_flops)
+    figures = draw_figures(
+        suite, study.data, out.parent / "figures", "abcde", ("png", "svg"), options.target_flops
+    )
     figures += _law_figures(suite, source, table, options, out.parent / "figures")
     notes = study.warnings + suite["notes"]
     lines = [f"# Scaling-law report: `{source.name}`", ""] + _verdict_section(verdict)
@@ -78,7 +98,12 @@ def _verdict_section(verdict: dict) -> list[str]:
         L += ["**The science is shaky here:**", ""] + [f"- {p}" for p in verdict["problems"]] + [""]
     else:
         L += ["Every fitted method is identified and the methods agree within their intervals.", ""]
-    L += [f"**Trusted estimate:** {verdict['why']}." if verdict["trusted"] else f"**No trusted estimate:** {verdict['why']}.", ""]
+    L += [
+        f"**Trusted estimate:** {verdict['why']}."
+        if verdict["trusted"]
+        else f"**No trusted estimate:** {verdict['why']}.",
+        "",
+    ]
     return L
 
 
@@ -87,27 +112,36 @@ def _intervals_section(suite, options: FitOptions) -> list[str]:
     and the back-test error of extrapolating to the largest budgets."""
     from ..intervals import prediction_interval
 
-    L = ["## Intervals", "",
-         "- **Confidence intervals** (the brackets above) say where a law's *parameters* and exponents lie, "
-         "from bootstrap resamples of the runs (parametric, envelope, kaplan) or redraws of each budget's "
-         "optimum from its own uncertainty (isoflop)."]
+    L = [
+        "## Intervals",
+        "",
+        "- **Confidence intervals** (the brackets above) say where a law's *parameters* and exponents lie, "
+        "from bootstrap resamples of the runs (parametric, envelope, kaplan) or redraws of each budget's "
+        "optimum from its own uncertainty (isoflop).",
+    ]
     par = suite.get("parametric")
     pi = prediction_interval(par, options.target_flops, options.level, options.seed) if par is not None else None
     if pi:
         par.extra["prediction"] = pi
-        L.append(f"- **Prediction at the target** C = {pi['flops']:.3g} FLOPs (parametric law, compute-optimal model): "
-                 f"loss {pi['loss']:.4g}; {pi['level']:.0%} confidence interval of the law's prediction "
-                 f"[{pi['ci_lo']:.4g}, {pi['ci_hi']:.4g}]; {pi['level']:.0%} prediction interval of one new run's "
-                 f"loss [{pi['pi_lo']:.4g}, {pi['pi_hi']:.4g}] (adds the fit's run-to-run residual scatter).")
+        L.append(
+            f"- **Prediction at the target** C = {pi['flops']:.3g} FLOPs (parametric law, compute-optimal model): "
+            f"loss {pi['loss']:.4g}; {pi['level']:.0%} confidence interval of the law's prediction "
+            f"[{pi['ci_lo']:.4g}, {pi['ci_hi']:.4g}]; {pi['level']:.0%} prediction interval of one new run's "
+            f"loss [{pi['pi_lo']:.4g}, {pi['pi_hi']:.4g}] (adds the fit's run-to-run residual scatter)."
+        )
     else:
-        L.append("- **Prediction interval** of the loss at the target: needs a bootstrapped parametric fit (none here).")
+        L.append(
+            "- **Prediction interval** of the loss at the target: needs a bootstrapped parametric fit (none here)."
+        )
     bt = suite.get("backtest")
     if bt is not None:
         s = bt["summary"]
-        L.append(f"- **Back-test** ({bt['method']}): fitted on C ≤ {bt['train_max_flops']:.3g}, extrapolated to the "
-                 f"{len(bt['holdout_budgets'])} largest budget(s) ({', '.join(f'{b:.3g}' for b in bt['holdout_budgets'])}), "
-                 f"{s['n_test']} held-out runs: mean |relative error| {s['mean_abs_rel_error']:.2%}, max "
-                 f"{s['max_abs_rel_error']:.2%}, bias {s['bias_log']:+.3g} in log loss.")
+        L.append(
+            f"- **Back-test** ({bt['method']}): fitted on C ≤ {bt['train_max_flops']:.3g}, extrapolated to the "
+            f"{len(bt['holdout_budgets'])} largest budget(s) ({', '.join(f'{b:.3g}' for b in bt['holdout_budgets'])}), "
+            f"{s['n_test']} held-out runs: mean |relative error| {s['mean_abs_rel_error']:.2%}, max "
+            f"{s['max_abs_rel_error']:.2%}, bias {s['bias_log']:+.3g} in log loss."
+        )
     return L + [""]
 
 
@@ -117,13 +151,20 @@ def _validation_section(source: Path) -> list[str]:
     if not path.exists():
         return []
     v = json.loads(path.read_text())
-    L = ["## Validation rung", "",
-         f"Trained after the fit at C = {v['flops']:.3g} FLOPs ({v['factor']:g}× the largest budget), the predicted "
-         f"compute-optimal size N_opt = {v['n_opt_predicted']:.3g} ({v['law']}) and a size on each side:", "",
-         "| cell | N | D | predicted loss | measured loss | error |", "|---|---|---|---|---|---|"]
+    L = [
+        "## Validation rung",
+        "",
+        f"Trained after the fit at C = {v['flops']:.3g} FLOPs ({v['factor']:g}× the largest budget), the predicted "
+        f"compute-optimal size N_opt = {v['n_opt_predicted']:.3g} ({v['law']}) and a size on each side:",
+        "",
+        "| cell | N | D | predicted loss | measured loss | error |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in v["runs"]:
-        L.append(f"| {r['cell_id']} | {r['n']:.3g} | {r['d']:.3g} | {md(r['predicted'], '.4g')} | "
-                 f"{md(r.get('measured'), '.4g')} | {md(r.get('rel_error'), '+.2%')} |")
+        L.append(
+            f"| {r['cell_id']} | {r['n']:.3g} | {r['d']:.3g} | {md(r['predicted'], '.4g')} | "
+            f"{md(r.get('measured'), '.4g')} | {md(r.get('rel_error'), '+.2%')} |"
+        )
     L += ["", v["summary"], ""]
     return L
 
@@ -134,26 +175,38 @@ def _data_section(study, table: TableOptions) -> list[str]:
     if "status" in frame.columns:
         status = ", ".join(f"{k}: {v}" for k, v in frame["status"].value_counts().items())
     shown = "any" if table.status is None else table.status
-    return ["## Data", "",
-            f"- {len(data)} runs used (filter: status={shown}{', where ' + repr(table.where) if table.where else ''}"
-            f"{', ' + status if status else ''})",
-            "- columns: " + ", ".join(f"{k} = `{v}`" for k, v in data.columns.items()),
-            f"- N {data.N.min():.3g} – {data.N.max():.3g}; D {data.D.min():.3g} – {data.D.max():.3g}; "
-            f"C {data.C.min():.3g} – {data.C.max():.3g} FLOPs; loss {data.L.min():.4g} – {data.L.max():.4g}",
-            f"- training curves: {'%d runs' % curves['run_id'].nunique() if curves is not None else 'none (envelope of final points)'}",
-            ""]
+    return [
+        "## Data",
+        "",
+        f"- {len(data)} runs used (filter: status={shown}{', where ' + repr(table.where) if table.where else ''}"
+        f"{', ' + status if status else ''})",
+        "- columns: " + ", ".join(f"{k} = `{v}`" for k, v in data.columns.items()),
+        f"- N {data.N.min():.3g} – {data.N.max():.3g}; D {data.D.min():.3g} – {data.D.max():.3g}; "
+        f"C {data.C.min():.3g} – {data.C.max():.3g} FLOPs; loss {data.L.min():.4g} – {data.L.max():.4g}",
+        "- training curves: "
+        + (f"{curves['run_id'].nunique()} runs" if curves is not None else "none (envelope of final points)"),
+        "",
+    ]
 
 
 def _exponents_section(suite, k: float, options: FitOptions) -> list[str]:
-    L = ["## Compute-optimal exponents", "", "N_opt ∝ C^a, D_opt ∝ C^b (C = %g N D)." % k, "",
-         "| method | a | b | N_opt at target | D_opt at target |", "|---|---|---|---|---|"]
+    L = [
+        "## Compute-optimal exponents",
+        "",
+        f"N_opt ∝ C^a, D_opt ∝ C^b (C = {k:g} N D).",
+        "",
+        "| method | a | b | N_opt at target | D_opt at target |",
+        "|---|---|---|---|---|",
+    ]
     for name in METHODS:
         f = suite.get(name)
         if f is None:
             continue
         t = f.extra.get("target", {})
-        L.append(f"| {name} | {md(f.a, '.3f')}{ci_text(f, 'a')} | {md(f.b, '.3f')}{ci_text(f, 'b')} | "
-                 f"{md(t.get('n_opt'), '.3g')}{ci_text(f, 'n_opt')} | {md(t.get('d_opt'), '.3g')}{ci_text(f, 'd_opt')} |")
+        L.append(
+            f"| {name} | {md(f.a, '.3f')}{ci_text(f, 'a')} | {md(f.b, '.3f')}{ci_text(f, 'b')} | "
+            f"{md(t.get('n_opt'), '.3g')}{ci_text(f, 'n_opt')} | {md(t.get('d_opt'), '.3g')}{ci_text(f, 'd_opt')} |"
+        )
     if options.target_flops:
         L.append(f"\nTarget compute: {options.target_flops:.3g} FLOPs.")
     if options.bootstrap:
@@ -187,9 +240,12 @@ def _method_sections(suite) -> list[str]:
             L += section(f) if section is not None else _summary_section(name, f)
         if bt is not None and bt["method"] == name:
             s = bt["summary"]
-            L += [f"Back-test: fitted on C ≤ {bt['train_max_flops']:.3g}, predicting {s['n_test']} held-out runs: "
-                  f"rmse(log L) {s['rmse_log']:.3g}, mean |relative error| {s['mean_abs_rel_error']:.2%}, "
-                  f"max {s['max_abs_rel_error']:.2%}.", ""]
+            L += [
+                f"Back-test: fitted on C ≤ {bt['train_max_flops']:.3g}, predicting {s['n_test']} held-out runs: "
+                f"rmse(log L) {s['rmse_log']:.3g}, mean |relative error| {s['mean_abs_rel_error']:.2%}, "
+                f"max {s['max_abs_rel_error']:.2%}.",
+                "",
+            ]
     return L
 
 
@@ -200,8 +256,11 @@ def _figures_section(figures, base: Path) -> list[str]:
         if fp.suffix == ".png":
             rel = fp.relative_to(base)
             caption = CAPTIONS.get(fp.stem, fp.stem)
-            L += [f"![{caption}]({rel.as_posix()})  ",
-                  f"*{caption}* — data: [{fp.stem}.csv]({rel.with_suffix('.csv').as_posix()})", ""]
+            L += [
+                f"![{caption}]({rel.as_posix()})  ",
+                f"*{caption}* — data: [{fp.stem}.csv]({rel.with_suffix('.csv').as_posix()})",
+                "",
+            ]
     return L
 
 

@@ -22,7 +22,9 @@ def holdout_for(data, share: float = 0.1, at_least: int = 3) -> int:
     return int(min(h, max(1, len(b) - 2)))
 
 
-def run_suite(study, options: FitOptions | None = None, methods=METHODS, backtest: str | None = "parametric") -> dict:
+def run_suite(
+    study, options: FitOptions | None = None, methods=METHODS, backtest: str | None = "parametric"
+) -> dict:
     """Fit `study` (an `analysis.load` result) by each of `methods`, bootstrapping those whose
     registry entry says so (`options.bootstrap` resamples), and back-test the `backtest` method.
 
@@ -47,11 +49,18 @@ def run_suite(study, options: FitOptions | None = None, methods=METHODS, backtes
     for name in METHODS:
         if name in methods and get(name).applies(data):
             boot = get(name).suite_bootstrap and options.bootstrap
-            progress(f"{name} fit" + (f" and {options.bootstrap}-resample bootstrap" if boot else "") + f" of {len(data)} rows")
+            progress(
+                f"{name} fit"
+                + (f" and {options.bootstrap}-resample bootstrap" if boot else "")
+                + f" of {len(data)} rows"
+            )
             attempt(name, lambda: fit_with_options(study, name, options, bootstrap=get(name).suite_bootstrap))
     if backtest and out.get(backtest) is not None:
         progress(f"{backtest} back-test")
-        attempt("backtest", lambda: run_backtest(data, backtest, holdout=holdout_for(data), **get(backtest).options(options)))
+        attempt(
+            "backtest",
+            lambda: run_backtest(data, backtest, holdout=holdout_for(data), **get(backtest).options(options)),
+        )
     progress("fits done; drawing figures")
     return out
 
@@ -71,15 +80,19 @@ def fit_problems(f, data=None) -> list[str]:
     for name in ("a", "alpha", "beta", "alpha_N", "alpha_D"):
         c = ci.get(name)
         if c and c["lo"] <= 0 <= c["hi"]:
-            out.append(f"{f.method}: the {c['level']:.0%} CI of {name} [{c['lo']:.3g}, {c['hi']:.3g}] includes 0, "
-                       f"so the data do not determine it")
+            out.append(
+                f"{f.method}: the {c['level']:.0%} CI of {name} [{c['lo']:.3g}, {c['hi']:.3g}] includes 0, "
+                f"so the data do not determine it"
+            )
     p = f.params
     if f.method == "parametric":
         low = float(np.min(data.L)) if data is not None else None
         if low and p["E"] < 0.25 * low:
-            out.append(f"parametric: the irreducible loss E = {p['E']:.3g} sits near its bound 0 (under a quarter of "
-                       f"the lowest loss, {low:.3g}): this grid does not pin E down, and a, alpha, beta trade off "
-                       "against it")
+            out.append(
+                f"parametric: the irreducible loss E = {p['E']:.3g} sits near its bound 0 (under a quarter of "
+                f"the lowest loss, {low:.3g}): this grid does not pin E down, and a, alpha, beta trade off "
+                "against it"
+            )
         for name in ("alpha", "beta"):
             if not 0.02 < p[name] < 2.5:
                 out.append(f"parametric: {name} = {p[name]:.3g} is at the edge of its plausible range")
@@ -100,15 +113,21 @@ def _isoflop_grid_problems(f) -> list[str]:
     opt, out = f.extra["optima"], []
     few = opt[opt["n_points"] < 4]
     if len(few):
-        out.append(f"isoflop: {len(few)} budget(s) have fewer than 4 sizes ({', '.join(f'{c:.3g}' for c in few['budget'])}): "
-                   "too few to locate a minimum")
+        out.append(
+            f"isoflop: {len(few)} budget(s) have fewer than 4 sizes ({', '.join(f'{c:.3g}' for c in few['budget'])}): "
+            "too few to locate a minimum"
+        )
     edge = opt[opt["edge"]]
     if len(edge):
-        out.append(f"isoflop: the loss minimum sits at the edge of the size grid at {len(edge)} budget(s) "
-                   f"({', '.join(f'{c:.3g}' for c in edge['budget'])}); those budgets were left out")
+        out.append(
+            f"isoflop: the loss minimum sits at the edge of the size grid at {len(edge)} budget(s) "
+            f"({', '.join(f'{c:.3g}' for c in edge['budget'])}); those budgets were left out"
+        )
     if f.extra["n_budgets_used"] < 3:
-        out.append(f"isoflop: only {f.extra['n_budgets_used']} budget(s) with an interior minimum; a line through "
-                   "two points has no check on its own error")
+        out.append(
+            f"isoflop: only {f.extra['n_budgets_used']} budget(s) with an interior minimum; a line through "
+            "two points has no check on its own error"
+        )
     return out
 
 
@@ -116,11 +135,13 @@ def _disagreements(fits: dict) -> list[str]:
     """Pairs of methods whose CIs on a do not overlap."""
     out, names = [], [m for m in TRUST_ORDER if fits.get(m) is not None and (fits[m].ci or {}).get("a")]
     for i, m in enumerate(names):
-        for o in names[i + 1:]:
+        for o in names[i + 1 :]:
             x, y = fits[m].ci["a"], fits[o].ci["a"]
             if x["hi"] < y["lo"] or y["hi"] < x["lo"]:
-                out.append(f"{m} and {o} disagree beyond their intervals: a = {fits[m].a:.3g} [{x['lo']:.3g}, "
-                           f"{x['hi']:.3g}] vs {fits[o].a:.3g} [{y['lo']:.3g}, {y['hi']:.3g}]")
+                out.append(
+                    f"{m} and {o} disagree beyond their intervals: a = {fits[m].a:.3g} [{x['lo']:.3g}, "
+                    f"{x['hi']:.3g}] vs {fits[o].a:.3g} [{y['lo']:.3g}, {y['hi']:.3g}]"
+                )
     return out
 
 
@@ -128,25 +149,37 @@ def diagnose(suite: dict, data=None) -> dict:
     """The report's verdict: {"problems": [plain-words lines], "trusted": method or None, "why": text}.
     The trusted estimate is the first of TRUST_ORDER whose fit has an exponent, a bootstrap
     interval and no problem of its own."""
-    fits = {m: suite.get(m) for m in TRUST_ORDER if suite.get(m) is not None and suite[m].a is not None
-            and np.isfinite(suite[m].a)}
+    fits = {
+        m: suite.get(m)
+        for m in TRUST_ORDER
+        if suite.get(m) is not None and suite[m].a is not None and np.isfinite(suite[m].a)
+    }
     own = {m: fit_problems(f, data) for m, f in fits.items()}
     problems = [p for m in fits for p in own[m]] + _disagreements(fits)
     for m in TRUST_ORDER:  # a method that was tried and could not be fitted says why
         if m in suite and suite[m] is None:
-            problems += [f"{m} could not be fitted: {n.split(': ', 1)[1] if n.startswith(m + ':') else n}"
-                         for n in suite.get("notes", []) if n.startswith(m)]
+            problems += [
+                f"{m} could not be fitted: {n.split(': ', 1)[1] if n.startswith(m + ':') else n}"
+                for n in suite.get("notes", [])
+                if n.startswith(m)
+            ]
     trusted = next((m for m in fits if not own[m] and (fits[m].ci or {}).get("a")), None)
     if trusted is None:
         why = "no method passes every check; treat every exponent below as provisional"
     else:
         c = fits[trusted].ci["a"]
-        why = (f"{trusted}: a = {fits[trusted].a:.3g} [{c['lo']:.3g}, {c['hi']:.3g}] — it passes every check "
-               f"(identified, interval clear of zero{', interior minima' if trusted == 'isoflop' else ''})"
-               + {"parametric": ", and it uses every run", "isoflop": ", and it measures each budget's optimum directly"
-                  }.get(trusted, ""))
+        why = (
+            f"{trusted}: a = {fits[trusted].a:.3g} [{c['lo']:.3g}, {c['hi']:.3g}] — it passes every check "
+            f"(identified, interval clear of zero{', interior minima' if trusted == 'isoflop' else ''})"
+            + {
+                "parametric": ", and it uses every run",
+                "isoflop": ", and it measures each budget's optimum directly",
+            }.get(trusted, "")
+        )
     if trusted == "isoflop" and fits["isoflop"].extra["n_budgets_used"] < 5:
         n = fits["isoflop"].extra["n_budgets_used"]
-        why += (f"; with {n} budgets its interval rests on each budget's own uncertainty, checked against "
-                f"their scatter with only {n - 2} degree(s) of freedom")
+        why += (
+            f"; with {n} budgets its interval rests on each budget's own uncertainty, checked against "
+            f"their scatter with only {n - 2} degree(s) of freedom"
+        )
     return {"problems": problems, "trusted": trusted, "why": why}

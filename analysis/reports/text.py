@@ -18,6 +18,6 @@ def md(v, spec=".4g"):
 
 
 def ci_text(fit, name, spec=".3g"):
-    """" [lo, hi]" of parameter `name`'s bootstrap interval, or "" without one."""
+    """ " [lo, hi]" of parameter `name`'s bootstrap interval, or "" without one."""
     ci = (fit.ci or {}).get(name)
     return f" [{ci['lo']:{spec}}, {ci['hi']:{spec}}]" if ci else ""

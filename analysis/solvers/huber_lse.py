@@ -20,7 +20,7 @@ PAD_STEP = 8192
 SCREEN_ELEMENTS = 1 << 25  # lanes x rows screened in one batch (128 MiB per float32 array); more run in chunks
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def huber_lse_vg(delta: float, stable: bool):
     """Per-lane Huber-sum objective and its gradient, written out so that all reductions are
     matrix products: XLA on CPU then evaluates the elementwise work once instead of once per
@@ -32,7 +32,7 @@ def huber_lse_vg(delta: float, stable: bool):
     """
 
     def vg(P, X, y, W):
-        a, b, e, al, be = (P[:, i:i + 1] for i in range(5))
+        a, b, e, al, be = (P[:, i : i + 1] for i in range(5))
         lnN, lnD = X[0][None, :], X[1][None, :]
         t1, t2 = a - al * lnN, b - be * lnD
         if stable:
@@ -80,7 +80,7 @@ def padded_arrays(N, D, L, weights=None):
     return X, y, w
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _staged_screen(delta: float, iters: int, keep: int, more_iters: int):
     """One jitted program: all lanes for `iters` iterations, then the `keep` best for `more_iters`."""
     vg = huber_lse_vg(delta, False)
@@ -115,7 +115,7 @@ def in_chunks(P, chunk: int, run):
     compiled shape serves all); returns the concatenated (P, f)."""
     outs_P, outs_f = [], []
     for lo in range(0, len(P), chunk):
-        part = P[lo:lo + chunk]
+        part = P[lo : lo + chunk]
         c = len(part)
         if c < chunk:
             part = np.concatenate([part, np.repeat(P[:1], chunk - c, axis=0)])
@@ -147,12 +147,12 @@ def huber_objective(params_lse, N, D, L, delta=1e-3, weights=None) -> float:
     return float(np.sum(h if weights is None else weights * h))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def jitted_vg(delta: float):
     return jax.jit(huber_lse_vg(delta, True))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jitted_hessian(delta: float):
     vg = huber_lse_vg(delta, True)
 

@@ -44,7 +44,7 @@ def _direction(g, S, Y, rho):
     return -jax.lax.fori_loop(0, m, oldest_first, gamma[:, None] * q)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_minimizer(vg, iters: int, history: int = 10, gtol: float = 0.0, c1: float = 1e-4):
     """A jitted `run(x0, *data) -> (x, f, g, n_iter)` minimising every lane of x0 from its start."""
 

@@ -90,8 +90,15 @@ def profile(lnN, lnD, L, alphas, betas):
 def local_minima(f, k):
     """Up to k grid indices that are local minima of f (8-neighbourhood), best first."""
     pad = np.pad(f, 1, constant_values=np.inf)
-    neigh = np.min([pad[1 + i:1 + i + f.shape[0], 1 + j:1 + j + f.shape[1]]
-                    for i in (-1, 0, 1) for j in (-1, 0, 1) if (i, j) != (0, 0)], axis=0)
+    neigh = np.min(
+        [
+            pad[1 + i : 1 + i + f.shape[0], 1 + j : 1 + j + f.shape[1]]
+            for i in (-1, 0, 1)
+            for j in (-1, 0, 1)
+            if (i, j) != (0, 0)
+        ],
+        axis=0,
+    )
     idx = np.argwhere(f <= neigh)
     idx = idx[np.argsort(f[idx[:, 0], idx[:, 1]])]
     return [tuple(i) for i in idx[:k]]

@@ -57,8 +57,9 @@ def _seconds(fn) -> float:
 def decode_config(model: str, overrides, max_len: int):
     """The preset's model with room for the prompt and `max_len` new tokens, byte vocabulary."""
     cfg = apply_overrides(preset_config(model)[0], list(overrides))
-    m = dataclasses.replace(cfg.model, vocab_size=cfg.model.vocab_size or 256,
-                            seq_len=max(cfg.model.seq_len, PROMPT + max_len))
+    m = dataclasses.replace(
+        cfg.model, vocab_size=cfg.model.vocab_size or 256, seq_len=max(cfg.model.seq_len, PROMPT + max_len)
+    )
     m.validate()
     return m
 
@@ -82,7 +83,9 @@ def time_cached(m, params, batch: int, n_new: int, unpack=None) -> float:
     """Seconds of one compiled greedy generation of `n_new` tokens (compile excluded)."""
     graphdef = nnx.split(nnx.eval_shape(lambda: Transformer(m, rngs=nnx.Rngs(params=0))), nnx.Param)[0]
     prompt = jnp.ones((batch, PROMPT), jnp.int32)
-    run = lambda: generate(graphdef, m, params, prompt, n_new, jax.random.key(0), unpack=unpack).block_until_ready()
+    run = lambda: generate(
+        graphdef, m, params, prompt, n_new, jax.random.key(0), unpack=unpack
+    ).block_until_ready()
     run()
     return min(_seconds(run) for _ in range(2))
 
@@ -98,6 +101,7 @@ def uncached_times(m, params, batch: int, lengths) -> tuple[dict, jax.Array]:
             logits = nnx.merge(graphdef, params)(buf_BxL[:, :bucket])
             nxt = jnp.argmax(jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False), -1)
             return jax.lax.dynamic_update_index_in_dim(buf_BxL, nxt.astype(buf_BxL.dtype), i + 1, axis=1)
+
         return jax.jit(step)
 
     buckets = {}
@@ -123,8 +127,15 @@ def roofline(m, wbytes: int, batch: int, n_new: int, bandwidth: float) -> dict:
     return {"bytes_per_step": per_step, "roofline_tokens_per_s": batch * bandwidth / per_step}
 
 
-def run_decode_bench(model: str = "small", overrides=(), lengths=(64, 128, 256, 512, 1024), batches=(1, 4, 16),
-                     formats=FORMATS, format_length: int = 256, log=None) -> dict:
+def run_decode_bench(
+    model: str = "small",
+    overrides=(),
+    lengths=(64, 128, 256, 512, 1024),
+    batches=(1, 4, 16),
+    formats=FORMATS,
+    format_length: int = 256,
+    log=None,
+) -> dict:
     """Every number of the module docstring, as one JSON-able dict."""
     say = (lambda msg: print(msg, file=log, flush=True)) if log else (lambda msg: None)
     lengths = tuple(sorted(lengths))
@@ -134,37 +145,69 @@ def run_decode_bench(model: str = "small", overrides=(), lengths=(64, 128, 256, 
     bandwidth = memory_bandwidth()
     say(f"memory bandwidth {bandwidth / 1e9:.1f} GB/s")
     wb = weight_bytes(params)
-    res = {"model": model, "d_model": m.d_model, "n_layers": m.n_layers, "seq_len": m.seq_len, "prompt": PROMPT,
-           "bandwidth_bytes_per_s": bandwidth, "device": jax.devices()[0].device_kind, "cache": [], "formats": []}
+    res = {
+        "model": model,
+        "d_model": m.d_model,
+        "n_layers": m.n_layers,
+        "seq_len": m.seq_len,
+        "prompt": PROMPT,
+        "bandwidth_bytes_per_s": bandwidth,
+        "device": jax.devices()[0].device_kind,
+        "cache": [],
+        "formats": [],
+    }
     uncached, _ = uncached_times(m, params, 1, lengths)
     for n in lengths:
         say(f"cache vs no cache: {n} tokens")
         cached = time_cached(m, params, 1, n)
-        res["cache"].append({"new_tokens": n, "cached_tokens_per_s": n / cached, "uncached_tokens_per_s": n / uncached[n],
-                             "speedup": uncached[n] / cached})
+        res["cache"].append(
+            {
+                "new_tokens": n,
+                "cached_tokens_per_s": n / cached,
+                "uncached_tokens_per_s": n / uncached[n],
+                "speedup": uncached[n] / cached,
+            }
+        )
     for fmt in formats:
         fm, fparams, unpack = format_model(m, params, fmt)
         key = {"f32": "weight_bytes_f32", "bf16": "weight_bytes_bf16"}.get(fmt, f"weight_bytes_{fmt}")
         for b in batches:
             say(f"{fmt} batch {b}: {format_length} tokens")
             secs = time_cached(fm, fparams, b, format_length, unpack)
-            res["formats"].append({"format": fmt, "batch": b, "new_tokens": format_length, "weight_bytes": wb[key],
-                                   "tokens_per_s": b * format_length / secs,
-                                   **roofline(fm, wb[key], b, format_length, bandwidth)})
+            res["formats"].append(
+                {
+                    "format": fmt,
+                    "batch": b,
+                    "new_tokens": format_length,
+                    "weight_bytes": wb[key],
+                    "tokens_per_s": b * format_length / secs,
+                    **roofline(fm, wb[key], b, format_length, bandwidth),
+                }
+            )
     return res
 
 
 def format_decode(res: dict) -> str:
-    lines = [f"Decoding, {res['model']} (d{res['d_model']} L{res['n_layers']}) on {res['device']}, prompt {res['prompt']}, "
-             f"greedy; memory bandwidth {res['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (best sum over 256 MiB)",
-             "", f"  {'new tokens':>10} {'cached tok/s':>13} {'uncached tok/s':>15} {'speedup':>8}"]
+    lines = [
+        f"Decoding, {res['model']} (d{res['d_model']} L{res['n_layers']}) on {res['device']}, prompt {res['prompt']}, "
+        f"greedy; memory bandwidth {res['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (best sum over 256 MiB)",
+        "",
+        f"  {'new tokens':>10} {'cached tok/s':>13} {'uncached tok/s':>15} {'speedup':>8}",
+    ]
     for r in res["cache"]:
-        lines.append(f"  {r['new_tokens']:>10} {r['cached_tokens_per_s']:>13,.0f} {r['uncached_tokens_per_s']:>15,.0f} "
-                     f"{r['speedup']:>7.1f}x")
-    lines += ["", f"  {'format':<6} {'batch':>5} {'weights MiB':>11} {'tok/s':>9} {'roofline tok/s':>15} {'of roofline':>11}"]
+        lines.append(
+            f"  {r['new_tokens']:>10} {r['cached_tokens_per_s']:>13,.0f} {r['uncached_tokens_per_s']:>15,.0f} "
+            f"{r['speedup']:>7.1f}x"
+        )
+    lines += [
+        "",
+        f"  {'format':<6} {'batch':>5} {'weights MiB':>11} {'tok/s':>9} {'roofline tok/s':>15} {'of roofline':>11}",
+    ]
     for r in res["formats"]:
-        lines.append(f"  {r['format']:<6} {r['batch']:>5} {r['weight_bytes'] / 2**20:>11.2f} {r['tokens_per_s']:>9,.0f} "
-                     f"{r['roofline_tokens_per_s']:>15,.0f} {r['tokens_per_s'] / r['roofline_tokens_per_s']:>10.1%}")
+        lines.append(
+            f"  {r['format']:<6} {r['batch']:>5} {r['weight_bytes'] / 2**20:>11.2f} {r['tokens_per_s']:>9,.0f} "
+            f"{r['roofline_tokens_per_s']:>15,.0f} {r['tokens_per_s'] / r['roofline_tokens_per_s']:>10.1%}"
+        )
     lines += ["", "  roofline = batch × bandwidth / (weight bytes + batch × KV-cache bytes at the mean position)"]
     return "\n".join(lines)
 
@@ -186,16 +229,26 @@ def plot_decode(res: dict, out_dir) -> list:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(cache.new_tokens, cache.cached_tokens_per_s, "o-", label="KV cache")
     left.plot(cache.new_tokens, cache.uncached_tokens_per_s, "s-", label="no cache (prefix recomputed)")
-    left.set(xscale="log", yscale="log", xlabel="generated tokens", ylabel="tokens/s (batch 1)",
-             title=f"{res['model']}: KV cache vs recomputation")
+    left.set(
+        xscale="log",
+        yscale="log",
+        xlabel="generated tokens",
+        ylabel="tokens/s (batch 1)",
+        title=f"{res['model']}: KV cache vs recomputation",
+    )
     left.legend()
     one = fmts[fmts.batch == fmts.batch.min()]
     right.plot(one.weight_bytes, one.tokens_per_s, "o", label="measured")
     right.plot(one.weight_bytes, one.roofline_tokens_per_s, "x--", label="bandwidth roofline")
     for _, r in one.iterrows():
         right.annotate(r["format"], (r["weight_bytes"], r["tokens_per_s"]), fontsize=8)
-    right.set(xscale="log", yscale="log", xlabel="weight bytes", ylabel=f"tokens/s (batch {int(one.batch.min())})",
-              title="weight format vs the memory-bandwidth bound")
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="weight bytes",
+        ylabel=f"tokens/s (batch {int(one.batch.min())})",
+        title="weight format vs the memory-bandwidth bound",
+    )
     right.legend()
     fig.tight_layout()
     fig.savefig(out / "decode.png", dpi=150)

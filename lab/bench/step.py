@@ -53,7 +53,7 @@ NOMINAL_BF16_DENSE = (
 
 FORMULAS = {
     "matmul_peak": "2*N^3 / best time of an NxN jnp.dot (after warm-up), per dtype, over readings before the "
-                   "first model and after each",
+    "first model and after each",
     "tokens_per_s": "batch_size*seq_len / step_s; step_s = mean of K consecutive steps after warm-up",
     "flops_per_s": "costs.<convention> (FLOPs per trained token) * tokens_per_s",
     "flops_exact": "3 x every forward matmul (QKV/O, QK^T and AV over the full TxT square, MLP, head)",
@@ -66,7 +66,9 @@ FORMULAS = {
     "compile_s": "jit lower + XLA compile of the step, persistent compilation cache off",
     "temp_bytes": "XLA memory analysis of the compiled step: temporaries per device (argument_bytes: its inputs)",
 }
-FIT_MARGIN = 0.9  # --fit-batch: a compiled step fits when arguments + temporaries <= 90% of the device's free bytes
+FIT_MARGIN = (
+    0.9  # --fit-batch: a compiled step fits when arguments + temporaries <= 90% of the device's free bytes
+)
 
 
 # ----------------------------------------------------------------------------- hardware
@@ -183,8 +185,10 @@ def compile_fitted(cfg: RunConfig, mesh, fit: bool):
         need = xla_needed(step.memory)
         if free is None or need is None or need <= FIT_MARGIN * free:
             return trial, step
-    raise ConfigError(f"no number of micro-batches fits batch_size={cfg.train.batch_size} of this model in "
-                      f"{free / 2**30:.3g} GiB ({source}); lower train.batch_size or model.seq_len")
+    raise ConfigError(
+        f"no number of micro-batches fits batch_size={cfg.train.batch_size} of this model in "
+        f"{free / 2**30:.3g} GiB ({source}); lower train.batch_size or model.seq_len"
+    )
 
 
 def time_step(cfg: RunConfig, steps: int, warmup: int, *, fit: bool = False) -> dict:
@@ -202,7 +206,9 @@ def time_step(cfg: RunConfig, steps: int, warmup: int, *, fit: bool = False) -> 
         cfg, step = compile_fitted(cfg, mesh, fit)
         params, opt_state = step.init_state()
         rng = np.random.default_rng(cfg.train.seed)
-        tokens_BxT1 = rng.integers(0, cfg.model.vocab_size, (cfg.train.batch_size, cfg.model.seq_len + 1), np.int32)
+        tokens_BxT1 = rng.integers(
+            0, cfg.model.vocab_size, (cfg.train.batch_size, cfg.model.seq_len + 1), np.int32
+        )
         batch = jax.device_put(tokens_BxT1, step.batch_sh)
         for i in range(warmup):
             params, opt_state, metrics = step.executable(params, opt_state, batch, np.int32(i))
@@ -212,17 +218,27 @@ def time_step(cfg: RunConfig, steps: int, warmup: int, *, fit: bool = False) -> 
             params, opt_state, metrics = step.executable(params, opt_state, batch, np.int32(i))
         jax.block_until_ready((params, opt_state, metrics))
         elapsed = time.perf_counter() - t0
-    return {"microbatches": cfg.train.microbatches, "compile_s": step.compile_s, "compile_cache": False, "warmup_steps": warmup, "timed_steps": steps,
-                 "step_s": elapsed / steps, "final_loss": float(metrics["loss"]), "xla_memory_per_device": step.memory,
-                 "temp_bytes": step.memory.get("temp_size_in_bytes"),
-                 "argument_bytes": step.memory.get("argument_size_in_bytes"),
-                 "estimated_bytes_per_device": estimate(cfg, dict(mesh.shape)).total}
+    return {
+        "microbatches": cfg.train.microbatches,
+        "compile_s": step.compile_s,
+        "compile_cache": False,
+        "warmup_steps": warmup,
+        "timed_steps": steps,
+        "step_s": elapsed / steps,
+        "final_loss": float(metrics["loss"]),
+        "xla_memory_per_device": step.memory,
+        "temp_bytes": step.memory.get("temp_size_in_bytes"),
+        "argument_bytes": step.memory.get("argument_size_in_bytes"),
+        "estimated_bytes_per_device": estimate(cfg, dict(mesh.shape)).total,
+    }
 
 
 # ----------------------------------------------------------------------------- configs and rows
 
 
-def bench_config(name: str, overrides: list[str], dtype: str, mesh: str, steps: int, fit: bool = False) -> RunConfig:
+def bench_config(
+    name: str, overrides: list[str], dtype: str, mesh: str, steps: int, fit: bool = False
+) -> RunConfig:
     """A preset with --set overrides, in `dtype`; byte vocabulary (256) unless model.vocab_size is
     set. Refused (one line) when it cannot fit, unless `fit` will choose its micro-batches."""
     import jax
@@ -260,14 +276,30 @@ def step_row(name: str, cfg: RunConfig, timing: dict, peaks: dict, nominal: dict
     m = cfg.model
     impl, resolved = attention_impl(m)
     return {
-        "model": name, "dtype": m.dtype, "param_dtype": m.param_dtype, "attn_impl": impl, "attn_impl_resolved": resolved,
-        "remat": getattr(m, "remat", "none"), "microbatches": cfg.train.microbatches,
-        "attn_window": m.attn_window, "attn_global_tokens": m.attn_global_tokens,
-        "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads, "seq_len": m.seq_len,
-        "vocab_size": m.vocab_size, "batch_size": cfg.train.batch_size, "tokens_per_step": cfg.tokens_per_step,
-        "mesh": cfg.mesh, "costs": costs.as_dict(), **timing,
-        "step_ms": 1e3 * timing["step_s"], "tokens_per_s": tokens_per_s, "flops_per_s": flops_per_s,
-        "peak_measured_flops_per_s": peak, "mfu_measured": flops_per_s["flops_exact"] / peak,
+        "model": name,
+        "dtype": m.dtype,
+        "param_dtype": m.param_dtype,
+        "attn_impl": impl,
+        "attn_impl_resolved": resolved,
+        "remat": getattr(m, "remat", "none"),
+        "microbatches": cfg.train.microbatches,
+        "attn_window": m.attn_window,
+        "attn_global_tokens": m.attn_global_tokens,
+        "d_model": m.d_model,
+        "n_layers": m.n_layers,
+        "n_heads": m.n_heads,
+        "seq_len": m.seq_len,
+        "vocab_size": m.vocab_size,
+        "batch_size": cfg.train.batch_size,
+        "tokens_per_step": cfg.tokens_per_step,
+        "mesh": cfg.mesh,
+        "costs": costs.as_dict(),
+        **timing,
+        "step_ms": 1e3 * timing["step_s"],
+        "tokens_per_s": tokens_per_s,
+        "flops_per_s": flops_per_s,
+        "peak_measured_flops_per_s": peak,
+        "mfu_measured": flops_per_s["flops_exact"] / peak,
         "peak_nominal_flops_per_s": nominal["flops_per_s"] if nominal else None,
         "mfu_nominal": flops_per_s["flops_exact"] / nominal["flops_per_s"] if nominal else None,
         "attention_flop_share": costs.flops_attention / costs.flops_exact,
@@ -281,9 +313,14 @@ def dtype_ratios(rows: list[dict]) -> list[dict]:
     for name in dict.fromkeys(r["model"] for r in rows):
         f32, b16 = by.get((name, "float32")), by.get((name, "bfloat16"))
         if f32 and b16:
-            out.append({"model": name, "float32_tokens_per_s": f32["tokens_per_s"],
-                        "bfloat16_tokens_per_s": b16["tokens_per_s"],
-                        "bf16_over_f32": b16["tokens_per_s"] / f32["tokens_per_s"]})
+            out.append(
+                {
+                    "model": name,
+                    "float32_tokens_per_s": f32["tokens_per_s"],
+                    "bfloat16_tokens_per_s": b16["tokens_per_s"],
+                    "bf16_over_f32": b16["tokens_per_s"] / f32["tokens_per_s"],
+                }
+            )
     return out
 
 
@@ -291,23 +328,39 @@ def best_peak(readings: list[dict]) -> dict:
     """One dtype's peak from several `matmul_peak` readings: the fastest call of all of them, with
     every reading's FLOP/s kept (`readings_flops_per_s`) to show the spread."""
     best = min(readings, key=lambda r: r["best_s"])
-    return {**best, "repeats": sum(r["repeats"] for r in readings),
-            "readings_flops_per_s": [r["flops_per_s"] for r in readings]}
+    return {
+        **best,
+        "repeats": sum(r["repeats"] for r in readings),
+        "readings_flops_per_s": [r["flops_per_s"] for r in readings],
+    }
 
 
 def default_matmul_n(platform_: str) -> int:
     return 2048 if platform_ == "cpu" else 8192
 
 
-def run_bench(models: list[str], overrides: list[str], dtypes: list[str], *, steps: int = 10, warmup: int = 2,
-              matmul_n: int = 0, matmul_repeats: int = 5, mesh: str = "", fit: bool = False, log=None) -> dict:
+def run_bench(
+    models: list[str],
+    overrides: list[str],
+    dtypes: list[str],
+    *,
+    steps: int = 10,
+    warmup: int = 2,
+    matmul_n: int = 0,
+    matmul_repeats: int = 5,
+    mesh: str = "",
+    fit: bool = False,
+    log=None,
+) -> dict:
     """The whole benchmark as one dict (what --json prints and --out writes). `fit`: see `compile_fitted`."""
     if any(o.split("=", 1)[0].strip() == "model.dtype" for o in overrides):
         raise ConfigError("set the compute dtype with --dtype, not --set model.dtype")
     for d in dtypes:
         if d not in DTYPES:
             raise ConfigError(f"--dtype {d!r} is not one of {', '.join(DTYPES)}")
-    configs = [(name, bench_config(name, overrides, d, mesh, warmup + steps, fit)) for name in models for d in dtypes]
+    configs = [
+        (name, bench_config(name, overrides, d, mesh, warmup + steps, fit)) for name in models for d in dtypes
+    ]
     header = hardware()  # user errors above surface before anything is timed
     nominal = nominal_peak(header["device_kind"]) if header["platform"] == "gpu" else None
     n = matmul_n or default_matmul_n(header["platform"])
@@ -328,8 +381,14 @@ def run_bench(models: list[str], overrides: list[str], dtypes: list[str], *, ste
         read_peaks()  # after every model too: the machine's speed drifts, and the best reading is its peak
     peaks = {d: best_peak(r) for d, r in readings.items()}
     rows = [step_row(name, cfg, timing, peaks, nominal) for name, cfg, timing in timed]
-    return {"header": header, "formulas": FORMULAS, "matmul": list(peaks.values()), "nominal_peak": nominal,
-            "steps": rows, "dtype_comparison": dtype_ratios(rows)}
+    return {
+        "header": header,
+        "formulas": FORMULAS,
+        "matmul": list(peaks.values()),
+        "nominal_peak": nominal,
+        "steps": rows,
+        "dtype_comparison": dtype_ratios(rows),
+    }
 
 
 def _say(log, text: str) -> None:

@@ -13,42 +13,78 @@ from lab.config import ConfigError
 
 def add_study_parser(sub) -> None:
     p = sub.add_parser(
-        "study", help="run (or --dry-run) a study file: a grid of sizes x tokens or FLOP budgets",
+        "study",
+        help="run (or --dry-run) a study file: a grid of sizes x tokens or FLOP budgets",
         description="Expand a study file into cells, train the unfinished ones and collect DIR/results.csv "
         "(one row per run or cooldown branch). Re-running skips finished cells and resumes the rest. "
         "Exit status 0 when every cell completed, 1 otherwise.",
     )
-    p.add_argument("study_file", metavar="STUDY_FILE",
-                   help="study file (a Python file with a study() function; see experiments/)")
+    p.add_argument(
+        "study_file",
+        metavar="STUDY_FILE",
+        help="study file (a Python file with a study() function; see experiments/)",
+    )
     p.add_argument("--out", help="study directory (required unless --dry-run)")
     p.add_argument("--dry-run", action="store_true", help="print the grid and a wall-time estimate; train nothing")
     p.add_argument("--no-timing", action="store_true", help="with --dry-run: skip the measured step times")
     p.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"], help="where the cells run")
-    p.add_argument("--workers", type=count, default=None,
-                   help="local launcher: runs at a time (default: the study's `workers`, else 1)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field in every cell; repeatable")
-    p.add_argument("--mesh", default=None, help="device mesh of every cell, e.g. data=2,fsdp=2 (the same as "
-                   "--set mesh=...; default: all on data)")
+    p.add_argument(
+        "--workers",
+        type=count,
+        default=None,
+        help="local launcher: runs at a time (default: the study's `workers`, else 1)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field in every cell; repeatable",
+    )
+    p.add_argument(
+        "--mesh",
+        default=None,
+        help="device mesh of every cell, e.g. data=2,fsdp=2 (the same as --set mesh=...; default: all on data)",
+    )
     p.add_argument("--ray-address", default=None, help="ray: cluster address (default: start a local cluster)")
     p.add_argument("--slurm-partition", default=None, help="slurm: partition")
     p.add_argument("--cpus-per-run", type=count, default=1, help="ray/slurm: CPUs per run")
     p.add_argument("--gpus-per-run", type=int, default=0, help="ray/slurm: GPUs per run")
     p.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
-    p.add_argument("--pack", type=int, default=None, metavar="K",
-                   help="train up to K cells of the same shapes and steps as one vmapped step (lab.study.packs; "
-                   "default: the study's `pack`, else 8 on an accelerator and 1 on CPU)")
+    p.add_argument(
+        "--pack",
+        type=int,
+        default=None,
+        metavar="K",
+        help="train up to K cells of the same shapes and steps as one vmapped step (lab.study.packs; "
+        "default: the study's `pack`, else 8 on an accelerator and 1 on CPU)",
+    )
     a = p.add_argument_group("analysis (after the grid; lab.study.analyze)")
     a.add_argument("--no-analysis", action="store_true", help="skip the fits, figures and report after the grid")
-    a.add_argument("--validate", type=float, default=None, metavar="K",
-                   help="after the fit, train the predicted compute-optimal model at K x the largest budget "
-                   "(and a size on each side) and report predicted vs measured loss")
+    a.add_argument(
+        "--validate",
+        type=float,
+        default=None,
+        metavar="K",
+        help="after the fit, train the predicted compute-optimal model at K x the largest budget "
+        "(and a size on each side) and report predicted vs measured loss",
+    )
     a.add_argument("--adaptive", action="store_true", help="after the grid, alternate design -> train -> refit")
-    a.add_argument("--flops", type=float, default=None, metavar="F",
-                   help="with --adaptive: FLOPs the designed cells may spend in all")
+    a.add_argument(
+        "--flops",
+        type=float,
+        default=None,
+        metavar="F",
+        help="with --adaptive: FLOPs the designed cells may spend in all",
+    )
     a.add_argument("--flops-total", type=float, dest="flops", action=_Deprecated, help=argparse.SUPPRESS)
-    p.add_argument("--tracker", choices=["tensorboard", "wandb"], default=None,
-                   help="also log every run to this tracker, offline, grouped by study (optional extra; lab.training.trackers)")
+    p.add_argument(
+        "--tracker",
+        choices=["tensorboard", "wandb"],
+        default=None,
+        help="also log every run to this tracker, offline, grouped by study (optional extra; lab.training.trackers)",
+    )
     p.set_defaults(func=cmd_study)
 
 
@@ -58,7 +94,9 @@ class _Deprecated(argparse._StoreAction):
     NEW = {"--flops-total": "--flops"}
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(f"{parser.prog}: note: {option_string} is deprecated; use {self.NEW[option_string]}", file=sys.stderr)
+        print(
+            f"{parser.prog}: note: {option_string} is deprecated; use {self.NEW[option_string]}", file=sys.stderr
+        )
         super().__call__(parser, namespace, values, option_string)
 
 
@@ -104,24 +142,53 @@ def cmd_study(args) -> int:
     from lab.study.signals import Interrupted
 
     def run(s, c, out):
-        return run_study(s, c, Path(out), launcher=args.launcher, workers=args.workers, progress=not args.quiet,
-                         tracker=args.tracker, pack=pack, **_launcher_args(args))
+        return run_study(
+            s,
+            c,
+            Path(out),
+            launcher=args.launcher,
+            workers=args.workers,
+            progress=not args.quiet,
+            tracker=args.tracker,
+            pack=pack,
+            **_launcher_args(args),
+        )
 
     try:
         status = run(study, cells, args.out)
         if args.adaptive:
             from lab.study.adaptive import adaptive_rounds
 
-            cells, status = adaptive_rounds(study, cells, Path(args.out), status, args.flops, vocab, args.overrides, run)
-        after = after_grid(study, cells, Path(args.out), status, analyse=not args.no_analysis, validate=validate,
-                           vocab_size=vocab, overrides=args.overrides, run=run)
+            cells, status = adaptive_rounds(
+                study, cells, Path(args.out), status, args.flops, vocab, args.overrides, run
+            )
+        after = after_grid(
+            study,
+            cells,
+            Path(args.out),
+            status,
+            analyse=not args.no_analysis,
+            validate=validate,
+            vocab_size=vocab,
+            overrides=args.overrides,
+            run=run,
+        )
     except Interrupted as e:  # SIGTERM/SIGINT: the workers were stopped after saving checkpoints
         print(f"lab study: {e}", file=sys.stderr)
         return e.exit_code
     counts = {s: list(status.values()).count(s) for s in sorted(set(status.values()))}
-    print(json.dumps({"study": study.name, "cells": len(cells), **counts, "results": str(Path(args.out) / "results.csv"),
-                      **{k: v for k, v in after.items() if k != "validation"},
-                      "validation": (after["validation"] or {}).get("summary")}))
+    print(
+        json.dumps(
+            {
+                "study": study.name,
+                "cells": len(cells),
+                **counts,
+                "results": str(Path(args.out) / "results.csv"),
+                **{k: v for k, v in after.items() if k != "validation"},
+                "validation": (after["validation"] or {}).get("summary"),
+            }
+        )
+    )
     return 0 if all(s == "completed" for s in status.values()) else 1
 
 
@@ -143,8 +210,15 @@ def _dry_run(study, cells, pack: int, timed: bool) -> int:
 
 def _launcher_args(args) -> dict:
     if args.launcher == "ray":
-        return {"address": args.ray_address, "cpus_per_task": args.cpus_per_run, "gpus_per_task": args.gpus_per_run}
+        return {
+            "address": args.ray_address,
+            "cpus_per_task": args.cpus_per_run,
+            "gpus_per_task": args.gpus_per_run,
+        }
     if args.launcher == "slurm":
-        return {"partition": args.slurm_partition, "cpus_per_task": args.cpus_per_run,
-                "gpus_per_task": args.gpus_per_run}
+        return {
+            "partition": args.slurm_partition,
+            "cpus_per_task": args.cpus_per_run,
+            "gpus_per_task": args.gpus_per_run,
+        }
     return {}

@@ -22,36 +22,71 @@ def count(text: str) -> int:
 
 def add_bench_parser(sub) -> None:
     p = sub.add_parser(
-        "bench", help="measure this device's matmul peak and the train step's tokens/s and MFU",
+        "bench",
+        help="measure this device's matmul peak and the train step's tokens/s and MFU",
         description="Benchmark: N×N matmul peak per dtype, then the compiled training step of each model "
         "(float32 and bfloat16) with tokens/s, FLOP/s under each FLOP convention, MFU and the attention "
         "FLOP share. Prints a table with the formulas and the hardware; --json prints every number as one "
         "JSON object instead, --out FILE writes that object to a file.",
     )
-    p.add_argument("--model", dest="models", action="append", default=[], metavar="NAME",
-                   help="model preset; repeatable (default: tiny and small)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field of every model by dotted name; repeatable")
-    p.add_argument("--dtype", dest="dtypes", action="append", default=[], metavar="DTYPE",
-                   help="compute dtype (model.dtype): float32 | bfloat16; repeatable (default: both)")
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="model preset; repeatable (default: tiny and small)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field of every model by dotted name; repeatable",
+    )
+    p.add_argument(
+        "--dtype",
+        dest="dtypes",
+        action="append",
+        default=[],
+        metavar="DTYPE",
+        help="compute dtype (model.dtype): float32 | bfloat16; repeatable (default: both)",
+    )
     p.add_argument("--steps", type=count, default=10, help="timed steps per model")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
-    p.add_argument("--matmul-n", type=count, default=None, metavar="N", help="matmul size (default 2048 CPU, 8192 GPU)")
+    p.add_argument(
+        "--matmul-n", type=count, default=None, metavar="N", help="matmul size (default 2048 CPU, 8192 GPU)"
+    )
     p.add_argument("--matmul-repeats", type=count, default=5, metavar="R", help="timed matmuls, best kept")
     p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all on data)")
-    p.add_argument("--fit-batch", action="store_true",
-                   help="keep each model's batch and use the fewest train.microbatches whose compiled step fits the device")
-    p.add_argument("--json", action="store_true",
-                   help="print all numbers and the hardware header as one JSON object on stdout, instead of the table")
+    p.add_argument(
+        "--fit-batch",
+        action="store_true",
+        help="keep each model's batch and use the fewest train.microbatches whose compiled step fits the device",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print all numbers and the hardware header as one JSON object on stdout, instead of the table",
+    )
     p.add_argument("--out", default=None, metavar="FILE", help="also write that JSON object to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     d = p.add_argument_group("decoding (lab.bench.decode)")
-    d.add_argument("--decode", action="store_true", help="benchmark generation instead of the training step: KV cache "
-                   "vs recomputation, weight formats f32/bf16/int8/int4, batch sizes, the bandwidth roofline")
+    d.add_argument(
+        "--decode",
+        action="store_true",
+        help="benchmark generation instead of the training step: KV cache "
+        "vs recomputation, weight formats f32/bf16/int8/int4, batch sizes, the bandwidth roofline",
+    )
     d.add_argument("--decode-lengths", default="64,128,256,512,1024", metavar="N,N,...", help="generated lengths")
     d.add_argument("--batches", default="1,4,16", metavar="B,B,...", help="batch sizes of the format comparison")
-    d.add_argument("--figure", default=None, metavar="DIR",
-                   help="write decode.png and its CSVs here (their paths go to stdout, or to stderr with --json)")
+    d.add_argument(
+        "--figure",
+        default=None,
+        metavar="DIR",
+        help="write decode.png and its CSVs here (their paths go to stdout, or to stderr with --json)",
+    )
     p.set_defaults(func=cmd_bench)
 
 
@@ -62,10 +97,18 @@ def cmd_bench(args) -> int:
     from lab.bench.report import format_report
     from lab.bench.step import DTYPES, run_bench
 
-    res = run_bench(args.models or ["tiny", "small"], args.overrides, args.dtypes or list(DTYPES),
-                    steps=args.steps, warmup=args.warmup, matmul_n=args.matmul_n or 0,
-                    matmul_repeats=args.matmul_repeats, mesh=args.mesh or "", fit=args.fit_batch,
-                    log=None if args.quiet else sys.stderr)
+    res = run_bench(
+        args.models or ["tiny", "small"],
+        args.overrides,
+        args.dtypes or list(DTYPES),
+        steps=args.steps,
+        warmup=args.warmup,
+        matmul_n=args.matmul_n or 0,
+        matmul_repeats=args.matmul_repeats,
+        mesh=args.mesh or "",
+        fit=args.fit_batch,
+        log=None if args.quiet else sys.stderr,
+    )
     _emit(args, res, format_report)
     return 0
 
@@ -76,8 +119,13 @@ def _decode_bench(args) -> int:
     from lab.bench.decode import format_decode, plot_decode, run_decode_bench
 
     counts = lambda text: [count(x) for x in text.split(",") if x.strip()] or [count(text)]
-    res = run_decode_bench((args.models or ["small"])[0], args.overrides, lengths=counts(args.decode_lengths),
-                           batches=counts(args.batches), log=None if args.quiet else sys.stderr)
+    res = run_decode_bench(
+        (args.models or ["small"])[0],
+        args.overrides,
+        lengths=counts(args.decode_lengths),
+        batches=counts(args.batches),
+        log=None if args.quiet else sys.stderr,
+    )
     _emit(args, res, format_decode)
     if args.figure:
         for path in plot_decode(res, Path(args.figure)):
@@ -116,40 +164,61 @@ RUN_DIR_HELP = "a run directory (what `lab train --out` wrote), with a checkpoin
 
 def add_sample_parser(sub) -> None:
     p = sub.add_parser(
-        "sample", help="generate text from a trained run's final checkpoint (KV-cached decoding)",
+        "sample",
+        help="generate text from a trained run's final checkpoint (KV-cached decoding)",
         description="Restore RUN_DIR's newest checkpoint and continue a prompt; prints prompt + continuation. "
         "encdec models encode the prompt (all but its last token) and decode from its last token.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("--prompt", default=None, help="text to continue (default: the start of the validation split)")
-    p.add_argument("--tokens", type=int, default=None, metavar="N",
-                   help="new tokens (default: the rest of the context, at least half of it)")
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="new tokens (default: the rest of the context, at least half of it)",
+    )
     p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature (0 = greedy)")
     p.add_argument("--top-k", type=int, default=0, metavar="K", help="sample among the K most likely (0 = all)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed")
-    p.add_argument("--quant", choices=["int8", "int4"], default=None, help="weight-only quantization (lab.model.quant)")
+    p.add_argument(
+        "--quant", choices=["int8", "int4"], default=None, help="weight-only quantization (lab.model.quant)"
+    )
     p.set_defaults(func=cmd_sample)
 
 
 def cmd_sample(args) -> int:
     from lab.evals.generate import sample
 
-    text = sample(args.run_dir, prompt=args.prompt, tokens=args.tokens, temperature=args.temperature,
-                  top_k=args.top_k, seed=args.seed, quant=args.quant)
+    text = sample(
+        args.run_dir,
+        prompt=args.prompt,
+        tokens=args.tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+        quant=args.quant,
+    )
     sys.stdout.write(text + "\n")
     return 0
 
 
 def add_eval_parser(sub) -> None:
     p = sub.add_parser(
-        "eval", help="a trained run's validation loss with its weights quantized (int8, int4, bf16), and its in-context score",
+        "eval",
+        help="a trained run's validation loss with its weights quantized (int8, int4, bf16), and its in-context score",
         description="Restore RUN_DIR's newest checkpoint and evaluate it on the run's validation set in float32 and with "
         "post-training weight-only quantization (lab.model.quant), plus the in-context recall task (lab.evals.icl).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
-    p.add_argument("--quant", choices=["int8", "int4", "bf16"], default=None, help="only this format (default: all)")
-    p.add_argument("--json", action="store_true",
-                   help="print the numbers as one JSON object on stdout (and nothing else there)")
+    p.add_argument(
+        "--quant", choices=["int8", "int4", "bf16"], default=None, help="only this format (default: all)"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the numbers as one JSON object on stdout (and nothing else there)",
+    )
     p.set_defaults(func=cmd_eval)
 
 

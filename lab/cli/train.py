@@ -28,21 +28,31 @@ presets:
 
 def add_train_parser(sub) -> None:
     p = sub.add_parser(
-        "train", help="train one model and write a run directory",
+        "train",
+        help="train one model and write a run directory",
         description="Train one transformer. Writes OUT/config.json, OUT/metrics.jsonl and OUT/result.json.",
         epilog=EPILOG_TRAIN,
     )
     _presets_in_help(p)
     p.add_argument("--out", required=True, help="run directory (must be empty unless --resume/--overwrite)")
     p.add_argument("--model", default=None, help="model preset (default: tiny)")
-    p.add_argument("--data", default=None,
-                   help="python_stdlib (default, no download) | synthetic | tfds:NAME[/CONFIG][:VERSION]")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="python_stdlib (default, no download) | synthetic | tfds:NAME[/CONFIG][:VERSION]",
+    )
     length = p.add_mutually_exclusive_group()
     length.add_argument("--tokens", type=count, help="training tokens (default: the preset's); accepts 2e6")
     length.add_argument("--steps", type=count, help="training steps (instead of --tokens)")
     p.add_argument("--seed", type=int, default=None, help="seed for init and data order (default 0)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field by dotted name; repeatable")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field by dotted name; repeatable",
+    )
     p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all on data)")
     p.add_argument("--checkpoint-every", type=count, default=None, metavar="K", help="checkpoint every K steps")
     mode = p.add_mutually_exclusive_group()
@@ -82,8 +92,10 @@ def build_config(args):
     want = _command_config(args, base=saved)
     conflicts = _differences(saved, want, ignore=("mesh", "checkpoint_every", "keep_checkpoints"))
     if conflicts:
-        raise ConfigError(f"--resume: the command conflicts with the saved config of {args.out}: "
-                          + "; ".join(f"{k} is {a!r} there, {b!r} here" for k, a, b in conflicts))
+        raise ConfigError(
+            f"--resume: the command conflicts with the saved config of {args.out}: "
+            + "; ".join(f"{k} is {a!r} there, {b!r} here" for k, a, b in conflicts)
+        )
     return want.validate()
 
 
@@ -122,8 +134,11 @@ def _with_preset(cfg, name: str):
     from lab.presets import PRESETS
 
     fields = PRESETS[name]
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **fields["model"]),
-                               train=dataclasses.replace(cfg.train, **fields["train"]))
+    return dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, **fields["model"]),
+        train=dataclasses.replace(cfg.train, **fields["train"]),
+    )
 
 
 def _differences(a, b, ignore=(), prefix=""):

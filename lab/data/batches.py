@@ -61,8 +61,17 @@ def _row_indices(rows, batch_size: int) -> np.ndarray:
     return idx
 
 
-def train_batch(tokens: np.ndarray, *, seed: int, step: int, batch_size: int, seq_len: int,
-                rows=None, unique_tokens: int = 0, recall_mix: float = 0.0) -> np.ndarray:
+def train_batch(
+    tokens: np.ndarray,
+    *,
+    seed: int,
+    step: int,
+    batch_size: int,
+    seq_len: int,
+    rows=None,
+    unique_tokens: int = 0,
+    recall_mix: float = 0.0,
+) -> np.ndarray:
     """Windows of `seq_len + 1` tokens (inputs and shifted targets) at hashed offsets, or, with
     `unique_tokens` > 0, the epoch-ordered windows of the first `unique_tokens` tokens (`repeated_batch`);
     with `recall_mix` > 0 a hashed fraction of rows are associative-recall text (`lab.data.recall`).
@@ -71,8 +80,15 @@ def train_batch(tokens: np.ndarray, *, seed: int, step: int, batch_size: int, se
     indices in [0, batch_size)) selects rows of the global batch without changing them.
     """
     if unique_tokens:
-        windows = repeated_batch(tokens, unique_tokens=unique_tokens, seed=seed, step=step, batch_size=batch_size,
-                                 seq_len=seq_len, rows=rows)
+        windows = repeated_batch(
+            tokens,
+            unique_tokens=unique_tokens,
+            seed=seed,
+            step=step,
+            batch_size=batch_size,
+            seq_len=seq_len,
+            rows=rows,
+        )
     else:
         windows = stream_batch(tokens, seed=seed, step=step, batch_size=batch_size, seq_len=seq_len, rows=rows)
     if recall_mix <= 0:
@@ -81,7 +97,9 @@ def train_batch(tokens: np.ndarray, *, seed: int, step: int, batch_size: int, se
     return recall.apply_recall_mix(windows, lambda salt, i: row_hashes(seed ^ salt, step, i), recall_mix, idx)
 
 
-def stream_batch(tokens: np.ndarray, *, seed: int, step: int, batch_size: int, seq_len: int, rows=None) -> np.ndarray:
+def stream_batch(
+    tokens: np.ndarray, *, seed: int, step: int, batch_size: int, seq_len: int, rows=None
+) -> np.ndarray:
     """Windows of `seq_len + 1` tokens of the whole stream at offsets hashed from (seed, step, row)."""
     span = seq_len + 1
     n_starts = len(tokens) - span + 1
@@ -117,15 +135,18 @@ def sequence_windows(seq: np.ndarray, *, seed: int, n: int) -> tuple[np.ndarray,
     return epochs, window
 
 
-def repeated_batch(tokens: np.ndarray, *, unique_tokens: int, seed: int, step: int, batch_size: int,
-                   seq_len: int, rows=None) -> np.ndarray:
+def repeated_batch(
+    tokens: np.ndarray, *, unique_tokens: int, seed: int, step: int, batch_size: int, seq_len: int, rows=None
+) -> np.ndarray:
     """Rows of the global batch at `step` when the first `unique_tokens` tokens are repeated in
     epochs (see the module docstring): int32 [len(rows), seq_len + 1]."""
     span = seq_len + 1
     n = n_windows(unique_tokens, seq_len)
     if n < 1 or unique_tokens > len(tokens):
-        raise ConfigError(f"data.unique_tokens={unique_tokens:,} must hold at least one window of seq_len+1={span} "
-                          f"tokens and at most the {len(tokens):,} tokens of the training stream")
+        raise ConfigError(
+            f"data.unique_tokens={unique_tokens:,} must hold at least one window of seq_len+1={span} "
+            f"tokens and at most the {len(tokens):,} tokens of the training stream"
+        )
     idx = _row_indices(rows, batch_size)
     _, window = sequence_windows(np.int64(step) * batch_size + idx, seed=seed, n=n)
     return np.asarray(tokens[window[:, None] * span + np.arange(span)], dtype=np.int32)
@@ -166,18 +187,27 @@ def check_streams(corpus, cfg) -> None:
     T, B, want = cfg.model.seq_len, cfg.train.batch_size, cfg.data.val_tokens
     span = T + 1
     if len(corpus.train) < span:
-        raise ConfigError(f"the training stream of {corpus.name} has {len(corpus.train):,} tokens, fewer than "
-                          f"model.seq_len+1={span}")
+        raise ConfigError(
+            f"the training stream of {corpus.name} has {len(corpus.train):,} tokens, fewer than "
+            f"model.seq_len+1={span}"
+        )
     if len(corpus.val) < span * B:
-        raise ConfigError(f"the validation stream of {corpus.name} has {len(corpus.val):,} tokens, fewer than one "
-                          f"batch of {B}x{span}; lower train.batch_size or model.seq_len")
+        raise ConfigError(
+            f"the validation stream of {corpus.name} has {len(corpus.val):,} tokens, fewer than one "
+            f"batch of {B}x{span}; lower train.batch_size or model.seq_len"
+        )
     U = getattr(cfg.data, "unique_tokens", 0)
     if U > len(corpus.train):
-        raise ConfigError(f"data.unique_tokens={U:,} exceeds the {len(corpus.train):,} training tokens of "
-                          f"{corpus.name}; ask for at most that many")
+        raise ConfigError(
+            f"data.unique_tokens={U:,} exceeds the {len(corpus.train):,} training tokens of "
+            f"{corpus.name}; ask for at most that many"
+        )
     if U and n_windows(U, T) < 1:
-        raise ConfigError(f"data.unique_tokens={U:,} is shorter than one training window of model.seq_len+1={span} tokens")
+        raise ConfigError(
+            f"data.unique_tokens={U:,} is shorter than one training window of model.seq_len+1={span} tokens"
+        )
     if want > len(corpus.val):
-        raise ConfigError(f"data.val_tokens={want:,} exceeds the {len(corpus.val):,} tokens of the validation "
-                          f"stream of {corpus.name}; ask for at most that many")
-
+        raise ConfigError(
+            f"data.val_tokens={want:,} exceeds the {len(corpus.val):,} tokens of the validation "
+            f"stream of {corpus.name}; ask for at most that many"
+        )

@@ -24,7 +24,7 @@ except ImportError:
     # for any builder defined in a package, but declares the backport only for Python < 3.9.
     sys.modules["importlib_resources"] = importlib.resources
 
-import tensorflow_datasets as tfds  # noqa: E402
+import tensorflow_datasets as tfds
 
 from lab.data import stdlib, synthetic
 

@@ -80,7 +80,9 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     cfg.validate()
     root = data_root(cfg)
     src = sources.resolve(cfg, root)
-    tok_tag = "symbols" if src.kind == "symbols" else ("byte" if cfg.tokenizer == "byte" else f"bpe{cfg.bpe_vocab_size}")
+    tok_tag = (
+        "symbols" if src.kind == "symbols" else ("byte" if cfg.tokenizer == "byte" else f"bpe{cfg.bpe_vocab_size}")
+    )
     key = f"{src.name.replace('/', '_').replace(':', '_')}-{src.fingerprint[:16]}-{tok_tag}"
     out = root / "tokens" / key
     corpus = _read_cache(out, root)
@@ -101,14 +103,27 @@ def _read_cache(out: Path, root: Path) -> Corpus | None:
     if meta.get("cache_version") != CACHE_VERSION:
         return None
     tok_path = meta["tokenizer_path"]
-    if tok_path and (not Path(tok_path).exists() or tokenizer.bpe_id(Path(tok_path), meta["vocab_size_requested"]) != meta["tokenizer_id"]):
+    if tok_path and (
+        not Path(tok_path).exists()
+        or tokenizer.bpe_id(Path(tok_path), meta["vocab_size_requested"]) != meta["tokenizer_id"]
+    ):
         return None  # the BPE file these ids came from is gone or changed: re-tokenize
-    arrays = {s: np.memmap(out / f"{s}.bin", dtype=meta["dtype"], mode="r", shape=(meta[f"n_{s}"],)) for s in ("train", "val")}
+    arrays = {
+        s: np.memmap(out / f"{s}.bin", dtype=meta["dtype"], mode="r", shape=(meta[f"n_{s}"],))
+        for s in ("train", "val")
+    }
     return Corpus(
-        name=meta["name"], train=arrays["train"], val=arrays["val"], vocab_size=meta["vocab_size"],
-        tokenizer=meta["tokenizer"], tokens_fingerprint=f"{meta['corpus_fingerprint'][:16]}+{meta['tokenizer_id']}",
-        bytes_per_token=meta["bytes_per_token"], entropy_nats_per_token=meta["entropy_nats_per_token"],
-        n_docs=meta["n_docs"], text_fingerprint=meta["corpus_fingerprint"], tokenizer_path=tok_path,
+        name=meta["name"],
+        train=arrays["train"],
+        val=arrays["val"],
+        vocab_size=meta["vocab_size"],
+        tokenizer=meta["tokenizer"],
+        tokens_fingerprint=f"{meta['corpus_fingerprint'][:16]}+{meta['tokenizer_id']}",
+        bytes_per_token=meta["bytes_per_token"],
+        entropy_nats_per_token=meta["entropy_nats_per_token"],
+        n_docs=meta["n_docs"],
+        text_fingerprint=meta["corpus_fingerprint"],
+        tokenizer_path=tok_path,
     )
 
 
@@ -134,14 +149,27 @@ def _build(cfg: DataConfig, src: sources.Source, tok_tag: str, root: Path, out: 
                 else:
                     bpe = tokenizer.train_bpe((_text(x) for x in docs["train"]), cfg.bpe_vocab_size, bpe_file)
             ids = {s: tokenizer.encode_bpe(bpe, [_text(x) for x in d]) for s, d in docs.items()}
-            tok_path, tok_id, vocab = str(bpe_file), tokenizer.bpe_id(bpe_file, cfg.bpe_vocab_size), bpe.get_vocab_size()
+            tok_path, tok_id, vocab = (
+                str(bpe_file),
+                tokenizer.bpe_id(bpe_file, cfg.bpe_vocab_size),
+                bpe.get_vocab_size(),
+            )
     meta = {
-        "cache_version": CACHE_VERSION, "name": src.name, "corpus_fingerprint": src.fingerprint,
-        "tokenizer": tok_tag, "tokenizer_id": tok_id, "tokenizer_path": tok_path,
-        "vocab_size": int(vocab), "vocab_size_requested": cfg.bpe_vocab_size,
-        "dtype": np.dtype(ids["train"].dtype).str, "n_train": int(len(ids["train"])), "n_val": int(len(ids["val"])),
-        "bytes_per_token": val_bytes / len(ids["val"]), "entropy_nats_per_token": src.entropy_nats_per_token,
-        "n_docs": {s: len(d) for s, d in docs.items()}, "val_bytes": val_bytes,
+        "cache_version": CACHE_VERSION,
+        "name": src.name,
+        "corpus_fingerprint": src.fingerprint,
+        "tokenizer": tok_tag,
+        "tokenizer_id": tok_id,
+        "tokenizer_path": tok_path,
+        "vocab_size": int(vocab),
+        "vocab_size_requested": cfg.bpe_vocab_size,
+        "dtype": np.dtype(ids["train"].dtype).str,
+        "n_train": int(len(ids["train"])),
+        "n_val": int(len(ids["val"])),
+        "bytes_per_token": val_bytes / len(ids["val"]),
+        "entropy_nats_per_token": src.entropy_nats_per_token,
+        "n_docs": {s: len(d) for s, d in docs.items()},
+        "val_bytes": val_bytes,
         "content_sha256": {s: hashlib.sha256(a.tobytes()).hexdigest() for s, a in ids.items()},
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lab.config import ConfigError, DataConfig
 from lab.data import stdlib, synthetic
@@ -97,14 +97,17 @@ def _stdlib(cfg: DataConfig, root: Path) -> Source:
     n_val = sum(stdlib.split_of(rel) == "validation" for rel, _ in files)
     if not files or n_val in (0, len(files)):
         where = src_dir or stdlib.stdlib_dir()
-        raise ConfigError(f"{where} gives an empty split: {len(files)} .py files, {n_val} of them in validation (1 in 20 by path hash)")
+        raise ConfigError(
+            f"{where} gives an empty split: {len(files)} .py files, {n_val} of them in validation (1 in 20 by path hash)"
+        )
     files_fp = stdlib.fingerprint(files)
     splits = _split_names(cfg)
     fp = files_fp if splits == {"train": "train", "val": "validation"} else _sha(files_fp, splits)
 
     def make_builder():
         b = _tfds().PythonStdlib(
-            source_dir=src_dir, data_dir=str(root / "tfds" / f"python_stdlib-{files_fp[:16]}"),
+            source_dir=src_dir,
+            data_dir=str(root / "tfds" / f"python_stdlib-{files_fp[:16]}"),
             file_format="array_record",
         )
         _prepare(b)
@@ -136,8 +139,12 @@ def _synthetic(cfg: DataConfig, root: Path) -> Source:
         return _prepare(b)
 
     return Source(
-        f"synthetic/{variant_name}", fp, "symbols", _reader(make_builder, splits, lambda r: r["tokens"]),
-        vocab_size=variant.spec.vocab, entropy_nats_per_token=chain.entropy_rate,
+        f"synthetic/{variant_name}",
+        fp,
+        "symbols",
+        _reader(make_builder, splits, lambda r: r["tokens"]),
+        vocab_size=variant.spec.vocab,
+        entropy_nats_per_token=chain.entropy_rate,
     )
 
 
@@ -145,7 +152,7 @@ def _synthetic(cfg: DataConfig, root: Path) -> Source:
 
 
 def _catalog(cfg: DataConfig, root: Path) -> Source:
-    tfds_name = cfg.name[len("tfds:"):]
+    tfds_name = cfg.name[len("tfds:") :]
     tfds = _tfds().tfds
     try:
         builder = tfds.builder(tfds_name, data_dir=str(root / "tfds"), file_format="array_record")
@@ -157,13 +164,19 @@ def _catalog(cfg: DataConfig, root: Path) -> Source:
         raise ConfigError(f"tfds:{tfds_name} has no feature data.text_key={cfg.text_key!r} (features: {have})")
     _prepare(builder)
     splits = _split_names(cfg)
-    base = lambda s: s.split("[")[0]  # noqa: E731  "train[:10%]" -> "train"
-    if base(splits["val"]) not in builder.info.splits and splits["val"] == "validation" and "test" in builder.info.splits:
+    base = lambda s: s.split("[")[0]
+    if (
+        base(splits["val"]) not in builder.info.splits
+        and splits["val"] == "validation"
+        and "test" in builder.info.splits
+    ):
         splits["val"] = "test"  # the default val split falls back to "test" (lm1b has no validation)
     for split in splits.values():
         if base(split) not in builder.info.splits:
             have = ", ".join(builder.info.splits.keys())
-            raise ConfigError(f"tfds:{tfds_name} has no split {split!r} (splits: {have}); set data.train_split/val_split")
+            raise ConfigError(
+                f"tfds:{tfds_name} has no split {split!r} (splits: {have}); set data.train_split/val_split"
+            )
     info = builder.info
     sizes = sorted((k, v.num_examples, v.num_bytes) for k, v in info.splits.items())
     fp = _sha(info.full_name, cfg.text_key, splits, sizes)

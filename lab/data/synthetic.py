@@ -45,7 +45,7 @@ class MarkovChain:
 
     @property
     def n_states(self) -> int:
-        return self.spec.vocab ** self.spec.order
+        return self.spec.vocab**self.spec.order
 
     @property
     def next_state(self) -> np.ndarray:

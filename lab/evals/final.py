@@ -36,13 +36,17 @@ def _bf16(params):
 def weight_bytes(params) -> dict:
     """Bytes of the whole parameter tree in float32, bfloat16, int8 and int4 (see module docstring)."""
     leaves = jax.tree.leaves(params)
-    out = {"weight_bytes_f32": sum(math.prod(w.shape) * 4 for w in leaves),
-           "weight_bytes_bf16": sum(math.prod(w.shape) * 2 for w in leaves)}
+    out = {
+        "weight_bytes_f32": sum(math.prod(w.shape) * 4 for w in leaves),
+        "weight_bytes_bf16": sum(math.prod(w.shape) * 2 for w in leaves),
+    }
     is_q = lambda t: isinstance(t, QTensor)
     for bits in (8, 4):
         q = jax.eval_shape(lambda p: quantize(p, bits=bits), params)
         sizes = [(t.codes, t.scale) if is_q(t) else (t,) for t in jax.tree.leaves(q, is_leaf=is_q)]
-        out[f"weight_bytes_int{bits}"] = sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for s in sizes for a in s)
+        out[f"weight_bytes_int{bits}"] = sum(
+            math.prod(a.shape) * np.dtype(a.dtype).itemsize for s in sizes for a in s
+        )
     return out
 
 
@@ -52,7 +56,10 @@ def make_final_eval(graphdef, cfg, answer_len: int | None):
     score = make_scorer(graphdef, answer_len) if answer_len else None
 
     def final(params, val_NxBxT1, windows_CxMxT1):
-        out = {f"val_loss_int{bits}": evaluate(dequantize_unstacked(quantize(params, bits=bits)), val_NxBxT1) for bits in (8, 4)}
+        out = {
+            f"val_loss_int{bits}": evaluate(dequantize_unstacked(quantize(params, bits=bits)), val_NxBxT1)
+            for bits in (8, 4)
+        }
         out["val_loss_bf16"] = evaluate(_bf16(params), val_NxBxT1)
         if windows_CxMxT1 is not None:
             correct_CxM, nll_CxM = jax.lax.map(lambda w: score(params, w), windows_CxMxT1)
@@ -77,7 +84,9 @@ def final_scores(graphdef, params, cfg, corpus, val_NxBxT1) -> dict:
     """Every figure of the module docstring for one set of trained weights."""
     windows, answer_len, pairs = icl_windows(cfg, corpus)
     fn = make_final_eval(graphdef, cfg, answer_len)
-    out = {k: float(v) for k, v in fn(params, val_NxBxT1, None if windows is None else jnp.asarray(windows)).items()}
+    out = {
+        k: float(v) for k, v in fn(params, val_NxBxT1, None if windows is None else jnp.asarray(windows)).items()
+    }
     if pairs:
         out["icl_pairs"] = pairs
     out.update(weight_bytes(params))
@@ -92,8 +101,11 @@ def eval_run(run_dir, quant: str | None = None) -> dict:
 
     cfg, graphdef, params = load_run(run_dir)
     corpus = load_corpus(cfg.data)
-    val = jnp.asarray(val_batches(corpus.val, batch_size=cfg.train.batch_size, seq_len=cfg.model.seq_len,
-                                  n_tokens=cfg.data.val_tokens))
+    val = jnp.asarray(
+        val_batches(
+            corpus.val, batch_size=cfg.train.batch_size, seq_len=cfg.model.seq_len, n_tokens=cfg.data.val_tokens
+        )
+    )
     out = {"run_dir": str(run_dir), "val_loss": float(jax.jit(make_eval(graphdef, cfg))(params, val))}
     scores = final_scores(graphdef, params, cfg, corpus, val)
     if quant:
@@ -107,14 +119,20 @@ def eval_run(run_dir, quant: str | None = None) -> dict:
 
 
 def format_eval(res: dict) -> str:
-    lines = [f"{res['run_dir']}: val_loss {res['val_loss']:.4f} nats/token (float32 weights, "
-             f"{res['weight_bytes_f32'] / 2**20:.2f} MiB)"]
+    lines = [
+        f"{res['run_dir']}: val_loss {res['val_loss']:.4f} nats/token (float32 weights, "
+        f"{res['weight_bytes_f32'] / 2**20:.2f} MiB)"
+    ]
     for fmt in FORMATS:
         if f"val_loss_{fmt}" in res:
-            lines.append(f"  {fmt:<5} val_loss {res[f'val_loss_{fmt}']:.4f} ({100 * res[f'damage_{fmt}']:+.2f}%), "
-                         f"weights {res[f'weight_bytes_{fmt}'] / 2**20:.2f} MiB "
-                         f"({res[f'weight_bytes_{fmt}'] / res['weight_bytes_f32']:.3f}× float32)")
+            lines.append(
+                f"  {fmt:<5} val_loss {res[f'val_loss_{fmt}']:.4f} ({100 * res[f'damage_{fmt}']:+.2f}%), "
+                f"weights {res[f'weight_bytes_{fmt}'] / 2**20:.2f} MiB "
+                f"({res[f'weight_bytes_{fmt}'] / res['weight_bytes_f32']:.3f}× float32)"
+            )
     if "icl_accuracy" in res:
-        lines.append(f"  in-context recall ({res['icl_pairs']} pairs): accuracy {res['icl_accuracy']:.3f}, "
-                     f"answer loss {res['icl_loss']:.3f}")
+        lines.append(
+            f"  in-context recall ({res['icl_pairs']} pairs): accuracy {res['icl_accuracy']:.3f}, "
+            f"answer loss {res['icl_loss']:.3f}"
+        )
     return "\n".join(lines)

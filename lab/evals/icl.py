@@ -122,8 +122,11 @@ def evaluate_icl(graphdef, params, model_cfg, corpus, task: RecallTask = RecallT
     scorer = make_scorer(graphdef, answer_len)
     correct, nll = [], []
     for start in range(0, len(windows), chunk):
-        c, n = scorer(params, jnp.asarray(windows[start:start + chunk]))
+        c, n = scorer(params, jnp.asarray(windows[start : start + chunk]))
         correct.append(np.asarray(c))
         nll.append(np.asarray(n))
-    return {"icl_accuracy": float(np.concatenate(correct).mean()), "icl_loss": float(np.concatenate(nll).mean()),
-            "icl_pairs": pairs}
+    return {
+        "icl_accuracy": float(np.concatenate(correct).mean()),
+        "icl_loss": float(np.concatenate(nll).mean()),
+        "icl_pairs": pairs,
+    }

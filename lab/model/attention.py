@@ -53,8 +53,14 @@ def dot_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask=None, *, causal: bool = 
     `patterned_attention`, which the chunked kernel takes too."""
     if impl == "chunked" and mask is None:
         return chunked_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, causal=causal)
-    return jax.nn.dot_product_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask=mask, is_causal=causal,
-                                        implementation="cudnn" if impl == "cudnn" and mask is None else "xla")
+    return jax.nn.dot_product_attention(
+        q_BxTxHxE,
+        k_BxSxKxE,
+        v_BxSxKxE,
+        mask=mask,
+        is_causal=causal,
+        implementation="cudnn" if impl == "cudnn" and mask is None else "xla",
+    )
 
 
 def patterned_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask_PxTxS, *, impl: str = "xla"):
@@ -68,13 +74,15 @@ def patterned_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask_PxTxS, *, impl: st
     return dot_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask_Bx1xTxS, impl=impl)
 
 
-def self_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, *, causal: bool, window: int = 0, global_tokens: int = 0,
-                   impl: str = "xla"):
+def self_attention(
+    q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, *, causal: bool, window: int = 0, global_tokens: int = 0, impl: str = "xla"
+):
     """Self-attention of one sequence under the mask rule: blockwise where that reads fewer keys."""
     T = q_BxTxHxE.shape[1]
     if blockwise_keys(T, window, global_tokens, causal):
-        return blockwise_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, causal=causal, window=window,
-                                   global_tokens=global_tokens, impl=impl)
+        return blockwise_attention(
+            q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, causal=causal, window=window, global_tokens=global_tokens, impl=impl
+        )
     if not window:
         return dot_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, causal=causal, impl=impl)
     index_T = jnp.arange(T)
@@ -87,11 +95,12 @@ def _neighbour_blocks(x_BxTxKxE, W: int, N: int, n_blocks: int):
     B, T, K, E = x_BxTxKxE.shape
     padded = jnp.pad(x_BxTxKxE, ((0, 0), (W, (N + 1) * W - T), (0, 0), (0, 0)))
     blocks_BxN2xWxKxE = padded.reshape(B, N + 2, W, K, E)
-    return jnp.concatenate([blocks_BxN2xWxKxE[:, j:j + N] for j in range(n_blocks)], axis=2)
+    return jnp.concatenate([blocks_BxN2xWxKxE[:, j : j + N] for j in range(n_blocks)], axis=2)
 
 
-def blockwise_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, *, causal: bool, window: int, global_tokens: int = 0,
-                        impl: str = "xla"):
+def blockwise_attention(
+    q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, *, causal: bool, window: int, global_tokens: int = 0, impl: str = "xla"
+):
     """Sliding-window + global-token self-attention over key blocks (see the module docstring)."""
     B, T, H, E = q_BxTxHxE.shape
     K, W, g = k_BxTxKxE.shape[2], window, global_tokens
@@ -109,8 +118,13 @@ def blockwise_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, *, causal: bool, window
         glob_NxWxg = jnp.broadcast_to(jnp.arange(g)[None, None, :] <= q_pos_NxW[:, :, None], (N, W, g))
         mask_NxWxC = jnp.concatenate([glob_NxWxg if causal else jnp.ones_like(glob_NxWxg), mask_NxWxC], axis=2)
     C = k_BxNxCxKxE.shape[2]
-    out_BNxWxHxE = patterned_attention(q_BxNxWxHxE.reshape(B * N, W, H, E), k_BxNxCxKxE.reshape(B * N, C, K, E),
-                                       v_BxNxCxKxE.reshape(B * N, C, K, E), mask_NxWxC, impl=impl)  # row b·N + n: block n
+    out_BNxWxHxE = patterned_attention(
+        q_BxNxWxHxE.reshape(B * N, W, H, E),
+        k_BxNxCxKxE.reshape(B * N, C, K, E),
+        v_BxNxCxKxE.reshape(B * N, C, K, E),
+        mask_NxWxC,
+        impl=impl,
+    )  # row b·N + n: block n
     out_BxTxHxE = out_BNxWxHxE.reshape(B, N * W, H, E)[:, :T]
     if not g:
         return out_BxTxHxE

@@ -49,8 +49,11 @@ def chunked_attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, *, causal: bool = False, 
     `causal`: key s <= query t. `mask_PxTxS`: P boolean patterns, batch row b uses pattern b mod P
     (P = 1: one mask for every row; the blockwise window passes one pattern per query block)."""
     args = (q_BxTxHxE, k_BxSxKxE, v_BxSxKxE)
-    axes = (("batch", "seq", "act_heads", None), ("batch", "seq", "act_kv_heads", None),
-            ("batch", "seq", "act_kv_heads", None))
+    axes = (
+        ("batch", "seq", "act_heads", None),
+        ("batch", "seq", "act_kv_heads", None),
+        ("batch", "seq", "act_kv_heads", None),
+    )
     if mask_PxTxS is None:
         kernel = lambda q, k, v: _attention(q, k, v, None, causal)
     else:
@@ -116,7 +119,9 @@ def _transposed(x_cxMxS):
 def _backward_chunk(q_cxMxE, k_cxSxE, v_cxSxE, o_cxMxE, lse_cxM, do_cxMxE, bias):
     """(dq·√E, dk, dv) of one chunk."""
     p = jnp.exp(_scores(q_cxMxE, k_cxSxE, bias) - lse_cxM[..., None])
-    dv = jnp.einsum("nsm,nme->nse", _transposed(p.astype(do_cxMxE.dtype)), do_cxMxE, preferred_element_type=jnp.float32)
+    dv = jnp.einsum(
+        "nsm,nme->nse", _transposed(p.astype(do_cxMxE.dtype)), do_cxMxE, preferred_element_type=jnp.float32
+    )
     dp = jnp.einsum("nme,nse->nms", do_cxMxE, v_cxSxE, preferred_element_type=jnp.float32)
     delta = jnp.sum(do_cxMxE.astype(jnp.float32) * o_cxMxE.astype(jnp.float32), -1, keepdims=True)
     ds = (p * (dp - delta)).astype(q_cxMxE.dtype)
@@ -169,8 +174,12 @@ def _attention_bwd(causal, residuals, do_BxTxHxE):
     q_NxMxE, k_NxSxE, v_NxSxE, bias, c = _rows(q, k, v, mask_PxTxS, causal)
     arrays = (q_NxMxE, k_NxSxE, v_NxSxE, o_NxMxE, lse_NxM, _to_rows(do_BxTxHxE, K))
     dq, dk, dv = _over_chunks(_backward_chunk, arrays, c, bias, K)
-    return (_from_rows(dq * (1 / math.sqrt(E)), B, T).astype(q.dtype),
-            _from_rows(dk, B, S).astype(k.dtype), _from_rows(dv, B, S).astype(v.dtype), None)
+    return (
+        _from_rows(dq * (1 / math.sqrt(E)), B, T).astype(q.dtype),
+        _from_rows(dk, B, S).astype(k.dtype),
+        _from_rows(dv, B, S).astype(v.dtype),
+        None,
+    )
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)

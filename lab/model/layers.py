@@ -124,8 +124,15 @@ class Attention(nnx.Module):
             q_BxTxHxE = apply_rope(q_BxTxHxE, positions_T, cfg.rope_theta)
         if kv is None:
             k_BxTxKxE, v_BxTxKxE = self.project_kv(x_BxTxD, positions_T)
-            out_BxTxHxE = self_attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, causal=causal, window=cfg.attn_window,
-                                         global_tokens=cfg.attn_global_tokens, impl=self.impl)
+            out_BxTxHxE = self_attention(
+                q_BxTxHxE,
+                k_BxTxKxE,
+                v_BxTxKxE,
+                causal=causal,
+                window=cfg.attn_window,
+                global_tokens=cfg.attn_global_tokens,
+                impl=self.impl,
+            )
         else:
             mask = None if mask_TxS is None else mask_TxS[None, None]
             out_BxTxHxE = dot_attention(q_BxTxHxE, *kv, mask, impl=self.impl)
@@ -181,8 +188,10 @@ class Block(nnx.Module):
         else:
             k_BxCxKxE, v_BxCxKxE, mask_TxC = cache
             new = self.attn.project_kv(h_BxTxD, positions_T)
-            kv = (jnp.concatenate([k_BxCxKxE, new[0].astype(k_BxCxKxE.dtype)], axis=1),
-                  jnp.concatenate([v_BxCxKxE, new[1].astype(v_BxCxKxE.dtype)], axis=1))
+            kv = (
+                jnp.concatenate([k_BxCxKxE, new[0].astype(k_BxCxKxE.dtype)], axis=1),
+                jnp.concatenate([v_BxCxKxE, new[1].astype(v_BxCxKxE.dtype)], axis=1),
+            )
             x_BxTxD = x_BxTxD + self.attn(h_BxTxD, positions_T, kv=kv, mask_TxS=mask_TxC)
         if self.cross:
             x_BxTxD = x_BxTxD + self.cross_attn(self.cross_norm(x_BxTxD), kv=cross_kv)

@@ -21,7 +21,8 @@ per window (S encoder + T - S decoder), which is what `lab.costs` counts as trai
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -92,7 +93,11 @@ def make_objective(graphdef, model_cfg, z_loss: float = 0.0, mlm_prob: float = 0
         S = model_cfg.seq_len // 2
 
         def prepare_seq2seq(batch_BxT1, key):
-            example = {"source": batch_BxT1[:, :S], "inputs": batch_BxT1[:, S:-1], "targets": batch_BxT1[:, S + 1:]}
+            example = {
+                "source": batch_BxT1[:, :S],
+                "inputs": batch_BxT1[:, S:-1],
+                "targets": batch_BxT1[:, S + 1 :],
+            }
             return example, float(example["targets"].size)
 
         def seq2seq_sums(params, ex):

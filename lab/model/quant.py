@@ -36,12 +36,21 @@ from lab.config import ConfigError
 # parameter name -> its contracted (input) axes, counted from the end so that a scanned stack's
 # leading [layers] axis is an output-channel axis like the rest (one scale per layer and channel)
 CONTRACTED: dict[str, tuple[int, ...]] = {
-    "wq": (-3,), "wk": (-3,), "wv": (-3,), "wo": (-3, -2),
-    "w_in": (-2,), "w_gate": (-2,), "w_out": (-2,),
-    "head": (-2,), "embed": (-1,),
+    "wq": (-3,),
+    "wk": (-3,),
+    "wv": (-3,),
+    "wo": (-3, -2),
+    "w_in": (-2,),
+    "w_gate": (-2,),
+    "w_out": (-2,),
+    "head": (-2,),
+    "embed": (-1,),
 }
 QMAX = {8: 127, 4: 7}
-STACKS = ("blocks", "enc_blocks")  # top-level keys of the scanned layer stacks (lab.model.transformer.stacked_blocks)
+STACKS = (
+    "blocks",
+    "enc_blocks",
+)  # top-level keys of the scanned layer stacks (lab.model.transformer.stacked_blocks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +121,11 @@ def quantize(params, bits: int = 8):
 
 def dequantize(qparams):
     """The float parameter tree of a quantized one (call it inside the jitted computation)."""
-    return jax.tree.map(lambda t: dequantize_array(t) if isinstance(t, QTensor) else t, qparams,
-                        is_leaf=lambda t: isinstance(t, QTensor))
+    return jax.tree.map(
+        lambda t: dequantize_array(t) if isinstance(t, QTensor) else t,
+        qparams,
+        is_leaf=lambda t: isinstance(t, QTensor),
+    )
 
 
 def dequantize_unstacked(qparams):
@@ -138,6 +150,12 @@ def matmul_bytes(params, qparams) -> dict:
     scales = sum(t.scale.nbytes for t in quantized)
     rest = sum(x.nbytes for x in jax.tree.leaves(qparams, is_leaf=is_q) if not is_q(x))
     total_float = sum(x.nbytes for x in jax.tree.leaves(params))
-    return {"matmul_float": float_bytes, "matmul_codes": codes, "matmul_scales": scales,
-            "matmul_quantized": codes + scales, "other": rest, "total_float": total_float,
-            "total_quantized": codes + scales + rest}
+    return {
+        "matmul_float": float_bytes,
+        "matmul_codes": codes,
+        "matmul_scales": scales,
+        "matmul_quantized": codes + scales,
+        "other": rest,
+        "total_float": total_float,
+        "total_quantized": codes + scales + rest,
+    }

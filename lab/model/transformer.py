@@ -27,15 +27,21 @@ from lab.sharding import constrain
 _SAVE = jax.checkpoint_policies
 # save_matmuls: the weight matmuls' outputs, and what the chunked attention's backward reads (its
 # output and row log-sum-exp; without them the backward would run the attention forward again)
-REMAT_POLICIES = {"full": None, "save_matmuls": _SAVE.save_from_both_policies(
-    _SAVE.dots_with_no_batch_dims_saveable, _SAVE.save_only_these_names(*ATTENTION_RESIDUALS))}
+REMAT_POLICIES = {
+    "full": None,
+    "save_matmuls": _SAVE.save_from_both_policies(
+        _SAVE.dots_with_no_batch_dims_saveable, _SAVE.save_only_these_names(*ATTENTION_RESIDUALS)
+    ),
+}
 
 
 def stacked_blocks(cfg: ModelConfig, n_layers: int, rngs: nnx.Rngs, **block_kwargs) -> Block:
     """One Block whose parameters carry a leading [n_layers] axis (logical name `layers`), each
     layer initialised from its own key (nnx.vmap over the creation)."""
     keys = jax.random.split(next_key(rngs), n_layers)
-    blocks = nnx.vmap(lambda key: Block(cfg, rngs=nnx.Rngs(params=key), **block_kwargs), in_axes=0, out_axes=0)(keys)
+    blocks = nnx.vmap(lambda key: Block(cfg, rngs=nnx.Rngs(params=key), **block_kwargs), in_axes=0, out_axes=0)(
+        keys
+    )
     for _, variable in nnx.iter_graph(blocks):
         if isinstance(variable, nnx.Param):
             variable.set_metadata(logical_axes=("layers", *variable.get_metadata("logical_axes")))

@@ -9,5 +9,13 @@ expanded into cells, run by a launcher, collected into one results table.
 from lab.study.policy import CellInfo, deepseek_policy, default_policy, shape_for_width, width_scaled_lr
 from lab.study.spec import Cell, Study, expand
 
-__all__ = ["Cell", "CellInfo", "Study", "deepseek_policy", "default_policy", "expand", "shape_for_width",
-           "width_scaled_lr"]
+__all__ = [
+    "Cell",
+    "CellInfo",
+    "Study",
+    "deepseek_policy",
+    "default_policy",
+    "expand",
+    "shape_for_width",
+    "width_scaled_lr",
+]

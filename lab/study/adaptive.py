@@ -25,8 +25,9 @@ def cells_for(study: Study, proposal: dict, vocab_size: int, overrides=(), known
     for p in proposal["cells"]:
         budget = float(f"{p['budget']:.4g}")  # a round budget: the same cell id and budget column next time
         size = size_for_params(study, base, p["n"], budget, vocab_size)
-        one = dataclasses.replace(study, sizes=[size], tokens=(), budgets=[budget], window=0, seeds=[study.seeds[0]],
-                                  branches=False)
+        one = dataclasses.replace(
+            study, sizes=[size], tokens=(), budgets=[budget], window=0, seeds=[study.seeds[0]], branches=False
+        )
         try:
             cells = expand(one, vocab_size, overrides)
         except ConfigError:  # too few steps at this budget for this size
@@ -38,8 +39,17 @@ def cells_for(study: Study, proposal: dict, vocab_size: int, overrides=(), known
     return out
 
 
-def adaptive_rounds(study: Study, cells: list[Cell], out: Path, status: dict, flops_total: float, vocab_size: int,
-                    overrides, run, max_rounds: int = 4) -> tuple[list[Cell], dict]:
+def adaptive_rounds(
+    study: Study,
+    cells: list[Cell],
+    out: Path,
+    status: dict,
+    flops_total: float,
+    vocab_size: int,
+    overrides,
+    run,
+    max_rounds: int = 4,
+) -> tuple[list[Cell], dict]:
     """Design, train, refit until `flops_total` is spent; returns (all cells, all statuses)."""
     import analysis
     from analysis.design import cheapest, design_text, propose

@@ -18,7 +18,6 @@ from lab.config import ConfigError, RunConfig, apply_overrides
 from lab.costs import model_costs
 from lab.study.spec import Cell, Study, expand
 
-
 DEFAULT_LAWS = ("parametric", "isoflop", "envelope", "kaplan")  # Chinchilla's three approaches and Kaplan's
 
 
@@ -58,21 +57,31 @@ def check_validate(cells: list[Cell], factor: float) -> None:
     if not factor > 1:
         raise ConfigError(f"--validate {factor:g}: the factor must be > 1 (a budget beyond the grid's largest)")
     if factor > span:
-        raise ConfigError(f"--validate {factor:g}: {factor:g}x the largest budget is beyond what the grid supports "
-                          f"(its compute spans {span:.3g}x; validate at most that far out)")
+        raise ConfigError(
+            f"--validate {factor:g}: {factor:g}x the largest budget is beyond what the grid supports "
+            f"(its compute spans {span:.3g}x; validate at most that far out)"
+        )
 
 
 WIDTHS = range(16, 2049, 16)
 
 
-def size_for_params(study: Study, base: RunConfig, n_target: float, budget: float, vocab_size: int,
-                    widths=WIDTHS) -> dict:
+def size_for_params(
+    study: Study, base: RunConfig, n_target: float, budget: float, vocab_size: int, widths=WIDTHS
+) -> dict:
     """The size (`{"d_model": d}`, shaped by the study's policy) whose total parameters are nearest
     `n_target` in log."""
     from lab.study.spec import _configure
 
-    best = min(widths, key=lambda d: abs(math.log(model_costs(
-        _configure(study, base, {"d_model": d}, 0, budget, vocab_size).model).params_total / n_target)))
+    best = min(
+        widths,
+        key=lambda d: abs(
+            math.log(
+                model_costs(_configure(study, base, {"d_model": d}, 0, budget, vocab_size).model).params_total
+                / n_target
+            )
+        ),
+    )
     return {"d_model": int(best)}
 
 
@@ -89,8 +98,9 @@ def bracketing_sizes(study: Study, base: RunConfig, n_opt: float, budget: float,
     return sizes
 
 
-def validation_plan(study: Study, cells: list[Cell], out: Path, factor: float, vocab_size: int,
-                    overrides=()) -> tuple[Study, list[Cell], dict]:
+def validation_plan(
+    study: Study, cells: list[Cell], out: Path, factor: float, vocab_size: int, overrides=()
+) -> tuple[Study, list[Cell], dict]:
     """Fit the parametric law on the grid and lay out the validation cells: the predicted N_opt at
     factor x the largest budget and a size on each side (`bracketing_sizes`)."""
     import analysis
@@ -100,11 +110,26 @@ def validation_plan(study: Study, cells: list[Cell], out: Path, factor: float, v
     n_opt, d_opt = fit.law.optimal(budget, fit.params["k"])
     base = apply_overrides(study.base, [*study.overrides, *overrides])
     sizes = bracketing_sizes(study, base, n_opt, budget, vocab_size)
-    val = dataclasses.replace(study, name=f"{study.name}-validation", sizes=sizes, tokens=(), budgets=[budget],
-                              window=0, seeds=[study.seeds[0]], branches=False, validate=0)
-    prediction = {"flops": budget, "factor": factor, "law": "parametric", "n_opt_predicted": float(n_opt),
-                  "d_opt_predicted": float(d_opt), "loss_at_n_opt": float(fit.law(n_opt, d_opt)),
-                  "params": {k: fit.params[k] for k in ("E", "A", "B", "alpha", "beta", "k")}}
+    val = dataclasses.replace(
+        study,
+        name=f"{study.name}-validation",
+        sizes=sizes,
+        tokens=(),
+        budgets=[budget],
+        window=0,
+        seeds=[study.seeds[0]],
+        branches=False,
+        validate=0,
+    )
+    prediction = {
+        "flops": budget,
+        "factor": factor,
+        "law": "parametric",
+        "n_opt_predicted": float(n_opt),
+        "d_opt_predicted": float(d_opt),
+        "loss_at_n_opt": float(fit.law(n_opt, d_opt)),
+        "params": {k: fit.params[k] for k in ("E", "A", "B", "alpha", "beta", "k")},
+    }
     return val, expand(val, vocab_size, overrides), prediction
 
 
@@ -122,8 +147,17 @@ def validation_summary(cells: list[Cell], status: dict, out: Path, prediction: d
         result = RunDir(out / "validation" / "runs" / c.cell_id).read_result() or {}
         measured = result.get("final_val_loss") if result.get("status") == "completed" else None
         pred = float(law(n, d))
-        runs.append({"cell_id": c.cell_id, "n": n, "d": d, "predicted": pred, "measured": measured,
-                     "rel_error": None if measured is None else pred / measured - 1, "status": status.get(c.cell_id)})
+        runs.append(
+            {
+                "cell_id": c.cell_id,
+                "n": n,
+                "d": d,
+                "predicted": pred,
+                "measured": measured,
+                "rel_error": None if measured is None else pred / measured - 1,
+                "status": status.get(c.cell_id),
+            }
+        )
     done = [r for r in runs if r["measured"] is not None]
     nearest = min(runs, key=lambda r: abs(math.log(r["n"] / prediction["n_opt_predicted"])))
     if done:
@@ -131,15 +165,19 @@ def validation_summary(cells: list[Cell], status: dict, out: Path, prediction: d
         err = np.mean([abs(r["rel_error"]) for r in done])
         won = winner is nearest
         other = "" if won else f" ({winner['cell_id']} did)"
-        summary = (f"Mean |relative error| of the predicted loss: {err:.2%} over {len(done)} run(s). The size nearest "
-                   f"the predicted N_opt ({nearest['cell_id']}) {'had' if won else 'did not have'} the lowest measured "
-                   f"loss{other}.")
+        summary = (
+            f"Mean |relative error| of the predicted loss: {err:.2%} over {len(done)} run(s). The size nearest "
+            f"the predicted N_opt ({nearest['cell_id']}) {'had' if won else 'did not have'} the lowest measured "
+            f"loss{other}."
+        )
     else:
         won, err, summary = None, None, "No validation run completed; nothing to compare."
     return {**prediction, "runs": runs, "mean_abs_rel_error": err, "predicted_n_opt_won": won, "summary": summary}
 
 
-def run_validation(study: Study, cells: list[Cell], out: Path, factor: float, vocab_size: int, run, overrides=()) -> dict:
+def run_validation(
+    study: Study, cells: list[Cell], out: Path, factor: float, vocab_size: int, run, overrides=()
+) -> dict:
     """Plan, train (`run(study, cells, dir) -> status`) and summarise the validation rung."""
     val, val_cells, prediction = validation_plan(study, cells, out, factor, vocab_size, overrides)
     status = run(val, val_cells, out / "validation")
@@ -151,8 +189,18 @@ def run_validation(study: Study, cells: list[Cell], out: Path, factor: float, vo
 MIN_ROWS = 6  # fewer completed runs than this support no law (isoflop: 2 budgets x 3 sizes; parametric: > 5)
 
 
-def after_grid(study: Study, cells: list[Cell], out: Path, status: dict, *, analyse: bool = True, validate: float = 0,
-               vocab_size: int = 256, overrides=(), run=None) -> dict:
+def after_grid(
+    study: Study,
+    cells: list[Cell],
+    out: Path,
+    status: dict,
+    *,
+    analyse: bool = True,
+    validate: float = 0,
+    vocab_size: int = 256,
+    overrides=(),
+    run=None,
+) -> dict:
     """The analysis and validation after the grid, as {"report": path or None, "analysis": note,
     "validation": summary or None}. A grid too small for a law, or whose fit fails, is noted in one
     line (the study's own exit status still says whether its cells completed)."""

@@ -18,6 +18,8 @@ def step_seconds(cells: list[Cell], repeats: int = 5) -> dict:
     for cell in cells:
         key = (cell.config.model, cell.config.train.batch_size)
         if key not in out:
-            cfg = dataclasses.replace(cell.config, train=dataclasses.replace(cell.config.train, steps=100, tokens=0))
+            cfg = dataclasses.replace(
+                cell.config, train=dataclasses.replace(cell.config.train, steps=100, tokens=0)
+            )
             out[key] = time_step(cfg, steps=repeats, warmup=1)["step_s"]
     return out

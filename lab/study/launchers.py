@@ -24,9 +24,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from lab.study.worker import run_task_file, stop_process, worker_env
 
@@ -45,8 +45,12 @@ class LocalLauncher:
 
     def start(self, task: Task) -> tuple:
         log = open(task.log, "a")
-        proc = subprocess.Popen([sys.executable, "-m", "lab.study.worker", str(task.path)],
-                                env=worker_env(task.workers), stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lab.study.worker", str(task.path)],
+            env=worker_env(task.workers),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         return task, proc, log
 
     def run(self, tasks: list[Task], on_done: Callable, on_poll: Callable = lambda: None) -> None:
@@ -78,8 +82,14 @@ class LocalLauncher:
 
 
 class RayLauncher:
-    def __init__(self, address: str | None = None, cpus_per_task: float = 1, gpus_per_task: float = 0,
-                 retries: int = 2, grace_s: float = 300):
+    def __init__(
+        self,
+        address: str | None = None,
+        cpus_per_task: float = 1,
+        gpus_per_task: float = 0,
+        retries: int = 2,
+        grace_s: float = 300,
+    ):
         try:
             import ray
         except ImportError:
@@ -92,7 +102,9 @@ class RayLauncher:
             # Workers must import this package: ship the source tree with the job on a cluster.
             root = str(Path(__file__).resolve().parents[2])
             ray.init(**kwargs, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": root}})
-        self.remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=retries)(run_task_file)
+        self.remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=retries)(
+            run_task_file
+        )
 
     def run(self, tasks: list[Task], on_done: Callable, on_poll: Callable = lambda: None) -> None:
         refs = {self.remote.remote(str(t.path), t.workers, str(t.log)): t for t in tasks}
@@ -123,8 +135,16 @@ class RayLauncher:
 
 
 class SlurmLauncher:
-    def __init__(self, folder: Path, cluster: str | None = None, partition: str | None = None,
-                 cpus_per_task: int = 1, gpus_per_task: int = 0, timeout_min: int = 24 * 60, grace_s: float = 300):
+    def __init__(
+        self,
+        folder: Path,
+        cluster: str | None = None,
+        partition: str | None = None,
+        cpus_per_task: int = 1,
+        gpus_per_task: int = 0,
+        timeout_min: int = 24 * 60,
+        grace_s: float = 300,
+    ):
         try:
             import submitit
         except ImportError:
@@ -172,15 +192,24 @@ class SlurmLauncher:
             time.sleep(0.5)
 
 
-def make_launcher(name: str, out: Path, *, workers: int = 1, address: str | None = None,
-                  partition: str | None = None, cpus_per_task: int = 1, gpus_per_task: int = 0):
+def make_launcher(
+    name: str,
+    out: Path,
+    *,
+    workers: int = 1,
+    address: str | None = None,
+    partition: str | None = None,
+    cpus_per_task: int = 1,
+    gpus_per_task: int = 0,
+):
     if name == "local":
         return LocalLauncher(workers)
     if name == "ray":
         return RayLauncher(address, cpus_per_task, gpus_per_task)
     if name == "slurm":
-        return SlurmLauncher(out / "slurm", partition=partition, cpus_per_task=cpus_per_task,
-                             gpus_per_task=gpus_per_task)
+        return SlurmLauncher(
+            out / "slurm", partition=partition, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task
+        )
     from lab.config import ConfigError
 
     raise ConfigError(f"unknown launcher {name!r} (choose local, ray or slurm)")

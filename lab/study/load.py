@@ -28,7 +28,9 @@ def load_study(path: str | Path) -> Study:
     except SyntaxError as e:
         raise ConfigError(f"study file {path}: syntax error at line {e.lineno}: {e.msg}") from None
     except SystemExit as e:
-        raise ConfigError(f"study file {path}: called sys.exit({e.code!r}) while loading{_where(e, path)}") from None
+        raise ConfigError(
+            f"study file {path}: called sys.exit({e.code!r}) while loading{_where(e, path)}"
+        ) from None
     except ConfigError as e:
         raise ConfigError(f"study file {path}: {e}") from None
     except Exception as e:

@@ -41,32 +41,41 @@ class StudyLock:
         self.path = self.directory / LOCK
         self._file = None
 
-    def __enter__(self) -> "StudyLock":
+    def __enter__(self) -> StudyLock:
         return self if self._file is not None else self.acquire()
 
-    def acquire(self) -> "StudyLock":
+    def acquire(self) -> StudyLock:
         f = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = self._read_holder(f)
             f.close()
-            raise ConfigError(f"{self.directory} is in use by another lab study ({holder}); wait for it to "
-                              "finish or stop it, or use another --out") from None
+            raise ConfigError(
+                f"{self.directory} is in use by another lab study ({holder}); wait for it to "
+                "finish or stop it, or use another --out"
+            ) from None
         except OSError as e:
             if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 f.close()
                 raise
-            print(f"lab study: warning: cannot lock {self.path} ({e.strerror}); make sure no other "
-                  "lab study uses this directory", file=sys.stderr)
+            print(
+                f"lab study: warning: cannot lock {self.path} ({e.strerror}); make sure no other "
+                "lab study uses this directory",
+                file=sys.stderr,
+            )
         self._write_holder(f)
         self._file = f
         return self
 
     @staticmethod
     def _write_holder(f) -> None:
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cmd": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "cmd": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        }
         f.seek(0)
         f.truncate()
         f.write(json.dumps(info) + "\n")

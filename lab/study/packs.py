@@ -11,7 +11,7 @@ idle, so its last members resume in the program they started in, under the same 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 
@@ -54,7 +54,7 @@ def plan_packs(cells: list[Cell], k: int) -> list[tuple[str, list[Cell]]]:
     packs = []
     for members in groups.values():
         for i in range(0, len(members), k):
-            chunk = members[i:i + k]
+            chunk = members[i : i + k]
             packs.append((f"pack-{chunk[0].cell_id}" if len(chunk) > 1 else None, chunk))
     return packs + [(None, [c]) for c in alone]
 
@@ -63,17 +63,23 @@ def describe_packs(cells: list[Cell], k: int) -> str:
     """What `--dry-run` prints about packing."""
     packs = plan_packs(cells, k)
     packed = [(pid, m) for pid, m in packs if pid]
-    lines = [f"--pack {k}: {len(packs)} tasks for {len(cells)} cells ({len(packed)} packs, "
-             f"{len(packs) - len(packed)} cells alone)"]
+    lines = [
+        f"--pack {k}: {len(packs)} tasks for {len(cells)} cells ({len(packed)} packs, "
+        f"{len(packs) - len(packed)} cells alone)"
+    ]
     for pid, members in packs:
         names = ", ".join(c.cell_id for c in members)
-        lines.append(f"  {pid}: {len(members)} x {members[0].config.total_steps} steps: {names}" if pid
-                     else f"  alone: {names}")
+        lines.append(
+            f"  {pid}: {len(members)} x {members[0].config.total_steps} steps: {names}"
+            if pid
+            else f"  alone: {names}"
+        )
     return "\n".join(lines)
 
 
-def pack_specs(cells: list[Cell], todo: list[Cell], k: int,
-               spec: Callable[[Cell], TaskSpec]) -> list[TaskSpec | PackSpec]:
+def pack_specs(
+    cells: list[Cell], todo: list[Cell], k: int, spec: Callable[[Cell], TaskSpec]
+) -> list[TaskSpec | PackSpec]:
     """The task specs for the cells to run now (`todo`), packs planned over all of the study's
     `cells`; `spec(cell)` is a cell's spec alone. A pack lists every member, finished ones too (they
     stay idle in the pack: the others' program is unchanged), each carrying the pack's id."""

@@ -37,8 +37,12 @@ class CellInfo:
 def shape_for_width(d_model: int, *, aspect: int = 32, head_dim: int = 16) -> dict:
     if d_model % head_dim:
         raise ConfigError(f"d_model={d_model} is not a multiple of head_dim={head_dim}")
-    return {"d_model": d_model, "n_layers": max(2, round(d_model / aspect)), "n_heads": d_model // head_dim,
-            "d_ff": 4 * d_model}
+    return {
+        "d_model": d_model,
+        "n_layers": max(2, round(d_model / aspect)),
+        "n_heads": d_model // head_dim,
+        "d_ff": 4 * d_model,
+    }
 
 
 def width_scaled_lr(base_lr: float, base_width: int, d_model: int) -> float:
@@ -47,13 +51,14 @@ def width_scaled_lr(base_lr: float, base_width: int, d_model: int) -> float:
 
 def deepseek_lr_batch(flops: float, seq_len: int) -> tuple[float, int]:
     """(learning rate, batch size in sequences) from DeepSeek LLM's compute-optimal fits."""
-    lr = 0.3118 * flops ** -0.1250
-    batch_tokens = 0.2920 * flops ** 0.3271
+    lr = 0.3118 * flops**-0.1250
+    batch_tokens = 0.2920 * flops**0.3271
     return lr, max(1, round(batch_tokens / seq_len))
 
 
-def default_policy(cfg: RunConfig, cell: CellInfo, *, base_width: int = 64, aspect: int = 32,
-                   head_dim: int = 16) -> RunConfig:
+def default_policy(
+    cfg: RunConfig, cell: CellInfo, *, base_width: int = 64, aspect: int = 32, head_dim: int = 16
+) -> RunConfig:
     """Shape from width unless the size gives it; learning rate scaled from the base config's."""
     size = dict(cell.size)
     if "d_model" in size and not {"n_layers", "n_heads"} & size.keys():

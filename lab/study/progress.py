@@ -6,7 +6,7 @@ Ray or under SLURM with a shared filesystem."""
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from lab.rundir import RunDir
 
@@ -26,8 +26,9 @@ def eta_text(done: float, total: float, elapsed_s: float) -> str:
 class StudyProgress:
     """`flops`: each cell's planned FLOPs (cells finished before this run count as done)."""
 
-    def __init__(self, flops: dict[str, float], finished: set[str], run_dir: Callable[[str], RunDir],
-                 enabled: bool = True):
+    def __init__(
+        self, flops: dict[str, float], finished: set[str], run_dir: Callable[[str], RunDir], enabled: bool = True
+    ):
         from tqdm.auto import tqdm
 
         self.tqdm, self.enabled, self.run_dir, self.flops = tqdm, enabled, run_dir, flops
@@ -35,8 +36,15 @@ class StudyProgress:
         self.n_cells, self.n_done = len(flops), len(finished)
         self.done_flops = float(sum(flops[c] for c in finished if c in flops))
         self.start_flops, self.t0 = self.done_flops, time.monotonic()
-        self.bar = tqdm(total=self.n_cells, initial=self.n_done, desc="cells", unit="cell", disable=not enabled,
-                        position=0, bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {postfix}")
+        self.bar = tqdm(
+            total=self.n_cells,
+            initial=self.n_done,
+            desc="cells",
+            unit="cell",
+            disable=not enabled,
+            position=0,
+            bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {postfix}",
+        )
         self.waiting: dict[str, int] = {}  # cell_id -> steps, not yet logging
         self.active: dict[str, object] = {}  # cell_id -> its bar
         self.counts: dict[str, int] = {}
@@ -49,9 +57,11 @@ class StudyProgress:
     def line(self) -> str:
         done = self.done_flops + self.running_flops()
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
-        return (f"FLOPs {_flops(done)}/{_flops(self.total)} ({done / max(self.total, 1e-30):.0%}), "
-                f"{eta_text(done - self.start_flops, self.total - self.start_flops, time.monotonic() - self.t0)}"
-                + (f", {counts}" if counts else ""))
+        return (
+            f"FLOPs {_flops(done)}/{_flops(self.total)} ({done / max(self.total, 1e-30):.0%}), "
+            f"{eta_text(done - self.start_flops, self.total - self.start_flops, time.monotonic() - self.t0)}"
+            + (f", {counts}" if counts else "")
+        )
 
     def _postfix(self) -> None:
         self.bar.set_postfix_str(self.line())
@@ -63,8 +73,14 @@ class StudyProgress:
         for cell_id, total in list(self.waiting.items()):
             if self.run_dir(cell_id).last_logged_step() > 0:  # a run is active once it logs
                 del self.waiting[cell_id]
-                self.active[cell_id] = self.tqdm(total=total, desc=cell_id[:28], unit="step", leave=False,
-                                                 disable=not self.enabled, position=len(self.active) + 1)
+                self.active[cell_id] = self.tqdm(
+                    total=total,
+                    desc=cell_id[:28],
+                    unit="step",
+                    leave=False,
+                    disable=not self.enabled,
+                    position=len(self.active) + 1,
+                )
         for cell_id, bar in self.active.items():
             bar.n = min(self.run_dir(cell_id).last_logged_step(), bar.total)
             bar.refresh()

@@ -37,13 +37,17 @@ def _decode(path: Path) -> str:
     try:
         text = header.decode("utf-8").rstrip("\r")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a results table written by lab study (not UTF-8 text); move it "
-                          "away or use another --out (nothing was changed)") from None
+        raise ConfigError(
+            f"{path} is not a results table written by lab study (not UTF-8 text); move it "
+            "away or use another --out (nothing was changed)"
+        ) from None
     if not newline and ",".join(COLUMNS).startswith(text):
         return ""  # empty, or cut inside our own header: nothing to keep
     if "cell_id" not in next(csv.reader([text]), []):
-        raise ConfigError(f"{path} is not a results table written by lab study (no cell_id column); move it "
-                          "away or use another --out (nothing was changed)")
+        raise ConfigError(
+            f"{path} is not a results table written by lab study (no cell_id column); move it "
+            "away or use another --out (nothing was changed)"
+        )
     return data.decode("utf-8", errors="replace")  # a damaged body: its rows are rebuilt from the runs
 
 
@@ -89,8 +93,13 @@ def write_rows(path: Path, rows: list[dict]) -> bool:
 
 def study_fields(study: Study, cell: Cell) -> dict:
     """The study's own fields of a cell's result (and row)."""
-    return {"study": study.name, "cell_id": cell.cell_id, "variant": cell.variant, "budget_flops": cell.budget_flops,
-            "branch_of": cell.branch_of}
+    return {
+        "study": study.name,
+        "cell_id": cell.cell_id,
+        "variant": cell.variant,
+        "budget_flops": cell.budget_flops,
+        "branch_of": cell.branch_of,
+    }
 
 
 def cell_row(study: Study, cell: Cell, result: dict) -> dict:
@@ -127,9 +136,11 @@ class ResultsTable:
         for cell in self.cells:
             result = self.run_dir(cell.cell_id).read_result()
             if result and result.get("config_hash") not in (None, cell.config.hash()):
-                raise ConfigError(f"{self.run_dir(cell.cell_id).path} was trained with another config than the "
-                                  f"study now gives cell {cell.cell_id}; use a new --out (or remove that run "
-                                  "directory)")
+                raise ConfigError(
+                    f"{self.run_dir(cell.cell_id).path} was trained with another config than the "
+                    f"study now gives cell {cell.cell_id}; use a new --out (or remove that run "
+                    "directory)"
+                )
             if result:
                 self.rows[cell.cell_id] = self.row(cell, result)
             if result and result["status"] in FINAL:
@@ -158,7 +169,13 @@ class ResultsTable:
     def log_to_tracker(self, cell: Cell) -> None:
         from lab.training.trackers import log_run
 
-        path = Path(log_run(self.tracker, self.out / "tracker", self.study.name, cell.cell_id,
-                            self.run_dir(cell.cell_id).path))
-        self.tracker_runs[cell.cell_id] = str(path.relative_to(self.out.resolve()) if path.is_absolute()
-                                              and path.is_relative_to(self.out.resolve()) else path)
+        path = Path(
+            log_run(
+                self.tracker, self.out / "tracker", self.study.name, cell.cell_id, self.run_dir(cell.cell_id).path
+            )
+        )
+        self.tracker_runs[cell.cell_id] = str(
+            path.relative_to(self.out.resolve())
+            if path.is_absolute() and path.is_relative_to(self.out.resolve())
+            else path
+        )

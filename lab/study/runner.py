@@ -35,10 +35,21 @@ from lab.study.signals import StopSignals
 from lab.study.spec import Cell, Study, branch_savings
 from lab.study.taskwriter import TaskWriter
 
-
 # what a study directory holds (see the layout above); `slurm` is submitit's folder
-OWN_ENTRIES = {LOCK, "study.json", "results.csv", "runs", "tasks", "slurm",
-               "report.md", "fits.json", "figures", "validation", "validation.json", "tracker"}  # + the analysis
+OWN_ENTRIES = {
+    LOCK,
+    "study.json",
+    "results.csv",
+    "runs",
+    "tasks",
+    "slurm",
+    "report.md",
+    "fits.json",
+    "figures",
+    "validation",
+    "validation.json",
+    "tracker",
+}  # + the analysis
 
 
 def check_directory(out: Path) -> None:
@@ -50,7 +61,9 @@ def check_directory(out: Path) -> None:
         return
     foreign = foreign_entries(out, OWN_ENTRIES)
     if foreign:
-        raise ConfigError(f"{out} is not a study directory (it holds {name_list(foreign)}); use an empty or new --out")
+        raise ConfigError(
+            f"{out} is not a study directory (it holds {name_list(foreign)}); use an empty or new --out"
+        )
 
 
 def check_plan(out: Path, study: Study) -> None:
@@ -67,8 +80,16 @@ def write_plan(out: Path, study: Study, cells: list[Cell]) -> None:
     """DIR/runs/, DIR/tasks/ and DIR/study.json (the expanded cells; rewritten only when it changed)."""
     (out / "runs").mkdir(exist_ok=True)
     (out / "tasks").mkdir(exist_ok=True)
-    plan = [{"cell_id": c.cell_id, "budget_flops": c.budget_flops, "branch_of": c.branch_of,
-             "branch_step": c.branch_step, "config": c.config.to_dict()} for c in cells]
+    plan = [
+        {
+            "cell_id": c.cell_id,
+            "budget_flops": c.budget_flops,
+            "branch_of": c.branch_of,
+            "branch_step": c.branch_step,
+            "config": c.config.to_dict(),
+        }
+        for c in cells
+    ]
     data = {"study": study.name, "cells": plan}
     try:
         if read_json(out / "study.json") == data:
@@ -80,29 +101,39 @@ def write_plan(out: Path, study: Study, cells: list[Cell]) -> None:
 
 def describe(study: Study, cells: list[Cell], step_seconds: dict | None = None) -> str:
     """The grid as a table (what `--dry-run` prints)."""
-    head = f"{'cell':<28} {'d':>5} {'L':>3} {'H':>3} {'N_non_emb':>10} {'N_total':>10} {'D tokens':>10} " \
-           f"{'C exact':>9} {'C budget':>9} {'steps':>7} {'est':>8}"
+    head = (
+        f"{'cell':<28} {'d':>5} {'L':>3} {'H':>3} {'N_non_emb':>10} {'N_total':>10} {'D tokens':>10} "
+        f"{'C exact':>9} {'C budget':>9} {'steps':>7} {'est':>8}"
+    )
     lines = [f"study {study.name}: {len(cells)} cells", head, "-" * len(head)]
     total_s = 0.0
     for c in cells:
         m, costs = c.config.model, model_costs(c.config.model)
         est = ""
         if step_seconds is not None:
-            sec = step_seconds[(m, c.config.train.batch_size)] * c.config.total_steps * (
-                1 - c.branch_step / c.config.total_steps)
+            sec = (
+                step_seconds[(m, c.config.train.batch_size)]
+                * c.config.total_steps
+                * (1 - c.branch_step / c.config.total_steps)
+            )
             total_s += sec
             est = _duration(sec)
         lines.append(
             f"{c.cell_id:<28} {m.d_model:>5} {m.n_layers:>3} {m.n_heads:>3} {costs.params_non_embedding:>10,} "
             f"{costs.params_total:>10,} {c.config.total_tokens:>10.3g} {c.flops:>9.3g} "
             f"{(c.budget_flops or math.nan):>9.3g} {c.config.total_steps:>7} {est:>8}"
-            + (f"  branch of {c.branch_of} at step {c.branch_step}" if c.branch_of else ""))
+            + (f"  branch of {c.branch_of} at step {c.branch_step}" if c.branch_of else "")
+        )
     planned, independent = branch_savings(cells)
-    lines.append(f"total compute {planned:.3g} FLOPs (flops_exact)"
-                 + (f"; estimated {_duration(total_s)} of training on this machine, one worker" if step_seconds else ""))
+    lines.append(
+        f"total compute {planned:.3g} FLOPs (flops_exact)"
+        + (f"; estimated {_duration(total_s)} of training on this machine, one worker" if step_seconds else "")
+    )
     if planned < independent:
-        lines.append(f"WSD branches save {independent - planned:.3g} FLOPs ({1 - planned / independent:.0%}) "
-                     f"versus {independent:.3g} for independent runs")
+        lines.append(
+            f"WSD branches save {independent - planned:.3g} FLOPs ({1 - planned / independent:.0%}) "
+            f"versus {independent:.3g} for independent runs"
+        )
     return "\n".join(lines)
 
 
@@ -114,9 +145,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def run_study(study: Study, cells: list[Cell], out: Path, *, launcher: str = "local", workers: int = 1,
-              progress: bool = True, tracker: str | None = None, pack: int = 1,
-              **launcher_args) -> dict[str, str]:
+def run_study(
+    study: Study,
+    cells: list[Cell],
+    out: Path,
+    *,
+    launcher: str = "local",
+    workers: int = 1,
+    progress: bool = True,
+    tracker: str | None = None,
+    pack: int = 1,
+    **launcher_args,
+) -> dict[str, str]:
     """Run every unfinished cell; returns {cell_id: status}. One driver per directory (a second
     is refused, naming the first); SIGTERM/SIGINT stop the workers, then raise
     `lab.study.signals.Interrupted`. `tracker` ("tensorboard" or "wandb", `lab.training.trackers`) replays
@@ -164,4 +204,3 @@ def check_cells_fit(cells: list[Cell], workers: int = 1) -> None:
         except ConfigError as e:
             share = f" (--workers {workers}: each gets 1/{workers} of {source})" if workers > 1 else ""
             raise ConfigError(f"cell {cell.cell_id}: {e}{share}") from None
-

@@ -24,7 +24,9 @@ def _last_line(path: Path) -> str:
 
 
 class Scheduler:
-    def __init__(self, table: ResultsTable, writer: TaskWriter, launcher, stop: StopSignals, progress: bool = True):
+    def __init__(
+        self, table: ResultsTable, writer: TaskWriter, launcher, stop: StopSignals, progress: bool = True
+    ):
         self.table, self.writer, self.launcher, self.stop, self.progress = table, writer, launcher, stop, progress
         self.pack_members: dict[str, list[str]] = {}  # pack task id -> its member cell ids
 
@@ -60,8 +62,10 @@ class Scheduler:
         leaves a `failed` row with the last line of its log (the cell runs again next time)."""
         result = self.table.run_dir(cell.cell_id).read_result()
         if result is None:
-            result = {"status": "failed", "error": f"worker exited with {exit_code}: "
-                      f"{_last_line(self.writer.log(cell.cell_id))}"}
+            result = {
+                "status": "failed",
+                "error": f"worker exited with {exit_code}: {_last_line(self.writer.log(cell.cell_id))}",
+            }
         self.table.record(cell, result)
 
     def runnable(self, wave: list[Cell], bars) -> list[Cell]:
@@ -72,7 +76,8 @@ class Scheduler:
             if parent == "completed":
                 out.append(cell)
                 continue
-            self.table.record(cell, {"status": "failed",
-                                     "error": f"its long run {cell.branch_of} ended {parent or 'unrun'}"})
+            self.table.record(
+                cell, {"status": "failed", "error": f"its long run {cell.branch_of} ended {parent or 'unrun'}"}
+            )
             bars.done(cell.cell_id, "failed")
         return out

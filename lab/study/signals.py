@@ -19,8 +19,10 @@ class Interrupted(Exception):
     def __init__(self, signum: int):
         self.signum = signum
         name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name}; the workers were stopped (each saves a checkpoint first); "
-                         "run the same command again to continue")
+        super().__init__(
+            f"stopped by {name}; the workers were stopped (each saves a checkpoint first); "
+            "run the same command again to continue"
+        )
 
     @property
     def exit_code(self) -> int:
@@ -37,7 +39,7 @@ class StopSignals:
         self.signum: int | None = None
         self._old: dict = {}
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._old[sig] = signal.signal(sig, self._handle)

@@ -24,8 +24,8 @@ import dataclasses
 import math
 import numbers
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from lab.config import ConfigError, RunConfig, apply_overrides
 from lab.costs import model_costs
@@ -53,7 +53,9 @@ class Study:
     bootstrap: int = 200  # resamples for the report's intervals
     validate: float = 0  # > 1: after the fit, train the predicted optimum at this many times the largest budget
     workers: int = 1  # local launcher: runs at a time unless --workers says otherwise
-    variants: Sequence[dict] = ()  # model fields crossed with every size, e.g. [{"arch": "decoder"}, {"arch": "encdec"}]
+    variants: Sequence[
+        dict
+    ] = ()  # model fields crossed with every size, e.g. [{"arch": "decoder"}, {"arch": "encdec"}]
     # learning-rate axis, crossed with every cell (ids end in -lrVALUE): peak learning rates, or
     # multipliers of the rate the policy gives each cell; `lab fit DIR --method lr` fits η_opt(N, D)
     lrs: Sequence[float] = ()
@@ -101,7 +103,9 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
     """All cells of a study, checked: every config valid and long enough, ids unique."""
     check_values(study)
     if bool(study.tokens) == bool(study.budgets):
-        raise ConfigError(f"study {study.name!r}: give exactly one of tokens=[...] (N×D grid) or budgets=[...] (IsoFLOP)")
+        raise ConfigError(
+            f"study {study.name!r}: give exactly one of tokens=[...] (N×D grid) or budgets=[...] (IsoFLOP)"
+        )
     if not study.sizes:
         raise ConfigError(f"study {study.name!r}: no sizes")
     if study.branches and not study.tokens:
@@ -132,7 +136,9 @@ def _sizes(study: Study) -> list[dict]:
     """Every size crossed with every variant (a variant's fields win over the size's)."""
     for entry in (*study.sizes, *study.variants):
         if not isinstance(entry, dict):
-            raise ConfigError(f"study {study.name!r}: each size and variant must be a dict of model fields, got {entry!r}")
+            raise ConfigError(
+                f"study {study.name!r}: each size and variant must be a dict of model fields, got {entry!r}"
+            )
     for v in study.variants:
         if SIZE_FIELDS[0] in v or SIZE_FIELDS[1] in v:
             raise ConfigError(f"study {study.name!r}: variant {v!r} sets a size field; put sizes in sizes=[...]")
@@ -152,8 +158,9 @@ def _numbers(study: Study, field: str, *, whole: bool, positive: bool) -> None:
         ok = _is_number(v) and math.isfinite(v) and (v > 0 if positive else v >= 0) and (not whole or v == int(v))
         if not ok:
             kind = "whole numbers" if whole else "numbers"
-            raise ConfigError(f"study {study.name!r}: {field} must be finite {kind} {'> 0' if positive else '>= 0'}, "
-                              f"got {v!r}")
+            raise ConfigError(
+                f"study {study.name!r}: {field} must be finite {kind} {'> 0' if positive else '>= 0'}, got {v!r}"
+            )
 
 
 def check_values(study: Study) -> None:
@@ -162,7 +169,9 @@ def check_values(study: Study) -> None:
     if not isinstance(study.name, str) or not study.name.strip():
         raise ConfigError(f"a study needs a non-empty name, got {study.name!r}")
     if not isinstance(study.base, RunConfig):
-        raise ConfigError(f"study {study.name!r}: base must be a lab.config.RunConfig, got {type(study.base).__name__}")
+        raise ConfigError(
+            f"study {study.name!r}: base must be a lab.config.RunConfig, got {type(study.base).__name__}"
+        )
     if not isinstance(study.sizes, Sequence) or isinstance(study.sizes, (str, bytes, dict)):
         raise ConfigError(f"study {study.name!r}: sizes must be a list of dicts of model fields")
     _numbers(study, "tokens", whole=True, positive=True)
@@ -191,8 +200,9 @@ def _analysis_values(study: Study) -> None:
 
     laws = study.laws
     if isinstance(laws, str) or not isinstance(laws, Sequence) or any(m not in METHODS for m in laws):
-        raise ConfigError(f"study {study.name!r}: laws must be a list of fit methods from {', '.join(METHODS)}, "
-                          f"got {laws!r}")
+        raise ConfigError(
+            f"study {study.name!r}: laws must be a list of fit methods from {', '.join(METHODS)}, got {laws!r}"
+        )
     t = study.target_flops
     if t is not None and not (_is_number(t) and math.isfinite(t) and t > 0):
         raise ConfigError(f"study {study.name!r}: target_flops must be a finite number > 0 or None, got {t!r}")
@@ -203,8 +213,9 @@ def _analysis_values(study: Study) -> None:
         raise ConfigError(f"study {study.name!r}: validate must be 0 (off) or a factor > 1, got {v!r}")
 
 
-def _configure(study: Study, cfg: RunConfig, size: dict, tokens: int, budget: float | None,
-               vocab_size: int) -> RunConfig:
+def _configure(
+    study: Study, cfg: RunConfig, size: dict, tokens: int, budget: float | None, vocab_size: int
+) -> RunConfig:
     try:
         cfg = study.policy(cfg, CellInfo(size=size, tokens=tokens, budget_flops=budget))
         cfg = dataclasses.replace(cfg, model=cfg.model.with_corpus_vocab(vocab_size))
@@ -236,12 +247,16 @@ def _grid_cells(study: Study, cfg: RunConfig, size: dict, seed: int, vocab_size:
     if warm < 0:
         warm = warmup_policy(model_costs(cfgs[0].model).params_total, cfgs[0].tokens_per_step, cfgs[0].total_steps)
     log_every = max(1, cfgs[0].total_steps // 50)
-    cfgs = [dataclasses.replace(c, train=dataclasses.replace(c.train, warmup_steps=warm, log_every=log_every))
-            for c in cfgs]
+    cfgs = [
+        dataclasses.replace(c, train=dataclasses.replace(c.train, warmup_steps=warm, log_every=log_every))
+        for c in cfgs
+    ]
     starts = [wsd_decay_start(c.total_steps, c.train.decay_frac) for c in cfgs[:-1]]
     long = Cell(ids[-1], cfgs[-1], keep_steps=tuple(starts), variant=variant)
-    branches = [Cell(i, c, branch_of=long.cell_id, branch_step=s, variant=variant)
-                for i, c, s in zip(ids[:-1], cfgs[:-1], starts)]
+    branches = [
+        Cell(i, c, branch_of=long.cell_id, branch_step=s, variant=variant)
+        for i, c, s in zip(ids[:-1], cfgs[:-1], starts)
+    ]
     return [long, *branches]
 
 
@@ -253,8 +268,14 @@ def _isoflop_cells(study: Study, cfg: RunConfig, size: dict, seed: int, vocab_si
         tokens = max(1, round(budget / per_token))
         c = _with_tokens(shaped, tokens).validate()
         variant = variant_of(size)
-        cells.append(Cell(_safe(f"{_size_label(c.model, variant)}-C{budget:.3g}-s{seed}"), c, budget_flops=budget,
-                          variant=variant))
+        cells.append(
+            Cell(
+                _safe(f"{_size_label(c.model, variant)}-C{budget:.3g}-s{seed}"),
+                c,
+                budget_flops=budget,
+                variant=variant,
+            )
+        )
     return cells
 
 
@@ -280,8 +301,14 @@ def _cross_lrs(study: Study, cells: list[Cell]) -> list[Cell]:
             lr = cell.config.train.lr * float(v) if scale else float(v)
             tag = _safe(f"-lr{lr:.3g}")
             cfg = dataclasses.replace(cell.config, train=dataclasses.replace(cell.config.train, lr=lr))
-            out.append(dataclasses.replace(cell, cell_id=cell.cell_id + tag, config=cfg,
-                                           branch_of=cell.branch_of + tag if cell.branch_of else None))
+            out.append(
+                dataclasses.replace(
+                    cell,
+                    cell_id=cell.cell_id + tag,
+                    config=cfg,
+                    branch_of=cell.branch_of + tag if cell.branch_of else None,
+                )
+            )
     return out
 
 

@@ -41,19 +41,29 @@ class TaskSpec:
 
     def to_dict(self) -> dict:
         return {
-            "cell_id": self.cell_id, "run_dir": str(self.run_dir), "config": self.config.to_dict(),
-            "extra_result": dict(self.extra_result), "keep_steps": list(self.keep_steps),
-            "branch_of": self.branch_of, "branch_step": self.branch_step,
+            "cell_id": self.cell_id,
+            "run_dir": str(self.run_dir),
+            "config": self.config.to_dict(),
+            "extra_result": dict(self.extra_result),
+            "keep_steps": list(self.keep_steps),
+            "branch_of": self.branch_of,
+            "branch_step": self.branch_step,
             "parent_dir": str(self.parent_dir) if self.parent_dir is not None else None,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> TaskSpec:
         parent = data.get("parent_dir")
-        return cls(cell_id=data["cell_id"], run_dir=Path(data["run_dir"]),
-                   config=from_dict(RunConfig, data["config"]), extra_result=dict(data["extra_result"]),
-                   keep_steps=tuple(data.get("keep_steps", ())), branch_of=data.get("branch_of"),
-                   branch_step=data.get("branch_step", 0), parent_dir=Path(parent) if parent else None)
+        return cls(
+            cell_id=data["cell_id"],
+            run_dir=Path(data["run_dir"]),
+            config=from_dict(RunConfig, data["config"]),
+            extra_result=dict(data["extra_result"]),
+            keep_steps=tuple(data.get("keep_steps", ())),
+            branch_of=data.get("branch_of"),
+            branch_step=data.get("branch_step", 0),
+            parent_dir=Path(parent) if parent else None,
+        )
 
 
 @dataclass(frozen=True)

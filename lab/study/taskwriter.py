@@ -4,8 +4,8 @@ one per cell or, with `pack` > 1, one per pack of same-program cells (`lab.study
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lab.files import write_json_atomic
 from lab.rundir import RunDir
@@ -20,8 +20,15 @@ class TaskWriter:
     every time); `run_dir(cell_id)`: a cell's run directory; `workers`: the study's workers sharing
     a machine (`lab.study.worker.worker_env`)."""
 
-    def __init__(self, study: Study, cells: list[Cell], out: Path, run_dir: Callable[[str], RunDir],
-                 pack: int = 1, workers: int = 1):
+    def __init__(
+        self,
+        study: Study,
+        cells: list[Cell],
+        out: Path,
+        run_dir: Callable[[str], RunDir],
+        pack: int = 1,
+        workers: int = 1,
+    ):
         self.study, self.cells, self.run_dir = study, cells, run_dir
         self.dir = Path(out) / "tasks"
         self.pack, self.workers = pack, workers  # pack: members per packed task; 1 = every cell alone
@@ -29,9 +36,16 @@ class TaskWriter:
     def spec(self, cell: Cell) -> TaskSpec:
         """The cell's task, alone."""
         parent = self.run_dir(cell.branch_of).path.resolve() if cell.branch_of else None
-        return TaskSpec(cell.cell_id, self.run_dir(cell.cell_id).path.resolve(), cell.config,
-                        study_fields(self.study, cell), tuple(cell.keep_steps), cell.branch_of, cell.branch_step,
-                        parent)
+        return TaskSpec(
+            cell.cell_id,
+            self.run_dir(cell.cell_id).path.resolve(),
+            cell.config,
+            study_fields(self.study, cell),
+            tuple(cell.keep_steps),
+            cell.branch_of,
+            cell.branch_step,
+            parent,
+        )
 
     def log(self, task: str) -> Path:
         """The worker's output of task `task` (a cell's or a pack's id)."""
@@ -52,6 +66,9 @@ class TaskWriter:
 
             specs = pack_specs(self.cells, cells, self.pack, self.spec)
         todo = {c.cell_id for c in cells}
-        members = {s.pack_id: [m.cell_id for m in s.members if m.cell_id in todo]
-                   for s in specs if isinstance(s, PackSpec)}
+        members = {
+            s.pack_id: [m.cell_id for m in s.members if m.cell_id in todo]
+            for s in specs
+            if isinstance(s, PackSpec)
+        }
         return [self.write(s) for s in specs], members

@@ -44,8 +44,14 @@ def run_cell(spec: TaskSpec | PackSpec) -> int:
     if spec.branch_of:
         run.seed_branch(RunDir(spec.parent_dir), spec.branch_step)
     try:
-        result = train(spec.config, run.path, resume=True, progress=False, extra_result=spec.extra_result,
-                       keep_steps=spec.keep_steps)
+        result = train(
+            spec.config,
+            run.path,
+            resume=True,
+            progress=False,
+            extra_result=spec.extra_result,
+            keep_steps=spec.keep_steps,
+        )
     except RunFailed:  # recorded as status `failed` in the run directory
         return 1
     except (Preempted, KeyboardInterrupt) as e:
@@ -65,8 +71,13 @@ def run_pack_task(spec: PackSpec) -> int:
 
     members = spec.members
     try:
-        results = train_pack([m.config for m in members], [str(m.run_dir) for m in members], pack_id=spec.pack_id,
-                             resume=True, extra_results=[m.extra_result for m in members])
+        results = train_pack(
+            [m.config for m in members],
+            [str(m.run_dir) for m in members],
+            pack_id=spec.pack_id,
+            resume=True,
+            extra_results=[m.extra_result for m in members],
+        )
     except RunFailed:
         return 1
     except (Preempted, KeyboardInterrupt) as e:
@@ -115,7 +126,9 @@ def run_task_file(path: str, workers: int = 1, log_path: str | None = None, grac
     cmd = [sys.executable, "-m", "lab.study.worker", path]
     log = open(log_path, "a") if log_path else None
     try:
-        proc = subprocess.Popen(cmd, env=worker_env(workers), stdout=log, stderr=subprocess.STDOUT if log else None)
+        proc = subprocess.Popen(
+            cmd, env=worker_env(workers), stdout=log, stderr=subprocess.STDOUT if log else None
+        )
         try:
             while proc.poll() is None:  # not proc.wait(): a cancelled Ray task's KeyboardInterrupt
                 time.sleep(0.2)  # is raised between bytecodes, never inside a blocking waitpid
@@ -140,8 +153,8 @@ def stop_process(proc: subprocess.Popen, grace_s: float) -> None:
 
 
 def main(argv=None) -> int:
-    from lab.training.runtime import setup
     from lab.study.tasks import read_task
+    from lab.training.runtime import setup
 
     die_with_parent()
     argv = sys.argv[1:] if argv is None else argv

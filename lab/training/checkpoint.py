@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+
 class CheckpointWarning(UserWarning):
     pass
 
@@ -73,11 +74,15 @@ class Checkpointer:
         _drop_closed_loop_noise()
         self.directory = Path(directory).absolute()
         # where damaged checkpoints are moved (kept, never deleted); the run directory decides
-        self.set_aside_dir = Path(set_aside).absolute() if set_aside else self.directory.parent / "checkpoints_corrupted"
+        self.set_aside_dir = (
+            Path(set_aside).absolute() if set_aside else self.directory.parent / "checkpoints_corrupted"
+        )
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max(1, keep), create=True, enable_async_checkpointing=async_save,
+                max_to_keep=max(1, keep),
+                create=True,
+                enable_async_checkpointing=async_save,
                 cleanup_tmp_directories=True,
             ),
         )
@@ -104,7 +109,9 @@ class Checkpointer:
             try:
                 restored = self.manager.restore(
                     step,
-                    args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()),
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+                    ),
                 )
                 state, meta = restored["state"], restored["meta"]
                 if not _same_fingerprint(meta["fingerprint"], fingerprint(state)):
@@ -114,7 +121,9 @@ class Checkpointer:
                 moved = self._set_aside(step)
                 warnings.warn(
                     f"checkpoint {self.directory / str(step)} is unreadable or corrupted ({reason[:200]}); "
-                    f"moved to {moved}, falling back to the previous one", CheckpointWarning, stacklevel=2,
+                    f"moved to {moved}, falling back to the previous one",
+                    CheckpointWarning,
+                    stacklevel=2,
                 )
                 continue
             return step, state, meta

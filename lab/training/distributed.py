@@ -25,8 +25,9 @@ def _multi_process_env() -> bool:
     return "," in env.get("TPU_WORKER_HOSTNAMES", "")
 
 
-def maybe_initialize(coordinator: str | None = None, num_processes: int | None = None,
-                     process_id: int | None = None) -> bool:
+def maybe_initialize(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> bool:
     """Join a multi-process run if one is configured; returns whether it did. Must run before
     any JAX computation."""
     env = os.environ

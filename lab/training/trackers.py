@@ -19,8 +19,10 @@ from pathlib import Path
 
 from lab.config import ConfigError
 
-PACKAGES = {"tensorboard": ("tensorboardX", 'pip install -e ".[tracker]"  (tensorboardX)'),
-            "wandb": ("wandb", "pip install wandb")}
+PACKAGES = {
+    "tensorboard": ("tensorboardX", 'pip install -e ".[tracker]"  (tensorboardX)'),
+    "wandb": ("wandb", "pip install wandb"),
+}
 SKIP_KEYS = {"step", "event", "time"}
 
 
@@ -30,7 +32,9 @@ def check_available(kind: str) -> None:
         raise ConfigError(f"unknown tracker {kind!r}; choose from {', '.join(PACKAGES)}")
     module, install = PACKAGES[kind]
     if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"--tracker {kind} needs the optional package {module}, which is not installed: {install}")
+        raise ConfigError(
+            f"--tracker {kind} needs the optional package {module}, which is not installed: {install}"
+        )
 
 
 def _metric_lines(path: Path):
@@ -44,8 +48,11 @@ def _metric_lines(path: Path):
             continue
         if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
             continue
-        values = {k: float(v) for k, v in rec.items()
-                  if k not in SKIP_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        values = {
+            k: float(v)
+            for k, v in rec.items()
+            if k not in SKIP_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         yield rec["step"], values
 
 
@@ -66,8 +73,9 @@ def _tensorboard(root: Path, study: str, cell_id: str, config: dict, metrics: Pa
 def _wandb(root: Path, study: str, cell_id: str, config: dict, metrics: Path) -> str:
     import wandb
 
-    run = wandb.init(mode="offline", dir=str(root), project=study, group=study, name=cell_id, config=config,
-                     reinit=True)
+    run = wandb.init(
+        mode="offline", dir=str(root), project=study, group=study, name=cell_id, config=config, reinit=True
+    )
     for step, values in _metric_lines(metrics):
         run.log(values, step=step)
     run.finish()

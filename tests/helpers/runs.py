@@ -57,8 +57,9 @@ def env(devices: int = 1, **extra) -> dict:
 
 def run_python(code: str, devices: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run a Python snippet in a fresh process with `devices` fake CPU devices."""
-    return subprocess.run([sys.executable, "-c", code], env=env(devices), capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env(devices), capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 def set_args(cfg: RunConfig) -> list[str]:
