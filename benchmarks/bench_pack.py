@@ -33,7 +33,8 @@ import numpy as np
 from lab import sharding
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from lab.pack.step import compile_packed, member_values, stacked_sharding
-from lab.step import abstract_model, compile_step
+from lab.step import compile_step
+from lab.training.state import abstract_model
 
 
 def base_config(d_model: int, n_layers: int, batch: int, seq_len: int, dtype: str) -> RunConfig:

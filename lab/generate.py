@@ -162,7 +162,8 @@ def load_run(run_dir):
     from lab import sharding
     from lab.checkpoint import Checkpointer, abstract_like
     from lab.rundir import RunDir
-    from lab.step import abstract_model, make_optimizer, state_shardings
+    from lab.training.optimizer import make_optimizer
+    from lab.training.state import abstract_model, state_shardings
 
     run = RunDir(run_dir)
     cfg = run.load_config()

@@ -38,7 +38,8 @@ SHAPES_WORKER = """
 import json, dataclasses, jax
 from lab import sharding
 from lab.config import RunConfig, from_dict
-from lab.step import make_optimizer, state_shardings
+from lab.training.optimizer import make_optimizer
+from lab.training.state import state_shardings
 cfg = from_dict(RunConfig, json.loads({cfg!r}))
 out = {{}}
 for spec in {meshes!r}:

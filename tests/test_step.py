@@ -14,7 +14,9 @@ from flax import nnx
 from lab import sharding, step as step_module
 from lab.attention import resolve_impl
 from lab.layers import next_key
-from lab.step import abstract_model, compile_step, make_step
+from lab.step import compile_step, make_step
+from lab.training.microbatch import check_batch_split
+from lab.training.state import abstract_model
 from tests.helpers.runs import TINY
 
 # A one-layer TINY, as the study dry-run times it (100 steps) and as train resolves it (bytes).
@@ -157,9 +159,9 @@ def test_microbatches_must_split_the_batch_over_devices():
     with pytest.raises(ConfigError, match="not divisible by train.microbatches=3"):
         dataclasses.replace(CFG, train=dataclasses.replace(CFG.train, microbatches=3)).validate()
     cfg = dataclasses.replace(CFG, train=dataclasses.replace(CFG.train, microbatches=4))
-    step_module.check_batch_split(cfg, {"data": 2, "fsdp": 1, "tensor": 1})  # 8 = 4 x 2
+    check_batch_split(cfg, {"data": 2, "fsdp": 1, "tensor": 1})  # 8 = 4 x 2
     with pytest.raises(ConfigError, match=r"microbatches=4 x 4 data-parallel"):
-        step_module.check_batch_split(cfg, {"data": 2, "fsdp": 2, "tensor": 1})
+        check_batch_split(cfg, {"data": 2, "fsdp": 2, "tensor": 1})
 
 
 _SHARDED_MICRO = """
@@ -206,7 +208,7 @@ def test_weight_decay_skips_norms_of_scanned_stacks():
 
     from lab.config import ModelConfig
     from lab.model import Transformer
-    from lab.step import decays
+    from lab.training.optimizer import decays
 
     model = Transformer(ModelConfig(d_model=32, n_layers=3, n_heads=4, seq_len=16, vocab_size=64), rngs=nnx.Rngs(params=0))
     params = nnx.to_pure_dict(nnx.split(model, nnx.Param)[1])

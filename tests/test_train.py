@@ -113,7 +113,7 @@ def test_resume_uses_the_saved_config(tmp_path, capsys):
 def test_prefetch_hands_batches_in_order_and_raises_what_building_raised():
     import threading
 
-    from lab.train import _Prefetch
+    from lab.training.loop import Prefetch
 
     built = []
 
@@ -123,12 +123,12 @@ def test_prefetch_hands_batches_in_order_and_raises_what_building_raised():
             raise OSError("disk gone")
         return step * 10
 
-    with _Prefetch(make, 2, 8, depth=2) as batches:
+    with Prefetch(make, 2, 8, depth=2) as batches:
         assert [batches.get(s) for s in (2, 3, 4)] == [20, 30, 40]
         with pytest.raises(OSError, match="disk gone"):
             batches.get(5)
     assert [s for s, _ in built] == [2, 3, 4, 5]  # stops at the error, builds nothing further
     assert {name for _, name in built} == {"lab-batch-prefetch"}  # built off the training thread
-    with _Prefetch(lambda s: s, 0, 1000, depth=2) as early:  # closed early: the thread ends
+    with Prefetch(lambda s: s, 0, 1000, depth=2) as early:  # closed early: the thread ends
         assert early.get(0) == 0
     assert not early._thread.is_alive()

@@ -6,7 +6,7 @@ optimizer constants, micro-batches); what differs between them is data, passed t
 the weight decay and the warmup length. Parameters and optimizer states are stacked on a leading
 member axis, which goes on the `data` mesh axis when K divides it (`member_spec`).
 
-Each member's optimizer is `lab.step.make_optimizer`'s chain with its own values as traced
+Each member's optimizer is `lab.training.optimizer.make_optimizer`'s chain with its own values as traced
 numbers (`member_tx`, `traced_schedule`), so a member's checkpoint has exactly the tree of an
 unpacked run's. A member whose `active` flag is off, or whose loss is not finite, keeps its
 parameters and optimizer state unchanged for that step (a diverged member stops updating while
@@ -29,7 +29,10 @@ from lab.config import ConfigError, RunConfig
 from lab.model import Transformer
 from lab.objectives import make_objective
 from lab.schedules import wsd_decay_start
-from lab.step import INIT_COMPILER_OPTIONS, grads_and_loss, make_eval, warmup_steps
+from lab.step import make_eval
+from lab.training.microbatch import grads_and_loss
+from lab.training.optimizer import adamw_chain, warmup_steps
+from lab.training.state import INIT_COMPILER_OPTIONS
 
 MEMBER_FIELDS = ("seed", "lr", "weight_decay", "warmup_steps")  # train fields a pack's members may differ in
 
@@ -81,13 +84,11 @@ def traced_schedule(kind: str, *, total_steps: int, min_ratio: float, decay_frac
 
 
 def member_tx(cfg: RunConfig, lr_fn, weight_decay):
-    """`lab.step.make_optimizer`'s chain with a traced schedule and weight decay (same tree)."""
-    t = cfg.train
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # no decay on norms
-    return optax.chain(
-        optax.clip_by_global_norm(t.grad_clip) if t.grad_clip > 0 else optax.identity(),
-        optax.adamw(lr_fn, b1=t.beta1, b2=t.beta2, eps=t.eps, weight_decay=weight_decay, mask=decay_mask),
-    )
+    """`lab.training.optimizer.adamw_chain`, as `make_optimizer`'s, with a traced schedule and weight
+    decay (same tree). The decay mask is rank >= 2, which (unlike `optimizer.decays`) also decays
+    the [L, D] norm scales of a scanned stack (issue 22; kept as is: changing it changes losses)."""
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+    return adamw_chain(cfg.train, lr_fn, weight_decay, decay_mask)
 
 
 def schedule_of(cfg: RunConfig):
