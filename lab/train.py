@@ -19,13 +19,13 @@ from lab.attention import model_impl
 from lab.checkpoint import Checkpointer, abstract_like
 from lab.config import RunConfig
 from lab.costs import model_costs
-from lab.data import Corpus, train_batch, val_batches
+from lab.data import Corpus, val_batches
 from lab.rundir import RunDir
 from lab.interrupt import interruptible
 from lab.memory import check_compiled
 from lab.final_eval import final_scores
 from lab.step import compile_step, jit_eval
-from lab.training.batches import sharded_rows
+from lab.training.batches import run_batch
 from lab.training.loop import (Cadence, Diverged, Due, MetricLines, Preempted, RunFailed, RunProgress, StopFlag,
                                train_steps)
 from lab.training.runs import (checked_setup, finished_result, record_ended, record_failed, result_header,
@@ -101,10 +101,7 @@ class _Loop:
         self.bar = None
 
     def batch(self, step: int):
-        t, T = self.cfg.train, self.cfg.model.seq_len
-        return sharded_rows(self.batch_sh, (t.batch_size, T + 1), lambda rows: train_batch(
-            self.corpus.train, seed=t.seed, step=step, batch_size=t.batch_size, seq_len=T, rows=rows,
-            unique_tokens=self.cfg.data.unique_tokens, recall_mix=self.cfg.data.recall_mix))
+        return run_batch(self.cfg, self.corpus, self.batch_sh, step)
 
     def compile(self) -> dict:
         """The compiled step (refused if XLA says it cannot fit), then the initial state in its

@@ -28,12 +28,13 @@ from lab.attention import model_impl
 from lab.checkpoint import Checkpointer
 from lab.config import RunConfig
 from lab.costs import model_costs
-from lab.data import train_batch, val_batches
+from lab.data import val_batches
 from lab.final_eval import final_scores
 from lab.pack.step import (check_packable, compile_packed, member_slice, member_values, packed_batch_sharding,
                            stacked_sharding)
 from lab.result import LOSSES
 from lab.rundir import RunDir
+from lab.training.batches import pack_batch
 from lab.training.loop import Cadence, Due, MetricLines, Preempted, RunFailed, RunProgress, StopFlag, train_steps
 from lab.training.runs import (checked_setup, finished_result, record_ended, record_failed, resolve_config,
                                result_header, write_config)
@@ -129,11 +130,7 @@ class PackLoop:
         return {"compile_s": compile_s, "attn_impl": model_impl(cfg.model), **memory}
 
     def batch(self, step: int):
-        t, T = self.cfg.train, self.cfg.model.seq_len
-        rows = [train_batch(self.corpus.train, seed=m.cfg.train.seed, step=step, batch_size=t.batch_size, seq_len=T,
-                            unique_tokens=m.cfg.data.unique_tokens, recall_mix=m.cfg.data.recall_mix)
-                for m in self.members]
-        return jax.device_put(np.stack(rows), self.batch_sh)
+        return pack_batch([m.cfg for m in self.members], self.corpus, self.batch_sh, step)
 
     def restore(self, ckpts: list[Checkpointer]) -> int:
         """Each member from its newest intact checkpoint; returns the step the pack starts at."""
