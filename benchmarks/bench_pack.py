@@ -33,14 +33,23 @@ import numpy as np
 from lab import sharding
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from lab.training.packed.step import compile_packed, member_values, stacked_sharding
-from lab.training.step import abstract_model, compile_step
+from lab.training.state import abstract_model
+from lab.training.step import compile_step
 
 
 def base_config(d_model: int, n_layers: int, batch: int, seq_len: int, dtype: str) -> RunConfig:
-    return RunConfig(model=ModelConfig(d_model=d_model, n_layers=n_layers, n_heads=max(1, d_model // 16),
-                                       seq_len=seq_len, vocab_size=256, dtype=dtype),
-                     data=DataConfig(name="python_stdlib"),
-                     train=TrainConfig(batch_size=batch, steps=1000, lr=3e-3, warmup_steps=10))
+    return RunConfig(
+        model=ModelConfig(
+            d_model=d_model,
+            n_layers=n_layers,
+            n_heads=max(1, d_model // 16),
+            seq_len=seq_len,
+            vocab_size=256,
+            dtype=dtype,
+        ),
+        data=DataConfig(name="python_stdlib"),
+        train=TrainConfig(batch_size=batch, steps=1000, lr=3e-3, warmup_steps=10),
+    )
 
 
 def _timed(run, steps: int) -> float:
@@ -55,8 +64,9 @@ def packed_runner(cfg: RunConfig, k: int, mesh):
     step, init, _, _, _ = compile_packed(cfg, graphdef, mesh, k)
     values = jax.device_put(member_values([cfg] * k), stacked_sharding(mesh, k))
     state = list(init(values["seed"]))
-    batch = jnp.asarray(np.random.default_rng(0).integers(0, 256, (k, cfg.train.batch_size, cfg.model.seq_len + 1)),
-                        jnp.int32)
+    batch = jnp.asarray(
+        np.random.default_rng(0).integers(0, 256, (k, cfg.train.batch_size, cfg.model.seq_len + 1)), jnp.int32
+    )
     active = jax.device_put(np.ones(k, bool), stacked_sharding(mesh, k))
 
     def run(steps: int):
@@ -70,8 +80,10 @@ def packed_runner(cfg: RunConfig, k: int, mesh):
 def sequential_runner(cfg: RunConfig, k: int, mesh):
     compiled = compile_step(cfg, mesh)
     states = [list(compiled.init_state()) for _ in range(k)]
-    batch = jax.device_put(np.random.default_rng(0).integers(0, 256, (cfg.train.batch_size, cfg.model.seq_len + 1))
-                           .astype(np.int32), compiled.batch_sh)
+    batch = jax.device_put(
+        np.random.default_rng(0).integers(0, 256, (cfg.train.batch_size, cfg.model.seq_len + 1)).astype(np.int32),
+        compiled.batch_sh,
+    )
 
     def run(steps: int):
         out = []
@@ -94,12 +106,18 @@ def measure(cfg: RunConfig, ks, steps: int, repeats: int) -> list[dict]:
             for run in sides.values():
                 _timed(run, 2)  # warm-up
             best = {name: min(_timed(run, steps) for _ in range(repeats)) for name, run in sides.items()}
-            row = {"K": k, **{f"{n}_s": s for n, s in best.items()},
-                   **{f"{n}_tokens_per_s": k * tokens * steps / s for n, s in best.items()}}
+            row = {
+                "K": k,
+                **{f"{n}_s": s for n, s in best.items()},
+                **{f"{n}_tokens_per_s": k * tokens * steps / s for n, s in best.items()},
+            }
             row["gain"] = row["packed_tokens_per_s"] / row["sequential_tokens_per_s"]
             rows.append(row)
-            print(f"K={k}: packed {row['packed_tokens_per_s']:,.0f} tok/s, sequential "
-                  f"{row['sequential_tokens_per_s']:,.0f} tok/s, gain {row['gain']:.2f}x", flush=True)
+            print(
+                f"K={k}: packed {row['packed_tokens_per_s']:,.0f} tok/s, sequential "
+                f"{row['sequential_tokens_per_s']:,.0f} tok/s, gain {row['gain']:.2f}x",
+                flush=True,
+            )
     return rows
 
 
@@ -116,14 +134,24 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     cfg = base_config(args.d_model, args.n_layers, args.batch, args.seq_len, args.dtype)
-    header = {"device": jax.devices()[0].device_kind, "devices": jax.device_count(), "machine": platform.processor()
-              or platform.machine(), "jax": jax.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
-              "model": dataclasses.asdict(cfg.model), "batch_size": args.batch, "steps": args.steps}
+    header = {
+        "device": jax.devices()[0].device_kind,
+        "devices": jax.device_count(),
+        "machine": platform.processor() or platform.machine(),
+        "jax": jax.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "model": dataclasses.asdict(cfg.model),
+        "batch_size": args.batch,
+        "steps": args.steps,
+    }
     print(json.dumps(header))
     rows = measure(cfg, [int(k) for k in args.ks.split(",")], args.steps, args.repeats)
     print(f"{'K':>3} {'packed tok/s':>14} {'sequential tok/s':>17} {'gain':>6}")
     for r in rows:
-        print(f"{r['K']:>3} {r['packed_tokens_per_s']:>14,.0f} {r['sequential_tokens_per_s']:>17,.0f} {r['gain']:>5.2f}x")
+        print(
+            f"{r['K']:>3} {r['packed_tokens_per_s']:>14,.0f} "
+            f"{r['sequential_tokens_per_s']:>17,.0f} {r['gain']:>5.2f}x"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header, "rows": rows}, f, indent=1)

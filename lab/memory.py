@@ -219,7 +219,7 @@ def xla_needed(xla_memory: dict) -> int | None:
 
 def check_compiled(xla_memory: dict, available: int | None = None) -> None:
     """Raise ConfigError when a compiled step's arguments + temporaries (XLA's memory analysis,
-    `lab.training.step.xla_memory`) exceed what the device has: the precise check, after compiling and
+    `lab.training.xla_memory.xla_memory`) exceed what the device has: the precise check, after compiling and
     before the state is allocated. Silent where the backend reports no analysis."""
     need = xla_needed(xla_memory)
     if need is None:

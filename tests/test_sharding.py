@@ -38,7 +38,8 @@ SHAPES_WORKER = """
 import json, dataclasses, jax
 from lab import sharding
 from lab.config import RunConfig, from_dict
-from lab.training.step import make_optimizer, state_shardings
+from lab.training.optimizer import make_optimizer
+from lab.training.state import state_shardings
 cfg = from_dict(RunConfig, json.loads({cfg!r}))
 out = {{}}
 for spec in {meshes!r}:
@@ -71,7 +72,7 @@ print("RESULT" + json.dumps(train(cfg, {out!r}, progress=False)))
 def _result_line(proc) -> dict:
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +107,15 @@ def test_every_parameter_sharded_as_the_policy_says(sharded_runs):
         assert shapes[mesh]["final_norm/scale"] == [32] and shapes[mesh]["blocks/attn_norm/scale"] == [2, 32]
 
 
-@pytest.mark.parametrize("mesh", [pytest.param(m, marks=[] if m == MESHES[-1] else pytest.mark.slow) for m in MESHES])
+@pytest.mark.parametrize(
+    "mesh", [pytest.param(m, marks=[] if m == MESHES[-1] else pytest.mark.slow) for m in MESHES]
+)
 def test_sharded_run_matches_one_device(tmp_path, reference_run, mesh):
     """The 2x2x2 mesh (every axis at once) in the default suite; each single-axis mesh under -m slow."""
     out = tmp_path / "run"
-    proc = run_python(TRAIN_WORKER.format(cfg=json.dumps(TINY.to_dict()), mesh=mesh, out=str(out)), devices=8,
-                      timeout=600)
+    proc = run_python(
+        TRAIN_WORKER.format(cfg=json.dumps(TINY.to_dict()), mesh=mesh, out=str(out)), devices=8, timeout=600
+    )
     result = _result_line(proc)
     assert result["status"] == "completed" and result["devices"] == 8
     ref, got = losses(reference_run), losses(out)
@@ -138,8 +142,11 @@ except ConfigError as e:
     print("ERR", e)
 """
     proc = run_python(code.format(cfg=json.dumps(TINY.to_dict()), out=str(tmp_path / "r")), devices=8)
-    assert re.search(r"ERR parameter blocks/attn/w[qkv]: dimension '(kv_)?heads' of size 4 is not divisible "
-                     r"by mesh axes \('tensor',\) of size 8", proc.stdout), proc.stdout + proc.stderr[-2000:]
+    assert re.search(
+        r"ERR parameter blocks/attn/w[qkv]: dimension '(kv_)?heads' of size 4 is not divisible "
+        r"by mesh axes \('tensor',\) of size 8",
+        proc.stdout,
+    ), proc.stdout + proc.stderr[-2000:]
     assert not (tmp_path / "r" / "result.json").exists()
 
 
@@ -156,10 +163,30 @@ def test_two_processes_match_one_device(tmp_path, reference_run):
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     out = tmp_path / "multi"
-    procs = [subprocess.Popen(
-        lab_cmd("train", "--out", out, "--quiet", "--steps", TINY.train.steps, *set_args(TINY),
-                "--coordinator", f"localhost:{port}", "--num-processes", 2, "--process-id", i),
-        env=env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            lab_cmd(
+                "train",
+                "--out",
+                out,
+                "--quiet",
+                "--steps",
+                TINY.train.steps,
+                *set_args(TINY),
+                "--coordinator",
+                f"localhost:{port}",
+                "--num-processes",
+                2,
+                "--process-id",
+                i,
+            ),
+            env=env(2),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
     assert '"status": "completed"' in outs[0][0] and '"status"' not in outs[1][0]  # only process 0 reports

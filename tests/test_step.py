@@ -15,13 +15,18 @@ from lab import sharding
 from lab.config import resolve_impl
 from lab.model.layers import next_key
 from lab.training import step as step_module
-from lab.training.step import abstract_model, compile_step, make_step
+from lab.training.microbatch import check_batch_split
+from lab.training.state import abstract_model
+from lab.training.step import compile_step, make_step
 from tests.helpers.runs import TINY
 
 # A one-layer TINY, as the study dry-run times it (100 steps) and as train resolves it (bytes).
 MODEL = dataclasses.replace(TINY.model, n_layers=1, seq_len=16)
-CFG = dataclasses.replace(TINY, model=dataclasses.replace(MODEL, vocab_size=256),
-                          train=dataclasses.replace(TINY.train, steps=100, tokens=0, eval_every=50, log_every=50))
+CFG = dataclasses.replace(
+    TINY,
+    model=dataclasses.replace(MODEL, vocab_size=256),
+    train=dataclasses.replace(TINY.train, steps=100, tokens=0, eval_every=50, log_every=50),
+)
 
 
 @pytest.fixture
@@ -59,7 +64,9 @@ def test_train_bench_and_dry_run_compile_the_same_program(compiled_steps, tmp_pa
         assert other.executable.cost_analysis()["flops"] == trained.executable.cost_analysis()["flops"]
     assert result["compile_s"] == trained.compile_s and timing["compile_s"] == benched.compile_s
     assert result["step_temp_size_in_bytes"] == trained.memory["temp_size_in_bytes"] > 0
-    assert result["attn_impl"] == resolve_impl(CFG.model.attn_impl, CFG.model.dtype, CFG.model.head_dim)  # auto, resolved
+    assert result["attn_impl"] == resolve_impl(
+        CFG.model.attn_impl, CFG.model.dtype, CFG.model.head_dim
+    )  # auto, resolved
     assert seconds[(CFG.model, CFG.train.batch_size)] > 0
 
 
@@ -76,9 +83,12 @@ def test_compiled_step_matches_a_step_jitted_by_hand():
     did before compile_step existed (same shardings), bit for bit."""
     mesh = sharding.make_mesh("")
     compiled = compile_step(CFG, mesh)
-    by_hand = jax.jit(make_step(compiled.graphdef, compiled.tx, compiled.schedule, CFG), donate_argnums=(0, 1),
-                      in_shardings=(*compiled.state_sh, compiled.batch_sh, sharding.replicated(mesh)),
-                      out_shardings=(*compiled.state_sh, sharding.replicated(mesh)))
+    by_hand = jax.jit(
+        make_step(compiled.graphdef, compiled.tx, compiled.schedule, CFG),
+        donate_argnums=(0, 1),
+        in_shardings=(*compiled.state_sh, compiled.batch_sh, sharding.replicated(mesh)),
+        out_shardings=(*compiled.state_sh, sharding.replicated(mesh)),
+    )
     batches = np.random.default_rng(0).integers(0, 256, (4, 8, 17), np.int32)
     losses = {}
     for name, fn in (("compiled", compiled.executable), ("by_hand", by_hand)):
@@ -86,7 +96,9 @@ def test_compiled_step_matches_a_step_jitted_by_hand():
         losses[name] = []
         with jax.set_mesh(mesh):
             for i, batch in enumerate(batches):
-                params, opt_state, metrics = fn(params, opt_state, jax.device_put(batch, compiled.batch_sh), np.int32(i))
+                params, opt_state, metrics = fn(
+                    params, opt_state, jax.device_put(batch, compiled.batch_sh), np.int32(i)
+                )
                 losses[name].append(float(metrics["loss"]))
     assert losses["compiled"] == losses["by_hand"]
     assert losses["compiled"][0] == pytest.approx(np.log(256), abs=0.05)  # small init: uniform
@@ -124,14 +136,17 @@ def _losses_and_params(cfg, batches):
     losses = []
     with jax.set_mesh(mesh):
         for i, batch in enumerate(batches):
-            params, opt_state, metrics = compiled.executable(params, opt_state, jax.device_put(batch, compiled.batch_sh),
-                                                             np.int32(i))
+            params, opt_state, metrics = compiled.executable(
+                params, opt_state, jax.device_put(batch, compiled.batch_sh), np.int32(i)
+            )
             losses.append(float(metrics["loss"]))
     return np.array(losses), jax.device_get(params)
 
 
-@pytest.mark.parametrize("arch", ["decoder", pytest.param("encoder", marks=pytest.mark.slow),
-                                  pytest.param("encdec", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "arch",
+    ["decoder", pytest.param("encoder", marks=pytest.mark.slow), pytest.param("encdec", marks=pytest.mark.slow)],
+)
 def test_four_microbatches_give_the_full_batch_update(arch):
     """train.microbatches=4: the loss curve and the parameters of the full batch (float32, 1e-4
     relative), token-weighted: MLM micro-batches mask different numbers of tokens."""
@@ -158,9 +173,9 @@ def test_microbatches_must_split_the_batch_over_devices():
     with pytest.raises(ConfigError, match="not divisible by train.microbatches=3"):
         dataclasses.replace(CFG, train=dataclasses.replace(CFG.train, microbatches=3)).validate()
     cfg = dataclasses.replace(CFG, train=dataclasses.replace(CFG.train, microbatches=4))
-    step_module.check_batch_split(cfg, {"data": 2, "fsdp": 1, "tensor": 1})  # 8 = 4 x 2
+    check_batch_split(cfg, {"data": 2, "fsdp": 1, "tensor": 1})  # 8 = 4 x 2
     with pytest.raises(ConfigError, match=r"microbatches=4 x 4 data-parallel"):
-        step_module.check_batch_split(cfg, {"data": 2, "fsdp": 2, "tensor": 1})
+        check_batch_split(cfg, {"data": 2, "fsdp": 2, "tensor": 1})
 
 
 _SHARDED_MICRO = """
@@ -178,7 +193,8 @@ for mesh_spec, K in (("data=1,fsdp=1,tensor=8", 1), ("data=2,fsdp=2,tensor=2", 2
     losses = []
     with jax.set_mesh(mesh):
         for i, b in enumerate(batches):
-            params, opt_state, m = step.executable(params, opt_state, jax.device_put(b, step.batch_sh), np.int32(i))
+            b = jax.device_put(b, step.batch_sh)
+            params, opt_state, m = step.executable(params, opt_state, b, np.int32(i))
             losses.append(float(m["loss"]))
     out[K] = losses
 print(json.dumps(out))
@@ -207,11 +223,15 @@ def test_weight_decay_skips_norms_of_scanned_stacks():
 
     from lab.config import ModelConfig
     from lab.model.transformer import Transformer
-    from lab.training.step import decays
+    from lab.training.optimizer import decays
 
-    model = Transformer(ModelConfig(d_model=32, n_layers=3, n_heads=4, seq_len=16, vocab_size=64), rngs=nnx.Rngs(params=0))
+    model = Transformer(
+        ModelConfig(d_model=32, n_layers=3, n_heads=4, seq_len=16, vocab_size=64), rngs=nnx.Rngs(params=0)
+    )
     params = nnx.to_pure_dict(nnx.split(model, nnx.Param)[1])
-    flags = {jax.tree_util.keystr(path): decays(path, p) for path, p in jax.tree_util.tree_leaves_with_path(params)}
+    flags = {
+        jax.tree_util.keystr(path): decays(path, p) for path, p in jax.tree_util.tree_leaves_with_path(params)
+    }
     assert flags["['blocks']['attn_norm']['scale']"] is False and flags["['final_norm']['scale']"] is False
     assert flags["['blocks']['attn']['wq']"] is True and flags["['embed']"] is True
     assert sum(flags.values()) == 1 + 6  # the embedding and the six stacked matmul weights

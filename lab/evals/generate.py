@@ -13,8 +13,8 @@ source is encoded once and every layer's cross-attention keys/values are compute
     new_BxN = generate(graphdef, model_cfg, params, prompt_BxP, 32, jax.random.key(0), temperature=0.8, top_k=40)
 
 `unpack` maps the stored params to float params inside the jitted program (e.g.
-`lab.model.quant.dequantize_unstacked`: the layers dequantize their own weights inside the layer scan). `lab sample RUN_DIR` is
-the command-line front end.
+`lab.model.quant.dequantize_unstacked`: the layers dequantize their own weights inside the
+layer scan). `lab sample RUN_DIR` is the command-line front end.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def slot_positions(index, n_global: int, ring: int):
     slot_C = jnp.arange(n_global + ring)
     behind_C = index - 1 - slot_C  # ring slot r = slot - g last held g + r + ring·k <= index - 1
     ring_C = slot_C + ring * jnp.floor_divide(behind_C, ring)
-    return jnp.where(slot_C < n_global, jnp.where(slot_C < index, slot_C, -1), jnp.where(behind_C >= 0, ring_C, -1))
+    return jnp.where(
+        slot_C < n_global, jnp.where(slot_C < index, slot_C, -1), jnp.where(behind_C >= 0, ring_C, -1)
+    )
 
 
 def write_slots(index_T, n_global: int, ring: int):
@@ -72,16 +74,21 @@ def cached_forward(model, tokens_BxT, index, cache, cross_kv=None):
     index_T = index + jnp.arange(tokens_BxT.shape[1])
     positions_T = index_T + (model.target_start if cfg.arch == "encdec" else 0)
     key_pos_S = jnp.concatenate([slot_positions(index, n_global, ring), index_T])  # S = C + T
-    mask_TxS = attention_mask(index_T, key_pos_S, causal=True, window=cfg.attn_window,
-                              global_tokens=cfg.attn_global_tokens) & (key_pos_S >= 0)[None, :]
+    mask_TxS = (
+        attention_mask(
+            index_T, key_pos_S, causal=True, window=cfg.attn_window, global_tokens=cfg.attn_global_tokens
+        )
+        & (key_pos_S >= 0)[None, :]
+    )
 
     def layer(block, x_BxTxD, xs):
         k_BxCxKxE, v_BxCxKxE, cross_kv_l = xs
         return block(x_BxTxD, positions_T, cache=(k_BxCxKxE, v_BxCxKxE, mask_TxS), cross_kv=cross_kv_l)
 
     x_BxTxD = model.embed_tokens(tokens_BxT, positions_T)
-    x_BxTxD, (k_LxBxTxKxE, v_LxBxTxKxE) = scan_layers(model.blocks, x_BxTxD, layer,
-                                                       xs=(k_LxBxCxKxE, v_LxBxCxKxE, cross_kv))
+    x_BxTxD, (k_LxBxTxKxE, v_LxBxTxKxE) = scan_layers(
+        model.blocks, x_BxTxD, layer, xs=(k_LxBxCxKxE, v_LxBxCxKxE, cross_kv)
+    )
     slot_T = write_slots(index_T, n_global, ring)
     write = lambda c, new: c.at[:, :, slot_T].set(new.astype(c.dtype), mode="drop")
     return model.logits(x_BxTxD), (write(k_LxBxCxKxE, k_LxBxTxKxE), write(v_LxBxCxKxE, v_LxBxTxKxE))
@@ -104,8 +111,19 @@ def max_new_tokens(cfg, prompt_len: int) -> int:
     return context - prompt_len
 
 
-def generate(graphdef, model_cfg, params, prompt_BxP, n_new: int, key, *, temperature: float = 0.0,
-             top_k: int = 0, source_BxS=None, unpack=None):
+def generate(
+    graphdef,
+    model_cfg,
+    params,
+    prompt_BxP,
+    n_new: int,
+    key,
+    *,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    source_BxS=None,
+    unpack=None,
+):
     """`n_new` tokens [B, n_new] continuing `prompt_BxP` (for encdec: the decoder's prefix, given
     the encoder's `source_BxS` of at most seq_len // 2 tokens). Token i is drawn with
     fold_in(key, i), so a seed fixes the sample."""
@@ -115,8 +133,10 @@ def generate(graphdef, model_cfg, params, prompt_BxP, n_new: int, key, *, temper
     if n_new < 1 or P < 1:
         raise ConfigError("generation needs a prompt of at least one token and at least one new token")
     if n_new > max_new_tokens(cfg, P):
-        raise ConfigError(f"a prompt of {P} tokens + {n_new} new ones exceeds the model's trained context "
-                          f"({max_new_tokens(cfg, 0)} decoder positions)")
+        raise ConfigError(
+            f"a prompt of {P} tokens + {n_new} new ones exceeds the model's trained context "
+            f"({max_new_tokens(cfg, 0)} decoder positions)"
+        )
     if temperature < 0 or not 0 <= top_k <= cfg.vocab_size:
         raise ConfigError(f"temperature must be >= 0 and top-k in [0, {cfg.vocab_size}]")
     if (cfg.arch == "encdec") != (source_BxS is not None):
@@ -162,7 +182,8 @@ def load_run(run_dir):
     from lab import sharding
     from lab.rundir import RunDir
     from lab.training.checkpoint import Checkpointer, abstract_like
-    from lab.training.step import abstract_model, make_optimizer, state_shardings
+    from lab.training.optimizer import make_optimizer
+    from lab.training.state import abstract_model, state_shardings
 
     run = RunDir(run_dir)
     cfg = run.load_config()
@@ -194,12 +215,22 @@ def encode_text(corpus, text: str) -> np.ndarray:
         try:
             return np.array([int(s) for s in text.split()], np.int32)
         except ValueError:
-            raise ConfigError("this corpus's tokens are symbols: give the prompt as integers, e.g. '3 1 4'") from None
+            raise ConfigError(
+                "this corpus's tokens are symbols: give the prompt as integers, e.g. '3 1 4'"
+            ) from None
     return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32)
 
 
-def sample(run_dir, *, prompt: str | None = None, tokens: int | None = None, temperature: float = 0.0,
-           top_k: int = 0, seed: int = 0, quant: str | None = None) -> str:
+def sample(
+    run_dir,
+    *,
+    prompt: str | None = None,
+    tokens: int | None = None,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    seed: int = 0,
+    quant: str | None = None,
+) -> str:
     """`lab sample`: the prompt (default: the start of the validation split) and its continuation
     by the run's newest checkpoint, as text. `quant`: None, "int8" or "int4" (weight-only)."""
     from lab.data import load_corpus
@@ -216,14 +247,26 @@ def sample(run_dir, *, prompt: str | None = None, tokens: int | None = None, tem
     n_new = tokens if tokens is not None else max(max_new_tokens(m, prompt_1xP.shape[1]), room // 2)
     if not 1 <= n_new <= room:
         raise ConfigError(f"--tokens must lie in [1, {room}] for this model's context")
-    prompt_1xP = prompt_1xP[:, prompt_1xP.shape[1] - min(prompt_1xP.shape[1], room + 1 - n_new):]  # the end that fits
+    prompt_1xP = prompt_1xP[
+        :, prompt_1xP.shape[1] - min(prompt_1xP.shape[1], room + 1 - n_new) :
+    ]  # the end that fits
     unpack = None
     if quant:
         from lab.model.quant import dequantize_unstacked, quantize
 
         params, unpack = quantize(params, bits=int(quant[3:])), dequantize_unstacked
-    new = generate(graphdef, m, params, prompt_1xP, n_new, jax.random.key(seed), temperature=temperature,
-                   top_k=top_k, source_BxS=source, unpack=unpack)
+    new = generate(
+        graphdef,
+        m,
+        params,
+        prompt_1xP,
+        n_new,
+        jax.random.key(seed),
+        temperature=temperature,
+        top_k=top_k,
+        source_BxS=source,
+        unpack=unpack,
+    )
     return corpus.decode(ids) + corpus.decode(np.asarray(new[0]))
 
 
@@ -231,7 +274,9 @@ def _split_prompt(m, ids: np.ndarray):
     """(encoder source or None, decoder prompt), each with a batch axis of 1. An encdec model's
     encoder reads all but the last token; its decoder starts from the last."""
     if len(ids) < (2 if m.arch == "encdec" else 1):
-        raise ConfigError("the prompt is empty" if len(ids) == 0 else "an encdec model needs a prompt of 2+ tokens")
+        raise ConfigError(
+            "the prompt is empty" if len(ids) == 0 else "an encdec model needs a prompt of 2+ tokens"
+        )
     if m.arch == "encdec":
-        return ids[:-1][-(m.seq_len // 2):][None], ids[-1:][None]
+        return ids[:-1][-(m.seq_len // 2) :][None], ids[-1:][None]
     return None, ids[None]

@@ -6,7 +6,7 @@ optimizer constants, micro-batches); what differs between them is data, passed t
 the weight decay and the warmup length. Parameters and optimizer states are stacked on a leading
 member axis, which goes on the `data` mesh axis when K divides it (`member_spec`).
 
-Each member's optimizer is `lab.step.make_optimizer`'s chain with its own values as traced
+Each member's optimizer is `lab.training.optimizer.make_optimizer`'s chain with its own values as traced
 numbers (`member_tx`, `traced_schedule`), so a member's checkpoint has exactly the tree of an
 unpacked run's. A member whose `active` flag is off, or whose loss is not finite, keeps its
 parameters and optimizer state unchanged for that step (a diverged member stops updating while
@@ -22,14 +22,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from lab import sharding
 from lab.config import ConfigError, RunConfig
-from lab.model.transformer import Transformer
 from lab.model.objectives import make_objective
+from lab.model.transformer import Transformer
 from lab.schedules import wsd_decay_start
-from lab.training.step import INIT_COMPILER_OPTIONS, grads_and_loss, make_eval, warmup_steps
+from lab.training.microbatch import grads_and_loss
+from lab.training.optimizer import adamw_chain, warmup_steps
+from lab.training.state import INIT_COMPILER_OPTIONS
+from lab.training.step import make_eval
 
 MEMBER_FIELDS = ("seed", "lr", "weight_decay", "warmup_steps")  # train fields a pack's members may differ in
 
@@ -43,16 +47,20 @@ def pack_key(cfg: RunConfig) -> str:
 def check_packable(cfgs: list[RunConfig]) -> None:
     keys = {pack_key(c) for c in cfgs}
     if len(keys) != 1:
-        raise ConfigError(f"a pack's members must have the same shapes and steps (they differ only in "
-                          f"{', '.join(MEMBER_FIELDS)}); got {len(keys)} different programs")
+        raise ConfigError(
+            f"a pack's members must have the same shapes and steps (they differ only in "
+            f"{', '.join(MEMBER_FIELDS)}); got {len(keys)} different programs"
+        )
 
 
 def member_values(cfgs: list[RunConfig]) -> dict:
     """The per-member data of the step, [K] numpy arrays (warmup resolved by the size policy)."""
-    return {"seed": np.array([c.train.seed for c in cfgs], np.uint32),
-            "lr": np.array([c.train.lr for c in cfgs], np.float32),
-            "weight_decay": np.array([c.train.weight_decay for c in cfgs], np.float32),
-            "warmup": np.array([warmup_steps(c) for c in cfgs], np.int32)}
+    return {
+        "seed": np.array([c.train.seed for c in cfgs], np.uint32),
+        "lr": np.array([c.train.lr for c in cfgs], np.float32),
+        "weight_decay": np.array([c.train.weight_decay for c in cfgs], np.float32),
+        "warmup": np.array([warmup_steps(c) for c in cfgs], np.int32),
+    }
 
 
 def traced_schedule(kind: str, *, total_steps: int, min_ratio: float, decay_frac: float):
@@ -81,18 +89,18 @@ def traced_schedule(kind: str, *, total_steps: int, min_ratio: float, decay_frac
 
 
 def member_tx(cfg: RunConfig, lr_fn, weight_decay):
-    """`lab.step.make_optimizer`'s chain with a traced schedule and weight decay (same tree)."""
-    t = cfg.train
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # no decay on norms
-    return optax.chain(
-        optax.clip_by_global_norm(t.grad_clip) if t.grad_clip > 0 else optax.identity(),
-        optax.adamw(lr_fn, b1=t.beta1, b2=t.beta2, eps=t.eps, weight_decay=weight_decay, mask=decay_mask),
-    )
+    """`lab.training.optimizer.adamw_chain`, as `make_optimizer`'s, with a traced schedule and weight
+    decay (same tree). The decay mask is rank >= 2, which (unlike `optimizer.decays`) also decays
+    the [L, D] norm scales of a scanned stack (issue 22; kept as is: changing it changes losses)."""
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+    return adamw_chain(cfg.train, lr_fn, weight_decay, decay_mask)
 
 
 def schedule_of(cfg: RunConfig):
     t = cfg.train
-    return traced_schedule(t.schedule, total_steps=cfg.total_steps, min_ratio=t.min_lr_ratio, decay_frac=t.decay_frac)
+    return traced_schedule(
+        t.schedule, total_steps=cfg.total_steps, min_ratio=t.min_lr_ratio, decay_frac=t.decay_frac
+    )
 
 
 def make_packed_step(graphdef, cfg: RunConfig):
@@ -101,7 +109,7 @@ def make_packed_step(graphdef, cfg: RunConfig):
     schedule, micro = schedule_of(cfg), cfg.train.microbatches
 
     def member(params, opt_state, batch_BxT1, step_index, h, active):
-        key = jax.random.fold_in(jax.random.key(h["seed"]), step_index)  # as lab.step.make_step
+        key = jax.random.fold_in(jax.random.key(h["seed"]), step_index)  # as lab.training.step.make_step
         example, denom = objective.prepare(batch_BxT1, key)
         grads, loss = grads_and_loss(objective, params, example, denom, micro)
         tx = member_tx(cfg, lambda count: schedule(count, h["lr"], h["warmup"]), h["weight_decay"])
@@ -109,14 +117,18 @@ def make_packed_step(graphdef, cfg: RunConfig):
         new_params = optax.apply_updates(params, updates)
         go = active & jnp.isfinite(loss)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(go, a, b), new, old)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step_index, h["lr"], h["warmup"])}
+        metrics = {
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
+            "lr": schedule(step_index, h["lr"], h["warmup"]),
+        }
         return keep(new_params, params), keep(new_opt, opt_state), metrics
 
     return jax.vmap(member, in_axes=(0, 0, 0, None, 0, 0))
 
 
 def make_packed_init(cfg: RunConfig):
-    """seeds_K -> stacked (params, opt_state), each member as `lab.step`'s init of its seed."""
+    """seeds_K -> stacked (params, opt_state), each member as `lab.training.step`'s init of its seed."""
     tx = member_tx(cfg, lambda count: 0.0, 0.0)  # the state's tree does not depend on the values
 
     def create(seed):
@@ -128,7 +140,7 @@ def make_packed_init(cfg: RunConfig):
 
 
 def make_packed_eval(graphdef, cfg: RunConfig):
-    """(params_K, val_NxBxT1) -> [K] validation losses (`lab.step.make_eval` per member)."""
+    """(params_K, val_NxBxT1) -> [K] validation losses (`lab.training.step.make_eval` per member)."""
     return jax.vmap(make_eval(graphdef, cfg), in_axes=(0, None))
 
 
@@ -154,21 +166,37 @@ def compile_packed(cfg: RunConfig, graphdef, mesh, k: int):
     init = make_packed_init(cfg)
     abstract = jax.eval_shape(init, jax.ShapeDtypeStruct((k,), jnp.uint32))
     state_sh = jax.tree.map(lambda _: member_sh, abstract)
-    step = jax.jit(make_packed_step(graphdef, cfg), donate_argnums=(0, 1),
-                   in_shardings=(*state_sh, packed_batch_sharding(mesh, k), rep, member_sh, member_sh),
-                   out_shardings=(*state_sh, member_sh))
+    step = jax.jit(
+        make_packed_step(graphdef, cfg),
+        donate_argnums=(0, 1),
+        in_shardings=(*state_sh, packed_batch_sharding(mesh, k), rep, member_sh, member_sh),
+        out_shardings=(*state_sh, member_sh),
+    )
     placed = lambda tree, sh: jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), tree)
-    batch = jax.ShapeDtypeStruct((k, cfg.train.batch_size, cfg.model.seq_len + 1), jnp.int32,
-                                 sharding=packed_batch_sharding(mesh, k))
-    values = placed(jax.eval_shape(lambda: {n: jnp.zeros(k, v.dtype) for n, v in member_values([cfg]).items()}),
-                    member_sh)
-    step = step.lower(placed(abstract[0], member_sh), placed(abstract[1], member_sh), batch,
-                      jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), values,
-                      jax.ShapeDtypeStruct((k,), jnp.bool_, sharding=member_sh)).compile()
-    init_fn = jax.jit(init, in_shardings=member_sh, out_shardings=state_sh).lower(
-        jax.ShapeDtypeStruct((k,), jnp.uint32, sharding=member_sh)).compile(compiler_options=INIT_COMPILER_OPTIONS)
-    eval_fn = jax.jit(make_packed_eval(graphdef, cfg), in_shardings=(state_sh[0], sharding.val_sharding(mesh)),
-                      out_shardings=member_sh)
+    batch = jax.ShapeDtypeStruct(
+        (k, cfg.train.batch_size, cfg.model.seq_len + 1), jnp.int32, sharding=packed_batch_sharding(mesh, k)
+    )
+    values = placed(
+        jax.eval_shape(lambda: {n: jnp.zeros(k, v.dtype) for n, v in member_values([cfg]).items()}), member_sh
+    )
+    step = step.lower(
+        placed(abstract[0], member_sh),
+        placed(abstract[1], member_sh),
+        batch,
+        jax.ShapeDtypeStruct((), jnp.int32, sharding=rep),
+        values,
+        jax.ShapeDtypeStruct((k,), jnp.bool_, sharding=member_sh),
+    ).compile()
+    init_fn = (
+        jax.jit(init, in_shardings=member_sh, out_shardings=state_sh)
+        .lower(jax.ShapeDtypeStruct((k,), jnp.uint32, sharding=member_sh))
+        .compile(compiler_options=INIT_COMPILER_OPTIONS)
+    )
+    eval_fn = jax.jit(
+        make_packed_eval(graphdef, cfg),
+        in_shardings=(state_sh[0], sharding.val_sharding(mesh)),
+        out_shardings=member_sh,
+    )
     return step, init_fn, eval_fn, abstract, state_sh
 
 
