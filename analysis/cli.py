@@ -209,7 +209,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument(
         "--figures",
         default="abcde",
-        help="which figures, e.g. 'acd' (default abcde; q: loss vs weight bits; l: loss vs learning rate; i: in-context accuracy vs compute; r: loss vs epochs of repeated data)",
+        help="which figures, e.g. 'acd' (default abcde; q: loss vs weight bits; l: loss vs learning rate; "
+        "i: in-context accuracy vs compute; r: loss vs epochs of repeated data)",
     )
     p.add_argument("--format", default="png,svg", help="image formats, comma separated (default png,svg)")
     _table_args(p)

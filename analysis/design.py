@@ -197,7 +197,8 @@ def design_text(p: dict) -> str:
     if p["ci_now"]:
         a, b = p["ci_now"], p["ci_after"]
         lines.append(
-            f"  {p['objective']}: now [{a['lo']:.4g}, {a['hi']:.4g}], expected after [{b['lo']:.4g}, {b['hi']:.4g}] "
+            f"  {p['objective']}: now [{a['lo']:.4g}, {a['hi']:.4g}], "
+            f"expected after [{b['lo']:.4g}, {b['hi']:.4g}] "
             f"(variance x{p['variance_ratio']:.2f})"
         )
     return "\n".join(lines)

@@ -93,7 +93,8 @@ def summary_text(r) -> str:
         lines.append(f"  at C={t['flops']:.3g}: N_opt={t['n_opt']:.4g}, D_opt={t['d_opt']:.4g}")
     for name, ci in (r.ci or {}).items():
         lines.append(
-            f"  {name}: {ci['median']:.4g} [{ci['lo']:.4g}, {ci['hi']:.4g}] ({ci['level']:.0%} CI, {ci['n']} resamples)"
+            f"  {name}: {ci['median']:.4g} [{ci['lo']:.4g}, {ci['hi']:.4g}] "
+            f"({ci['level']:.0%} CI, {ci['n']} resamples)"
         )
     for w in r.warnings:
         lines.append(f"  warning: {w}")

@@ -103,7 +103,8 @@ def report(rows, fit, check, plot, exact) -> None:
         f"{abs(fit['objective'] - check['exact']) / check['exact']:.1e})"
     )
     print(
-        f"scipy L-BFGS-B from ours      {check['scipy_from_ours']:.12e}  (gain {check['exact'] - check['scipy_from_ours']:.1e})"
+        f"scipy L-BFGS-B from ours      {check['scipy_from_ours']:.12e}  "
+        f"(gain {check['exact'] - check['scipy_from_ours']:.1e})"
     )
     if exact:
         print(

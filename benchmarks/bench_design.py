@@ -106,12 +106,14 @@ def main() -> None:
     rows = pd.DataFrame([one_seed(s, args.flops, args.noise) for s in range(args.seeds)])
     ratio = rows.designed_width.mean() / rows.naive_width.mean()
     print(
-        f"law: CHINCHILLA_EPOCH (true a = {LAW.a:.4f}); start budgets {START}, {SIZES} sizes each; noise {args.noise}; "
+        f"law: CHINCHILLA_EPOCH (true a = {LAW.a:.4f}); start budgets {START}, {SIZES} sizes each; "
+        f"noise {args.noise}; "
         f"allowance F = {args.flops:.3g} FLOPs; {args.seeds} seeds; load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"naive    (next budgets up):  FLOPs {rows.naive_flops.mean():.3g}, mean 95% CI width of a "
-        f"{rows.naive_width.mean():.4f} (median {rows.naive_width.median():.4f}), covers true a {rows.naive_covers.mean():.0%}"
+        f"{rows.naive_width.mean():.4f} (median {rows.naive_width.median():.4f}), "
+        f"covers true a {rows.naive_covers.mean():.0%}"
     )
     print(
         f"designed (lab design):       FLOPs {rows.designed_flops.mean():.3g}, mean 95% CI width of a "
@@ -120,7 +122,8 @@ def main() -> None:
     )
     print(
         f"ratio designed / naive CI width: {ratio:.3f} (mean), "
-        f"{rows.designed_width.median() / rows.naive_width.median():.3f} (median); {time.perf_counter() - t0:.0f} s"
+        f"{rows.designed_width.median() / rows.naive_width.median():.3f} (median); "
+        f"{time.perf_counter() - t0:.0f} s"
     )
 
 

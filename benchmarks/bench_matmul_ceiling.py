@@ -7,8 +7,8 @@ For each preset, in one process and side by side:
   the timed calls);
 - the model's own dense-layer matmuls alone — per layer QKV [B·T, d]×[d, 3d], output [d, d], MLP
   [d, d_ff] and [d_ff, d], and the head [d, V] — forward and backward (jax.grad of a chain of
-  them), at the preset's batch, sequence and widths (mean of the timed calls): their FLOP/s ÷ the peak is the MFU a step
-  could reach if everything else were free;
+  them), at the preset's batch, sequence and widths (mean of the timed calls): their FLOP/s ÷ the
+  peak is the MFU a step could reach if everything else were free;
 - the real training step (`lab.bench.step.time_step`, the lab's compiled step): its `flops_exact`
   FLOP/s ÷ the peak is `lab bench`'s MFU.
 
@@ -68,7 +68,8 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
     print(
-        "| preset | 2048² peak | dense matmuls alone: GF/s, ÷ peak | training step: flops_exact GF/s, ÷ peak (MFU) |"
+        "| preset | 2048² peak | dense matmuls alone: GF/s, ÷ peak | "
+        "training step: flops_exact GF/s, ÷ peak (MFU) |"
     )
     print("|---|---|---|---|")
     for name in args.model or ["small", "medium"]:

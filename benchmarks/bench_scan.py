@@ -57,7 +57,8 @@ def main() -> None:
             flush=True,
         )
     print(
-        f"\ncompile time {args.deep} layers / 2 layers: {deep / shallow:.2f}x ({deep:.2f} s / {shallow:.2f} s; goal <= 2x)"
+        f"\ncompile time {args.deep} layers / 2 layers: {deep / shallow:.2f}x "
+        f"({deep:.2f} s / {shallow:.2f} s; goal <= 2x)"
     )
     print(
         f"temp bytes remat full / none: {temp['full'] / temp['none']:.3f}x, save_matmuls / none: "

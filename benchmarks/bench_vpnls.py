@@ -67,11 +67,13 @@ def main() -> None:
         faster = warm / t_vp
         better = "≤" if vp.objective <= par.objective * (1 + 1e-9) else ">"
         print(
-            f"| {name} | {len(data)} | parametric (JAX; cold {cold:.2f} s) | {warm:.3f} | {par.objective:.7e} | {params(par)} |"
+            f"| {name} | {len(data)} | parametric (JAX; cold {cold:.2f} s) | {warm:.3f} | "
+            f"{par.objective:.7e} | {params(par)} |"
         )
         print(
             f"| | | vpnls ({faster:.1f}x the warm parametric; objective {better} parametric's; "
-            f"VP least-squares optimum {vp.extra['vp_objective']:.4g}) | {t_vp:.3f} | {vp.objective:.7e} | {params(vp)} |"
+            f"VP least-squares optimum {vp.extra['vp_objective']:.4g}) | {t_vp:.3f} | "
+            f"{vp.objective:.7e} | {params(vp)} |"
         )
 
 

@@ -24,9 +24,11 @@ Final validation loss (nats/byte) per budget and width:
 
 | C (FLOPs) | d | decoder | decoder, window 32 | encdec | encoder (MLM) |
 |---|---|---|---|---|---|
-| 1e11 | 16 / 32 / 48 | 2.207 / 2.244 / 2.374 | 2.111 / 2.139 / 2.278 | 2.153 / 2.274 / 2.392 | 2.400 / 2.607 / 2.788 |
-| 3e11 | 16 / 32 / 48 | 1.937 / 1.882 / 1.961 | 1.851 / 1.755 / 1.858 | 1.920 / 1.904 / 2.021 | 2.047 / 1.965 / 2.223 |
-| 9e11 | 32 / 48 / 64 (encdec 16 / 32 / 48) | 1.534 / 1.534 / 1.614 | 1.479 / 1.493 / 1.545 | 1.759 / 1.571 / 1.633 | 1.551 / 1.707 / 1.811 |
+| 1e11 | 16/32/48 | 2.207/2.244/2.374 | 2.111/2.139/2.278 | 2.153/2.274/2.392 | 2.400/2.607/2.788 |
+| 3e11 | 16/32/48 | 1.937/1.882/1.961 | 1.851/1.755/1.858 | 1.920/1.904/2.021 | 2.047/1.965/2.223 |
+| 9e11 | 32/48/64 † | 1.534/1.534/1.614 | 1.479/1.493/1.545 | 1.759/1.571/1.633 | 1.551/1.707/1.811 |
+
+† encdec at 9e11: d = 16/32/48.
 
 * The windowed decoder is lower than the full decoder in every cell (by 0.04-0.13). Part of it is
   cost: at equal FLOPs it trains on 17-25% more tokens (2.23M vs 1.90M at 9e11, mean over sizes),
@@ -49,8 +51,9 @@ Final validation loss (nats/byte) per budget and width:
   recall accuracy is 0 in all 36 runs, with answer loss 5.1-5.4 nats/byte (see quant_icl_cpu.py).
   These models do not use long context at all: over the validation windows, the full decoders'
   loss on bytes 96-127 is 0.05-0.13 nats *higher* than on bytes 8-15, in all 9 runs. A literal
-  repeat (`x='<12 random letters>'` then `y='<its first 6>`) is not continued either by the d16/d32 decoders of data_constrained_cpu_fresh at 2.1M tokens (1
-  of 64 prompts at best). Together with the windowed decoder's lead, this is the picture of a scale below
+  repeat (`x='<12 random letters>'` then `y='<its first 6>`) is not continued either by the
+  d16/d32 decoders of data_constrained_cpu_fresh at 2.1M tokens (1 of 64 prompts at best).
+  Together with the windowed decoder's lead, this is the picture of a scale below
   induction heads: nothing here can show where in-context recall appears; it needs the GPU.
 """
 

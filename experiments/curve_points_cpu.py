@@ -133,7 +133,8 @@ def main(argv=None) -> None:
                 f"{r[f'H{h}']:.2%}" if isinstance(r[f"H{h}"], float) else r[f"H{h}"] for h in (1, 2, 3)
             )
             print(
-                f"| {d} | {r['curve_points']} | {r['points']} | {r['alpha']:.3f} | {r['beta']:.3f} | {r['a']:.3f} | {errs} |"
+                f"| {d} | {r['curve_points']} | {r['points']} | {r['alpha']:.3f} | {r['beta']:.3f} | "
+                f"{r['a']:.3f} | {errs} |"
             )
 
 

@@ -31,11 +31,12 @@ Final validation loss at 2^21 tokens (16 epochs repeated vs 0.2 epochs fresh): d
 d32 2.241 vs 1.774, d48 2.203 vs 1.540. At 2^17 tokens (one epoch of each) they already differ by
 0.10-0.13, most likely because the first 128 KiB of the stream hold a few files, less varied than
 draws from all 12 MB. The law equates the two at one epoch, so that offset is residual there, and
-later it is partly read as repetition damage: R_D* is, if anything, biased low. Repeated data falls behind fresh data
-after ~2 epochs here, far sooner than Muennighoff et al.'s R_D* = 15.4 for billion-parameter models
-on C4: 128 KiB of Python source is memorised fast (train loss 1.54 vs val 2.24 for d32 at 16
-epochs). Fitted on the repeated grid alone (no fresh runs beyond one epoch), R_D* runs off to its
-bound: the base law then has no large-D anchor, so the fresh-data twin is part of the design.
+later it is partly read as repetition damage: R_D* is, if anything, biased low. Repeated data
+falls behind fresh data after ~2 epochs here, far sooner than Muennighoff et al.'s R_D* = 15.4
+for billion-parameter models on C4: 128 KiB of Python source is memorised fast (train loss 1.54
+vs val 2.24 for d32 at 16 epochs). Fitted on the repeated grid alone (no fresh runs beyond one
+epoch), R_D* runs off to its bound: the base law then has no large-D anchor, so the fresh-data twin
+is part of the design.
 """
 
 import sys

@@ -27,8 +27,8 @@ trusted estimate isoflop a = 0.525 [0.446, 0.644] (95% bootstrap over budgets; Â
 test on the largest budget 1.49% mean |relative error|. Re-run 2026-12-01 18:03 with `--workers 2`
 (warm compile cache, quiet VM): 689 s, 20/20, the same optima and a = 0.525; its interval is now
 [0.248, 0.806], because each budget's optimum is redrawn from its own uncertainty (Â±0.20-0.24 in log
-N_opt) instead of resampling 4 budgets, which had only a handful of distinct outcomes. The envelope method cannot place the optimum
-on this grid (a = -0.19 [-0.26, 0.37]) and the report's verdict says so.
+N_opt) instead of resampling 4 budgets, which had only a handful of distinct outcomes. The
+envelope method cannot place the optimum on this grid (a = -0.19 [-0.26, 0.37]) and the report's verdict says so.
 `--validate 3` afterwards (the grid reused; 10 min 35 s, partly shared with a test run): the parametric
 law's N_opt at 4.8e12 FLOPs is 5.8e4 (d48); trained d32 / d48 / d64 measured 1.329 / 1.243 / 1.222
 against predicted 1.180 / 1.144 / 1.161: errors -11.2%, -7.9%, -5.0%, mean |error| 8.05%. The law is

@@ -11,8 +11,9 @@ the report, the figures (each with its CSV) and fits.json — a scaling law in u
 Design (after ../shared/CPU_STUDY_NOTES.md and measured runs of this lab): three budgets a factor 2
 apart, 2e11-8e11 FLOPs, the three sizes nearest a guessed optimum at 120 tokens per parameter
 (by C = 6ND): d16, d32, d48 at every budget, so that each budget has a size on both sides of its
-minimum. Budgets start at 2e11 because at 1e11 the runs are step-starved: there every size from 7k to 115k parameters was measured and the smallest won (the minimum sat at
-the grid's edge). Two single-threaded workers.
+minimum. Budgets start at 2e11 because at 1e11 the runs are step-starved: there every size from
+7k to 115k parameters was measured and the smallest won (the minimum sat at the grid's edge).
+Two single-threaded workers.
 
 Measured 2026-12-01 on a 2-core AMD EPYC VM, idle, cold compile cache: 4 min 55 s for `lab study
 experiments/quick_cpu.py --out DIR` (grid 4 min 39 s, fits + figures + report 15 s), 9/9 completed.

@@ -49,7 +49,8 @@ def scipy_column(data, n_inits: int) -> tuple[dict, float, str]:
 def print_fit(r, scipy: dict | None) -> None:
     print(
         f"{len(r.data)} points; objective {r.objective:.10e} ({r.extra['objective_convention']}; "
-        f"mean {r.extra['objective_mean']:.4e}); {r.extra['n_inits_at_best']} of the screened inits reached the best "
+        f"mean {r.extra['objective_mean']:.4e}); "
+        f"{r.extra['n_inits_at_best']} of the screened inits reached the best "
         f"(grid of {r.extra['n_inits']})"
     )
     print(f"\n{'':8s} {'ours':>10s} {'Epoch':>10s} {'diff':>8s} {'scipy':>10s} {'Hoffmann':>10s}")
@@ -86,7 +87,8 @@ def main():
         for k, v in r.ci.items():
             print(f"  {k:6s} {v['median']:10.4g}  [{v['lo']:.4g}, {v['hi']:.4g}]")
         print(
-            f"  Epoch's B = {EPOCH['B']} lies inside B's interval: {r.ci['B']['lo'] < EPOCH['B'] < r.ci['B']['hi']}"
+            f"  Epoch's B = {EPOCH['B']} lies inside B's interval: "
+            f"{r.ci['B']['lo'] < EPOCH['B'] < r.ci['B']['hi']}"
         )
     if args.out:
         from analysis.plotting.plots import make_figures

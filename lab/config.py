@@ -43,7 +43,9 @@ class ModelConfig:
     n_dec_layers: int = 0  # encdec only: decoder layers (0 = n_layers)
     attn_window: int = 0  # sparse attention: sliding window size in tokens (0 = full attention)
     attn_global_tokens: int = 0  # sparse attention: leading tokens every query may see
-    attn_impl: str = "auto"  # auto | xla | cudnn | chunked (auto: cuDNN flash attention on an NVIDIA GPU in bf16, chunked on a CPU, else XLA)
+    # auto | xla | cudnn | chunked (auto: cuDNN flash attention on an NVIDIA GPU in bf16,
+    # chunked on a CPU, else XLA)
+    attn_impl: str = "auto"
     remat: str = "save_matmuls"  # none | full | save_matmuls: what the backward pass recomputes per layer
     dtype: str = "float32"  # activation / matmul dtype: float32 | bfloat16
     param_dtype: str = "float32"

@@ -12,10 +12,11 @@ FLOPs are per *trained* token (one multiply-add = 2 FLOPs), forward + backward =
 
 * `flops_exact`: every matmul of the forward pass — Q/K/V/O projections, the attention score
   (QKᵀ) and value (AV) products, the MLP and the output head — × 3. Attention counts the (query,
-  key) pairs the kernel computes (`score_pairs`, which `lab.model.attention` evaluates blockwise), 4·H·E FLOPs each: dense attention
-  the full T×T square, *not* halved for causality, because the masked implementation computes
-  every entry (that is also what XLA counts); a sliding window W with g global tokens, evaluated
-  blockwise, T_W·(W_eff + g) + g·T pairs, where T_W = T rounded up to a multiple of W, W_eff = 2W
+  key) pairs the kernel computes (`score_pairs`, which `lab.model.attention` evaluates
+  blockwise), 4·H·E FLOPs each: dense attention the full T×T square, *not* halved for
+  causality, because the masked implementation computes every entry (that is also what XLA
+  counts); a sliding window W with g global tokens, evaluated blockwise, T_W·(W_eff + g) + g·T
+  pairs, where T_W = T rounded up to a multiple of W, W_eff = 2W
   (causal: the previous key block and its own) or 3W (bidirectional: both neighbours), and g·T
   are the global query rows — ∝ T·(W_eff + g), not T². Elementwise work (softmax, masks, norms,
   activations, the optimizer update) is excluded; it is a few percent for tiny models.
@@ -29,11 +30,11 @@ is any of these T, so per-token figures × the run's tokens (batch × seq_len pe
 run's totals, as for the other architectures (the loss averages over the T - S decoder
 predictions). `flops_exact` is the window's forward matmuls / T, × 3: encoder layers on S tokens
 with S×S attention (bidirectional window rule); decoder layers on T - S tokens with (T-S)×(T-S)
-self-attention (causal window rule) and full (T-S)×S cross-attention, whose key/value projections act on the S encoder outputs; the head on
-the T - S decoder tokens only. Parameters add the encoder's final norm and each decoder
-layer's cross-attention (Q/K/V/O) and its norm. `flops_6n` keeps 6·N, which for encdec is ~2×
-the real cost (each token passes through one of the two stacks); `flops_deepseek` takes L =
-encoder + decoder layers.
+self-attention (causal window rule) and full (T-S)×S cross-attention, whose key/value
+projections act on the S encoder outputs; the head on the T - S decoder tokens only.
+Parameters add the encoder's final norm and each decoder layer's cross-attention (Q/K/V/O)
+and its norm. `flops_6n` keeps 6·N, which for encdec is ~2× the real cost (each token passes
+through one of the two stacks); `flops_deepseek` takes L = encoder + decoder layers.
 
 MFU figures in this project divide the achieved `flops_exact` rate by the hardware peak.
 """

@@ -19,9 +19,10 @@ b = batch_size / (data·fsdp·K) sequences (one micro-batch's share of this devi
   (norm inputs/outputs, Q/K/V, attention output, residuals; MLP pre- and post-activation — the
   layer scan holds each stacked residual buffer twice); pairs = t·k score pairs (a sliding
   window computed blockwise: `lab.costs.score_pairs`), kept twice in float32 and once in
-  dtype; a fused cuDNN kernel or the chunked one (`lab.model.attention_chunked`) keeps no scores, only a
-  float32 log-sum-exp per query (pairs = t, 4 bytes). remat=full keeps b·t·D·a (the layer input) and save_matmuls b·t·(5·D + F/tensor)·a
-  (the weight matmuls' outputs); both add one layer's full working set, recomputed in the backward.
+  dtype; a fused cuDNN kernel or the chunked one (`lab.model.attention_chunked`) keeps no
+  scores, only a float32 log-sum-exp per query (pairs = t, 4 bytes). remat=full keeps b·t·D·a
+  (the layer input) and save_matmuls b·t·(5·D + F/tensor)·a (the weight matmuls' outputs);
+  both add one layer's full working set, recomputed in the backward.
 
 Measured against XLA's memory analysis of the compiled step (arguments + temporaries, CPU, see
 tests/test_memory.py) the estimate lies within the factor stated in `ESTIMATE_RANGE`.

@@ -175,9 +175,10 @@ def test_analysis_never_imports_the_training_stack():
     import sys
 
     code = (
-        "import sys, analysis, analysis.cli, analysis.fitting, analysis.fits.parametric, analysis.fits.isoflop, "
-        "analysis.fits.envelope, analysis.fits.kaplan, analysis.intervals, analysis.holdout, analysis.plotting.plots, "
-        "analysis.reports.reporting, analysis.inputs, analysis.methods, analysis.solvers.reference, analysis.synthetic, "
+        "import sys, analysis, analysis.cli, analysis.fitting, analysis.fits.parametric, "
+        "analysis.fits.isoflop, analysis.fits.envelope, analysis.fits.kaplan, analysis.intervals, "
+        "analysis.holdout, analysis.plotting.plots, analysis.reports.reporting, analysis.inputs, "
+        "analysis.methods, analysis.solvers.reference, analysis.synthetic, "
         "analysis.__main__\n"
         "bad = [m for m in sys.modules if m == 'lab' or m.startswith(('lab.', 'flax'))]\n"
         "assert not bad, bad"

@@ -14,7 +14,9 @@ def make_code(root, n=60):
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         body = "".join(
-            f"def function_{i}_{j}(value, other=None):\n    result = value + {j} * other  # naïve €\n    return result\n\n"
+            f"def function_{i}_{j}(value, other=None):\n"
+            f"    result = value + {j} * other  # naïve €\n"
+            "    return result\n\n"
             for j in range(12)
         )
         (root / f"file{i}.py").write_text(f'"""Module {i}."""\nimport os\n\n' + body)

@@ -69,7 +69,8 @@ def test_cached_greedy_equals_full_forward(name):
 
 def test_cached_step_respects_sliding_window():
     """One layer, window 3, one global token: a cache of 1 + 3 slots; the incremental step at
-    position 7 sees positions 0, 5, 6, 7 only — changing slot 3 in the cache leaves its logits bit-identical, changing slot 5 does not."""
+    position 7 sees positions 0, 5, 6, 7 only — changing slot 3 in the cache leaves its logits
+    bit-identical, changing slot 5 does not."""
     cfg = dataclasses.replace(BASE, n_layers=1, attn_window=3, attn_global_tokens=1)
     model, _, _ = split(cfg)
     tokens = jax.random.randint(jax.random.key(3), (1, 8), 0, cfg.vocab_size)

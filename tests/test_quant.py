@@ -95,7 +95,8 @@ def test_quantized_eval_loss(trained):
     assert f32 == pytest.approx(result["final_val_loss"], rel=1e-5)  # the restored final checkpoint
     int8, int4 = (float(evaluate(quantize(params, bits), val)) for bits in (8, 4))
     print(
-        f"val loss float32 {f32:.5f}  int8 {int8:.5f} ({int8 / f32 - 1:+.4%})  int4 {int4:.5f} ({int4 / f32 - 1:+.4%})"
+        f"val loss float32 {f32:.5f}  int8 {int8:.5f} ({int8 / f32 - 1:+.4%})  "
+        f"int4 {int4:.5f} ({int4 / f32 - 1:+.4%})"
     )
     assert f32 < math.log(256) - 1.0  # it did learn
     assert abs(int8 - f32) / f32 < 0.01

@@ -297,11 +297,15 @@ def summary(fit: FitResult) -> list[str]:
     p, x = fit.params, fit.extra
     w = x["worth_repeating"]
     return [
-        f"  R_D* = {p['R_D_star']:.4g}{ci_text(fit, 'R_D_star')}, R_N* = {p['R_N_star']:.4g}{ci_text(fit, 'R_N_star')} "
-        f"(free: {x['free']}; U from {x['unique_tokens']}; up to {x['max_epochs']:.3g} epochs in the table)",
-        f"  base law ({x['base_law']}): L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} + {p['B']:.4g}/D^{p['beta']:.4f}",
+        f"  R_D* = {p['R_D_star']:.4g}{ci_text(fit, 'R_D_star')}, "
+        f"R_N* = {p['R_N_star']:.4g}{ci_text(fit, 'R_N_star')} "
+        f"(free: {x['free']}; U from {x['unique_tokens']}; "
+        f"up to {x['max_epochs']:.3g} epochs in the table)",
+        f"  base law ({x['base_law']}): L(N, D) = {p['E']:.4f} + {p['A']:.4g}/N^{p['alpha']:.4f} "
+        f"+ {p['B']:.4g}/D^{p['beta']:.4f}",
         f"  objective {fit.objective:.7e} ({x['objective_convention']})",
-        f"  worth repeating up to ~{w['half_value_epochs']:.1f} epochs (each repeated token still worth half a fresh one); "
+        f"  worth repeating up to ~{w['half_value_epochs']:.1f} epochs "
+        "(each repeated token still worth half a fresh one); "
         f"within {w['near_fresh_within']:.0%} of fresh data up to {w['near_fresh_epochs']:.1f} epochs",
     ]
 

@@ -128,7 +128,8 @@ def fit_envelope(
 
 
 def allocation_points(fit: FitResult):
-    """The points figure (c) draws: the envelope's interior optima, as (C, {"n": (N_opt, None), "d": (D_opt, None)})."""
+    """The points figure (c) draws: the envelope's interior optima, as
+    (C, {"n": (N_opt, None), "d": (D_opt, None)})."""
     e = fit.extra["envelope"]
     e = e[e["used"]]
     return e["flops"].to_numpy(), {"n": (e["n_opt"].to_numpy(), None), "d": (e["d_opt"].to_numpy(), None)}

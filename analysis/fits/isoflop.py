@@ -411,7 +411,8 @@ def section(iso) -> list[str]:
     ]
     for _, o in iso.extra["optima"].iterrows():
         L.append(
-            f"| {o['budget']:.3g} | {md(o['n_opt'], '.3g')} | {md(o['d_opt'], '.3g')} | {md(o['loss_opt'], '.4g')} | "
+            f"| {o['budget']:.3g} | {md(o['n_opt'], '.3g')} | {md(o['d_opt'], '.3g')} | "
+            f"{md(o['loss_opt'], '.4g')} | "
             f"{md(o['n_opt_std_log'], '.2f')} | {'yes' if o['used'] else 'no (edge)' if o['edge'] else 'no'} |"
         )
     return L + [""]

@@ -162,7 +162,8 @@ def fit_study(study_dir, holdout: str = "wsd") -> dict:
     """Per model size: the law fitted on the runs whose schedule is not `holdout`, each held-out
     run predicted (final-loss error = predicted - logged final train loss; curve rmse over the
     points past the early phase). Returns
-    {"sizes": [{params, law, fitted, predicted: [{name, schedule, final_loss, predicted_final, error, rel_error}]}]}."""
+    {"sizes": [{params, law, fitted,
+                predicted: [{name, schedule, final_loss, predicted_final, error, rel_error}]}]}."""
     dirs = sorted(p.parent for p in Path(study_dir).glob("**/metrics.jsonl"))
     if not dirs:
         raise AnalysisError(f"no runs with metrics.jsonl under {study_dir}")

@@ -431,6 +431,7 @@ def section(p) -> list[str]:
         f"L(N, D) = {q['E']:.4f}{ci_text(p, 'E', '.3f')} + {q['A']:.4g}{ci_text(p, 'A')} / N^{q['alpha']:.4f}"
         f"{ci_text(p, 'alpha')} + {q['B']:.4g}{ci_text(p, 'B')} / D^{q['beta']:.4f}{ci_text(p, 'beta')}",
         "",
-        f"Huber objective {p.objective:.6e} ({p.extra['objective_convention']}), {p.extra['n_inits']} initialisations.",
+        f"Huber objective {p.objective:.6e} ({p.extra['objective_convention']}), "
+        f"{p.extra['n_inits']} initialisations.",
         "",
     ]

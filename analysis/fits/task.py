@@ -177,7 +177,8 @@ def _sigmoid_warnings(L, sig: dict, ci: dict) -> list[str]:
         )
     if "L0" in ci and ci["L0"]["hi"] - ci["L0"]["lo"] > np.ptp(L):
         out.append(
-            "step 2: the 95% interval of L0 is wider than the range of task losses: the sigmoid is weakly identified"
+            "step 2: the 95% interval of L0 is wider than the range of task losses: "
+            "the sigmoid is weakly identified"
         )
     return out
 

@@ -1,7 +1,7 @@
 """`lab report DIR`: a one-page Markdown report of a study — the table, every fit with its CIs,
 the compute-optimal exponents side by side, the back-test, and figures (a)-(e); a law with
-a figure of its own (lr, ptq, task, data-constrained: the law's `figure` hook) adds it, and a law without a section of
-its own is reported by its summary lines.
+a figure of its own (lr, ptq, task, data-constrained: the law's `figure` hook) adds it, and a law
+without a section of its own is reported by its summary lines.
 
 Writes DIR/report.md (or `out`), the figures and their CSVs under <report dir>/figures/, and
 fits.json with every fit's JSON beside the report.
@@ -138,7 +138,8 @@ def _intervals_section(suite, options: FitOptions) -> list[str]:
         s = bt["summary"]
         L.append(
             f"- **Back-test** ({bt['method']}): fitted on C ≤ {bt['train_max_flops']:.3g}, extrapolated to the "
-            f"{len(bt['holdout_budgets'])} largest budget(s) ({', '.join(f'{b:.3g}' for b in bt['holdout_budgets'])}), "
+            f"{len(bt['holdout_budgets'])} largest budget(s) "
+            f"({', '.join(f'{b:.3g}' for b in bt['holdout_budgets'])}), "
             f"{s['n_test']} held-out runs: mean |relative error| {s['mean_abs_rel_error']:.2%}, max "
             f"{s['max_abs_rel_error']:.2%}, bias {s['bias_log']:+.3g} in log loss."
         )
@@ -154,7 +155,8 @@ def _validation_section(source: Path) -> list[str]:
     L = [
         "## Validation rung",
         "",
-        f"Trained after the fit at C = {v['flops']:.3g} FLOPs ({v['factor']:g}× the largest budget), the predicted "
+        f"Trained after the fit at C = {v['flops']:.3g} FLOPs ({v['factor']:g}× the largest budget), "
+        "the predicted "
         f"compute-optimal size N_opt = {v['n_opt_predicted']:.3g} ({v['law']}) and a size on each side:",
         "",
         "| cell | N | D | predicted loss | measured loss | error |",
@@ -205,7 +207,8 @@ def _exponents_section(suite, k: float, options: FitOptions) -> list[str]:
         t = f.extra.get("target", {})
         L.append(
             f"| {name} | {md(f.a, '.3f')}{ci_text(f, 'a')} | {md(f.b, '.3f')}{ci_text(f, 'b')} | "
-            f"{md(t.get('n_opt'), '.3g')}{ci_text(f, 'n_opt')} | {md(t.get('d_opt'), '.3g')}{ci_text(f, 'd_opt')} |"
+            f"{md(t.get('n_opt'), '.3g')}{ci_text(f, 'n_opt')} | "
+            f"{md(t.get('d_opt'), '.3g')}{ci_text(f, 'd_opt')} |"
         )
     if options.target_flops:
         L.append(f"\nTarget compute: {options.target_flops:.3g} FLOPs.")

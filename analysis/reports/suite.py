@@ -114,7 +114,8 @@ def _isoflop_grid_problems(f) -> list[str]:
     few = opt[opt["n_points"] < 4]
     if len(few):
         out.append(
-            f"isoflop: {len(few)} budget(s) have fewer than 4 sizes ({', '.join(f'{c:.3g}' for c in few['budget'])}): "
+            f"isoflop: {len(few)} budget(s) have fewer than 4 sizes "
+            f"({', '.join(f'{c:.3g}' for c in few['budget'])}): "
             "too few to locate a minimum"
         )
     edge = opt[opt["edge"]]

@@ -189,7 +189,8 @@ def run_decode_bench(
 
 def format_decode(res: dict) -> str:
     lines = [
-        f"Decoding, {res['model']} (d{res['d_model']} L{res['n_layers']}) on {res['device']}, prompt {res['prompt']}, "
+        f"Decoding, {res['model']} (d{res['d_model']} L{res['n_layers']}) on {res['device']}, "
+        f"prompt {res['prompt']}, "
         f"greedy; memory bandwidth {res['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (best sum over 256 MiB)",
         "",
         f"  {'new tokens':>10} {'cached tok/s':>13} {'uncached tok/s':>15} {'speedup':>8}",
@@ -201,7 +202,8 @@ def format_decode(res: dict) -> str:
         )
     lines += [
         "",
-        f"  {'format':<6} {'batch':>5} {'weights MiB':>11} {'tok/s':>9} {'roofline tok/s':>15} {'of roofline':>11}",
+        f"  {'format':<6} {'batch':>5} {'weights MiB':>11} {'tok/s':>9} "
+        f"{'roofline tok/s':>15} {'of roofline':>11}",
     ]
     for r in res["formats"]:
         lines.append(

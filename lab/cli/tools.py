@@ -206,9 +206,11 @@ def cmd_sample(args) -> int:
 def add_eval_parser(sub) -> None:
     p = sub.add_parser(
         "eval",
-        help="a trained run's validation loss with its weights quantized (int8, int4, bf16), and its in-context score",
-        description="Restore RUN_DIR's newest checkpoint and evaluate it on the run's validation set in float32 and with "
-        "post-training weight-only quantization (lab.model.quant), plus the in-context recall task (lab.evals.icl).",
+        help="a trained run's validation loss with its weights quantized (int8, int4, bf16), "
+        "and its in-context score",
+        description="Restore RUN_DIR's newest checkpoint and evaluate it on the run's validation set "
+        "in float32 and with post-training weight-only quantization (lab.model.quant), "
+        "plus the in-context recall task (lab.evals.icl).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument(

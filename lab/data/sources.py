@@ -98,7 +98,8 @@ def _stdlib(cfg: DataConfig, root: Path) -> Source:
     if not files or n_val in (0, len(files)):
         where = src_dir or stdlib.stdlib_dir()
         raise ConfigError(
-            f"{where} gives an empty split: {len(files)} .py files, {n_val} of them in validation (1 in 20 by path hash)"
+            f"{where} gives an empty split: {len(files)} .py files, "
+            f"{n_val} of them in validation (1 in 20 by path hash)"
         )
     files_fp = stdlib.fingerprint(files)
     splits = _split_names(cfg)

@@ -15,9 +15,9 @@ blocks. Under a mesh of several devices each device runs the kernel on its own b
 (`lab.sharding.per_device`).
 
 What it computes is what the XLA kernel computes, T·S score pairs per head for the shapes it is
-given (`lab.costs` counts the same); what it saves is time where memory traffic, not arithmetic, bounds the softmax (the
-CPU: 2.0x faster attention, value and gradient, at the small preset's shapes; see
-benchmarks/README.md), and activation memory: no scores are kept for the backward pass.
+given (`lab.costs` counts the same); what it saves is time where memory traffic, not
+arithmetic, bounds the softmax (the CPU: 2.0x faster attention, value and gradient, at the
+small preset's shapes; see benchmarks/README.md), and activation memory: no scores are kept for the backward pass.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Packs are planned over all of the study's cells, in study order, so a pack's id 
 time the study runs; a re-run trains the pack's unfinished members. Cells that cannot share a
 program (other shapes or steps, WSD long runs with branch points, cooldown branches) go in other
 packs or run alone — never an error. A pack whose other members finished (or diverged) keeps them,
-idle, so its last members resume in the program they started in, under the same id. A member's row and result.json carry its `pack_id`.
+idle, so its last members resume in the program they started in, under the same id. A member's
+row and result.json carry its `pack_id`.
 """
 
 from __future__ import annotations
