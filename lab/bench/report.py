@@ -49,17 +49,22 @@ def program_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def format_report(res: dict) -> str:
-    h, nominal = res["header"], res["nominal_peak"]
+def header_lines(h: dict) -> list[str]:
+    """Who ran where: date, platform, devices, the CPU or GPU, and the library versions."""
     where = h["gpu_name"] or f"{h['cpu_model']} ({h['cpu_count']} cores visible)"
-    lines = [
+    return [
         f"lab bench · {h['date']} · {h['platform']} × {h['device_count']} ({h['device_kind']}) · {where}",
         f"jax {h['jax']} · jaxlib {h['jaxlib']} · flax {h['flax']}",
-        "",
+    ]
+
+
+def matmul_lines(matmul: list[dict], nominal: dict | None) -> list[str]:
+    """The measured matmul peak per dtype with its readings and drift warnings, then the nominal peak."""
+    lines = [
         "Matmul peak = 2·N³ / best time of an N×N jnp.dot (after warm-up), over readings before and after "
         "each model:",
     ]
-    for m in res["matmul"]:
+    for m in matmul:
         spread = ", ".join(f"{x / 1e9:.0f}" for x in m.get("readings_flops_per_s", []))
         lines.append(
             f"  {m['dtype']:<9} N={m['n']:<6} best {1e3 * m['best_s']:8.2f} ms  {si(m['flops_per_s']):>16}"
@@ -71,7 +76,12 @@ def format_report(res: dict) -> str:
         if nominal
         else "  nominal: none known for this device; MFU uses the measured peak only"
     )
-    lines += ["", "Training step (lab.training.step.compile_step on random tokens; data loading not timed):"]
+    return lines
+
+
+def step_table_lines(steps: list[dict], nominal: dict | None) -> list[str]:
+    """The training-step table: a row per (model, dtype) with timings, every FLOP convention and MFU."""
+    lines = ["Training step (lab.training.step.compile_step on random tokens; data loading not timed):"]
     head = (
         f"  {'model':<8} {'dtype':<9} {'params':>9} {'tok/step':>8} {'compile':>8} {'step':>9} {'tok/s':>9}"
         f" {'exact':>11} {'6N':>11} {'6N_total':>11} {'deepseek':>11} {'MFU':>6}"
@@ -79,7 +89,7 @@ def format_report(res: dict) -> str:
         + f" {'attn':>5}"
     )
     lines += [head, "  " + "-" * (len(head) - 2)]
-    for r in res["steps"]:
+    for r in steps:
         f = r["flops_per_s"]
         lines.append(
             f"  {r['model']:<8} {r['dtype']:<9} {r['costs']['params_total']:>9,} {r['tokens_per_step']:>8,}"
@@ -89,9 +99,12 @@ def format_report(res: dict) -> str:
             + (f" {r['mfu_nominal']:>7.4f}" if nominal else "")
             + f" {100 * r['attention_flop_share']:>4.1f}%"
         )
-    r0 = res["steps"][0]
-    lines += [
-        "",
+    return lines
+
+
+def legend_lines(r0: dict, nominal: dict | None) -> list[str]:
+    """What the step table's columns mean: the timing, each FLOP convention, MFU and the attention share."""
+    lines = [
         "  compile = lowering + XLA compile of the step (persistent compilation cache off)",
         f"  step = mean of {r0['timed_steps']} consecutive steps after {r0['warmup_steps']} warm-up; "
         "tok/s = batch·seq_len / step; FLOP/s = FLOPs/token × tok/s, per convention:",
@@ -108,16 +121,31 @@ def format_report(res: dict) -> str:
         "  attn    = flops_attention / flops_exact: a share of FLOPs, not of time (CPU attention takes "
         "a larger share of time)"
     )
-    lines += program_lines(res["steps"])
-    if res["dtype_comparison"]:
-        lines += [
-            "",
-            f"dtype comparison (tokens/s; model.dtype is the compute dtype, params in {r0['param_dtype']}):",
-            f"  {'model':<8} {'float32':>10} {'bfloat16':>10} {'bf16/f32':>9}",
-        ]
-        for c in res["dtype_comparison"]:
-            lines.append(
-                f"  {c['model']:<8} {c['float32_tokens_per_s']:>10,.0f} {c['bfloat16_tokens_per_s']:>10,.0f}"
-                f" {c['bf16_over_f32']:>8.2f}×"
-            )
+    return lines
+
+
+def dtype_comparison_lines(comparison: list[dict], r0: dict) -> list[str]:
+    """Tokens/s of float32 against bfloat16 compute per model (empty when only one dtype ran)."""
+    if not comparison:
+        return []
+    lines = [
+        "",
+        f"dtype comparison (tokens/s; model.dtype is the compute dtype, params in {r0['param_dtype']}):",
+        f"  {'model':<8} {'float32':>10} {'bfloat16':>10} {'bf16/f32':>9}",
+    ]
+    for c in comparison:
+        lines.append(
+            f"  {c['model']:<8} {c['float32_tokens_per_s']:>10,.0f} {c['bfloat16_tokens_per_s']:>10,.0f}"
+            f" {c['bf16_over_f32']:>8.2f}×"
+        )
+    return lines
+
+
+def format_report(res: dict) -> str:
+    nominal, steps = res["nominal_peak"], res["steps"]
+    lines = header_lines(res["header"]) + [""] + matmul_lines(res["matmul"], nominal)
+    lines += [""] + step_table_lines(steps, nominal)
+    lines += [""] + legend_lines(steps[0], nominal)
+    lines += program_lines(steps)
+    lines += dtype_comparison_lines(res["dtype_comparison"], steps[0])
     return "\n".join(lines)

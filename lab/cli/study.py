@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from lab.cli.tools import count
 from lab.config import ConfigError
@@ -19,6 +20,30 @@ def add_study_parser(sub) -> None:
         "(one row per run or cooldown branch). Re-running skips finished cells and resumes the rest. "
         "Exit status 0 when every cell completed, 1 otherwise.",
     )
+    _add_study_file_flags(p)
+    _add_launcher_flags(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    p.add_argument(
+        "--pack",
+        type=int,
+        default=None,
+        metavar="K",
+        help="train up to K cells of the same shapes and steps as one vmapped step (lab.study.packs; "
+        "default: the study's `pack`, else 8 on an accelerator and 1 on CPU)",
+    )
+    _add_analysis_flags(p)
+    p.add_argument(
+        "--tracker",
+        choices=["tensorboard", "wandb"],
+        default=None,
+        help="also log every run to this tracker, offline, grouped by study "
+        "(optional extra; lab.training.trackers)",
+    )
+    p.set_defaults(func=cmd_study)
+
+
+def _add_study_file_flags(p) -> None:
+    """The study file, its output directory and the dry run that only prints the grid."""
     p.add_argument(
         "study_file",
         metavar="STUDY_FILE",
@@ -27,6 +52,10 @@ def add_study_parser(sub) -> None:
     p.add_argument("--out", help="study directory (required unless --dry-run)")
     p.add_argument("--dry-run", action="store_true", help="print the grid and a wall-time estimate; train nothing")
     p.add_argument("--no-timing", action="store_true", help="with --dry-run: skip the measured step times")
+
+
+def _add_launcher_flags(p) -> None:
+    """Where and how every cell runs: the launcher and its resources, the config overrides, the mesh."""
     p.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"], help="where the cells run")
     p.add_argument(
         "--workers",
@@ -51,15 +80,10 @@ def add_study_parser(sub) -> None:
     p.add_argument("--slurm-partition", default=None, help="slurm: partition")
     p.add_argument("--cpus-per-run", type=count, default=1, help="ray/slurm: CPUs per run")
     p.add_argument("--gpus-per-run", type=int, default=0, help="ray/slurm: GPUs per run")
-    p.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
-    p.add_argument(
-        "--pack",
-        type=int,
-        default=None,
-        metavar="K",
-        help="train up to K cells of the same shapes and steps as one vmapped step (lab.study.packs; "
-        "default: the study's `pack`, else 8 on an accelerator and 1 on CPU)",
-    )
+
+
+def _add_analysis_flags(p) -> None:
+    """The group of flags for what follows the grid: fits, the validation rung, adaptive rounds."""
     a = p.add_argument_group("analysis (after the grid; lab.study.analyze)")
     a.add_argument("--no-analysis", action="store_true", help="skip the fits, figures and report after the grid")
     a.add_argument(
@@ -79,14 +103,6 @@ def add_study_parser(sub) -> None:
         help="with --adaptive: FLOPs the designed cells may spend in all",
     )
     a.add_argument("--flops-total", type=float, dest="flops", action=_Deprecated, help=argparse.SUPPRESS)
-    p.add_argument(
-        "--tracker",
-        choices=["tensorboard", "wandb"],
-        default=None,
-        help="also log every run to this tracker, offline, grouped by study "
-        "(optional extra; lab.training.trackers)",
-    )
-    p.set_defaults(func=cmd_study)
 
 
 class _Deprecated(argparse._StoreAction):
@@ -107,15 +123,31 @@ def study_overrides(args) -> list[str]:
 
 
 def cmd_study(args) -> int:
-    from pathlib import Path
+    args.overrides = study_overrides(args)
+    study, cells, pack, vocab = _plan_cells(args)
+    validate = _check_after_grid_flags(args, study, cells)
+    if args.dry_run:
+        return _dry_run(study, cells, pack, timed=not args.no_timing)
+    from lab.study.signals import Interrupted
 
+    try:
+        cells, status, after = _train_and_analyse(args, study, cells, pack, vocab, validate)
+    except Interrupted as e:  # SIGTERM/SIGINT: the workers were stopped after saving checkpoints
+        print(f"lab study: {e}", file=sys.stderr)
+        return e.exit_code
+    _print_summary(study, cells, status, after, Path(args.out))
+    return 0 if all(s == "completed" for s in status.values()) else 1
+
+
+def _plan_cells(args) -> tuple:
+    """The study file expanded into cells under the flags' overrides: (study, cells, pack, vocab size).
+    Checks the pack size, --out and (local launcher) that the cells fit the machine."""
     from lab.config import apply_overrides
     from lab.data import load_corpus
     from lab.study.load import load_study
-    from lab.study.runner import check_cells_fit, run_study
+    from lab.study.runner import check_cells_fit
     from lab.study.spec import expand
 
-    args.overrides = study_overrides(args)
     study = load_study(args.study_file)
     from lab.study.packs import check_pack, default_pack
 
@@ -129,7 +161,12 @@ def cmd_study(args) -> int:
     args.workers = study.workers if args.workers is None else args.workers
     if args.launcher == "local":  # elsewhere the cells run on other machines, which check for themselves
         check_cells_fit(cells, args.workers)
-    from lab.study.analyze import after_grid, check_adaptive, check_validate
+    return study, cells, pack, vocab
+
+
+def _check_after_grid_flags(args, study, cells) -> float | None:
+    """Fail before training on a bad --validate, --adaptive/--flops or --tracker; returns the validate K."""
+    from lab.study.analyze import check_adaptive, check_validate
 
     validate = study.validate if args.validate is None else args.validate
     check_validate(cells, validate)
@@ -138,9 +175,12 @@ def cmd_study(args) -> int:
         from lab.training.trackers import check_available
 
         check_available(args.tracker)
-    if args.dry_run:
-        return _dry_run(study, cells, pack, timed=not args.no_timing)
-    from lab.study.signals import Interrupted
+    return validate
+
+
+def _cell_runner(args, pack: int):
+    """run(study, cells, out): trains the unfinished cells on the chosen launcher, returns their status."""
+    from lab.study.runner import run_study
 
     def run(s, c, out):
         return run_study(
@@ -155,28 +195,38 @@ def cmd_study(args) -> int:
             **_launcher_args(args),
         )
 
-    try:
-        status = run(study, cells, args.out)
-        if args.adaptive:
-            from lab.study.adaptive import adaptive_rounds
+    return run
 
-            cells, status = adaptive_rounds(
-                study, cells, Path(args.out), status, args.flops, vocab, args.overrides, run
-            )
-        after = after_grid(
-            study,
-            cells,
-            Path(args.out),
-            status,
-            analyse=not args.no_analysis,
-            validate=validate,
-            vocab_size=vocab,
-            overrides=args.overrides,
-            run=run,
+
+def _train_and_analyse(args, study, cells, pack: int, vocab: int, validate) -> tuple:
+    """Train the grid, then (--adaptive) the designed rounds, then the fits, figures and validation rung:
+    (cells, status, after_grid's summary)."""
+    from lab.study.analyze import after_grid
+
+    run = _cell_runner(args, pack)
+    status = run(study, cells, args.out)
+    if args.adaptive:
+        from lab.study.adaptive import adaptive_rounds
+
+        cells, status = adaptive_rounds(
+            study, cells, Path(args.out), status, args.flops, vocab, args.overrides, run
         )
-    except Interrupted as e:  # SIGTERM/SIGINT: the workers were stopped after saving checkpoints
-        print(f"lab study: {e}", file=sys.stderr)
-        return e.exit_code
+    after = after_grid(
+        study,
+        cells,
+        Path(args.out),
+        status,
+        analyse=not args.no_analysis,
+        validate=validate,
+        vocab_size=vocab,
+        overrides=args.overrides,
+        run=run,
+    )
+    return cells, status, after
+
+
+def _print_summary(study, cells, status: dict, after: dict, out: Path) -> None:
+    """The one JSON line on stdout: cell counts by status, the results file and the analysis summary."""
     counts = {s: list(status.values()).count(s) for s in sorted(set(status.values()))}
     print(
         json.dumps(
@@ -184,13 +234,12 @@ def cmd_study(args) -> int:
                 "study": study.name,
                 "cells": len(cells),
                 **counts,
-                "results": str(Path(args.out) / "results.csv"),
+                "results": str(out / "results.csv"),
                 **{k: v for k, v in after.items() if k != "validation"},
                 "validation": (after["validation"] or {}).get("summary"),
             }
         )
     )
-    return 0 if all(s == "completed" for s in status.values()) else 1
 
 
 def _dry_run(study, cells, pack: int, timed: bool) -> int:

@@ -29,6 +29,15 @@ def add_bench_parser(sub) -> None:
         "FLOP share. Prints a table with the formulas and the hardware; --json prints every number as one "
         "JSON object instead, --out FILE writes that object to a file.",
     )
+    _add_bench_model_flags(p)
+    _add_bench_measurement_flags(p)
+    _add_bench_output_flags(p)
+    _add_decode_flags(p)
+    p.set_defaults(func=cmd_bench)
+
+
+def _add_bench_model_flags(p) -> None:
+    """Which models run: presets, config overrides and compute dtypes."""
     p.add_argument(
         "--model",
         dest="models",
@@ -53,6 +62,10 @@ def add_bench_parser(sub) -> None:
         metavar="DTYPE",
         help="compute dtype (model.dtype): float32 | bfloat16; repeatable (default: both)",
     )
+
+
+def _add_bench_measurement_flags(p) -> None:
+    """How the step and the matmul peak are measured: step counts, matmul size, mesh and batch fitting."""
     p.add_argument("--steps", type=count, default=10, help="timed steps per model")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
     p.add_argument(
@@ -65,6 +78,10 @@ def add_bench_parser(sub) -> None:
         action="store_true",
         help="keep each model's batch and use the fewest train.microbatches whose compiled step fits the device",
     )
+
+
+def _add_bench_output_flags(p) -> None:
+    """Where the numbers go: the table or JSON on stdout, a JSON file, progress on stderr."""
     p.add_argument(
         "--json",
         action="store_true",
@@ -72,6 +89,10 @@ def add_bench_parser(sub) -> None:
     )
     p.add_argument("--out", default=None, metavar="FILE", help="also write that JSON object to FILE")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _add_decode_flags(p) -> None:
+    """The group of flags for --decode, the generation benchmark."""
     d = p.add_argument_group("decoding (lab.bench.decode)")
     d.add_argument(
         "--decode",
@@ -87,7 +108,6 @@ def add_bench_parser(sub) -> None:
         metavar="DIR",
         help="write decode.png and its CSVs here (their paths go to stdout, or to stderr with --json)",
     )
-    p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
