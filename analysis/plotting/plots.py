@@ -176,52 +176,16 @@ def plot_optimal(
     law with its bootstrap band, the exponent, and a projection to `target_flops`."""
     from ..methods import get
 
-    p = fit.params
     C, pts = get(fit.method).allocation_points(fit)
     hi_c = max(C.max(), target_flops or 0)
     grid = np.geomspace(C.min() / 1.5, hi_c * 1.5, 100)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     rows = []
-    samples = fit.bootstrap_samples
     for ax, key, exp_name, label in ((axes[0], "n", "a", "N_opt"), (axes[1], "d", "b", "D_opt")):
         y, sd = pts[key]
-        coef, expo = p[f"{key}_coef"], p[exp_name]
-        if sd is not None:
-            ax.errorbar(
-                C,
-                y,
-                yerr=[y - y * np.exp(-z * sd), y * np.exp(z * sd) - y],
-                fmt="o",
-                ms=4,
-                color="C0",
-                capsize=2,
-                lw=0.9,
-                label=f"per-budget {label}",
-            )
-        else:
-            ax.scatter(C, y, s=8, color="C0", label=f"envelope {label}")
-        rows.append(
-            pd.DataFrame(
-                {
-                    "series": f"{label} data",
-                    "C": C,
-                    "value": y,
-                    "lo": y * np.exp(-z * sd) if sd is not None else np.nan,
-                    "hi": y * np.exp(z * sd) if sd is not None else np.nan,
-                }
-            )
-        )
-        line = coef * grid**expo
-        ax.plot(grid, line, color="C3", lw=1.3, label=f"fit: {label} ∝ C^{expo:.3f}")
-        band_lo = band_hi = np.full_like(grid, np.nan)
-        if samples is not None and f"{key}_coef" in samples and len(samples) > 10:
-            s = samples[[f"{key}_coef", exp_name]].dropna().to_numpy()
-            curves = s[:, :1] * grid[None, :] ** s[:, 1:2]
-            band_lo, band_hi = np.percentile(curves, [2.5, 97.5], axis=0)
-            ax.fill_between(grid, band_lo, band_hi, color="C3", alpha=0.18, lw=0, label="95% bootstrap band")
-        rows.append(
-            pd.DataFrame({"series": f"{label} fit", "C": grid, "value": line, "lo": band_lo, "hi": band_hi})
-        )
+        coef, expo = fit.params[f"{key}_coef"], fit.params[exp_name]
+        rows.append(_optimal_points(ax, C, y, sd, label, z))
+        rows.append(_optimal_power_law(ax, grid, coef, expo, key, exp_name, label, fit.bootstrap_samples))
         if law is not None:
             lv = law.optimal(grid, k)[0 if key == "n" else 1]
             ax.plot(
@@ -244,6 +208,47 @@ def plot_optimal(
         ax.legend(frameon=False, fontsize=7, loc="lower right")
     fig.suptitle(f"(c) compute-optimal allocation ({fit.method})", fontsize=10)
     return _save(fig, pd.concat(rows, ignore_index=True), out, "c_optimal", formats)
+
+
+def _optimal_points(ax, C, y, sd, label: str, z: float) -> pd.DataFrame:
+    """The measured optima of one panel: per-budget points with z·σ bars (isoflop), or the bare envelope
+    points when they carry no σ."""
+    if sd is not None:
+        ax.errorbar(
+            C,
+            y,
+            yerr=[y - y * np.exp(-z * sd), y * np.exp(z * sd) - y],
+            fmt="o",
+            ms=4,
+            color="C0",
+            capsize=2,
+            lw=0.9,
+            label=f"per-budget {label}",
+        )
+    else:
+        ax.scatter(C, y, s=8, color="C0", label=f"envelope {label}")
+    return pd.DataFrame(
+        {
+            "series": f"{label} data",
+            "C": C,
+            "value": y,
+            "lo": y * np.exp(-z * sd) if sd is not None else np.nan,
+            "hi": y * np.exp(z * sd) if sd is not None else np.nan,
+        }
+    )
+
+
+def _optimal_power_law(ax, grid, coef, expo, key: str, exp_name: str, label: str, samples) -> pd.DataFrame:
+    """The fitted power law coef·C^expo of one panel and, with more than 10 bootstrap samples, its 95% band."""
+    line = coef * grid**expo
+    ax.plot(grid, line, color="C3", lw=1.3, label=f"fit: {label} ∝ C^{expo:.3f}")
+    band_lo = band_hi = np.full_like(grid, np.nan)
+    if samples is not None and f"{key}_coef" in samples and len(samples) > 10:
+        s = samples[[f"{key}_coef", exp_name]].dropna().to_numpy()
+        curves = s[:, :1] * grid[None, :] ** s[:, 1:2]
+        band_lo, band_hi = np.percentile(curves, [2.5, 97.5], axis=0)
+        ax.fill_between(grid, band_lo, band_hi, color="C3", alpha=0.18, lw=0, label="95% bootstrap band")
+    return pd.DataFrame({"series": f"{label} fit", "C": grid, "value": line, "lo": band_lo, "hi": band_hi})
 
 
 def plot_isoloss(
@@ -300,76 +305,78 @@ def plot_isoloss(
 
 def plot_residuals(fit, bt: dict | None, out: Path, formats=("png", "svg")):
     """(e) Left: residuals log L - log L_fit against C, coloured by N. Right: back-test."""
-    d = fit.data
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.7), layout="constrained")
-    ax = axes[0]
+    rows = [_residuals_panel(fig, axes[0], fit)]
+    ax = axes[1]
+    if bt is not None:
+        rows += _backtest_panel(ax, bt)
+    else:
+        ax.text(0.5, 0.5, "no back-test (too few budgets)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    return _save(fig, pd.concat(rows, ignore_index=True), out, "e_residuals", formats)
+
+
+def _residuals_panel(fig, ax, fit) -> pd.DataFrame:
+    """The fit's residuals log L - log L_fit against C, coloured by N, with their colour bar."""
+    d = fit.data
     norm = _lognorm(d["N"])
     ax.scatter(d["C"], d["residual"], c=d["N"], norm=norm, cmap="viridis", s=10, lw=0)
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel="FLOPs C", ylabel="log L − log L_fit", title=f"(e) residuals ({fit.method})")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="parameters N")
-    rows = [
-        pd.DataFrame(
-            {
-                "series": "residual",
-                "N": d["N"],
-                "C": d["C"],
-                "loss": d["loss"],
-                "predicted": d["loss_fit"],
-                "residual": d["residual"],
-            }
-        )
-    ]
-    ax = axes[1]
-    if bt is not None:
-        pts = bt["points"]
-        actual, pred = pts.iloc[:, -3].to_numpy(), pts.iloc[:, -2].to_numpy()
-        tr = bt.get("train_points")
-        if tr is not None:
-            ax.scatter(tr["loss"], tr["predicted"], color="0.6", s=8, lw=0, label="fitted (train)")
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "series": "backtest_train",
-                        "C": tr["C"],
-                        "loss": tr["loss"],
-                        "predicted": tr["predicted"],
-                        "residual": np.log(tr["loss"]) - np.log(tr["predicted"]),
-                    }
-                )
-            )
-        allv = np.concatenate([actual, pred] + ([tr["loss"], tr["predicted"]] if tr is not None else []))
-        lo, hi = allv.min(), allv.max()
-        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
-        ax.scatter(actual, pred, color="C3", s=16, label=f"held out: C ≥ {min(bt['holdout_budgets']):.3g}")
-        s = bt["summary"]
-        ax.set(
-            xlabel=f"observed {pts.columns[-3]}",
-            ylabel="predicted",
-            title=f"back-test: trained on C ≤ {bt['train_max_flops']:.3g}",
-        )
-        ax.annotate(
-            f"rmse(log) {s['rmse_log']:.3g}\nmean |rel err| {s['mean_abs_rel_error']:.2%}",
-            xy=(0.05, 0.8),
-            xycoords="axes fraction",
-            fontsize=8,
-        )
-        ax.legend(frameon=False, fontsize=7, loc="lower right")
-        rows.append(
-            pd.DataFrame(
-                {
-                    "series": "backtest",
-                    "C": pts["C"],
-                    "loss": actual,
-                    "predicted": pred,
-                    "residual": np.log(actual) - np.log(pred),
-                }
-            )
-        )
-    else:
-        ax.text(0.5, 0.5, "no back-test (too few budgets)", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-    return _save(fig, pd.concat(rows, ignore_index=True), out, "e_residuals", formats)
+    return pd.DataFrame(
+        {
+            "series": "residual",
+            "N": d["N"],
+            "C": d["C"],
+            "loss": d["loss"],
+            "predicted": d["loss_fit"],
+            "residual": d["residual"],
+        }
+    )
+
+
+def _backtest_panel(ax, bt: dict) -> list[pd.DataFrame]:
+    """Predicted against observed loss of the back-test: the held-out budgets, the fitted (train) points
+    when given, the diagonal and the error summary."""
+    rows = []
+    pts = bt["points"]
+    actual, pred = pts.iloc[:, -3].to_numpy(), pts.iloc[:, -2].to_numpy()
+    tr = bt.get("train_points")
+    if tr is not None:
+        ax.scatter(tr["loss"], tr["predicted"], color="0.6", s=8, lw=0, label="fitted (train)")
+        rows.append(_backtest_rows("backtest_train", tr["C"], tr["loss"], tr["predicted"]))
+    allv = np.concatenate([actual, pred] + ([tr["loss"], tr["predicted"]] if tr is not None else []))
+    lo, hi = allv.min(), allv.max()
+    ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+    ax.scatter(actual, pred, color="C3", s=16, label=f"held out: C ≥ {min(bt['holdout_budgets']):.3g}")
+    s = bt["summary"]
+    ax.set(
+        xlabel=f"observed {pts.columns[-3]}",
+        ylabel="predicted",
+        title=f"back-test: trained on C ≤ {bt['train_max_flops']:.3g}",
+    )
+    ax.annotate(
+        f"rmse(log) {s['rmse_log']:.3g}\nmean |rel err| {s['mean_abs_rel_error']:.2%}",
+        xy=(0.05, 0.8),
+        xycoords="axes fraction",
+        fontsize=8,
+    )
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    rows.append(_backtest_rows("backtest", pts["C"], actual, pred))
+    return rows
+
+
+def _backtest_rows(series: str, C, loss, predicted) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "series": series,
+            "C": C,
+            "loss": loss,
+            "predicted": predicted,
+            "residual": np.log(loss) - np.log(predicted),
+        }
+    )
 
 
 def check_choices(wanted: str, formats) -> None:
