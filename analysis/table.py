@@ -171,13 +171,7 @@ def fit_data(
     df = filter_rows(df, where=where, status=status)
     ncol = find_column(df, n_col, N_COLS, "N (--n-col)")
     lcol = find_column(df, loss_col, LOSS_COLS, "loss (--loss-col)")
-    if drop_highest < 0:
-        raise AnalysisError(f"--drop-highest-loss must be 0 or more, got {drop_highest}")
-    if drop_highest:
-        L = numeric_column(df, lcol, "loss")
-        if drop_highest >= len(L):
-            raise AnalysisError(f"--drop-highest-loss {drop_highest} would drop all {len(L)} rows")
-        df = df[L < np.sort(L)[-drop_highest]]
+    df = _drop_highest_losses(df, lcol, drop_highest)
     dcol = find_column(df, d_col, D_COLS, "D (--d-col)", required=False)
     ccol = find_column(df, c_col, C_COLS, "C (--c-col)", required=False)
     if dcol is None and ccol is None:
@@ -185,6 +179,26 @@ def fit_data(
     N = numeric_column(df, ncol, "N")
     L = numeric_column(df, lcol, "loss")
     cols = {"N": ncol, "loss": lcol}
+    D, C, k = _tokens_and_flops(df, N, dcol, ccol, k, cols)
+    budget, notes = _budgets(df, budget_col, need_budget, C, cols)
+    return FitData(N=N, D=D, C=C, L=L, columns=cols, frame=df, budget=budget, k=k, notes=notes)
+
+
+def _drop_highest_losses(df: pd.DataFrame, lcol: str, drop_highest: int) -> pd.DataFrame:
+    """`df` without the rows holding the `drop_highest` highest losses (--drop-highest-loss)."""
+    if drop_highest < 0:
+        raise AnalysisError(f"--drop-highest-loss must be 0 or more, got {drop_highest}")
+    if drop_highest:
+        L = numeric_column(df, lcol, "loss")
+        if drop_highest >= len(L):
+            raise AnalysisError(f"--drop-highest-loss {drop_highest} would drop all {len(L)} rows")
+        df = df[L < np.sort(L)[-drop_highest]]
+    return df
+
+
+def _tokens_and_flops(df: pd.DataFrame, N, dcol, ccol, k: float | None, cols: dict) -> tuple:
+    """(D, C, k): the D and C columns, the one missing derived through C = k N D, and k given or taken
+    as the median C / (N D); records each in `cols`."""
     if dcol is not None:
         D = numeric_column(df, dcol, "D")
         cols["D"] = dcol
@@ -201,6 +215,12 @@ def fit_data(
     if ccol is None:
         C = k * N * D
         cols["C"] = f"{k:g}*N*D"
+    return D, C, k
+
+
+def _budgets(df: pd.DataFrame, budget_col, need_budget: bool, C, cols: dict) -> tuple:
+    """(budget, notes): each row's FLOP budget, binned, from the budget column or (when `need_budget`)
+    from C, with a note when values were grouped; (None, []) when there is none. Records it in `cols`."""
     budget, notes = None, []
     bcol = find_column(df, budget_col, BUDGET_COLS, "budget (--budget-col)", required=False)
     if budget_col is None and bcol is not None and df[bcol].isna().all():
@@ -213,7 +233,7 @@ def fit_data(
         cols["budget"] = name if not merged else f"{name} (binned)"
         if bcol is None or merged:
             notes.append(f"budgets: {name} grouped into {len(np.unique(budget))} budgets ({_tolerance_text(tol)})")
-    return FitData(N=N, D=D, C=C, L=L, columns=cols, frame=df, budget=budget, k=k, notes=notes)
+    return budget, notes
 
 
 def measured_rows(data: FitData) -> np.ndarray:
