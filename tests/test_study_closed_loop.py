@@ -1,6 +1,6 @@
 """The closed loop around a study: the analysis after the grid (skipped when too small), the
 progress line (FLOPs, ETA), the validation rung's checks and summary, adaptive cells, and the
-offline tracker (TensorBoard event files read back)."""
+offline trackers (TensorBoard event files and wandb offline runs read back)."""
 
 import json
 import struct
@@ -26,6 +26,15 @@ TWO_CELLS = (
     + """
 def study():
     return Study(name="two", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[2e9], min_steps=5)
+"""
+)
+
+# the tracker tests: two short runs (~40 and ~20 steps), enough logged lines to read back
+TWO_SHORT = (
+    HEADER
+    + """
+def study():
+    return Study(name="two", base=BASE, sizes=[{"d_model": 16}, {"d_model": 32}], budgets=[4e8], min_steps=5)
 """
 )
 
@@ -129,7 +138,7 @@ def test_study_logs_each_run_to_tensorboard_and_links_rows(tmp_path, capsys):
     pytest.importorskip("tensorboardX", reason="the optional tracker extra (tensorboardX) is not installed")
     out = tmp_path / "o"
     assert (
-        main(["study", str(write(tmp_path, TWO_CELLS)), "--out", str(out), "--quiet", "--tracker", "tensorboard"])
+        main(["study", str(write(tmp_path, TWO_SHORT)), "--out", str(out), "--quiet", "--tracker", "tensorboard"])
         == 0
     )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -152,6 +161,69 @@ def test_study_logs_each_run_to_tensorboard_and_links_rows(tmp_path, capsys):
             v.tensor.string_val[0].decode() for e in events for v in e.summary.value if v.tag.startswith("config")
         ]
         assert texts and '"d_model"' in texts[0]
+
+
+def _wandb_records(path: Path) -> list:
+    """Every Record of a wandb offline run file (run-ID.wandb): a 7-byte ':W&B' header, then
+    LevelDB-log framing in 32 KiB blocks (crc 4, length 2, type 1: full/first/middle/last)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, out, buf, i = path.read_bytes(), [], b"", 7
+    assert data[:4] == b":W&B", data[:7]
+    while i + 7 <= len(data):
+        left = 32768 - i % 32768
+        _, n, kind = struct.unpack("<IHB", data[i : i + 7])
+        if left < 7 or (n == 0 and kind == 0):  # block padding
+            i += left
+            continue
+        chunk, i = data[i + 7 : i + 7 + n], i + 7 + n
+        buf = chunk if kind in (1, 2) else buf + chunk
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(buf)
+            out.append(record)
+    return out
+
+
+def test_study_logs_each_run_to_wandb_offline(tmp_path, capsys, monkeypatch):
+    """`--tracker wandb` with WANDB_MODE=offline: one offline run directory per cell under
+    DIR/tracker/wandb, named by the cell and grouped by the study, holding every logged train_loss
+    at its step and the run's config; no network."""
+    pytest.importorskip("wandb", reason="the optional wandb extra is not installed")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "o"
+    assert (
+        main(["study", str(write(tmp_path, TWO_SHORT)), "--out", str(out), "--quiet", "--tracker", "wandb"]) == 0
+    )
+    capsys.readouterr()
+    import pandas as pd
+
+    rows = pd.read_csv(out / "results.csv")
+    assert len(rows) == 2
+    for _, r in rows.iterrows():
+        run_dir = out / r["tracker_run"]
+        assert run_dir.name.startswith("offline-run-") and run_dir.is_relative_to(out / "tracker"), r[
+            "tracker_run"
+        ]
+        (wandb_file,) = run_dir.glob("run-*.wandb")
+        records = _wandb_records(wandb_file)
+        (run,) = [x.run for x in records if x.WhichOneof("record_type") == "run"]
+        assert run.display_name == r["cell_id"] and run.run_group == "two" and run.project == "two"
+        config = {c.key: json.loads(c.value_json) for c in run.config.update}
+        assert config["model"]["d_model"] == r["d_model"]
+        history = [
+            {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in x.history.item}
+            for x in records
+            if x.WhichOneof("record_type") == "history"
+        ]
+        logged = {h["_step"]: h["train_loss"] for h in history if "train_loss" in h}
+        metrics = [json.loads(x) for x in (out / "runs" / r["cell_id"] / "metrics.jsonl").read_text().splitlines()]
+        expected = {m["step"]: m["train_loss"] for m in metrics if "train_loss" in m}
+        assert len(expected) >= 2 and logged.keys() == expected.keys()
+        for step, loss in expected.items():
+            assert logged[step] == pytest.approx(loss, rel=1e-6)
 
 
 def test_adaptive_cells_round_budgets_and_skip_known(tmp_path):
