@@ -8,7 +8,8 @@ the network: TensorBoard event files are written with tensorboardX under DIR/tra
 wandb runs in offline mode under DIR/tracker/ (`wandb sync` uploads them later).
 
 Neither package is a dependency of the lab (both are in `.[dev]`): `pip install -e ".[tracker]"`
-(tensorboardX) or `pip install -e ".[wandb]"`; asking for a tracker whose package is missing is one line, before any training.
+(tensorboardX) or `pip install -e ".[wandb]"`; asking for a tracker whose package is missing is one
+line, before any training.
 """
 
 from __future__ import annotations
