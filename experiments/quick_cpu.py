@@ -1,7 +1,8 @@
 """The quick study: the first command a new user runs. Nine byte-level decoders on the stdlib
 corpus at three FLOP budgets a factor 2 apart; after the grid `lab study` fits the laws and writes
-the report, the figures (each with its CSV) and fits.json — a scaling law in under 5 minutes on a
-2-core laptop CPU.
+the report, the figures (each with its CSV) and fits.json in under 5 minutes on a 2-core laptop CPU —
+the whole loop, not yet a law to quote: with three sizes per budget the report trusts no method
+(below; `experiments/isoflop_cpu.py` is the study whose exponent to quote).
 
     lab study experiments/quick_cpu.py --dry-run
     lab study experiments/quick_cpu.py --out runs/quick

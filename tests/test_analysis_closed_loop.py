@@ -3,6 +3,7 @@ gaps in compute, the report's verdict on shaky science, confidence vs prediction
 the designer's proposals."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,8 @@ from analysis.result import FitResult
 from analysis.table import bin_budgets, fit_data
 from lab.cli import main
 
-PORIAN = "/work/shared/data/porian2024_isoflop_points.csv"
+# the shared data checkout beside the repository (../shared/data relative to the repo root)
+PORIAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "porian2024_isoflop_points.csv"
 
 
 def _published(table: pd.DataFrame) -> pd.DataFrame:
@@ -47,6 +49,8 @@ def test_jitter_merges_within_a_budget_but_close_budgets_stay_apart():
 
 
 def test_porian_export_renamed_fits_every_budget_without_nan(tmp_path, capsys):
+    if not PORIAN.exists():
+        pytest.skip(f"Porian et al. reference data not found at {PORIAN} (the ../shared/data checkout)")
     d = pd.read_csv(PORIAN)
     d = d[(d.dataset == "RefinedWeb") & (d.experiment == "Cosine decay")]
     d[["params", "tokens", "flops_budget", "loss"]].rename(columns={"flops_budget": "budget"}).to_csv(

@@ -1,13 +1,17 @@
 """python_stdlib: split stability, fingerprints, and the real corpus prepared from scratch."""
 
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from lab.config import ConfigError, DataConfig
+from lab.data import corpus as corpus_module
 from lab.data import data_root, load_corpus, stdlib
+
+
+def _no_rebuild(*args, **kwargs):
+    raise AssertionError("the corpus was prepared again instead of read from its cache")
 
 
 def make_tree(root, n=60, extra=""):
@@ -52,14 +56,14 @@ def _val_paths(corpus_cfg, fp):
     return sorted(r["path"].decode() for r in b.as_data_source(split="validation"))
 
 
-def test_fingerprint_stable_across_loads_and_preparations(tmp_path):
+def test_fingerprint_stable_across_loads_and_preparations(tmp_path, monkeypatch):
     src = make_tree(tmp_path / "src")
     cfg1 = DataConfig(source_dir=str(src), data_dir=str(tmp_path / "d1"))
     cfg2 = DataConfig(source_dir=str(src), data_dir=str(tmp_path / "d2"))  # a second, independent preparation
     a = load_corpus(cfg1)
-    t = time.perf_counter()
-    b = load_corpus(cfg1)
-    assert time.perf_counter() - t < 1.0  # cached
+    with monkeypatch.context() as m:  # the second load reads the cache: nothing is prepared again
+        m.setattr(corpus_module, "_build", _no_rebuild)
+        b = load_corpus(cfg1)
     c = load_corpus(cfg2)
     assert (
         a.tokens_fingerprint == b.tokens_fingerprint == c.tokens_fingerprint == f"{a.text_fingerprint[:16]}+byte"
@@ -87,11 +91,9 @@ def test_fingerprint_changes_when_content_changes(tmp_path):
     assert load_corpus(cfg).text_fingerprint not in (before.text_fingerprint, after.text_fingerprint)
 
 
-def test_real_stdlib_prepares_in_seconds_without_tensorflow(tmp_path):
-    t = time.perf_counter()
+def test_real_stdlib_prepares_without_tensorflow(tmp_path):
+    """(Its preparation time is benchmarks/bench_data.py's, not a threshold here.)"""
     c = load_corpus(DataConfig(data_dir=str(tmp_path)))
-    prep_s = time.perf_counter() - t
-    assert prep_s < 30
     n_files = c.n_docs["train"] + c.n_docs["val"]
     assert n_files > 300 and 0.02 < c.n_docs["val"] / n_files < 0.09
     assert len(c.train) > 3_000_000 and 0.01 < len(c.val) / len(c.train) < 0.12

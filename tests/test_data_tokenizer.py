@@ -1,11 +1,10 @@
 """Byte and BPE tokenization: exact round trips and exact bytes per token."""
 
-import time
-
 import numpy as np
 import pytest
 
 from lab.config import ConfigError, DataConfig
+from lab.data import corpus as corpus_module
 from lab.data import load_corpus, stdlib
 from lab.data import tokenizer as tk
 
@@ -30,7 +29,7 @@ def test_byte_tokens_are_utf8_bytes():
     assert tk.decode_bytes(ids) == text
 
 
-def test_bpe_round_trip_bytes_per_token_and_cache(tmp_path):
+def test_bpe_round_trip_bytes_per_token_and_cache(tmp_path, monkeypatch):
     src = make_code(tmp_path / "src")
     cfg = DataConfig(source_dir=str(src), data_dir=str(tmp_path / "d"), tokenizer="bpe", bpe_vocab_size=400)
     c = load_corpus(cfg)
@@ -45,9 +44,13 @@ def test_bpe_round_trip_bytes_per_token_and_cache(tmp_path):
     # second load: cached tokenizer and tokens, same fingerprint
     bpe_file = tmp_path / "d" / "bpe" / f"{c.text_fingerprint[:16]}-400.json"
     mtime = bpe_file.stat().st_mtime_ns
-    t = time.perf_counter()
-    again = load_corpus(cfg)
-    assert time.perf_counter() - t < 1.0
+    with monkeypatch.context() as m:  # read from the cache: nothing is tokenized again
+
+        def no_rebuild(*args, **kwargs):
+            raise AssertionError("the corpus was tokenized again instead of read from its cache")
+
+        m.setattr(corpus_module, "_build", no_rebuild)
+        again = load_corpus(cfg)
     assert again.tokens_fingerprint == c.tokens_fingerprint and bpe_file.stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(again.val, c.val)
     # a byte corpus of the same files is a different fingerprint with the same corpus part

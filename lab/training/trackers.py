@@ -7,8 +7,9 @@ study's results table links each row to its tracker run (column `tracker_run`). 
 the network: TensorBoard event files are written with tensorboardX under DIR/tracker/<cell>/,
 wandb runs in offline mode under DIR/tracker/ (`wandb sync` uploads them later).
 
-Neither package is a dependency of the lab: `pip install -e ".[tracker]"` (tensorboardX) or
-`pip install wandb`; asking for a tracker whose package is missing is one line, before any training.
+Neither package is a dependency of the lab (both are in `.[dev]`): `pip install -e ".[tracker]"`
+(tensorboardX) or `pip install -e ".[wandb]"`; asking for a tracker whose package is missing is one
+line, before any training.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lab.config import ConfigError
 
 PACKAGES = {
     "tensorboard": ("tensorboardX", 'pip install -e ".[tracker]"  (tensorboardX)'),
-    "wandb": ("wandb", "pip install wandb"),
+    "wandb": ("wandb", 'pip install -e ".[wandb]"  (wandb)'),
 }
 SKIP_KEYS = {"step", "event", "time"}
 
