@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from .methods import METHODS, get
@@ -57,8 +58,8 @@ def _positive_float(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number: {text!r}")
     return v
 
 
@@ -205,7 +206,7 @@ def add_parsers(subparsers) -> None:
         description="Write the scaling-law figures (a)-(e) of a table, each with its data CSV.",
     )
     _common_args(p)
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output folder: new, empty, or one the lab wrote before")
     p.add_argument(
         "--figures",
         default="abcde",
@@ -240,7 +241,7 @@ def add_parsers(subparsers) -> None:
         description="Fit, plot and summarise a study directory (TABLE/results.csv, TABLE/<run>/metrics.jsonl).",
     )
     _common_args(p)
-    p.add_argument("--out", help="report path (default: TABLE/report.md, or report.md beside a CSV)")
+    p.add_argument("--out", help="report path, fits.json and figures/ beside it (default: TABLE/report.md)")
     _table_args(p)
     _fit_args(p, bootstrap=200)
     p.set_defaults(func=_quietly(cmd_report))
@@ -353,9 +354,13 @@ def _backtest_json(study, method: str, holdout: int, options: FitOptions) -> dic
 
 
 def cmd_plot(args) -> int:
+    from pathlib import Path
+
     from .methods import own_figures
+    from .outputs import check_folder
     from .plotting.plots import make_figures
 
+    check_folder(Path(args.out))  # before fitting: a folder new, empty or the lab's, never over a user's files
     _use_cache()
     table, options = _options(args)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
@@ -400,14 +405,11 @@ def cmd_design(args) -> int:
             f"{unused[0]} does not apply to design (it proposes cells for one IsoFLOP fit of the "
             "table's rows); choose the rows with --where/--status instead"
         )
-    p = propose(
-        load(args.table, options_from(TableOptions, args), need_budget=True),
-        args.flops,
-        args.target_flops,
-        sizes=args.sizes,
-        bootstrap=args.bootstrap,
-    )
-    print(json.dumps(plain(p), allow_nan=False) if args.json else design_text(p))
+    study = load(args.table, options_from(TableOptions, args), need_budget=True)
+    p = propose(study, args.flops, args.target_flops, sizes=args.sizes, bootstrap=args.bootstrap)
+    p["warnings"] = list(study.warnings)
+    text = "\n".join([design_text(p), *(f"  warning: {w}" for w in p["warnings"])])
+    print(json.dumps(plain(p), allow_nan=False) if args.json else text)
     return 0
 
 

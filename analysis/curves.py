@@ -29,39 +29,34 @@ run, where that calibration holds best and the run is past its warmup transients
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import AnalysisError
-from .fits.loss_curve import _fit_points, fit_law, predict, read_run
+from .fits.loss_curve import _fit_points, fit_law, predict, read_records, read_run
 
 
-def read_metrics(path: Path, loss_key: str) -> pd.DataFrame:
-    rows = []
+def read_metrics(path: Path, loss_key: str, warnings: list | None = None) -> pd.DataFrame:
+    """The logged points of `loss_key` in a metrics.jsonl; a line that is not JSON is skipped and,
+    given a `warnings` list, named there in one line."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        records, warning = read_records(path)
     except UnicodeDecodeError as e:
         raise AnalysisError(f"cannot read {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a run killed mid-write leaves a partial last line
-        if isinstance(rec, dict) and rec.get(loss_key) is not None and "flops" in rec:
-            rows.append(
-                {
-                    "flops": rec["flops"],
-                    "tokens": rec.get("tokens", np.nan),
-                    "loss": rec[loss_key],
-                    "step": rec.get("step", np.nan),
-                }
-            )
+    if warning and warnings is not None and warning not in warnings:
+        warnings.append(warning)
+    rows = [
+        {
+            "flops": rec["flops"],
+            "tokens": rec.get("tokens", np.nan),
+            "loss": rec[loss_key],
+            "step": rec.get("step", np.nan),
+        }
+        for rec in records
+        if rec.get(loss_key) is not None and "flops" in rec
+    ]
     return pd.DataFrame(rows, columns=["flops", "tokens", "loss", "step"])
 
 
@@ -91,7 +86,7 @@ def load_curves(
             continue
         try:
             for key in loss_keys:
-                c = read_metrics(files[name], key)
+                c = read_metrics(files[name], key, warnings)
                 if len(c):
                     break
         except AnalysisError as e:  # one unreadable file costs that run's curve, not the study's

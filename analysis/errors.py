@@ -9,7 +9,8 @@ class AnalysisError(ValueError):
 def run_command(prog: str, command, user_errors: tuple = ()) -> int:
     """Run `command() -> exit status` under the one convention of every command-line front end
     (`lab ...` and `python -m analysis ...`): a user-caused error (AnalysisError, `user_errors`, a
-    full disk) prints one line ``<prog>: error: <message>`` on stderr and returns 2; Ctrl-C returns 130."""
+    full disk, a path too long for the file system) prints one line ``<prog>: error: <message>``
+    on stderr and returns 2; Ctrl-C returns 130."""
     import errno
     import sys
 
@@ -19,6 +20,13 @@ def run_command(prog: str, command, user_errors: tuple = ()) -> int:
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            print(
+                f"{prog}: error: path too long for the file system: {_shortened(e.filename)} ({e.strerror}); "
+                "use a shorter name (each part at most 255 bytes on most file systems)",
+                file=sys.stderr,
+            )
+            return 2
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         print(
@@ -34,3 +42,9 @@ def run_command(prog: str, command, user_errors: tuple = ()) -> int:
 
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
+
+
+def _shortened(name, keep: int = 60) -> str:
+    """A long path as its first and last characters, so that the message stays readable."""
+    text = str(name or "a path")
+    return text if len(text) <= 2 * keep else f"{text[:keep]}...{text[-keep:]} ({len(text)} characters)"

@@ -37,7 +37,9 @@ LOSS_COLS = ("final_val_loss", "loss", "val_loss", "openLM_loss", "final_train_l
 
 
 def load_table(source) -> pd.DataFrame:
-    """A DataFrame from a CSV path, a study directory holding `results.csv`, or a DataFrame."""
+    """A DataFrame from a CSV path, a study directory holding `results.csv`, or a DataFrame.
+    A problem worth a warning (a column name given twice: pandas keeps the first and renames the
+    others NAME.1, ...) is noted in `df.attrs["notes"]`, which `fit_data` carries into its notes."""
     if isinstance(source, pd.DataFrame):
         return source.copy()
     path = Path(source)
@@ -51,7 +53,24 @@ def load_table(source) -> pd.DataFrame:
         raise AnalysisError(f"cannot read {path} as CSV: {str(e).splitlines()[0]}") from None
     if df.empty:
         raise AnalysisError(f"{path} has no rows")
+    df.attrs["notes"] = _duplicate_columns(path)
     return df
+
+
+def _duplicate_columns(path: Path) -> list[str]:
+    """A one-line note per column name the CSV's header gives more than once."""
+    import csv
+    from collections import Counter
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        header = next(csv.reader(f), [])
+    return [
+        f"{path}: column {name!r} appears {n} times; the first is used (the others are read as "
+        + ", ".join(f"{name}.{i}" for i in range(1, n))
+        + ")"
+        for name, n in Counter(header).items()
+        if n > 1
+    ]
 
 
 def find_column(
@@ -168,7 +187,7 @@ def fit_data(
     own exact cost — else 6.
     `drop_highest` drops the rows holding the `drop_highest` highest losses (Epoch dropped 5).
     """
-    df = filter_rows(df, where=where, status=status)
+    df, notes = filter_rows(df, where=where, status=status), list(df.attrs.get("notes", []))  # load_table's
     ncol = find_column(df, n_col, N_COLS, "N (--n-col)")
     lcol = find_column(df, loss_col, LOSS_COLS, "loss (--loss-col)")
     df = _drop_highest_losses(df, lcol, drop_highest)
@@ -180,7 +199,8 @@ def fit_data(
     L = numeric_column(df, lcol, "loss")
     cols = {"N": ncol, "loss": lcol}
     D, C, k = _tokens_and_flops(df, N, dcol, ccol, k, cols)
-    budget, notes = _budgets(df, budget_col, need_budget, C, cols)
+    budget, budget_notes = _budgets(df, budget_col, need_budget, C, cols)
+    notes += budget_notes
     return FitData(N=N, D=D, C=C, L=L, columns=cols, frame=df, budget=budget, k=k, notes=notes)
 
 

@@ -17,6 +17,8 @@ import typing
 from dataclasses import dataclass, field
 
 MAX_BPE_VOCAB = 1 << 20  # larger vocabularies are refused here, not by an abort inside the tokenizer library
+MAX_STEPS = 2**31 - 1  # the step counter of the jitted step and its schedules is an int32
+F32_MAX, F32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38  # float32's largest and smallest normal
 
 
 class ConfigError(ValueError):
@@ -103,6 +105,8 @@ class ModelConfig:
             raise ConfigError("model sizes must not be negative")
         if self.n_dec_layers and self.arch != "encdec":
             raise ConfigError(f"model.n_dec_layers={self.n_dec_layers} applies only to model.arch=encdec")
+        _float32("model.rope_theta", self.rope_theta, positive=True)
+        _float32("model.init_std", self.init_std)
         if self.arch == "encdec" and self.seq_len < 2:
             raise ConfigError(
                 "model.arch=encdec splits each window into source and target: model.seq_len must be >= 2"
@@ -185,10 +189,14 @@ class TrainConfig:
         _within("train.beta1", self.beta1, 0.0, 1.0, open_hi=True)
         _within("train.beta2", self.beta2, 0.0, 1.0, open_hi=True)
         _positive("train.eps", self.eps)
-        for name in ("grad_clip", "weight_decay", "z_loss", "eval_every", "log_every"):
+        for name in ("grad_clip", "weight_decay", "z_loss"):
             _within(f"train.{name}", getattr(self, name), 0, math.inf)
+        for name in ("lr", "eps", "weight_decay", "grad_clip", "z_loss"):  # the optimizer computes in float32
+            _float32(f"train.{name}", getattr(self, name))
+        for name in ("eval_every", "log_every"):
+            _within(f"train.{name}", getattr(self, name), 0, MAX_STEPS)
         _within("train.mlm_prob", self.mlm_prob, 0.0, 1.0, open_lo=True, open_hi=True)
-        _within("train.warmup_steps", self.warmup_steps, -1, math.inf)
+        _within("train.warmup_steps", self.warmup_steps, -1, MAX_STEPS)
         if self.tokens < 0 or self.steps < 0:
             raise ConfigError("train.tokens and train.steps must be positive")
         if not 0.0 <= self.decay_frac <= 1.0:
@@ -212,7 +220,14 @@ class RunConfig:
         self.train.validate()
         if self.train.tokens == 0 and self.train.steps == 0:
             raise ConfigError("give the run a length: --tokens D or --steps S")
-        _within("checkpoint_every", self.checkpoint_every, 0, math.inf)
+        if self.total_steps > MAX_STEPS:
+            t = self.train
+            length = f"train.steps={t.steps}" if t.steps else f"train.tokens={t.tokens:.3g}"
+            raise ConfigError(
+                f"{length} makes {self.total_steps:.3g} steps of {self.tokens_per_step} tokens, more than a "
+                f"run can count ({MAX_STEPS:,}: the step counter is an int32); ask for fewer"
+            )
+        _within("checkpoint_every", self.checkpoint_every, 0, MAX_STEPS)
         _within("keep_checkpoints", self.keep_checkpoints, 1, math.inf)
         return self
 
@@ -337,6 +352,18 @@ def _choice(key: str, value, allowed) -> None:
 def _positive(key: str, value) -> None:
     if not (value > 0 and math.isfinite(value)):
         raise ConfigError(f"{key} must be a positive finite number, got {value}")
+
+
+def _float32(key: str, value, *, positive: bool = False) -> None:
+    """A finite value that float32, the precision training computes in, holds without overflow
+    (1e308 would become inf) or underflow to 0 (1e-300 would); `positive`: also > 0."""
+    size = abs(value) if isinstance(value, (int, float)) else math.nan
+    if not (size <= F32_MAX and (size == 0 or size >= F32_TINY)) or (positive and not value > 0):
+        kind, zero = ("positive ", "") if positive else ("", "0 or ")
+        raise ConfigError(
+            f"{key}={value} is not a {kind}float32 number ({zero}magnitude {F32_TINY:.3g} to {F32_MAX:.3g}; "
+            "training computes in float32)"
+        )
 
 
 def _within(key: str, value, lo, hi, *, open_lo: bool = False, open_hi: bool = False) -> None:

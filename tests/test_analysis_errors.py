@@ -1,6 +1,8 @@
 """Bad and degenerate inputs end in one line on stderr and exit status 2 (or an AnalysisError from
 the library), never in a confident-looking result."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -128,3 +130,44 @@ def test_plot_choices_checked_before_fitting(capsys, tmp_path, table, flags, mes
     table.to_csv(tmp_path / "t.csv", index=False)
     assert message in _error(capsys, "plot", tmp_path / "t.csv", "--out", tmp_path / "o", *flags)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "0", "-1e21"])
+def test_design_flops_must_be_positive_and_finite(capsys, tmp_path, table, value):
+    table.to_csv(tmp_path / "t.csv", index=False)
+    _fails(capsys, "design", tmp_path / "t.csv", f"--flops={value}", match="must be a positive finite number")
+
+
+def test_a_duplicated_column_is_named_in_a_warning(capsys, tmp_path, table):
+    """pandas reads a second `final_val_loss` as `final_val_loss.1`, silently: the fit says so."""
+    table = table[["params_total", "tokens", "flops_exact", "final_val_loss"]]
+    path = tmp_path / "t.csv"
+    lines = table.to_csv(index=False).splitlines()
+    path.write_text("\n".join([lines[0] + ",final_val_loss"] + [row + ",9.9" for row in lines[1:]]) + "\n")
+    note = (
+        f"{path}: column 'final_val_loss' appears 2 times; the first is used (the others are read as "
+        "final_val_loss.1)"
+    )
+    assert main(["fit", str(path), "--method", "isoflop", "--json"]) == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert note in fit["warnings"] and fit["n_points"] == len(table)
+    assert main(["fit", str(path), "--method", "isoflop"]) == 0
+    assert f"  warning: {note}" in capsys.readouterr().out.splitlines()
+    table.to_csv(path, index=False)
+    assert not any("appears" in w for w in analysis.load(path).warnings)  # none without duplicates
+
+
+def test_a_garbage_metrics_line_is_named_in_a_warning(tmp_path):
+    """A complete line that is not JSON is skipped with a one-line warning naming it; a torn last
+    line (no newline: a write cut off by a kill) is skipped quietly."""
+    study = analysis.write_study(tmp_path / "s", analysis.simulate_isoflop(noise=0.002, seed=1), n_log=8)
+    damaged, torn = sorted((study / "runs").iterdir())[:2]
+    lines = (damaged / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (damaged / "metrics.jsonl").write_text("".join(lines[:3] + ["garbage {\n", "[1, 2]\n"] + lines[3:]))
+    (torn / "metrics.jsonl").write_text((torn / "metrics.jsonl").read_text() + '{"step": 9, "tra')
+    loaded = analysis.load(study)
+    skipped = [w for w in loaded.warnings if "not JSON objects" in w]
+    assert skipped == [f"{damaged / 'metrics.jsonl'}: skipped 2 line(s) that are not JSON objects (line 4, 5)"]
+    assert loaded.curves["run_id"].nunique() == 54  # every run keeps its curve
+    n = len(lines) - sum(1 for line in lines if "val_loss" in line)  # the train_loss points
+    assert (loaded.curves["run_id"] == damaged.name).sum() == n

@@ -61,3 +61,44 @@ def test_round_trip_and_hash():
 def test_total_steps_from_tokens_rounds_up():
     cfg = apply_overrides(RunConfig(), ["train.tokens=1500", "train.batch_size=2", "model.seq_len=100"])
     assert cfg.total_steps == 8 and cfg.total_tokens == 1600
+
+
+@pytest.mark.parametrize(
+    "items, message",
+    [
+        (
+            ["train.steps=0", "train.tokens=1e30"],
+            "train.tokens=1e+30 makes 9.77e+26 steps of 1024 tokens, more than a run can count",
+        ),
+        (["train.steps=2147483648"], "the step counter is an int32"),
+        (["train.lr=1e308"], "train.lr=1e+308 is not a float32 number"),
+        (["train.eps=1e-300"], "train.eps=1e-300 is not a float32 number"),
+        (["train.weight_decay=1e39"], "train.weight_decay=1e+39 is not a float32 number"),
+        (["train.warmup_steps=1e30"], "must lie in [-1, 2147483647]"),
+        (["model.rope_theta=nan"], "model.rope_theta=nan is not a positive float32 number"),
+        (["model.init_std=1e-50"], "model.init_std=1e-50 is not a float32 number"),
+    ],
+)
+def test_values_training_cannot_represent_are_refused(items, message):
+    """A length the int32 step counter cannot count, or a float32 field that would overflow to inf
+    (lr 1e308 "diverged") or underflow to 0, is a config error, before any run directory is made."""
+    cfg = apply_overrides(RunConfig(), ["train.steps=10", *items])
+    with pytest.raises(ConfigError) as e:
+        cfg.validate()
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_longest_countable_run_and_float32_extremes_are_accepted():
+    assert apply_overrides(RunConfig(), ["train.steps=2147483647"]).validate().total_steps == 2**31 - 1
+    cfg = apply_overrides(RunConfig(), ["train.steps=10", "train.lr=3e38", "train.eps=2e-38", "train.z_loss=0"])
+    assert cfg.validate().train.lr == 3e38
+
+
+def test_lab_train_refuses_an_impossible_length_before_writing(tmp_path, capsys):
+    from lab.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--tokens", "1e30", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lab train: error: train.tokens=1e+30") and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -122,3 +122,17 @@ def test_generation_errors_are_one_line():
         generate(graphdef, cfg, params, prompt, cfg.seq_len, jax.random.key(0))
     with pytest.raises(ConfigError, match="top-k"):
         generate(graphdef, cfg, params, prompt, 2, jax.random.key(0), temperature=1.0, top_k=cfg.vocab_size + 1)
+    for bad in (float("nan"), float("inf"), -0.5):
+        with pytest.raises(ConfigError, match="temperature must be a finite number >= 0"):
+            generate(graphdef, cfg, params, prompt, 2, jax.random.key(0), temperature=bad)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "hot"])
+def test_lab_sample_refuses_a_temperature_that_is_not_finite_and_non_negative(tmp_path, capsys, value):
+    from lab.cli import main
+
+    with pytest.raises(SystemExit) as e:  # an argparse usage error, before any checkpoint is read
+        main(["sample", str(tmp_path), f"--temperature={value}"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("lab sample: error: argument --temperature:"), err
+    assert len(err.strip().splitlines()) == 1

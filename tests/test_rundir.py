@@ -197,3 +197,14 @@ def test_files_named_like_a_run_are_not_taken_over(tmp_path, capsys, make, mode)
     assert train_cli(d, mode) == 2
     assert "not a run directory the lab recognises" in one_error_line(capsys)
     assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("where", ["name", "path"])
+def test_a_path_too_long_for_the_file_system_is_one_line(tmp_path, capsys, where):
+    """A 300-character name (over the 255-byte limit of a name), or a path over PATH_MAX: one line,
+    exit 2, no traceback, nothing written."""
+    out = tmp_path / ("x" * 300) if where == "name" else tmp_path.joinpath(*["y" * 200] * 25)
+    assert train_cli(out) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("lab train: error: path too long for the file system:") and len(line) < 400, line
+    assert os.listdir(tmp_path) == []

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from lab.cli import main
+from lab.config import ConfigError
 from lab.costs import model_costs
 from lab.study.load import load_study
 from lab.study.results import COLUMNS, read_rows, write_rows
@@ -91,6 +92,40 @@ def study():
         by_budget.setdefault(c.budget_flops, []).append(c.config.model.d_model)
     assert all(len(v) == 2 for v in by_budget.values())
     assert max(by_budget[1e12]) > max(by_budget[1e10])  # the window moves up with compute
+
+
+def _counting_study(**fields):
+    """A Study whose policy counts the cells it shapes (the default policy's result otherwise)."""
+    from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from lab.study import Study, default_policy
+
+    shaped = []
+
+    def policy(cfg, cell):
+        shaped.append(cell)
+        return default_policy(cfg, cell)
+
+    base = RunConfig(
+        model=ModelConfig(seq_len=32), data=DataConfig(val_tokens=1024), train=TrainConfig(batch_size=4)
+    )
+    return Study(name="big", base=base, policy=policy, **fields), shaped
+
+
+@pytest.mark.parametrize("bad", ["short", "duplicate"])
+def test_a_million_cell_grid_is_refused_at_its_first_bad_cell(bad):
+    """10 sizes x 1000 token counts x 100 seeds = 10^6 cells, one of them bad: refused after shaping
+    the cells of one (seed, size), not the whole grid (which took 59 s and 1.2 GB before)."""
+    sizes = [{"d_model": 16 * (k + 1)} for k in range(10)]
+    if bad == "duplicate":
+        sizes[1] = sizes[0]
+    tokens = [10**6 + 128 * i for i in range(1000)]
+    if bad == "short":
+        tokens[500] = 128  # one step of 128 tokens
+    study, shaped = _counting_study(sizes=sizes, tokens=tokens, seeds=list(range(100)), min_steps=5)
+    match = "fewer than min_steps=5" if bad == "short" else "two cells share the id 'd16L2-D1e\\+06-s0'"
+    with pytest.raises(ConfigError, match=match):
+        expand(study, vocab_size=256)
+    assert len(shaped) <= 2 * len(tokens)  # the first size (and, for the duplicate, the second) only
 
 
 def test_branches_share_warmup_and_save_flops(tmp_path):

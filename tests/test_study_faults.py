@@ -127,6 +127,33 @@ def test_a_foreign_results_table_is_refused_not_overwritten(study_copy, capsys):
     assert (out / "results.csv").read_bytes() == foreign
 
 
+def test_a_refused_study_leaves_no_lock_in_a_foreign_folder(tmp_path, capsys):
+    """A user's folder holding their own results.csv: refused, and left exactly as it was (the
+    lock file the driver made to check it goes again)."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.csv").write_text("name,loss\nmine,1.5\n")
+    err = one_line_error(capsys, ["study", str(write(tmp_path, ONE_CELL)), "--out", str(out), "--quiet"])
+    assert "not a results table written by lab study" in err
+    assert os.listdir(out) == ["results.csv"]
+
+
+def test_a_folder_of_a_users_report_and_figures_is_not_a_study(tmp_path, capsys):
+    """report.md, fits.json and figures/ are a study's only after its study.json: a user's folder
+    of them is refused, so the study's analysis never takes them for its own."""
+    out = tmp_path / "mine"
+    (out / "figures").mkdir(parents=True)
+    (out / "report.md").write_text("my report\n")
+    err = one_line_error(capsys, ["study", str(write(tmp_path, ONE_CELL)), "--out", str(out), "--quiet"])
+    assert f"{out} is not a study directory (it holds figures, report.md)" in err
+    assert sorted(os.listdir(out)) == ["figures", "report.md"]
+
+
+def test_a_path_too_long_for_the_file_system_is_one_line(tmp_path, capsys):
+    err = one_line_error(capsys, ["study", str(write(tmp_path, ONE_CELL)), "--out", str(tmp_path / ("x" * 300))])
+    assert "path too long for the file system" in err and len(err) < 400, err
+
+
 def test_a_non_utf8_results_table_is_refused(study_copy, capsys):
     path, out = study_copy
     (out / "results.csv").write_bytes(b"\xff\xfe\x00c\x00e\x00l\x00l\x00\n")

@@ -36,17 +36,41 @@ MIN_LR_RATIO = 0.1  # the lab's default train.min_lr_ratio, for runs whose confi
 SKIP_FRAC = 0.05  # early points (warmup, the first few percent of steps) are not fitted
 
 
-def read_run(run_dir) -> dict:
-    """One run's curve: {"name", "steps", "loss", "lr" (logged steps), "eta" (every step), "schedule",
-    "params", "floor" (the rate its cooldowns end at: lr x min_lr_ratio from its config)}."""
-    run_dir = Path(run_dir)
-    rows = []
-    for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+def read_records(path) -> tuple[list[dict], str | None]:
+    """The JSON objects of a metrics.jsonl, one per line, and a one-line warning naming the lines
+    that are not (None when every line is). A last line without its newline is a write cut off by
+    a kill, expected and skipped without a warning; a complete line that is not a JSON object is
+    damage the reader should hear of."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    records, bad = [], []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and rec.get("train_loss") is not None and rec.get("lr") is not None:
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict):
+            records.append(rec)
+        elif i < len(lines):  # the last element has no newline after it: a torn write, not damage
+            bad.append(i)
+    if not bad:
+        return records, None
+    where = ", ".join(map(str, bad[:3])) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    return records, f"{path}: skipped {len(bad)} line(s) that are not JSON objects (line {where})"
+
+
+def read_run(run_dir) -> dict:
+    """One run's curve: {"name", "steps", "loss", "lr" (logged steps), "eta" (every step), "schedule",
+    "params", "floor" (the rate its cooldowns end at: lr x min_lr_ratio from its config), "warning"
+    (skipped lines of its metrics.jsonl, or None)}."""
+    run_dir = Path(run_dir)
+    rows = []
+    records, warning = read_records(run_dir / "metrics.jsonl")
+    for rec in records:
+        if rec.get("train_loss") is not None and rec.get("lr") is not None:
             rows.append((int(rec["step"]), float(rec["train_loss"]), float(rec["lr"])))
     if len(rows) < 4:
         raise AnalysisError(f"{run_dir}: fewer than 4 logged points with train_loss and lr in metrics.jsonl")
@@ -67,6 +91,7 @@ def read_run(run_dir) -> dict:
         "schedule": cfg.get("train", {}).get("schedule", "?"),
         "warmup": int(result.get("warmup_steps") or cfg.get("train", {}).get("warmup_steps") or 0),
         "params": result.get("params_total") or cfg.get("model", {}).get("d_model"),
+        "warning": warning,
     }
 
 
@@ -197,7 +222,7 @@ def fit_study(study_dir, holdout: str = "wsd") -> dict:
                 "predicted": preds,
             }
         )
-    return {"sizes": sizes, "holdout": holdout}
+    return {"sizes": sizes, "holdout": holdout, "warnings": [r["warning"] for r in runs if r["warning"]]}
 
 
 def curves_table(study_dir, result: dict) -> pd.DataFrame:
@@ -264,6 +289,7 @@ def fit_loss_curve(data, study_dir: str | None = None, holdout: str = "wsd", **_
         objective=float(np.mean([s["law"]["mse"] for s in res["sizes"]])),
         residuals=resid,
         data=frame,
+        warnings=list(res["warnings"]),
         extra={
             "objective_convention": "mean squared error of the fitted logged points",
             "sizes": res["sizes"],

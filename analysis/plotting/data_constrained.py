@@ -42,8 +42,10 @@ def curves(fit, n_points: int = 200) -> pd.DataFrame:
 
 def loss_vs_epochs(fit, path, formats=("png",)) -> list[str]:
     """Draw the figure to `path` (its suffix replaced by each format) and its CSV; returns the paths."""
+    from ..outputs import claim
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    claim(path.parent, [path.with_suffix(f".{fmt}").name for fmt in (*formats, "csv")])
     drawn = curves(fit)
     w = fit.extra["worth_repeating"]
     fig, ax = plt.subplots(figsize=(9, 5))

@@ -49,7 +49,9 @@ def fit_groups(
     mixed = _mixed_variants(df, by)
     for value, loader in split(df, by, table, need_budget=get(method).needs_budget).items():
         try:
-            out[value] = fit_with_options(loader(), method, options or FitOptions())
+            study = loader()
+            out[value] = fit_with_options(study, method, options or FitOptions())
+            out[value].warnings[:0] = study.warnings  # the table's (a duplicated column, skipped lines)
         except AnalysisError as e:
             out[value] = str(e)
         if value in mixed:
@@ -137,5 +139,8 @@ def plot_groups(fits: dict, by: str, out_dir, formats=("png",), method: str | No
 
     stem = f"by_{by}" + (f"_{method}" if method else "")
     written = save_figure(fig, pd.DataFrame(rows), out_dir, f"{stem}_exponents", formats)
+    from ..outputs import claim
+
+    claim(out_dir, [f"{stem}_frontiers.csv"])
     pd.DataFrame(curves).to_csv(out_dir / f"{stem}_frontiers.csv", index=False)
     return written + [out_dir / f"{stem}_frontiers.csv"]

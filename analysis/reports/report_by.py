@@ -32,11 +32,12 @@ def write_group_report(
     methods=GROUP_METHODS,
 ) -> Path:
     """Fit `methods` per value of column `by`, draw the comparison and write the Markdown report."""
+    from ..outputs import claim, report_path
     from ..result import plain
     from .by_group import fit_groups, plot_groups
 
     source, table, options = Path(source), table or TableOptions(), options or FitOptions(bootstrap=200)
-    out = Path(out) if out else ((source if source.is_dir() else source.parent) / "report.md")
+    out = report_path(source, out)  # checked before fitting: never over a file the lab did not write
     fits, failed = {}, {}
     for m in methods:
         try:
@@ -46,6 +47,7 @@ def write_group_report(
     if not fits:
         raise AnalysisError(f"report by {by}: no method could be fitted: " + "; ".join(failed.values()))
     figures = []
+    claim(out.parent, (out.name, "fits.json", "figures"))
     for m, groups in fits.items():
         figures += [
             (m, p)
@@ -68,7 +70,6 @@ def write_group_report(
         f"*{m}: compute-optimal frontier and exponent a per {by}*"
         for m, p in figures
     ]
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     dump = {
         "by": by,

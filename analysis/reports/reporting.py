@@ -4,7 +4,8 @@ a figure of its own (lr, ptq, task, data-constrained: the law's `figure` hook) a
 without a section of its own is reported by its summary lines.
 
 Writes DIR/report.md (or `out`), the figures and their CSVs under <report dir>/figures/, and
-fits.json with every fit's JSON beside the report.
+fits.json with every fit's JSON beside the report; only over files the lab wrote
+(`analysis.outputs`), so a report beside a user's CSV never replaces the user's files.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def write_report(
     `by` (a column, e.g. variant): one law per value instead (`analysis.reports.report_by`)."""
     from dataclasses import replace
 
+    from ..outputs import claim, report_path
+
+    source = Path(source)
+    out = report_path(source, out)  # checked before fitting: never over a file the lab did not write
     if by:
         from .report_by import GROUP_METHODS, write_group_report
 
@@ -62,24 +67,21 @@ def write_report(
     from ..plotting.plots import draw_figures
     from .suite import diagnose, run_suite
 
-    source, table, options = Path(source), table or TableOptions(), options or DEFAULT_OPTIONS
-    out = Path(out) if out else ((source if source.is_dir() else source.parent) / "report.md")
+    table, options = table or TableOptions(), options or DEFAULT_OPTIONS
     study = load(source, table, need_budget=True)
     if options.target_flops is None:
         options = replace(options, target_flops=float(10 * study.data.C.max()))
     suite = run_suite(study, options, methods=methods)
     verdict = diagnose(suite, study.data)
-    figures = draw_figures(
-        suite, study.data, out.parent / "figures", "abcde", ("png", "svg"), options.target_flops
-    )
-    figures += _law_figures(suite, source, table, options, out.parent / "figures")
+    figdir = claim(out.parent, (out.name, "fits.json", "figures")) / "figures"
+    figures = draw_figures(suite, study.data, figdir, "abcde", ("png", "svg"), options.target_flops)
+    figures += _law_figures(suite, source, table, options, figdir)
     notes = study.warnings + suite["notes"]
     lines = [f"# Scaling-law report: `{source.name}`", ""] + _verdict_section(verdict)
     lines += _data_section(study, table) + _exponents_section(suite, study.data.k, options)
     lines += _intervals_section(suite, options)
     lines += _method_sections(suite) + _validation_section(source) + _figures_section(figures, out.parent)
     lines += _warnings_section(suite, notes)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     fits = {m: suite[m].to_json_dict() for m in METHODS if suite.get(m)}
     for m in fits:

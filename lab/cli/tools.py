@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 
@@ -18,6 +19,17 @@ def count(text: str) -> int:
     if value <= 0 or value != int(value):
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return int(value)
+
+
+def temperature(text: str) -> float:
+    """A sampling temperature: a finite number >= 0 (0 = greedy); nan, inf and negatives are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 (0 = greedy), got {text!r}")
+    return value
 
 
 def add_bench_parser(sub) -> None:
@@ -198,7 +210,9 @@ def add_sample_parser(sub) -> None:
         metavar="N",
         help="new tokens (default: the rest of the context, at least half of it)",
     )
-    p.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature (0 = greedy)")
+    p.add_argument(
+        "--temperature", type=temperature, default=0.0, metavar="T", help="sampling temperature (0 = greedy)"
+    )
     p.add_argument("--top-k", type=int, default=0, metavar="K", help="sample among the K most likely (0 = all)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed")
     p.add_argument(

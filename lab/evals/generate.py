@@ -20,6 +20,7 @@ layer scan). `lab sample RUN_DIR` is the command-line front end.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -137,8 +138,8 @@ def generate(
             f"a prompt of {P} tokens + {n_new} new ones exceeds the model's trained context "
             f"({max_new_tokens(cfg, 0)} decoder positions)"
         )
-    if temperature < 0 or not 0 <= top_k <= cfg.vocab_size:
-        raise ConfigError(f"temperature must be >= 0 and top-k in [0, {cfg.vocab_size}]")
+    if not (0 <= temperature < math.inf) or not 0 <= top_k <= cfg.vocab_size:
+        raise ConfigError(f"temperature must be a finite number >= 0 and top-k in [0, {cfg.vocab_size}]")
     if (cfg.arch == "encdec") != (source_BxS is not None):
         raise ConfigError("an encdec model generates from a source and a decoder prefix; a decoder from a prompt")
     if source_BxS is not None and not 1 <= source_BxS.shape[1] <= cfg.seq_len // 2:

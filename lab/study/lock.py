@@ -40,11 +40,13 @@ class StudyLock:
         self.directory = Path(directory)
         self.path = self.directory / LOCK
         self._file = None
+        self.created = False
 
     def __enter__(self) -> StudyLock:
         return self if self._file is not None else self.acquire()
 
     def acquire(self) -> StudyLock:
+        self.created = not self.path.exists()
         f = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -91,6 +93,12 @@ class StudyLock:
                 return _holder_text(text)
             time.sleep(0.05)
         return _holder_text("")
+
+    def discard(self) -> None:
+        """Remove the lock file when this lock created it (a refused study leaves no trace in a
+        folder it was not allowed to use); called while held, before `__exit__` releases it."""
+        if self._file is not None and self.created:
+            self.path.unlink(missing_ok=True)
 
     def __exit__(self, *exc) -> None:
         if self._file is not None:

@@ -6,6 +6,7 @@ Layout of a study directory:
     DIR/study.json          the expanded cells (full configs), for provenance; derived, rewritten
     DIR/results.csv         one row per run or cooldown branch (lab.study.results); derived, rebuilt
     DIR/runs/CELL/          each cell's run directory (lab.rundir.RunDir): the truth
+    DIR/report.md, fits.json, figures/, .lab-outputs   the analysis after the grid (lab.study.analyze)
     DIR/tasks/CELL.json     the task file a worker ran (lab.study.tasks), CELL.log its output, CELL.lock its lock
                             (PACK.json, .log, .lock for a pack of cells: lab.study.packs)
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from analysis.outputs import MANIFEST
 from lab.config import ConfigError
 from lab.costs import model_costs
 from lab.files import DamagedFile, foreign_entries, name_list, read_json, write_json_atomic
@@ -35,31 +37,32 @@ from lab.study.signals import StopSignals
 from lab.study.spec import Cell, Study, branch_savings
 from lab.study.taskwriter import TaskWriter
 
-# what a study directory holds (see the layout above); `slurm` is submitit's folder
-OWN_ENTRIES = {
-    LOCK,
+# what a study directory holds before its study.json is written (a driver stopped that early)
+BEFORE_PLAN = {LOCK, "results.csv", "runs", "tasks"}
+# what a study directory holds (see the layout above); `slurm` is submitit's folder; the analysis's
+# report, fits, figures and their manifest (analysis.outputs) are written after study.json
+OWN_ENTRIES = BEFORE_PLAN | {
     "study.json",
-    "results.csv",
-    "runs",
-    "tasks",
     "slurm",
     "report.md",
     "fits.json",
     "figures",
+    MANIFEST,
     "validation",
     "validation.json",
     "tracker",
-}  # + the analysis
+}
 
 
 def check_directory(out: Path) -> None:
-    """--out must be new, empty, or a study directory (one with study.json): a study never
-    writes its files among someone else's."""
+    """--out must be new, empty, or a study directory (one with study.json, or one a driver
+    stopped before writing it): a study never writes its files among someone else's, nor takes
+    a folder of a user's report.md or figures/ for its own."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory")
     if not out.is_dir() or (out / "study.json").exists():
         return
-    foreign = foreign_entries(out, OWN_ENTRIES)
+    foreign = foreign_entries(out, BEFORE_PLAN)
     if foreign:
         raise ConfigError(
             f"{out} is not a study directory (it holds {name_list(foreign)}); use an empty or new --out"
@@ -173,9 +176,13 @@ def run_study(
     except PermissionError as e:
         raise ConfigError(f"cannot write in {out}: {e.strerror}; use another --out") from None
     with lock:
-        check_plan(out, study)
-        table = ResultsTable(study, cells, out, tracker)
-        todo = table.collect()  # refuses a foreign table or stale runs before writing anything else
+        try:
+            check_plan(out, study)
+            table = ResultsTable(study, cells, out, tracker)
+            todo = table.collect()  # refuses a foreign table or stale runs before writing anything else
+        except (ConfigError, DamagedFile):
+            lock.discard()  # a refused study leaves nothing behind, not even its lock file
+            raise
         write_plan(out, study, cells)
         if todo:
             writer = TaskWriter(study, cells, out, table.run_dir, pack=pack, workers=workers)

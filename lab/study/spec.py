@@ -100,7 +100,10 @@ def _with_tokens(cfg: RunConfig, tokens: int) -> RunConfig:
 
 
 def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -> list[Cell]:
-    """All cells of a study, checked: every config valid and long enough, ids unique."""
+    """All cells of a study, checked: every config valid and long enough, ids unique. Each
+    (seed, size)'s cells are checked as they are made, so a grid of a million cells with a bad one
+    is refused as soon as that one is reached, not after the whole grid is built (a windowed
+    IsoFLOP grid checks lengths after the window, which drops the sizes too short for a budget)."""
     check_values(study)
     if bool(study.tokens) == bool(study.budgets):
         raise ConfigError(
@@ -111,25 +114,35 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
     if study.branches and not study.tokens:
         raise ConfigError(f"study {study.name!r}: branches=True needs an N×D grid (tokens=[...])")
     base = apply_overrides(study.base, [*study.overrides, *extra_overrides])
-    cells = []
+    windowed = bool(study.budgets and study.window)
+    cells, ids = [], set()
     for seed in (int(s) for s in study.seeds):
         seeded = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
         for size in _sizes(study):
             if study.tokens:
-                cells += _grid_cells(study, seeded, size, seed, vocab_size)
+                new = _grid_cells(study, seeded, size, seed, vocab_size)
             else:
-                cells += _isoflop_cells(study, seeded, size, seed, vocab_size)
-    if study.budgets and study.window:
+                new = _isoflop_cells(study, seeded, size, seed, vocab_size)
+            _check_cells(study, new, ids, length=not windowed)
+            cells += new
+    if windowed:
         cells = _window(study, cells)
-    cells = _cross_lrs(study, cells)
-    for c in cells:
-        what = f"budget {c.budget_flops:.3g} FLOPs for {c.cell_id}" if c.budget_flops else c.cell_id
-        _check_length(study, c.config, what)
-    ids = [c.cell_id for c in cells]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})[0]
-        raise ConfigError(f"study {study.name!r}: two cells share the id {dup!r} (duplicate sizes?)")
+        _check_cells(study, cells, set(), length=True)
+    if study.lrs or study.lr_multipliers:
+        cells = _cross_lrs(study, cells)
+        _check_cells(study, cells, set(), length=False)
     return cells
+
+
+def _check_cells(study: Study, cells: list[Cell], ids: set, *, length: bool) -> None:
+    """Each cell long enough (when `length`) and its id new to `ids` (which it joins)."""
+    for c in cells:
+        if length:
+            what = f"budget {c.budget_flops:.3g} FLOPs for {c.cell_id}" if c.budget_flops else c.cell_id
+            _check_length(study, c.config, what)
+        if c.cell_id in ids:
+            raise ConfigError(f"study {study.name!r}: two cells share the id {c.cell_id!r} (duplicate sizes?)")
+        ids.add(c.cell_id)
 
 
 def _sizes(study: Study) -> list[dict]:
@@ -281,9 +294,12 @@ def _isoflop_cells(study: Study, cfg: RunConfig, size: dict, seed: int, vocab_si
 
 def _window(study: Study, cells: list[Cell]) -> list[Cell]:
     """Per budget, seed and variant, the `window` sizes nearest the guessed optimum in log N."""
+    groups: dict[tuple, list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.budget_flops, c.config.train.seed, c.variant), []).append(c)
     kept = []
-    for key in sorted({(c.budget_flops, c.config.train.seed, c.variant) for c in cells}):
-        group = [c for c in cells if (c.budget_flops, c.config.train.seed, c.variant) == key]
+    for key in sorted(groups):
+        group = groups[key]
         guess = math.sqrt(key[0] / (6.0 * study.tokens_per_param_guess))
         group.sort(key=lambda c: abs(math.log(model_costs(c.config.model).params_total / guess)))
         kept += sorted(group[: study.window], key=lambda c: model_costs(c.config.model).params_total)
