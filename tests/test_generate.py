@@ -110,7 +110,9 @@ def test_nucleus_sampling_keeps_the_tokens_that_reach_top_p():
     freq = np.bincount(draw(top_p=0.7), minlength=4) / len(keys)
     assert freq[2:].sum() == 0
     np.testing.assert_allclose(freq[:2], [5 / 8, 3 / 8], atol=0.03)
-    np.testing.assert_allclose(np.bincount(draw(top_p=1.0), minlength=4) / len(keys), [0.5, 0.3, 0.15, 0.05], atol=0.03)
+    np.testing.assert_allclose(
+        np.bincount(draw(top_p=1.0), minlength=4) / len(keys), [0.5, 0.3, 0.15, 0.05], atol=0.03
+    )
     assert set(draw(top_p=0.01)) == {0}  # the most likely token is always kept
     assert set(draw(top_p=0.7, top_k=1)) == {0}
 
