@@ -50,6 +50,9 @@ ICL = ("icl_accuracy", "icl_loss", "icl_pairs")  # in-context recall (lab.evals.
 
 # a member of a packed run (lab.training.packed): the pack it trained in; absent when the run trained alone
 PACK = ("pack_id",)
+# a run started from another run's checkpoint (lab train --init-from): that run directory and the step
+# of its checkpoint; absent when the run started from a fresh init
+INIT = ("init_from", "init_step")
 
 # the contract, in the column order of a results table
 FIELDS = IDENTITY + MODEL + VARIANT + PARAMS + COMPUTE + LOSSES + TIMING + MFU + DATA + REPEAT + MIX + QUANT + ICL

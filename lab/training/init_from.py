@@ -59,7 +59,11 @@ def check_init(init: InitFrom, cfg, mesh):
     src_cfg = source.load_config()
     if src_cfg is None:
         raise ConfigError(f"{what}: not a run directory (no readable config.json)")
-    steps = Checkpointer(source.checkpoints, read_only=True).steps() if source.checkpoints.is_dir() else []
+    steps = []
+    if source.checkpoints.is_dir():
+        ckpt = Checkpointer(source.checkpoints, read_only=True)
+        steps = ckpt.steps()
+        ckpt.close()
     if not steps:
         raise ConfigError(f"{what}: the run has no checkpoints")
     if init.step is not None and init.step not in steps:

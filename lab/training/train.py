@@ -21,6 +21,7 @@ from lab.costs import model_costs
 from lab.data import Corpus, val_batches
 from lab.evals.final import final_scores
 from lab.memory import check_compiled
+from lab.result import INIT
 from lab.rundir import RunDir
 from lab.training.batches import run_batch
 from lab.training.checkpoint import Checkpointer, abstract_like
@@ -219,13 +220,12 @@ class _Loop:
             self.params, self.opt_state = state
         init = self.options.init
         if init is not None:
+            step = init.step
             if state is None:  # a resumed run continues from its own checkpoint
                 log = sys.stderr if self.rundir.writer else None
                 params, opt_state, step = load_init(init, self.cfg, self.mesh, self.state_sh, log)
                 self.params, self.opt_state = params, self.opt_state if opt_state is None else opt_state
-                self.started_from = {"init_from": str(init.run_dir), "init_step": step}
-            else:
-                self.started_from = {"init_from": str(init.run_dir), "init_step": init.step}
+            self.started_from = dict(zip(INIT, (str(init.run_dir), step)))
         return self.state.start
 
     def save(self, step: int) -> None:
