@@ -146,3 +146,17 @@ def test_init_from_a_different_shape_or_step_is_one_line(tmp_path, reference_run
     assert main(tiny_cli(tmp_path / "S", "--init-from", str(reference_run), "--init-step", "7")) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no checkpoint at step 7" in err and "24" in err, err
+
+
+def test_init_optimizer_also_takes_the_adam_moments(tmp_path, reference_run, capsys):
+    """Same first loss (same weights); the first update differs (the source's moments and count,
+    not fresh ones), so the second loss does too."""
+    runs = {}
+    for name, extra in (("fresh", []), ("moments", ["--init-optimizer"])):
+        args = tiny_cli(tmp_path / name, "--init-from", str(reference_run), "--set", "train.log_every=1", *extra)
+        args[args.index("--steps") + 1] = "2"
+        assert main(args) == 0
+        runs[name] = [l["train_loss"] for l in lines_of(tmp_path / name) if "train_loss" in l]
+    assert "parameters and optimizer state from" in capsys.readouterr().err
+    assert runs["fresh"][0] == runs["moments"][0]
+    assert abs(runs["fresh"][1] - runs["moments"][1]) > 1e-4
