@@ -80,3 +80,21 @@ def test_a_damaged_newest_checkpoint_is_named_and_left_in_place(run, tmp_path, c
     assert err.count("\n") == 1 and "step 24 is damaged" in err, err
     assert tree(copy) == before
     assert not (copy / "checkpoints_corrupted").exists()
+
+
+def test_a_real_process_says_only_which_step(run):
+    """As a command (absl and orbax log to stderr there): stdout one JSON object, stderr one line."""
+    import subprocess
+
+    from tests.helpers.runs import env, lab_cmd
+
+    proc = subprocess.run(
+        lab_cmd("eval", run, "--step", "16", "--json", "--quant", "int8"),
+        env=env(1),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["step"] == 16
+    assert proc.stderr == f"lab eval: {run} at step 16\n"

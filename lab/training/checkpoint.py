@@ -66,6 +66,7 @@ def _drop_closed_loop_noise() -> None:
     hook._lab_quiet = True
     sys.unraisablehook = hook
     logging.getLogger("asyncio").addFilter(_orphaned_read_filter)
+    logging.getLogger("absl").addFilter(_read_only_filter)
 
 
 def _orphaned_read_filter(record: logging.LogRecord) -> bool:
@@ -74,6 +75,14 @@ def _orphaned_read_filter(record: logging.LogRecord) -> bool:
     lines). Those reads failed for the reason the one warning line already names."""
     message = record.getMessage()
     return not ("exception was never retrieved" in message and "async_deserialize" in message)
+
+
+def _read_only_filter(record: logging.LogRecord) -> bool:
+    """A read-only manager (lab sample, lab eval, --init-from) makes orbax warn that the directory
+    is read only, which is what was asked for; the command's own line says which step it used."""
+    return not record.getMessage().startswith(
+        ("Given directory is read only", "CheckpointManagerOptions.read_only")
+    )
 
 
 class Checkpointer:
