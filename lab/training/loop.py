@@ -242,7 +242,7 @@ def run_steps(
     t_mark = time.perf_counter()
     for step in range(start, cadence.steps):
         if profile is not None:
-            profile.before(step)
+            profile.before(step, pending)
         pending.append(runner.dispatch(step, batches.get(step)))
         done = step + 1
         if profile is not None:
@@ -275,9 +275,11 @@ class Profile:
         self.started = self.active = False
         self.traced = [0, 0]  # the first and last step traced
 
-    def before(self, step: int) -> None:
-        """Start tracing before the first step in range (on resume: the first one left)."""
+    def before(self, step: int, pending) -> None:
+        """Start tracing before the first step in range (on resume: the first one left), once the
+        steps dispatched before it have finished."""
         if not self.started and self.first <= step + 1 <= self.last:
+            jax.block_until_ready(pending)
             jax.profiler.start_trace(str(self.directory))
             self.started = self.active = True
             self.traced = [step + 1, step + 1]
