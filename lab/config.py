@@ -175,6 +175,7 @@ class TrainConfig:
     log_every: int = 0  # steps between metric lines; 0 = ~100 lines per run
     mlm_prob: float = 0.15  # encoder (masked LM): fraction of tokens masked
     microbatches: int = 1  # gradient accumulation: each step's batch in K sequential micro-batches
+    peak_flops: float = 0.0  # one device's peak FLOP/s for MFU; 0 = the nominal one (lab.costs), if known
 
     def validate(self) -> None:
         _choice("train.schedule", self.schedule, ("wsd", "cosine", "constant"))
@@ -189,7 +190,7 @@ class TrainConfig:
         _within("train.beta1", self.beta1, 0.0, 1.0, open_hi=True)
         _within("train.beta2", self.beta2, 0.0, 1.0, open_hi=True)
         _positive("train.eps", self.eps)
-        for name in ("grad_clip", "weight_decay", "z_loss"):
+        for name in ("grad_clip", "weight_decay", "z_loss", "peak_flops"):
             _within(f"train.{name}", getattr(self, name), 0, math.inf)
         for name in ("lr", "eps", "weight_decay", "grad_clip", "z_loss"):  # the optimizer computes in float32
             _float32(f"train.{name}", getattr(self, name))
@@ -251,13 +252,14 @@ class RunConfig:
     def hash(self) -> str:
         """Stable hash of everything that decides the result (seed included; not the mesh or
         checkpoint cadence, which change where and how, not what, is computed; nor the number of
-        micro-batches, which computes the same update in pieces)."""
+        micro-batches, which computes the same update in pieces; nor the peak MFU divides by)."""
         d = self.to_dict()
         for key in ("mesh", "checkpoint_every", "keep_checkpoints"):
             d.pop(key)
         for key in ("attn_impl", "remat"):  # how attention runs and what is recomputed, not what
             d["model"].pop(key)
         d["train"].pop("microbatches")
+        d["train"].pop("peak_flops")  # what MFU is measured against, not what is computed
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

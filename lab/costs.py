@@ -154,3 +154,55 @@ def model_costs(cfg: ModelConfig) -> Costs:
         flops_attention=3.0 * attention,
         flops_head=3.0 * head_flops,
     )
+
+
+# ----------------------------------------------------------------------------- device peaks
+
+# Nominal dense peaks per device, FLOP/s, by the model's compute dtype (model.dtype), for MFU =
+# flops_exact-rate / (peak × devices). NVIDIA's Hopper datasheets print tensor-core figures "with
+# sparsity": the dense figure is half of it. float32 matmuls run on TF32 tensor cores under JAX's
+# default precision on these GPUs (docs.jax.dev, "Matmul precision": "TF32 on recent GPUs"), so
+# float32 uses the TF32 dense figure, not the CUDA-core FP32 one (H100 SXM: 67 TFLOP/s), which a
+# default-precision run exceeds. Matched against jax's device_kind, first hit wins; other devices
+# (CPUs, TPUs) have no entry: `--set train.peak_flops=F` gives one.
+NOMINAL_PEAKS = (
+    (
+        "H200 NVL",
+        835e12,
+        417.5e12,
+        "NVIDIA H200 NVL datasheet: BF16 1,671 / TF32 835 TFLOPS with sparsity, halved",
+    ),
+    (
+        "H100 NVL",
+        835e12,
+        417.5e12,
+        "NVIDIA H100 NVL datasheet: BF16 1,671 / TF32 835 TFLOPS with sparsity, halved",
+    ),
+    (
+        "H100 PCIe",
+        756e12,
+        378e12,
+        "NVIDIA H100 PCIe datasheet: BF16 1,513 / TF32 756 TFLOPS with sparsity, halved",
+    ),
+    ("H200", 989e12, 494.5e12, "NVIDIA H200 SXM datasheet: BF16 1,979 / TF32 989 TFLOPS with sparsity, halved"),
+    ("H100", 989e12, 494.5e12, "NVIDIA H100 SXM datasheet: BF16 1,979 / TF32 989 TFLOPS with sparsity, halved"),
+    ("A100", 312e12, 156e12, "NVIDIA A100 datasheet: BF16 312 / TF32 156 TFLOPS dense"),
+)
+
+
+def nominal_peak(device_kind: str, dtype: str = "bfloat16") -> dict | None:
+    """{"flops_per_s", "dtype", "source"}: one device's nominal dense peak for a compute dtype
+    (bfloat16 and float16 share the tensor-core rate; float32 is TF32), else None."""
+    for key, half, tf32, source in NOMINAL_PEAKS:
+        if key.lower() in device_kind.lower():
+            flops = tf32 if dtype == "float32" else half
+            return {"flops_per_s": flops, "dtype": dtype, "source": source}
+    return None
+
+
+def run_peak(peak_flops: float, device_kind: str, dtype: str) -> dict | None:
+    """The per-device peak a run's MFU divides by: `train.peak_flops` when set (> 0), else the
+    nominal peak of the device for the dtype, else None (no MFU)."""
+    if peak_flops > 0:
+        return {"flops_per_s": float(peak_flops), "dtype": dtype, "source": "train.peak_flops"}
+    return nominal_peak(device_kind, dtype)

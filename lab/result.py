@@ -31,6 +31,9 @@ PARAMS = ("params_non_embedding", "params_embedding", "params_head", "params_tot
 COMPUTE = ("tokens", "flops_exact", "flops_6n", "flops_6n_total", "flops_deepseek")
 LOSSES = ("final_train_loss", "final_val_loss", "val_bits_per_byte")
 TIMING = ("wall_s", "tokens_per_s")
+# model FLOPs utilisation over the whole run and the per-device peak it divides by (lab.costs.run_peak);
+# null where the device's peak is unknown and train.peak_flops is unset (CPUs)
+MFU = ("mfu", "peak_flops")
 DATA = ("dataset", "corpus_fingerprint", "tokens_fingerprint")  # text alone; text + tokenizer
 REPEAT = ("unique_tokens", "epochs")  # training tokens drawn from; tokens / unique_tokens (data.unique_tokens)
 MIX = ("recall_mix",)  # fraction of training rows that are associative-recall text (data.recall_mix)
@@ -47,11 +50,14 @@ ICL = ("icl_accuracy", "icl_loss", "icl_pairs")  # in-context recall (lab.evals.
 
 # a member of a packed run (lab.training.packed): the pack it trained in; absent when the run trained alone
 PACK = ("pack_id",)
+# a run started from another run's checkpoint (lab train --init-from): that run directory and the step
+# of its checkpoint; absent when the run started from a fresh init
+INIT = ("init_from", "init_step")
 
 # the contract, in the column order of a results table
-FIELDS = IDENTITY + MODEL + VARIANT + PARAMS + COMPUTE + LOSSES + TIMING + DATA + REPEAT + MIX + QUANT + ICL
+FIELDS = IDENTITY + MODEL + VARIANT + PARAMS + COMPUTE + LOSSES + TIMING + MFU + DATA + REPEAT + MIX + QUANT + ICL
 # fields added after results were first written: a result without them is still trusted
-LATER = ("tokens_fingerprint",) + VARIANT + REPEAT + MIX + QUANT + ICL
+LATER = ("tokens_fingerprint",) + MFU + VARIANT + REPEAT + MIX + QUANT + ICL
 
 # what `lab train` prints when a run ends
 SUMMARY = (

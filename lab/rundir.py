@@ -8,6 +8,8 @@
     OUT/checkpoints/STEP/        orbax checkpoints
     OUT/checkpoints_corrupted/   damaged checkpoints, set aside (never deleted)
     OUT/branch_points/STEP/      kept checkpoints that WSD cooldown branches start from
+    OUT/profile/                 a jax.profiler trace of chosen steps (lab train --profile-steps)
+    OUT/tensorboard/, OUT/wandb/ live tracker logs (lab train --tracker)
 
 config.json and result.json are written atomically (`lab.files`); metrics.jsonl is appended line
 by line and, on resume, cut back to the checkpointed step so the resumed log equals an
@@ -31,13 +33,15 @@ from lab.result import problems
 
 MARKER, CONFIG, METRICS, RESULT, ERROR = ".lab-run", "config.json", "metrics.jsonl", "result.json", "error.txt"
 CHECKPOINTS, CORRUPTED, BRANCH_POINTS = "checkpoints", "checkpoints_corrupted", "branch_points"
-OWN_ENTRIES = (MARKER, CONFIG, METRICS, RESULT, ERROR, CHECKPOINTS, CORRUPTED, BRANCH_POINTS)
+PROFILE, TRACKERS = "profile", ("tensorboard", "wandb")  # lab train --profile-steps, --tracker
+OWN_ENTRIES = (MARKER, CONFIG, METRICS, RESULT, ERROR, CHECKPOINTS, CORRUPTED, BRANCH_POINTS, PROFILE, *TRACKERS)
 
 
 class RunDir:
     def __init__(self, path, writer: bool = True):
         self.path = Path(path)
         self.writer = writer  # only process 0 of a multi-host run writes
+        self.listeners: list = []  # called with each metrics line once written (a live tracker's log)
 
     # ------------------------------------------------------------------ layout
     @property
@@ -63,6 +67,10 @@ class RunDir:
     @property
     def corrupted_checkpoints(self) -> Path:
         return self.path / CORRUPTED
+
+    @property
+    def profile(self) -> Path:
+        return self.path / PROFILE
 
     @property
     def branch_points(self) -> Path:
@@ -184,6 +192,8 @@ class RunDir:
         if self.writer:
             with open(self.metrics_file, "a") as f:
                 f.write(json.dumps(clean_json(record)) + "\n")
+            for listen in self.listeners:
+                listen(record)
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop metric lines logged after `after_step` (they will be produced again)."""

@@ -101,6 +101,22 @@ def test_sampling_follows_top_k_softmax():
     assert int(sample_logits(logits, keys[0])[0]) == 0  # temperature 0: greedy
 
 
+def test_nucleus_sampling_keeps_the_tokens_that_reach_top_p():
+    """p = (0.5, 0.3, 0.15, 0.05), top-p 0.7: 0.5 < 0.7 so the second token joins and crosses it;
+    the rest are cut and the kept two are renormalised (5/8, 3/8). top-p 1: all four."""
+    logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
+    keys = jax.random.split(jax.random.key(0), 4000)
+    draw = lambda **kw: np.asarray(jax.vmap(lambda k: sample_logits(logits, k, temperature=1.0, **kw))(keys))[:, 0]
+    freq = np.bincount(draw(top_p=0.7), minlength=4) / len(keys)
+    assert freq[2:].sum() == 0
+    np.testing.assert_allclose(freq[:2], [5 / 8, 3 / 8], atol=0.03)
+    np.testing.assert_allclose(
+        np.bincount(draw(top_p=1.0), minlength=4) / len(keys), [0.5, 0.3, 0.15, 0.05], atol=0.03
+    )
+    assert set(draw(top_p=0.01)) == {0}  # the most likely token is always kept
+    assert set(draw(top_p=0.7, top_k=1)) == {0}
+
+
 def test_seeded_sampling_is_reproducible():
     cfg = MODELS["rope_gqa"]
     _, graphdef, params = split(cfg)
@@ -122,6 +138,9 @@ def test_generation_errors_are_one_line():
         generate(graphdef, cfg, params, prompt, cfg.seq_len, jax.random.key(0))
     with pytest.raises(ConfigError, match="top-k"):
         generate(graphdef, cfg, params, prompt, 2, jax.random.key(0), temperature=1.0, top_k=cfg.vocab_size + 1)
+    for bad in ({"top_p": 0.0}, {"top_p": 1.5}, {"top_p": float("nan")}, {"temperature": float("nan")}):
+        with pytest.raises(ConfigError, match="top-p"):
+            generate(graphdef, cfg, params, prompt, 2, jax.random.key(0), **{"temperature": 1.0, **bad})
     for bad in (float("nan"), float("inf"), -0.5):
         with pytest.raises(ConfigError, match="temperature must be a finite number >= 0"):
             generate(graphdef, cfg, params, prompt, 2, jax.random.key(0), temperature=bad)

@@ -36,20 +36,11 @@ import os
 import platform
 import time
 
+from lab import costs
 from lab.config import ConfigError, RunConfig, apply_overrides
 
 CONVENTIONS = ("flops_exact", "flops_6n", "flops_6n_total", "flops_deepseek")
 DTYPES = ("float32", "bfloat16")
-
-# Nominal dense bf16 tensor-core peaks, FLOP/s, from NVIDIA's datasheets, which list the figure
-# "with sparsity": the dense figure is half of it. Matched against jax's device_kind, first hit wins.
-NOMINAL_BF16_DENSE = (
-    ("H200 NVL", 835e12, "NVIDIA H200 NVL datasheet: BF16 1,671 TFLOPS with sparsity / 2"),
-    ("H100 NVL", 835e12, "NVIDIA H100 NVL datasheet: BF16 1,671 TFLOPS with sparsity / 2"),
-    ("H100 PCIe", 756e12, "NVIDIA H100 PCIe datasheet: BF16 1,513 TFLOPS with sparsity / 2"),
-    ("H200", 989e12, "NVIDIA H200 SXM datasheet: BF16 1,979 TFLOPS with sparsity / 2"),
-    ("H100", 989e12, "NVIDIA H100 SXM datasheet: BF16 1,979 TFLOPS with sparsity / 2"),
-)
 
 FORMULAS = {
     "matmul_peak": "2*N^3 / best time of an NxN jnp.dot (after warm-up), per dtype, over readings before the "
@@ -109,11 +100,9 @@ def cpu_model() -> str:
 
 
 def nominal_peak(device_kind: str) -> dict | None:
-    """{"flops_per_s", "dtype", "source"} of a card we know, else None (CPUs have none)."""
-    for key, flops, source in NOMINAL_BF16_DENSE:
-        if key.lower() in device_kind.lower():
-            return {"flops_per_s": flops, "dtype": "bfloat16", "source": source}
-    return None
+    """{"flops_per_s", "dtype", "source"} of a card we know (its bf16 dense peak, from the table
+    in `lab.costs`), else None (CPUs have none)."""
+    return costs.nominal_peak(device_kind, "bfloat16")
 
 
 # ----------------------------------------------------------------------------- measurements

@@ -197,9 +197,10 @@ RUN_DIR_HELP = "a run directory (what `lab train --out` wrote), with a checkpoin
 def add_sample_parser(sub) -> None:
     p = sub.add_parser(
         "sample",
-        help="generate text from a trained run's final checkpoint (KV-cached decoding)",
-        description="Restore RUN_DIR's newest checkpoint and continue a prompt; prints prompt + continuation. "
-        "encdec models encode the prompt (all but its last token) and decode from its last token.",
+        help="generate text from a trained run's checkpoint (KV-cached decoding)",
+        description="Restore RUN_DIR's checkpoint (the newest intact one, or --step) read-only and continue a "
+        "prompt; prints prompt + continuation, and on stderr which step was used. encdec models encode the "
+        "prompt (all but its last token) and decode from its last token.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help=RUN_DIR_HELP)
     p.add_argument("--prompt", default=None, help="text to continue (default: the start of the validation split)")
@@ -214,7 +215,18 @@ def add_sample_parser(sub) -> None:
         "--temperature", type=temperature, default=0.0, metavar="T", help="sampling temperature (0 = greedy)"
     )
     p.add_argument("--top-k", type=int, default=0, metavar="K", help="sample among the K most likely (0 = all)")
+    p.add_argument(
+        "--top-p",
+        type=float,
+        default=1.0,
+        metavar="P",
+        help="nucleus sampling: among the most likely tokens holding probability P (1 = all)",
+    )
+    p.add_argument(
+        "--num-samples", type=count, default=1, metavar="K", help="continuations of the prompt, drawn as one batch"
+    )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed")
+    _add_step(p)
     p.add_argument(
         "--quant", choices=["int8", "int4"], default=None, help="weight-only quantization (lab.model.quant)"
     )
@@ -224,17 +236,36 @@ def add_sample_parser(sub) -> None:
 def cmd_sample(args) -> int:
     from lab.evals.generate import sample
 
-    text = sample(
+    texts = sample(
         args.run_dir,
         prompt=args.prompt,
         tokens=args.tokens,
         temperature=args.temperature,
         top_k=args.top_k,
+        top_p=args.top_p,
+        num_samples=args.num_samples,
         seed=args.seed,
         quant=args.quant,
+        step=args.step,
+        log=sys.stderr,
     )
-    sys.stdout.write(text + "\n")
+    if len(texts) == 1:
+        sys.stdout.write(texts[0] + "\n")
+    else:
+        for i, text in enumerate(texts, 1):
+            sys.stdout.write(f"=== sample {i}/{len(texts)} ===\n{text}\n")
     return 0
+
+
+def _add_step(p) -> None:
+    p.add_argument(
+        "--step",
+        type=int,
+        default=None,
+        metavar="S",
+        help="the checkpoint of step S (default: the newest intact one; a damaged newest is named on "
+        "stderr and left in place)",
+    )
 
 
 def add_eval_parser(sub) -> None:
@@ -242,7 +273,8 @@ def add_eval_parser(sub) -> None:
         "eval",
         help="a trained run's validation loss with its weights quantized (int8, int4, bf16), "
         "and its in-context score",
-        description="Restore RUN_DIR's newest checkpoint and evaluate it on the run's validation set "
+        description="Restore RUN_DIR's checkpoint (the newest intact one, or --step) read-only, say on stderr "
+        "which step, and evaluate it on the run's validation set "
         "in float32 and with post-training weight-only quantization (lab.model.quant), "
         "plus the in-context recall task (lab.evals.icl).",
     )
@@ -255,12 +287,13 @@ def add_eval_parser(sub) -> None:
         action="store_true",
         help="print the numbers as one JSON object on stdout (and nothing else there)",
     )
+    _add_step(p)
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args) -> int:
     from lab.evals.final import eval_run, format_eval
 
-    res = eval_run(args.run_dir, quant=args.quant)
+    res = eval_run(args.run_dir, quant=args.quant, step=args.step, log=sys.stderr)
     print(json.dumps(res) if args.json else format_eval(res))
     return 0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -16,6 +17,9 @@ examples:
   lab train --out runs/s --model small --tokens 2e6 --set train.lr=1e-3
   lab train --out runs/syn --data synthetic --steps 2000     # loss approaches the known entropy
   lab train --out runs/m --mesh data=2,fsdp=2,tensor=2       # sharded over 8 devices
+  lab train --out runs/c --config my_run.py --set train.lr=1e-3   # my_run.py: def config(): return RunConfig(...)
+  lab train --out runs/cool --init-from runs/s --steps 200 --set train.schedule=constant
+  lab train --out runs/p --profile-steps 3:5                 # a jax.profiler trace in runs/p/profile
 
 --set takes any config field by dotted name (see config.json of any run for all of them):
   model.{d_model,n_layers,n_heads,n_kv_heads,d_ff,seq_len,pos_encoding,norm,mlp,tie_embeddings,...}
@@ -35,6 +39,13 @@ def add_train_parser(sub) -> None:
     )
     _presets_in_help(p)
     p.add_argument("--out", required=True, help="run directory (must be empty unless --resume/--overwrite)")
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE.py",
+        help="a Python file whose config() returns a lab.config.RunConfig: the run's config, instead of a "
+        "preset; the other flags and --set apply on top",
+    )
     p.add_argument("--model", default=None, help="model preset (default: tiny)")
     p.add_argument(
         "--data",
@@ -59,11 +70,57 @@ def add_train_parser(sub) -> None:
     mode.add_argument("--resume", action="store_true", help="continue the run in OUT from its latest checkpoint")
     mode.add_argument("--overwrite", action="store_true", help="delete OUT's contents and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    _add_extras(p)
     multi = p.add_argument_group("multi-host (one process per host; see README)")
     multi.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0")
     multi.add_argument("--num-processes", type=int, default=None, metavar="N")
     multi.add_argument("--process-id", type=int, default=None, metavar="I")
     p.set_defaults(func=cmd_train)
+
+
+def _add_extras(p) -> None:
+    """The flags that add to a run without changing its config: profile, tracker, init-from."""
+    p.add_argument(
+        "--profile-steps",
+        type=_step_range,
+        default=None,
+        metavar="A:B",
+        help="write a jax.profiler trace of steps A..B (1-based, inclusive) to OUT/profile (TensorBoard's "
+        "profile plugin or Perfetto read it)",
+    )
+    p.add_argument(
+        "--tracker",
+        choices=["tensorboard", "wandb"],
+        default=None,
+        help="also log the run live, offline, to OUT/tensorboard or OUT/wandb: every metrics line, the config, "
+        "the result (optional extra; lab.training.trackers)",
+    )
+    init = p.add_argument_group("starting from another run (lab.training.init_from)")
+    init.add_argument(
+        "--init-from",
+        default=None,
+        metavar="RUN_DIR",
+        help="start from this run's checkpoint parameters (read-only; shapes must match), not a fresh init",
+    )
+    init.add_argument(
+        "--init-step", type=int, default=None, metavar="S", help="its checkpoint of step S (default: the newest)"
+    )
+    init.add_argument(
+        "--init-optimizer",
+        action="store_true",
+        help="also take its optimizer state (Adam moments); by default the optimizer starts fresh",
+    )
+
+
+def _step_range(text: str) -> tuple[int, int]:
+    """A:B, two step numbers with 1 <= A <= B."""
+    try:
+        first, last = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected A:B, two step numbers, got {text!r}") from None
+    if not 1 <= first <= last:
+        raise argparse.ArgumentTypeError(f"expected 1 <= A <= B, got {text!r}")
+    return first, last
 
 
 def _presets_in_help(p) -> None:
@@ -86,10 +143,15 @@ def build_config(args):
     must agree with the saved value; only --mesh and --checkpoint-every may change."""
     from lab.rundir import RunDir
 
+    if args.init_step is not None and args.init_from is None:
+        raise ConfigError("--init-step needs --init-from RUN_DIR")
+    if args.init_optimizer and args.init_from is None:
+        raise ConfigError("--init-optimizer needs --init-from RUN_DIR")
     saved = RunDir(args.out).load_config() if args.resume else None
+    given = _config_file(args.config)
     if saved is None:
-        return _command_config(args, base=None).validate()
-    want = _command_config(args, base=saved)
+        return _command_config(args, base=given).validate()
+    want = _command_config(args, base=given or saved)
     conflicts = _differences(saved, want, ignore=("mesh", "checkpoint_every", "keep_checkpoints"))
     if conflicts:
         raise ConfigError(
@@ -97,6 +159,15 @@ def build_config(args):
             + "; ".join(f"{k} is {a!r} there, {b!r} here" for k, a, b in conflicts)
         )
     return want.validate()
+
+
+def _config_file(path):
+    """The RunConfig of --config FILE.py, or None."""
+    if path is None:
+        return None
+    from lab.study.load import load_run_config
+
+    return load_run_config(path)
 
 
 def _command_config(args, base):
@@ -161,10 +232,17 @@ def cmd_train(args) -> int:
     from lab.training.distributed import maybe_initialize
 
     maybe_initialize(args.coordinator, args.num_processes, args.process_id)
-    from lab.training.train import Preempted, RunFailed, train
+    from lab.training.train import InitFrom, Preempted, RunFailed, RunOptions, train
 
+    options = RunOptions(
+        profile_steps=args.profile_steps,
+        init=InitFrom(args.init_from, args.init_step, args.init_optimizer) if args.init_from else None,
+        tracker=args.tracker,
+    )
     try:
-        result = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+        result = train(
+            cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, options=options
+        )
     except RunFailed as e:
         print(f"lab train: run failed: {e}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ One jitted function computes all of it, so a run pays one extra compile, not fou
                                                    norms and position tables in float32
     icl_accuracy / icl_loss / icl_pairs             `lab.evals.icl` (absent where no prompt fits)
 
-`lab eval RUN_DIR [--quant int8|int4] [--json]` computes the same from a run's newest checkpoint.
+`lab eval RUN_DIR [--quant int8|int4] [--step S] [--json]` computes the same from a run's checkpoint.
 """
 
 from __future__ import annotations
@@ -93,20 +93,25 @@ def final_scores(graphdef, params, cfg, corpus, val_NxBxT1) -> dict:
     return out
 
 
-def eval_run(run_dir, quant: str | None = None) -> dict:
-    """`lab eval`: the float validation loss of a run's newest checkpoint and, for `quant` (int8 |
-    int4) or every format when None, the module docstring's figures."""
+def eval_run(run_dir, quant: str | None = None, step: int | None = None, log=None) -> dict:
+    """`lab eval`: the float validation loss of a run's checkpoint at `step` (default: the newest
+    intact one; `log` gets the line saying which) and, for `quant` (int8 | int4) or every format
+    when None, the module docstring's figures."""
     from lab.data import load_corpus, val_batches
-    from lab.evals.generate import load_run
+    from lab.evals.generate import restore_run
 
-    cfg, graphdef, params = load_run(run_dir)
+    cfg, graphdef, params, step, used = restore_run(run_dir, step, who="lab eval")
     corpus = load_corpus(cfg.data)
     val = jnp.asarray(
         val_batches(
             corpus.val, batch_size=cfg.train.batch_size, seq_len=cfg.model.seq_len, n_tokens=cfg.data.val_tokens
         )
     )
-    out = {"run_dir": str(run_dir), "val_loss": float(jax.jit(make_eval(graphdef, cfg))(params, val))}
+    out = {
+        "run_dir": str(run_dir),
+        "step": step,
+        "val_loss": float(jax.jit(make_eval(graphdef, cfg))(params, val)),
+    }
     scores = final_scores(graphdef, params, cfg, corpus, val)
     if quant:
         keep = {f"val_loss_{quant}", "weight_bytes_f32", f"weight_bytes_{quant}"}
@@ -115,12 +120,14 @@ def eval_run(run_dir, quant: str | None = None) -> dict:
     for fmt in FORMATS:
         if f"val_loss_{fmt}" in out:
             out[f"damage_{fmt}"] = out[f"val_loss_{fmt}"] / out["val_loss"] - 1
+    if log is not None:
+        print(used, file=log)
     return out
 
 
 def format_eval(res: dict) -> str:
     lines = [
-        f"{res['run_dir']}: val_loss {res['val_loss']:.4f} nats/token (float32 weights, "
+        f"{res['run_dir']} (step {res['step']}): val_loss {res['val_loss']:.4f} nats/token (float32 weights, "
         f"{res['weight_bytes_f32'] / 2**20:.2f} MiB)"
     ]
     for fmt in FORMATS:

@@ -95,14 +95,22 @@ def cached_forward(model, tokens_BxT, index, cache, cross_kv=None):
     return model.logits(x_BxTxD), (write(k_LxBxCxKxE, k_LxBxTxKxE), write(v_LxBxCxKxE, v_LxBxTxKxE))
 
 
-def sample_logits(logits_BxV, key, temperature: float = 0.0, top_k: int = 0):
-    """Greedy (temperature 0) or a draw from softmax(logits / temperature) over the top k."""
+def sample_logits(logits_BxV, key, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0):
+    """Greedy (temperature 0) or a draw from softmax(logits / temperature) over the top k, then
+    over the nucleus: the most likely tokens whose probabilities, taken in descending order, first
+    reach `top_p` (the token that crosses it included; the most likely token always kept)."""
     if temperature == 0.0:
         return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
     logits_BxV = logits_BxV / temperature
     if top_k:
         kth_Bx1 = jax.lax.top_k(logits_BxV, top_k)[0][:, -1:]
         logits_BxV = jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
+    if top_p < 1.0:
+        sorted_BxV = -jnp.sort(-logits_BxV, axis=-1)
+        p_BxV = jax.nn.softmax(sorted_BxV, axis=-1)
+        before_BxV = jnp.cumsum(p_BxV, axis=-1) - p_BxV  # mass of the more likely tokens
+        floor_Bx1 = jnp.min(jnp.where(before_BxV < top_p, sorted_BxV, jnp.inf), axis=-1, keepdims=True)
+        logits_BxV = jnp.where(logits_BxV < floor_Bx1, -jnp.inf, logits_BxV)
     return jax.random.categorical(key, logits_BxV, axis=-1).astype(jnp.int32)
 
 
@@ -122,6 +130,7 @@ def generate(
     *,
     temperature: float = 0.0,
     top_k: int = 0,
+    top_p: float = 1.0,
     source_BxS=None,
     unpack=None,
 ):
@@ -138,13 +147,15 @@ def generate(
             f"a prompt of {P} tokens + {n_new} new ones exceeds the model's trained context "
             f"({max_new_tokens(cfg, 0)} decoder positions)"
         )
-    if not (0 <= temperature < math.inf) or not 0 <= top_k <= cfg.vocab_size:
-        raise ConfigError(f"temperature must be a finite number >= 0 and top-k in [0, {cfg.vocab_size}]")
+    if not (0 <= temperature < math.inf and 0 <= top_k <= cfg.vocab_size and 0 < top_p <= 1):
+        raise ConfigError(
+            f"temperature must be a finite number >= 0, top-k in [0, {cfg.vocab_size}] and top-p in (0, 1]"
+        )
     if (cfg.arch == "encdec") != (source_BxS is not None):
         raise ConfigError("an encdec model generates from a source and a decoder prefix; a decoder from a prompt")
     if source_BxS is not None and not 1 <= source_BxS.shape[1] <= cfg.seq_len // 2:
         raise ConfigError(f"the source must have 1 to {cfg.seq_len // 2} tokens, got {source_BxS.shape[1]}")
-    fn = _compiled(graphdef, n_new, float(temperature), int(top_k), unpack or _identity)
+    fn = _compiled(graphdef, n_new, float(temperature), int(top_k), float(top_p), unpack or _identity)
     source_BxS = None if source_BxS is None else jnp.asarray(source_BxS, jnp.int32)
     return fn(params, jnp.asarray(prompt_BxP, jnp.int32), source_BxS, key)
 
@@ -154,19 +165,19 @@ def _identity(params):
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(graphdef, n_new: int, temperature: float, top_k: int, unpack):
+def _compiled(graphdef, n_new: int, temperature: float, top_k: int, top_p: float, unpack):
     def run(params, prompt_BxP, source_BxS, key):
         model = nnx.merge(graphdef, unpack(params))
         B, P = prompt_BxP.shape
         cache = init_cache(model.cfg, B, P + n_new)
         cross_kv = None if source_BxS is None else model.cross_kv(model.encode(source_BxS))
         logits_BxPxV, cache = cached_forward(model, prompt_BxP, 0, cache, cross_kv)
-        first_B = sample_logits(logits_BxPxV[:, -1], jax.random.fold_in(key, 0), temperature, top_k)
+        first_B = sample_logits(logits_BxPxV[:, -1], jax.random.fold_in(key, 0), temperature, top_k, top_p)
 
         def step(carry, i):
             token_B, cache = carry
             logits_Bx1xV, cache = cached_forward(model, token_B[:, None], P + i - 1, cache, cross_kv)
-            next_B = sample_logits(logits_Bx1xV[:, 0], jax.random.fold_in(key, i), temperature, top_k)
+            next_B = sample_logits(logits_Bx1xV[:, 0], jax.random.fold_in(key, i), temperature, top_k, top_p)
             return (next_B, cache), next_B
 
         _, rest_NxB = jax.lax.scan(step, (first_B, cache), jnp.arange(1, n_new))
@@ -178,11 +189,23 @@ def _compiled(graphdef, n_new: int, temperature: float, top_k: int, unpack):
 # ----------------------------------------------------------------------------- lab sample
 
 
-def load_run(run_dir):
-    """(RunConfig, graphdef, params) of a run directory's newest intact checkpoint."""
+def load_run(run_dir, step: int | None = None):
+    """(RunConfig, graphdef, params) of a run directory's checkpoint at `step` (default: the
+    newest intact one); see `restore_run`."""
+    return restore_run(run_dir, step)[:3]
+
+
+def restore_run(run_dir, step: int | None = None, who: str = "lab"):
+    """(RunConfig, graphdef, params, step, line) from a run directory's checkpoint, read-only:
+    nothing in the run directory changes, a damaged checkpoint included.
+
+    `step` None: the newest checkpoint that restores intact; a damaged newer one is named in
+    `line`. A given `step` must exist (else one line naming the steps there are) and be intact
+    (else one line; no other step is used in its place). `line`: which step was used, for the
+    caller to print (on stderr) once its command succeeded."""
     from lab import sharding
     from lab.rundir import RunDir
-    from lab.training.checkpoint import Checkpointer, abstract_like
+    from lab.training.checkpoint import abstract_like, restore_read_only
     from lab.training.optimizer import make_optimizer
     from lab.training.state import abstract_model, state_shardings
 
@@ -196,14 +219,9 @@ def load_run(run_dir):
     tx, _ = make_optimizer(cfg)
     param_sh, opt_sh, abstract = state_shardings(cfg, sharding.make_mesh(""), tx)  # what train saves, on 1 device
     abstract = abstract_like(abstract, (param_sh, opt_sh))
-    ckpt = Checkpointer(run.checkpoints, keep=cfg.keep_checkpoints, set_aside=run.corrupted_checkpoints)
-    try:
-        restored = ckpt.restore_latest(abstract)
-    finally:
-        ckpt.close()
-    if restored is None:
-        raise ConfigError(f"{run_dir} has no intact checkpoint")
-    return cfg, graphdef, restored[1][0]
+    s, state, _, damaged = restore_read_only(run.checkpoints, abstract, step, what=str(run_dir))
+    note = f"; newer checkpoint damaged, left in place: {', '.join(damaged)}" if damaged else ""
+    return cfg, graphdef, state[0], s, f"{who}: {run_dir} at step {s}{note}"
 
 
 def encode_text(corpus, text: str) -> np.ndarray:
@@ -229,14 +247,22 @@ def sample(
     tokens: int | None = None,
     temperature: float = 0.0,
     top_k: int = 0,
+    top_p: float = 1.0,
+    num_samples: int = 1,
     seed: int = 0,
     quant: str | None = None,
-) -> str:
-    """`lab sample`: the prompt (default: the start of the validation split) and its continuation
-    by the run's newest checkpoint, as text. `quant`: None, "int8" or "int4" (weight-only)."""
+    step: int | None = None,
+    log=None,
+) -> list[str]:
+    """`lab sample`: `num_samples` texts, each the prompt (default: the start of the validation
+    split) and a continuation by the run's checkpoint at `step` (default: the newest intact one;
+    `log` gets the line saying which), drawn together as one batch. `quant`: None, "int8" or
+    "int4" (weight-only)."""
     from lab.data import load_corpus
 
-    cfg, graphdef, params = load_run(run_dir)
+    if num_samples < 1:
+        raise ConfigError(f"--num-samples must be at least 1, got {num_samples}")
+    cfg, graphdef, params, _, used = restore_run(run_dir, step, who="lab sample")
     m = cfg.model
     if m.arch == "encoder":
         raise ConfigError(f"{run_dir} is an encoder (masked LM) and does not generate text")
@@ -256,19 +282,24 @@ def sample(
         from lab.model.quant import dequantize_unstacked, quantize
 
         params, unpack = quantize(params, bits=int(quant[3:])), dequantize_unstacked
-    new = generate(
+    rows = lambda x: None if x is None else np.repeat(x, num_samples, axis=0)
+    new_KxN = generate(
         graphdef,
         m,
         params,
-        prompt_1xP,
+        rows(prompt_1xP),
         n_new,
         jax.random.key(seed),
         temperature=temperature,
         top_k=top_k,
-        source_BxS=source,
+        top_p=top_p,
+        source_BxS=rows(source),
         unpack=unpack,
     )
-    return corpus.decode(ids) + corpus.decode(np.asarray(new[0]))
+    texts = [corpus.decode(ids) + corpus.decode(np.asarray(row)) for row in new_KxN]
+    if log is not None:
+        print(used, file=log)
+    return texts
 
 
 def _split_prompt(m, ids: np.ndarray):

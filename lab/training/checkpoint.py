@@ -7,7 +7,9 @@ logging window) determine everything that follows.
 
 Each checkpoint's JSON metadata carries a fingerprint of the saved arrays (per-leaf sum and sum
 of squares). A checkpoint that fails to restore, or restores to different numbers, is reported
-with a warning naming it and the one before is used.
+with a warning naming it and the one before is used. A read-only checkpointer (`lab sample`,
+`lab eval`, `lab train --init-from`) writes nothing: it neither moves a damaged checkpoint nor
+cleans up temporary directories; its caller says which step it used.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ import orbax.checkpoint as ocp
 
 class CheckpointWarning(UserWarning):
     pass
+
+
+class CheckpointDamaged(Exception):
+    """A checkpoint that does not restore, or restores to numbers other than those saved; the
+    message is one line (the first line of orbax's error, at most 200 characters)."""
 
 
 @jax.jit
@@ -59,6 +66,7 @@ def _drop_closed_loop_noise() -> None:
     hook._lab_quiet = True
     sys.unraisablehook = hook
     logging.getLogger("asyncio").addFilter(_orphaned_read_filter)
+    logging.getLogger("absl").addFilter(_read_only_filter)
 
 
 def _orphaned_read_filter(record: logging.LogRecord) -> bool:
@@ -69,23 +77,47 @@ def _orphaned_read_filter(record: logging.LogRecord) -> bool:
     return not ("exception was never retrieved" in message and "async_deserialize" in message)
 
 
+def _read_only_filter(record: logging.LogRecord) -> bool:
+    """A read-only manager (lab sample, lab eval, --init-from) makes orbax warn that the directory
+    is read only, which is what was asked for; the command's own line says which step it used."""
+    return not record.getMessage().startswith(
+        ("Given directory is read only", "CheckpointManagerOptions.read_only")
+    )
+
+
 class Checkpointer:
-    def __init__(self, directory: Path, *, keep: int = 2, async_save: bool = True, set_aside: Path | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        keep: int = 2,
+        async_save: bool = True,
+        set_aside: Path | None = None,
+        read_only: bool = False,
+    ):
         _drop_closed_loop_noise()
         self.directory = Path(directory).absolute()
+        self.read_only = read_only
         # where damaged checkpoints are moved (kept, never deleted); the run directory decides
         self.set_aside_dir = (
             Path(set_aside).absolute() if set_aside else self.directory.parent / "checkpoints_corrupted"
         )
-        self.manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
+        if read_only:  # every option orbax would otherwise reset (with a log line) set here
+            options = ocp.CheckpointManagerOptions(
+                read_only=True,
+                create=False,
+                max_to_keep=None,
+                cleanup_tmp_directories=False,
+                save_interval_steps=0,
+            )
+        else:
+            options = ocp.CheckpointManagerOptions(
                 max_to_keep=max(1, keep),
                 create=True,
                 enable_async_checkpointing=async_save,
                 cleanup_tmp_directories=True,
-            ),
-        )
+            )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -107,27 +139,36 @@ class Checkpointer:
         """
         for step in reversed(self.steps()):
             try:
-                restored = self.manager.restore(
-                    step,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
-                    ),
-                )
-                state, meta = restored["state"], restored["meta"]
-                if not _same_fingerprint(meta["fingerprint"], fingerprint(state)):
-                    raise ValueError("restored arrays do not match the saved fingerprint")
-            except Exception as e:  # orbax raises many types for damaged files
-                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-                moved = self._set_aside(step)
+                state, meta = self.restore(step, abstract_state)
+            except CheckpointDamaged as e:
+                where = "left in place" if self.read_only else f"moved to {self._set_aside(step)}"
                 warnings.warn(
-                    f"checkpoint {self.directory / str(step)} is unreadable or corrupted ({reason[:200]}); "
-                    f"moved to {moved}, falling back to the previous one",
+                    f"checkpoint {self.directory / str(step)} is unreadable or corrupted ({e}); "
+                    f"{where}, falling back to the previous one",
                     CheckpointWarning,
                     stacklevel=2,
                 )
                 continue
             return step, state, meta
         return None
+
+    def restore(self, step: int, abstract_state):
+        """(state, meta) of the checkpoint at `step`; CheckpointDamaged if it does not restore
+        intact. Moves nothing."""
+        try:
+            restored = self.manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+                ),
+            )
+            state, meta = restored["state"], restored["meta"]
+            if not _same_fingerprint(meta["fingerprint"], fingerprint(state)):
+                raise ValueError("restored arrays do not match the saved fingerprint")
+        except Exception as e:  # orbax raises many types for damaged files
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointDamaged(reason[:200]) from None
+        return state, meta
 
     def _set_aside(self, step: int) -> Path:
         """Move a damaged checkpoint out of the manager's way (kept, not deleted)."""
@@ -144,8 +185,38 @@ class Checkpointer:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
+        if not self.read_only:
+            self.manager.wait_until_finished()
         self.manager.close()
+
+
+def restore_read_only(directory: Path, abstract_state, step: int | None = None, what: str = ""):
+    """(step, state, meta, damaged) of the checkpoint at `step` in `directory`, or of the newest
+    intact one when `step` is None (`damaged`: "STEP (reason)" of each newer one that did not
+    restore, left where it is). Writes nothing. A missing step, a damaged chosen step, or no intact
+    checkpoint at all raise ConfigError, in one line starting with `what` (e.g. the run directory)."""
+    from lab.config import ConfigError
+
+    ckpt = Checkpointer(directory, read_only=True)
+    damaged = []
+    try:
+        steps = ckpt.steps()
+        if step is not None and step not in steps:
+            there = ", ".join(map(str, steps)) if steps else "none"
+            raise ConfigError(f"{what} has no checkpoint at step {step}; its checkpoint steps: {there}")
+        for s in [step] if step is not None else reversed(steps):
+            try:
+                state, meta = ckpt.restore(s, abstract_state)
+            except CheckpointDamaged as e:
+                if step is not None:
+                    raise ConfigError(f"{what}: the checkpoint of step {step} is damaged ({e})") from None
+                damaged.append(f"{s} ({e})")
+                continue
+            return s, state, meta, damaged
+    finally:
+        ckpt.close()
+    detail = f": damaged {', '.join(damaged)}" if damaged else ""
+    raise ConfigError(f"{what} has no intact checkpoint{detail}")
 
 
 def abstract_like(tree, shardings):

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from lab.config import RunConfig
-from lab.costs import model_costs
+from lab.costs import model_costs, run_peak
 
 LN2 = math.log(2.0)
 
@@ -84,13 +84,29 @@ class Cadence:
         )
 
 
+def device_peak(cfg: RunConfig) -> dict | None:
+    """The per-device peak FLOP/s a run's MFU divides by (`lab.costs.run_peak`), or None."""
+    return run_peak(cfg.train.peak_flops, jax.devices()[0].device_kind, cfg.model.dtype)
+
+
+def mfu(flops_per_s: float | None, peak: dict | None) -> float | None:
+    """Model FLOPs utilisation: the flops_exact rate over the peak of all devices."""
+    if not flops_per_s or peak is None:
+        return None
+    return flops_per_s / (peak["flops_per_s"] * jax.device_count())
+
+
 class MetricLines:
-    """The lines of a run's metrics.jsonl: a training line and a validation line."""
+    """The lines of a run's metrics.jsonl: a training line and a validation line. A training
+    line's flops_per_s is flops_exact × tokens_per_s (since the run started or resumed); its mfu,
+    present where the device's peak is known or set, is that over the peak of all devices (a
+    pack's member: its share of the pack's devices)."""
 
     def __init__(self, cfg: RunConfig, bytes_per_token: float):
         self.tokens_per_step = cfg.tokens_per_step
         self.flops_per_token = model_costs(cfg.model).flops_exact
         self.to_bits_per_byte = 1.0 / (LN2 * bytes_per_token)
+        self.peak = device_peak(cfg)
 
     def train(self, step: int, train_loss: float, last_metrics: dict, tokens_per_s: float) -> dict:
         tokens = step * self.tokens_per_step
@@ -102,6 +118,8 @@ class MetricLines:
             "lr": float(last_metrics["lr"]),
             "grad_norm": float(last_metrics["grad_norm"]),
             "tokens_per_s": tokens_per_s,
+            "flops_per_s": self.flops_per_token * tokens_per_s,
+            **({"mfu": mfu(self.flops_per_token * tokens_per_s, self.peak)} if self.peak else {}),
         }
 
     def val(self, step: int, loss: float) -> dict:
@@ -166,13 +184,18 @@ class RunProgress:
         steps = cfg.total_steps
         tokens_per_s = (steps - self.start) * cfg.tokens_per_step / train_time if train_time > 0 else None
         flops_per_token = model_costs(cfg.model).flops_exact
+        flops_per_s = tokens_per_s * flops_per_token if tokens_per_s else None
+        peak = device_peak(cfg)
         return {
             "status": "completed",
             "final_train_loss": self.last_train,
             "final_val_loss": self.last_eval["val_loss"],
             "val_bits_per_byte": self.last_eval["val_bits_per_byte"],
             "tokens_per_s": tokens_per_s,
-            "flops_per_s": tokens_per_s * flops_per_token if tokens_per_s else None,
+            "flops_per_s": flops_per_s,
+            "mfu": mfu(flops_per_s, peak),  # the run's mean: total FLOPs over training time, over the peak
+            "peak_flops": peak["flops_per_s"] if peak else None,  # per device
+            "peak_flops_source": peak["source"] if peak else None,
             "resumed_from_step": self.start,
             "mesh": dict(mesh.shape),
             "devices": jax.device_count(),
@@ -197,21 +220,33 @@ class Runner(Protocol):
     def running(self) -> bool: ...  # False once nothing is left to train (every member diverged)
 
 
-def train_steps(runner: Runner, cadence: Cadence, start: int, stop: StopFlag) -> float:
+def train_steps(
+    runner: Runner, cadence: Cadence, start: int, stop: StopFlag, profile: Profile | None = None
+) -> float:
     """Steps start .. cadence.steps-1 with prefetched batches; returns the seconds spent training
     (evaluation and checkpointing excluded)."""
     with Prefetch(runner.batch, start, cadence.steps) as batches:
-        return run_steps(runner, cadence, start, stop, batches)
+        try:
+            return run_steps(runner, cadence, start, stop, batches, profile)
+        finally:
+            if profile is not None:
+                profile.close()
 
 
-def run_steps(runner: Runner, cadence: Cadence, start: int, stop: StopFlag, batches: Prefetch) -> float:
+def run_steps(
+    runner: Runner, cadence: Cadence, start: int, stop: StopFlag, batches: Prefetch, profile: Profile | None = None
+) -> float:
     """The hot loop. Metrics stay on device until a log/eval/checkpoint step (or a stop signal);
     there the runner records them, saves if due, and a stop raises Preempted after saving."""
     pending, train_time = [], 0.0
     t_mark = time.perf_counter()
     for step in range(start, cadence.steps):
+        if profile is not None:
+            profile.before(step, pending)
         pending.append(runner.dispatch(step, batches.get(step)))
         done = step + 1
+        if profile is not None:
+            profile.after(done, pending)
         due = cadence.due(done)
         if not (due.log or due.eval or due.checkpoint or stop.signum):
             continue
@@ -226,6 +261,44 @@ def run_steps(runner: Runner, cadence: Cadence, start: int, stop: StopFlag, batc
             break
         t_mark = time.perf_counter()
     return train_time
+
+
+class Profile:
+    """A `jax.profiler` trace (TensorBoard's profile plugin / Perfetto read it) of training steps
+    first .. last, counted as metrics.jsonl counts them (step k is the k-th step): the trace starts
+    before step `first` is dispatched and stops once step `last` has finished on the devices; its
+    files land in `directory`/plugins/profile/<time>/. The steps traced run slower (the tracer and
+    the wait at the end), which the run's tokens_per_s includes. `log` gets one line saying where."""
+
+    def __init__(self, first: int, last: int, directory, log=None):
+        self.first, self.last, self.directory, self.log = first, last, directory, log
+        self.started = self.active = False
+        self.traced = [0, 0]  # the first and last step traced
+
+    def before(self, step: int, pending) -> None:
+        """Start tracing before the first step in range (on resume: the first one left), once the
+        steps dispatched before it have finished."""
+        if not self.started and self.first <= step + 1 <= self.last:
+            jax.block_until_ready(pending)
+            jax.profiler.start_trace(str(self.directory))
+            self.started = self.active = True
+            self.traced = [step + 1, step + 1]
+
+    def after(self, done: int, pending) -> None:
+        if self.active:
+            self.traced[1] = done
+            if done == self.last:
+                jax.block_until_ready(pending)
+                self.close()
+
+    def close(self) -> None:
+        if not self.active:
+            return
+        jax.profiler.stop_trace()
+        self.active = False
+        if self.log is not None:
+            first, last = self.traced
+            print(f"lab train: profile of steps {first}:{last} in {self.directory}", file=self.log)
 
 
 class Prefetch:

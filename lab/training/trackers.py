@@ -1,5 +1,12 @@
-"""Experiment trackers for studies (`lab study --tracker tensorboard|wandb`), offline, optional.
+"""Experiment trackers (`lab train --tracker tensorboard|wandb`, `lab study --tracker ...`), offline,
+optional.
 
+`lab train --tracker KIND` logs live (`LiveTracker`): every metrics.jsonl line (training and
+evaluation) as scalars at its step the moment it is written (TensorBoard's writer is flushed per
+line, so the curves can be watched while the run trains), the resolved config at the start and the
+result's numbers at the end; under OUT/tensorboard/ or OUT/wandb/ (offline).
+
+For studies:
 When a cell finishes, its run directory (config.json and metrics.jsonl, the truth) is replayed into
 the tracker as one tracker run named by the cell and grouped by the study: every logged metric as a
 scalar at its step, the resolved config as text (TensorBoard) or the run's config (wandb). The
@@ -92,3 +99,66 @@ def log_run(kind: str, root: Path, study: str, cell_id: str, run_dir: Path) -> s
     config_path = run_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     return WRITERS[kind](root, study, cell_id, config, run_dir / "metrics.jsonl")
+
+
+class LiveTracker:
+    """One run logged as it trains, into `kind` under `root`: `log(record)` per metrics line,
+    `finish(result)` at the end. `group`: the study (wandb group; TensorBoard text)."""
+
+    def __init__(self, kind: str, root: Path, name: str, config: dict, group: str | None = None):
+        check_available(kind)
+        root.mkdir(parents=True, exist_ok=True)
+        self.kind, self.root = kind, root
+        if kind == "tensorboard":
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(logdir=str(root), flush_secs=1)
+            self.writer.add_text("config", "```\n" + json.dumps(config, indent=1, sort_keys=True) + "\n```", 0)
+            if group:
+                self.writer.add_text("study", group, 0)
+            self.writer.flush()
+        else:
+            import wandb
+
+            self.run = wandb.init(
+                mode="offline",
+                dir=str(root),
+                project=group or "lab",
+                group=group,
+                name=name,
+                config=config,
+                reinit=True,
+            )
+
+    def log(self, record: dict) -> None:
+        step = record.get("step")
+        if not isinstance(step, int):
+            return
+        values = {
+            k: float(v)
+            for k, v in record.items()
+            if k not in SKIP_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        if self.kind == "tensorboard":
+            for name, v in values.items():
+                self.writer.add_scalar(name, v, step)
+            self.writer.flush()
+        else:
+            self.run.log(values, step=step)
+
+    def finish(self, result: dict) -> None:
+        numbers = {
+            f"result/{k}": float(v)
+            for k, v in result.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        if self.kind == "tensorboard":
+            self.writer.add_text(
+                "result", "```\n" + json.dumps(result, indent=1, sort_keys=True, default=str) + "\n```", 0
+            )
+            for k, v in numbers.items():
+                self.writer.add_scalar(k, v, 0)
+            self.writer.close()
+        else:
+            self.run.summary.update({**{k[7:]: v for k, v in numbers.items()}, "status": result.get("status")})
+            self.run.finish()

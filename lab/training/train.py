@@ -9,20 +9,23 @@ from __future__ import annotations
 import errno
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from lab import sharding
-from lab.config import RunConfig, model_impl
+from lab.config import ConfigError, RunConfig, model_impl
 from lab.costs import model_costs
 from lab.data import Corpus, val_batches
 from lab.evals.final import final_scores
 from lab.memory import check_compiled
+from lab.result import INIT
 from lab.rundir import RunDir
 from lab.training.batches import run_batch
 from lab.training.checkpoint import Checkpointer, abstract_like
+from lab.training.init_from import InitFrom, check_init, load_init
 from lab.training.interrupt import interruptible
 from lab.training.loop import (
     Cadence,
@@ -30,6 +33,7 @@ from lab.training.loop import (
     Due,
     MetricLines,
     Preempted,
+    Profile,
     RunFailed,
     RunProgress,
     StopFlag,
@@ -45,9 +49,43 @@ from lab.training.runs import (
 )
 from lab.training.state import abstract_model
 from lab.training.step import compile_step, jit_eval
+from lab.training.trackers import LiveTracker, check_available
 from lab.training.xla_memory import memory_report
 
-__all__ = ["Diverged", "Preempted", "RunFailed", "train"]  # the exceptions a caller of `train` catches
+__all__ = [
+    "Diverged",
+    "InitFrom",
+    "Preempted",
+    "RunFailed",
+    "RunOptions",
+    "train",
+]  # what a caller of `train` uses
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `lab train` may add to a run besides its config (none of it enters the config hash):
+    `profile_steps` (first, last): a jax.profiler trace of those steps in OUT/profile;
+    `init`: start from another run's checkpoint (`lab.training.init_from`); `tracker`:
+    "tensorboard" | "wandb", a live log in OUT/<tracker>/ (`lab.training.trackers.LiveTracker`),
+    grouped by `group` (a study's name)."""
+
+    profile_steps: tuple[int, int] | None = None
+    init: InitFrom | None = None
+    tracker: str | None = None
+    group: str | None = None
+
+    def check(self, cfg: RunConfig, mesh) -> None:
+        if self.init is not None:
+            check_init(self.init, cfg, mesh)
+        if self.tracker:
+            check_available(self.tracker)
+        if self.profile_steps:
+            first, last = self.profile_steps
+            if not 1 <= first <= last <= cfg.total_steps:
+                raise ConfigError(
+                    f"--profile-steps {first}:{last}: need 1 <= A <= B <= {cfg.total_steps} (the run's steps)"
+                )
 
 
 # ----------------------------------------------------------------------------- the run
@@ -62,6 +100,7 @@ def train(
     progress: bool = True,
     extra_result: dict | None = None,
     keep_steps: tuple[int, ...] = (),
+    options: RunOptions = RunOptions(),
 ) -> dict:
     """Train one model; returns the result dict (also written to OUT/result.json).
 
@@ -73,6 +112,7 @@ def train(
     also kept in OUT/branch_points/STEP (the starting points of WSD cooldown branches).
     """
     cfg, corpus, mesh = checked_setup(cfg)
+    options.check(cfg, mesh)
     rundir = RunDir.prepare(out, resume=resume, overwrite=overwrite, writer=jax.process_index() == 0)
     if resume:
         done = finished_result(rundir, cfg)
@@ -81,14 +121,26 @@ def train(
     costs = model_costs(cfg.model)
     result = {**result_header(cfg, corpus, rundir, costs), **(extra_result or {})}
     write_config(rundir, cfg, costs)
-    return _run(cfg, corpus, rundir, mesh, result, progress=progress, keep_steps=keep_steps)
+    tracker = None
+    if options.tracker and rundir.writer:
+        config = {**cfg.to_dict(), "config_hash": cfg.hash()}
+        tracker = LiveTracker(
+            options.tracker, rundir.path / options.tracker, rundir.path.name, config, options.group
+        )
+        rundir.listeners.append(tracker.log)
+    try:
+        return _run(cfg, corpus, rundir, mesh, result, progress=progress, keep_steps=keep_steps, options=options)
+    finally:
+        if tracker is not None:
+            tracker.finish(result)
 
 
-def _run(cfg, corpus, rundir: RunDir, mesh, result: dict, *, progress: bool, keep_steps) -> dict:
+def _run(cfg, corpus, rundir: RunDir, mesh, result: dict, *, progress: bool, keep_steps, options) -> dict:
     """Train, then write the result: completed, diverged, or failed (and raise RunFailed)."""
     t_start = time.perf_counter()
     try:
-        result.update(_Loop(cfg, corpus, rundir, mesh, progress=progress, keep_steps=keep_steps).run())
+        loop = _Loop(cfg, corpus, rundir, mesh, progress=progress, keep_steps=keep_steps, options=options)
+        result.update(loop.run())
     except Diverged as e:
         result.update(status="diverged", error=str(e))
     except (Preempted, KeyboardInterrupt):
@@ -122,8 +174,10 @@ class _Loop:
         *,
         progress: bool,
         keep_steps: tuple[int, ...] = (),
+        options: RunOptions = RunOptions(),
     ):
         self.cfg, self.corpus, self.rundir, self.mesh, self.progress = cfg, corpus, rundir, mesh, progress
+        self.options, self.started_from = options, {}
         self.steps = cfg.total_steps
         self.cadence = Cadence.of(cfg, keep_steps)
         self.lines = MetricLines(cfg, corpus.bytes_per_token)
@@ -164,6 +218,14 @@ class _Loop:
         state = self.state.resume(self.rundir, restored)
         if state is not None:
             self.params, self.opt_state = state
+        init = self.options.init
+        if init is not None:
+            step = init.step
+            if state is None:  # a resumed run continues from its own checkpoint
+                log = sys.stderr if self.rundir.writer else None
+                params, opt_state, step = load_init(init, self.cfg, self.mesh, self.state_sh, log)
+                self.params, self.opt_state = params, self.opt_state if opt_state is None else opt_state
+            self.started_from = dict(zip(INIT, (str(init.run_dir), step)))
         return self.state.start
 
     def save(self, step: int) -> None:
@@ -185,7 +247,7 @@ class _Loop:
             try:
                 start = self.restore(self.ckpt)
                 self.bar = _progress(self.steps, start, self.progress)
-                train_time = train_steps(self, self.cadence, start, stop)
+                train_time = train_steps(self, self.cadence, start, stop, self._profile())
                 self.bar.close()
                 if self.state.last_eval is None:  # resumed from the final checkpoint: evaluate it again
                     self.evaluate(self.steps, log=False)
@@ -194,9 +256,16 @@ class _Loop:
                 self.ckpt.close()  # waits for an in-flight async save
         return {
             **self.state.completed(self.cfg, self.mesh, train_time),
+            **self.started_from,
             **facts,
             **final,
         }  # final: quantized losses, weight bytes, in-context recall (lab.evals.final)
+
+    def _profile(self) -> Profile | None:
+        if not self.options.profile_steps:
+            return None
+        log = sys.stderr if self.rundir.writer else None
+        return Profile(*self.options.profile_steps, self.rundir.profile, log)
 
     def dispatch(self, step: int, batch) -> dict:
         self.params, self.opt_state, metrics = self.step_fn(self.params, self.opt_state, batch, np.int32(step))
