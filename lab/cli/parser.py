@@ -4,7 +4,6 @@ error handler shared with `python -m analysis`."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from analysis.cli import HelpFormatter, OneLineParser
 from analysis.cli import add_parsers as add_analysis_parsers
@@ -53,7 +52,3 @@ def main(argv=None) -> int:
     else:
         runtime.setup()
     return run_command(f"lab {args.command}", lambda: args.func(args), user_errors=(ConfigError, DamagedFile))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
