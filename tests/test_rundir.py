@@ -197,3 +197,44 @@ def test_files_named_like_a_run_are_not_taken_over(tmp_path, capsys, make, mode)
     assert train_cli(d, mode) == 2
     assert "not a run directory the lab recognises" in one_error_line(capsys)
     assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+
+
+LONG_RUN = ["--steps", "100000", "--quiet", *set_args(TINY)[:8], "--set", "model.n_heads=8"]
+LONG_RUN += ["--set", "model.seq_len=32", "--set", "train.log_every=10", "--set", "train.eval_every=5000"]
+
+
+def test_a_second_writer_of_a_live_run_is_refused_naming_the_holder(tmp_path, capsys):
+    """Issue 22: two `lab train --out X --resume` (a requeued job while the old one still runs)
+    interleaved their metrics, and a concurrent --overwrite deleted a live run's files. The second
+    command is refused in one line naming the holder, exit 2, and changes nothing."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.helpers.runs import env, lab_cmd
+
+    out = tmp_path / "live"
+    cmd = lab_cmd("train", "--out", out, *LONG_RUN, "--checkpoint-every", "50")
+    first = subprocess.Popen(cmd, env=env(), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not ((out / "metrics.jsonl").is_file() and any((out / "checkpoints").glob("[0-9]*"))):
+            assert first.poll() is None and time.time() < deadline, first.stderr.read() if first.poll() else "slow"
+            time.sleep(0.2)
+        assert json.loads((out / ".lock").read_text())["pid"] == first.pid
+        for mode in ("--resume", "--overwrite"):
+            assert main(["train", "--out", str(out), *LONG_RUN, mode]) == 2
+            line = one_error_line(capsys)
+            assert f"run directory {out} is in use by another process (pid {first.pid} on " in line, line
+            assert "lab train --out" in line and "(nothing was changed)" in line
+            assert (out / "config.json").is_file() and (out / ".lab-run").is_file(), mode
+        first.send_signal(signal.SIGTERM)  # the first run saves a checkpoint and stops (143)
+        assert first.wait(120) == 143, first.stderr.read()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    steps = [step for kind, step in losses(out) if kind == "train"]
+    assert steps == list(range(10, steps[-1] + 1, 10))  # one writer: every step once, in order
+    saved = max(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] <= saved < steps[-1] + 10  # the log goes up to the checkpoint the stop saved

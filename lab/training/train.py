@@ -66,7 +66,8 @@ def train(
     """Train one model; returns the result dict (also written to OUT/result.json).
 
     User errors (bad config, a corpus too short for it, a model that does not fit, an occupied or
-    foreign run directory) raise ConfigError before anything is written. A NaN/inf loss ends the
+    foreign run directory, one another process is writing) raise ConfigError before anything is
+    written. A NaN/inf loss ends the
     run with status `diverged`; SIGTERM/SIGINT save a checkpoint and raise Preempted (no result is
     written: the run is unfinished); any other exception is recorded as status `failed`
     (traceback in OUT/error.txt) and raised as RunFailed. `keep_steps`: steps whose checkpoints are
@@ -74,14 +75,17 @@ def train(
     """
     cfg, corpus, mesh = checked_setup(cfg)
     rundir = RunDir.prepare(out, resume=resume, overwrite=overwrite, writer=jax.process_index() == 0)
-    if resume:
-        done = finished_result(rundir, cfg)
-        if done is not None:
-            return done
-    costs = model_costs(cfg.model)
-    result = {**result_header(cfg, corpus, rundir, costs), **(extra_result or {})}
-    write_config(rundir, cfg, costs)
-    return _run(cfg, corpus, rundir, mesh, result, progress=progress, keep_steps=keep_steps)
+    try:  # the run directory is locked (one writer) until the run ends, however it ends
+        if resume:
+            done = finished_result(rundir, cfg)
+            if done is not None:
+                return done
+        costs = model_costs(cfg.model)
+        result = {**result_header(cfg, corpus, rundir, costs), **(extra_result or {})}
+        write_config(rundir, cfg, costs)
+        return _run(cfg, corpus, rundir, mesh, result, progress=progress, keep_steps=keep_steps)
+    finally:
+        rundir.release()
 
 
 def _run(cfg, corpus, rundir: RunDir, mesh, result: dict, *, progress: bool, keep_steps) -> dict:

@@ -83,22 +83,31 @@ def train_pack(
     cfg0, corpus, mesh = checked_setup(cfgs[0])
     cfgs = [cfg0] + [resolve_config(c, corpus) for c in cfgs[1:]]
     extras = extra_results or [{} for _ in cfgs]
-    results, members = [None] * len(cfgs), []
-    for i, (cfg, out, extra) in enumerate(zip(cfgs, outs, extras)):
-        rundir = RunDir.prepare(out, resume=resume, overwrite=overwrite, writer=jax.process_index() == 0)
-        done = finished_result(rundir, cfg) if resume else None
-        if done is not None:  # stays in the pack, idle, so the others run the program they started in
-            results[i] = done
-            members.append((i, Member(cfg, rundir, done, alive=False, done=True)))
-            continue
-        costs = model_costs(cfg.model)
-        header = {**result_header(cfg, corpus, rundir, costs), **extra, "pack_id": pack_id}
-        write_config(rundir, cfg, costs)
-        members.append((i, Member(cfg, rundir, header)))
-    if any(not m.done for _, m in members):
-        for (i, _), res in zip(members, _run([m for _, m in members], corpus, mesh, progress)):
-            results[i] = res
-    return results
+    rundirs, members = [], []
+    try:  # every member's run directory is locked (one writer) until the pack ends
+        for cfg, out, extra in zip(cfgs, outs, extras):
+            rundirs.append(
+                RunDir.prepare(out, resume=resume, overwrite=overwrite, writer=jax.process_index() == 0)
+            )
+            members.append(_member(cfg, rundirs[-1], corpus, resume, {**extra, "pack_id": pack_id}))
+        if all(m.done for m in members):
+            return [m.result for m in members]
+        return _run(members, corpus, mesh, progress)
+    finally:
+        for rundir in rundirs:
+            rundir.release()
+
+
+def _member(cfg: RunConfig, rundir: RunDir, corpus, resume: bool, extra: dict) -> Member:
+    """A member, with its header written (config.json); one that finished before (found on
+    resume) stays in the pack, idle, so the others run the program they started in."""
+    done = finished_result(rundir, cfg) if resume else None
+    if done is not None:
+        return Member(cfg, rundir, done, alive=False, done=True)
+    costs = model_costs(cfg.model)
+    header = {**result_header(cfg, corpus, rundir, costs), **extra}
+    write_config(rundir, cfg, costs)
+    return Member(cfg, rundir, header)
 
 
 def _run(members: list[Member], corpus, mesh, progress: bool) -> list[dict]:
