@@ -7,6 +7,7 @@ diverged or failed).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import time
 import traceback
 
@@ -88,6 +89,14 @@ def write_config(rundir: RunDir, cfg: RunConfig, costs) -> None:
     rundir.write_config(
         {**cfg.to_dict(), "config_hash": cfg.hash(), "costs": costs.as_dict(), "warmup_steps": warmup_steps(cfg)}
     )
+
+
+def disk_full_error(e: BaseException) -> OSError:
+    """The OSError(ENOSPC) a full disk raised (or the one a checkpoint's disk-full error became),
+    which the CLI reports in one line, exit 2 (`analysis.errors.run_command`)."""
+    while e is not None and not (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)):
+        e = e.__cause__ or e.__context__
+    return e if e is not None else OSError(errno.ENOSPC, "No space left on device")
 
 
 def record_failed(rundir: RunDir, result: dict, e: BaseException, t_start: float) -> None:

@@ -6,7 +6,6 @@ resume, and the run directory's files. The loop and its cadence are `lab.trainin
 
 from __future__ import annotations
 
-import errno
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from lab.evals.final import final_scores
 from lab.memory import check_compiled
 from lab.rundir import RunDir
 from lab.training.batches import run_batch
-from lab.training.checkpoint import Checkpointer, abstract_like
+from lab.training.checkpoint import Checkpointer, abstract_like, is_disk_full
 from lab.training.interrupt import interruptible
 from lab.training.loop import (
     Cadence,
@@ -37,6 +36,7 @@ from lab.training.loop import (
 )
 from lab.training.runs import (
     checked_setup,
+    disk_full_error,
     finished_result,
     record_ended,
     record_failed,
@@ -98,17 +98,12 @@ def _run(cfg, corpus, rundir: RunDir, mesh, result: dict, *, progress: bool, kee
     except (Preempted, KeyboardInterrupt):
         raise
     except Exception as e:
-        if _is_disk_full(e):
-            raise
+        if is_disk_full(e):  # the user's to fix, not a failed run: the CLI says so in one line
+            raise disk_full_error(e) from None
         record_failed(rundir, result, e, t_start)
         raise RunFailed(result["error"]) from e
     record_ended(rundir, result, t_start)
     return result
-
-
-def _is_disk_full(e: BaseException) -> bool:
-    """A full disk is the user's to fix, not a failed run: the CLI says so in one line."""
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)  # as analysis.errors.run_command
 
 
 class _Loop:

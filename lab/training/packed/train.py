@@ -32,7 +32,7 @@ from lab.evals.final import final_scores
 from lab.result import LOSSES
 from lab.rundir import RunDir
 from lab.training.batches import pack_batch
-from lab.training.checkpoint import Checkpointer
+from lab.training.checkpoint import Checkpointer, is_disk_full
 from lab.training.loop import Cadence, Due, MetricLines, Preempted, RunFailed, RunProgress, StopFlag, train_steps
 from lab.training.packed.step import (
     check_packable,
@@ -44,6 +44,7 @@ from lab.training.packed.step import (
 )
 from lab.training.runs import (
     checked_setup,
+    disk_full_error,
     finished_result,
     record_ended,
     record_failed,
@@ -117,6 +118,8 @@ def _run(members: list[Member], corpus, mesh, progress: bool) -> list[dict]:
     except (Preempted, KeyboardInterrupt):
         raise
     except Exception as e:
+        if is_disk_full(e):  # the user's to fix, not a failed pack: the CLI says so in one line
+            raise disk_full_error(e) from None
         for m in members:
             if m.result["status"] == "running" and not m.done:
                 record_failed(m.rundir, m.result, e, t_start)
