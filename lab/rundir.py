@@ -274,7 +274,7 @@ class RunDir:
     def seed_branch(self, parent: RunDir, step: int) -> None:
         """Give a cooldown branch its starting point: the parent's kept checkpoint at `step` and
         its metrics up to `step`. A branch already seeded (or training) is left alone."""
-        if self.checkpoints.exists() and any(self.checkpoints.iterdir()):
+        if self.checkpoints.exists() and any(p.name.isdigit() for p in self.checkpoints.iterdir()):
             return
         source = parent.branch_point(step)
         if not source.exists():

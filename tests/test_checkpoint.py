@@ -213,3 +213,51 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_resumes(tmp_path, capsy
     assert main([*args, "--resume"]) == 0
     assert json.loads((out / "result.json").read_text())["resumed_from_step"] == 8
     assert losses(out) == losses(reference_run)
+
+
+def test_a_kill_after_the_final_checkpoint_keeps_the_result_and_prunes_cleanly(
+    tmp_path, monkeypatch, reference_run
+):
+    """Issue 22: a kill between the final checkpoint and result.json lost tokens_per_s, flops_per_s
+    and wall_s (the re-run trained no step), and a kill while orbax pruned an older checkpoint left
+    it half-deleted among the steps. The final checkpoint carries its trainer's timing, so the
+    re-run writes the full result; pruned checkpoints are renamed into checkpoints/.deleted/ first,
+    and what a kill leaves there is ignored by the resume and removed."""
+    import warnings
+
+    import lab.training.train as train_module
+    from lab.costs import model_costs
+    from lab.rundir import RunDir
+    from lab.training.checkpoint import Checkpointer
+
+    cfg = dataclasses.replace(TINY, checkpoint_every=8)
+    out = tmp_path / "killed"
+
+    def killed(*args, **kwargs):  # after the final save (the checkpointer still closes, waiting for it)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "final_scores", killed)
+    monkeypatch.setattr(Checkpointer, "purge_deleted", lambda self, whole=False: None)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out, progress=False)
+    assert not (out / "result.json").exists() and not (out / "checkpoints" / "8").exists()
+    deleted = out / "checkpoints" / ".deleted" / "8"  # pruned, and killed while half-deleted
+    for f in sorted(p for p in deleted.rglob("*") if p.is_file())[::2]:
+        f.unlink()
+    timing = json.loads((out / "checkpoints" / "24" / "meta" / "metadata").read_text())["timing"]
+    assert timing["trained_from"] == 0 and timing["train_time_s"] > 0 and timing["wall_s"] > timing["train_time_s"]
+    monkeypatch.undo()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointWarning)  # no half-deleted step is found
+        result = train(cfg, out, resume=True, progress=False)
+    tokens_per_s = 24 * TINY.tokens_per_step / timing["train_time_s"]
+    assert result["tokens_per_s"] == pytest.approx(tokens_per_s, rel=1e-12) and result["resumed_from_step"] == 0
+    assert result["flops_per_s"] == pytest.approx(
+        tokens_per_s * model_costs(RunDir(out).load_config().model).flops_exact, rel=1e-12
+    )
+    assert result["wall_s"] > timing["wall_s"]  # the trainer's wall time and the re-run's
+    assert json.loads((out / "result.json").read_text())["tokens_per_s"] == result["tokens_per_s"]
+    ref = json.loads((reference_run / "result.json").read_text())
+    assert result["final_val_loss"] == ref["final_val_loss"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["16", "24"]  # .deleted/ purged

@@ -9,6 +9,9 @@ Each checkpoint's JSON metadata carries a fingerprint of the saved arrays (per-l
 of squares). A checkpoint that fails to restore, or restores to different numbers, is reported
 with a warning naming it and the one before is used.
 
+Pruning (`keep`) renames an old checkpoint out of the way before deleting it, so a kill never
+leaves a half-deleted step where a resume looks.
+
 A save that fails because the disk is full (orbax reports it from its writer threads, as a
 ValueError carrying tensorstore's "No space left on device", at the next save or wait) raises
 `OSError(ENOSPC)` naming the checkpoint directory, after removing what the failed save left
@@ -77,6 +80,7 @@ def _orphaned_read_filter(record: logging.LogRecord) -> bool:
     return not ("exception was never retrieved" in message and "async_deserialize" in message)
 
 
+DELETED = ".deleted"  # CHECKPOINTS/.deleted/STEP: pruned checkpoints, renamed there, then deleted
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "os_error_code='28'", "os_error_code='122'")
 
@@ -119,8 +123,10 @@ class Checkpointer:
                 create=True,
                 enable_async_checkpointing=async_save,
                 cleanup_tmp_directories=True,
+                todelete_subdir=DELETED,  # pruned checkpoints are renamed away first (atomic)
             ),
         )
+        self.purge_deleted(whole=True)  # what a kill left of an earlier purge
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -128,6 +134,7 @@ class Checkpointer:
     def save(self, step: int, state, meta: dict) -> None:
         """Start saving `state` (a pytree of arrays) at `step`; returns before the write ends."""
         meta = {**meta, "step": int(step), "fingerprint": np.asarray(fingerprint(state)).tolist()}
+        self.purge_deleted()
         with self._disk_full():
             self.manager.save(
                 int(step),
@@ -146,6 +153,18 @@ class Checkpointer:
                 raise
             self.remove_unfinished()
             raise OSError(errno.ENOSPC, "No space left on device", str(self.directory)) from None
+
+    def purge_deleted(self, whole: bool = False) -> None:
+        """Delete the checkpoints orbax pruned (`max_to_keep`): it renames each out of the step
+        directories into DELETED/ at once, so a kill while one is deleted here leaves no
+        half-deleted step for a resume to find, only a remnant in DELETED/ that the next purge
+        removes."""
+        deleted = self.directory / DELETED
+        if jax.process_index() == 0 and deleted.is_dir():
+            for step in deleted.iterdir():  # not DELETED/ itself while orbax may rename into it
+                shutil.rmtree(step, ignore_errors=True)
+            if whole:
+                shutil.rmtree(deleted, ignore_errors=True)
 
     def remove_unfinished(self) -> None:
         """Delete the temporary directories of saves that did not finish (after a failed save),
@@ -205,6 +224,7 @@ class Checkpointer:
         """Wait for an in-flight save, then release the manager (also when the save failed)."""
         try:
             self.wait()
+            self.purge_deleted(whole=True)  # no save in flight
         finally:
             with contextlib.suppress(Exception):  # the save's error, if any, was raised by wait
                 self.manager.close()

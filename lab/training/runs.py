@@ -19,6 +19,7 @@ from lab.data import Corpus, check_streams, load_corpus, repeat_fields
 from lab.memory import check_fits
 from lab.result import FINAL, LOSSES, MODEL, VARIANT
 from lab.rundir import RunDir, git_sha
+from lab.training.loop import WALL_BEFORE
 from lab.training.microbatch import check_batch_split
 from lab.training.optimizer import warmup_steps
 from lab.training.state import abstract_model
@@ -108,8 +109,9 @@ def record_failed(rundir: RunDir, result: dict, e: BaseException, t_start: float
 
 def record_ended(rundir: RunDir, result: dict, t_start: float) -> None:
     """The result of a run that ended (completed or diverged): losses it has not measured as None,
-    the wall time, in OUT/result.json."""
+    the wall time (with the earlier process's, for a run re-run from its final checkpoint), in
+    OUT/result.json."""
     for key in LOSSES:
         result.setdefault(key, None)
-    result["wall_s"] = time.perf_counter() - t_start
+    result["wall_s"] = result.pop(WALL_BEFORE, 0.0) + time.perf_counter() - t_start
     rundir.write_result(result)

@@ -208,6 +208,7 @@ class _Loop:
         """The fetched steps' losses (a non-finite one ends the run), then the due log and eval
         lines and the progress bar."""
         state = self.state
+        state.train_time = train_time
         if not state.add_losses([float(m["loss"]) for m in fetched]):
             raise Diverged(f"non-finite training loss by step {done}")
         if due.log:

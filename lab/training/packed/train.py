@@ -230,6 +230,7 @@ class PackLoop:
         for i, m in enumerate(self.members):
             if not m.alive or done <= m.state.start:
                 continue
+            m.state.train_time = train_time
             losses_i = [float(f["loss"][i]) for s, f in enumerate(fetched, first) if s >= m.state.start]
             if not m.state.add_losses(losses_i):
                 m.alive = False
