@@ -238,3 +238,36 @@ def test_a_second_writer_of_a_live_run_is_refused_naming_the_holder(tmp_path, ca
     assert steps == list(range(10, steps[-1] + 1, 10))  # one writer: every step once, in order
     saved = max(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
     assert steps[-1] <= saved < steps[-1] + 10  # the log goes up to the checkpoint the stop saved
+
+
+def test_a_study_worker_holds_its_cells_run_locks(tmp_path):
+    """A worker takes each of its cells' run locks (waiting for a holder, in path order) before it
+    trains; `lab train` on a cell is refused meanwhile, and `train` in the worker takes it again."""
+    import subprocess
+    import sys
+    import time
+
+    from lab.study.worker import run_locks
+    from tests.helpers.runs import env
+
+    a, b = tmp_path / "runs" / "a", tmp_path / "runs" / "b"
+    probe = (
+        "from lab.rundir import RunLock\nprint('trying', flush=True)\ntry:\n    RunLock({!r}).acquire()\n"
+        "    print('got it')\nexcept Exception as e:\n    print(e)"
+    )
+    with run_locks([b, a]):
+        other = subprocess.run(
+            [sys.executable, "-c", probe.format(str(a))], env=env(), capture_output=True, text=True
+        )
+        assert f"run directory {a} is in use by another process (pid {os.getpid()} on " in other.stdout, other
+        RunDir.prepare(b, resume=True).release()  # reentrant: the worker's own train
+        waiter = subprocess.Popen(
+            [sys.executable, "-c", probe.replace("RunLock({!r})", "RunLock({!r}, wait=True)").format(str(b))],
+            env=env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert waiter.stdout.readline().strip() == "trying"
+        time.sleep(1.0)
+        assert waiter.poll() is None  # waits for the worker
+    assert waiter.communicate(timeout=60)[0].strip() == "got it"  # and gets it once the worker ends
