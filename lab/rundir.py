@@ -6,7 +6,8 @@
     OUT/metrics.jsonl            one line per log or eval step
     OUT/result.json              the run's record (`lab.result.FIELDS`), written when it ends
     OUT/error.txt                the traceback of a failed run
-    OUT/checkpoints/STEP/        orbax checkpoints
+    OUT/checkpoints/STEP/        orbax checkpoints (the newest `keep_checkpoints`)
+    OUT/checkpoints/.deleted/    pruned checkpoints, renamed here before they are deleted
     OUT/checkpoints_corrupted/   damaged checkpoints, set aside (never deleted)
     OUT/branch_points/STEP/      kept checkpoints that WSD cooldown branches start from
 

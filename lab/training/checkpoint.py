@@ -108,7 +108,15 @@ def _drop_disk_full_logs(record: logging.LogRecord) -> bool:
 
 
 class Checkpointer:
-    def __init__(self, directory: Path, *, keep: int = 2, async_save: bool = True, set_aside: Path | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        keep: int = 2,
+        async_save: bool = True,
+        set_aside: Path | None = None,
+        writer: bool = False,
+    ):
         _drop_closed_loop_noise()
         self.directory = Path(directory).absolute()
         # where damaged checkpoints are moved (kept, never deleted); the run directory decides
@@ -126,7 +134,9 @@ class Checkpointer:
                 todelete_subdir=DELETED,  # pruned checkpoints are renamed away first (atomic)
             ),
         )
-        self.purge_deleted(whole=True)  # what a kill left of an earlier purge
+        self.writer = writer  # a reader (sampling, evaluation) never deletes anything here
+        if writer:
+            self.purge_deleted(whole=True)  # what a kill left of an earlier purge
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -158,9 +168,9 @@ class Checkpointer:
         """Delete the checkpoints orbax pruned (`max_to_keep`): it renames each out of the step
         directories into DELETED/ at once, so a kill while one is deleted here leaves no
         half-deleted step for a resume to find, only a remnant in DELETED/ that the next purge
-        removes."""
+        removes. Only a writer purges (at start, before each save, at close)."""
         deleted = self.directory / DELETED
-        if jax.process_index() == 0 and deleted.is_dir():
+        if self.writer and jax.process_index() == 0 and deleted.is_dir():
             for step in deleted.iterdir():  # not DELETED/ itself while orbax may rename into it
                 shutil.rmtree(step, ignore_errors=True)
             if whole:

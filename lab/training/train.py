@@ -180,6 +180,7 @@ class _Loop:
                 self.rundir.checkpoints,
                 keep=self.cfg.keep_checkpoints,
                 set_aside=self.rundir.corrupted_checkpoints,
+                writer=True,
             )
             try:
                 start = self.restore(self.ckpt)

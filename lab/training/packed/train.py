@@ -198,7 +198,10 @@ class PackLoop:
             facts = self.compile()
             self.ckpts = [
                 Checkpointer(
-                    m.rundir.checkpoints, keep=self.cfg.keep_checkpoints, set_aside=m.rundir.corrupted_checkpoints
+                    m.rundir.checkpoints,
+                    keep=self.cfg.keep_checkpoints,
+                    set_aside=m.rundir.corrupted_checkpoints,
+                    writer=True,
                 )
                 for m in self.members
             ]
