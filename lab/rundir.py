@@ -1,11 +1,13 @@
 """A run directory, the one owner of its layout: every other module asks `RunDir` for a path.
 
     OUT/.lab-run                 marker: the lab created this directory (what --overwrite checks)
+    OUT/.lock                    held by the one process that writes the run (`RunLock`)
     OUT/config.json              the resolved config, its hash, costs per token
     OUT/metrics.jsonl            one line per log or eval step
     OUT/result.json              the run's record (`lab.result.FIELDS`), written when it ends
     OUT/error.txt                the traceback of a failed run
-    OUT/checkpoints/STEP/        orbax checkpoints
+    OUT/checkpoints/STEP/        orbax checkpoints (the newest `keep_checkpoints`)
+    OUT/checkpoints/.deleted/    pruned checkpoints, renamed here before they are deleted
     OUT/checkpoints_corrupted/   damaged checkpoints, set aside (never deleted)
     OUT/branch_points/STEP/      kept checkpoints that WSD cooldown branches start from
     OUT/profile/                 a jax.profiler trace of chosen steps (lab train --profile-steps)
@@ -15,7 +17,9 @@ config.json and result.json are written atomically (`lab.files`); metrics.jsonl 
 by line and, on resume, cut back to the checkpointed step so the resumed log equals an
 uninterrupted one. The lab deletes only what it can prove it wrote: `--overwrite` replaces a
 directory that holds nothing but a run's own files, and never a directory that holds the current
-directory, a home directory or a filesystem root.
+directory, a home directory or a filesystem root. One process writes a run directory at a time: a
+second `lab train` on it (a requeued job while the old one still runs, a concurrent --overwrite)
+is refused naming the holder, before it changes anything.
 """
 
 from __future__ import annotations
@@ -28,13 +32,53 @@ from functools import lru_cache
 from pathlib import Path
 
 from lab.config import ConfigError
-from lab.files import DamagedFile, clean_json, foreign_entries, name_list, read_json, write_json_atomic
+from lab.files import (
+    LOCK,
+    DamagedFile,
+    DirLock,
+    clean_json,
+    foreign_entries,
+    name_list,
+    read_json,
+    write_json_atomic,
+)
 from lab.result import problems
 
 MARKER, CONFIG, METRICS, RESULT, ERROR = ".lab-run", "config.json", "metrics.jsonl", "result.json", "error.txt"
 CHECKPOINTS, CORRUPTED, BRANCH_POINTS = "checkpoints", "checkpoints_corrupted", "branch_points"
 PROFILE, TRACKERS = "profile", ("tensorboard", "wandb")  # lab train --profile-steps, --tracker
-OWN_ENTRIES = (MARKER, CONFIG, METRICS, RESULT, ERROR, CHECKPOINTS, CORRUPTED, BRANCH_POINTS, PROFILE, *TRACKERS)
+OWN_ENTRIES = (
+    MARKER,
+    CONFIG,
+    METRICS,
+    RESULT,
+    ERROR,
+    CHECKPOINTS,
+    CORRUPTED,
+    BRANCH_POINTS,
+    LOCK,
+    PROFILE,
+    *TRACKERS,
+)
+
+
+class RunLock(DirLock):
+    """One writer per run directory (`lab.files.DirLock` on OUT/.lock); reentrant, so a study
+    worker that holds it while it seeds a branch can call `train`, which takes it again."""
+
+    reentrant = True
+
+    def refusal(self, holder: str) -> Exception:
+        return ConfigError(
+            f"run directory {self.directory} is in use by another process ({holder}); wait for it to "
+            "finish or stop it (nothing was changed)"
+        )
+
+    def warning(self, e: OSError) -> str:
+        return (
+            f"lab: warning: cannot lock {self.path} ({e.strerror}); make sure no other process "
+            "trains in this run directory"
+        )
 
 
 class RunDir:
@@ -42,6 +86,7 @@ class RunDir:
         self.path = Path(path)
         self.writer = writer  # only process 0 of a multi-host run writes
         self.listeners: list = []  # called with each metrics line once written (a live tracker's log)
+        self.lock: RunLock | None = None  # held from `prepare` until `release`
 
     # ------------------------------------------------------------------ layout
     @property
@@ -81,8 +126,11 @@ class RunDir:
 
     # ------------------------------------------------------------------ ownership
     @classmethod
-    def prepare(cls, path, *, resume: bool = False, overwrite: bool = False, writer: bool = True) -> RunDir:
-        """Check the directory may be used, then create it (and its marker). An occupied
+    def prepare(
+        cls, path, *, resume: bool = False, overwrite: bool = False, writer: bool = True, wait: bool = False
+    ) -> RunDir:
+        """Check the directory may be used, lock it (`RunLock`; `wait`: until its holder ends,
+        else refuse), then create it (and its marker); the caller `release`s the lock. An occupied
         directory needs --resume or --overwrite; a directory with files the lab did not write
         is refused either way, and --overwrite deletes only the run's own entries."""
         run = cls(path, writer)
@@ -92,24 +140,41 @@ class RunDir:
             raise ConfigError("--resume and --overwrite exclude each other")
         if not writer:  # another process of a multi-host run checks and creates it
             return run
-        occupied = run.path.is_dir() and any(run.path.iterdir())
-        if occupied:
-            run.check_own()
-            if not run.is_run():  # a run's file names, but not a run the lab wrote: never take it over
-                raise ConfigError(
-                    f"{run.path} is not a run directory the lab recognises (no {MARKER} or "
-                    "config.json with a config hash); use an empty or new directory for --out"
-                )
-            if not (resume or overwrite):
-                raise ConfigError(
-                    f"run directory {run.path} is not empty; pass --resume to continue it "
-                    "or --overwrite to replace it"
-                )
-            if overwrite:
-                run.delete_own()
+        if run.occupied():  # checks that change nothing, before the lock file is created
+            run.check_occupied(resume, overwrite)
         run.path.mkdir(parents=True, exist_ok=True)
-        run.mark()
+        run.lock = RunLock(run.path, wait=wait).acquire()
+        try:
+            if overwrite and run.occupied():
+                run.delete_own()
+            run.mark()
+        except BaseException:
+            run.release()
+            raise
         return run
+
+    def release(self) -> None:
+        """Let another process write this run directory."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def occupied(self) -> bool:
+        return self.path.is_dir() and any(p.name != LOCK for p in self.path.iterdir())
+
+    def check_occupied(self, resume: bool, overwrite: bool) -> None:
+        """An occupied directory may be used if it is a run's, with --resume or --overwrite."""
+        self.check_own()
+        if not self.is_run():  # a run's file names, but not a run the lab wrote: never take it over
+            raise ConfigError(
+                f"{self.path} is not a run directory the lab recognises (no {MARKER} or "
+                "config.json with a config hash); use an empty or new directory for --out"
+            )
+        if not (resume or overwrite):
+            raise ConfigError(
+                f"run directory {self.path} is not empty; pass --resume to continue it "
+                "or --overwrite to replace it"
+            )
 
     def is_run(self) -> bool:
         """Whether the lab wrote this directory: its marker, or (older runs) a config.json with a
@@ -133,6 +198,8 @@ class RunDir:
         """Delete the run's own entries (for --overwrite); `prepare` has checked they are a run's."""
         _refuse_protected(self.path)
         for name in OWN_ENTRIES:
+            if name == LOCK:  # held by this process
+                continue
             p = self.path / name
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
@@ -230,7 +297,7 @@ class RunDir:
     def seed_branch(self, parent: RunDir, step: int) -> None:
         """Give a cooldown branch its starting point: the parent's kept checkpoint at `step` and
         its metrics up to `step`. A branch already seeded (or training) is left alone."""
-        if self.checkpoints.exists() and any(self.checkpoints.iterdir()):
+        if self.checkpoints.exists() and any(p.name.isdigit() for p in self.checkpoints.iterdir()):
             return
         source = parent.branch_point(step)
         if not source.exists():

@@ -111,7 +111,10 @@ def test_damaged_result_is_rebuilt_from_the_final_checkpoint(tmp_path):
     assert RunDir(out).read_result() is None
     assert train_cli(out, "--resume") == 0
     healed = json.loads((out / "result.json").read_text())
-    assert healed["final_val_loss"] == good["final_val_loss"] and healed["resumed_from_step"] == 8
+    assert healed["final_val_loss"] == good["final_val_loss"]
+    # the final checkpoint's timing: the figures of the process that trained (issue 22)
+    assert healed["resumed_from_step"] == 0 and healed["tokens_per_s"] == good["tokens_per_s"]
+    assert healed["flops_per_s"] == good["flops_per_s"] and healed["wall_s"] > good["wall_s"] * 0.5
     assert all(k in healed for k in FIELDS)
 
 
@@ -208,3 +211,77 @@ def test_a_path_too_long_for_the_file_system_is_one_line(tmp_path, capsys, where
     line = one_error_line(capsys)
     assert line.startswith("lab train: error: path too long for the file system:") and len(line) < 400, line
     assert os.listdir(tmp_path) == []
+
+
+LONG_RUN = ["--steps", "100000", "--quiet", *set_args(TINY)[:8], "--set", "model.n_heads=8"]
+LONG_RUN += ["--set", "model.seq_len=32", "--set", "train.log_every=10", "--set", "train.eval_every=5000"]
+
+
+def test_a_second_writer_of_a_live_run_is_refused_naming_the_holder(tmp_path, capsys):
+    """Issue 22: two `lab train --out X --resume` (a requeued job while the old one still runs)
+    interleaved their metrics, and a concurrent --overwrite deleted a live run's files. The second
+    command is refused in one line naming the holder, exit 2, and changes nothing."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.helpers.runs import env, lab_cmd
+
+    out = tmp_path / "live"
+    cmd = lab_cmd("train", "--out", out, *LONG_RUN, "--checkpoint-every", "50")
+    first = subprocess.Popen(cmd, env=env(), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not ((out / "metrics.jsonl").is_file() and any((out / "checkpoints").glob("[0-9]*"))):
+            assert first.poll() is None and time.time() < deadline, first.stderr.read() if first.poll() else "slow"
+            time.sleep(0.2)
+        assert json.loads((out / ".lock").read_text())["pid"] == first.pid
+        for mode in ("--resume", "--overwrite"):
+            assert main(["train", "--out", str(out), *LONG_RUN, mode]) == 2
+            line = one_error_line(capsys)
+            assert f"run directory {out} is in use by another process (pid {first.pid} on " in line, line
+            assert "lab train --out" in line and "(nothing was changed)" in line
+            assert (out / "config.json").is_file() and (out / ".lab-run").is_file(), mode
+        first.send_signal(signal.SIGTERM)  # the first run saves a checkpoint and stops (143)
+        assert first.wait(120) == 143, first.stderr.read()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    steps = [step for kind, step in losses(out) if kind == "train"]
+    assert steps == list(range(10, steps[-1] + 1, 10))  # one writer: every step once, in order
+    saved = max(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] <= saved < steps[-1] + 10  # the log goes up to the checkpoint the stop saved
+
+
+def test_a_study_worker_holds_its_cells_run_locks(tmp_path):
+    """A worker takes each of its cells' run locks (waiting for a holder, in path order) before it
+    trains; `lab train` on a cell is refused meanwhile, and `train` in the worker takes it again."""
+    import subprocess
+    import sys
+    import time
+
+    from lab.study.worker import run_locks
+    from tests.helpers.runs import env
+
+    a, b = tmp_path / "runs" / "a", tmp_path / "runs" / "b"
+    probe = (
+        "from lab.rundir import RunLock\nprint('trying', flush=True)\ntry:\n    RunLock({!r}).acquire()\n"
+        "    print('got it')\nexcept Exception as e:\n    print(e)"
+    )
+    with run_locks([b, a]):
+        other = subprocess.run(
+            [sys.executable, "-c", probe.format(str(a))], env=env(), capture_output=True, text=True
+        )
+        assert f"run directory {a} is in use by another process (pid {os.getpid()} on " in other.stdout, other
+        RunDir.prepare(b, resume=True).release()  # reentrant: the worker's own train
+        waiter = subprocess.Popen(
+            [sys.executable, "-c", probe.replace("RunLock({!r})", "RunLock({!r}, wait=True)").format(str(b))],
+            env=env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert waiter.stdout.readline().strip() == "trying"
+        time.sleep(1.0)
+        assert waiter.poll() is None  # waits for the worker
+    assert waiter.communicate(timeout=60)[0].strip() == "got it"  # and gets it once the worker ends

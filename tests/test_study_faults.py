@@ -246,7 +246,8 @@ def test_a_damaged_result_is_healed_from_the_final_checkpoint(study_copy):
     result_file.write_text(result_file.read_text()[:200])
     assert main(["study", str(path), "--out", str(out), "--quiet"]) == 0
     healed = json.loads(result_file.read_text())
-    assert healed["status"] == "completed" and healed["resumed_from_step"] == good["steps"]
+    assert healed["status"] == "completed" and healed["resumed_from_step"] == good["resumed_from_step"]
+    assert healed["tokens_per_s"] == good["tokens_per_s"]  # the final checkpoint's timing (issue 22)
     assert healed["final_val_loss"] == pytest.approx(good["final_val_loss"], rel=1e-6)
     assert healed["final_train_loss"] == good["final_train_loss"]
     row = the_row(out)

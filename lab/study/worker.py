@@ -10,6 +10,10 @@ step and the long run's metrics up to it.
 
 The worker holds an exclusive lock on TASK.lock while it trains, so two workers never train one
 cell at once, even when a driver was killed and its orphaned worker is still saving a checkpoint.
+It also holds each of its cells' run locks (`lab.rundir.RunLock`, what `lab train` takes), waiting
+for a holder (a `lab train --resume` of the cell, a worker of another pack of it) to end: locks
+are taken in the order of their paths, so two workers never wait on each other. The study's own
+lock (DIR/.lock) is the driver's; a worker never takes it.
 
 Exit status: 0 completed, 1 diverged or failed (recorded in the run directory), 143 stopped by
 SIGTERM/SIGINT after saving a checkpoint.
@@ -17,6 +21,7 @@ SIGTERM/SIGINT after saving a checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -33,13 +38,37 @@ STOPPED = 128 + signal.SIGTERM
 
 
 def run_cell(spec: TaskSpec | PackSpec) -> int:
-    """Train a task's cell (a `lab.study.tasks.TaskSpec`), or its pack's members (a `PackSpec`)."""
-    from lab.rundir import RunDir
+    """Train a task's cell (a `lab.study.tasks.TaskSpec`), or its pack's members (a `PackSpec`),
+    holding their run locks."""
     from lab.study.tasks import PackSpec
+
+    runs = [m.run_dir for m in spec.members] if isinstance(spec, PackSpec) else [spec.run_dir]
+    with run_locks(runs):
+        if isinstance(spec, PackSpec):  # a pack: several cells in one vmapped step (lab.study.packs)
+            return run_pack_task(spec)
+        return _run_one(spec)
+
+
+def run_locks(run_dirs) -> contextlib.ExitStack:
+    """The run locks of `run_dirs`, waited for and taken in the order of their paths (no two
+    workers can each hold one the other waits for); `train` takes them again (reentrant)."""
+    from lab.rundir import RunLock
+
+    stack = contextlib.ExitStack()
+    try:
+        for path in sorted({Path(p).absolute() for p in run_dirs}):
+            path.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(RunLock(path, wait=True))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def _run_one(spec: TaskSpec) -> int:
+    from lab.rundir import RunDir
     from lab.training.train import Preempted, RunFailed, train
 
-    if isinstance(spec, PackSpec):  # a pack: several cells in one vmapped step (lab.study.packs)
-        return run_pack_task(spec)
     run = RunDir(spec.run_dir)
     if spec.branch_of:
         run.seed_branch(RunDir(spec.parent_dir), spec.branch_step)

@@ -10,11 +10,22 @@ of squares). A checkpoint that fails to restore, or restores to different number
 with a warning naming it and the one before is used. A read-only checkpointer (`lab sample`,
 `lab eval`, `lab train --init-from`) writes nothing: it neither moves a damaged checkpoint nor
 cleans up temporary directories; its caller says which step it used.
+
+Pruning (`keep`) renames an old checkpoint out of the way before deleting it, so a kill never
+leaves a half-deleted step where a resume looks.
+
+A save that fails because the disk is full (orbax reports it from its writer threads, as a
+ValueError carrying tensorstore's "No space left on device", at the next save or wait) raises
+`OSError(ENOSPC)` naming the checkpoint directory, after removing what the failed save left
+(`*.orbax-checkpoint-tmp`); the checkpoints before it are intact and a resume starts from them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -85,6 +96,33 @@ def _read_only_filter(record: logging.LogRecord) -> bool:
     )
 
 
+DELETED = ".deleted"  # CHECKPOINTS/.deleted/STEP: pruned checkpoints, renamed there, then deleted
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "os_error_code='28'", "os_error_code='122'")
+
+
+def is_disk_full(e: BaseException | None) -> bool:
+    """Whether `e`, or an exception it was raised from, is a full disk (or quota): an OSError with
+    ENOSPC/EDQUOT, or orbax's ValueError quoting tensorstore's message."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            return True
+        if any(text in str(e) for text in _DISK_FULL_TEXT):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _drop_disk_full_logs(record: logging.LogRecord) -> bool:
+    """orbax's writer threads log a failed write (with its traceback) before the error reaches the
+    run, which reports a full disk in one line: drop those records."""
+    if record.exc_info and is_disk_full(record.exc_info[1]):
+        return False
+    return not any(text in record.getMessage() for text in _DISK_FULL_TEXT)
+
+
 class Checkpointer:
     def __init__(
         self,
@@ -94,6 +132,7 @@ class Checkpointer:
         async_save: bool = True,
         set_aside: Path | None = None,
         read_only: bool = False,
+        writer: bool = False,
     ):
         _drop_closed_loop_noise()
         self.directory = Path(directory).absolute()
@@ -102,6 +141,7 @@ class Checkpointer:
         self.set_aside_dir = (
             Path(set_aside).absolute() if set_aside else self.directory.parent / "checkpoints_corrupted"
         )
+        logging.getLogger("absl").addFilter(_drop_disk_full_logs)
         if read_only:  # every option orbax would otherwise reset (with a log line) set here
             options = ocp.CheckpointManagerOptions(
                 read_only=True,
@@ -116,8 +156,12 @@ class Checkpointer:
                 create=True,
                 enable_async_checkpointing=async_save,
                 cleanup_tmp_directories=True,
+                todelete_subdir=DELETED,  # pruned checkpoints are renamed away first (atomic)
             )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.writer = writer and not read_only  # a reader (sampling, evaluation) never deletes anything
+        if self.writer:
+            self.purge_deleted(whole=True)  # what a kill left of an earlier purge
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -125,11 +169,46 @@ class Checkpointer:
     def save(self, step: int, state, meta: dict) -> None:
         """Start saving `state` (a pytree of arrays) at `step`; returns before the write ends."""
         meta = {**meta, "step": int(step), "fingerprint": np.asarray(fingerprint(state)).tolist()}
-        self.manager.save(
-            int(step),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-            force=True,
-        )
+        self.purge_deleted()
+        with self._disk_full():
+            self.manager.save(
+                int(step),
+                args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                force=True,
+            )
+
+    @contextlib.contextmanager
+    def _disk_full(self):
+        """A full disk while saving (now, or in the background since the last call) becomes
+        OSError(ENOSPC), once the failed save's temporary directories are removed."""
+        try:
+            yield
+        except Exception as e:
+            if not is_disk_full(e):
+                raise
+            self.remove_unfinished()
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.directory)) from None
+
+    def purge_deleted(self, whole: bool = False) -> None:
+        """Delete the checkpoints orbax pruned (`max_to_keep`): it renames each out of the step
+        directories into DELETED/ at once, so a kill while one is deleted here leaves no
+        half-deleted step for a resume to find, only a remnant in DELETED/ that the next purge
+        removes. Only a writer purges (at start, before each save, at close)."""
+        deleted = self.directory / DELETED
+        if self.writer and jax.process_index() == 0 and deleted.is_dir():
+            for step in deleted.iterdir():  # not DELETED/ itself while orbax may rename into it
+                shutil.rmtree(step, ignore_errors=True)
+            if whole:
+                shutil.rmtree(deleted, ignore_errors=True)
+
+    def remove_unfinished(self) -> None:
+        """Delete the temporary directories of saves that did not finish (after a failed save),
+        once no save is in flight."""
+        with contextlib.suppress(Exception):  # an in-flight save that fails too is removed below
+            self.manager.wait_until_finished()
+        if jax.process_index() == 0 and self.directory.is_dir():
+            for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def restore_latest(self, abstract_state):
         """(step, state, meta) of the newest checkpoint that restores intact, or None.
@@ -182,12 +261,20 @@ class Checkpointer:
         return target
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        with self._disk_full():
+            self.manager.wait_until_finished()
 
     def close(self) -> None:
-        if not self.read_only:
-            self.manager.wait_until_finished()
-        self.manager.close()
+        """Wait for an in-flight save, then release the manager (also when the save failed)."""
+        if self.read_only:
+            self.manager.close()
+            return
+        try:
+            self.wait()
+            self.purge_deleted(whole=True)  # no save in flight
+        finally:
+            with contextlib.suppress(Exception):  # the save's error, if any, was raised by wait
+                self.manager.close()
 
 
 def restore_read_only(directory: Path, abstract_state, step: int | None = None, what: str = ""):

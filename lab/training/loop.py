@@ -26,6 +26,7 @@ from lab.config import RunConfig
 from lab.costs import model_costs, run_peak
 
 LN2 = math.log(2.0)
+WALL_BEFORE = "wall_s_before"  # a completed() field `record_ended` adds to wall_s (not a result field)
 
 
 class Diverged(Exception):
@@ -136,12 +137,17 @@ class MetricLines:
 @dataclass
 class RunProgress:
     """One run's progress as the loop sees it: the step it started at, the training losses since
-    its last log line (`window`), the last logged training loss and validation record."""
+    its last log line (`window`), the last logged training loss and validation record, and the
+    time it trained. Checkpoints carry the timing too (`checkpoint_meta`), so a run killed between
+    its final checkpoint and result.json gets its speed and wall time back when it is re-run."""
 
     start: int = 0
     window: list = field(default_factory=list)
     last_train: float | None = None
     last_eval: dict | None = None
+    train_time: float = 0.0  # seconds spent training by this process, as of the last record
+    t_start: float = field(default_factory=time.perf_counter)
+    trained: dict | None = None  # the timing of the process that wrote the restored checkpoint
 
     def add_losses(self, losses: list[float]) -> bool:
         """Append the fetched steps' losses; whether every loss so far is finite."""
@@ -165,6 +171,11 @@ class RunProgress:
             "last_train": self.last_train,
             "seed": cfg.train.seed,
             "config_hash": cfg.hash(),
+            "timing": {
+                "train_time_s": self.train_time,
+                "trained_from": self.start,
+                "wall_s": time.perf_counter() - self.t_start,
+            },
         }
 
     def resume(self, rundir, restored):
@@ -175,18 +186,23 @@ class RunProgress:
             return None
         self.start, state, meta = restored
         self.window, self.last_train = meta["window"], meta["last_train"]
+        self.trained = meta.get("timing")  # absent in checkpoints written before issue 22
         rundir.truncate_metrics(self.start)
         return state
 
     def completed(self, cfg: RunConfig, mesh, train_time: float) -> dict:
         """The result fields of a run that trained to its last step (before compile facts and
         final scores)."""
-        steps = cfg.total_steps
-        tokens_per_s = (steps - self.start) * cfg.tokens_per_step / train_time if train_time > 0 else None
+        steps, start, earlier = cfg.total_steps, self.start, {}
+        if start == steps and self.trained:  # restored the final checkpoint: its trainer's figures
+            start, train_time = self.trained["trained_from"], self.trained["train_time_s"]
+            earlier = {WALL_BEFORE: self.trained["wall_s"]}
+        tokens_per_s = (steps - start) * cfg.tokens_per_step / train_time if train_time > 0 else None
         flops_per_token = model_costs(cfg.model).flops_exact
         flops_per_s = tokens_per_s * flops_per_token if tokens_per_s else None
         peak = device_peak(cfg)
         return {
+            **earlier,
             "status": "completed",
             "final_train_loss": self.last_train,
             "final_val_loss": self.last_eval["val_loss"],
@@ -196,7 +212,7 @@ class RunProgress:
             "mfu": mfu(flops_per_s, peak),  # the run's mean: total FLOPs over training time, over the peak
             "peak_flops": peak["flops_per_s"] if peak else None,  # per device
             "peak_flops_source": peak["source"] if peak else None,
-            "resumed_from_step": self.start,
+            "resumed_from_step": start,
             "mesh": dict(mesh.shape),
             "devices": jax.device_count(),
             "processes": jax.process_count(),

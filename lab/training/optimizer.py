@@ -25,6 +25,11 @@ def decays(path, p) -> bool:
     return p.ndim >= 2 and not any("norm" in str(getattr(k, "key", k)) for k in path)
 
 
+def decay_mask(params):
+    """The tree of `decays` over `params`: AdamW's mask, for single and packed runs alike."""
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
 def adamw_chain(t: TrainConfig, learning_rate, weight_decay, decay_mask) -> optax.GradientTransformation:
     """Clipping (if `t.grad_clip` > 0), then AdamW with `t`'s constants; `learning_rate` a schedule
     (step -> rate), `decay_mask` params -> a tree of bools (which parameters decay)."""
@@ -45,5 +50,4 @@ def make_optimizer(cfg: RunConfig):
         min_ratio=t.min_lr_ratio,
         decay_frac=t.decay_frac,
     )
-    decay_mask = lambda params: jax.tree_util.tree_map_with_path(decays, params)
     return adamw_chain(t, schedule, t.weight_decay, decay_mask), schedule

@@ -7,6 +7,7 @@ diverged or failed).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import time
 import traceback
 
@@ -18,6 +19,7 @@ from lab.data import Corpus, check_streams, load_corpus, repeat_fields
 from lab.memory import check_fits
 from lab.result import FINAL, LOSSES, MODEL, VARIANT
 from lab.rundir import RunDir, git_sha
+from lab.training.loop import WALL_BEFORE
 from lab.training.microbatch import check_batch_split
 from lab.training.optimizer import warmup_steps
 from lab.training.state import abstract_model
@@ -90,6 +92,14 @@ def write_config(rundir: RunDir, cfg: RunConfig, costs) -> None:
     )
 
 
+def disk_full_error(e: BaseException) -> OSError:
+    """The OSError(ENOSPC) a full disk raised (or the one a checkpoint's disk-full error became),
+    which the CLI reports in one line, exit 2 (`analysis.errors.run_command`)."""
+    while e is not None and not (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)):
+        e = e.__cause__ or e.__context__
+    return e if e is not None else OSError(errno.ENOSPC, "No space left on device")
+
+
 def record_failed(rundir: RunDir, result: dict, e: BaseException, t_start: float) -> None:
     """Status `failed`, the error (traceback in OUT/error.txt) and the wall time, in OUT/result.json."""
     path = rundir.write_error(traceback.format_exc())
@@ -99,8 +109,9 @@ def record_failed(rundir: RunDir, result: dict, e: BaseException, t_start: float
 
 def record_ended(rundir: RunDir, result: dict, t_start: float) -> None:
     """The result of a run that ended (completed or diverged): losses it has not measured as None,
-    the wall time, in OUT/result.json."""
+    the wall time (with the earlier process's, for a run re-run from its final checkpoint), in
+    OUT/result.json."""
     for key in LOSSES:
         result.setdefault(key, None)
-    result["wall_s"] = time.perf_counter() - t_start
+    result["wall_s"] = result.pop(WALL_BEFORE, 0.0) + time.perf_counter() - t_start
     rundir.write_result(result)

@@ -6,7 +6,6 @@ resume, and the run directory's files. The loop and its cadence are `lab.trainin
 
 from __future__ import annotations
 
-import errno
 import sys
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from lab.memory import check_compiled
 from lab.result import INIT
 from lab.rundir import RunDir
 from lab.training.batches import run_batch
-from lab.training.checkpoint import Checkpointer, abstract_like
+from lab.training.checkpoint import Checkpointer, abstract_like, is_disk_full
 from lab.training.init_from import InitFrom, check_init, load_init
 from lab.training.interrupt import interruptible
 from lab.training.loop import (
@@ -41,6 +40,7 @@ from lab.training.loop import (
 )
 from lab.training.runs import (
     checked_setup,
+    disk_full_error,
     finished_result,
     record_ended,
     record_failed,
@@ -105,7 +105,8 @@ def train(
     """Train one model; returns the result dict (also written to OUT/result.json).
 
     User errors (bad config, a corpus too short for it, a model that does not fit, an occupied or
-    foreign run directory) raise ConfigError before anything is written. A NaN/inf loss ends the
+    foreign run directory, one another process is writing) raise ConfigError before anything is
+    written. A NaN/inf loss ends the
     run with status `diverged`; SIGTERM/SIGINT save a checkpoint and raise Preempted (no result is
     written: the run is unfinished); any other exception is recorded as status `failed`
     (traceback in OUT/error.txt) and raised as RunFailed. `keep_steps`: steps whose checkpoints are
@@ -114,25 +115,34 @@ def train(
     cfg, corpus, mesh = checked_setup(cfg)
     options.check(cfg, mesh)
     rundir = RunDir.prepare(out, resume=resume, overwrite=overwrite, writer=jax.process_index() == 0)
-    if resume:
-        done = finished_result(rundir, cfg)
-        if done is not None:
-            return done
-    costs = model_costs(cfg.model)
-    result = {**result_header(cfg, corpus, rundir, costs), **(extra_result or {})}
-    write_config(rundir, cfg, costs)
-    tracker = None
-    if options.tracker and rundir.writer:
-        config = {**cfg.to_dict(), "config_hash": cfg.hash()}
-        tracker = LiveTracker(
-            options.tracker, rundir.path / options.tracker, rundir.path.name, config, options.group
-        )
-        rundir.listeners.append(tracker.log)
-    try:
-        return _run(cfg, corpus, rundir, mesh, result, progress=progress, keep_steps=keep_steps, options=options)
+    try:  # the run directory is locked (one writer) until the run ends, however it ends
+        if resume:
+            done = finished_result(rundir, cfg)
+            if done is not None:
+                return done
+        costs = model_costs(cfg.model)
+        result = {**result_header(cfg, corpus, rundir, costs), **(extra_result or {})}
+        write_config(rundir, cfg, costs)
+        tracker = _live_tracker(cfg, rundir, options)
+        try:
+            return _run(
+                cfg, corpus, rundir, mesh, result, progress=progress, keep_steps=keep_steps, options=options
+            )
+        finally:
+            if tracker is not None:
+                tracker.finish(result)
     finally:
-        if tracker is not None:
-            tracker.finish(result)
+        rundir.release()
+
+
+def _live_tracker(cfg, rundir: RunDir, options):
+    """The run's live tracker (`--tracker`), listening to its metrics lines; None without one."""
+    if not (options.tracker and rundir.writer):
+        return None
+    config = {**cfg.to_dict(), "config_hash": cfg.hash()}
+    tracker = LiveTracker(options.tracker, rundir.path / options.tracker, rundir.path.name, config, options.group)
+    rundir.listeners.append(tracker.log)
+    return tracker
 
 
 def _run(cfg, corpus, rundir: RunDir, mesh, result: dict, *, progress: bool, keep_steps, options) -> dict:
@@ -146,17 +156,12 @@ def _run(cfg, corpus, rundir: RunDir, mesh, result: dict, *, progress: bool, kee
     except (Preempted, KeyboardInterrupt):
         raise
     except Exception as e:
-        if _is_disk_full(e):
-            raise
+        if is_disk_full(e):  # the user's to fix, not a failed run: the CLI says so in one line
+            raise disk_full_error(e) from None
         record_failed(rundir, result, e, t_start)
         raise RunFailed(result["error"]) from e
     record_ended(rundir, result, t_start)
     return result
-
-
-def _is_disk_full(e: BaseException) -> bool:
-    """A full disk is the user's to fix, not a failed run: the CLI says so in one line."""
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)  # as analysis.errors.run_command
 
 
 class _Loop:
@@ -243,6 +248,7 @@ class _Loop:
                 self.rundir.checkpoints,
                 keep=self.cfg.keep_checkpoints,
                 set_aside=self.rundir.corrupted_checkpoints,
+                writer=True,
             )
             try:
                 start = self.restore(self.ckpt)
@@ -278,6 +284,7 @@ class _Loop:
         """The fetched steps' losses (a non-finite one ends the run), then the due log and eval
         lines and the progress bar."""
         state = self.state
+        state.train_time = train_time
         if not state.add_losses([float(m["loss"]) for m in fetched]):
             raise Diverged(f"non-finite training loss by step {done}")
         if due.log:

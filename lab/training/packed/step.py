@@ -31,7 +31,7 @@ from lab.model.objectives import make_objective
 from lab.model.transformer import Transformer
 from lab.schedules import wsd_decay_start
 from lab.training.microbatch import grads_and_loss
-from lab.training.optimizer import adamw_chain, warmup_steps
+from lab.training.optimizer import adamw_chain, decay_mask, warmup_steps
 from lab.training.state import INIT_COMPILER_OPTIONS
 from lab.training.step import make_eval
 
@@ -90,9 +90,8 @@ def traced_schedule(kind: str, *, total_steps: int, min_ratio: float, decay_frac
 
 def member_tx(cfg: RunConfig, lr_fn, weight_decay):
     """`lab.training.optimizer.adamw_chain`, as `make_optimizer`'s, with a traced schedule and weight
-    decay (same tree). The decay mask is rank >= 2, which (unlike `optimizer.decays`) also decays
-    the [L, D] norm scales of a scanned stack (issue 22; kept as is: changing it changes losses)."""
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+    decay (same tree) and the same decay mask (`optimizer.decay_mask`: not the norms' scales, which
+    a rank test would decay in a scanned stack, issue 22)."""
     return adamw_chain(cfg.train, lr_fn, weight_decay, decay_mask)
 
 

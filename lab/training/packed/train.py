@@ -32,7 +32,7 @@ from lab.evals.final import final_scores
 from lab.result import LOSSES
 from lab.rundir import RunDir
 from lab.training.batches import pack_batch
-from lab.training.checkpoint import Checkpointer
+from lab.training.checkpoint import Checkpointer, is_disk_full
 from lab.training.loop import Cadence, Due, MetricLines, Preempted, RunFailed, RunProgress, StopFlag, train_steps
 from lab.training.packed.step import (
     check_packable,
@@ -44,6 +44,7 @@ from lab.training.packed.step import (
 )
 from lab.training.runs import (
     checked_setup,
+    disk_full_error,
     finished_result,
     record_ended,
     record_failed,
@@ -83,22 +84,31 @@ def train_pack(
     cfg0, corpus, mesh = checked_setup(cfgs[0])
     cfgs = [cfg0] + [resolve_config(c, corpus) for c in cfgs[1:]]
     extras = extra_results or [{} for _ in cfgs]
-    results, members = [None] * len(cfgs), []
-    for i, (cfg, out, extra) in enumerate(zip(cfgs, outs, extras)):
-        rundir = RunDir.prepare(out, resume=resume, overwrite=overwrite, writer=jax.process_index() == 0)
-        done = finished_result(rundir, cfg) if resume else None
-        if done is not None:  # stays in the pack, idle, so the others run the program they started in
-            results[i] = done
-            members.append((i, Member(cfg, rundir, done, alive=False, done=True)))
-            continue
-        costs = model_costs(cfg.model)
-        header = {**result_header(cfg, corpus, rundir, costs), **extra, "pack_id": pack_id}
-        write_config(rundir, cfg, costs)
-        members.append((i, Member(cfg, rundir, header)))
-    if any(not m.done for _, m in members):
-        for (i, _), res in zip(members, _run([m for _, m in members], corpus, mesh, progress)):
-            results[i] = res
-    return results
+    rundirs, members = [], []
+    try:  # every member's run directory is locked (one writer) until the pack ends
+        for cfg, out, extra in zip(cfgs, outs, extras):
+            rundirs.append(
+                RunDir.prepare(out, resume=resume, overwrite=overwrite, writer=jax.process_index() == 0)
+            )
+            members.append(_member(cfg, rundirs[-1], corpus, resume, {**extra, "pack_id": pack_id}))
+        if all(m.done for m in members):
+            return [m.result for m in members]
+        return _run(members, corpus, mesh, progress)
+    finally:
+        for rundir in rundirs:
+            rundir.release()
+
+
+def _member(cfg: RunConfig, rundir: RunDir, corpus, resume: bool, extra: dict) -> Member:
+    """A member, with its header written (config.json); one that finished before (found on
+    resume) stays in the pack, idle, so the others run the program they started in."""
+    done = finished_result(rundir, cfg) if resume else None
+    if done is not None:
+        return Member(cfg, rundir, done, alive=False, done=True)
+    costs = model_costs(cfg.model)
+    header = {**result_header(cfg, corpus, rundir, costs), **extra}
+    write_config(rundir, cfg, costs)
+    return Member(cfg, rundir, header)
 
 
 def _run(members: list[Member], corpus, mesh, progress: bool) -> list[dict]:
@@ -108,6 +118,8 @@ def _run(members: list[Member], corpus, mesh, progress: bool) -> list[dict]:
     except (Preempted, KeyboardInterrupt):
         raise
     except Exception as e:
+        if is_disk_full(e):  # the user's to fix, not a failed pack: the CLI says so in one line
+            raise disk_full_error(e) from None
         for m in members:
             if m.result["status"] == "running" and not m.done:
                 record_failed(m.rundir, m.result, e, t_start)
@@ -186,7 +198,10 @@ class PackLoop:
             facts = self.compile()
             self.ckpts = [
                 Checkpointer(
-                    m.rundir.checkpoints, keep=self.cfg.keep_checkpoints, set_aside=m.rundir.corrupted_checkpoints
+                    m.rundir.checkpoints,
+                    keep=self.cfg.keep_checkpoints,
+                    set_aside=m.rundir.corrupted_checkpoints,
+                    writer=True,
                 )
                 for m in self.members
             ]
@@ -218,6 +233,7 @@ class PackLoop:
         for i, m in enumerate(self.members):
             if not m.alive or done <= m.state.start:
                 continue
+            m.state.train_time = train_time
             losses_i = [float(f["loss"][i]) for s, f in enumerate(fetched, first) if s >= m.state.start]
             if not m.state.add_losses(losses_i):
                 m.alive = False
