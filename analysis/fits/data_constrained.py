@@ -195,7 +195,24 @@ def _result(data, theta, objective, U, U_table, ucol, fixed, n_single, delta, t0
         "b": base.b,
         "k": data.k,
     }
-    frame = pd.DataFrame(
+    frame = _fit_frame(data, U, U_table, pred, resid)
+    warnings = _identifiability_warnings(data, law, fixed)
+    extra = _fit_extra(data, theta, law, U_table, ucol, fixed, n_single, delta, t0, target_flops)
+    return FitResult(
+        method="data-constrained",
+        params=params,
+        objective=objective,
+        residuals=resid,
+        data=frame,
+        warnings=warnings,
+        law=law,
+        extra=extra,
+    )
+
+
+def _fit_frame(data, U, U_table, pred, resid) -> pd.DataFrame:
+    """One row per run: its inputs, epochs, the loss and the law's fitted loss."""
+    return pd.DataFrame(
         {
             "N": data.N,
             "D": data.D,
@@ -208,6 +225,11 @@ def _result(data, theta, objective, U, U_table, ucol, fixed, n_single, delta, t0
             "residual": resid,
         }
     )
+
+
+def _identifiability_warnings(data, law, fixed) -> list[str]:
+    """Warnings for parameters the data cannot pin down: R_D*, R_N* far out, or a floor E near 0."""
+    base = law.base
     warnings = []
     for name, v in (("R_D*", law.R_D_star), ("R_N*", law.R_N_star)):
         if not 1e-2 < v < 1e4:
@@ -219,6 +241,11 @@ def _result(data, theta, objective, U, U_table, ucol, fixed, n_single, delta, t0
             f"the fitted base law's E = {base.E:.3g} is near its bound 0 (under a quarter of the lowest loss): "
             "the floor is not identified, and its interval says nothing"
         )
+    return warnings
+
+
+def _fit_extra(data, theta, law, U_table, ucol, fixed, n_single, delta, t0, target_flops) -> dict:
+    """The fit's conventions, read-outs (worth_repeating, optional target allocation) and timing."""
     extra = {
         "objective_convention": f"sum of Huber(delta={delta:g}) over log-loss residuals",
         "delta": delta,
@@ -232,18 +259,9 @@ def _result(data, theta, objective, U, U_table, ucol, fixed, n_single, delta, t0
         "fit_seconds": time.perf_counter() - t0,
     }
     if target_flops:
-        n_opt, d_opt = base.optimal(target_flops, data.k)
+        n_opt, d_opt = law.base.optimal(target_flops, data.k)
         extra["target"] = {"flops": float(target_flops), "n_opt": float(n_opt), "d_opt": float(d_opt)}
-    return FitResult(
-        method="data-constrained",
-        params=params,
-        objective=objective,
-        residuals=resid,
-        data=frame,
-        warnings=warnings,
-        law=law,
-        extra=extra,
-    )
+    return extra
 
 
 def bootstrap_data_constrained(

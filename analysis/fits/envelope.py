@@ -74,25 +74,8 @@ def fit_envelope(
     grid, M, T, runs = envelope_matrix(curves, n_grid)
     single = bool((runs["n"] == 1).all())
     env, j = _frontier(grid, M)
-    have = j >= 0
-    if single:  # Pareto frontier: keep grid values where the running-min improves
-        best = np.minimum.accumulate(np.where(have, env, np.inf))
-        have &= env <= best
-    N_all = runs["N"].to_numpy(dtype=float)
-    n_opt = np.where(have, N_all[np.clip(j, 0, None)], np.nan)
-    tok = T[np.clip(j, 0, None), np.arange(len(grid))]
-    d_opt = np.where(have & np.isfinite(tok), tok, grid / (k * n_opt))
-    interior = have & (n_opt > N_all.min()) & (n_opt < N_all.max())
-    warnings = []
-    if interior.sum() < 2:
-        if have.sum() < 2:
-            raise AnalysisError("envelope: fewer than 2 FLOP values have an optimum; need curves of several sizes")
-        warnings.append("the optimum is always the smallest or largest model: fitting every envelope point")
-        interior = have
-    if len(np.unique(n_opt[interior])) < 2:
-        raise AnalysisError(
-            f"envelope: only one model size (N = {n_opt[interior][0]:.4g}) is ever optimal; cannot fit N_opt(C)"
-        )
+    have, n_opt, d_opt = _optima(grid, T, runs, env, j, single, k)
+    interior, warnings = _fitted_points(runs, have, n_opt)
     lc = np.log(grid[interior])
     a, cn = np.polyfit(lc, np.log(n_opt[interior]), 1)
     b, cd = np.polyfit(lc, np.log(d_opt[interior]), 1)
@@ -125,6 +108,38 @@ def fit_envelope(
         warnings=warnings,
         extra=extra,
     )
+
+
+def _optima(grid, T, runs, env, j, single, k):
+    """Per grid value: whether it has an optimum, and that optimum's N_opt and D_opt (NaN where none).
+    For one-point curves only grid values where the running-min improves count (the Pareto frontier)."""
+    have = j >= 0
+    if single:
+        best = np.minimum.accumulate(np.where(have, env, np.inf))
+        have &= env <= best
+    N_all = runs["N"].to_numpy(dtype=float)
+    n_opt = np.where(have, N_all[np.clip(j, 0, None)], np.nan)
+    tok = T[np.clip(j, 0, None), np.arange(len(grid))]
+    d_opt = np.where(have & np.isfinite(tok), tok, grid / (k * n_opt))
+    return have, n_opt, d_opt
+
+
+def _fitted_points(runs, have, n_opt):
+    """The grid values the power laws are fitted on (interior optima, else every optimum, with a
+    warning) and the warnings; raises AnalysisError when they cannot determine N_opt(C)."""
+    N_all = runs["N"].to_numpy(dtype=float)
+    interior = have & (n_opt > N_all.min()) & (n_opt < N_all.max())
+    warnings = []
+    if interior.sum() < 2:
+        if have.sum() < 2:
+            raise AnalysisError("envelope: fewer than 2 FLOP values have an optimum; need curves of several sizes")
+        warnings.append("the optimum is always the smallest or largest model: fitting every envelope point")
+        interior = have
+    if len(np.unique(n_opt[interior])) < 2:
+        raise AnalysisError(
+            f"envelope: only one model size (N = {n_opt[interior][0]:.4g}) is ever optimal; cannot fit N_opt(C)"
+        )
+    return interior, warnings
 
 
 def allocation_points(fit: FitResult):

@@ -224,26 +224,9 @@ def fit_isoflop(
     curves = _budget_curves(frame, budgets)
     sigma = estimate_loss_noise([(xn, Ln) for xn, Ln, _, _ in curves]) if loss_noise is None else float(loss_noise)
     warnings = []
-    opt = pd.DataFrame(
-        [
-            _budget_optimum(c, curve, data.k, estimator, sigma, n_noise, rng, window, min_points, warnings)
-            for c, curve in zip(budgets, curves)
-        ]
-    )
+    opt = _budget_optima(data, budgets, curves, estimator, sigma, n_noise, rng, window, min_points, warnings)
     use = opt[opt["used"]]
-    if len(use) < 2:
-        few = int((opt["n_points"] < min_points).sum())
-        edge = int(opt["edge"].sum())
-        raise AnalysisError(
-            f"isoflop: only {len(use)} of {len(opt)} budget(s) have an interior loss minimum "
-            f"({few} with fewer than {min_points} distinct N, {edge} with the minimum at the grid edge, "
-            f"{len(opt) - len(use) - few - edge} unstable under loss noise {sigma:.3g}); need at least 2"
-        )
-    lc = np.log(use["budget"].to_numpy())
-    wn = 1 / use["n_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
-    wd = 1 / use["d_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
-    cn0, a, rn = _wls_line(lc, np.log(use["n_opt"].to_numpy()), wn)
-    cd0, b, rd = _wls_line(lc, np.log(use["d_opt"].to_numpy()), wd)
+    cn0, a, rn, wn, cd0, b, rd = _allocation_lines(use, weighted)
     if len(use) == 2:
         warnings.append("only 2 budgets: the exponents have no residual degrees of freedom")
     opt["residual_log_n"] = np.nan
@@ -277,6 +260,38 @@ def fit_isoflop(
         law=None,
         extra=extra,
     )
+
+
+def _budget_optima(data, budgets, curves, estimator, sigma, n_noise, rng, window, min_points, warnings):
+    """One row per budget with its optimum (appending to `warnings`); raises AnalysisError unless at
+    least 2 budgets have a usable interior minimum."""
+    opt = pd.DataFrame(
+        [
+            _budget_optimum(c, curve, data.k, estimator, sigma, n_noise, rng, window, min_points, warnings)
+            for c, curve in zip(budgets, curves)
+        ]
+    )
+    use = opt[opt["used"]]
+    if len(use) < 2:
+        few = int((opt["n_points"] < min_points).sum())
+        edge = int(opt["edge"].sum())
+        raise AnalysisError(
+            f"isoflop: only {len(use)} of {len(opt)} budget(s) have an interior loss minimum "
+            f"({few} with fewer than {min_points} distinct N, {edge} with the minimum at the grid edge, "
+            f"{len(opt) - len(use) - few - edge} unstable under loss noise {sigma:.3g}); need at least 2"
+        )
+    return opt
+
+
+def _allocation_lines(use, weighted):
+    """Weighted least-squares lines log N_opt and log D_opt against log C over the used budgets:
+    (intercept_n, a, residuals_n, weights_n, intercept_d, b, residuals_d)."""
+    lc = np.log(use["budget"].to_numpy())
+    wn = 1 / use["n_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
+    wd = 1 / use["d_opt_std_log"].to_numpy() ** 2 if weighted else np.ones(len(use))
+    cn0, a, rn = _wls_line(lc, np.log(use["n_opt"].to_numpy()), wn)
+    cd0, b, rd = _wls_line(lc, np.log(use["d_opt"].to_numpy()), wd)
+    return cn0, a, rn, wn, cd0, b, rd
 
 
 def allocation_points(fit: FitResult):

@@ -75,6 +75,35 @@ def fit_kaplan(
     N, D, C, L = data.N, data.D, data.C, data.L
     k = data.k if k is None else k
     iN, iD, iC = frontiers(N, D, C, L)
+    params, warnings = _frontier_params(N, D, C, L, iN, iD, iC)
+    method = _refine_joint(N, D, L, params, warnings, start)
+    joint = _joint_law(params, warnings)
+    frame = _kaplan_frame(N, D, C, L, iC, params, joint)
+    extra = {
+        "columns": data.columns,
+        "fit": method,
+        "n_points": int(len(L)),
+        "n_frontier": {"N": int(len(iN)), "D": int(len(iD)), "C": int(len(iC))},
+    }
+    if target_flops and joint is not None:
+        n_opt, d_opt = joint.optimal(target_flops, k)
+        extra["target"] = {"flops": float(target_flops), "n_opt": float(n_opt), "d_opt": float(d_opt)}
+    resid = frame["residual"].to_numpy() if len(frame) else np.array([])
+    return FitResult(
+        method="kaplan",
+        params=params,
+        objective=float(np.sum(resid**2)),
+        residuals=resid,
+        data=frame,
+        warnings=warnings,
+        law=joint,
+        extra=extra,
+    )
+
+
+def _frontier_params(N, D, C, L, iN, iD, iC):
+    """(params, warnings) of the log-log lines L(N), L(D), L(C) through their frontiers (NaN for a law
+    that cannot be fitted); raises AnalysisError when none can."""
     params, warnings = {}, []
     for var, x, idx in (("N", N, iN), ("D", D, iD), ("C", C, iC)):
         if len(np.unique(x[idx])) < 2:
@@ -90,17 +119,28 @@ def fit_kaplan(
                 params[f"alpha_{var}"] = np.nan
     if all(np.isnan(params[f"alpha_{v}"]) for v in "NDC"):
         raise AnalysisError("kaplan: none of L(N), L(D), L(C) can be fitted (" + "; ".join(warnings) + ")")
+    return params, warnings
+
+
+def _refine_joint(N, D, L, params, warnings, start):
+    """Replace the frontier L(N), L(D) in `params` by the joint L(N, D) fit to every point, started
+    from the frontier fits (or `start`); returns which fit L(N), L(D) come from."""
     src = params if start is None else start
     q0 = [src["N_c"], src["alpha_N"], src["D_c"], src["alpha_D"]]
-    joint, method = None, "frontiers"
-    if len(L) >= 5 and np.all(np.isfinite(q0)) and q0[1] > 0 and q0[3] > 0:
-        r = _fit_joint(N, D, L, q0, scales=(1.0,) if start is not None else (1.0, 0.5, 2.0))
-        if r is not None and r.success:
-            lnc, aN, ldc, aD = r.x
-            params.update(alpha_N=float(aN), N_c=float(np.exp(lnc)), alpha_D=float(aD), D_c=float(np.exp(ldc)))
-            method = "joint L(N, D)"
-        else:
-            warnings.append("joint L(N, D) fit failed; L(N) and L(D) are frontier fits")
+    if not (len(L) >= 5 and np.all(np.isfinite(q0)) and q0[1] > 0 and q0[3] > 0):
+        return "frontiers"
+    r = _fit_joint(N, D, L, q0, scales=(1.0,) if start is not None else (1.0, 0.5, 2.0))
+    if r is None or not r.success:
+        warnings.append("joint L(N, D) fit failed; L(N) and L(D) are frontier fits")
+        return "frontiers"
+    lnc, aN, ldc, aD = r.x
+    params.update(alpha_N=float(aN), N_c=float(np.exp(lnc)), alpha_D=float(aD), D_c=float(np.exp(ldc)))
+    return "joint L(N, D)"
+
+
+def _joint_law(params, warnings):
+    """Warn about laws whose loss does not fall; the KaplanND law (or None) and its allocation
+    exponents `a`, `b` (NaN without it) into `params`."""
     for v in "NDC":
         if params[f"alpha_{v}"] <= 0:
             warnings.append(f"L({v}): loss does not fall with {v} (alpha_{v} = {params[f'alpha_{v}']:.3g})")
@@ -112,9 +152,13 @@ def fit_kaplan(
     ):
         joint = KaplanND(params["N_c"], params["alpha_N"], params["D_c"], params["alpha_D"])
         params["a"], params["b"] = joint.a, joint.b
-    else:
-        params["a"] = params["b"] = np.nan
+        return joint
+    params["a"] = params["b"] = np.nan
+    return None
 
+
+def _kaplan_frame(N, D, C, L, iC, params, joint) -> pd.DataFrame:
+    """The fitted points: every run under L(N, D) (when fitted), then the L(C) frontier runs."""
     parts = []
     if joint is not None:
         pred = joint(N, D)
@@ -148,27 +192,7 @@ def fit_kaplan(
                 }
             )
         )
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    extra = {
-        "columns": data.columns,
-        "fit": method,
-        "n_points": int(len(L)),
-        "n_frontier": {"N": int(len(iN)), "D": int(len(iD)), "C": int(len(iC))},
-    }
-    if target_flops and joint is not None:
-        n_opt, d_opt = joint.optimal(target_flops, k)
-        extra["target"] = {"flops": float(target_flops), "n_opt": float(n_opt), "d_opt": float(d_opt)}
-    resid = frame["residual"].to_numpy() if len(frame) else np.array([])
-    return FitResult(
-        method="kaplan",
-        params=params,
-        objective=float(np.sum(resid**2)),
-        residuals=resid,
-        data=frame,
-        warnings=warnings,
-        law=joint,
-        extra=extra,
-    )
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def bootstrap_kaplan(

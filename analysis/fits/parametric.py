@@ -180,7 +180,7 @@ def fit_parametric(
     E, A, B, alpha, beta, a, b, G, k and the Huber-sum objective over every row; residuals are
     log L - log L_fit. Tables over `screen_rows` rows screen the init grid on a subsample (None:
     always on every row); a screen of more than `screen_elements` lanes x rows runs in chunks."""
-    from ..solvers.huber_lse import PARAM_NAMES, huber_objective
+    from ..solvers.huber_lse import huber_objective
 
     n = len(data)
     screen_rows = n if screen_rows is None else screen_rows
@@ -205,43 +205,11 @@ def fit_parametric(
     )
     law = Chinchilla.from_lse(*theta)
     objective = huber_objective(theta, data.N, data.D, data.L, delta)
-    pred = np.log(law(data.N, data.D))
-    resid = np.log(data.L) - pred
+    resid, frame = _fitted_rows(data, law)
     warnings, n_basin = _fit_warnings(law, theta, fs, best_lane, g, objective, data, delta)
-    params = {
-        "E": law.E,
-        "A": law.A,
-        "B": law.B,
-        "alpha": law.alpha,
-        "beta": law.beta,
-        "a": law.a,
-        "b": law.b,
-        "G": law.G,
-        "k": k,
-    }
-    frame = pd.DataFrame(
-        {"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred), "residual": resid}
-    )
-    extra = {
-        "objective_convention": f"sum of Huber(delta={delta:g}) over log-loss residuals",
-        "objective_mean": objective / n,
-        "delta": delta,
-        "n_inits": int(len(P0)),
-        "n_inits_at_best": n_basin,
-        "columns": data.columns,
-        "lse_params": dict(zip(PARAM_NAMES, map(float, theta))),
-        "screen_rows": int(min(n, screen_rows)),
-        "fit_seconds": time.perf_counter() - t0,
-        "screen_seconds": t_screen,
-    }
-    if target_flops:
-        n_opt, d_opt = law.optimal(target_flops, k)
-        extra["target"] = {
-            "flops": float(target_flops),
-            "n_opt": float(n_opt),
-            "d_opt": float(d_opt),
-            "loss": float(law(n_opt, d_opt)),
-        }
+    params = _law_params(law, k)
+    extra = _fit_extra(data, law, theta, objective, delta, len(P0), n_basin, screen_rows, t0, t_screen)
+    _add_target(extra, law, k, target_flops)
     progress(f"done, objective {objective:.7e} on all {n} rows")
     return FitResult(
         method="parametric",
@@ -253,6 +221,62 @@ def fit_parametric(
         law=law,
         extra=extra,
     )
+
+
+def _fitted_rows(data: FitData, law):
+    """(log-loss residuals, one row per run with its loss, the law's loss and the residual)."""
+    pred = np.log(law(data.N, data.D))
+    resid = np.log(data.L) - pred
+    frame = pd.DataFrame(
+        {"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred), "residual": resid}
+    )
+    return resid, frame
+
+
+def _law_params(law, k) -> dict:
+    """The fitted law's parameters and read-outs, with the FLOPs constant `k`."""
+    return {
+        "E": law.E,
+        "A": law.A,
+        "B": law.B,
+        "alpha": law.alpha,
+        "beta": law.beta,
+        "a": law.a,
+        "b": law.b,
+        "G": law.G,
+        "k": k,
+    }
+
+
+def _fit_extra(data, law, theta, objective, delta, n_inits, n_basin, screen_rows, t0, t_screen) -> dict:
+    """The fit's conventions, search statistics and timing."""
+    from ..solvers.huber_lse import PARAM_NAMES
+
+    n = len(data)
+    return {
+        "objective_convention": f"sum of Huber(delta={delta:g}) over log-loss residuals",
+        "objective_mean": objective / n,
+        "delta": delta,
+        "n_inits": int(n_inits),
+        "n_inits_at_best": n_basin,
+        "columns": data.columns,
+        "lse_params": dict(zip(PARAM_NAMES, map(float, theta))),
+        "screen_rows": int(min(n, screen_rows)),
+        "fit_seconds": time.perf_counter() - t0,
+        "screen_seconds": t_screen,
+    }
+
+
+def _add_target(extra, law, k, target_flops) -> None:
+    """With `target_flops`, the law's compute-optimal N, D and loss there as extra["target"]."""
+    if target_flops:
+        n_opt, d_opt = law.optimal(target_flops, k)
+        extra["target"] = {
+            "flops": float(target_flops),
+            "n_opt": float(n_opt),
+            "d_opt": float(d_opt),
+            "loss": float(law(n_opt, d_opt)),
+        }
 
 
 def _bootstrap_all_at_once(data, theta, delta, rng, n_boot, n_perturb, screen_iters, polish_iters):

@@ -72,6 +72,35 @@ def _task_rows(data, acc_col: str, loss_col: str):
     return keep
 
 
+def _task_data(data, acc_col: str, loss_col: str):
+    """`data` restricted to the runs with both task scores, its loss column the task loss."""
+    keep = _task_rows(data, acc_col, loss_col)
+    frame = data.frame[keep]
+    return dataclasses.replace(
+        data,
+        N=data.N[keep],
+        D=data.D[keep],
+        C=data.C[keep],
+        L=frame[loss_col].to_numpy(float),
+        frame=frame,
+        budget=None if data.budget is None else data.budget[keep],
+    )
+
+
+def _step1_frame(task_data, acc, law) -> pd.DataFrame:
+    """One row per run: N, D, C, its task loss and accuracy, and step 1's fitted task loss."""
+    return pd.DataFrame(
+        {
+            "N": task_data.N,
+            "D": task_data.D,
+            "C": task_data.C,
+            "task_loss": task_data.L,
+            "accuracy": acc,
+            "task_loss_fit": law(task_data.N, task_data.D),
+        }
+    )
+
+
 def fit_task(
     data,
     acc_col: str = ACC_COL,
@@ -85,32 +114,13 @@ def fit_task(
     """Both steps on `data` (a FitData); see the module docstring."""
     from .parametric import fit_parametric
 
-    keep = _task_rows(data, acc_col, loss_col)
-    frame = data.frame[keep]
-    L_task = frame[loss_col].to_numpy(float)
-    acc = frame[acc_col].to_numpy(float)
-    task_data = dataclasses.replace(
-        data,
-        N=data.N[keep],
-        D=data.D[keep],
-        C=data.C[keep],
-        L=L_task,
-        frame=frame,
-        budget=None if data.budget is None else data.budget[keep],
-    )
+    task_data = _task_data(data, acc_col, loss_col)
+    L_task = task_data.L
+    acc = task_data.frame[acc_col].to_numpy(float)
     step1 = fit_parametric(task_data, **parametric_kw)
     warnings = [f"step 1: {w}" for w in step1.warnings]
     params = {f"task_{name}": step1.params[name] for name in ("E", "A", "B", "alpha", "beta")}
-    out = pd.DataFrame(
-        {
-            "N": task_data.N,
-            "D": task_data.D,
-            "C": task_data.C,
-            "task_loss": L_task,
-            "accuracy": acc,
-            "task_loss_fit": step1.law(task_data.N, task_data.D),
-        }
-    )
+    out = _step1_frame(task_data, acc, step1.law)
     extra = {"columns": {"accuracy": acc_col, "task_loss": loss_col}, "chance": chance, "n_points": len(acc)}
     out.attrs["k"] = task_data.k
     ci = None

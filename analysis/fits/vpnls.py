@@ -45,25 +45,8 @@ def fit_vpnls(
     k = data.k if k is None else k
     t0 = time.perf_counter()
     found = vp_search(data.N, data.D, data.L, candidates)
-    vp_f, E, A, B, alpha, beta = found[0]
     t_vp = time.perf_counter() - t0
-    warnings, extra = [], {}
-    if huber:
-        polished = [huber_polish(_lse(*c[1:]), data.N, data.D, data.L, delta) for c in found]
-        theta, objective, decrease = min(polished, key=lambda p: p[1])
-        law = Chinchilla.from_lse(*theta)
-        if not decrease <= 1e-9 * max(objective, 1e-12):
-            warnings.append(
-                f"Huber polish did not fully converge (a Newton step would still lower it by {decrease:.2e})"
-            )
-        convention = f"sum of Huber(delta={delta:g}) over log-loss residuals, polished from the VP optimum"
-    else:
-        law = Chinchilla(E=E, A=A, B=B, alpha=alpha, beta=beta)
-        objective, convention = vp_f, "sum of squared relative residuals ((L - L_fit) / L)^2 (the VP optimum)"
-    if min(E, A, B) <= 0:
-        warnings.append(
-            f"NNLS put a coefficient at zero (E={E:.3g}, A={A:.3g}, B={B:.3g}): that term is not identified"
-        )
+    law, objective, convention, warnings = _final_law(found, data, delta, huber)
     pred = np.log(law(data.N, data.D))
     resid = np.log(data.L) - pred
     params = {
@@ -80,20 +63,7 @@ def fit_vpnls(
     frame = pd.DataFrame(
         {"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred), "residual": resid}
     )
-    extra.update(
-        {
-            "objective_convention": convention,
-            "delta": delta,
-            "huber": huber,
-            "columns": data.columns,
-            "vp_objective": vp_f,
-            "vp_params": {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta},
-            "vp_candidates": len(found),
-            "lse_params": dict(zip(LSE_NAMES, map(float, law.to_lse()))),
-            "vp_seconds": t_vp,
-            "fit_seconds": time.perf_counter() - t0,
-        }
-    )
+    extra = _fit_extra(data, law, found, convention, delta, huber, t0, t_vp)
     if target_flops:
         n_opt, d_opt = law.optimal(target_flops, k)
         extra["target"] = {
@@ -112,6 +82,47 @@ def fit_vpnls(
         law=law,
         extra=extra,
     )
+
+
+def _final_law(found, data: FitData, delta: float, huber: bool):
+    """(law, objective, objective convention, warnings): the Huber polish of the best of the VP
+    candidates `found`, or with `huber=False` the VP optimum itself."""
+    vp_f, E, A, B, alpha, beta = found[0]
+    warnings = []
+    if huber:
+        polished = [huber_polish(_lse(*c[1:]), data.N, data.D, data.L, delta) for c in found]
+        theta, objective, decrease = min(polished, key=lambda p: p[1])
+        law = Chinchilla.from_lse(*theta)
+        if not decrease <= 1e-9 * max(objective, 1e-12):
+            warnings.append(
+                f"Huber polish did not fully converge (a Newton step would still lower it by {decrease:.2e})"
+            )
+        convention = f"sum of Huber(delta={delta:g}) over log-loss residuals, polished from the VP optimum"
+    else:
+        law = Chinchilla(E=E, A=A, B=B, alpha=alpha, beta=beta)
+        objective, convention = vp_f, "sum of squared relative residuals ((L - L_fit) / L)^2 (the VP optimum)"
+    if min(E, A, B) <= 0:
+        warnings.append(
+            f"NNLS put a coefficient at zero (E={E:.3g}, A={A:.3g}, B={B:.3g}): that term is not identified"
+        )
+    return law, objective, convention, warnings
+
+
+def _fit_extra(data: FitData, law, found, convention: str, delta: float, huber: bool, t0: float, t_vp: float):
+    """The fit's conventions, the projected least-squares optimum (the best of `found`) and timing."""
+    vp_f, E, A, B, alpha, beta = found[0]
+    return {
+        "objective_convention": convention,
+        "delta": delta,
+        "huber": huber,
+        "columns": data.columns,
+        "vp_objective": vp_f,
+        "vp_params": {"E": E, "A": A, "B": B, "alpha": alpha, "beta": beta},
+        "vp_candidates": len(found),
+        "lse_params": dict(zip(LSE_NAMES, map(float, law.to_lse()))),
+        "vp_seconds": t_vp,
+        "fit_seconds": time.perf_counter() - t0,
+    }
 
 
 def bootstrap_vpnls(
