@@ -11,7 +11,7 @@
     OUT/checkpoints_corrupted/   damaged checkpoints, set aside (never deleted)
     OUT/branch_points/STEP/      kept checkpoints that WSD cooldown branches start from
     OUT/profile/                 a jax.profiler trace of chosen steps (lab train --profile-steps)
-    OUT/tensorboard/, OUT/wandb/ live tracker logs (lab train --tracker)
+    OUT/tensorboard/, OUT/wandb/ live tracker logs (lab train --tracker, lab study --tracker)
 
 config.json and result.json are written atomically (`lab.files`); metrics.jsonl is appended line
 by line and, on resume, cut back to the checkpointed step so the resumed log equals an

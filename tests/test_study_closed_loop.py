@@ -142,33 +142,111 @@ def _events(path: Path) -> list:
     return out
 
 
-def test_study_logs_each_run_to_tensorboard_and_links_rows(tmp_path, capsys):
+TWO_SEEDS = (
+    HEADER
+    + """
+def study():
+    return Study(name="seeds", base=BASE, sizes=[{"d_model": 16}], tokens=[2560], seeds=[0, 1], min_steps=5)
+"""
+)
+
+
+def _check_live_tensorboard(out: Path, row, study: str) -> None:
+    """The cell's worker logged live into its run directory's tensorboard/ folder, grouped by
+    `study`: train_loss at every logged step equal to metrics.jsonl, written before the run's
+    result.json, the study's name, the config; the task file carried the tracker; no replay."""
+    from lab.study.tasks import PackSpec, read_task
+
+    run = out / "runs" / row["cell_id"]
+    assert row["tracker_run"] == f"runs/{row['cell_id']}/tensorboard"
+    events = [e for f in (run / "tensorboard").glob("events.out.tfevents.*") for e in _events(f)]
+    scalars = {
+        (v.tag, e.step): (v.simple_value, e.wall_time)
+        for e in events
+        for v in e.summary.value
+        if v.HasField("simple_value")
+    }
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = [m for m in metrics if "train_loss" in m]
+    assert len(logged) >= 2
+    assert sorted(step for tag, step in scalars if tag == "train_loss") == [m["step"] for m in logged]
+    for m in logged:
+        value, wall_time = scalars[("train_loss", m["step"])]
+        assert value == pytest.approx(m["train_loss"], rel=1e-6)
+        assert wall_time < (run / "result.json").stat().st_mtime  # logged while it trained
+    texts = {  # tensorboardX names a text TAG/text_summary
+        v.tag.split("/")[0]: v.tensor.string_val[0].decode()
+        for e in events
+        for v in e.summary.value
+        if v.HasField("tensor")
+    }
+    assert texts["study"] == study and '"d_model"' in texts["config"] and '"completed"' in texts["result"]
+    pack = row.get("pack_id")
+    task = read_task(out / "tasks" / f"{pack if isinstance(pack, str) else row['cell_id']}.json")
+    specs = task.members if isinstance(task, PackSpec) else (task,)
+    assert [(m.tracker, m.group) for m in specs] == [("tensorboard", study)] * len(specs)
+    assert not (out / "tracker").exists()  # nothing replayed after the fact
+
+
+def test_study_cells_log_live_to_tensorboard_in_their_run_directories(tmp_path, capsys):
     pytest.importorskip("tensorboardX", reason="the optional tracker extra (tensorboardX) is not installed")
     out = tmp_path / "o"
-    assert (
-        main(["study", str(write(tmp_path, TWO_SHORT)), "--out", str(out), "--quiet", "--tracker", "tensorboard"])
-        == 0
-    )
+    argv = ["study", str(write(tmp_path, ONE_SHORT)), "--out", str(out), "--quiet", "--tracker", "tensorboard"]
+    assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["analysis"].startswith("skipped: 2 completed run(s)")  # too few runs for a law
+    assert summary["analysis"].startswith("skipped: 1 completed run(s)")  # too few runs for a law
     import pandas as pd
 
-    rows = pd.read_csv(out / "results.csv")
-    for _, r in rows.iterrows():
-        assert r["tracker_run"] == f"tracker/{r['cell_id']}"
-        events = [e for f in (out / r["tracker_run"]).glob("events.out.tfevents.*") for e in _events(f)]
-        scalars = {
-            (v.tag, e.step): v.simple_value for e in events for v in e.summary.value if v.HasField("simple_value")
-        }
-        metrics = [json.loads(x) for x in (out / "runs" / r["cell_id"] / "metrics.jsonl").read_text().splitlines()]
-        logged = [m for m in metrics if "train_loss" in m]
-        assert len(logged) >= 2
-        for m in logged:
-            assert scalars[("train_loss", m["step"])] == pytest.approx(m["train_loss"], rel=1e-6)
-        texts = [
-            v.tensor.string_val[0].decode() for e in events for v in e.summary.value if v.tag.startswith("config")
-        ]
-        assert texts and '"d_model"' in texts[0]
+    (row,) = [r for _, r in pd.read_csv(out / "results.csv").iterrows()]
+    _check_live_tensorboard(out, row, "one")
+
+
+def test_packed_study_members_log_live_to_tensorboard(tmp_path, capsys):
+    """`--pack 2`: one worker trains both seeds as one vmapped step; each member logs its own curve."""
+    pytest.importorskip("tensorboardX", reason="the optional tracker extra (tensorboardX) is not installed")
+    out = tmp_path / "o"
+    argv = ["study", str(write(tmp_path, TWO_SEEDS)), "--out", str(out), "--quiet", "--pack", "2"]
+    assert main([*argv, "--tracker", "tensorboard", "--no-analysis"]) == 0
+    capsys.readouterr()
+    import pandas as pd
+
+    rows = [r for _, r in pd.read_csv(out / "results.csv").iterrows()]
+    assert len(rows) == 2 and rows[0]["pack_id"] == rows[1]["pack_id"]
+    for row in rows:
+        _check_live_tensorboard(out, row, "seeds")
+    first = [
+        next(
+            m for m in map(json.loads, (out / "runs" / r["cell_id"] / "metrics.jsonl").open()) if "train_loss" in m
+        )
+        for r in rows
+    ]
+    assert first[0]["train_loss"] != first[1]["train_loss"]  # two seeds: two curves, not one copied
+
+
+def test_a_run_that_ended_without_a_live_log_is_replayed(tmp_path):
+    """The driver replays only a finished cell with no live log (its worker found it finished); a
+    cell that logged live is linked where it logged."""
+    pytest.importorskip("tensorboardX", reason="the optional tracker extra (tensorboardX) is not installed")
+    from lab.study.results import ResultsTable
+
+    study = load_study(write(tmp_path, TWO_SEEDS))
+    cells = expand(study, vocab_size=256)
+    table = ResultsTable(study, cells, tmp_path / "o", tracker="tensorboard")
+    for cell in cells:
+        run = table.run_dir(cell.cell_id).path
+        run.mkdir(parents=True)
+        (run / "metrics.jsonl").write_text(json.dumps({"step": 5, "train_loss": 2.5}) + "\n")
+    (table.run_dir(cells[1].cell_id).path / "tensorboard").mkdir()
+    (table.run_dir(cells[1].cell_id).path / "tensorboard" / "events.out.tfevents.1.h").write_bytes(b"")
+    for cell in cells:
+        table.record(cell, {"status": "completed"})
+    assert table.rows[cells[0].cell_id]["tracker_run"] == f"tracker/{cells[0].cell_id}"
+    replayed = [e for f in (tmp_path / "o" / "tracker" / cells[0].cell_id).glob("events.*") for e in _events(f)]
+    assert [
+        (v.tag, e.step, v.simple_value) for e in replayed for v in e.summary.value if v.HasField("simple_value")
+    ] == [("train_loss", 5, 2.5)]
+    assert table.rows[cells[1].cell_id]["tracker_run"] == f"runs/{cells[1].cell_id}/tensorboard"
+    assert not (tmp_path / "o" / "tracker" / cells[1].cell_id).exists()
 
 
 def _wandb_records(path: Path) -> list:
@@ -194,9 +272,9 @@ def _wandb_records(path: Path) -> list:
 
 
 def test_study_logs_each_run_to_wandb_offline(tmp_path, capsys, monkeypatch):
-    """`--tracker wandb` with WANDB_MODE=offline (a one-cell study): one offline run directory per cell under
-    DIR/tracker/wandb, named by the cell and grouped by the study, holding every logged train_loss
-    at its step and the run's config; no network."""
+    """`--tracker wandb` with WANDB_MODE=offline (a one-cell study): the cell's worker logs live into one
+    offline run directory under its run directory (DIR/runs/CELL/wandb), named by the cell and grouped
+    by the study, holding every logged train_loss at its step and the run's config; no network."""
     pytest.importorskip("wandb", reason="the optional wandb extra is not installed")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
@@ -212,9 +290,9 @@ def test_study_logs_each_run_to_wandb_offline(tmp_path, capsys, monkeypatch):
     assert len(rows) == 1
     for _, r in rows.iterrows():
         run_dir = out / r["tracker_run"]
-        assert run_dir.name.startswith("offline-run-") and run_dir.is_relative_to(out / "tracker"), r[
-            "tracker_run"
-        ]
+        assert run_dir.name.startswith("offline-run-"), r["tracker_run"]
+        assert run_dir.is_relative_to(out / "runs" / r["cell_id"] / "wandb"), r["tracker_run"]
+        assert not (out / "tracker").exists()  # logged live, nothing replayed
         (wandb_file,) = run_dir.glob("run-*.wandb")
         records = _wandb_records(wandb_file)
         (run,) = [x.run for x in records if x.WhichOneof("record_type") == "run"]

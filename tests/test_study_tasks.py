@@ -78,6 +78,23 @@ def test_a_pack_spec_survives_json_and_packing_copies(tmp_path):
         pack.pack_id = "other"  # frozen
 
 
+def test_the_tracker_travels_in_the_task_spec(tmp_path):
+    """`lab study --tracker`: every spec (alone or a pack's member) carries the tracker and the study's
+    name as its group, written after the keys task files have always had; without one, neither key."""
+    study, cells = _seeds()
+    writer = _writer(tmp_path, study, cells)
+    writer.tracker = "tensorboard"
+    alone = writer.spec(cells[0])
+    assert (alone.tracker, alone.group) == ("tensorboard", "seeds")
+    data = json.loads(json.dumps(alone.to_dict()))
+    assert list(data) == [*KEYS, "tracker", "group"] and TaskSpec.from_dict(data) == alone
+    (pack, *_) = pack_specs(cells, cells, 2, writer.spec)
+    back = spec_from_dict(json.loads(json.dumps(pack.to_dict())))
+    assert back == pack and [(m.tracker, m.group) for m in back.members] == [("tensorboard", "seeds")] * 2
+    writer.tracker = None
+    assert writer.spec(cells[0]).tracker is None and list(writer.spec(cells[0]).to_dict()) == KEYS
+
+
 def test_an_old_task_file_without_optional_keys_is_read(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(
@@ -88,6 +105,7 @@ def test_an_old_task_file_without_optional_keys_is_read(tmp_path):
     spec = read_task(path)
     assert spec == TaskSpec("c", Path("/x/runs/c"), BASE, {"study": "s"})
     assert spec.keep_steps == () and spec.branch_of is None and spec.branch_step == 0 and spec.parent_dir is None
+    assert spec.tracker is None and spec.group is None
 
 
 def test_the_writer_writes_task_files_and_names_pack_members(tmp_path):

@@ -36,8 +36,8 @@ def add_study_parser(sub) -> None:
         "--tracker",
         choices=["tensorboard", "wandb"],
         default=None,
-        help="also log every run to this tracker, offline, grouped by study "
-        "(optional extra; lab.training.trackers)",
+        help="also log every run live to this tracker as it trains, offline, in its run directory, "
+        "grouped by study (optional extra; lab.training.trackers)",
     )
     p.set_defaults(func=cmd_study)
 

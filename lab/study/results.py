@@ -110,7 +110,8 @@ class ResultsTable:
     """DIR/results.csv for a study's cells and each cell's status. Rows are rebuilt from the run
     directories (DIR/runs/CELL, the truth); the intact rows of cells the study no longer has are
     kept after the study's own. With a `tracker` ("tensorboard" or "wandb", `lab.training.trackers`), each
-    finished run is replayed into it and its row links the tracker's run (`tracker_run`)."""
+    row links the run's tracker log (`tracker_run`): the live one its worker wrote in the run
+    directory, or, for a run that ended without one, its replay into DIR/tracker/."""
 
     def __init__(self, study: Study, cells: list[Cell], out: Path, tracker: str | None = None):
         self.study, self.cells, self.out, self.tracker = study, cells, Path(out), tracker
@@ -151,31 +152,44 @@ class ResultsTable:
         return todo
 
     def row(self, cell: Cell, result: dict) -> dict:
-        """The cell's row; with a tracker, `tracker_run` links it (TensorBoard: DIR/tracker/CELL)."""
+        """The cell's row; with a tracker, `tracker_run` links its log (relative to DIR)."""
         row = cell_row(self.study, cell, result)
-        link = self.tracker_runs.get(cell.cell_id)
-        if link is None and self.tracker == "tensorboard" and (self.out / "tracker" / cell.cell_id).is_dir():
-            link = str(Path("tracker") / cell.cell_id)
+        link = self.tracker_link(cell.cell_id)
         return {**row, "tracker_run": link} if link else row
 
+    def tracker_link(self, cell_id: str) -> str | None:
+        """The cell's tracker run: its live log (RUN/tensorboard, RUN/wandb/...), else its replay."""
+        if not self.tracker:
+            return None
+        from lab.training.trackers import live_run
+
+        live = live_run(self.tracker, self.run_dir(cell_id).path)
+        if live is not None:
+            return self._relative(live)
+        link = self.tracker_runs.get(cell_id)
+        if link is None and self.tracker == "tensorboard" and (self.out / "tracker" / cell_id).is_dir():
+            link = str(Path("tracker") / cell_id)
+        return link
+
     def record(self, cell: Cell, result: dict) -> None:
-        """A cell ended with `result`: its status, its tracker run (if final), its row, the file."""
+        """A cell ended with `result`: its status, its tracker run (replayed if final and not logged
+        live), its row, the file."""
         self.status[cell.cell_id] = result["status"]
-        if self.tracker and result["status"] in FINAL:
+        if self.tracker and result["status"] in FINAL and self.tracker_link(cell.cell_id) is None:
             self.log_to_tracker(cell)
         self.rows[cell.cell_id] = self.row(cell, result)
         self.save()
 
     def log_to_tracker(self, cell: Cell) -> None:
+        """Replay a finished run that did not log live (its worker found it finished)."""
         from lab.training.trackers import log_run
 
-        path = Path(
-            log_run(
-                self.tracker, self.out / "tracker", self.study.name, cell.cell_id, self.run_dir(cell.cell_id).path
-            )
+        path = log_run(
+            self.tracker, self.out / "tracker", self.study.name, cell.cell_id, self.run_dir(cell.cell_id).path
         )
-        self.tracker_runs[cell.cell_id] = str(
-            path.relative_to(self.out.resolve())
-            if path.is_absolute() and path.is_relative_to(self.out.resolve())
-            else path
-        )
+        self.tracker_runs[cell.cell_id] = self._relative(Path(path))
+
+    def _relative(self, path: Path) -> str:
+        """`path` relative to DIR when it lies inside it."""
+        out, full = self.out.resolve(), path.resolve()
+        return str(full.relative_to(out) if full.is_relative_to(out) else path)

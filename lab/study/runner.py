@@ -7,6 +7,7 @@ Layout of a study directory:
     DIR/results.csv         one row per run or cooldown branch (lab.study.results); derived, rebuilt
     DIR/runs/CELL/          each cell's run directory (lab.rundir.RunDir): the truth
     DIR/report.md, fits.json, figures/, .lab-outputs   the analysis after the grid (lab.study.analyze)
+    DIR/tracker/CELL        --tracker: a cell that ended without logging live, replayed (lab.training.trackers)
     DIR/tasks/CELL.json     the task file a worker ran (lab.study.tasks), CELL.log its output, CELL.lock its lock
                             (PACK.json, .log, .lock for a pack of cells: lab.study.packs)
 
@@ -162,8 +163,8 @@ def run_study(
 ) -> dict[str, str]:
     """Run every unfinished cell; returns {cell_id: status}. One driver per directory (a second
     is refused, naming the first); SIGTERM/SIGINT stop the workers, then raise
-    `lab.study.signals.Interrupted`. `tracker` ("tensorboard" or "wandb", `lab.training.trackers`) replays
-    each finished run into that tracker, offline."""
+    `lab.study.signals.Interrupted`. `tracker` ("tensorboard" or "wandb", `lab.training.trackers`): each
+    cell logs live into that tracker, offline, from its worker, grouped by the study."""
     if tracker:
         from lab.training.trackers import check_available
 
@@ -185,7 +186,7 @@ def run_study(
             raise
         write_plan(out, study, cells)
         if todo:
-            writer = TaskWriter(study, cells, out, table.run_dir, pack=pack, workers=workers)
+            writer = TaskWriter(study, cells, out, table.run_dir, pack=pack, workers=workers, tracker=tracker)
             runner = make_launcher(launcher, out, workers=workers, **launcher_args)
             with StopSignals() as stop:  # after the launcher: ray.init installs its own SIGTERM handler
                 Scheduler(table, writer, runner, stop, progress=progress).run(todo)

@@ -7,7 +7,9 @@
 The study's task writer (`lab.study.taskwriter`) builds them, packing transforms them
 (`TaskSpec.in_pack`), the worker (`lab.study.worker`) reads them back with `read_task`. Both are
 frozen: a spec is never changed after it is built. The JSON is the one task files have always
-had (the same keys in the same order), so a worker reads task files written before these types.
+had (the same keys in the same order), so a worker reads task files written before these types;
+`tracker` and `group` (`lab study --tracker`: the cell logs live, grouped by the study) are written
+only when set.
 Task files are rewritten by the driver before every launch; nothing else depends on old ones.
 """
 
@@ -24,7 +26,8 @@ from lab.config import RunConfig, from_dict
 class TaskSpec:
     """One cell for a worker: train `config` into `run_dir` (resuming), recording `extra_result`
     in its result.json; a cooldown branch (`branch_of`) first copies its long run's checkpoint at
-    `branch_step` from `parent_dir`."""
+    `branch_step` from `parent_dir`. `tracker` ("tensorboard" | "wandb"): the cell logs live into
+    it as it trains (`lab.training.trackers`), grouped by `group` (the study's name)."""
 
     cell_id: str
     run_dir: Path
@@ -34,12 +37,15 @@ class TaskSpec:
     branch_of: str | None = None
     branch_step: int = 0
     parent_dir: Path | None = None  # the long run's directory, for a branch
+    tracker: str | None = None
+    group: str | None = None
 
     def in_pack(self, pack_id: str) -> TaskSpec:
         """This cell as a member of pack `pack_id` (its result and row carry the pack's id)."""
         return dataclasses.replace(self, extra_result={**self.extra_result, "pack_id": pack_id})
 
     def to_dict(self) -> dict:
+        optional = {k: v for k, v in (("tracker", self.tracker), ("group", self.group)) if v is not None}
         return {
             "cell_id": self.cell_id,
             "run_dir": str(self.run_dir),
@@ -49,6 +55,7 @@ class TaskSpec:
             "branch_of": self.branch_of,
             "branch_step": self.branch_step,
             "parent_dir": str(self.parent_dir) if self.parent_dir is not None else None,
+            **optional,
         }
 
     @classmethod
@@ -63,6 +70,8 @@ class TaskSpec:
             branch_of=data.get("branch_of"),
             branch_step=data.get("branch_step", 0),
             parent_dir=Path(parent) if parent else None,
+            tracker=data.get("tracker"),
+            group=data.get("group"),
         )
 
 

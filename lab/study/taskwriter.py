@@ -18,7 +18,8 @@ from lab.study.tasks import PackSpec, Spec, TaskSpec, task_id
 class TaskWriter:
     """`cells`: all of the study's cells (packs are planned over them, so a pack's id is the same
     every time); `run_dir(cell_id)`: a cell's run directory; `workers`: the study's workers sharing
-    a machine (`lab.study.worker.worker_env`)."""
+    a machine (`lab.study.worker.worker_env`); `tracker`: every cell logs live into it, grouped by
+    the study (`lab study --tracker`)."""
 
     def __init__(
         self,
@@ -28,8 +29,9 @@ class TaskWriter:
         run_dir: Callable[[str], RunDir],
         pack: int = 1,
         workers: int = 1,
+        tracker: str | None = None,
     ):
-        self.study, self.cells, self.run_dir = study, cells, run_dir
+        self.study, self.cells, self.run_dir, self.tracker = study, cells, run_dir, tracker
         self.dir = Path(out) / "tasks"
         self.pack, self.workers = pack, workers  # pack: members per packed task; 1 = every cell alone
 
@@ -45,6 +47,8 @@ class TaskWriter:
             cell.branch_of,
             cell.branch_step,
             parent,
+            tracker=self.tracker,
+            group=self.study.name if self.tracker else None,
         )
 
     def log(self, task: str) -> Path:

@@ -1,7 +1,9 @@
 """Run one cell of a study — `python -m lab.study.worker TASK.json` — in a fresh process.
 
 TASK.json holds a `lab.study.tasks.TaskSpec` (or a `PackSpec`: a pack's members, trained as one
-vmapped step). `worker_env` is the one place a worker's environment is built.
+vmapped step). A spec with a `tracker` (`lab study --tracker`) logs live into it as it trains, in
+the cell's run directory, grouped by the study (`lab.training.trackers`). `worker_env` is the one
+place a worker's environment is built.
 
 The cell's run directory is trained with `lab.training.train.train(..., resume=True)`, so a task that is
 run again continues where it stopped (and a run whose result.json is damaged is re-evaluated from
@@ -67,7 +69,7 @@ def run_locks(run_dirs) -> contextlib.ExitStack:
 
 def _run_one(spec: TaskSpec) -> int:
     from lab.rundir import RunDir
-    from lab.training.train import Preempted, RunFailed, train
+    from lab.training.train import Preempted, RunFailed, RunOptions, train
 
     run = RunDir(spec.run_dir)
     if spec.branch_of:
@@ -80,6 +82,7 @@ def _run_one(spec: TaskSpec) -> int:
             progress=False,
             extra_result=spec.extra_result,
             keep_steps=spec.keep_steps,
+            options=RunOptions(tracker=spec.tracker, group=spec.group),  # lab study --tracker: live
         )
     except RunFailed:  # recorded as status `failed` in the run directory
         return 1
@@ -106,6 +109,8 @@ def run_pack_task(spec: PackSpec) -> int:
             pack_id=spec.pack_id,
             resume=True,
             extra_results=[m.extra_result for m in members],
+            tracker=members[0].tracker,  # every member's (the task writer gives them the study's)
+            group=members[0].group,
         )
     except RunFailed:
         return 1

@@ -1,18 +1,21 @@
 """Experiment trackers (`lab train --tracker tensorboard|wandb`, `lab study --tracker ...`), offline,
 optional.
 
-`lab train --tracker KIND` logs live (`LiveTracker`): every metrics.jsonl line (training and
-evaluation) as scalars at its step the moment it is written (TensorBoard's writer is flushed per
-line, so the curves can be watched while the run trains), the resolved config at the start and the
-result's numbers at the end; under OUT/tensorboard/ or OUT/wandb/ (offline).
+A run logs live (`LiveTracker`, attached to its run directory by `attach`): every metrics.jsonl
+line (training and evaluation) as scalars at its step the moment it is written (TensorBoard's
+writer is flushed per line, so the curves can be watched while the run trains), the resolved
+config at the start and the result's numbers at the end; under OUT/tensorboard/ or OUT/wandb/
+(offline). A tracker folder that is new when the run starts first receives the lines metrics.jsonl
+already holds (a cooldown branch's seeded steps, a run resumed with a tracker for the first time).
 
-For studies:
-When a cell finishes, its run directory (config.json and metrics.jsonl, the truth) is replayed into
-the tracker as one tracker run named by the cell and grouped by the study: every logged metric as a
-scalar at its step, the resolved config as text (TensorBoard) or the run's config (wandb). The
-study's results table links each row to its tracker run (column `tracker_run`). Nothing here needs
-the network: TensorBoard event files are written with tensorboardX under DIR/tracker/<cell>/,
-wandb runs in offline mode under DIR/tracker/ (`wandb sync` uploads them later).
+Study cells log the same way, from their worker (`lab.training.train.train`, or the packed trainer
+per member), in their own run directory DIR/runs/CELL/, named by the cell and grouped by the study
+(wandb's group and project; TensorBoard: a `study` text, and `tensorboard --logdir DIR/runs` shows
+the study's cells side by side). The study's results table links each row to its tracker run
+(column `tracker_run`). A cell that ended without logging live (its worker found it finished) is
+replayed from its run directory instead (`log_run`) into DIR/tracker/. Nothing here needs the
+network: TensorBoard event files are written with tensorboardX, wandb runs in offline mode
+(`wandb sync` uploads them later).
 
 Neither package is a dependency of the lab (both are in `.[dev]`): `pip install -e ".[tracker]"`
 (tensorboardX) or `pip install -e ".[wandb]"`; asking for a tracker whose package is missing is one
@@ -56,12 +59,16 @@ def _metric_lines(path: Path):
             continue
         if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
             continue
-        values = {
-            k: float(v)
-            for k, v in rec.items()
-            if k not in SKIP_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-        yield rec["step"], values
+        yield rec["step"], _numbers(rec)
+
+
+def _numbers(record: dict) -> dict:
+    """The record's numeric fields, as floats (step, event and time left out)."""
+    return {
+        k: float(v)
+        for k, v in record.items()
+        if k not in SKIP_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def _tensorboard(root: Path, study: str, cell_id: str, config: dict, metrics: Path) -> str:
@@ -132,13 +139,10 @@ class LiveTracker:
 
     def log(self, record: dict) -> None:
         step = record.get("step")
-        if not isinstance(step, int):
-            return
-        values = {
-            k: float(v)
-            for k, v in record.items()
-            if k not in SKIP_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
+        if isinstance(step, int):
+            self.log_values(step, _numbers(record))
+
+    def log_values(self, step: int, values: dict) -> None:
         if self.kind == "tensorboard":
             for name, v in values.items():
                 self.writer.add_scalar(name, v, step)
@@ -162,3 +166,30 @@ class LiveTracker:
         else:
             self.run.summary.update({**{k[7:]: v for k, v in numbers.items()}, "status": result.get("status")})
             self.run.finish()
+
+
+def attach(kind: str | None, rundir, cfg, group: str | None = None) -> LiveTracker | None:
+    """A live tracker of kind `kind` for the run in `rundir` (a `lab.rundir.RunDir`, config
+    `cfg`), listening to its metrics lines, named by the directory and grouped by `group`; None
+    without a kind, or on a process that does not write the run. A tracker folder that is new
+    first receives the lines metrics.jsonl already holds (a branch's seeded steps)."""
+    if not (kind and rundir.writer):
+        return None
+    root = rundir.path / kind
+    earlier = [] if root.exists() else list(_metric_lines(rundir.metrics_file))
+    config = {**cfg.to_dict(), "config_hash": cfg.hash()}
+    tracker = LiveTracker(kind, root, rundir.path.name, config, group)
+    for step, values in earlier:
+        tracker.log_values(step, values)
+    rundir.listeners.append(tracker.log)
+    return tracker
+
+
+def live_run(kind: str, run_dir: Path) -> Path | None:
+    """Where a run directory's live log of tracker `kind` is (TensorBoard: OUT/tensorboard; wandb:
+    its newest offline run under OUT/wandb); None when it has none."""
+    root = Path(run_dir) / kind
+    if kind == "wandb":
+        runs = sorted(root.glob("wandb/offline-run-*")) if root.is_dir() else []
+        return runs[-1] if runs else None
+    return root if root.is_dir() and any(root.glob("events.out.tfevents.*")) else None

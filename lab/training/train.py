@@ -49,7 +49,7 @@ from lab.training.runs import (
 )
 from lab.training.state import abstract_model
 from lab.training.step import compile_step, jit_eval
-from lab.training.trackers import LiveTracker, check_available
+from lab.training.trackers import attach, check_available
 from lab.training.xla_memory import memory_report
 
 __all__ = [
@@ -123,7 +123,7 @@ def train(
         costs = model_costs(cfg.model)
         result = {**result_header(cfg, corpus, rundir, costs), **(extra_result or {})}
         write_config(rundir, cfg, costs)
-        tracker = _live_tracker(cfg, rundir, options)
+        tracker = attach(options.tracker, rundir, cfg, options.group)  # --tracker: logs live
         try:
             return _run(
                 cfg, corpus, rundir, mesh, result, progress=progress, keep_steps=keep_steps, options=options
@@ -133,16 +133,6 @@ def train(
                 tracker.finish(result)
     finally:
         rundir.release()
-
-
-def _live_tracker(cfg, rundir: RunDir, options):
-    """The run's live tracker (`--tracker`), listening to its metrics lines; None without one."""
-    if not (options.tracker and rundir.writer):
-        return None
-    config = {**cfg.to_dict(), "config_hash": cfg.hash()}
-    tracker = LiveTracker(options.tracker, rundir.path / options.tracker, rundir.path.name, config, options.group)
-    rundir.listeners.append(tracker.log)
-    return tracker
 
 
 def _run(cfg, corpus, rundir: RunDir, mesh, result: dict, *, progress: bool, keep_steps, options) -> dict:

@@ -53,6 +53,7 @@ from lab.training.runs import (
     write_config,
 )
 from lab.training.state import abstract_model
+from lab.training.trackers import attach, check_available
 from lab.training.xla_memory import memory_report, xla_memory
 
 
@@ -75,12 +76,18 @@ def train_pack(
     overwrite: bool = False,
     progress: bool = False,
     extra_results: list[dict] | None = None,
+    tracker: str | None = None,
+    group: str | None = None,
 ) -> list[dict]:
     """Train every member of a pack; returns their results (also in each OUT/result.json).
 
     Members whose run directory already holds a finished result are not trained again. Errors as
-    `lab.training.train.train`: ConfigError before anything is written, RunFailed after recording `failed`."""
+    `lab.training.train.train`: ConfigError before anything is written, RunFailed after recording `failed`.
+    `tracker` ("tensorboard" | "wandb"): each member trained logs live in its own run directory, as
+    `train`'s `RunOptions.tracker` does, grouped by `group` (the study)."""
     check_packable(cfgs)
+    if tracker:
+        check_available(tracker)
     cfg0, corpus, mesh = checked_setup(cfgs[0])
     cfgs = [cfg0] + [resolve_config(c, corpus) for c in cfgs[1:]]
     extras = extra_results or [{} for _ in cfgs]
@@ -93,7 +100,13 @@ def train_pack(
             members.append(_member(cfg, rundirs[-1], corpus, resume, {**extra, "pack_id": pack_id}))
         if all(m.done for m in members):
             return [m.result for m in members]
-        return _run(members, corpus, mesh, progress)
+        trackers = [(m, attach(tracker, m.rundir, m.cfg, group)) for m in members if not m.done]
+        try:
+            return _run(members, corpus, mesh, progress)
+        finally:
+            for m, live in trackers:
+                if live is not None:
+                    live.finish(m.result)
     finally:
         for rundir in rundirs:
             rundir.release()
