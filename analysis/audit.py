@@ -75,7 +75,7 @@ def _own_options(method: str, options: FitOptions) -> dict:
     return {k: v for k, v in get(method).options(options).items() if k != "seed"}
 
 
-def _one(copy, method, bootstrap, level, seed, options) -> tuple | None:
+def estimate(copy, method, bootstrap, level, seed, options) -> tuple | None:
     """(a, b, lo_a, hi_a, lo_b, hi_b) of one method on one copy; None when it cannot fit it."""
     from .fitting import fit
 
@@ -118,7 +118,7 @@ def run_copies(copies, truth: tuple[float, float], methods, bootstrap=100, level
     for i, copy in enumerate(copies):
         for m in methods:
             t0 = time.perf_counter()
-            rows[m].append(_one(copy, m, bootstrap, level, seed + i, options))
+            rows[m].append(estimate(copy, m, bootstrap, level, seed + i, options))
             seconds[m] += time.perf_counter() - t0
     return {m: score(rows[m], *truth, seconds[m]) for m in methods}
 

@@ -140,3 +140,28 @@ def test_cli_audit_too_small_is_one_line(capsys, tmp_path):
     isoflop_table(budgets=(1e17,), n_per_budget=4).to_csv(path, index=False)
     code, out, err = _run(capsys, "fit", path, "--method", "isoflop", "--audit", "3")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "--audit" in err
+
+
+def test_report_audit_section_and_verdict(tmp_path, monkeypatch):
+    """`lab report --audit N`: an Audit section, and the verdict trusts the audit's choice with the
+    shape scripts read (verdict.trusted; that method's a and ci.a.lo / ci.a.hi)."""
+    from analysis.options import FitOptions
+    from analysis.reports.reporting import write_report
+    from analysis.synthetic import write_study
+
+    monkeypatch.setattr("analysis.audit.COVERAGE_BAND", (0.0, 1.0))  # 4 copies cannot measure coverage: any counts
+    table = isoflop_table(budgets=(1e17, 1e18, 1e19, 1e20), n_per_budget=5, noise=0.01, seed=3)
+    study = write_study(tmp_path / "study", table, n_log=10)
+    options = FitOptions(bootstrap=20, audit=4, audit_bootstrap=10)
+    path = write_report(study, options=options, methods=("isoflop", "vpnls"))
+    text = path.read_text()
+    fits = json.loads((path.parent / "fits.json").read_text())
+    assert "## Audit" in text and "Trusted by the audit" in text
+    assert set(fits["audit"]) == {"isoflop", "vpnls"} and fits["audit_info"]["copies"] == 4
+    trusted = fits["verdict"]["trusted"]
+    if fits["audit_info"]["choice"]["method"]:
+        assert (
+            trusted == fits["audit_info"]["choice"]["method"] and "chosen by the audit" in fits["verdict"]["why"]
+        )
+    entry = fits[trusted]
+    assert entry["ci"]["a"]["lo"] <= entry["a"] <= entry["ci"]["a"]["hi"]

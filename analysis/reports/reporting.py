@@ -1,7 +1,9 @@
 """`lab report DIR`: a one-page Markdown report of a study — the table, every fit with its CIs,
 the compute-optimal exponents side by side, the back-test, and figures (a)-(e); a law with
-a figure of its own (lr, ptq, task, data-constrained: the law's `figure` hook) adds it, and a law without a section of
-its own is reported by its summary lines.
+a figure of its own (lr, ptq, task, data-constrained: the law's `figure` hook) adds it, and a law
+without a section of its own is reported by its summary lines. With `FitOptions.audit` (`lab report
+--audit N`) an "Audit" section scores the methods on simulated copies of the table
+(`analysis.audit`), and the verdict trusts the audit's choice.
 
 Writes DIR/report.md (or `out`), the figures and their CSVs under <report dir>/figures/, and
 fits.json with every fit's JSON beside the report.
@@ -60,7 +62,7 @@ def write_report(
 
     from ..inputs import load
     from ..plotting.plots import draw_figures
-    from .suite import diagnose, run_suite
+    from .suite import audit_suite, diagnose, run_suite
 
     source, table, options = Path(source), table or TableOptions(), options or DEFAULT_OPTIONS
     out = Path(out) if out else ((source if source.is_dir() else source.parent) / "report.md")
@@ -68,7 +70,8 @@ def write_report(
     if options.target_flops is None:
         options = replace(options, target_flops=float(10 * study.data.C.max()))
     suite = run_suite(study, options, methods=methods)
-    verdict = diagnose(suite, study.data)
+    audited = audit_suite(suite, study.data, options)
+    verdict = diagnose(suite, study.data, audited)
     figures = draw_figures(
         suite, study.data, out.parent / "figures", "abcde", ("png", "svg"), options.target_flops
     )
@@ -76,7 +79,7 @@ def write_report(
     notes = study.warnings + suite["notes"]
     lines = [f"# Scaling-law report: `{source.name}`", ""] + _verdict_section(verdict)
     lines += _data_section(study, table) + _exponents_section(suite, study.data.k, options)
-    lines += _intervals_section(suite, options)
+    lines += _intervals_section(suite, options) + _audit_section(audited)
     lines += _method_sections(suite) + _validation_section(source) + _figures_section(figures, out.parent)
     lines += _warnings_section(suite, notes)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +88,10 @@ def write_report(
     for m in fits:
         fits[m].pop("envelope", None)
     fits["verdict"] = verdict
+    if audited:
+        from ..audit import audit_json
+
+        fits["audit"], fits["audit_info"] = audit_json(audited)
     if suite.get("parametric") is not None and suite["parametric"].extra.get("prediction"):
         fits["prediction"] = suite["parametric"].extra["prediction"]
     (out.parent / "fits.json").write_text(json.dumps(plain(fits), indent=1))
@@ -105,6 +112,34 @@ def _verdict_section(verdict: dict) -> list[str]:
         "",
     ]
     return L
+
+
+def _audit_section(audited: dict | None) -> list[str]:
+    """How each method fared on simulated copies of this table (`analysis.audit`), when audited."""
+    if not audited:
+        return []
+    t, n = audited["truth"], audited["noise"]
+    L = [
+        "## Audit",
+        "",
+        f"{audited['copies']} copies of this table's design (its sizes, tokens, budgets, seeds) drawn from "
+        f"its own vpnls law (a = {t['a']:.4f}, b = {t['b']:.4f}) with log-normal noise {n['sigma']:.3g} "
+        f"(law residual {n['residual']:.3g}"
+        + (f", seed scatter {n['seed']:.3g}" if n["seed"] is not None else ", no seeds to measure scatter")
+        + f"), each fitted with a {audited['bootstrap']}-resample interval ({audited['seconds']:.0f} s):",
+        "",
+        f"| method | bias a | RMSE a | {audited['level']:.0%} coverage of a | mean CI width | bias b | RMSE b "
+        "| coverage of b | failed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m, s in audited["methods"].items():
+        L.append(
+            f"| {m} | {md(s['bias_a'], '+.4f')} | {md(s['rmse_a'], '.4f')} | {md(s['coverage_a'], '.0%')} | "
+            f"{md(s['ci_width_a'], '.3g')} | {md(s['bias_b'], '+.4f')} | {md(s['rmse_b'], '.4f')} | "
+            f"{md(s['coverage_b'], '.0%')} | {s['failed']} |"
+        )
+    c = audited["choice"]
+    return L + ["", f"**Trusted by the audit:** {c['method'] or 'none'} — {c['why']}.", ""]
 
 
 def _intervals_section(suite, options: FitOptions) -> list[str]:
@@ -138,7 +173,8 @@ def _intervals_section(suite, options: FitOptions) -> list[str]:
         s = bt["summary"]
         L.append(
             f"- **Back-test** ({bt['method']}): fitted on C ≤ {bt['train_max_flops']:.3g}, extrapolated to the "
-            f"{len(bt['holdout_budgets'])} largest budget(s) ({', '.join(f'{b:.3g}' for b in bt['holdout_budgets'])}), "
+            f"{len(bt['holdout_budgets'])} largest budget(s) "
+            f"({', '.join(f'{b:.3g}' for b in bt['holdout_budgets'])}), "
             f"{s['n_test']} held-out runs: mean |relative error| {s['mean_abs_rel_error']:.2%}, max "
             f"{s['max_abs_rel_error']:.2%}, bias {s['bias_log']:+.3g} in log loss."
         )
@@ -154,8 +190,9 @@ def _validation_section(source: Path) -> list[str]:
     L = [
         "## Validation rung",
         "",
-        f"Trained after the fit at C = {v['flops']:.3g} FLOPs ({v['factor']:g}× the largest budget), the predicted "
-        f"compute-optimal size N_opt = {v['n_opt_predicted']:.3g} ({v['law']}) and a size on each side:",
+        f"Trained after the fit at C = {v['flops']:.3g} FLOPs ({v['factor']:g}× the largest budget), "
+        f"the predicted compute-optimal size N_opt = {v['n_opt_predicted']:.3g} ({v['law']}) and a size on "
+        "each side:",
         "",
         "| cell | N | D | predicted loss | measured loss | error |",
         "|---|---|---|---|---|---|",
@@ -205,7 +242,8 @@ def _exponents_section(suite, k: float, options: FitOptions) -> list[str]:
         t = f.extra.get("target", {})
         L.append(
             f"| {name} | {md(f.a, '.3f')}{ci_text(f, 'a')} | {md(f.b, '.3f')}{ci_text(f, 'b')} | "
-            f"{md(t.get('n_opt'), '.3g')}{ci_text(f, 'n_opt')} | {md(t.get('d_opt'), '.3g')}{ci_text(f, 'd_opt')} |"
+            f"{md(t.get('n_opt'), '.3g')}{ci_text(f, 'n_opt')} | "
+            f"{md(t.get('d_opt'), '.3g')}{ci_text(f, 'd_opt')} |"
         )
     if options.target_flops:
         L.append(f"\nTarget compute: {options.target_flops:.3g} FLOPs.")
