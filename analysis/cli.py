@@ -403,6 +403,13 @@ def _print_fit(args, study, result, options: FitOptions, audited=None, auto=None
         print(
             f"  back-test (hold out {len(s['holdout_budgets'])} largest budget(s)): "
             f"rmse(log) {s['rmse_log']:.4g}, mean |rel err| {s['mean_abs_rel_error']:.3%}"
+            + (
+                f"; {s['pi_level']:.0%} prediction intervals (law + run noise {s['pi_run_noise']:.3g}, "
+                f"{s['pi_noise_source']}) hold {s['pi_coverage']:.0%} of held-out runs, "
+                f"±{s['pi_mean_rel_halfwidth']:.2%} on average"
+                if "pi_coverage" in s
+                else ""
+            )
         )
     if audited is not None:
         print("\n".join(audit_lines(audited)))
@@ -437,7 +444,15 @@ def _backtest_json(study, method: str, holdout: int, options: FitOptions) -> dic
     from .holdout import backtest
     from .result import plain
 
-    bt = backtest(study.data, method, holdout=holdout, **get(method).options(options))
+    bt = backtest(
+        study.data,
+        method,
+        holdout=holdout,
+        pi_bootstrap=options.bootstrap,
+        level=options.level,
+        pi_seed=options.seed,
+        **get(method).options(options),
+    )
     return plain(
         {
             "holdout_budgets": bt["holdout_budgets"],

@@ -21,6 +21,12 @@ The audit per draw here runs vpnls and isoflop only (parametric minimises the sa
 as vpnls and gives the same a to ~1e-9 on these tables; `lab fit --method auto` audits all three).
 bias = mean(a_hat) - a, RMSE = sqrt(mean((a_hat - a)^2)), coverage = share of draws whose 95%
 interval holds the true a. One process, the same tables for every method.
+
+`--pi-draws K` adds the back-test of prediction intervals: K tables with every cell run twice
+(two seeds), budgets 1e17 ... 1e19 (five, x3 apart), the largest held out; the parametric law
+fitted on the rest (100-resample bootstrap) predicts each held-out run with a 95% interval from the
+law's uncertainty alone, and with the run-to-run noise added (`analysis.intervals.run_intervals`);
+the figures are the share of held-out runs inside each, and the mean half-width.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import os
 import time
 
 import numpy as np
+import pandas as pd
 
 from analysis.audit import audit, estimate, run_copies, score
 from analysis.laws import Chinchilla
@@ -91,6 +98,32 @@ def bench_design(law, offset, args) -> dict:
     return out
 
 
+def pi_backtest(draws: int, noise: float) -> dict:
+    """Coverage of held-out runs by law-only and law + run-noise 95% intervals (see docstring)."""
+    from analysis.holdout import backtest
+    from analysis.intervals import run_intervals
+
+    inside = {"law only": [], "law + run noise": []}
+    half = {k: [] for k in inside}
+    for s in range(draws):
+        t = isoflop_table(
+            ASYM, (1e17, 3e17, 1e18, 3e18, 1e19), n_per_budget=7, span=4.0, noise=noise, seed=2000 + s
+        )
+        t2 = isoflop_table(
+            ASYM, (1e17, 3e17, 1e18, 3e18, 1e19), n_per_budget=7, span=4.0, noise=noise, seed=3000 + s
+        )
+        data = fit_data(pd.concat([t, t2.assign(seed=1)]), need_budget=True)
+        bt = backtest(data, "parametric", holdout=1, pi_bootstrap=100, pi_seed=s)
+        pts, train = bt["points"], bt["fit"]
+        train_rows = bt["train_data"]
+        for name, with_noise in (("law only", False), ("law + run noise", True)):
+            pi = run_intervals(train, pts["N"], pts["D"], train_rows, seed=s, run_noise=with_noise)
+            loss = pts["loss"].to_numpy()
+            inside[name] += list((pi["pi_lo"] <= loss) & (loss <= pi["pi_hi"]))
+            half[name] += list((pi["pi_hi"] - pi["pi_lo"]) / (2 * pi["predicted"]))
+    return {k: (float(np.mean(inside[k])), float(np.mean(half[k])), len(inside[k])) for k in inside}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=40)
@@ -98,6 +131,8 @@ def main() -> None:
     ap.add_argument("--auto-copies", type=int, default=20, help="audit copies per table for auto (0: skip auto)")
     ap.add_argument("--auto-bootstrap", type=int, default=50)
     ap.add_argument("--bootstrap", type=int, default=100, help="resamples behind each method's interval")
+    ap.add_argument("--pi-draws", type=int, default=0, help="back-test prediction intervals on K tables")
+    ap.add_argument("--only-pi", action="store_true", help="skip the estimator table")
     args = ap.parse_args()
     t0 = time.perf_counter()
     print(
@@ -108,13 +143,18 @@ def main() -> None:
     )
     print("| design | true a | method | mean a | bias a | RMSE a | coverage 95% | mean CI width | s/table |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, (law, offset) in DESIGNS.items():
+    for name, (law, offset) in ({} if args.only_pi else DESIGNS).items():
         for m, s in bench_design(law, offset, args).items():
             extra = f" (chose {s['chosen']})" if "chosen" in s else ""
             print(
                 f"| {name} | {law.a:.4f} | {m}{extra} | {s['mean_a']:.4f} | {s['bias_a']:+.4f} | "
                 f"{s['rmse_a']:.4f} | "
                 f"{s['coverage_a']:.0%} | {s['ci_width_a']:.3f} | {s['seconds'] / max(s['n'], 1):.2f} |"
+            )
+    if args.pi_draws:
+        for name, (cov, half, n) in pi_backtest(args.pi_draws, args.noise).items():
+            print(
+                f"prediction intervals, {name}: {cov:.1%} of {n} held-out runs inside, mean half-width ±{half:.2%}"
             )
     print(f"total {time.perf_counter() - t0:.0f} s")
 

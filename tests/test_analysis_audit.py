@@ -165,3 +165,33 @@ def test_report_audit_section_and_verdict(tmp_path, monkeypatch):
         )
     entry = fits[trusted]
     assert entry["ci"]["a"]["lo"] <= entry["a"] <= entry["ci"]["a"]["hi"]
+
+
+def test_run_intervals_add_the_run_noise():
+    """A new run's 95% interval: the law's bootstrap spread plus the measured seed scatter."""
+    import analysis
+
+    table = isoflop_table(budgets=(1e17, 1e18, 1e19), n_per_budget=7, noise=0.02, replicates=3, seed=5)
+    data = fit_data(table)
+    fit = analysis.fit(data, "vpnls", bootstrap=30)
+    from analysis.intervals import run_intervals
+
+    pi = run_intervals(fit, data.N[:5], data.D[:5], data, seed=0)
+    law_only = run_intervals(fit, data.N[:5], data.D[:5], data, seed=0, run_noise=False)
+    assert pi["noise"]["seed"] == pytest.approx(0.02, rel=0.3) and pi["noise"]["seed_dof"] == 21 * 2
+    assert np.all(pi["pi_lo"] < pi["predicted"]) and np.all(pi["predicted"] < pi["pi_hi"])
+    half = (pi["pi_hi"] - pi["pi_lo"]) / (2 * pi["predicted"])
+    assert np.all(half > 1.9 * pi["noise"]["sigma"]) and np.all(half < 3 * pi["noise"]["sigma"])
+    assert np.all(law_only["pi_hi"] - law_only["pi_lo"] < pi["pi_hi"] - pi["pi_lo"])
+
+
+def test_backtest_reports_prediction_interval_coverage():
+    from analysis.holdout import backtest
+
+    table = isoflop_table(budgets=(1e17, 1e18, 1e19, 1e20), n_per_budget=5, noise=0.01, replicates=2, seed=6)
+    bt = backtest(fit_data(table, need_budget=True), "parametric", holdout=1, pi_bootstrap=30)
+    s, pts = bt["summary"], bt["points"]
+    assert s["pi_level"] == 0.95 and 0.0 <= s["pi_coverage"] <= 1.0 and len(pts) == 10
+    assert s["pi_coverage"] == pytest.approx(pts["inside_pi"].mean())
+    assert 0.01 < s["pi_mean_rel_halfwidth"] < 0.1 and s["pi_run_noise"] == pytest.approx(0.01, rel=0.5)
+    assert "pi_coverage" not in backtest(fit_data(table, need_budget=True), "parametric", holdout=1)["summary"]
