@@ -208,9 +208,8 @@ def _common_args(p: argparse.ArgumentParser, json_flag: bool = False) -> None:
     )
 
 
-def add_parsers(subparsers) -> None:
-    """Add `fit`, `plot`, `design` and `report` to an argparse subparsers object."""
-    add = lambda name, **kw: subparsers.add_parser(name, formatter_class=HelpFormatter, **kw)
+def _fit_parser(add) -> None:
+    """The `fit` subcommand and its flags."""
     p = add(
         "fit",
         help="fit a scaling law to a results table",
@@ -235,6 +234,12 @@ def add_parsers(subparsers) -> None:
         help="also back-test: hold out the H largest budgets (0: no back-test)",
     )
     p.set_defaults(func=_quietly(cmd_fit))
+
+
+def add_parsers(subparsers) -> None:
+    """Add `fit`, `plot`, `design` and `report` to an argparse subparsers object."""
+    add = lambda name, **kw: subparsers.add_parser(name, formatter_class=HelpFormatter, **kw)
+    _fit_parser(add)
 
     p = add(
         "plot",

@@ -84,6 +84,12 @@ def write_report(
     lines += _warnings_section(suite, notes)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
+    _write_fits(out.parent / "fits.json", suite, verdict, audited)
+    return out
+
+
+def _write_fits(path: Path, suite, verdict: dict, audited: dict | None) -> None:
+    """fits.json: every fit's JSON, the verdict, the audit when one ran, the parametric prediction."""
     fits = {m: suite[m].to_json_dict() for m in METHODS if suite.get(m)}
     for m in fits:
         fits[m].pop("envelope", None)
@@ -94,8 +100,7 @@ def write_report(
         fits["audit"], fits["audit_info"] = audit_json(audited)
     if suite.get("parametric") is not None and suite["parametric"].extra.get("prediction"):
         fits["prediction"] = suite["parametric"].extra["prediction"]
-    (out.parent / "fits.json").write_text(json.dumps(plain(fits), indent=1))
-    return out
+    path.write_text(json.dumps(plain(fits), indent=1))
 
 
 def _verdict_section(verdict: dict) -> list[str]:
