@@ -3,7 +3,7 @@
 Budgets are the table's budget column, or compute binned into 0.1-dex slices. The `holdout`
 largest budgets are held out; the fit on the rest predicts them, by the method's `holdout` hook:
 
-- parametric: the loss of every held-out run (error in log loss and relative error);
+- parametric, vpnls: the loss of every held-out run (error in log loss and relative error);
 - isoflop: N_opt of every held-out budget, against the optimum measured on that budget's points;
 - kaplan: the L(C) frontier losses at the held-out compute values.
 """
