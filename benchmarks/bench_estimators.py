@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=100, help="resamples behind each method's interval")
     ap.add_argument("--pi-draws", type=int, default=0, help="back-test prediction intervals on K tables")
     ap.add_argument("--only-pi", action="store_true", help="skip the estimator table")
+    ap.add_argument("--only-auto", action="store_true", help="only the design auto is tested on")
     args = ap.parse_args()
     t0 = time.perf_counter()
     print(
@@ -148,7 +149,8 @@ def main() -> None:
     )
     print("| design | true a | method | mean a | bias a | RMSE a | coverage 95% | mean CI width | s/table |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, (law, offset) in ({} if args.only_pi else DESIGNS).items():
+    designs = {} if args.only_pi else {AUTO_DESIGN: DESIGNS[AUTO_DESIGN]} if args.only_auto else DESIGNS
+    for name, (law, offset) in designs.items():
         auto = args.auto_all or name == AUTO_DESIGN
         for m, s in bench_design(law, offset, args, auto).items():
             extra = f" (chose {s['chosen']})" if "chosen" in s else ""
