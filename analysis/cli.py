@@ -332,6 +332,8 @@ def cmd_fit(args) -> int:
     if method.uses_jax or args.audit:
         _use_cache()
     table, options = _options(args)
+    if args.by and args.audit:
+        raise AnalysisError("--audit simulates one table; choose the rows with --where instead of --by")
     if args.by:
         return _fit_by(args, table, options)
     study = load(args.table, table, need_budget=method.needs_budget or args.backtest > 0 or bool(args.audit))

@@ -195,3 +195,8 @@ def test_backtest_reports_prediction_interval_coverage():
     assert s["pi_coverage"] == pytest.approx(pts["inside_pi"].mean())
     assert 0.01 < s["pi_mean_rel_halfwidth"] < 0.1 and s["pi_run_noise"] == pytest.approx(0.01, rel=0.5)
     assert "pi_coverage" not in backtest(fit_data(table, need_budget=True), "parametric", holdout=1)["summary"]
+
+
+def test_cli_audit_with_by_is_one_line(capsys, csv):
+    code, out, err = _run(capsys, "fit", csv, "--by", "seed", "--audit", "2")
+    assert code == 2 and out == "" and "--where instead of --by" in err
