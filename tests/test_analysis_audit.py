@@ -79,8 +79,17 @@ def _result(**cov_rmse):
 
 
 def test_choose_lowest_rmse_among_calibrated():
-    m, why = choose(_result(vpnls=(0.99, 0.01), isoflop=(0.94, 0.05), parametric=(0.93, 0.03)))
+    m, why = choose(_result(vpnls=(1.0, 0.01), isoflop=(0.94, 0.05), parametric=(0.93, 0.03)))
     assert m == "parametric" and "coverage 93%" in why
+    assert choose(_result(vpnls=(0.99, 0.01), isoflop=(0.94, 0.05)))[0] == "vpnls"  # within 2 SE at 100 copies
+
+
+def test_band_widens_only_where_copies_cannot_resolve_coverage():
+    from analysis.audit import band
+
+    assert band(400) == (0.90, 0.98)
+    assert band(100) == pytest.approx((0.90, 0.9936), abs=1e-4)
+    assert band(40) == pytest.approx((0.8811, 1.0), abs=1e-4)
     m, why = choose(_result(vpnls=(0.70, 0.01), isoflop=(1.0, 0.05)))
     assert m is None and "vpnls 70%" in why
     assert fallback(_result(vpnls=(0.70, 0.01), isoflop=(1.0, 0.05))) == "isoflop"
