@@ -19,6 +19,7 @@ import json
 import math
 import sys
 
+from .errors import AnalysisError
 from .methods import METHODS, get
 from .options import FitOptions, TableOptions, options_from
 
@@ -73,6 +74,16 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be 0 or more: {text!r}")
     return v
 
+
+def _copies(text: str) -> int:
+    """A whole number >= 1 (`--audit 0` would audit nothing: a usage error)."""
+    v = _count(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
+    return v
+
+
+AUTO_COPIES = 40  # simulated copies `--method auto` audits when --audit is not given
 
 NOT_FOR_DESIGN = ("by", "curve_loss", "smooth")  # design fits one frontier and reads no curves
 
@@ -167,6 +178,25 @@ def _fit_args(p: argparse.ArgumentParser, bootstrap: int) -> None:
     )
 
 
+def _audit_args(p: argparse.ArgumentParser, auto: bool = False) -> None:
+    g = p.add_argument_group("audit (analysis.audit)")
+    g.add_argument(
+        "--audit",
+        type=_copies,
+        metavar="N",
+        help="simulate this table's design N times from its own fitted law and report each method's bias, "
+        "RMSE and 95%% interval coverage of a and b"
+        + (f" (default: not run; {AUTO_COPIES} copies with --method auto)" if auto else " (default: not run)"),
+    )
+    g.add_argument(
+        "--audit-bootstrap",
+        type=_count,
+        default=100,
+        metavar="B",
+        help="bootstrap resamples behind each simulated copy's interval",
+    )
+
+
 def _common_args(p: argparse.ArgumentParser, json_flag: bool = False) -> None:
     """The positional TABLE, and --json / --quiet as every lab command means them."""
     p.add_argument("table", metavar="TABLE", help=TABLE_HELP)
@@ -179,18 +209,24 @@ def _common_args(p: argparse.ArgumentParser, json_flag: bool = False) -> None:
     )
 
 
-def add_parsers(subparsers) -> None:
-    """Add `fit`, `plot`, `design` and `report` to an argparse subparsers object."""
-    add = lambda name, **kw: subparsers.add_parser(name, formatter_class=HelpFormatter, **kw)
+def _fit_parser(add) -> None:
+    """The `fit` subcommand and its flags."""
     p = add(
         "fit",
         help="fit a scaling law to a results table",
         description="Fit a scaling law to a results table (CSV or study directory).",
     )
     _common_args(p, json_flag=True)
-    p.add_argument("--method", choices=METHODS, default="parametric", help="the law to fit")
+    p.add_argument(
+        "--method",
+        choices=(*METHODS, "auto"),
+        default="parametric",
+        help="the law to fit; auto: the method the audit trusts (lowest RMSE of a among those whose "
+        "interval coverage is close to nominal)",
+    )
     _table_args(p)
     _fit_args(p, bootstrap=0)
+    _audit_args(p, auto=True)
     p.add_argument(
         "--backtest",
         type=_count,
@@ -199,6 +235,12 @@ def add_parsers(subparsers) -> None:
         help="also back-test: hold out the H largest budgets (0: no back-test)",
     )
     p.set_defaults(func=_quietly(cmd_fit))
+
+
+def add_parsers(subparsers) -> None:
+    """Add `fit`, `plot`, `design` and `report` to an argparse subparsers object."""
+    add = lambda name, **kw: subparsers.add_parser(name, formatter_class=HelpFormatter, **kw)
+    _fit_parser(add)
 
     p = add(
         "plot",
@@ -244,6 +286,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--out", help="report path, fits.json and figures/ beside it (default: TABLE/report.md)")
     _table_args(p)
     _fit_args(p, bootstrap=200)
+    _audit_args(p)
     p.set_defaults(func=_quietly(cmd_report))
 
 
@@ -281,27 +324,85 @@ def _use_cache() -> None:
 
 
 def cmd_fit(args) -> int:
-    from .fitting import fit_with_options, summary_text
+    from .fitting import fit_with_options
     from .inputs import load
 
+    if args.method == "auto":
+        return _fit_auto(args)
     method = get(args.method)
-    if method.uses_jax:
+    if method.uses_jax or args.audit:
         _use_cache()
     table, options = _options(args)
+    if args.by and args.audit:
+        raise AnalysisError("--audit simulates one table; choose the rows with --where instead of --by")
     if args.by:
         return _fit_by(args, table, options)
-    study = load(args.table, table, need_budget=method.needs_budget or args.backtest > 0)
+    study = load(args.table, table, need_budget=method.needs_budget or args.backtest > 0 or bool(args.audit))
+    audited = _run_audit(study, args, options) if args.audit else None
     result = fit_with_options(study, args.method, options)
-    result.warnings[:0] = study.warnings
+    return _print_fit(args, study, result, options, audited)
+
+
+def _run_audit(study, args, options: FitOptions, copies: int | None = None) -> dict:
+    from .audit import audit
+
+    return audit(
+        study.data,
+        copies=copies or args.audit,
+        bootstrap=args.audit_bootstrap,
+        level=args.level,
+        seed=args.seed,
+        options=options,
+    )
+
+
+def _fit_auto(args) -> int:
+    """`--method auto`: audit the table, then fit the method the audit trusts (with an interval)."""
+    from dataclasses import replace
+
+    from .audit import fallback
+    from .fitting import fit_with_options
+    from .inputs import load
+
+    _use_cache()
+    table, options = _options(args)
+    if args.by:
+        raise AnalysisError("--method auto fits one table; choose the rows with --where instead of --by")
+    study = load(args.table, table, need_budget=True)
+    audited = _run_audit(study, args, options, copies=args.audit or AUTO_COPIES)
+    chosen, why = audited["choice"]["method"], audited["choice"]["why"]
+    calibrated = chosen is not None
+    if not calibrated:
+        chosen = fallback(audited)
+        why += f"; falling back to {chosen}, whose coverage is nearest nominal"
+    if chosen is None:
+        raise AnalysisError(f"--method auto: no audited method fitted the simulated copies ({why})")
+    if not options.bootstrap:  # the trusted estimate comes with its interval
+        options = replace(options, bootstrap=args.audit_bootstrap)
+    result = fit_with_options(study, chosen, options)
+    auto = {"method": chosen, "calibrated": calibrated, "why": why}
+    return _print_fit(args, study, result, options, audited, auto)
+
+
+def _print_fit(args, study, result, options: FitOptions, audited=None, auto=None) -> int:
+    from .audit import audit_json, audit_lines
+    from .fitting import summary_text
     from .reports.suite import fit_problems
 
+    result.warnings[:0] = study.warnings
     problems = fit_problems(result, study.data)  # is this fit identified? (plain words; empty when it is)
     out = {**result.to_json_dict(), "problems": problems}
     if args.backtest:
-        out["backtest"] = _backtest_json(study, args.method, args.backtest, options)
+        out["backtest"] = _backtest_json(study, result.method, args.backtest, options)
+    if audited is not None:
+        out["audit"], out["audit_info"] = audit_json(audited)
+    if auto is not None:
+        out["auto"] = auto
     if args.json:
         print(json.dumps(out, indent=None, allow_nan=False))
         return 0
+    if auto is not None:
+        print(f"auto: {auto['method']} — {auto['why']}")
     print(summary_text(result))
     for p in problems:
         print(f"  shaky: {p}")
@@ -310,7 +411,16 @@ def cmd_fit(args) -> int:
         print(
             f"  back-test (hold out {len(s['holdout_budgets'])} largest budget(s)): "
             f"rmse(log) {s['rmse_log']:.4g}, mean |rel err| {s['mean_abs_rel_error']:.3%}"
+            + (
+                f"; {s['pi_level']:.0%} prediction intervals (law + run noise {s['pi_run_noise']:.3g}, "
+                f"{s['pi_noise_source']}) hold {s['pi_coverage']:.0%} of held-out runs, "
+                f"±{s['pi_mean_rel_halfwidth']:.2%} on average"
+                if "pi_coverage" in s
+                else ""
+            )
         )
+    if audited is not None:
+        print("\n".join(audit_lines(audited)))
     return 0
 
 
@@ -342,7 +452,15 @@ def _backtest_json(study, method: str, holdout: int, options: FitOptions) -> dic
     from .holdout import backtest
     from .result import plain
 
-    bt = backtest(study.data, method, holdout=holdout, **get(method).options(options))
+    bt = backtest(
+        study.data,
+        method,
+        holdout=holdout,
+        pi_bootstrap=options.bootstrap,
+        level=options.level,
+        pi_seed=options.seed,
+        **get(method).options(options),
+    )
     return plain(
         {
             "holdout_budgets": bt["holdout_budgets"],
@@ -393,7 +511,6 @@ def cmd_plot(args) -> int:
 
 def cmd_design(args) -> int:
     from .design import design_text, propose
-    from .errors import AnalysisError
     from .inputs import load
     from .result import plain
 

@@ -3,7 +3,7 @@
 Budgets are the table's budget column, or compute binned into 0.1-dex slices. The `holdout`
 largest budgets are held out; the fit on the rest predicts them, by the method's `holdout` hook:
 
-- parametric: the loss of every held-out run (error in log loss and relative error);
+- parametric, vpnls: the loss of every held-out run (error in log loss and relative error);
 - isoflop: N_opt of every held-out budget, against the optimum measured on that budget's points;
 - kaplan: the L(C) frontier losses at the held-out compute values.
 """
@@ -32,9 +32,38 @@ def _summary(pts) -> dict:
     }
 
 
-def backtest(data: FitData, method: str = "parametric", holdout: int = 1, **fit_kwargs) -> dict:
+def _with_intervals(pts, f, train: FitData, n_boot: int, level: float, seed: int) -> dict:
+    """Adds pi_lo, pi_hi, inside_pi to the held-out points; returns their coverage summary."""
+    from .intervals import bootstrap, run_intervals
+
+    bootstrap(f, train, n_boot=n_boot, seed=seed, level=level)
+    pi = run_intervals(f, pts["N"].to_numpy(), pts["D"].to_numpy(), train, level, seed)
+    pts["pi_lo"], pts["pi_hi"] = pi["pi_lo"], pi["pi_hi"]
+    pts["inside_pi"] = (pts["pi_lo"] <= pts["loss"]) & (pts["loss"] <= pts["pi_hi"])
+    half = (pts["pi_hi"] - pts["pi_lo"]) / (2 * pts["predicted"])
+    return {
+        "pi_level": level,
+        "pi_coverage": float(pts["inside_pi"].mean()),
+        "pi_mean_rel_halfwidth": float(half.mean()),
+        "pi_run_noise": pi["noise"]["sigma"],
+        "pi_noise_source": "seed scatter" if pi["noise"]["sigma"] == pi["noise"]["seed"] else "law residual",
+    }
+
+
+def backtest(
+    data: FitData,
+    method: str = "parametric",
+    holdout: int = 1,
+    pi_bootstrap: int = 0,
+    level: float = 0.95,
+    pi_seed: int = 0,
+    **fit_kwargs,
+) -> dict:
     """Returns {"method", "train_max_flops", "holdout_budgets", "points": DataFrame, "summary": dict,
-    "train_points": DataFrame or None, "fit"}."""
+    "train_points": DataFrame or None, "fit"}. With `pi_bootstrap` resamples and a method whose fit
+    is a law (parametric), every held-out run also gets its `level` prediction interval for a new
+    run (`analysis.intervals.run_intervals`: the law's uncertainty plus the run-to-run noise of the
+    training rows), and the summary its coverage: `pi_coverage`, the share of held-out runs inside."""
     from .fitting import fit as run_fit
 
     m = get(method)
@@ -57,6 +86,8 @@ def backtest(data: FitData, method: str = "parametric", holdout: int = 1, **fit_
     if pts.empty:
         raise AnalysisError("back-test: the held-out budgets have no usable points")
     summary = _summary(pts)
+    if pi_bootstrap and f.law is not None and {"N", "D", "loss"} <= set(pts.columns):
+        summary.update(_with_intervals(pts, f, train, pi_bootstrap, level, pi_seed))
     return {
         "method": method,
         "train_max_flops": float(budget[train_mask].max()),
@@ -65,4 +96,5 @@ def backtest(data: FitData, method: str = "parametric", holdout: int = 1, **fit_
         "points": pts,
         "summary": summary,
         "fit": f,
+        "train_data": train,
     }

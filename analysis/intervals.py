@@ -88,3 +88,45 @@ def prediction_interval(fit: FitResult, target_flops: float, level: float = 0.95
         "level": level,
         "n": int(len(L)),
     }
+
+
+def run_intervals(
+    fit: FitResult,
+    N,
+    D,
+    data: FitData,
+    level: float = 0.95,
+    seed: int = 0,
+    draws: int = 4000,
+    run_noise: bool = True,
+) -> dict:
+    """Prediction intervals for *one new run* at each (N, D), from a fit with a law and bootstrap
+    samples of its parameters (parametric, vpnls): each draw is a resampled law's prediction times
+    exp(sigma * N(0, 1)), where sigma is the run-to-run noise measured on `data` — the seed-to-seed
+    scatter where the table has replicates, else (or when larger) the law's residual std, degrees-of-
+    freedom corrected (`analysis.synthetic.noise_of`); `run_noise=False` leaves it out (the law's
+    confidence interval, for comparison). Returns {"predicted", "pi_lo", "pi_hi"}
+    (arrays) and "noise" (that dict)."""
+    import numpy as np
+
+    from .synthetic import noise_of
+
+    s = fit.bootstrap_samples
+    if fit.law is None or s is None or not len(s) or not {"E", "A", "B", "alpha", "beta"} <= set(s.columns):
+        raise AnalysisError(f"prediction intervals need a law and its bootstrap samples; {fit.method} has none")
+    N, D = np.asarray(N, float), np.asarray(D, float)
+    E, A, B, al, be = (s[c].to_numpy(float)[:, None] for c in ("E", "A", "B", "alpha", "beta"))
+    with np.errstate(all="ignore"):
+        L = E + A / N**al + B / D**be  # (resamples, points)
+    L = L[np.all(np.isfinite(L) & (L > 0), axis=1)]
+    noise = noise_of(data, fit.residuals)
+    rng = np.random.default_rng(seed)
+    sigma = noise["sigma"] if run_noise else 0.0
+    sims = L[rng.integers(0, len(L), draws)] * np.exp(sigma * rng.standard_normal((draws, len(N))))
+    q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    return {
+        "predicted": fit.law(N, D),
+        "pi_lo": np.percentile(sims, q[0], axis=0),
+        "pi_hi": np.percentile(sims, q[1], axis=0),
+        "noise": noise,
+    }

@@ -9,6 +9,9 @@ fitting a simulated copy of it:
     fit = analysis.fit(analysis.load(design), "isoflop", bootstrap=200)
     fit.a, fit.ci["a"], analysis.CHINCHILLA_EPOCH.a        # recovered vs true exponent
 
+`simulate_like` draws copies of a table you already have — its own sizes, budgets and seeds —
+from a known law, with the noise `noise_of` measures on it (the audit, `analysis.audit`).
+
 `write_study` lays a table out as `lab study` does (results.csv and runs/<cell>/metrics.jsonl),
 so `lab report` and `analysis.report` run on it unchanged. The tests use the same functions.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import AnalysisError
 from .laws import K_FLOPS_PER_PARAM_TOKEN, Chinchilla
 
 CHINCHILLA_EPOCH = Chinchilla(E=1.8172, A=477.83, B=2143.4, alpha=0.34731, beta=0.36717)
@@ -36,16 +40,19 @@ def isoflop_table(
     k: float = K_FLOPS_PER_PARAM_TOKEN,
     seed: int = 0,
     replicates: int = 1,
+    offset=1.0,
 ) -> pd.DataFrame:
     """An IsoFLOP grid: per budget, `n_per_budget` model sizes log-spaced over a factor `span`
-    either side of the law's optimum, D = C/(kN), loss = L(N, D) * exp(noise * N(0, 1)), each
-    cell run `replicates` times (seeds 0, 1, ...; independent noise).
+    either side of the law's optimum times `offset` (a number, or one per budget: an off-centre
+    grid), D = C/(kN), loss = L(N, D) * exp(noise * N(0, 1)), each cell run `replicates` times
+    (seeds 0, 1, ...; independent noise).
     Columns follow the lab's results contract (params_total, tokens, flops_exact, budget_flops, ...)."""
     rng = np.random.default_rng(seed)
     rows = []
-    for c in budgets:
+    offsets = np.broadcast_to(np.asarray(offset, float), (len(budgets),))
+    for c, off in zip(budgets, offsets):
         n_opt, _ = law.optimal(c, k)
-        for j, n in enumerate(n_opt * np.geomspace(1 / span, span, n_per_budget)):
+        for j, n in enumerate(off * n_opt * np.geomspace(1 / span, span, n_per_budget)):
             d = c / (k * n)
             for rep in range(replicates):
                 loss = float(law(n, d) * np.exp(noise * rng.standard_normal()))
@@ -117,3 +124,51 @@ def write_study(
                         + "\n"
                     )
     return out
+
+
+LAW_PARAMS = 5  # E, A, B, alpha, beta
+
+
+def require_simulable(data) -> None:
+    """An AnalysisError (one line) unless `data` can be simulated: at least one row more than the
+    law's parameters (so its residuals measure noise), and both N and D varied."""
+    from .table import require_spread
+
+    if len(data) <= LAW_PARAMS:
+        raise AnalysisError(
+            f"--audit: the table has {len(data)} rows; simulating it needs more than the law's "
+            f"{LAW_PARAMS} parameters (E, A, B, alpha, beta)"
+        )
+    require_spread(data, "--audit")
+
+
+def seed_scatter(data) -> tuple[float | None, int]:
+    """Pooled std of log loss among rows of one cell (same N and D to 1%: seeds, replicates) and
+    its degrees of freedom; (None, 0) when no cell has two rows."""
+    key = pd.DataFrame({"n": np.round(np.log(data.N) / 0.01), "d": np.round(np.log(data.D) / 0.01)})
+    y = pd.Series(np.log(data.L))
+    groups = y.groupby([key["n"], key["d"]])
+    dof = int((groups.count() - 1).clip(lower=0).sum())
+    if dof == 0:
+        return None, 0
+    ss = float(groups.apply(lambda g: ((g - g.mean()) ** 2).sum()).sum())
+    return float(np.sqrt(ss / dof)), dof
+
+
+def noise_of(data, residuals) -> dict:
+    """The simulation's log-normal noise: the law's residual std (degrees-of-freedom corrected)
+    and the seed scatter where the table has replicates; `sigma` is the larger (the law's misfit
+    counts as noise: the simulation should be no cleaner than the table)."""
+    r = np.asarray(residuals, float)
+    resid = float(np.sqrt(np.sum(r**2) / max(len(r) - LAW_PARAMS, 1)))
+    seed, dof = seed_scatter(data)
+    return {"residual": resid, "seed": seed, "seed_dof": dof, "sigma": max(resid, seed or 0.0)}
+
+
+def simulate_like(data, law: Chinchilla, sigma: float, rng):
+    """A copy of `data` (a FitData) with the same rows (sizes, tokens, budgets, seeds) and losses
+    drawn from `law` times exp(sigma * N(0, 1)), independently per row."""
+    from dataclasses import replace
+
+    loss = law(data.N, data.D) * np.exp(sigma * rng.standard_normal(len(data)))
+    return replace(data, L=loss, notes=[])

@@ -13,10 +13,11 @@ factor 2 apart around each budget's true optimum. An allowance F buys, either
 - **designed**: `analysis.design.propose(study, F)` on the starting grid (its current isoflop fit
   and bootstrap), the proposed cells then drawn from the same law and noise.
 
-Both tables are fitted by `isoflop` with a 200-resample bootstrap; the figures are the mean 95% CI
-width of a over seeds, the ratio designed / naive (< 1: the designer's CI is narrower), both
-methods' coverage of the true a, and the FLOPs each spent. Same seeds, same noise draws per cell
-rule, one process.
+Both tables are fitted by `isoflop` with a 200-resample bootstrap (and, for comparison, the
+starting grid alone and the naive table by `vpnls`, Approach 3, with a 200-resample row bootstrap);
+the figures are the mean 95% CI width of a over seeds, the ratio designed / naive (< 1: the
+designer's CI is narrower), both methods' coverage of the true a, and the FLOPs each spent. Same
+seeds, same noise draws per cell rule, one process.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def _grid(budgets):
     return [(c, LAW.optimal(c)[0] * f) for c in budgets for f in np.geomspace(1 / 4, 4, SIZES)]
 
 
-def _width(table, seed):
-    fit = analysis.fit(analysis.load(table), "isoflop", bootstrap=200, seed=seed)
+def _width(table, seed, method="isoflop"):
+    fit = analysis.fit(analysis.load(table), method, bootstrap=200, seed=seed)
     ci = fit.ci["a"]
     return ci["hi"] - ci["lo"], ci["lo"] <= LAW.a <= ci["hi"]
 
@@ -80,7 +81,14 @@ def one_seed(seed: int, flops: float, noise: float) -> dict:
     )
     wn, cn = _width(naive, seed)
     wd, cd = _width(designed, seed)
+    ws, cs = _width(start, seed, "vpnls")  # the starting grid alone, fitted as a law (no new FLOPs)
+    wv, cv = _width(naive, seed, "vpnls")
     return {
+        "start_vpnls_width": ws,
+        "start_vpnls_covers": cs,
+        "start_flops": float(sum(c for c, _ in _grid(START))),
+        "naive_vpnls_width": wv,
+        "naive_vpnls_covers": cv,
         "naive_width": wn,
         "naive_covers": cn,
         "naive_flops": spent,
@@ -119,6 +127,11 @@ def main() -> None:
         f"designed (lab design):       FLOPs {rows.designed_flops.mean():.3g}, mean 95% CI width of a "
         f"{rows.designed_width.mean():.4f} (median {rows.designed_width.median():.4f}), covers true a "
         f"{rows.designed_covers.mean():.0%}"
+    )
+    print(
+        f"vpnls on the starting grid alone: FLOPs {rows.start_flops.mean():.3g} (no allowance spent), mean 95% CI "
+        f"width {rows.start_vpnls_width.mean():.4f}, covers true a {rows.start_vpnls_covers.mean():.0%}; vpnls on "
+        f"the naive table: {rows.naive_vpnls_width.mean():.4f}, covers {rows.naive_vpnls_covers.mean():.0%}"
     )
     print(
         f"ratio designed / naive CI width: {ratio:.3f} (mean), "

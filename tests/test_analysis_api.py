@@ -100,7 +100,7 @@ def test_registry_is_the_one_list_of_methods():
     )  # Chinchilla's three + Kaplan first
     assert "task" in analysis.METHODS
     assert methods.for_figures("b") == ("isoflop",) and methods.for_figures("de") == ("parametric",)
-    assert methods.with_hook("holdout") == ("parametric", "isoflop", "kaplan")
+    assert methods.with_hook("holdout") == ("parametric", "isoflop", "kaplan", "vpnls")
     assert methods.with_hook("allocation_points") == ("isoflop", "envelope")  # figure (c), in preference order
     assert cli.METHODS is methods.METHODS
     with pytest.raises(analysis.AnalysisError, match="unknown method 'chinchilla'; choose from parametric"):

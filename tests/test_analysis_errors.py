@@ -104,7 +104,7 @@ def test_one_resample_and_unknown_backtest_method(capsys, tmp_path, table):
     assert "needs at least 2 resamples, got 1" in _error(
         capsys, "fit", tmp_path / "t.csv", "--method", "isoflop", "--bootstrap", "1"
     )
-    assert "no back-test for method 'envelope' (use parametric, isoflop, kaplan)" in _error(
+    assert "no back-test for method 'envelope' (use parametric, isoflop, kaplan, vpnls)" in _error(
         capsys, "fit", tmp_path / "t.csv", "--method", "envelope", "--backtest", "1"
     )
 

@@ -202,3 +202,11 @@ def resample(fit, data, curves, n_boot, seed, target_flops) -> pd.DataFrame:
 
 def options(o) -> dict:
     return {"delta": o.delta}
+
+
+def holdout(f, data, budget, train_mask, held, fit_kwargs):
+    """Back-test points: the loss of every held-out run against the law fitted on the smaller budgets
+    (the parametric fit's hook: the same law, fitted another way)."""
+    from .parametric import holdout_points
+
+    return holdout_points(f, data, budget, train_mask, held, fit_kwargs)

@@ -1,7 +1,9 @@
 """`lab report DIR`: a one-page Markdown report of a study — the table, every fit with its CIs,
 the compute-optimal exponents side by side, the back-test, and figures (a)-(e); a law with
 a figure of its own (lr, ptq, task, data-constrained: the law's `figure` hook) adds it, and a law
-without a section of its own is reported by its summary lines.
+without a section of its own is reported by its summary lines. With `FitOptions.audit` (`lab report
+--audit N`) an "Audit" section scores the methods on simulated copies of the table
+(`analysis.audit`), and the verdict trusts the audit's choice.
 
 Writes DIR/report.md (or `out`), the figures and their CSVs under <report dir>/figures/, and
 fits.json with every fit's JSON beside the report; only over files the lab wrote
@@ -65,32 +67,42 @@ def write_report(
 
     from ..inputs import load
     from ..plotting.plots import draw_figures
-    from .suite import diagnose, run_suite
+    from .suite import audit_suite, diagnose, run_suite
 
     table, options = table or TableOptions(), options or DEFAULT_OPTIONS
     study = load(source, table, need_budget=True)
     if options.target_flops is None:
         options = replace(options, target_flops=float(10 * study.data.C.max()))
     suite = run_suite(study, options, methods=methods)
-    verdict = diagnose(suite, study.data)
+    audited = audit_suite(suite, study.data, options)
+    verdict = diagnose(suite, study.data, audited)
     figdir = claim(out.parent, (out.name, "fits.json", "figures")) / "figures"
     figures = draw_figures(suite, study.data, figdir, "abcde", ("png", "svg"), options.target_flops)
     figures += _law_figures(suite, source, table, options, figdir)
     notes = study.warnings + suite["notes"]
     lines = [f"# Scaling-law report: `{source.name}`", ""] + _verdict_section(verdict)
     lines += _data_section(study, table) + _exponents_section(suite, study.data.k, options)
-    lines += _intervals_section(suite, options)
+    lines += _intervals_section(suite, options) + _audit_section(audited)
     lines += _method_sections(suite) + _validation_section(source) + _figures_section(figures, out.parent)
     lines += _warnings_section(suite, notes)
     out.write_text("\n".join(lines))
+    _write_fits(out.parent / "fits.json", suite, verdict, audited)
+    return out
+
+
+def _write_fits(path: Path, suite, verdict: dict, audited: dict | None) -> None:
+    """fits.json: every fit's JSON, the verdict, the audit when one ran, the parametric prediction."""
     fits = {m: suite[m].to_json_dict() for m in METHODS if suite.get(m)}
     for m in fits:
         fits[m].pop("envelope", None)
     fits["verdict"] = verdict
+    if audited:
+        from ..audit import audit_json
+
+        fits["audit"], fits["audit_info"] = audit_json(audited)
     if suite.get("parametric") is not None and suite["parametric"].extra.get("prediction"):
         fits["prediction"] = suite["parametric"].extra["prediction"]
-    (out.parent / "fits.json").write_text(json.dumps(plain(fits), indent=1))
-    return out
+    path.write_text(json.dumps(plain(fits), indent=1))
 
 
 def _verdict_section(verdict: dict) -> list[str]:
@@ -107,6 +119,34 @@ def _verdict_section(verdict: dict) -> list[str]:
         "",
     ]
     return L
+
+
+def _audit_section(audited: dict | None) -> list[str]:
+    """How each method fared on simulated copies of this table (`analysis.audit`), when audited."""
+    if not audited:
+        return []
+    t, n = audited["truth"], audited["noise"]
+    L = [
+        "## Audit",
+        "",
+        f"{audited['copies']} copies of this table's design (its sizes, tokens, budgets, seeds) drawn from "
+        f"its own vpnls law (a = {t['a']:.4f}, b = {t['b']:.4f}) with log-normal noise {n['sigma']:.3g} "
+        f"(law residual {n['residual']:.3g}"
+        + (f", seed scatter {n['seed']:.3g}" if n["seed"] is not None else ", no seeds to measure scatter")
+        + f"), each fitted with a {audited['bootstrap']}-resample interval ({audited['seconds']:.0f} s):",
+        "",
+        f"| method | bias a | RMSE a | {audited['level']:.0%} coverage of a | mean CI width | bias b | RMSE b "
+        "| coverage of b | failed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m, s in audited["methods"].items():
+        L.append(
+            f"| {m} | {md(s['bias_a'], '+.4f')} | {md(s['rmse_a'], '.4f')} | {md(s['coverage_a'], '.0%')} | "
+            f"{md(s['ci_width_a'], '.3g')} | {md(s['bias_b'], '+.4f')} | {md(s['rmse_b'], '.4f')} | "
+            f"{md(s['coverage_b'], '.0%')} | {s['failed']} |"
+        )
+    c = audited["choice"]
+    return L + ["", f"**Trusted by the audit:** {c['method'] or 'none'} — {c['why']}.", ""]
 
 
 def _intervals_section(suite, options: FitOptions) -> list[str]:
@@ -158,8 +198,8 @@ def _validation_section(source: Path) -> list[str]:
         "## Validation rung",
         "",
         f"Trained after the fit at C = {v['flops']:.3g} FLOPs ({v['factor']:g}× the largest budget), "
-        "the predicted "
-        f"compute-optimal size N_opt = {v['n_opt_predicted']:.3g} ({v['law']}) and a size on each side:",
+        f"the predicted compute-optimal size N_opt = {v['n_opt_predicted']:.3g} ({v['law']}) and a size on "
+        "each side:",
         "",
         "| cell | N | D | predicted loss | measured loss | error |",
         "|---|---|---|---|---|---|",

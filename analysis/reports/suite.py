@@ -146,10 +146,54 @@ def _disagreements(fits: dict) -> list[str]:
     return out
 
 
-def diagnose(suite: dict, data=None) -> dict:
+def audit_suite(suite: dict, data, options: FitOptions) -> dict | None:
+    """With `options.audit` copies asked for: the audit (`analysis.audit`) of the suite's fitted
+    audited methods on `data`, the chosen method's fit given its bootstrap interval where the suite
+    did not bootstrap it; None (with a note) when there is no audit or it cannot be run."""
+    from ..audit import AUDIT_METHODS, audit
+    from ..intervals import bootstrap
+
+    if not options.audit:
+        return None
+    methods = [m for m in AUDIT_METHODS if suite.get(m) is not None]
+    try:
+        if not methods:
+            raise AnalysisError(f"none of {', '.join(AUDIT_METHODS)} was fitted")
+        result = audit(data, options.audit, methods, options.audit_bootstrap, options.level, options.seed, options)
+    except AnalysisError as e:
+        suite["notes"].append(f"audit: {str(e).removeprefix('--audit: ')}")
+        return None
+    chosen = result["choice"]["method"]
+    if chosen and not (suite[chosen].ci or {}).get("a"):
+        bootstrap(
+            suite[chosen],
+            data,
+            n_boot=options.bootstrap or options.audit_bootstrap,
+            seed=options.seed,
+            target_flops=options.target_flops,
+            level=options.level,
+        )
+    return result
+
+
+def _audited_verdict(suite: dict, audited: dict) -> tuple[str, str] | None:
+    """(trusted, why) from the audit's choice, when it made one and that fit has an interval."""
+    m = audited["choice"]["method"]
+    if m is None or suite.get(m) is None or not (suite[m].ci or {}).get("a"):
+        return None
+    c = suite[m].ci["a"]
+    return (
+        m,
+        f"{m}: a = {suite[m].a:.3g} [{c['lo']:.3g}, {c['hi']:.3g}] — chosen by the audit: "
+        f"{audited['choice']['why']}",
+    )
+
+
+def diagnose(suite: dict, data=None, audited: dict | None = None) -> dict:
     """The report's verdict: {"problems": [plain-words lines], "trusted": method or None, "why": text}.
-    The trusted estimate is the first of TRUST_ORDER whose fit has an exponent, a bootstrap
-    interval and no problem of its own."""
+    With an audit (`audit_suite`) that calibrated a method, the trusted estimate is the audit's
+    choice; otherwise the first of TRUST_ORDER whose fit has an exponent, a bootstrap interval and
+    no problem of its own."""
     fits = {
         m: suite.get(m)
         for m in TRUST_ORDER
@@ -177,6 +221,11 @@ def diagnose(suite: dict, data=None) -> dict:
                 "isoflop": ", and it measures each budget's optimum directly",
             }.get(trusted, "")
         )
+    by_audit = _audited_verdict(suite, audited) if audited else None
+    if by_audit:
+        trusted, why = by_audit
+    elif audited:
+        why += f" (the audit trusted no method: {audited['choice']['why']})"
     if trusted == "isoflop" and fits["isoflop"].extra["n_budgets_used"] < 5:
         n = fits["isoflop"].extra["n_budgets_used"]
         why += (
