@@ -24,7 +24,7 @@ variable projection), loss-curve (schedule-aware curves), data-constrained (repe
 Simulate a study design before spending compute: `simulate_isoflop` draws a results table from a
 known law (`CHINCHILLA_EPOCH` by default) and `write_study` lays it out as `lab study` does, with
 training curves; fitting it shows whether the design recovers the law that generated it.
-`analysis.audit.audit(study.data, copies=100)` simulates a table's own design from its own fitted
+`analysis.uncertainty.audit.audit(study.data, copies=100)` simulates a table's own design from its own fitted
 law and scores each method's bias, RMSE and interval coverage (`lab fit --audit N`, `--method auto`).
 
 The package's rooms: `analysis.fits` (one module per law), `analysis.solvers` (Huber-LSE, variable
@@ -52,8 +52,8 @@ _EXPORTS = {
     "METHODS": "methods",
     "Method": "methods",
     "FitResult": "result",
-    "bootstrap": "intervals",
-    "backtest": "holdout",
+    "bootstrap": "uncertainty.intervals",
+    "backtest": "uncertainty.holdout",
     "figures": "plotting.plots",
     "report": ("reports.reporting", "write_report"),
     "simulate_isoflop": ("synthetic", "isoflop_table"),

@@ -179,7 +179,7 @@ def _fit_args(p: argparse.ArgumentParser, bootstrap: int) -> None:
 
 
 def _audit_args(p: argparse.ArgumentParser, auto: bool = False) -> None:
-    g = p.add_argument_group("audit (analysis.audit)")
+    g = p.add_argument_group("audit (analysis.uncertainty.audit)")
     g.add_argument(
         "--audit",
         type=_copies,
@@ -344,7 +344,7 @@ def cmd_fit(args) -> int:
 
 
 def _run_audit(study, args, options: FitOptions, copies: int | None = None) -> dict:
-    from .audit import audit
+    from .uncertainty.audit import audit
 
     return audit(
         study.data,
@@ -360,9 +360,9 @@ def _fit_auto(args) -> int:
     """`--method auto`: audit the table, then fit the method the audit trusts (with an interval)."""
     from dataclasses import replace
 
-    from .audit import fallback
     from .fitting import fit_with_options
     from .inputs import load
+    from .uncertainty.audit import fallback
 
     _use_cache()
     table, options = _options(args)
@@ -385,9 +385,9 @@ def _fit_auto(args) -> int:
 
 
 def _print_fit(args, study, result, options: FitOptions, audited=None, auto=None) -> int:
-    from .audit import audit_json, audit_lines
     from .fitting import summary_text
     from .reports.suite import fit_problems
+    from .uncertainty.audit import audit_json, audit_lines
 
     result.warnings[:0] = study.warnings
     problems = fit_problems(result, study.data)  # is this fit identified? (plain words; empty when it is)
@@ -449,8 +449,8 @@ def _fit_by(args, table: TableOptions, options: FitOptions) -> int:
 
 
 def _backtest_json(study, method: str, holdout: int, options: FitOptions) -> dict:
-    from .holdout import backtest
     from .result import plain
+    from .uncertainty.holdout import backtest
 
     bt = backtest(
         study.data,

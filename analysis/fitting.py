@@ -46,7 +46,7 @@ def fit(
     kw = {**m.options(FitOptions(seed=seed)), "target_flops": target_flops, **kwargs}
     result = m.fit(data, curves, **kw)
     if bootstrap:
-        from .intervals import bootstrap as attach_intervals
+        from .uncertainty.intervals import bootstrap as attach_intervals
 
         attach_intervals(
             result, data, curves=curves, n_boot=bootstrap, seed=seed, target_flops=target_flops, level=level

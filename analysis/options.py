@@ -42,7 +42,7 @@ class FitOptions:
     base_law: str | None = (
         None  # data-constrained: a fixed base law ("muennighoff-c4" or "E,A,B,alpha,beta"); None fits it
     )
-    audit: int | None = None  # simulated copies for the audit (analysis.audit); None: no audit
+    audit: int | None = None  # simulated copies for the audit (analysis.uncertainty.audit); None: no audit
     audit_bootstrap: int = 100  # bootstrap resamples per simulated copy in the audit
     study_dir: str | None = None  # loss-curve: the study directory whose runs' metrics.jsonl it reads
 

@@ -10,7 +10,7 @@ fitting a simulated copy of it:
     fit.a, fit.ci["a"], analysis.CHINCHILLA_EPOCH.a        # recovered vs true exponent
 
 `simulate_like` draws copies of a table you already have — its own sizes, budgets and seeds —
-from a known law, with the noise `noise_of` measures on it (the audit, `analysis.audit`).
+from a known law, with the noise `noise_of` measures on it (the audit, `analysis.uncertainty.audit`).
 
 `write_study` lays a table out as `lab study` does (results.csv and runs/<cell>/metrics.jsonl),
 so `lab report` and `analysis.report` run on it unchanged. The tests use the same functions.

@@ -26,7 +26,7 @@ interval holds the true a. One process, the same tables for every method.
 `--pi-draws K` adds the back-test of prediction intervals: K tables with every cell run twice
 (two seeds), budgets 1e17 ... 1e19 (five, x3 apart), the largest held out; the parametric law
 fitted on the rest (100-resample bootstrap) predicts each held-out run with a 95% interval from the
-law's uncertainty alone, and with the run-to-run noise added (`analysis.intervals.run_intervals`);
+law's uncertainty alone, and with the run-to-run noise added (`analysis.uncertainty.intervals.run_intervals`);
 the figures are the share of held-out runs inside each, and the mean half-width.
 """
 
@@ -39,11 +39,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from analysis.audit import audit, estimate, run_copies, score
 from analysis.laws import Chinchilla
 from analysis.options import FitOptions
 from analysis.synthetic import CHINCHILLA_EPOCH, isoflop_table
 from analysis.table import fit_data
+from analysis.uncertainty.audit import audit, estimate, run_copies, score
 
 ASYM = Chinchilla(E=1.8, A=400.0, B=2000.0, alpha=0.30, beta=0.40)  # a = 0.5714
 BUDGETS = (1e17, 1e18, 1e19, 1e20)
@@ -104,8 +104,8 @@ def bench_design(law, offset, args, auto: bool) -> dict:
 
 def pi_backtest(draws: int, noise: float) -> dict:
     """Coverage of held-out runs by law-only and law + run-noise 95% intervals (see docstring)."""
-    from analysis.holdout import backtest
-    from analysis.intervals import run_intervals
+    from analysis.uncertainty.holdout import backtest
+    from analysis.uncertainty.intervals import run_intervals
 
     inside = {"law only": [], "law + run noise": []}
     half = {k: [] for k in inside}

@@ -139,9 +139,9 @@ def test_every_law_is_one_module_whose_hooks_the_registry_finds_by_name():
 
 def test_exported_names_stay_functions_after_their_modules_load():
     import analysis.fitting
-    import analysis.holdout
-    import analysis.intervals
     import analysis.reports.reporting
+    import analysis.uncertainty.holdout
+    import analysis.uncertainty.intervals
 
     for name in ("fit", "bootstrap", "backtest", "report", "figures", "load"):
         assert callable(getattr(analysis, name)) and not isinstance(getattr(analysis, name), type(analysis)), name

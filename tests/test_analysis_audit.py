@@ -1,4 +1,4 @@
-"""The audit by simulation (`analysis.audit`): copies of a table's own design drawn from a known law,
+"""The audit by simulation (`analysis.uncertainty.audit`): copies of a table's own design drawn from a known law,
 each method scored on bias, RMSE and interval coverage; `lab fit --audit N` and `--method auto`."""
 
 import json
@@ -8,11 +8,11 @@ import pytest
 
 import analysis.solvers.jaxcache
 from analysis.__main__ import main
-from analysis.audit import audit, choose, fallback, run_copies
 from analysis.errors import AnalysisError
 from analysis.laws import Chinchilla
 from analysis.synthetic import isoflop_table, noise_of, seed_scatter, simulate_like
 from analysis.table import fit_data
+from analysis.uncertainty.audit import audit, choose, fallback, run_copies
 
 ASYM = Chinchilla(E=1.8, A=400.0, B=2000.0, alpha=0.30, beta=0.40)  # alpha != beta: a = 4/7
 
@@ -85,7 +85,7 @@ def test_choose_lowest_rmse_among_calibrated():
 
 
 def test_band_widens_only_where_copies_cannot_resolve_coverage():
-    from analysis.audit import band
+    from analysis.uncertainty.audit import band
 
     assert band(400) == (0.90, 0.98)
     assert band(100) == pytest.approx((0.90, 0.9936), abs=1e-4)
@@ -158,7 +158,9 @@ def test_report_audit_section_and_verdict(tmp_path, monkeypatch):
     from analysis.reports.reporting import write_report
     from analysis.synthetic import write_study
 
-    monkeypatch.setattr("analysis.audit.COVERAGE_BAND", (0.0, 1.0))  # 4 copies cannot measure coverage: any counts
+    monkeypatch.setattr(
+        "analysis.uncertainty.audit.COVERAGE_BAND", (0.0, 1.0)
+    )  # 4 copies cannot measure coverage: any counts
     table = isoflop_table(budgets=(1e17, 1e18, 1e19, 1e20), n_per_budget=5, noise=0.01, seed=3)
     study = write_study(tmp_path / "study", table, n_log=10)
     options = FitOptions(bootstrap=20, audit=4, audit_bootstrap=10)
@@ -183,7 +185,7 @@ def test_run_intervals_add_the_run_noise():
     table = isoflop_table(budgets=(1e17, 1e18, 1e19), n_per_budget=7, noise=0.02, replicates=3, seed=5)
     data = fit_data(table)
     fit = analysis.fit(data, "vpnls", bootstrap=30)
-    from analysis.intervals import run_intervals
+    from analysis.uncertainty.intervals import run_intervals
 
     pi = run_intervals(fit, data.N[:5], data.D[:5], data, seed=0)
     law_only = run_intervals(fit, data.N[:5], data.D[:5], data, seed=0, run_noise=False)
@@ -195,7 +197,7 @@ def test_run_intervals_add_the_run_noise():
 
 
 def test_backtest_reports_prediction_interval_coverage():
-    from analysis.holdout import backtest
+    from analysis.uncertainty.holdout import backtest
 
     table = isoflop_table(budgets=(1e17, 1e18, 1e19, 1e20), n_per_budget=5, noise=0.01, replicates=2, seed=6)
     bt = backtest(fit_data(table, need_budget=True), "parametric", holdout=1, pi_bootstrap=30)

@@ -176,8 +176,8 @@ def test_analysis_never_imports_the_training_stack():
 
     code = (
         "import sys, analysis, analysis.cli, analysis.fitting, analysis.fits.parametric, "
-        "analysis.fits.isoflop, analysis.fits.envelope, analysis.fits.kaplan, analysis.intervals, "
-        "analysis.holdout, analysis.plotting.plots, analysis.reports.reporting, analysis.inputs, "
+        "analysis.fits.isoflop, analysis.fits.envelope, analysis.fits.kaplan, analysis.uncertainty.intervals, "
+        "analysis.uncertainty.holdout, analysis.plotting.plots, analysis.reports.reporting, analysis.inputs, "
         "analysis.methods, analysis.solvers.reference, analysis.synthetic, "
         "analysis.__main__\n"
         "bad = [m for m in sys.modules if m == 'lab' or m.startswith(('lab.', 'flax'))]\n"

@@ -9,10 +9,10 @@ import pytest
 from analysis.curves import load_curves
 from analysis.fits.envelope import bootstrap_envelope, fit_envelope
 from analysis.fits.kaplan import fit_kaplan
-from analysis.holdout import backtest
 from analysis.laws import Chinchilla, DataConstrained, KaplanND, PowerLaw
 from analysis.synthetic import CHINCHILLA_EPOCH, isoflop_table, write_study
 from analysis.table import bin_budgets, fit_data
+from analysis.uncertainty.holdout import backtest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 LAW = Chinchilla(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)  # Hoffmann et al. as published

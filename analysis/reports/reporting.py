@@ -3,7 +3,7 @@ the compute-optimal exponents side by side, the back-test, and figures (a)-(e); 
 a figure of its own (lr, ptq, task, data-constrained: the law's `figure` hook) adds it, and a law
 without a section of its own is reported by its summary lines. With `FitOptions.audit` (`lab report
 --audit N`) an "Audit" section scores the methods on simulated copies of the table
-(`analysis.audit`), and the verdict trusts the audit's choice.
+(`analysis.uncertainty.audit`), and the verdict trusts the audit's choice.
 
 Writes DIR/report.md (or `out`), the figures and their CSVs under <report dir>/figures/, and
 fits.json with every fit's JSON beside the report; only over files the lab wrote
@@ -97,7 +97,7 @@ def _write_fits(path: Path, suite, verdict: dict, audited: dict | None) -> None:
         fits[m].pop("envelope", None)
     fits["verdict"] = verdict
     if audited:
-        from ..audit import audit_json
+        from ..uncertainty.audit import audit_json
 
         fits["audit"], fits["audit_info"] = audit_json(audited)
     if suite.get("parametric") is not None and suite["parametric"].extra.get("prediction"):
@@ -122,7 +122,7 @@ def _verdict_section(verdict: dict) -> list[str]:
 
 
 def _audit_section(audited: dict | None) -> list[str]:
-    """How each method fared on simulated copies of this table (`analysis.audit`), when audited."""
+    """How each method fared on simulated copies of this table (`analysis.uncertainty.audit`), when audited."""
     if not audited:
         return []
     t, n = audited["truth"], audited["noise"]
@@ -152,7 +152,7 @@ def _audit_section(audited: dict | None) -> list[str]:
 def _intervals_section(suite, options: FitOptions) -> list[str]:
     """Confidence intervals (of parameters) apart from prediction intervals (of a new run's loss),
     and the back-test error of extrapolating to the largest budgets."""
-    from ..intervals import prediction_interval
+    from ..uncertainty.intervals import prediction_interval
 
     L = [
         "## Intervals",

@@ -31,7 +31,7 @@ def run_suite(
     Returns {method name: FitResult or None, "backtest", "curves", "notes"}; a fit that cannot be
     done is None with its reason in "notes"."""
     from ..fitting import fit_with_options
-    from ..holdout import backtest as run_backtest
+    from ..uncertainty.holdout import backtest as run_backtest
 
     options = options or FitOptions()
     data = study.data
@@ -147,11 +147,11 @@ def _disagreements(fits: dict) -> list[str]:
 
 
 def audit_suite(suite: dict, data, options: FitOptions) -> dict | None:
-    """With `options.audit` copies asked for: the audit (`analysis.audit`) of the suite's fitted
+    """With `options.audit` copies asked for: the audit (`analysis.uncertainty.audit`) of the suite's fitted
     audited methods on `data`, the chosen method's fit given its bootstrap interval where the suite
     did not bootstrap it; None (with a note) when there is no audit or it cannot be run."""
-    from ..audit import AUDIT_METHODS, audit
-    from ..intervals import bootstrap
+    from ..uncertainty.audit import AUDIT_METHODS, audit
+    from ..uncertainty.intervals import bootstrap
 
     if not options.audit:
         return None

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import AnalysisError
-from .methods import get, with_hook
-from .table import FitData, bin_budgets, subset
+from ..errors import AnalysisError
+from ..methods import get, with_hook
+from ..table import FitData, bin_budgets, subset
 
 
 def _summary(pts) -> dict:
@@ -64,7 +64,7 @@ def backtest(
     is a law (parametric), every held-out run also gets its `level` prediction interval for a new
     run (`analysis.intervals.run_intervals`: the law's uncertainty plus the run-to-run noise of the
     training rows), and the summary its coverage: `pi_coverage`, the share of held-out runs inside."""
-    from .fitting import fit as run_fit
+    from ..fitting import fit as run_fit
 
     m = get(method)
     if m.holdout is None:

@@ -27,11 +27,11 @@ import time
 
 import numpy as np
 
-from .errors import AnalysisError
-from .laws import Chinchilla
-from .methods import get
-from .options import FitOptions
-from .synthetic import noise_of, require_simulable, simulate_like
+from ..errors import AnalysisError
+from ..laws import Chinchilla
+from ..methods import get
+from ..options import FitOptions
+from ..synthetic import noise_of, require_simulable, simulate_like
 
 AUDIT_METHODS = ("vpnls", "parametric", "isoflop")  # the methods that estimate a and are cheap to refit
 COVERAGE_BAND = (0.90, 0.98)  # "close to nominal" for a 95% interval, widened by `band` for few copies
@@ -41,7 +41,7 @@ MAX_FAILED = 0.10  # a method that fails on more of the copies than this is not 
 def truth_of(data) -> tuple[Chinchilla, np.ndarray]:
     """The law the copies are drawn from (the table's vpnls fit) and the log residuals of the table
     about its least-squares (variable-projection) optimum."""
-    from .fits.vpnls import fit_vpnls
+    from ..fits.vpnls import fit_vpnls
 
     fit = fit_vpnls(data)
     law = fit.law
@@ -56,7 +56,7 @@ def truth_of(data) -> tuple[Chinchilla, np.ndarray]:
 
 def applicable(data, methods=None) -> tuple[str, ...]:
     """The audited methods among `methods` (default all of AUDIT_METHODS) that fit `data` itself."""
-    from .fitting import fit
+    from ..fitting import fit
 
     out = []
     for m in methods or AUDIT_METHODS:
@@ -78,7 +78,7 @@ def _own_options(method: str, options: FitOptions) -> dict:
 
 def estimate(copy, method, bootstrap, level, seed, options) -> tuple | None:
     """(a, b, lo_a, hi_a, lo_b, hi_b) of one method on one copy; None when it cannot fit it."""
-    from .fitting import fit
+    from ..fitting import fit
 
     try:
         r = fit(copy, method, bootstrap=bootstrap, seed=seed, level=level, **_own_options(method, options))
@@ -240,7 +240,7 @@ def _fmt(v) -> str:
 
 def audit_json(result: dict) -> tuple[dict, dict]:
     """(`audit`: {method: score}, `audit_info`: everything else) for `--json`."""
-    from .result import plain
+    from ..result import plain
 
     info = {k: v for k, v in result.items() if k != "methods"}
     return plain(result["methods"]), plain(info)

@@ -14,11 +14,11 @@ target compute when one is given.
 
 from __future__ import annotations
 
-from .errors import AnalysisError
-from .laws import K_FLOPS_PER_PARAM_TOKEN
-from .methods import get
-from .result import FitResult, percentile_ci
-from .table import FitData
+from ..errors import AnalysisError
+from ..laws import K_FLOPS_PER_PARAM_TOKEN
+from ..methods import get
+from ..result import FitResult, percentile_ci
+from ..table import FitData
 
 
 def bootstrap(
@@ -109,7 +109,7 @@ def run_intervals(
     (arrays) and "noise" (that dict)."""
     import numpy as np
 
-    from .synthetic import noise_of
+    from ..synthetic import noise_of
 
     s = fit.bootstrap_samples
     if fit.law is None or s is None or not len(s) or not {"E", "A", "B", "alpha", "beta"} <= set(s.columns):
