@@ -113,6 +113,11 @@ class Chinchilla:
     def params(self) -> dict:
         return asdict(self)
 
+    def readouts(self, k: float) -> dict:
+        """The parameters and the allocation read-outs a fit reports: E, A, B, alpha, beta, a, b, G and
+        the FLOPs constant `k` of C = k N D (parametric and vpnls report the same keys, in this order)."""
+        return {**self.params(), "a": self.a, "b": self.b, "G": self.G, "k": k}
+
 
 @dataclass(frozen=True)
 class DataConstrained:

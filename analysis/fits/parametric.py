@@ -207,7 +207,7 @@ def fit_parametric(
     objective = huber_objective(theta, data.N, data.D, data.L, delta)
     resid, frame = _fitted_rows(data, law)
     warnings, n_basin = _fit_warnings(law, theta, fs, best_lane, g, objective, data, delta)
-    params = _law_params(law, k)
+    params = law.readouts(k)
     extra = _fit_extra(data, law, theta, objective, delta, len(P0), n_basin, screen_rows, t0, t_screen)
     _add_target(extra, law, k, target_flops)
     progress(f"done, objective {objective:.7e} on all {n} rows")
@@ -231,21 +231,6 @@ def _fitted_rows(data: FitData, law):
         {"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred), "residual": resid}
     )
     return resid, frame
-
-
-def _law_params(law, k) -> dict:
-    """The fitted law's parameters and read-outs, with the FLOPs constant `k`."""
-    return {
-        "E": law.E,
-        "A": law.A,
-        "B": law.B,
-        "alpha": law.alpha,
-        "beta": law.beta,
-        "a": law.a,
-        "b": law.b,
-        "G": law.G,
-        "k": k,
-    }
 
 
 def _fit_extra(data, law, theta, objective, delta, n_inits, n_basin, screen_rows, t0, t_screen) -> dict:

@@ -49,17 +49,7 @@ def fit_vpnls(
     law, objective, convention, warnings = _final_law(found, data, delta, huber)
     pred = np.log(law(data.N, data.D))
     resid = np.log(data.L) - pred
-    params = {
-        "E": law.E,
-        "A": law.A,
-        "B": law.B,
-        "alpha": law.alpha,
-        "beta": law.beta,
-        "a": law.a,
-        "b": law.b,
-        "G": law.G,
-        "k": k,
-    }
+    params = law.readouts(k)
     frame = pd.DataFrame(
         {"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred), "residual": resid}
     )
