@@ -2,7 +2,7 @@
 
 import sys
 
-from .cli import OneLineParser, add_parsers
+from .cli_parsers import OneLineParser, add_parsers
 from .errors import run_command
 
 

@@ -90,7 +90,8 @@ def test_options_objects_and_keywords_agree(study_dir):
 
 
 def test_registry_is_the_one_list_of_methods():
-    from analysis import cli, methods
+    from analysis import cli_parsers as cli
+    from analysis import methods
 
     assert analysis.METHODS[:4] == (
         "parametric",

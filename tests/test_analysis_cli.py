@@ -175,7 +175,7 @@ def test_analysis_never_imports_the_training_stack():
     import sys
 
     code = (
-        "import sys, analysis, analysis.cli, analysis.fitting, analysis.fits.parametric, "
+        "import sys, analysis, analysis.cli, analysis.cli_parsers, analysis.fitting, analysis.fits.parametric, "
         "analysis.fits.isoflop, analysis.fits.envelope, analysis.fits.kaplan, analysis.uncertainty.intervals, "
         "analysis.uncertainty.holdout, analysis.plotting.plots, analysis.reports.reporting, analysis.inputs, "
         "analysis.methods, analysis.solvers.reference, analysis.synthetic, "

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from analysis.cli import HelpFormatter, OneLineParser
-from analysis.cli import add_parsers as add_analysis_parsers
+from analysis.cli_parsers import HelpFormatter, OneLineParser
+from analysis.cli_parsers import add_parsers as add_analysis_parsers
 from analysis.errors import run_command
 from lab.cli.study import add_study_parser
 from lab.cli.tools import add_bench_parser, add_eval_parser, add_sample_parser
