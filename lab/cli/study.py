@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from lab.cli.tools import count
+from lab.cli.tools import add_set_flag, count
 from lab.config import ConfigError
 
 
@@ -63,14 +63,7 @@ def _add_launcher_flags(p) -> None:
         default=None,
         help="local launcher: runs at a time (default: the study's `workers`, else 1)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field in every cell; repeatable",
-    )
+    add_set_flag(p, "override a config field in every cell; repeatable")
     p.add_argument(
         "--mesh",
         default=None,

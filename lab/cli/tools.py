@@ -9,6 +9,13 @@ import json
 import math
 import sys
 
+MESH_HELP = "device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all on data)"
+
+
+def add_set_flag(p, help: str) -> None:
+    """`--set KEY=VALUE` (repeatable, into `args.overrides`): the one spelling of a config override."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
 
 def count(text: str) -> int:
     """A positive count; accepts 2e6 and 2_000_000."""
@@ -58,14 +65,7 @@ def _add_bench_model_flags(p) -> None:
         metavar="NAME",
         help="model preset; repeatable (default: tiny and small)",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field of every model by dotted name; repeatable",
-    )
+    add_set_flag(p, "override a config field of every model by dotted name; repeatable")
     p.add_argument(
         "--dtype",
         dest="dtypes",
@@ -84,7 +84,7 @@ def _add_bench_measurement_flags(p) -> None:
         "--matmul-n", type=count, default=None, metavar="N", help="matmul size (default 2048 CPU, 8192 GPU)"
     )
     p.add_argument("--matmul-repeats", type=count, default=5, metavar="R", help="timed matmuls, best kept")
-    p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all on data)")
+    p.add_argument("--mesh", default=None, help=MESH_HELP)
     p.add_argument(
         "--fit-batch",
         action="store_true",

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import sys
 
-from lab.cli.tools import count
+from lab.cli.tools import MESH_HELP, add_set_flag, count
 from lab.config import ConfigError
 
 EPILOG_TRAIN = """\
@@ -56,15 +56,8 @@ def add_train_parser(sub) -> None:
     length.add_argument("--tokens", type=count, help="training tokens (default: the preset's); accepts 2e6")
     length.add_argument("--steps", type=count, help="training steps (instead of --tokens)")
     p.add_argument("--seed", type=int, default=None, help="seed for init and data order (default 0)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field by dotted name; repeatable",
-    )
-    p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all on data)")
+    add_set_flag(p, "override a config field by dotted name; repeatable")
+    p.add_argument("--mesh", default=None, help=MESH_HELP)
     p.add_argument("--checkpoint-every", type=count, default=None, metavar="K", help="checkpoint every K steps")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run in OUT from its latest checkpoint")
