@@ -113,6 +113,11 @@ class Chinchilla:
     def params(self) -> dict:
         return asdict(self)
 
+    def target(self, C: float, k: float) -> dict:
+        """The compute-optimal N, D and loss at `C` FLOPs (a fit's `extra["target"]`)."""
+        n_opt, d_opt = self.optimal(C, k)
+        return {"flops": float(C), "n_opt": float(n_opt), "d_opt": float(d_opt), "loss": float(self(n_opt, d_opt))}
+
     def readouts(self, k: float) -> dict:
         """The parameters and the allocation read-outs a fit reports: E, A, B, alpha, beta, a, b, G and
         the FLOPs constant `k` of C = k N D (parametric and vpnls report the same keys, in this order)."""

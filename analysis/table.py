@@ -256,6 +256,16 @@ def _budgets(df: pd.DataFrame, budget_col, need_budget: bool, C, cols: dict) -> 
     return budget, notes
 
 
+def fitted_rows(data: FitData, law) -> tuple[np.ndarray, pd.DataFrame]:
+    """(log-loss residuals, one row per run with its loss, the law's loss and the residual)."""
+    pred = np.log(law(data.N, data.D))
+    resid = np.log(data.L) - pred
+    frame = pd.DataFrame(
+        {"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred), "residual": resid}
+    )
+    return resid, frame
+
+
 def measured_rows(data: FitData) -> np.ndarray:
     """Rows that are runs, not points predicted from runs' curves (`--curve-points`)."""
     if "source" not in data.frame.columns:

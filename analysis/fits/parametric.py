@@ -30,7 +30,7 @@ from ..laws import Chinchilla
 from ..reports.text import ci_text
 from ..result import FitResult, percentile_ci
 from ..solvers.progress import LARGE_ROWS, Progress
-from ..table import FitData, require_points, require_spread, resample_counts
+from ..table import FitData, fitted_rows, require_points, require_spread, resample_counts
 
 SCREEN_ROWS = LARGE_ROWS  # larger tables screen the init grid on a fixed subsample of this many rows
 FULL_POLISH = 4  # ... and polish this many distinct candidates on every row
@@ -205,11 +205,12 @@ def fit_parametric(
     )
     law = Chinchilla.from_lse(*theta)
     objective = huber_objective(theta, data.N, data.D, data.L, delta)
-    resid, frame = _fitted_rows(data, law)
+    resid, frame = fitted_rows(data, law)
     warnings, n_basin = _fit_warnings(law, theta, fs, best_lane, g, objective, data, delta)
     params = law.readouts(k)
     extra = _fit_extra(data, law, theta, objective, delta, len(P0), n_basin, screen_rows, t0, t_screen)
-    _add_target(extra, law, k, target_flops)
+    if target_flops:
+        extra["target"] = law.target(target_flops, k)
     progress(f"done, objective {objective:.7e} on all {n} rows")
     return FitResult(
         method="parametric",
@@ -221,16 +222,6 @@ def fit_parametric(
         law=law,
         extra=extra,
     )
-
-
-def _fitted_rows(data: FitData, law):
-    """(log-loss residuals, one row per run with its loss, the law's loss and the residual)."""
-    pred = np.log(law(data.N, data.D))
-    resid = np.log(data.L) - pred
-    frame = pd.DataFrame(
-        {"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred), "residual": resid}
-    )
-    return resid, frame
 
 
 def _fit_extra(data, law, theta, objective, delta, n_inits, n_basin, screen_rows, t0, t_screen) -> dict:
@@ -250,18 +241,6 @@ def _fit_extra(data, law, theta, objective, delta, n_inits, n_basin, screen_rows
         "fit_seconds": time.perf_counter() - t0,
         "screen_seconds": t_screen,
     }
-
-
-def _add_target(extra, law, k, target_flops) -> None:
-    """With `target_flops`, the law's compute-optimal N, D and loss there as extra["target"]."""
-    if target_flops:
-        n_opt, d_opt = law.optimal(target_flops, k)
-        extra["target"] = {
-            "flops": float(target_flops),
-            "n_opt": float(n_opt),
-            "d_opt": float(d_opt),
-            "loss": float(law(n_opt, d_opt)),
-        }
 
 
 def _bootstrap_all_at_once(data, theta, delta, rng, n_boot, n_perturb, screen_iters, polish_iters):

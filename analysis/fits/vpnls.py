@@ -20,7 +20,7 @@ from ..errors import AnalysisError
 from ..laws import Chinchilla
 from ..result import FitResult, percentile_ci
 from ..solvers.varpro import huber_polish, vp_search
-from ..table import FitData, require_points, require_spread, resample_counts
+from ..table import FitData, fitted_rows, require_points, require_spread, resample_counts
 
 LSE_NAMES = ("a", "b", "e", "alpha", "beta")
 
@@ -47,21 +47,11 @@ def fit_vpnls(
     found = vp_search(data.N, data.D, data.L, candidates)
     t_vp = time.perf_counter() - t0
     law, objective, convention, warnings = _final_law(found, data, delta, huber)
-    pred = np.log(law(data.N, data.D))
-    resid = np.log(data.L) - pred
+    resid, frame = fitted_rows(data, law)
     params = law.readouts(k)
-    frame = pd.DataFrame(
-        {"N": data.N, "D": data.D, "C": data.C, "loss": data.L, "loss_fit": np.exp(pred), "residual": resid}
-    )
     extra = _fit_extra(data, law, found, convention, delta, huber, t0, t_vp)
     if target_flops:
-        n_opt, d_opt = law.optimal(target_flops, k)
-        extra["target"] = {
-            "flops": float(target_flops),
-            "n_opt": float(n_opt),
-            "d_opt": float(d_opt),
-            "loss": float(law(n_opt, d_opt)),
-        }
+        extra["target"] = law.target(target_flops, k)
     return FitResult(
         method="vpnls",
         params=params,
