@@ -118,20 +118,22 @@ def profile_curve(x, L, method: str = "akima", window: int = 2, n: int = 200):
 
 
 def _optimum(x, L, method, sigma, n_noise, rng, window):
-    """Point estimate and noise-draw spread of the minimiser of log L over x (sorted)."""
+    """Point estimate and noise-draw spread of the minimiser of log L over x (sorted): (x*, L at x*,
+    edge, std of x*, std of log L at x* over the draws)."""
     est = ESTIMATORS[method]
     kw = {"window": window} if method == "quadratic" else {}
     y = np.log(L)
     x0, y0, edge0 = (v[0] for v in est(x, y[:, None], **kw))
     noisy = np.maximum(L[:, None] + sigma * rng.standard_normal((len(L), n_noise)), 1e-12)
-    xs, _, edges = est(x, np.log(noisy), **kw)
+    xs, ys, edges = est(x, np.log(noisy), **kw)
     ok = ~edges
     floor = np.mean(np.diff(x)) / 3.0
     if ok.sum() < max(2, n_noise // 2):
-        std = np.inf
+        std, std_y = np.inf, np.inf
     else:
         std = max(float(np.std(xs[ok])), floor) * n_noise / ok.sum()
-    return float(x0), float(np.exp(y0)), bool(edge0), std
+        std_y = max(float(np.std(ys[ok])), 1e-4)
+    return float(x0), float(np.exp(y0)), bool(edge0), std, std_y
 
 
 def _wls_line(x, y, w):
@@ -163,15 +165,16 @@ def _budget_optimum(c, curve, k, estimator, sigma, n_noise, rng, window, min_poi
             n_opt=np.nan,
             d_opt=np.nan,
             loss_opt=np.nan,
+            loss_opt_std_log=np.nan,
             n_opt_std_log=np.nan,
             d_opt_std_log=np.nan,
             edge=False,
             used=False,
         )
         return row
-    xn_opt, l_opt, edge_n, sd_n = _optimum(xn, Ln, estimator, sigma, n_noise, rng, window)
+    xn_opt, l_opt, edge_n, sd_n, sd_l = _optimum(xn, Ln, estimator, sigma, n_noise, rng, window)
     if len(xd) >= min_points:
-        xd_opt, _, edge_d, sd_d = _optimum(xd, Ld, estimator, sigma, n_noise, rng, window)
+        xd_opt, _, edge_d, sd_d, _ = _optimum(xd, Ld, estimator, sigma, n_noise, rng, window)
     else:
         xd_opt, edge_d, sd_d = np.log(c / (k * np.exp(xn_opt))), edge_n, sd_n
     edge = edge_n or edge_d
@@ -188,6 +191,7 @@ def _budget_optimum(c, curve, k, estimator, sigma, n_noise, rng, window, min_poi
         n_opt=float(np.exp(xn_opt)),
         d_opt=float(np.exp(xd_opt)),
         loss_opt=l_opt,
+        loss_opt_std_log=sd_l,
         n_opt_std_log=sd_n,
         d_opt_std_log=sd_d,
         edge=edge,

@@ -19,6 +19,7 @@ from ..methods import METHODS, get
 from ..options import FitOptions, TableOptions
 from ..result import plain
 from .text import ci_text, md
+from .validation import read_validation, validation_section, validation_verdict, verdict_lines
 
 DEFAULT_OPTIONS = FitOptions(bootstrap=200)  # `lab plot` and `lab report` bootstrap by default
 CAPTIONS = {
@@ -41,14 +42,14 @@ def write_report(
     options: FitOptions | None = None,
     methods=METHODS,
     by: str | None = None,
+    analysed: dict | None = None,
 ) -> Path:
     """Fit `methods` (default: every one) on `source` (study directory or CSV), draw the figures,
     and write the Markdown report to `out` (default <dir>/report.md). Returns the report's path.
     The target compute is `options.target_flops`, else 10x the largest compute in the table.
     A `validation.json` beside the table (`lab study --validate`) adds its section.
-    `by` (a column, e.g. variant): one law per value instead (`analysis.reports.report_by`)."""
-    from dataclasses import replace
-
+    `by` (a column, e.g. variant): one law per value instead (`analysis.reports.report_by`).
+    `analysed`: the fits of `analyse(source, table, options, methods)`, reused instead of refitting."""
     from ..outputs import claim, report_path
 
     source = Path(source)
@@ -65,29 +66,52 @@ def write_report(
             [m for m in GROUP_METHODS if m in methods] or GROUP_METHODS,
         )
 
-    from ..inputs import load
     from ..plotting.plots import draw_figures
+
+    a = analysed or analyse(source, table, options, methods)
+    study, suite, audited, verdict, options = a["study"], a["suite"], a["audited"], a["verdict"], a["options"]
+    table = a["table"]
+    figdir = claim(out.parent, (out.name, "fits.json", "figures")) / "figures"
+    figures = draw_figures(suite, study.data, figdir, "abcde", ("png", "svg"), options.target_flops)
+    figures += _law_figures(suite, source, table, options, figdir)
+    notes = study.warnings + suite["notes"]
+    validation = read_validation(source, suite)
+    if validation:
+        verdict = {**verdict, "validation": validation_verdict(validation)}
+    lines = [f"# Scaling-law report: `{source.name}`", ""] + _verdict_section(verdict, validation)
+    lines += _data_section(study, table) + _exponents_section(suite, study.data.k, options)
+    lines += _intervals_section(suite, options) + _audit_section(audited)
+    lines += _method_sections(suite) + validation_section(validation) + _figures_section(figures, out.parent)
+    lines += _warnings_section(suite, notes)
+    out.write_text("\n".join(lines))
+    _write_fits(out.parent / "fits.json", suite, verdict, audited)
+    return out
+
+
+def analyse(source, table: TableOptions | None = None, options: FitOptions | None = None, methods=METHODS) -> dict:
+    """The report's fits without its files: {"study", "table", "options", "suite", "audited", "verdict"}
+    (`run_suite`, `audit_suite`, `diagnose`), for a caller that acts on the verdict before the
+    report is written (`lab study --validate` predicts with the trusted fit)."""
+    from dataclasses import replace
+
+    from ..inputs import load
     from .suite import audit_suite, diagnose, run_suite
 
     table, options = table or TableOptions(), options or DEFAULT_OPTIONS
-    study = load(source, table, need_budget=True)
+    study = load(Path(source), table, need_budget=True)
     if options.target_flops is None:
         options = replace(options, target_flops=float(10 * study.data.C.max()))
     suite = run_suite(study, options, methods=methods)
     audited = audit_suite(suite, study.data, options)
     verdict = diagnose(suite, study.data, audited)
-    figdir = claim(out.parent, (out.name, "fits.json", "figures")) / "figures"
-    figures = draw_figures(suite, study.data, figdir, "abcde", ("png", "svg"), options.target_flops)
-    figures += _law_figures(suite, source, table, options, figdir)
-    notes = study.warnings + suite["notes"]
-    lines = [f"# Scaling-law report: `{source.name}`", ""] + _verdict_section(verdict)
-    lines += _data_section(study, table) + _exponents_section(suite, study.data.k, options)
-    lines += _intervals_section(suite, options) + _audit_section(audited)
-    lines += _method_sections(suite) + _validation_section(source) + _figures_section(figures, out.parent)
-    lines += _warnings_section(suite, notes)
-    out.write_text("\n".join(lines))
-    _write_fits(out.parent / "fits.json", suite, verdict, audited)
-    return out
+    return {
+        "study": study,
+        "table": table,
+        "options": options,
+        "suite": suite,
+        "audited": audited,
+        "verdict": verdict,
+    }
 
 
 def _write_fits(path: Path, suite, verdict: dict, audited: dict | None) -> None:
@@ -105,9 +129,10 @@ def _write_fits(path: Path, suite, verdict: dict, audited: dict | None) -> None:
     path.write_text(json.dumps(plain(fits), indent=1))
 
 
-def _verdict_section(verdict: dict) -> list[str]:
-    """First thing a reader sees: whether the science is shaky, and which estimate to trust."""
-    L = ["## Verdict", ""]
+def _verdict_section(verdict: dict, validation: dict | None = None) -> list[str]:
+    """First thing a reader sees: a validation run outside its interval, whether the science is shaky,
+    and which estimate to trust."""
+    L = ["## Verdict", ""] + verdict_lines(validation)
     if verdict["problems"]:
         L += ["**The science is shaky here:**", ""] + [f"- {p}" for p in verdict["problems"]] + [""]
     else:
@@ -186,31 +211,6 @@ def _intervals_section(suite, options: FitOptions) -> list[str]:
             f"{s['max_abs_rel_error']:.2%}, bias {s['bias_log']:+.3g} in log loss."
         )
     return L + [""]
-
-
-def _validation_section(source: Path) -> list[str]:
-    """`lab study --validate K`: the law's prediction at K x the largest budget against runs trained there."""
-    path = (source if source.is_dir() else source.parent) / "validation.json"
-    if not path.exists():
-        return []
-    v = json.loads(path.read_text())
-    L = [
-        "## Validation rung",
-        "",
-        f"Trained after the fit at C = {v['flops']:.3g} FLOPs ({v['factor']:g}× the largest budget), "
-        f"the predicted compute-optimal size N_opt = {v['n_opt_predicted']:.3g} ({v['law']}) and a size on "
-        "each side:",
-        "",
-        "| cell | N | D | predicted loss | measured loss | error |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in v["runs"]:
-        L.append(
-            f"| {r['cell_id']} | {r['n']:.3g} | {r['d']:.3g} | {md(r['predicted'], '.4g')} | "
-            f"{md(r.get('measured'), '.4g')} | {md(r.get('rel_error'), '+.2%')} |"
-        )
-    L += ["", v["summary"], ""]
-    return L
 
 
 def _data_section(study, table: TableOptions) -> list[str]:

@@ -37,14 +37,39 @@ def target_flops(study: Study, cells: list[Cell]) -> float:
     return float(study.target_flops or 10 * _largest(cells))
 
 
-def write_analysis(study: Study, cells: list[Cell], out: Path) -> Path:
-    """Fit, plot and report the study directory `out`; returns the report's path."""
-    import analysis
+def analysis_options(study: Study, cells: list[Cell]):
+    """The study's FitOptions: its bootstrap, target compute and audit (whose choice the verdict trusts)."""
     from analysis.options import FitOptions
 
-    options = FitOptions(bootstrap=study.bootstrap, target_flops=target_flops(study, cells))
-    by = "variant" if len({c.variant for c in cells}) > 1 else None  # never one law pooled over architectures
-    return analysis.report(out, options=options, methods=laws_for(study), by=by)
+    return FitOptions(
+        bootstrap=study.bootstrap, target_flops=target_flops(study, cells), audit=study.audit or None
+    )
+
+
+def analyse_study(study: Study, cells: list[Cell], out: Path) -> dict:
+    """The report's fits, audit and verdict on `out`, nothing written (`analysis.reports.reporting.analyse`)."""
+    from analysis.reports.reporting import analyse as analyse_table
+
+    return analyse_table(out, options=analysis_options(study, cells), methods=laws_for(study))
+
+
+def _by(cells: list[Cell]) -> str | None:
+    return "variant" if len({c.variant for c in cells}) > 1 else None  # never one law pooled over architectures
+
+
+def write_analysis(study: Study, cells: list[Cell], out: Path, analysed: dict | None = None) -> Path:
+    """Fit, plot and report the study directory `out` (reusing `analysed`, an `analyse_study` of it); returns
+    the report's path."""
+    import analysis
+
+    by = _by(cells)
+    return analysis.report(
+        out,
+        options=analysis_options(study, cells),
+        methods=laws_for(study),
+        by=by,
+        analysed=None if by else analysed,
+    )
 
 
 def check_validate(cells: list[Cell], factor: float) -> None:
@@ -98,16 +123,66 @@ def bracketing_sizes(study: Study, base: RunConfig, n_opt: float, budget: float,
     return sizes
 
 
-def validation_plan(
-    study: Study, cells: list[Cell], out: Path, factor: float, vocab_size: int, overrides=()
-) -> tuple[Study, list[Cell], dict]:
-    """Fit the parametric law on the grid and lay out the validation cells: the predicted N_opt at
-    factor x the largest budget and a size on each side (`bracketing_sizes`)."""
-    import analysis
+LAW_FALLBACK = ("parametric", "vpnls", "isoflop")  # predicts when the verdict trusts no method
+SHAPE_LAWS = ("parametric", "vpnls")  # place the sizes around an optimum-placing method's N_opt
 
-    fit = analysis.fit(analysis.load(out), "parametric")
+
+def _with_samples(fit, analysed: dict):
+    """`fit`, given bootstrap samples (its prediction interval's law uncertainty) where it has none."""
+    from analysis.uncertainty.intervals import bootstrap
+
+    if fit is not None and (fit.bootstrap_samples is None or not len(fit.bootstrap_samples)):
+        o = analysed["options"]
+        bootstrap(fit, analysed["study"].data, n_boot=o.bootstrap or 100, seed=o.seed, target_flops=o.target_flops)
+    return fit
+
+
+def prediction_fit(analysed: dict):
+    """(method, fit, shape fit or None) that the validation rung predicts with: the fit the verdict
+    trusts, else the first fitted of LAW_FALLBACK; for an optimum-placing method (isoflop, envelope)
+    also the law of (N, D) whose shape places the sizes around its N_opt."""
+    from analysis.errors import AnalysisError
+    from analysis.uncertainty.predict import OPTIMUM_METHODS
+
+    suite, trusted = analysed["suite"], analysed["verdict"]["trusted"]
+    method = trusted if trusted and suite.get(trusted) is not None else None
+    method = method or next((m for m in LAW_FALLBACK if suite.get(m) is not None), None)
+    if method is None:
+        raise AnalysisError(f"--validate: no fitted law to predict with (tried {', '.join(LAW_FALLBACK)})")
+    shape = None
+    if method in OPTIMUM_METHODS:
+        shape = next((suite[m] for m in SHAPE_LAWS if suite.get(m) is not None), None)
+    return method, _with_samples(suite[method], analysed), _with_samples(shape, analysed)
+
+
+def _optimum_at(fit, budget: float, k: float) -> tuple[float, float]:
+    """(N_opt, D_opt) of `fit` at compute `budget`: its law's optimum, else its power laws."""
+    if fit.law is not None and hasattr(fit.law, "optimal"):
+        n, d = fit.law.optimal(budget, fit.params.get("k", k))
+        return float(n), float(d)
+    n = fit.params["n_coef"] * budget ** fit.params["a"]
+    return float(n), float(budget / (k * n))
+
+
+def validation_plan(
+    study: Study,
+    cells: list[Cell],
+    out: Path,
+    factor: float,
+    vocab_size: int,
+    overrides=(),
+    analysed: dict | None = None,
+) -> tuple[Study, list[Cell], dict]:
+    """Lay out the validation cells at factor x the largest budget — the predicted N_opt of the fit
+    the verdict trusts (`prediction_fit`) and a size on each side (`bracketing_sizes`) — and the
+    prediction for each: `predicted` with its 95% prediction interval `pi_lo`..`pi_hi`
+    (`analysis.uncertainty.predict.predict_runs`). `analysed`: `analyse_study(study, cells, out)`, done here
+    when not given."""
+    analysed = analysed or analyse_study(study, cells, out)
+    method, fit, shape = prediction_fit(analysed)
+    data = analysed["study"].data
     budget = factor * _largest(cells)
-    n_opt, d_opt = fit.law.optimal(budget, fit.params["k"])
+    n_opt, d_opt = _optimum_at(fit, budget, data.k)
     base = apply_overrides(study.base, [*study.overrides, *overrides])
     sizes = bracketing_sizes(study, base, n_opt, budget, vocab_size)
     val = dataclasses.replace(
@@ -121,40 +196,67 @@ def validation_plan(
         branches=False,
         validate=0,
     )
-    prediction = {
+    val_cells = expand(val, vocab_size, overrides)
+    return val, val_cells, _prediction(analysed, method, fit, shape, val_cells, budget, factor, (n_opt, d_opt))
+
+
+def _prediction(analysed, method, fit, shape, val_cells, budget, factor, optimum) -> dict:
+    """validation.json as written before the runs: the method, the fit's hash and per run the prediction."""
+    import datetime
+    import hashlib
+
+    from analysis.result import plain
+    from analysis.uncertainty.predict import fit_sha256, predict_runs
+
+    n = [float(model_costs(c.config.model).params_total) for c in val_cells]
+    d = [float(c.config.total_tokens) for c in val_cells]
+    options = analysed["options"]
+    pred = predict_runs(fit, n, d, budget, analysed["study"].data, shape, options.level, options.seed)
+    table = Path(analysed["study"].source or ".")
+    table = table / "results.csv" if table.is_dir() else table
+    runs = [
+        {"cell_id": c.cell_id, "n": n[i], "d": d[i], **{k: pred[k][i] for k in ("predicted", "pi_lo", "pi_hi")}}
+        for i, c in enumerate(val_cells)
+    ]
+    noise = pred["noise"]
+    return {
+        "status": "predicted",
+        "predicted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "flops": budget,
         "factor": factor,
-        "law": "parametric",
-        "n_opt_predicted": float(n_opt),
-        "d_opt_predicted": float(d_opt),
-        "loss_at_n_opt": float(fit.law(n_opt, d_opt)),
-        "params": {k: fit.params[k] for k in ("E", "A", "B", "alpha", "beta", "k")},
+        "method": method,
+        "law": method,
+        "trusted": analysed["verdict"]["trusted"],
+        "fit_sha256": fit_sha256(fit),
+        "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest() if table.is_file() else None,
+        "shape_law": shape.method if shape is not None else None,
+        "how": pred["how"],
+        "level": pred["level"],
+        "noise": noise,
+        "pi_note": f"the {method} fit's bootstrap plus run-to-run noise σ = {noise['sigma']:.3g} in log loss "
+        f"({noise['source']})",
+        "n_opt_predicted": optimum[0],
+        "d_opt_predicted": optimum[1],
+        "params": plain(dict(fit.params)),
+        "runs": runs,
     }
-    return val, expand(val, vocab_size, overrides), prediction
 
 
 def validation_summary(cells: list[Cell], status: dict, out: Path, prediction: dict) -> dict:
-    """validation.json: per run the law's predicted loss and the measured one; whether the size
-    nearest the predicted N_opt had the lowest measured loss."""
-    from analysis.laws import Chinchilla
+    """validation.json after the runs: per run the measured loss, `rel_error` (predicted / measured - 1)
+    and `inside_pi`; whether the size nearest the predicted N_opt had the lowest measured loss."""
     from lab.rundir import RunDir
 
-    p = prediction["params"]
-    law = Chinchilla(E=p["E"], A=p["A"], B=p["B"], alpha=p["alpha"], beta=p["beta"])
     runs = []
-    for c in cells:
-        n, d = model_costs(c.config.model).params_total, float(c.config.total_tokens)
+    for c, r in zip(cells, prediction["runs"]):
         result = RunDir(out / "validation" / "runs" / c.cell_id).read_result() or {}
         measured = result.get("final_val_loss") if result.get("status") == "completed" else None
-        pred = float(law(n, d))
         runs.append(
             {
-                "cell_id": c.cell_id,
-                "n": n,
-                "d": d,
-                "predicted": pred,
+                **r,
                 "measured": measured,
-                "rel_error": None if measured is None else pred / measured - 1,
+                "rel_error": None if measured is None else r["predicted"] / measured - 1,
+                "inside_pi": None if measured is None else bool(r["pi_lo"] <= measured <= r["pi_hi"]),
                 "status": status.get(c.cell_id),
             }
         )
@@ -162,27 +264,52 @@ def validation_summary(cells: list[Cell], status: dict, out: Path, prediction: d
     nearest = min(runs, key=lambda r: abs(math.log(r["n"] / prediction["n_opt_predicted"])))
     if done:
         winner = min(done, key=lambda r: r["measured"])
-        err = np.mean([abs(r["rel_error"]) for r in done])
+        err = float(np.mean([abs(r["rel_error"]) for r in done]))
         won = winner is nearest
         other = "" if won else f" ({winner['cell_id']} did)"
+        inside = sum(r["inside_pi"] for r in done)
         summary = (
-            f"Mean |relative error| of the predicted loss: {err:.2%} over {len(done)} run(s). The size nearest "
-            f"the predicted N_opt ({nearest['cell_id']}) {'had' if won else 'did not have'} the lowest measured "
+            f"Mean |relative error| of the predicted loss: {err:.2%} over {len(done)} run(s); {inside} of "
+            f"{len(done)} inside their {prediction['level']:.0%} prediction interval. The size nearest the "
+            f"predicted N_opt ({nearest['cell_id']}) {'had' if won else 'did not have'} the lowest measured "
             f"loss{other}."
         )
     else:
         won, err, summary = None, None, "No validation run completed; nothing to compare."
-    return {**prediction, "runs": runs, "mean_abs_rel_error": err, "predicted_n_opt_won": won, "summary": summary}
+    return {
+        **prediction,
+        "status": "measured",
+        "runs": runs,
+        "mean_abs_rel_error": err,
+        "predicted_n_opt_won": won,
+        "summary": summary,
+    }
 
 
 def run_validation(
-    study: Study, cells: list[Cell], out: Path, factor: float, vocab_size: int, run, overrides=()
+    study: Study,
+    cells: list[Cell],
+    out: Path,
+    factor: float,
+    vocab_size: int,
+    run,
+    overrides=(),
+    analysed: dict | None = None,
 ) -> dict:
-    """Plan, train (`run(study, cells, dir) -> status`) and summarise the validation rung."""
-    val, val_cells, prediction = validation_plan(study, cells, out, factor, vocab_size, overrides)
+    """Plan and predict, write validation.json (status "predicted") *before* training, train
+    (`run(study, cells, dir) -> status`), then add the measurements (status "measured")."""
+    from lab.rundir import RunDir
+
+    val, val_cells, prediction = validation_plan(study, cells, out, factor, vocab_size, overrides, analysed)
+    prediction["trained_before_prediction"] = [
+        c.cell_id for c in val_cells if RunDir(out / "validation" / "runs" / c.cell_id).read_result()
+    ]
+    prediction["summary"] = "Predicted; the validation runs have not finished."
+    path = out / "validation.json"
+    path.write_text(json.dumps(prediction, indent=1))
     status = run(val, val_cells, out / "validation")
     summary = validation_summary(val_cells, status, out, prediction)
-    (out / "validation.json").write_text(json.dumps(summary, indent=1))
+    path.write_text(json.dumps(summary, indent=1))
     return summary
 
 
@@ -214,9 +341,15 @@ def after_grid(
         out_info["analysis"] = f"skipped: {done} completed run(s), a law needs at least {MIN_ROWS}"
         return out_info
     try:
+        analysed = analyse_study(study, cells, out) if validate and run is not None and not _by(cells) else None
         if validate and run is not None:
-            out_info["validation"] = run_validation(study, cells, out, validate, vocab_size, run, overrides)
-        out_info["report"] = str(write_analysis(study, cells, out))
+            try:
+                out_info["validation"] = run_validation(
+                    study, cells, out, validate, vocab_size, run, overrides, analysed
+                )
+            except AnalysisError as e:
+                out_info["validation"] = {"summary": f"not run: {e}"}
+        out_info["report"] = str(write_analysis(study, cells, out, analysed))
         out_info["analysis"] = "written"
     except AnalysisError as e:
         out_info["analysis"] = f"failed: {e}"

@@ -51,6 +51,7 @@ class Study:
     laws: Sequence[str] = ()  # fit methods (analysis.methods); () = isoflop grids: all, N×D grids: all but isoflop
     target_flops: float | None = None  # compute the report predicts at (None: 10x the grid's largest)
     bootstrap: int = 200  # resamples for the report's intervals
+    audit: int = 20  # simulated copies auditing the methods, whose choice the verdict trusts (0: no audit)
     validate: float = 0  # > 1: after the fit, train the predicted optimum at this many times the largest budget
     workers: int = 1  # local launcher: runs at a time unless --workers says otherwise
     variants: Sequence[
@@ -219,8 +220,10 @@ def _analysis_values(study: Study) -> None:
     t = study.target_flops
     if t is not None and not (_is_number(t) and math.isfinite(t) and t > 0):
         raise ConfigError(f"study {study.name!r}: target_flops must be a finite number > 0 or None, got {t!r}")
-    if not (isinstance(study.bootstrap, numbers.Integral) and study.bootstrap >= 0):
-        raise ConfigError(f"study {study.name!r}: bootstrap must be a whole number >= 0, got {study.bootstrap!r}")
+    for field in ("bootstrap", "audit"):
+        v = getattr(study, field)
+        if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0):
+            raise ConfigError(f"study {study.name!r}: {field} must be a whole number >= 0, got {v!r}")
     v = study.validate
     if not (_is_number(v) and math.isfinite(v) and (v == 0 or v > 1)):
         raise ConfigError(f"study {study.name!r}: validate must be 0 (off) or a factor > 1, got {v!r}")

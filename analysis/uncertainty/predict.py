@@ -1,0 +1,202 @@
+"""The loss of new runs at given (N, D) and compute C, predicted by one fitted method, with a
+prediction interval for each: what a pre-registered validation rung (`lab study --validate K`)
+writes down before it trains.
+
+- A method with a law of (N, D) (parametric, vpnls, kaplan): the law itself; its bootstrap samples
+  give the law's uncertainty.
+- A method that only places optima (isoflop, envelope): its loss-at-the-optimum law
+  L*(C) = L*_0 (C / C_0)^-gamma, a weighted line in log-log through the budgets' minimum losses
+  (isoflop: each weighted by its own uncertainty, `loss_opt_std_log`; envelope: the frontier's
+  points, unweighted), redrawn from those uncertainties (Birge-scaled, as `bootstrap_isoflop`
+  redraws N_opt). A size away from the method's N_opt(C) is placed by the *shape* of a law of
+  (N, D) fitted on the same table (`shape`, e.g. parametric), anchored at L*(C):
+  log L(N, D) = log L*(C) + log L_shape(N, D) - log L_shape(N_opt, C / (k N_opt)),
+  with N_opt redrawn from the method's own bootstrap. Without a shape law every size is predicted
+  at L*(C), the lowest loss the budget allows.
+
+Every draw is then multiplied by exp(sigma z), z ~ N(0, 1): sigma is the run-to-run noise, the
+table's seed-to-seed scatter where it has replicates, else the residual scatter of the runs about
+the method's fit (isoflop: about each budget's local profile, its `loss_noise`). The 95% interval
+of the draws is the prediction interval of one new run; without the noise it is the law's own
+confidence interval (`ci_lo`, `ci_hi`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import AnalysisError
+
+OPTIMUM_METHODS = ("isoflop", "envelope")  # methods that place optima but have no law of (N, D)
+
+
+def _sampled_law(fit, rng, draws: int):
+    """`draws` resampled copies of `fit`'s law as one law of (draws, 1) parameter arrays."""
+    from dataclasses import fields
+
+    s = fit.bootstrap_samples
+    names = [f.name for f in fields(type(fit.law))] if fit.law is not None else []
+    if s is None or not len(s) or not names or not set(names) <= set(s.columns):
+        raise AnalysisError(f"a prediction interval needs {fit.method}'s law and its bootstrap samples; none here")
+    pick = rng.integers(0, len(s), draws)
+    return type(fit.law)(**{n: s[n].to_numpy(float)[pick, None] for n in names})
+
+
+def _law_draws(fit, N, D, rng, draws: int):
+    """(central prediction, draws x points) of a fit with a law of (N, D) and bootstrap samples."""
+    with np.errstate(all="ignore"):
+        L = _sampled_law(fit, rng, draws)(N[None], D[None])
+    ok = np.all(np.isfinite(L) & (L > 0), axis=1)
+    if ok.sum() < 2:
+        raise AnalysisError(f"{fit.method}: no bootstrap sample gives a finite prediction")
+    return np.asarray(fit.law(N, D), float), L[ok]
+
+
+def optimum_points(fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C, minimum loss, std of its log) of the budgets a method's L*(C) is fitted through."""
+    if fit.method == "isoflop":
+        o = fit.extra["optima"]
+        o = o[o["used"]]
+        sd = o["loss_opt_std_log"].to_numpy(float) if "loss_opt_std_log" in o else np.full(len(o), 0.01)
+        return o["budget"].to_numpy(float), o["loss_opt"].to_numpy(float), sd
+    e = fit.extra["envelope"]
+    e = e[e["used"] & e["loss"].notna()]
+    return e["flops"].to_numpy(float), e["loss"].to_numpy(float), np.ones(len(e))
+
+
+def optimum_law(fit, rng=None, draws: int = 0):
+    """The loss-at-the-optimum law log L*(C) = c0 + c1 log C of `fit` (isoflop, envelope) as
+    {"c0", "c1", "gamma" (= -c1), "birge", "n_points"}, and (with `draws`) that many redrawn
+    (c0, c1) pairs as a (draws, 2) array."""
+    from ..fits.isoflop import _wls_slopes, birge_ratio
+
+    C, L, sd = optimum_points(fit)
+    if len(C) < 2:
+        raise AnalysisError(f"{fit.method}: fewer than 2 budgets with a minimum; no loss-at-the-optimum law")
+    x, y, w = np.log(C), np.log(L), 1 / sd**2
+    c0, c1 = (v[0] for v in _wls_slopes(x, y[None], w[None]))
+    birge = birge_ratio(x, y, sd)
+    if fit.method == "envelope":  # unweighted: the residual scatter is the only measure of the points' error
+        r = y - c0 - c1 * x
+        birge = float(np.sqrt(np.sum(r**2) / max(len(x) - 2, 1)))
+    out = {"c0": float(c0), "c1": float(c1), "gamma": float(-c1), "birge": birge, "n_points": int(len(C))}
+    if not draws:
+        return out, None
+    Y = y + birge * sd * rng.standard_normal((draws, len(x)))
+    icpt, slope = _wls_slopes(x, Y, np.broadcast_to(w, Y.shape))
+    return out, np.stack([icpt, slope], 1)
+
+
+def _n_opt_draws(fit, flops: float, rng, draws: int) -> tuple[float, np.ndarray]:
+    """The method's N_opt at `flops` (n_coef C^a) and redraws of it from its bootstrap samples."""
+    n0 = fit.params["n_coef"] * flops ** fit.params["a"]
+    s = fit.bootstrap_samples
+    if s is None or not len(s) or not {"n_coef", "a"} <= set(s.columns):
+        return float(n0), np.full(draws, n0)
+    pick = rng.integers(0, len(s), draws)
+    return float(n0), s["n_coef"].to_numpy(float)[pick] * flops ** s["a"].to_numpy(float)[pick]
+
+
+def _optimum_draws(fit, shape, N, D, flops: float, k: float, rng, draws: int):
+    """(central, draws x points, how) for an optimum-placing method: L*(C) and the shape law's offset."""
+    law, pairs = optimum_law(fit, rng, draws)
+    lc = np.log(flops)
+    star0 = law["c0"] + law["c1"] * lc
+    star = pairs[:, 0] + pairs[:, 1] * lc
+    how = (
+        f"{fit.method}'s loss-at-the-optimum law L*(C) ∝ C^-{law['gamma']:.4g} through {law['n_points']} "
+        f"budget minima (Birge ratio {law['birge']:.3g})"
+    )
+    if shape is None:
+        return (
+            np.full(len(N), np.exp(star0)),
+            np.exp(star)[:, None] * np.ones(len(N)),
+            how
+            + ("; no law of (N, D) to place other sizes: every size at L*(C), the lowest loss the budget allows"),
+        )
+    n0, n_draw = _n_opt_draws(fit, flops, rng, draws)
+    sampled = _sampled_law(shape, rng, draws)
+    with np.errstate(all="ignore"):
+        off = np.log(sampled(N[None], D[None])) - np.log(sampled(n_draw[:, None], flops / (k * n_draw[:, None])))
+        off0 = np.log(shape.law(N, D)) - np.log(shape.law(n0, flops / (k * n0)))
+    ok = np.all(np.isfinite(off), axis=1) & np.isfinite(star)
+    if ok.sum() < 2:
+        raise AnalysisError(f"{fit.method}: no redraw gives a finite prediction")
+    star, off = star[ok], off[ok]
+    how += (
+        f", anchored at {fit.method}'s N_opt = {n0:.3g}; other sizes by the {shape.method} law's shape "
+        f"(log L(N, D) - log L(N_opt, D_opt) at C = {flops:.3g})"
+    )
+    return np.exp(star0 + off0), np.exp(star[:, None] + off), how
+
+
+def run_noise(fit, data) -> dict:
+    """The run-to-run noise of one new run's log loss: {"sigma", "source"} — the table's seed-to-seed
+    scatter where it has replicates, else the residual scatter of the runs about `fit`."""
+    from ..synthetic import LAW_PARAMS, seed_scatter
+
+    seed, dof = seed_scatter(data)
+    if seed is not None:
+        return {"sigma": float(seed), "source": f"seed-to-seed scatter ({dof} degrees of freedom)"}
+    if fit.method == "isoflop":
+        sigma = float(fit.extra["loss_noise"] / np.median(data.L))
+        return {"sigma": sigma, "source": "residual scatter about each budget's profile (isoflop loss_noise)"}
+    r = np.asarray(fit.residuals, float)
+    if fit.method == "envelope" or not len(r):  # the envelope's residuals are of log N_opt, not of loss
+        return {"sigma": 0.0, "source": "none measured (no seeds, no loss residuals)"}
+    sigma = float(np.sqrt(np.sum(r**2) / max(len(r) - LAW_PARAMS, 1)))
+    return {"sigma": sigma, "source": f"residual scatter about the {fit.method} law"}
+
+
+def predict_runs(
+    fit, N, D, flops: float, data, shape=None, level: float = 0.95, seed: int = 0, draws: int = 4000
+) -> dict:
+    """Predicted loss of one new run at each (N, D) (all at compute `flops`) by `fit`, with its
+    `level` prediction interval (module doc). `shape`: a bootstrapped law of (N, D) that places the
+    sizes of an optimum-placing method. Returns {"predicted", "pi_lo", "pi_hi", "ci_lo", "ci_hi"}
+    (lists), "noise" ({"sigma", "source"}), "how" (one line) and "level"."""
+    rng = np.random.default_rng(seed)
+    N, D = np.atleast_1d(np.asarray(N, float)), np.atleast_1d(np.asarray(D, float))
+    if fit.method in OPTIMUM_METHODS:
+        central, L, how = _optimum_draws(fit, shape, N, D, float(flops), data.k, rng, draws)
+    else:
+        central, L = _law_draws(fit, N, D, rng, draws)
+        how = f"the {fit.method} law L(N, D) with its bootstrap samples"
+    noise = run_noise(fit, data)
+    sims = L * np.exp(noise["sigma"] * rng.standard_normal(L.shape))
+    q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    pct = lambda a, p: [float(v) for v in np.percentile(a, p, axis=0)]
+    return {
+        "predicted": [float(v) for v in central],
+        "pi_lo": pct(sims, q[0]),
+        "pi_hi": pct(sims, q[1]),
+        "ci_lo": pct(L, q[0]),
+        "ci_hi": pct(L, q[1]),
+        "noise": noise,
+        "how": how,
+        "level": level,
+    }
+
+
+def fit_sha256(fit) -> str:
+    """A hash of what a prediction rests on: the method, its parameters and their intervals (and, for
+    an optimum-placing method, its loss-at-the-optimum law), rounded to 6 significant digits so that a
+    refit of the same table on the same machine hashes alike."""
+    import hashlib
+    import json
+
+    from ..result import plain
+
+    def rounded(v):
+        if isinstance(v, dict):
+            return {k: rounded(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [rounded(x) for x in v]
+        return float(f"{v:.6g}") if isinstance(v, float) else v
+
+    ci = {k: v for k, v in (fit.ci or {}).items() if k in fit.params}  # not N_opt at a target compute
+    what = {"method": fit.method, "params": fit.params, "ci": ci}
+    if fit.method in OPTIMUM_METHODS:
+        law, _ = optimum_law(fit)
+        what["optimum_law"] = {"c0": law["c0"], "c1": law["c1"]}
+    text = json.dumps(rounded(plain(what)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
