@@ -368,6 +368,13 @@ def test_study_fits_reports_and_validates_in_one_command(tmp_path, capsys):
     assert v["flops"] == pytest.approx(1.8e10) and 1 <= len(v["runs"]) <= 3
     done = [r for r in v["runs"] if r["measured"] is not None]
     assert done and all(abs(r["rel_error"] - (r["predicted"] / r["measured"] - 1)) < 1e-12 for r in done)
+    assert (
+        v["status"] == "measured" and v["method"] == (v["trusted"] or "parametric") and len(v["fit_sha256"]) == 64
+    )
+    assert all(
+        r["pi_lo"] < r["predicted"] < r["pi_hi"] and r["inside_pi"] == (r["pi_lo"] <= r["measured"] <= r["pi_hi"])
+        for r in done
+    )
     text = (out / "report.md").read_text()
     assert text.startswith("# Scaling-law report") and "## Verdict" in text and "## Validation rung" in text
     import pandas as pd
