@@ -1,9 +1,14 @@
-"""What `lab study` does after the grid: fit the study's laws and write the report, figures and
-fits.json (`analysis.report`), and the validation rung (`--validate K`): train the law's predicted
+"""What `lab study` does after the grid: fit the study's laws, audit them (`Study.audit` simulated
+copies; the verdict trusts the audit's choice) and write the report, figures and fits.json
+(`analysis.report`), and the validation rung (`--validate K`): train the trusted law's predicted
 compute-optimal model at K x the largest budget, with a size on each side, and compare.
 
-Validation runs live in DIR/validation/ (a study directory of their own, so they never enter the
-grid's fits); DIR/validation.json holds predicted vs measured loss, which the report shows."""
+The rung is pre-registered: DIR/validation.json is written before the validation runs start
+(status "predicted": per run `predicted`, `pi_lo`, `pi_hi`, the method, `fit_sha256`), and after them
+gains per run `measured`, `rel_error`, `inside_pi` and the top-level `mean_abs_rel_error` (status
+"measured"). Validation runs live in DIR/validation/ (a study directory of their own, so they never
+enter the grid's fits); the report shows them and its verdict opens loudly when one fell outside its
+interval."""
 
 from __future__ import annotations
 
@@ -211,7 +216,10 @@ def _prediction(analysed, method, fit, shape, val_cells, budget, factor, optimum
     n = [float(model_costs(c.config.model).params_total) for c in val_cells]
     d = [float(c.config.total_tokens) for c in val_cells]
     options = analysed["options"]
-    pred = predict_runs(fit, n, d, budget, analysed["study"].data, shape, options.level, options.seed)
+    n_opt, d_opt = optimum  # predicted too: the law's loss at its own optimum
+    pred = predict_runs(
+        fit, [*n, n_opt], [*d, d_opt], budget, analysed["study"].data, shape, options.level, options.seed
+    )
     table = Path(analysed["study"].source or ".")
     table = table / "results.csv" if table.is_dir() else table
     runs = [
@@ -235,8 +243,10 @@ def _prediction(analysed, method, fit, shape, val_cells, budget, factor, optimum
         "noise": noise,
         "pi_note": f"the {method} fit's bootstrap plus run-to-run noise σ = {noise['sigma']:.3g} in log loss "
         f"({noise['source']})",
-        "n_opt_predicted": optimum[0],
-        "d_opt_predicted": optimum[1],
+        "n_opt_predicted": n_opt,
+        "d_opt_predicted": d_opt,
+        "loss_at_n_opt": pred["predicted"][-1],
+        "loss_at_n_opt_pi": [pred["pi_lo"][-1], pred["pi_hi"][-1]],
         "params": plain(dict(fit.params)),
         "runs": runs,
     }
