@@ -107,6 +107,17 @@ def test_law_interval_uses_seed_scatter_when_the_table_has_seeds(table):
     assert q["pi_hi"][0] - q["pi_lo"][0] > p["pi_hi"][0] - p["pi_lo"][0]
 
 
+def test_envelope_predicts_through_its_frontier(table):
+    """The envelope's L*(C) runs through the frontier's points; its run noise is their scatter about it."""
+    _, study, _, par = table
+    env = analysis.fit(study, "envelope", bootstrap=50)
+    C = 2 * BUDGETS[-1]
+    p = predict_runs(env, [3e4, 6e4], [2e5, 1e5], C, study.data, shape=par)
+    assert "frontier" in p["how"] and "frontier" in p["noise"]["source"] and p["noise"]["sigma"] > 0
+    assert all(a < v < b for a, v, b in zip(p["pi_lo"], p["predicted"], p["pi_hi"]))
+    assert p["predicted"] == pytest.approx([float(LAW(3e4, 2e5)), float(LAW(6e4, 1e5))], rel=0.03)
+
+
 @pytest.mark.parametrize(
     "trusted, method, shape",
     [("isoflop", "isoflop", "parametric"), ("parametric", "parametric", None), (None, "parametric", None)],

@@ -16,7 +16,8 @@ writes down before it trains.
 
 Every draw is then multiplied by exp(sigma z), z ~ N(0, 1): sigma is the run-to-run noise, the
 table's seed-to-seed scatter where it has replicates, else the residual scatter of the runs about
-the method's fit (isoflop: about each budget's local profile, its `loss_noise`). The 95% interval
+the method's fit (isoflop: about each budget's local profile, its `loss_noise`; envelope: the
+frontier's scatter about L*(C)). The 95% interval
 of the draws is the prediction interval of one new run; without the noise it is the law's own
 confidence interval (`ci_lo`, `ci_hi`)."""
 
@@ -102,9 +103,11 @@ def _optimum_draws(fit, shape, N, D, flops: float, k: float, rng, draws: int):
     lc = np.log(flops)
     star0 = law["c0"] + law["c1"] * lc
     star = pairs[:, 0] + pairs[:, 1] * lc
+    through = "budget minima" if fit.method == "isoflop" else "points of the loss-vs-FLOPs frontier"
+    scale = "Birge ratio" if fit.method == "isoflop" else "residual std in log"
     how = (
         f"{fit.method}'s loss-at-the-optimum law L*(C) ∝ C^-{law['gamma']:.4g} through {law['n_points']} "
-        f"budget minima (Birge ratio {law['birge']:.3g})"
+        f"{through} ({scale} {law['birge']:.3g})"
     )
     if shape is None:
         return (
@@ -140,9 +143,10 @@ def run_noise(fit, data) -> dict:
     if fit.method == "isoflop":
         sigma = float(fit.extra["loss_noise"] / np.median(data.L))
         return {"sigma": sigma, "source": "residual scatter about each budget's profile (isoflop loss_noise)"}
+    if fit.method == "envelope":  # its residuals are of log N_opt: the frontier's own scatter about L*(C)
+        sigma = optimum_law(fit)[0]["birge"]
+        return {"sigma": sigma, "source": "residual scatter of the loss-vs-FLOPs frontier about L*(C)"}
     r = np.asarray(fit.residuals, float)
-    if fit.method == "envelope" or not len(r):  # the envelope's residuals are of log N_opt, not of loss
-        return {"sigma": 0.0, "source": "none measured (no seeds, no loss residuals)"}
     sigma = float(np.sqrt(np.sum(r**2) / max(len(r) - LAW_PARAMS, 1)))
     return {"sigma": sigma, "source": f"residual scatter about the {fit.method} law"}
 
