@@ -184,3 +184,15 @@ def test_a_bad_audit_count_is_a_config_error(audit):
     check_values(grid)
     with pytest.raises(ConfigError, match=r"^study 'g': audit must be a whole number >= 0, got"):
         check_values(dataclasses.replace(grid, audit=audit))
+
+
+def test_a_damaged_validation_json_is_one_line(tmp_path):
+    from analysis.errors import AnalysisError
+    from analysis.reports.validation import read_validation
+
+    (tmp_path / "validation.json").write_text('{"runs": [')
+    with pytest.raises(AnalysisError, match=r"validation.json is damaged \(JSONDecodeError"):
+        read_validation(tmp_path)
+    (tmp_path / "validation.json").write_text("[]")
+    with pytest.raises(AnalysisError, match=r"is damaged \(AttributeError"):
+        read_validation(tmp_path)

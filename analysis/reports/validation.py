@@ -16,7 +16,16 @@ def read_validation(source: Path, suite: dict | None = None) -> dict | None:
     path = (source if source.is_dir() else source.parent) / "validation.json"
     if not path.exists():
         return None
-    v = json.loads(path.read_text())
+    try:
+        v = json.loads(path.read_text())
+        if not isinstance(v.get("runs"), list) or "flops" not in v:
+            raise KeyError("runs and flops")
+    except (ValueError, KeyError, AttributeError) as e:
+        from ..errors import AnalysisError
+
+        raise AnalysisError(
+            f"{path} is damaged ({type(e).__name__}: {e}); move it away or re-run `lab study ... --validate K`"
+        ) from None
     method, registered = v.get("method", v.get("law")), v.get("fit_sha256")
     if suite is not None and registered and suite.get(method) is not None:
         from ..uncertainty.predict import fit_sha256
