@@ -88,9 +88,10 @@ def test_isoflop_predicts_through_its_loss_at_the_optimum_law(table):
     assert p["ci_lo"][1] < truth < p["ci_hi"][1]
     assert mid == pytest.approx(np.exp(law["c0"] + law["c1"] * np.log(C)), rel=1e-9)
     assert lo > mid and hi > mid
+    assert predict_runs(iso, [n0], [C / (6 * n0)], C, study.data, shape=par)["predicted"][0] == pytest.approx(star)
     assert all(a < v < b for a, v, b in zip(p["pi_lo"], p["predicted"], p["pi_hi"]))
     assert all(a <= c * 1.002 for a, c in zip(p["pi_lo"], p["ci_lo"]))  # run noise only widens (up to sampling)
-    assert "isoflop loss_noise" in p["noise"]["source"] and "parametric law's shape" in p["how"]
+    assert "isoflop loss_noise" in p["noise"]["source"] and "parametric law's isoFLOP profile" in p["how"]
     flat = predict_runs(iso, N, C / (6 * N), C, study.data)  # no shape law: every size at L*(C)
     assert flat["predicted"] == pytest.approx([mid] * 3)
 

@@ -9,17 +9,20 @@ writes down before it trains.
   (isoflop: each weighted by its own uncertainty, `loss_opt_std_log`; envelope: the frontier's
   points, unweighted), redrawn from those uncertainties (Birge-scaled, as `bootstrap_isoflop`
   redraws N_opt). A size away from the method's N_opt(C) is placed by the *shape* of a law of
-  (N, D) fitted on the same table (`shape`, e.g. parametric), anchored at L*(C):
-  log L(N, D) = log L*(C) + log L_shape(N, D) - log L_shape(N_opt, C / (k N_opt)),
-  with N_opt redrawn from the method's own bootstrap. Without a shape law every size is predicted
-  at L*(C), the lowest loss the budget allows.
+  (N, D) fitted on the same table (`shape`, e.g. parametric): its isoFLOP profile, centred on the
+  method's N_opt and anchored at L*(C),
+  log L(N, D) = log L*(C) + log L_shape(N r, D / r) - log L_shape(N*, D*), r = N* / N_opt,
+  with (N*, D*) the shape law's own optimum at C and N_opt redrawn from the method's bootstrap
+  (so the method's N_opt is predicted at L*(C) and every other size above it). Without a shape law
+  every size is predicted at L*(C), the lowest loss the budget allows. A power law has no
+  irreducible term: where the minima bend towards one, L*(C) extrapolates low (the Birge ratio
+  widens its interval by their scatter about it).
 
 Every draw is then multiplied by exp(sigma z), z ~ N(0, 1): sigma is the run-to-run noise, the
 table's seed-to-seed scatter where it has replicates, else the residual scatter of the runs about
 the method's fit (isoflop: about each budget's local profile, its `loss_noise`; envelope: the
-frontier's scatter about L*(C)). The 95% interval
-of the draws is the prediction interval of one new run; without the noise it is the law's own
-confidence interval (`ci_lo`, `ci_hi`)."""
+frontier's scatter about L*(C)). The 95% interval of the draws is the prediction interval of one
+new run; without the noise it is the law's own confidence interval (`ci_lo`, `ci_hi`)."""
 
 from __future__ import annotations
 
@@ -97,6 +100,15 @@ def _n_opt_draws(fit, flops: float, rng, draws: int) -> tuple[float, np.ndarray]
     return float(n0), s["n_coef"].to_numpy(float)[pick] * flops ** s["a"].to_numpy(float)[pick]
 
 
+def _shape_offset(law, N, D, n_opt, flops: float, k: float):
+    """log L(N r, D / r) - log L(N*, C / (k N*)): `law`'s isoFLOP profile (same compute N D) centred on
+    another method's optimum `n_opt` (r = N* / n_opt, N* the law's own optimum at `flops`), so the
+    offset is 0 there and grows with the law's curvature either side."""
+    n_star, d_star = law.optimal(flops, k)
+    r = n_star / n_opt
+    return np.log(law(N * r, D / r)) - np.log(law(n_star, d_star))
+
+
 def _optimum_draws(fit, shape, N, D, flops: float, k: float, rng, draws: int):
     """(central, draws x points, how) for an optimum-placing method: L*(C) and the shape law's offset."""
     law, pairs = optimum_law(fit, rng, draws)
@@ -119,15 +131,15 @@ def _optimum_draws(fit, shape, N, D, flops: float, k: float, rng, draws: int):
     n0, n_draw = _n_opt_draws(fit, flops, rng, draws)
     sampled = _sampled_law(shape, rng, draws)
     with np.errstate(all="ignore"):
-        off = np.log(sampled(N[None], D[None])) - np.log(sampled(n_draw[:, None], flops / (k * n_draw[:, None])))
-        off0 = np.log(shape.law(N, D)) - np.log(shape.law(n0, flops / (k * n0)))
+        off = _shape_offset(sampled, N[None], D[None], n_draw[:, None], flops, k)
+        off0 = _shape_offset(shape.law, N, D, n0, flops, k)
     ok = np.all(np.isfinite(off), axis=1) & np.isfinite(star)
     if ok.sum() < 2:
         raise AnalysisError(f"{fit.method}: no redraw gives a finite prediction")
     star, off = star[ok], off[ok]
     how += (
-        f", anchored at {fit.method}'s N_opt = {n0:.3g}; other sizes by the {shape.method} law's shape "
-        f"(log L(N, D) - log L(N_opt, D_opt) at C = {flops:.3g})"
+        f", at {fit.method}'s N_opt = {n0:.3g}; other sizes by the {shape.method} law's isoFLOP profile "
+        f"centred there (log L(N r, D / r) - log L*_{shape.method}(C), r = its N_opt / {fit.method}'s)"
     )
     return np.exp(star0 + off0), np.exp(star[:, None] + off), how
 
