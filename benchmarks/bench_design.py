@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 import analysis
+from analysis import design
 from analysis.design import propose
 
 LAW = analysis.CHINCHILLA_EPOCH
@@ -142,13 +143,22 @@ def main() -> None:
     ap.add_argument(
         "--flops", type=float, default=ALLOWANCE, help="allowance F (default 6e19: the ladder's rungs 1-2)"
     )
+    ap.add_argument(
+        "--span",
+        type=float,
+        default=design.SPAN,
+        help=f"the designer's candidate sizes within this factor of N_opt either side (default {design.SPAN:g}; "
+        "4 keeps them within the naive grid's own spread)",
+    )
     args = ap.parse_args()
+    design.SPAN = args.span
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
     rows = pd.DataFrame([one_seed(s, args.flops, args.noise) for s in range(args.seeds)])
     print(
         f"law: CHINCHILLA_EPOCH (true a = {LAW.a:.4f}); start budgets {START}, {SIZES} sizes each; noise "
-        f"{args.noise}; every table refitted by vpnls, 200-resample bootstrap; {args.seeds} seeds; "
+        f"{args.noise}; designer's size span x{args.span:g}; every table refitted by vpnls, 200-resample "
+        f"bootstrap; {args.seeds} seeds; "
         f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}; {time.perf_counter() - t0:.0f} s"
     )
     report(rows, args)
