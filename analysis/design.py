@@ -140,7 +140,7 @@ def cheapest(fit, sizes: int = 5) -> float:
     (any method's `FitResult`: its rows' budgets, or C where it has none); `sizes` is unused."""
     frame = fit.data
     C = frame["budget"] if "budget" in frame else frame["C"]
-    return float(np.exp(_levels(np.log(C.to_numpy(float))).min()))
+    return float(f"{np.exp(_levels(np.log(C.to_numpy(float))).min()):.6g}")  # as `candidates` snaps it
 
 
 def _batches(C, left: float, flops: float) -> np.ndarray:
