@@ -246,17 +246,20 @@ def add_parsers(subparsers) -> None:
     p = add(
         "design",
         help="propose the next cells that most shrink the frontier's uncertainty",
-        description="Propose IsoFLOP cells (sizes x budgets) within a FLOP allowance that most "
-        "narrow the CI of the exponent a, or of N_opt at --target-flops (analysis.design). "
-        "The table flags choose the rows and columns of the IsoFLOP fit it starts from.",
+        description="Propose runs (sizes x budgets) within a FLOP allowance that most narrow vpnls's "
+        "interval of the exponent a, or of N_opt at --target-flops, scored by refitting tables "
+        "simulated from the table's own law and noise (analysis.design). The table flags choose "
+        "the rows and columns it starts from.",
     )
     _common_args(p, json_flag=True)
     p.add_argument(
         "--flops", type=_positive_float, required=True, metavar="F", help="FLOPs the proposed cells may spend"
     )
     p.add_argument("--target-flops", type=_positive_float, help="narrow N_opt at this compute instead of a")
-    p.add_argument("--sizes", type=_count, default=5, help="sizes per proposed budget")
-    p.add_argument("--bootstrap", type=_count, default=200, metavar="B", help="resamples for the current CI")
+    p.add_argument(
+        "--sizes", type=_count, default=5, help="candidate sizes per budget (a factor 16 either side of N_opt)"
+    )
+    p.add_argument("--bootstrap", type=_count, default=200, metavar="B", help="resamples for the current vpnls CI")
     _table_args(p, hide=NOT_FOR_DESIGN)
     p.set_defaults(func=_quietly(cmd_design))
 
