@@ -252,10 +252,10 @@ def cmd_design(args) -> int:
     if args.sizes < 3:
         raise AnalysisError(f"--sizes {args.sizes}: a budget needs at least 3 sizes to locate its minimum")
     unused = ["--" + dest.replace("_", "-") for dest in NOT_FOR_DESIGN if getattr(args, dest) is not None]
-    if unused:  # design fits one IsoFLOP frontier from the table's rows; it reads no groups and no curves
+    if unused:  # design fits one vpnls law to the table's rows; it reads no groups and no curves
         raise AnalysisError(
-            f"{unused[0]} does not apply to design (it proposes cells for one IsoFLOP fit of the "
-            "table's rows); choose the rows with --where/--status instead"
+            f"{unused[0]} does not apply to design (it proposes cells for one vpnls law fitted "
+            "to the table's rows); choose the rows with --where/--status instead"
         )
     study = load(args.table, options_from(TableOptions, args), need_budget=True)
     p = propose(study, args.flops, args.target_flops, sizes=args.sizes, bootstrap=args.bootstrap)
