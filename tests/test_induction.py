@@ -164,3 +164,26 @@ def test_config_refuses_a_copy_mix_it_cannot_build():
     ):
         with pytest.raises(ConfigError):
             DataConfig(**bad).validate()
+
+
+@pytest.mark.slow  # two tiny runs: ~30 s on 2 idle cores
+def test_copy_run_records_its_scores_and_resumes_bitwise(tmp_path, reference_run):
+    import dataclasses
+    import json
+
+    from lab.training.train import train
+    from tests.helpers.runs import TINY, killed_after_save, losses
+
+    data = dataclasses.replace(TINY.data, copy_mix=0.5, copy_len=6, copy_gap=2)
+    cfg = dataclasses.replace(TINY, data=data, checkpoint_every=8, keep_checkpoints=3)
+    out = tmp_path / "run"
+    first = train(cfg, out, progress=False)
+    assert first["copy_mix"] == 0.5 and first["copy_len"] == 6 and first["copy_chance"] == pytest.approx(26.0**-6)
+    assert {"copy_accuracy", "copy_accuracy_greedy", "copy_loss", "copy_accuracy_len4"} <= first.keys()
+    assert "copy_accuracy_len32" not in first  # a 32-letter line does not fit a 32-byte window
+    assert json.loads((reference_run / "result.json").read_text())["copy_mix"] == 0.0  # recorded on every run
+    uninterrupted = losses(out)
+    assert uninterrupted != losses(reference_run)  # the copy rows were trained on
+    killed_after_save(out, 16)
+    result = train(cfg, out, resume=True, progress=False)
+    assert result["resumed_from_step"] == 16 and losses(out) == uninterrupted
