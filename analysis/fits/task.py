@@ -60,23 +60,36 @@ def sigmoid_acc(L, a, k, L0, b):
     return b + a / (1.0 + np.exp(np.clip(k * (np.asarray(L, float) - L0), -60, 60)))
 
 
-def fit_sigmoid(L: np.ndarray, acc: np.ndarray, chance: float) -> tuple[dict, float]:
-    """Least-squares (a, k, L0) for fixed floor b = chance, from several starts; (params, SSE)."""
+def _crossing(L: np.ndarray, acc: np.ndarray) -> float:
+    """The task loss halfway between the runs on either side of half the accuracy range (a start for
+    L0 where the runs leave a gap in loss, as a sharp ability's do)."""
+    half = (acc.max() + acc.min()) / 2
+    above, below = L[acc >= half], L[acc < half]
+    if not len(above) or not len(below):
+        return float(np.median(L))
+    return float((above.max() + below.min()) / 2)
+
+
+def fit_sigmoid(L: np.ndarray, acc: np.ndarray, chance: float, start: dict | None = None) -> tuple[dict, float]:
+    """Least-squares (a, k, L0) for fixed floor b = chance, from several starts (and `start`, a previous
+    fit, with fewer others); (params, SSE)."""
     from scipy.optimize import least_squares
 
     def resid(p):
         return sigmoid_acc(L, p[0], p[1], p[2], chance) - acc
 
-    best = None
     span = max(float(np.ptp(L)), 1e-3)
-    for L0 in np.quantile(L, [0.2, 0.5, 0.8]):
-        for k in (1.0 / span, 4.0 / span, 16.0 / span):
-            x0 = [max(acc.max() - chance, 1e-3), k, L0]
-            sol = least_squares(
-                resid, x0, bounds=([0.0, 1e-6, L.min() - 5 * span], [1 - chance, 1e4, L.max() + 5 * span])
-            )
-            if best is None or sol.cost < best.cost:
-                best = sol
+    a0 = max(acc.max() - chance, 1e-3)
+    L0s = [*np.quantile(L, [0.2, 0.5, 0.8]), _crossing(L, acc)]
+    starts = [[a0, k / span, L0] for L0 in L0s for k in ((4.0,) if start else (1.0, 4.0, 16.0))]
+    if start:
+        starts.insert(0, [min(start["a"], 1 - chance), start["k"], start["L0"]])
+    lo, hi = [0.0, 1e-6, L.min() - 5 * span], [1 - chance, 1e4, L.max() + 5 * span]
+    best = None
+    for x0 in starts:
+        sol = least_squares(resid, np.clip(x0, lo, hi), bounds=(lo, hi))
+        if best is None or sol.cost < best.cost:
+            best = sol
     a, k, L0 = best.x
     return {"a": float(a), "k": float(k), "L0": float(L0), "b": chance}, float(2 * best.cost)
 
@@ -167,7 +180,7 @@ def fit_task(
         params.update(sig)
         out["accuracy_fit"] = sigmoid_acc(out["task_loss_fit"], sig["a"], sig["k"], sig["L0"], chance)
         resid = acc - sigmoid_acc(L_task, sig["a"], sig["k"], sig["L0"], chance)
-        samples = bootstrap_sigmoid(L_task, acc, chance, n_boot, seed)
+        samples = bootstrap_sigmoid(L_task, acc, chance, n_boot, seed, sig)
         ci = percentile_ci(samples)
         extra["emergence_flops"] = emergence_flops(step1.law, sig, task_data.k)
         warnings += _sigmoid_warnings(L_task, sig, ci)
@@ -249,15 +262,15 @@ def backtest_largest(task_data, acc, chance: float, parametric_kw: dict) -> dict
     return out
 
 
-def bootstrap_sigmoid(L, acc, chance, n_boot: int, seed: int) -> pd.DataFrame:
-    """Step-2 parameters refitted on runs resampled with replacement."""
+def bootstrap_sigmoid(L, acc, chance, n_boot: int, seed: int, start: dict | None = None) -> pd.DataFrame:
+    """Step-2 parameters refitted on runs resampled with replacement (from `start`, the full fit)."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(n_boot):
         i = rng.integers(0, len(L), len(L))
         if np.ptp(L[i]) <= 0:
             continue
-        p, _ = fit_sigmoid(L[i], acc[i], chance)
+        p, _ = fit_sigmoid(L[i], acc[i], chance, start)
         rows.append({"a": p["a"], "k": p["k"], "L0": p["L0"]})
     return pd.DataFrame(rows)
 
