@@ -27,7 +27,9 @@ is a uniform guess over letters; the ability appears abruptly (0 -> 0.98 between
 d32, between 128 and 256 for d64) and never for d16 (head dim 4) within 1,024 steps. `lab fit DIR --method
 task --json` on this table (48 s of CPU): sigmoid a = 1.00, k = 74 [74, 83], L0 = 0.618 [0.612, 0.618] (95%
 bootstrap intervals; L0 sits on the one run inside the jump, d32 at 512 steps, so it is pinned by that run);
-step 1 is not a Chinchilla curve here (alpha = 48.9, flagged): the task loss is a plateau then a collapse;
+step 1 is not a Chinchilla curve here (alpha = 48.9, flagged): the task loss is a plateau then a collapse,
+so the two-step law's per-size curves and its frontier read-out ("half accuracy at C ≈ 1.8e10") are not to
+be trusted;
 the direct law degenerates to a step in compute (gamma = 23.4: exp(-A C^-gamma) jumps from 0 to 1 between
 the grid's budgets); back-test on the largest compute (fitted on the 14 smaller runs): two-step and direct
 law both predict 1.00 (error 0 points) — at this grid's top any law that has seen 100% predicts it, so the

@@ -1,8 +1,8 @@
 """The in-context copy (induction) task family: a random string, then its copy (numpy only: the data
 pipeline imports it, as it imports `lab.data.recall`).
 
-A line writes a random string S, `distractors` other random strings of the same length, `gap` filler
-dots, a colon, and S again:
+A line writes a random string S, `distractors` other random strings of the same length, 0 to `gap`
+filler dots (drawn per line), a colon, and S again:
 
     qzkbtwam|hfoeluxc|....:qzkbtwam
 
@@ -13,7 +13,9 @@ repeat what followed it). Its difficulty is a dial, `CopyTask`:
 - `length`: letters in S (exact match of a longer span needs every letter right);
 - `alphabet`: how many symbols S is drawn from (the first `alphabet` of `SYMBOLS`): a small one repeats
   letters inside S and across distractors, so matching one letter back is ambiguous;
-- `gap`: filler between the strings and the copy (the distance attention must reach);
+- `gap`: the most filler between the strings and the copy, its length uniform in [0, gap] per line:
+  the distance attention must reach, and with gap > 0 no fixed offset finds S (a model must match
+  content, the induction circuit, rather than copy from a fixed distance back);
 - `distractors`: other strings in the line, drawn from the same alphabet, that must not be copied.
 
 `data.copy_mix=f` replaces a fraction f of training rows (a pure function of seed, step and row, like
@@ -57,14 +59,15 @@ class CopyTask:
 
     @property
     def line_len(self) -> int:
-        """Bytes of one line with its newline: strings, separators, filler, colon, copy."""
+        """Bytes of the longest line with its newline: strings, separators, filler, colon, copy."""
         return (self.distractors + 2) * (self.length + 1) + self.gap + 1
 
     def context_answer(self, rng: np.random.Generator) -> tuple[str, str]:
         """(`S|D1|...|Dk|....:`, `S`) of one fresh line."""
         letters = np.array(list(SYMBOLS[: self.alphabet]))
         strings = ["".join(rng.choice(letters, self.length)) for _ in range(self.distractors + 1)]
-        return "|".join(strings) + "|" + "." * self.gap + ":", strings[0]
+        filler = "." * int(rng.integers(self.gap + 1)) if self.gap else ""
+        return "|".join(strings) + "|" + filler + ":", strings[0]
 
 
 def task_of(data_cfg) -> CopyTask:
