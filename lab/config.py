@@ -133,6 +133,14 @@ class DataConfig:
         0.0  # fraction of training rows that are associative-recall text (lab.data.recall); bytes only
     )
 
+    # the in-context copy task (lab.data.induction): the fraction of training rows that are copy lines
+    # (bytes only), and the difficulty they and the run's copy evaluation (lab.evals.induction) use
+    copy_mix: float = 0.0
+    copy_len: int = 8  # letters in the copied string
+    copy_alphabet: int = 26  # symbols the strings are drawn from (2-62)
+    copy_gap: int = 0  # filler bytes between the strings and the copy
+    copy_distractors: int = 0  # other strings in each line, not to be copied
+
     def validate(self) -> None:
         _choice("data.tokenizer", self.tokenizer, ("byte", "bpe"))
         if not (self.name in ("python_stdlib", "synthetic") or self.name.startswith(("tfds:", "synthetic/"))):
@@ -147,9 +155,20 @@ class DataConfig:
             raise ConfigError(
                 "data.recall_mix needs a text corpus with data.tokenizer=byte (recall lines are bytes)"
             )
+        self._validate_copy()
         _within("data.bpe_vocab_size", self.bpe_vocab_size, 1, MAX_BPE_VOCAB)
         if self.tokenizer == "bpe" and self.bpe_vocab_size <= 256:
             raise ConfigError(f"data.bpe_vocab_size={self.bpe_vocab_size} must exceed the 256 byte symbols")
+
+    def _validate_copy(self) -> None:
+        if not 0.0 <= self.copy_mix < 1.0:
+            raise ConfigError(f"data.copy_mix={self.copy_mix} must lie in [0, 1)")
+        if self.copy_mix and (self.tokenizer != "byte" or self.name.startswith("synthetic")):
+            raise ConfigError("data.copy_mix needs a text corpus with data.tokenizer=byte (copy lines are bytes)")
+        _within("data.copy_len", self.copy_len, 1, 1 << 16)
+        _within("data.copy_alphabet", self.copy_alphabet, 2, 62)
+        _within("data.copy_gap", self.copy_gap, 0, 1 << 16)
+        _within("data.copy_distractors", self.copy_distractors, 0, 1 << 10)
 
 
 @dataclass(frozen=True)

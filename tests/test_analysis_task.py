@@ -59,3 +59,30 @@ def test_figure_shows_accuracy_against_compute_and_task_loss(tmp_path):
     assert (tmp_path / "f" / "icl.png").exists()
     d = __import__("pandas").read_csv(tmp_path / "f" / "icl.csv")
     assert len(d) == len(table()) and {"C", "accuracy", "task_loss", "accuracy_fit"} <= set(d.columns)
+
+
+def test_direct_law_and_backtests_on_a_known_law():
+    """acc = b + (1-b) exp(-A C^-gamma) is recovered; each law's back-test predicts the largest compute."""
+    from analysis.fits.task import direct_acc, fit_direct
+
+    C = np.logspace(10, 13, 12)
+    acc = direct_acc(C, 3e6, 0.6, 0.01)
+    p = fit_direct(C, acc, 0.01)
+    assert p["gamma"] == pytest.approx(0.6, rel=1e-3) and p["A"] == pytest.approx(3e6, rel=1e-2)
+    fit = fit_task(fit_data(table()), n_boot=20)
+    bt = fit.extra["backtest"]
+    held = fit.data["C"] >= 0.99 * fit.data["C"].max()
+    assert len(bt["runs"]) == held.sum() == 1 and bt["n_train"] == len(table()) - 1
+    assert bt["two_step_mae"] < 0.1  # the true law is two-step: its back-test is close
+    assert np.isfinite(bt["direct_mae"]) and 0 < fit.params["direct_gamma"]
+
+
+def test_copy_task_columns_win_where_runs_trained_on_copying():
+    t = table().rename(columns={"icl_loss": "copy_loss", "icl_accuracy": "copy_accuracy"})
+    t["copy_mix"], t["copy_chance"] = 0.5, 1e-4
+    t["icl_loss"], t["icl_accuracy"] = t["copy_loss"] + 2, 0.0  # recall never appears: ignored
+    fit = fit_task(fit_data(t), n_boot=20)
+    assert fit.extra["columns"] == {"accuracy": "copy_accuracy", "task_loss": "copy_loss"}
+    assert fit.extra["chance"] == 1e-4 and fit.params["L0"] == pytest.approx(SIG["L0"], abs=0.05)
+    t["copy_mix"] = 0.0  # no run trained on copying: the recall columns
+    assert fit_task(fit_data(t), n_boot=5, backtest=False).extra["columns"]["accuracy"] == "icl_accuracy"

@@ -8,7 +8,8 @@ Modules: `stdlib` (file list, split rule, fingerprint), `synthetic` (Markov chai
 entropy rates), `builders` (the TFDS builders; imports tensorflow_datasets, never TensorFlow),
 `sources` (name -> fingerprint + reader), `tokenizer` (bytes, BPE), `corpus` (`load_corpus` and
 the on-disk token cache), `batches` (`train_batch`, `val_batches`), `recall` (the associative-recall
-text of `lab.evals.icl` and of the training mixture `data.recall_mix`).
+text of `lab.evals.icl` and of the training mixture `data.recall_mix`), `induction` (the in-context copy
+task family of `lab.evals.induction` and of the training mixture `data.copy_mix`).
 """
 
 from lab.data.batches import check_streams, repeat_fields, train_batch, val_batches

@@ -22,7 +22,7 @@ import functools
 import numpy as np
 
 from lab.config import ConfigError
-from lab.data import recall
+from lab.data import induction, recall
 
 _GOLDEN, _M1, _M2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 _MASK64 = (1 << 64) - 1
@@ -71,10 +71,14 @@ def train_batch(
     rows=None,
     unique_tokens: int = 0,
     recall_mix: float = 0.0,
+    copy_mix: float = 0.0,
+    copy_task: induction.CopyTask | None = None,
 ) -> np.ndarray:
     """Windows of `seq_len + 1` tokens (inputs and shifted targets) at hashed offsets, or, with
     `unique_tokens` > 0, the epoch-ordered windows of the first `unique_tokens` tokens (`repeated_batch`);
-    with `recall_mix` > 0 a hashed fraction of rows are associative-recall text (`lab.data.recall`).
+    with `recall_mix` > 0 a hashed fraction of rows are associative-recall text (`lab.data.recall`);
+    with `copy_mix` > 0 another hashed fraction are in-context copy lines at `copy_task`'s difficulty
+    (`lab.data.induction`).
 
     Returns int32 [len(rows), seq_len + 1]; `rows` (None = all, a range, a slice or a list of row
     indices in [0, batch_size)) selects rows of the global batch without changing them.
@@ -91,10 +95,15 @@ def train_batch(
         )
     else:
         windows = stream_batch(tokens, seed=seed, step=step, batch_size=batch_size, seq_len=seq_len, rows=rows)
-    if recall_mix <= 0:
+    if recall_mix <= 0 and copy_mix <= 0:
         return windows
     idx = _row_indices(rows, batch_size)
-    return recall.apply_recall_mix(windows, lambda salt, i: row_hashes(seed ^ salt, step, i), recall_mix, idx)
+    hash_fn = lambda salt, i: row_hashes(seed ^ salt, step, i)
+    if recall_mix > 0:
+        windows = recall.apply_recall_mix(windows, hash_fn, recall_mix, idx)
+    if copy_mix > 0:
+        windows = induction.apply_copy_mix(windows, hash_fn, copy_mix, idx, copy_task or induction.CopyTask())
+    return windows
 
 
 def stream_batch(

@@ -10,6 +10,7 @@ One jitted function computes all of it, so a run pays one extra compile, not fou
                                                    codes + per-channel float32 scales, and keep
                                                    norms and position tables in float32
     icl_accuracy / icl_loss / icl_pairs             `lab.evals.icl` (absent where no prompt fits)
+    copy_accuracy / copy_loss / copy_chance / ...   `lab.evals.induction` (byte-level decoders)
 
 `lab eval RUN_DIR [--quant int8|int4] [--step S] [--json]` computes the same from a run's checkpoint.
 """
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab.evals.icl import RecallTask, build_windows, encoder_of, make_scorer
+from lab.evals.induction import copy_scores
 from lab.model.quant import QTensor, dequantize_unstacked, quantize
 from lab.training.step import make_eval
 
@@ -90,6 +92,7 @@ def final_scores(graphdef, params, cfg, corpus, val_NxBxT1) -> dict:
     if pairs:
         out["icl_pairs"] = pairs
     out.update(weight_bytes(params))
+    out.update(copy_scores(graphdef, params, cfg, corpus))
     return out
 
 

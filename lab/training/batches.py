@@ -10,6 +10,7 @@ import numpy as np
 
 from lab.config import RunConfig
 from lab.data import Corpus, train_batch
+from lab.data.induction import task_of
 
 
 def sharded_rows(sharding_, shape, make_rows):
@@ -38,6 +39,8 @@ def run_batch(cfg: RunConfig, corpus: Corpus, batch_sh, step: int):
             rows=rows,
             unique_tokens=cfg.data.unique_tokens,
             recall_mix=cfg.data.recall_mix,
+            copy_mix=cfg.data.copy_mix,
+            copy_task=task_of(cfg.data),
         ),
     )
 
@@ -54,6 +57,8 @@ def pack_batch(cfgs: list[RunConfig], corpus: Corpus, batch_sh, step: int):
             seq_len=T,
             unique_tokens=c.data.unique_tokens,
             recall_mix=c.data.recall_mix,
+            copy_mix=c.data.copy_mix,
+            copy_task=task_of(c.data),
         )
         for c in cfgs
     ]
