@@ -279,8 +279,16 @@ class RunConfig:
             d["model"].pop(key)
         d["train"].pop("microbatches")
         d["train"].pop("peak_flops")  # what MFU is measured against, not what is computed
+        for key in HASHED_WHEN_SET:  # fields added later: at their defaults, earlier run IDs stay valid
+            if d["data"][key] == getattr(DataConfig, key):
+                d["data"].pop(key)
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# data fields that enter RunConfig.hash() only when set away from their defaults, so that a study
+# trained before they existed keeps its run IDs (and resumes, rather than retrains) after an upgrade
+HASHED_WHEN_SET = ("copy_mix", "copy_len", "copy_alphabet", "copy_gap", "copy_distractors")
 
 
 # ----------------------------------------------------------------------------- overrides

@@ -58,6 +58,13 @@ def test_round_trip_and_hash():
     assert apply_overrides(cfg, ["train.seed=1"]).hash() != cfg.hash()
 
 
+def test_fields_added_later_enter_the_hash_only_when_set():
+    # the default config's run ID from before the copy task's fields existed: old studies still resume
+    assert RunConfig().hash() == "0a76d4bddaa5f45d"
+    assert apply_overrides(RunConfig(), ["data.copy_len=8"]).hash() == "0a76d4bddaa5f45d"  # the default
+    assert apply_overrides(RunConfig(), ["data.copy_len=9"]).hash() != "0a76d4bddaa5f45d"
+
+
 def test_total_steps_from_tokens_rounds_up():
     cfg = apply_overrides(RunConfig(), ["train.tokens=1500", "train.batch_size=2", "model.seq_len=100"])
     assert cfg.total_steps == 8 and cfg.total_tokens == 1600
