@@ -28,7 +28,7 @@ time). Final validation loss by peak learning rate:
     η_opt(N) = 0.254 · N^-0.285 [-0.416, -0.166]        (95% bootstrap, 176 of 200 usable)
 
 Every optimum is interior. The old default policy's 3e-3 (μP-scaled from d64) sat 3-6x below them:
-at these 2^20 tokens it cost d16 8.5%, d32 8.9% and d64 4.3% of loss (interpolated at 0.003), which is
+at these 2^20 tokens it cost d16 8.3%, d32 8.8% and d64 4.2% of loss (interpolated at 0.003), which is
 what tilted every budget's optimum of the old default study. An earlier sweep at seq 64 and
 6.5e4-1.3e5 tokens (2026-12-01) put the optima lower (0.003-0.02, η_opt ∝ N^-0.46 D^0.47 with both
 exponents' intervals spanning zero): the rate rises with the token count at this scale, and a law
