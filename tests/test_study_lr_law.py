@@ -144,6 +144,10 @@ def test_the_lr_fit_records_corpus_and_ranges_that_a_study_can_read(tmp_path):
                     "vocab_size": 256,
                 }
             )
+    (tmp_path / "sweep").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "sweep" / "results.csv", index=False)
+    from_dir = read_lr_law(tmp_path / "sweep")  # a study directory: fitted on the spot
+    assert from_dir.a_N == pytest.approx(-0.4, abs=0.05) and from_dir.dataset == "python_stdlib"
     fit = fit_lr(fit_data(pd.DataFrame(rows)), n_boot=10)
     out = fit.to_json_dict()
     assert out["corpus"] == {"dataset": "python_stdlib", "tokenizer": "byte", "vocab_size": 256}
