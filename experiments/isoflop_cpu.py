@@ -44,6 +44,15 @@ a factor 2 apart, each optimum ±0.16-0.21 in log N); the envelope a = 0.226 [0.
 disagrees and the report says so. Loss at the same budgets fell: the best at 1.2e12 is 1.404 here,
 the old policy's best at 1.6e12 was 1.394.
 
+`lab fit DIR --method auto --audit 20 --json` (the audit on 20 simulated copies of this design): vpnls,
+calibrated, a = 0.533 [0.494, 0.619]; RMSE of a 0.015 for vpnls and parametric, 0.116 for isoflop.
+
+`--validate 3` afterwards (the grid reused; today's rung, which predicts with the parametric law and
+records no interval): 577 s wall at load 13 falling to 6.6. The law's N_opt at 7.2e12 FLOPs is 1.4e5
+(d64 nearest); trained d48 / d64 / d96 measured 1.243 / 1.195 / 1.221 against predicted 1.249 / 1.218 /
+1.254: each run 0.4%, 1.9%, 2.7% better than predicted, mean |error| 1.70% (old policy: 8.05%, every
+run worse than predicted), and d64, the size nearest the predicted optimum, had the lowest loss.
+
 More information per FLOP, measured: loss-curve points (`lab fit DIR --method vpnls --curve-points 8`,
 no extra FLOPs) narrowed the old policy's vpnls interval (±0.157 -> ±0.119) but widened this one's
 (a = 0.457 [0.388, 0.635], ±0.123): on the tuned grid the final losses alone pin the law better, so
