@@ -23,12 +23,11 @@ Design (issue 24; after ../shared/CPU_STUDY_NOTES.md and measured runs of this l
   steps between d16 and d48 (each step there is a factor 1.5-2 in N, against 3.2 from d16 to d32),
   so five sizes per budget bracket each optimum at half the spacing in log N.
 
-Measured 2026-12-05 on the 2-core Intel Xeon VM, shared with four other helpers' jobs (load average
-12.8 at the start, 22-27 during the run; my run at normal priority): `lab study experiments/isoflop_cpu.py
---out DIR` 2258 s wall, 20/20 completed. The cells' summed wall_s was 3932 s against ~790 s expected
-on a quiet machine (each cell's tokens at the old study's measured tokens/s for its size), a 5x
-slowdown from the load; on a quiet machine the grid is ~1.6x the old one's run time (~420 s at the
-old grid's 261 s warm), inside the 15-minute target by that estimate, not by a quiet measurement.
+Measured 2026-12-05 on the 2-core Intel Xeon VM (warm compile cache, normal priority, other helpers'
+jobs still running: load average 4.3 at the start, 8.6 at the end): `lab study experiments/isoflop_cpu.py
+--out DIR` 452 s wall (7 min 32 s; grid, fits, figures, report), 20/20 completed, the cells' summed
+wall_s 771 s. A first run at load 13-27 took 2258 s and gave the same losses to the last digit (one
+seed, deterministic) and the same fits.
 
     budget     sizes (final val loss)                                        N_opt (σ log)
     3e11       d16 1.861  d24 1.696  d32 1.710  d40 1.758  d48 1.859         2.3e4 (0.16)
