@@ -14,11 +14,12 @@ policy's 3e-3 sat 3-6x below it); four sizes per budget (d16, d24 (head dim 12),
 with three the verdict trusted no method ("fewer than 4 sizes"); budgets 2e11-8e11, where the tuned
 optima (2e4-3.5e4 parameters) lie between d16 and d48. Two single-threaded workers.
 
-Measured 2026-12-05 on the 2-core Intel Xeon VM, shared with four other helpers' jobs (load average
-23-27; normal priority): 1193 s wall for `lab study experiments/quick_cpu.py --out DIR`, 12/12
-completed; the cells' summed wall_s was 1828 s against ~210 s expected on a quiet machine (each
-cell's tokens at the old default study's measured tokens/s for its size), so the 5-minute target is
-met by that estimate (~2 min of runs on two workers, plus the analysis), not by a quiet measurement.
+Measured 2026-12-05 on the 2-core Intel Xeon VM, shared with other helpers' jobs (normal priority,
+warm compile cache): 385 s wall for `lab study experiments/quick_cpu.py --out DIR` at load average
+8.1-10.9 (the cells' summed wall_s 474 s), 12/12 completed; a first run at load 23-27 took 1193 s
+with the same losses to the last digit. Over the 5-minute target on this shared machine; at the old
+default study's quiet tokens/s per size the cells sum to ~210 s (~2 min on two workers plus the
+analysis), which is the estimate, not a quiet measurement.
 
     budget   d16     d24     d32     d48
     2e11     1.934   1.810   1.872   2.027
