@@ -1,44 +1,38 @@
-"""A learning-rate sweep on CPU: the best peak learning rate per (N, D) and the law η_opt(N, D).
+"""A learning-rate sweep on CPU: the best peak learning rate per size, and the law η_opt(N) that the
+CPU studies train on (`experiments/lr_law_cpu.json`, read by `Study(lr_law=...)`: the tuned frontier).
 
-Three widths × two token counts × five peak learning rates (30 runs of byte-level decoders, WSD
-schedule), trained five at a time: every (size, tokens) cell's five learning rates share one
-program, so each is one pack (`--pack 5`, lab.training.packed) — six packed tasks instead of 30 processes.
+Three widths (d16, d32, d64: 1.0e4-1.2e5 parameters) at one token count (2^20, inside the 1.4e5-8e6
+tokens of the default study's cells) and six peak learning rates a factor 2 apart (1e-3 .. 3.2e-2),
+with the default study's own shape, data and schedule (seq 128, batch 8, WSD, 16k validation tokens):
+18 runs, two single-threaded workers. The law file is the fit's JSON, saved:
 
-    lab study experiments/lr_sweep_cpu.py --out runs/lr_sweep_cpu --pack 5
-    lab fit runs/lr_sweep_cpu --method lr --bootstrap 200          # best-LR table, η_opt law, CIs
-    lab plot runs/lr_sweep_cpu --figures l --out runs/lr_sweep_cpu/figures   # loss vs LR per size
+    lab study experiments/lr_sweep_cpu.py --out runs/lr_sweep_cpu
+    lab fit runs/lr_sweep_cpu --method lr --json > experiments/lr_law_cpu.json   # the studies' law
+    lab fit runs/lr_sweep_cpu --method lr --bootstrap 200                        # best-LR table, CIs
+    lab plot runs/lr_sweep_cpu --figures l --out runs/lr_sweep_cpu/figures       # loss vs LR per size
 
-Re-measured 2026-12-01 15:50 UTC on the same VM, quiet, cold compile cache: `lab study
-experiments/lr_sweep_cpu.py --out DIR --pack 5` took 2 min 54 s for 30/30 runs (the earlier 26 min
-was the load); its report.md now carries the best-LR table, η_opt with 95% CIs and the loss-vs-LR
-figure (figures/lr.png + lr.csv). Best lr per (N, D): 0.0090, 0.0089 (N 1.0e4); 0.0080, 0.0192
-(3.3e4); 0.0033, 0.0038 (1.2e5); η_opt(N, D) = 0.0018 · N^-0.39 [-1.30, 0.66] · D^0.48 [-0.88, 3.27],
-η_opt(C) ∝ C^-0.31 [-1.07, 0.50] (DeepSeek's -0.125 inside).
+That JSON records what a study checks before it trusts the law (lab.study.lr_law): the corpus,
+tokenizer and vocabulary (python_stdlib, byte, 256), the N column (params_total) and the range of N
+the optima span (1.04e4-1.15e5; cells outside it train at an extrapolated rate, with one warning).
+One token count means no D term (b_D = 0, d_range null).
 
-Question: how does the optimal learning rate move with N and D at this scale, and how does its
-exponent in compute compare with DeepSeek LLM's η_opt(C) ∝ C^-0.125 (lab.study.policy)?
+Measured 2026-12-05 21:37-21:54 UTC on the 2-core Intel Xeon VM, `nice -n 10`, shared with four other
+helpers' jobs (load average 7-16): 17 min for the 18 runs (a d96 row was planned and dropped for
+time). Final validation loss by peak learning rate:
 
-Measured outcome (2026-12-01, 2-core AMD EPYC VM, jax 0.10.2 CPU, float32, shared with other
-jobs: load average 7-25 during the run; `--pack 5`, one worker): 30/30 runs completed in 26 min
-wall (six packs of ~4 min, about half of it compiling under that load), no divergence even at
-lr = 0.1. Best learning rate per (N, D), seeds = 1 (interior optima refined by a parabola in
-log lr; none at an edge of the grid 1e-3 .. 1e-1):
+    lr           0.001   0.002   0.004   0.008   0.016   0.032    best (parabola in log lr)
+    d16 1.04e4   2.422   2.255   2.119   2.033   1.994   2.006    0.0192
+    d32 3.31e4   2.101   1.917   1.833   1.717   1.704   1.871    0.0119
+    d64 1.15e5   1.809   1.660   1.581   1.546   1.556   1.933    0.0097
 
-    N (params)    D tokens   best lr  (grid)   loss
-    1.04e+04      6.55e+04   0.0109   (0.01)   2.863
-    1.04e+04      1.31e+05   0.0098   (0.01)   2.530
-    3.31e+04      6.55e+04   0.0085   (0.01)   2.617
-    3.31e+04      1.31e+05   0.0211   (0.03)   2.332
-    1.15e+05      6.55e+04   0.0032   (0.003)  2.523
-    1.15e+05      1.31e+05   0.0038   (0.003)  2.237
+    η_opt(N) = 0.254 · N^-0.285 [-0.416, -0.166]        (95% bootstrap, 176 of 200 usable)
 
-    η_opt(N, D) = 0.0043 · N^-0.46 [-1.37, 0.67] · D^0.47 [-0.75, 3.25]   (95% bootstrap, 200)
-    η_opt(C)    = 63 · C^-0.38 [-1.18, 0.46]     DeepSeek LLM: C^-0.125 (inside the interval)
-
-The optimum falls with size (0.01 at 10k-33k parameters, 0.003 at 115k) as μP-style 1/width
-scaling expects, but six single-seed points over a 2x range of D cannot pin the exponents: the
-intervals span zero for b_D and g_C. More seeds, a finer grid around each optimum and a wider D
-range are what would narrow them.
+Every optimum is interior. The old default policy's 3e-3 (μP-scaled from d64) sat 3-6x below them:
+at these 2^20 tokens it cost d16 8.3%, d32 8.8% and d64 4.2% of loss (interpolated at 0.003), which is
+what tilted every budget's optimum of the old default study. An earlier sweep at seq 64 and
+6.5e4-1.3e5 tokens (2026-12-01) put the optima lower (0.003-0.02, η_opt ∝ N^-0.46 D^0.47 with both
+exponents' intervals spanning zero): the rate rises with the token count at this scale, and a law
+fitted at one D is a law for the study's D range only roughly; a second token count would measure it.
 """
 
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -49,13 +43,13 @@ def study() -> Study:
     return Study(
         name="lr_sweep_cpu",
         base=RunConfig(
-            model=ModelConfig(seq_len=64),
-            data=DataConfig(name="python_stdlib", val_tokens=1 << 13),
-            train=TrainConfig(batch_size=8, schedule="wsd", decay_frac=0.2),
+            model=ModelConfig(seq_len=128),
+            data=DataConfig(name="python_stdlib", val_tokens=1 << 14),
+            train=TrainConfig(batch_size=8, schedule="wsd"),
         ),
         sizes=[{"d_model": d} for d in (16, 32, 64)],
-        tokens=[2**16, 2**17],
-        lrs=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
+        tokens=[2**20],
+        lrs=[1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2],
         laws=("lr",),
-        pack=5,
+        workers=2,
     )

@@ -121,8 +121,34 @@ def fit_lr(data, n_boot: int = 200, seed: int = 0, **_) -> FitResult:
         warnings=warnings,
         ci=percentile_ci(samples),
         bootstrap_samples=samples,
-        extra={"optima": best.to_dict("records"), "deepseek_g_C": DEEPSEEK_G, "n_points": len(interior)},
+        extra={
+            "optima": best.to_dict("records"),
+            "deepseek_g_C": DEEPSEEK_G,
+            "n_points": len(interior),
+            **provenance(data, interior),
+        },
     )
+
+
+CORPUS_COLUMNS = ("dataset", "tokenizer", "vocab_size", "corpus_fingerprint")
+
+
+def provenance(data, interior: pd.DataFrame) -> dict:
+    """What a study needs to reuse the law (lab.study.lr_law): the corpus, tokenizer and vocabulary the
+    runs trained on (one value each, a list when they differ; absent columns left out), the N column,
+    and the ranges of N and D of the interior optima it was fitted on (d_range None when D did not vary)."""
+    corpus = {}
+    for col in CORPUS_COLUMNS:
+        if col in data.frame.columns:
+            values = sorted({v for v in data.frame[col].dropna().tolist()}, key=str)
+            corpus[col] = values[0] if len(values) == 1 else values
+    n, d = interior["N"].to_numpy(float), interior["D"].to_numpy(float)
+    return {
+        "corpus": corpus,
+        "n_column": data.columns.get("N"),
+        "n_range": [float(n.min()), float(n.max())],
+        "d_range": [float(d.min()), float(d.max())] if np.ptp(d) > 1e-9 else None,
+    }
 
 
 def _bootstrap(runs: pd.DataFrame, n_boot: int, seed: int) -> list[dict]:

@@ -7,6 +7,7 @@ a wrong return type — becomes one ConfigError line naming the file and the pla
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 import traceback
@@ -21,6 +22,8 @@ def load_study(path: str | Path) -> Study:
     if not isinstance(study, Study):
         raise ConfigError(f"study file {path}: study() returned {type(study).__name__}, not a lab.study.Study")
     check_values(study)
+    if study.lr_law and not Path(study.lr_law).is_absolute():  # relative to the study file
+        study = dataclasses.replace(study, lr_law=str(Path(path).parent / study.lr_law))
     return study
 
 

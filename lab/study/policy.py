@@ -11,6 +11,10 @@ A policy is a function `(cfg: RunConfig, cell: CellInfo) -> RunConfig`; a study 
   applied to the whole model: η(d) = η_base · min(1, d_base / d), from a rate tuned at d_base.
   The alternative `deepseek_lr_batch` uses DeepSeek LLM's fitted laws η_opt(C) = 0.3118·C^-0.125,
   B_opt(C) = 0.2920·C^0.3271 tokens (C in FLOPs, their M·D convention; we pass flops_exact).
+* **The tuned frontier** (`Study(lr_law="FILE")`, lab.study.lr_law): after the policy, every cell's
+  peak rate is replaced by a fitted η_opt(N, D) = c·N^a_N·D^b_D — the JSON of `lab fit DIR --method lr
+  --json` (the CPU studies use experiments/lr_law_cpu.json from experiments/lr_sweep_cpu.py). Measured on
+  the CPU grid: the μP-scaled 3e-3 sat 3-6x below the tuned optima and cost small models up to 9% of loss.
 * **Warmup**: as many tokens as the model has parameters, at most a quarter of the run
   (`lab.schedules.warmup_policy`); studies with WSD branches fix it per size so that a branch and
   an independent run share the schedule exactly.

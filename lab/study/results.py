@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 from lab.config import ConfigError
@@ -106,6 +107,33 @@ def cell_row(study: Study, cell: Cell, result: dict) -> dict:
     return {**result, **study_fields(study, cell)}
 
 
+def _loss(row: dict) -> float | None:
+    """The completed row's final validation loss, or None."""
+    try:
+        loss = float(row.get("final_val_loss"))
+    except (TypeError, ValueError):
+        return None
+    return loss if row.get("status") == "completed" and math.isfinite(loss) else None
+
+
+def with_tuning_gaps(rows: list[dict], groups: dict[str, str]) -> list[dict]:
+    """`rows` with `tuning_gap` on every row of an LR axis (`groups`: cell id -> its LR group, the
+    cell at its other rates): its final_val_loss minus the lowest of its group's completed rows,
+    0 for the best; measured only where the group has two completed rates (else left empty)."""
+    losses: dict[str, list[float]] = {}
+    for r in rows:
+        if r["cell_id"] in groups and _loss(r) is not None:
+            losses.setdefault(groups[r["cell_id"]], []).append(_loss(r))
+    out = []
+    for r in rows:
+        group = losses.get(groups.get(r["cell_id"], ""), [])
+        if r["cell_id"] in groups:
+            gap = _loss(r) - min(group) if len(group) >= 2 and _loss(r) is not None else None
+            r = {**r, "tuning_gap": gap}
+        out.append(r)
+    return out
+
+
 class ResultsTable:
     """DIR/results.csv for a study's cells and each cell's status. Rows are rebuilt from the run
     directories (DIR/runs/CELL, the truth); the intact rows of cells the study no longer has are
@@ -125,7 +153,8 @@ class ResultsTable:
         return RunDir(self.out / "runs" / cell_id)
 
     def save(self) -> None:
-        rows = [self.rows[c.cell_id] for c in self.cells if c.cell_id in self.rows] + self.other_rows
+        rows = [self.rows[c.cell_id] for c in self.cells if c.cell_id in self.rows]
+        rows = with_tuning_gaps(rows, {c.cell_id: c.lr_group for c in self.cells if c.lr_group}) + self.other_rows
         if rows or self.path.exists():
             write_rows(self.path, rows)
 

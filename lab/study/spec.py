@@ -24,8 +24,10 @@ import dataclasses
 import math
 import numbers
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from lab.config import ConfigError, RunConfig, apply_overrides
 from lab.costs import model_costs
@@ -62,6 +64,9 @@ class Study:
     lrs: Sequence[float] = ()
     lr_multipliers: Sequence[float] = ()
     pack: int = 0  # cells per packed task (lab.study.packs); 0 = 8 on accelerators, 1 on CPU; --pack wins
+    # the tuned frontier (lab.study.lr_law): every cell's peak lr from a fitted η_opt(N, D), the JSON of
+    # `lab fit DIR --method lr --json` saved as a file, or such a study directory; relative to the study file
+    lr_law: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class Cell:
     branch_step: int = 0  # the long run's step the branch starts from
     keep_steps: tuple[int, ...] = ()  # long runs: steps whose checkpoints branches start from
     variant: str = ""  # the model fields besides size, "field=value,..." ("" for none)
+    lr_group: str = ""  # on an LR axis: the cell id without its -lrVALUE (its LR neighbours share it)
 
     @property
     def flops(self) -> float:
@@ -129,6 +135,8 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
     if windowed:
         cells = _window(study, cells)
         _check_cells(study, cells, set(), length=True)
+    if study.lr_law:
+        cells = _tuned(study, cells)
     if study.lrs or study.lr_multipliers:
         cells = _cross_lrs(study, cells)
         _check_cells(study, cells, set(), length=False)
@@ -205,6 +213,10 @@ def check_values(study: Study) -> None:
         if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= least):
             raise ConfigError(f"study {study.name!r}: {field} must be a whole number >= {least}, got {v!r}")
     _analysis_values(study)
+    if not isinstance(study.lr_law, (str, Path)):
+        raise ConfigError(
+            f"study {study.name!r}: lr_law must be a path (a file or study directory), got {study.lr_law!r}"
+        )
     if not callable(study.policy):
         raise ConfigError(f"study {study.name!r}: policy must be a function (cfg, cell) -> RunConfig")
 
@@ -326,9 +338,33 @@ def _cross_lrs(study: Study, cells: list[Cell]) -> list[Cell]:
                     cell_id=cell.cell_id + tag,
                     config=cfg,
                     branch_of=cell.branch_of + tag if cell.branch_of else None,
+                    lr_group=cell.cell_id,
                 )
             )
     return out
+
+
+def _tuned(study: Study, cells: list[Cell]) -> list[Cell]:
+    """Every cell at the rate of the study's LR law (a cooldown branch at its long run's rate, which
+    it shares); one warning line on stderr when cells lie outside the range the law was fitted on."""
+    from lab.study.lr_law import check_corpus, range_warning, read_lr_law
+
+    law = read_lr_law(study.lr_law)
+    check_corpus(law, cells[0].config, study.name)
+    rates = {c.cell_id: law.rate_for(c.config) for c in cells if not c.branch_of}
+    points = [(law.n_of(c.config), c.config.total_tokens) for c in cells if not c.branch_of]
+    line = range_warning(law, points, study.name)
+    if line:
+        print(line, file=sys.stderr)
+    return [
+        dataclasses.replace(
+            c,
+            config=dataclasses.replace(
+                c.config, train=dataclasses.replace(c.config.train, lr=rates[c.branch_of or c.cell_id])
+            ),
+        )
+        for c in cells
+    ]
 
 
 def branch_savings(cells: list[Cell]) -> tuple[float, float]:
