@@ -233,15 +233,28 @@ def serve(reply_fd: int, started: float | None = None) -> int:
 def _in_log(task_path: Path, started: float | None) -> int:
     """`run_task` with this process's stdout and stderr in the task's log; an exception is the
     task's failure (exit code 1, its traceback in the log), as it is for a process of its own."""
-    import traceback
-
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     fd = os.open(task_path.with_suffix(".log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(fd, 1)
+    os.dup2(fd, 1)  # what writes to the file descriptors (XLA, a handler holding the old stderr)
     os.dup2(fd, 2)
-    os.close(fd)
+    log = os.fdopen(fd, "w", buffering=1)  # what writes to sys.stdout / sys.stderr
+    try:
+        with log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            return _run_logged(task_path, started)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+def _run_logged(task_path: Path, started: float | None) -> int:
+    import traceback
+
     try:
         return run_task(task_path, started)
     except SystemExit as e:
@@ -251,13 +264,6 @@ def _in_log(task_path: Path, started: float | None) -> int:
     except BaseException:
         traceback.print_exc()
         return 1
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
 
 
 def main(argv=None) -> int:
