@@ -147,3 +147,49 @@ def test_the_smoke_study_gives_the_same_rows_in_persistent_workers(tmp_path):
             return [{k: v for k, v in json.loads(x).items() if "loss" in k} for x in lines]
 
         assert losses(outs["0"]) == losses(outs["1"])
+
+
+@pytest.mark.slow
+def test_gpu_sh_measures_a_packed_and_an_unpacked_sweeps_overhead_share_dry_run_on_cpu(tmp_path):
+    """benchmarks/gpu.sh's sweep part on the CPU (the benches, install and tests skipped): the smoke
+    study unpacked and with --pack 2, each one's share in summary.json."""
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "SKIP_INSTALL": "1",
+        "SKIP_TESTS": "1",
+        "SKIP_BENCH": "1",
+        "SWEEP_STUDY": "experiments/smoke.py",
+        "SWEEP_PACK": "2",
+        "SWEEP_S": "400",
+        "TOTAL_S": "900",
+        "JAX_PLATFORMS": "cpu",
+    }
+    out = tmp_path / "gpu-out"
+    proc = subprocess.run(
+        ["bash", "benchmarks/gpu.sh", str(out)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parts"]["sweep_pack1"]["exit"] == "0" and summary["parts"]["sweep_pack2"]["exit"] == "0"
+    for name in ("sweep_pack1", "sweep_pack2"):
+        sweep = summary["sweeps"][name]
+        assert sweep["cells"] == 6 and 0 < sweep["overhead_share"] < 1
+        assert sweep["overhead_s"] >= sum(sweep["parts_s"].values()) * 0.99
+
+
+def test_an_idle_worker_takes_the_next_task_of_the_shape_it_ran_last(tmp_path):
+    from lab.study.pool import next_task, shape_of
+
+    def task(name, d_model, seed):
+        path = tmp_path / f"{name}.json"
+        cfg = {"model": {"d_model": d_model}, "data": {"name": "x"}, "train": {"batch_size": 8, "seed": seed}}
+        path.write_text(json.dumps({"cell_id": name, "config": cfg}))
+        return Task(name, path, tmp_path / f"{name}.log")
+
+    a, b, c, d = task("a", 16, 0), task("b", 32, 0), task("c", 16, 1), task("d", 32, 1)
+    assert shape_of(a) == shape_of(c) != shape_of(b) == shape_of(d)  # the seed does not change the shape
+    queue = [b, c, d]
+    assert next_task(queue, shape_of(a)) is c and queue == [b, d]
+    assert next_task(queue, None) is b and next_task(queue, shape_of(a)) is d and queue == []
+    assert shape_of(Task("gone", tmp_path / "gone.json", tmp_path / "gone.log")) is None

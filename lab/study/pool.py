@@ -21,12 +21,15 @@ failure, and the next task starts in a new worker. EOF on stdin ends a worker.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lab.study.worker import CELL_STARTED, STOPPED, stop_process, worker_env
 
@@ -43,6 +46,7 @@ class PoolWorker:
     reply: int  # read end of its reply pipe (non-blocking)
     task: object = None
     buffer: bytes = field(default=b"")
+    shape: str | None = None  # `shape_of` its last task: what its in-process caches hold
 
     @classmethod
     def start(cls, task) -> PoolWorker:
@@ -63,7 +67,7 @@ class PoolWorker:
         return cls(proc, read)
 
     def send(self, task) -> None:
-        self.task = task
+        self.task, self.shape = task, shape_of(task)
         self.proc.stdin.write(f"{task.path}\t{time.time()!r}\n".encode())
         self.proc.stdin.flush()
 
@@ -99,9 +103,36 @@ class PoolWorker:
         os.close(self.reply)
 
 
+def shape_of(task) -> str | None:
+    """What a task's evaluation programs depend on (`lab.training.step.eval_key`, the validation
+    set): its model, data and objective settings, read from its task file; None if unreadable."""
+    return _shape(str(task.path))
+
+
+@functools.lru_cache(maxsize=4096)  # a scheduling hint: a task file's cell keeps its shape
+def _shape(path: str) -> str | None:
+    try:
+        data = json.loads(Path(path).read_text())
+        cfg = (data["members"][0] if "members" in data else data)["config"]
+        train = {k: cfg["train"].get(k) for k in ("batch_size", "microbatches", "z_loss", "mlm_prob")}
+        return json.dumps([cfg["model"], cfg["data"], train, cfg.get("mesh")], sort_keys=True)
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def next_task(queue: list, shape: str | None):
+    """The first queued task of `shape` (the worker's programs for it are built), else the first:
+    the order of the cells within a wave changes, never what they compute."""
+    for i, task in enumerate(queue):
+        if shape is not None and shape_of(task) == shape:
+            return queue.pop(i)
+    return queue.pop(0)
+
+
 class PoolLauncher:
     """The local launcher with persistent workers: up to `workers` of them, each running the
-    next queued task when its last one ended (same interface as `lab.study.launchers`)."""
+    next queued task when its last one ended, one of the shape it ran last if any (`next_task`;
+    same interface as `lab.study.launchers`)."""
 
     def __init__(self, workers: int = 1, grace_s: float = 300):
         self.workers, self.grace_s = max(1, workers), grace_s
@@ -114,7 +145,7 @@ class PoolLauncher:
                 slots = [w for w in slots if w.task is not None or w.alive()]
                 for w in [w for w in slots if w.task is None]:
                     if queue:
-                        w.send(queue.pop(0))
+                        w.send(next_task(queue, w.shape))
                 while queue and len(slots) < self.workers:
                     task = queue.pop(0)
                     slots.append(PoolWorker.start(task))
