@@ -114,7 +114,7 @@ def _rows(out: Path) -> dict:
         return {r["cell_id"]: r for r in csv.DictReader(f)}
 
 
-TIMED = set(TIMING + OVERHEAD) | {"flops_per_s", "mfu"}  # measured time, not computed values
+TIMED = set(TIMING + OVERHEAD) | {"flops_per_s", "mfu", "git_sha"}  # measured time, provenance
 
 
 @pytest.mark.slow
