@@ -8,6 +8,9 @@
 #      largest micro-batch that fits, accumulated to the full batch
 #   3b. benchmarks/bench_pack.py: K = 1, 2, 4, 8 tiny cells packed (lab.training.packed) vs run one after
 #      another, aggregate tokens/s side by side (goal: >= 5x at K = 8), bench_pack.json
+#   3c. a sweep's overhead share (issue 25): `lab study SWEEP_STUDY` (default experiments/lr_sweep_cpu.py)
+#      unpacked (--pack 1) and packed (--pack SWEEP_PACK, default 5) in persistent workers, each cut at
+#      SWEEP_S seconds; summary.json's "sweeps": sum(overhead_s) / sum(cell_wall_s) over each one's rows
 #   4. tests/test_sharding.py (8 fake CPU devices, run on the host CPU beside step 2) and
 #      tests/test_checkpoint.py (bitwise resume, on the GPU)
 # Every number goes to $OUT (or the first argument, or ./gpu-out): summary.json (GPU, versions,
@@ -17,7 +20,8 @@
 #
 # Usage, from the repository root:  bash benchmarks/gpu.sh [OUT_DIR]
 # Knobs (for a CPU dry run of the flow with tiny sizes, see benchmarks/README.md): PRESETS,
-# BIG_MODEL, BIG_SET, PRESET_SET, STEPS, DTYPE, TOTAL_S, SKIP_INSTALL=1, SKIP_TESTS=1.
+# BIG_MODEL, BIG_SET, PRESET_SET, STEPS, DTYPE, TOTAL_S, SKIP_INSTALL=1, SKIP_TESTS=1, SKIP_BENCH=1 (no
+# parts 2-3b), SWEEP_STUDY, SWEEP_PACK, SWEEP_S, SKIP_SWEEPS=1.
 set -uo pipefail
 OUT="${1:-${OUT:-gpu-out}}"
 mkdir -p "$OUT"
@@ -65,6 +69,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   SHARDING_PID=$!
 fi
 
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
 # 2. the presets, one bench run
 models=(); for m in $PRESETS; do models+=(--model "$m"); done
 # shellcheck disable=SC2046
@@ -81,6 +86,21 @@ part bench_big 240 "$PY" -m lab bench --model "$BIG_MODEL" --dtype "$DTYPE" --fi
 # 3b. packing (issue 11): K = 1, 2, 4, 8 tiny cells as one vmapped step vs one after another,
 # aggregate tokens/s side by side in one process (goal: >= 5x at K = 8)
 part bench_pack 90 "$PY" benchmarks/bench_pack.py --ks 1,2,4,8 --steps 20 --repeats 3 --json "$OUT/bench_pack.json"
+fi
+
+# 3c. a sweep's overhead share, unpacked and packed (issue 25): persistent workers, the compile cache off
+# (LAB_COMPILATION_CACHE=0 above: every program compiles once per worker); a part cut short keeps the
+# rows of the cells that finished
+SWEEP_STUDY="${SWEEP_STUDY:-experiments/lr_sweep_cpu.py}"
+SWEEP_PACK="${SWEEP_PACK:-5}"
+SWEEP_S="${SWEEP_S:-75}"
+if [ "${SKIP_SWEEPS:-0}" != 1 ]; then
+  for p in 1 "$SWEEP_PACK"; do
+    rm -rf "$OUT/sweep_pack$p"
+    part "sweep_pack$p" "$SWEEP_S" "$PY" -m lab study "$SWEEP_STUDY" --out "$OUT/sweep_pack$p" --pack "$p" --workers 1 \
+      --no-analysis --quiet
+  done
+fi
 
 # 4b. bitwise resume on the GPU, with what is left
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
@@ -134,10 +154,21 @@ if pack.exists():  # packed tiny cells vs sequential: the K = 8 gain against its
     rows = json.loads(pack.read_text())["rows"]
     k8 = [r for r in rows if r["K"] == 8]
     summary["pack"] = {"rows": rows, "goal_gain_k8": 5.0, "goal_met": bool(k8) and k8[0]["gain"] >= 5.0}
+for sweep in sorted(out.glob("sweep_pack*/results.csv")):  # sum(overhead_s) / sum(cell_wall_s), issue 25
+    import csv
+
+    rows = [r for r in csv.DictReader(open(sweep)) if r.get("overhead_s") and r.get("cell_wall_s")]
+    over, wall = sum(float(r["overhead_s"]) for r in rows), sum(float(r["cell_wall_s"]) for r in rows)
+    summary.setdefault("sweeps", {})[sweep.parent.name] = {
+        "cells": len(rows), "overhead_s": over, "cell_wall_s": wall, "overhead_share": over / wall if wall else None,
+        "parts_s": {k: sum(float(r.get(k) or 0) for r in rows)
+                    for k in ("startup_s", "compile_s", "eval_s", "final_eval_s", "checkpoint_s")},
+    }
 (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 for row in summary["rows"]:
     print(f"{row['model']:<10} {row['dtype']:<9} K={row['microbatches']:<3} step {row['step_ms']:9.1f} ms  "
           f"tok/s {row['tokens_per_s']:12,.0f}  MFU measured {row['mfu_measured']:.3f}  nominal {row['mfu_nominal']}")
-print(json.dumps({"parts": summary["parts"], "tests": summary["tests"]}))
+print(json.dumps({"parts": summary["parts"], "tests": summary["tests"],
+                  "sweeps": {k: v["overhead_share"] for k, v in summary.get("sweeps", {}).items()}}))
 PYTHON
 say "done in $(($(date +%s) - T0))s; files in $OUT"

@@ -48,6 +48,19 @@ QUANT = (
 )
 ICL = ("icl_accuracy", "icl_loss", "icl_pairs")  # in-context recall (lab.evals.icl); absent where no prompt fits
 
+# where a run's time went besides its training steps (lab.training.timing): its cell's wall time, the
+# steps' own time, the rest (overhead_s) and its parts
+OVERHEAD = (
+    "cell_wall_s",
+    "train_s",
+    "overhead_s",
+    "startup_s",
+    "compile_s",
+    "eval_s",
+    "final_eval_s",
+    "checkpoint_s",
+)
+
 # a member of a packed run (lab.training.packed): the pack it trained in; absent when the run trained alone
 PACK = ("pack_id",)
 # a run started from another run's checkpoint (lab train --init-from): that run directory and the step
@@ -55,9 +68,24 @@ PACK = ("pack_id",)
 INIT = ("init_from", "init_step")
 
 # the contract, in the column order of a results table
-FIELDS = IDENTITY + MODEL + VARIANT + PARAMS + COMPUTE + LOSSES + TIMING + MFU + DATA + REPEAT + MIX + QUANT + ICL
+FIELDS = (
+    IDENTITY
+    + MODEL
+    + VARIANT
+    + PARAMS
+    + COMPUTE
+    + LOSSES
+    + TIMING
+    + MFU
+    + DATA
+    + REPEAT
+    + MIX
+    + QUANT
+    + ICL
+    + OVERHEAD
+)
 # fields added after results were first written: a result without them is still trusted
-LATER = ("tokens_fingerprint",) + MFU + VARIANT + REPEAT + MIX + QUANT + ICL
+LATER = ("tokens_fingerprint",) + MFU + VARIANT + REPEAT + MIX + QUANT + ICL + OVERHEAD
 
 # what `lab train` prints when a run ends
 SUMMARY = (

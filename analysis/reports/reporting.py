@@ -229,7 +229,37 @@ def _data_section(study, table: TableOptions) -> list[str]:
         f"C {data.C.min():.3g} – {data.C.max():.3g} FLOPs; loss {data.L.min():.4g} – {data.L.max():.4g}",
         "- training curves: "
         + (f"{curves['run_id'].nunique()} runs" if curves is not None else "none (envelope of final points)"),
+        *_overhead_line(frame),
         "",
+    ]
+
+
+OVERHEAD_PARTS = {
+    "startup_s": "start-up",
+    "compile_s": "compile",
+    "eval_s": "evaluation",
+    "final_eval_s": "final scores",
+    "checkpoint_s": "checkpoints",
+}
+
+
+def _overhead_line(frame) -> list[str]:
+    """The share of the runs' wall time spent outside training steps (a lab study's result columns
+    overhead_s and cell_wall_s), and where it went; [] for a table without them."""
+    if not {"overhead_s", "cell_wall_s"} <= set(frame.columns):
+        return []
+    if "source" in frame.columns:
+        frame = frame[frame["source"].fillna("run") != "curve-law"]
+    rows = frame[frame["overhead_s"].notna() & frame["cell_wall_s"].notna()]
+    wall = float(rows["cell_wall_s"].sum())
+    if not len(rows) or wall <= 0:
+        return []
+    parts = ", ".join(
+        f"{name} {float(rows[col].sum()):.0f} s" for col, name in OVERHEAD_PARTS.items() if col in rows.columns
+    )
+    return [
+        f"- time outside training steps: {float(rows['overhead_s'].sum()) / wall:.1%} of the runs' wall time "
+        f"(sum overhead_s / sum cell_wall_s over {len(rows)} runs, {wall:.0f} s; {parts})"
     ]
 
 

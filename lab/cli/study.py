@@ -219,8 +219,12 @@ def _train_and_analyse(args, study, cells, pack: int, vocab: int, validate) -> t
 
 
 def _print_summary(study, cells, status: dict, after: dict, out: Path) -> None:
-    """The one JSON line on stdout: cell counts by status, the results file and the analysis summary."""
+    """The one JSON line on stdout: cell counts by status, the results file, the share of the cells'
+    time spent outside training steps (lab.study.results.overhead_share) and the analysis summary."""
+    from lab.study.results import overhead_share, read_rows
+
     counts = {s: list(status.values()).count(s) for s in sorted(set(status.values()))}
+    share = overhead_share(read_rows(out / "results.csv"))
     print(
         json.dumps(
             {
@@ -228,6 +232,7 @@ def _print_summary(study, cells, status: dict, after: dict, out: Path) -> None:
                 "cells": len(cells),
                 **counts,
                 "results": str(out / "results.csv"),
+                "overhead_share": None if share is None else round(share, 4),
                 **{k: v for k, v in after.items() if k != "validation"},
                 "validation": (after["validation"] or {}).get("summary"),
             }

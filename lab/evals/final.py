@@ -26,7 +26,7 @@ import numpy as np
 from lab.evals.icl import RecallTask, build_windows, encoder_of, make_scorer
 from lab.evals.induction import copy_scores
 from lab.model.quant import QTensor, dequantize_unstacked, quantize
-from lab.training.step import make_eval
+from lab.training.step import cached, eval_key, make_eval
 
 FORMATS = ("int8", "int4", "bf16")
 
@@ -83,9 +83,15 @@ def icl_windows(cfg, corpus, task: RecallTask = RecallTask(), chunk: int = 16):
 
 
 def final_scores(graphdef, params, cfg, corpus, val_NxBxT1) -> dict:
-    """Every figure of the module docstring for one set of trained weights."""
-    windows, answer_len, pairs = icl_windows(cfg, corpus)
-    fn = make_final_eval(graphdef, cfg, answer_len)
+    """Every figure of the module docstring for one set of trained weights. The prompts and the
+    jitted function are built once per corpus and model shape in a process
+    (`lab.training.step.cached`): a persistent study worker compiles them once for the cells of
+    one shape."""
+    windows, answer_len, pairs = cached(
+        ("icl_windows", corpus.name, corpus.tokens_fingerprint, cfg.model.seq_len),
+        lambda: icl_windows(cfg, corpus),
+    )
+    fn = cached(("final_eval", eval_key(cfg), answer_len), lambda: make_final_eval(graphdef, cfg, answer_len))
     out = {
         k: float(v) for k, v in fn(params, val_NxBxT1, None if windows is None else jnp.asarray(windows)).items()
     }

@@ -9,14 +9,15 @@ goes wrong in the driver, the launcher stops what it started before the exceptio
 local workers get SIGTERM and `grace_s` seconds to save a checkpoint, Ray tasks and SLURM jobs are
 cancelled (their worker gets SIGTERM the same way). Three implementations:
 
-* `local`: up to K worker processes on this machine.
+* `local`: up to K worker processes on this machine; by default persistent ones that run cell
+  after cell (`lab.study.pool`; LAB_STUDY_POOL=0: a process per cell).
 * `ray`: one Ray task per study task (`ray.init()` starts a local cluster; pass an address for a
   real one), with its CPU/GPU resources and retries on worker loss.
 * `slurm`: one job per task through submitit (`cluster="local"` runs them as local processes,
   which is how it is tested here).
 
-Every launcher ends up executing `python -m lab.study.worker TASK.json`, so a cell runs identically
-anywhere.
+Every launcher ends up running `lab.study.worker.run_task(TASK.json)` (`python -m lab.study.worker
+TASK.json`, or a pool worker's loop), so a cell runs identically anywhere.
 """
 
 from __future__ import annotations
@@ -203,7 +204,9 @@ def make_launcher(
     gpus_per_task: int = 0,
 ):
     if name == "local":
-        return LocalLauncher(workers)
+        from lab.study.pool import PoolLauncher, pool_enabled
+
+        return PoolLauncher(workers) if pool_enabled() else LocalLauncher(workers)
     if name == "ray":
         return RayLauncher(address, cpus_per_task, gpus_per_task)
     if name == "slurm":

@@ -92,6 +92,20 @@ def write_rows(path: Path, rows: list[dict]) -> bool:
     return True
 
 
+def overhead_share(rows: list[dict]) -> float | None:
+    """The share of the study's time spent outside training steps: sum(overhead_s) / sum(cell_wall_s)
+    over the rows that have both (`lab.training.timing`); None when none has."""
+    over = wall = 0.0
+    for row in rows:
+        try:
+            o, w = float(row.get("overhead_s") or "nan"), float(row.get("cell_wall_s") or "nan")
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(o) and math.isfinite(w):
+            over, wall = over + o, wall + w
+    return over / wall if wall > 0 else None
+
+
 def study_fields(study: Study, cell: Cell) -> dict:
     """The study's own fields of a cell's result (and row)."""
     return {

@@ -37,18 +37,21 @@ if TYPE_CHECKING:
     from lab.study.tasks import PackSpec, TaskSpec
 
 STOPPED = 128 + signal.SIGTERM
+# when the cell's process was started (epoch seconds, set by whoever starts it): its result's
+# cell_wall_s and overhead_s count from there (lab.training.timing)
+CELL_STARTED = "LAB_CELL_STARTED"
 
 
-def run_cell(spec: TaskSpec | PackSpec) -> int:
+def run_cell(spec: TaskSpec | PackSpec, started: float | None = None) -> int:
     """Train a task's cell (a `lab.study.tasks.TaskSpec`), or its pack's members (a `PackSpec`),
-    holding their run locks."""
+    holding their run locks; `started`: when the cell started (None: this process's start)."""
     from lab.study.tasks import PackSpec
 
     runs = [m.run_dir for m in spec.members] if isinstance(spec, PackSpec) else [spec.run_dir]
     with run_locks(runs):
         if isinstance(spec, PackSpec):  # a pack: several cells in one vmapped step (lab.study.packs)
-            return run_pack_task(spec)
-        return _run_one(spec)
+            return run_pack_task(spec, started)
+        return _run_one(spec, started)
 
 
 def run_locks(run_dirs) -> contextlib.ExitStack:
@@ -67,7 +70,7 @@ def run_locks(run_dirs) -> contextlib.ExitStack:
     return stack
 
 
-def _run_one(spec: TaskSpec) -> int:
+def _run_one(spec: TaskSpec, started: float | None = None) -> int:
     from lab.rundir import RunDir
     from lab.training.train import Preempted, RunFailed, RunOptions, train
 
@@ -82,7 +85,8 @@ def _run_one(spec: TaskSpec) -> int:
             progress=False,
             extra_result=spec.extra_result,
             keep_steps=spec.keep_steps,
-            options=RunOptions(tracker=spec.tracker, group=spec.group),  # lab study --tracker: live
+            # lab study --tracker: live
+            options=RunOptions(tracker=spec.tracker, group=spec.group, started=started),
         )
     except RunFailed:  # recorded as status `failed` in the run directory
         return 1
@@ -95,7 +99,7 @@ def _run_one(spec: TaskSpec) -> int:
 PARENT = "LAB_STUDY_WORKER_PARENT"  # pid of the process that started the worker
 
 
-def run_pack_task(spec: PackSpec) -> int:
+def run_pack_task(spec: PackSpec, started: float | None = None) -> int:
     """Train a pack's members (a `lab.study.tasks.PackSpec`; lab.study.packs plans them); exit
     status as `run_cell`."""
     from lab.training.packed.train import train_pack
@@ -111,6 +115,7 @@ def run_pack_task(spec: PackSpec) -> int:
             extra_results=[m.extra_result for m in members],
             tracker=members[0].tracker,  # every member's (the task writer gives them the study's)
             group=members[0].group,
+            started=started,
         )
     except RunFailed:
         return 1
@@ -132,6 +137,7 @@ def worker_env(workers: int = 1) -> dict:
     if workers > 1:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + SINGLE_THREADED_XLA).strip()
     env[PARENT] = str(os.getpid())
+    env[CELL_STARTED] = repr(time.time())
     return env
 
 
@@ -186,17 +192,90 @@ def stop_process(proc: subprocess.Popen, grace_s: float) -> None:
             proc.wait()
 
 
-def main(argv=None) -> int:
+def cell_started() -> float | None:
+    """When whoever started this process started it (`CELL_STARTED`), else None."""
+    try:
+        return float(os.environ[CELL_STARTED])
+    except (KeyError, ValueError):
+        return None
+
+
+def run_task(task_path: Path, started: float | None = None) -> int:
+    """Run a task file as `python -m lab.study.worker TASK.json` does, in this process: under
+    TASK.lock, which waits for a worker of an earlier driver that still runs it."""
     from lab.study.tasks import read_task
+
+    with open(Path(task_path).with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return run_cell(read_task(task_path), started)
+
+
+def serve(reply_fd: int, started: float | None = None) -> int:
+    """A persistent worker (`lab.study.pool`): run the task file named on each line of stdin, its
+    output in its TASK.log, and answer its exit code on `reply_fd`; a line may carry, after a
+    tab, when the driver handed the task over (its cell_wall_s counts from there; the first
+    task's from `started`, this process's start). Ends at EOF, or after a task was stopped by
+    SIGTERM/SIGINT."""
+    with os.fdopen(reply_fd, "w", buffering=1) as reply:
+        for line in sys.stdin:
+            path, _, handed = line.rstrip("\n").partition("\t")
+            if not path:
+                continue
+            when = started if started is not None else (float(handed) if handed else None)
+            started = None
+            code = _in_log(Path(path), when)
+            reply.write(f"{code}\n")
+            if code == STOPPED:
+                return STOPPED
+    return 0
+
+
+def _in_log(task_path: Path, started: float | None) -> int:
+    """`run_task` with this process's stdout and stderr in the task's log; an exception is the
+    task's failure (exit code 1, its traceback in the log), as it is for a process of its own."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(task_path.with_suffix(".log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)  # what writes to the file descriptors (XLA, a handler holding the old stderr)
+    os.dup2(fd, 2)
+    log = os.fdopen(fd, "w", buffering=1)  # what writes to sys.stdout / sys.stderr
+    try:
+        with log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            return _run_logged(task_path, started)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+def _run_logged(task_path: Path, started: float | None) -> int:
+    import traceback
+
+    try:
+        return run_task(task_path, started)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except KeyboardInterrupt:
+        return STOPPED
+    except BaseException:
+        traceback.print_exc()
+        return 1
+
+
+def main(argv=None) -> int:
     from lab.training.runtime import setup
 
     die_with_parent()
     argv = sys.argv[1:] if argv is None else argv
-    task_path = Path(argv[0])
+    if argv and argv[0] == "--serve":  # a persistent worker (lab.study.pool)
+        setup()
+        return serve(int(argv[1]), cell_started())
     setup()
-    with open(task_path.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for a worker of an earlier driver that still runs
-        return run_cell(read_task(task_path))
+    return run_task(Path(argv[0]), cell_started())
 
 
 if __name__ == "__main__":

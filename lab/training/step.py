@@ -148,10 +148,40 @@ def compile_step(cfg: RunConfig, mesh, *, donate: bool = True) -> CompiledStep:
 
 
 def jit_eval(step: CompiledStep):
-    """The validation loss of `step`'s parameters over a [N, B, T+1] set in `sharding.val_sharding`."""
+    """The validation loss of `step`'s parameters over a [N, B, T+1] set in `sharding.val_sharding`;
+    one jitted function per model shape in a process (`cached`), so the runs of one shape that a
+    persistent study worker trains one after another trace and compile it once."""
     mesh = step.mesh
-    return jax.jit(
-        make_eval(step.graphdef, step.cfg),
-        in_shardings=(step.param_sh, sharding.val_sharding(mesh)),
-        out_shardings=sharding.replicated(mesh),
+    return cached(
+        ("eval", eval_key(step.cfg), mesh, step.cfg.mesh),
+        lambda: jax.jit(
+            make_eval(step.graphdef, step.cfg),
+            in_shardings=(step.param_sh, sharding.val_sharding(mesh)),
+            out_shardings=sharding.replicated(mesh),
+        ),
     )
+
+
+def eval_key(cfg: RunConfig) -> tuple:
+    """Everything of a config that an evaluation's program depends on (`make_eval`): the model and
+    the objective's settings, not the run's seed, learning rate or length."""
+    t = cfg.train
+    return cfg.model, t.z_loss, t.mlm_prob, t.microbatches
+
+
+_CACHE: dict = {}
+CACHE_SIZE = 16  # programs kept: a study's shapes, a few at a time per worker
+
+
+def cached(key, build: Callable):
+    """`build()`, once per `key` in this process (the `CACHE_SIZE` most recent): a jitted
+    function kept alive keeps its compiled programs, so the next run of the same shape reuses
+    them rather than tracing and compiling again. The same program on the same inputs: results
+    are bitwise those of a fresh process."""
+    if key in _CACHE:
+        _CACHE[key] = _CACHE.pop(key)  # most recent last
+        return _CACHE[key]
+    while len(_CACHE) >= CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = value = build()
+    return value

@@ -49,6 +49,7 @@ from lab.training.runs import (
 )
 from lab.training.state import abstract_model
 from lab.training.step import compile_step, jit_eval
+from lab.training.timing import Timings
 from lab.training.trackers import attach, check_available
 from lab.training.xla_memory import memory_report
 
@@ -68,12 +69,14 @@ class RunOptions:
     `profile_steps` (first, last): a jax.profiler trace of those steps in OUT/profile;
     `init`: start from another run's checkpoint (`lab.training.init_from`); `tracker`:
     "tensorboard" | "wandb", a live log in OUT/<tracker>/ (`lab.training.trackers.LiveTracker`),
-    grouped by `group` (a study's name)."""
+    grouped by `group` (a study's name); `started`: when the run's cell started (epoch seconds;
+    None: this process's start), what its overhead_s counts from (`lab.training.timing`)."""
 
     profile_steps: tuple[int, int] | None = None
     init: InitFrom | None = None
     tracker: str | None = None
     group: str | None = None
+    started: float | None = None
 
     def check(self, cfg: RunConfig, mesh) -> None:
         if self.init is not None:
@@ -178,6 +181,7 @@ class _Loop:
         self.lines = MetricLines(cfg, corpus.bytes_per_token)
         self.state = RunProgress()
         self.bar = None
+        self.timings = Timings(options.started)
 
     def batch(self, step: int):
         return run_batch(self.cfg, self.corpus, self.batch_sh, step)
@@ -224,10 +228,11 @@ class _Loop:
         return self.state.start
 
     def save(self, step: int) -> None:
-        self.ckpt.save(step, (self.params, self.opt_state), self.state.checkpoint_meta(self.cfg))
-        if step in self.cadence.keep_steps:
-            self.ckpt.wait()
-            self.rundir.keep_branch_point(step)
+        with self.timings.part("checkpoint_s"):
+            self.ckpt.save(step, (self.params, self.opt_state), self.state.checkpoint_meta(self.cfg))
+            if step in self.cadence.keep_steps:
+                self.ckpt.wait()
+                self.rundir.keep_branch_point(step)
 
     def run(self) -> dict:
         with jax.set_mesh(self.mesh), StopFlag() as stop:
@@ -240,22 +245,27 @@ class _Loop:
                 set_aside=self.rundir.corrupted_checkpoints,
                 writer=True,
             )
+            timings = self.timings
             try:
                 start = self.restore(self.ckpt)
                 self.bar = _progress(self.steps, start, self.progress)
+                timings.before_first_step(facts["compile_s"])
                 train_time = train_steps(self, self.cadence, start, stop, self._profile())
                 self.bar.close()
                 if self.state.last_eval is None:  # resumed from the final checkpoint: evaluate it again
                     self.evaluate(self.steps, log=False)
-                final = final_scores(abstract_model(self.cfg)[0], self.params, self.cfg, self.corpus, self.val)
+                with timings.part("final_eval_s"):
+                    final = final_scores(abstract_model(self.cfg)[0], self.params, self.cfg, self.corpus, self.val)
             finally:
-                self.ckpt.close()  # waits for an in-flight async save
+                with timings.part("checkpoint_s"):
+                    self.ckpt.close()  # waits for an in-flight async save
         return {
             **self.state.completed(self.cfg, self.mesh, train_time),
             **self.started_from,
             **facts,
-            **final,
-        }  # final: quantized losses, weight bytes, in-context recall (lab.evals.final)
+            **final,  # quantized losses, weight bytes, in-context recall (lab.evals.final)
+            **timings.fields(train_time),  # where the time went besides training (lab.training.timing)
+        }
 
     def _profile(self) -> Profile | None:
         if not self.options.profile_steps:
@@ -294,7 +304,9 @@ class _Loop:
         )
 
     def evaluate(self, step: int, log: bool = True) -> dict:
-        return self.state.log_eval(self.rundir, self.lines, step, float(self.eval_fn(self.params, self.val)), log)
+        with self.timings.part("eval_s"):
+            loss = float(self.eval_fn(self.params, self.val))
+        return self.state.log_eval(self.rundir, self.lines, step, loss, log)
 
 
 def _memory_line(facts: dict, mesh) -> str:

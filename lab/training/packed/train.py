@@ -53,6 +53,7 @@ from lab.training.runs import (
     write_config,
 )
 from lab.training.state import abstract_model
+from lab.training.timing import Timings
 from lab.training.trackers import attach, check_available
 from lab.training.xla_memory import memory_report, xla_memory
 
@@ -78,13 +79,15 @@ def train_pack(
     extra_results: list[dict] | None = None,
     tracker: str | None = None,
     group: str | None = None,
+    started: float | None = None,
 ) -> list[dict]:
     """Train every member of a pack; returns their results (also in each OUT/result.json).
 
     Members whose run directory already holds a finished result are not trained again. Errors as
     `lab.training.train.train`: ConfigError before anything is written, RunFailed after recording `failed`.
     `tracker` ("tensorboard" | "wandb"): each member trained logs live in its own run directory, as
-    `train`'s `RunOptions.tracker` does, grouped by `group` (the study)."""
+    `train`'s `RunOptions.tracker` does, grouped by `group` (the study). `started`: as `RunOptions.started`
+    (every member's overhead fields are the pack's)."""
     check_packable(cfgs)
     if tracker:
         check_available(tracker)
@@ -102,7 +105,7 @@ def train_pack(
             return [m.result for m in members]
         trackers = [(m, attach(tracker, m.rundir, m.cfg, group)) for m in members if not m.done]
         try:
-            return _run(members, corpus, mesh, progress)
+            return _run(members, corpus, mesh, progress, Timings(started))
         finally:
             for m, live in trackers:
                 if live is not None:
@@ -124,10 +127,10 @@ def _member(cfg: RunConfig, rundir: RunDir, corpus, resume: bool, extra: dict) -
     return Member(cfg, rundir, header)
 
 
-def _run(members: list[Member], corpus, mesh, progress: bool) -> list[dict]:
+def _run(members: list[Member], corpus, mesh, progress: bool, timings: Timings) -> list[dict]:
     t_start = time.perf_counter()
     try:
-        PackLoop(members, corpus, mesh, progress).run()
+        PackLoop(members, corpus, mesh, progress, timings).run()
     except (Preempted, KeyboardInterrupt):
         raise
     except Exception as e:
@@ -149,8 +152,9 @@ class PackLoop:
 
     saved = "checkpoints"
 
-    def __init__(self, members: list[Member], corpus, mesh, progress: bool):
+    def __init__(self, members: list[Member], corpus, mesh, progress: bool, timings: Timings | None = None):
         self.members, self.corpus, self.mesh, self.progress = members, corpus, mesh, progress
+        self.timings = timings or Timings()
         cfg = members[0].cfg
         self.cfg, self.k, self.steps = cfg, len(members), cfg.total_steps
         self.cadence = Cadence.of(cfg)
@@ -202,9 +206,10 @@ class PackLoop:
         return min((m.state.start for m in self.members if not m.done), default=self.steps)
 
     def save(self, step: int) -> None:
-        for i, (m, ckpt) in enumerate(zip(self.members, self.ckpts)):
-            if m.alive and step > m.state.start:
-                ckpt.save(step, member_slice((self.params, self.opt_state), i), m.state.checkpoint_meta(m.cfg))
+        with self.timings.part("checkpoint_s"):
+            for i, (m, ckpt) in enumerate(zip(self.members, self.ckpts)):
+                if m.alive and step > m.state.start:
+                    ckpt.save(step, member_slice((self.params, self.opt_state), i), m.state.checkpoint_meta(m.cfg))
 
     def run(self) -> None:
         with jax.set_mesh(self.mesh), StopFlag() as stop:
@@ -220,11 +225,17 @@ class PackLoop:
             ]
             try:
                 start = self.restore(self.ckpts)
+                self.timings.before_first_step(facts["compile_s"])
                 train_time = train_steps(self, self.cadence, start, stop)
                 self.finish(facts, train_time)
             finally:
-                for ckpt in self.ckpts:
-                    ckpt.close()
+                with self.timings.part("checkpoint_s"):
+                    for ckpt in self.ckpts:
+                        ckpt.close()
+            timing = self.timings.fields(train_time)
+            for m in self.members:
+                if m.alive:
+                    m.result.update(timing)
 
     def _active(self, step: int) -> np.ndarray:
         return np.array([m.alive and step >= m.state.start for m in self.members])
@@ -262,7 +273,9 @@ class PackLoop:
                     (done - m.state.start) * self.cfg.tokens_per_step / train_time,
                 )
             if due.eval:
-                losses = self.eval_fn(self.params, self.val) if losses is None else losses
+                if losses is None:
+                    with self.timings.part("eval_s"):
+                        losses = np.asarray(self.eval_fn(self.params, self.val))
                 m.state.log_eval(m.rundir, self.lines, done, float(losses[i]))
 
     def finish(self, facts: dict, train_time: float) -> None:
@@ -279,6 +292,10 @@ class PackLoop:
                 {
                     **m.state.completed(self.cfg, self.mesh, train_time),
                     **facts,
-                    **final_scores(self.graphdef, params, m.cfg, self.corpus, self.val),
+                    **self._final_scores(params, m.cfg),
                 }
             )
+
+    def _final_scores(self, params, cfg) -> dict:
+        with self.timings.part("final_eval_s"):
+            return final_scores(self.graphdef, params, cfg, self.corpus, self.val)
