@@ -32,6 +32,7 @@ import numpy as np
 from flax import nnx
 
 from lab.data.induction import CopyTask, lines, task_of
+from lab.training.step import cached
 
 PROMPTS = 64
 PROMPT_SEED = 20261205
@@ -116,7 +117,8 @@ def copy_scores(graphdef, params, cfg, corpus, prompts: int = PROMPTS) -> dict:
     lengths = np.repeat([t.length for _, t in fitting], prompts)
     all_w = np.concatenate(windows)
     own = windows[0] if fitting[0][0] == "" else None
-    fn = make_copy_eval(graphdef, task.length if own is not None else 1)
+    n = task.length if own is not None else 1
+    fn = cached(("copy_eval", cfg.model, n), lambda: make_copy_eval(graphdef, n))  # once per shape in a worker
     (exact, letters, nll), greedy = fn(
         params,
         jnp.asarray(all_w),
