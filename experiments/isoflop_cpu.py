@@ -61,12 +61,7 @@ machine); the interval target is met without them.
 
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from lab.study import Study
-
-
-def size(d_model: int, n_heads: int) -> dict:
-    """The default shape (n_layers = max(2, round(d/32)), MLP 4d) with the heads given: d24 and d40
-    (head dims 12 and 20) fill the gaps of the 16-wide steps where the tuned optima lie."""
-    return {"d_model": d_model, "n_layers": max(2, round(d_model / 32)), "n_heads": n_heads, "d_ff": 4 * d_model}
+from lab.study.policy import shape_for_width
 
 
 def study() -> Study:
@@ -77,7 +72,10 @@ def study() -> Study:
             data=DataConfig(name="python_stdlib", val_tokens=1 << 14),
             train=TrainConfig(batch_size=8, schedule="wsd"),
         ),
-        sizes=[size(16, 1), size(24, 2), size(32, 2), size(40, 2), size(48, 3), size(64, 4), size(80, 5)],
+        sizes=[
+            shape_for_width(d, head_dim=h)
+            for d, h in ((16, 16), (24, 12), (32, 16), (40, 20), (48, 16), (64, 16), (80, 16))
+        ],  # d24/d40: head dims 12 and 20
         budgets=[3e11, 6e11, 1.2e12, 2.4e12],  # flops_exact per run
         window=5,
         tokens_per_param_guess=100,

@@ -33,11 +33,7 @@ the report says so. (Old policy, 2026-12-01: nine cells, three sizes per budget,
 
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from lab.study import Study
-
-
-def size(d_model: int, n_heads: int) -> dict:
-    """The default shape (n_layers = max(2, round(d/32)), MLP 4d) with the heads given (d24: head dim 12)."""
-    return {"d_model": d_model, "n_layers": max(2, round(d_model / 32)), "n_heads": n_heads, "d_ff": 4 * d_model}
+from lab.study.policy import shape_for_width
 
 
 def study() -> Study:
@@ -48,7 +44,9 @@ def study() -> Study:
             data=DataConfig(name="python_stdlib", val_tokens=1 << 14),
             train=TrainConfig(batch_size=8, schedule="wsd"),
         ),
-        sizes=[size(16, 1), size(24, 2), size(32, 2), size(48, 3)],
+        sizes=[
+            shape_for_width(d, head_dim=h) for d, h in ((16, 16), (24, 12), (32, 16), (48, 16))
+        ],  # d24: head dim 12
         budgets=[2e11, 4e11, 8e11],  # flops_exact per run
         seeds=[0],
         workers=2,  # two single-threaded workers: ~1.3x one two-threaded process on 2 cores
