@@ -14,21 +14,22 @@ policy's 3e-3 sat 3-6x below it); four sizes per budget (d16, d24 (head dim 12),
 with three the verdict trusted no method ("fewer than 4 sizes"); budgets 2e11-8e11, where the tuned
 optima (2e4-3.5e4 parameters) lie between d16 and d48. Two single-threaded workers.
 
-Measured 2026-12-05 on the 2-core Intel Xeon VM, shared with other helpers' jobs (normal priority,
-warm compile cache): 385 s wall for `lab study experiments/quick_cpu.py --out DIR` at load average
-8.1-10.9 (the cells' summed wall_s 474 s), 12/12 completed; a first run at load 23-27 took 1193 s
-with the same losses to the last digit. Over the 5-minute target on this shared machine; at the old
-default study's quiet tokens/s per size the cells sum to ~210 s (~2 min on two workers plus the
-analysis), which is the estimate, not a quiet measurement.
+Measured 2026-12-05 23:20 on the merged tree (2-core Intel Xeon VM, warm compile cache, persistent
+workers; load average 7.3 at the start, 13.6 at the end: another job's A/B study runs beside it):
+`lab study experiments/quick_cpu.py --out DIR` 279 s wall (4 min 39 s: grid, fits, the audit of 20
+copies, figures, report), 12/12 completed, overhead share 32.5% of the cells' 468 s (start-up 74 s,
+final scores 48 s, compile 15 s). An earlier run on the branch at load 8-11 took 385 s and one at load
+23-27 1193 s, with the same losses to the last digit.
 
     budget   d16     d24     d32     d48
     2e11     1.934   1.810   1.872   2.027
     4e11     1.840   1.644   1.622   1.746
     8e11     1.766   1.554   1.486   1.487
 
-Every minimum is interior. The verdict trusts parametric: a = 0.461 [0.269, 0.583], E = 1.03 (off
-its bound); isoflop a = 0.668 [0.223, 1.07]; the envelope (0.077, interval across 0) disagrees and
-the report says so. (Old policy, 2026-12-01: nine cells, three sizes per budget, no method trusted.)
+Every minimum is interior. The verdict trusts parametric, chosen by the audit (RMSE of a 0.058,
+coverage 20/20; isoflop 0.159): a = 0.461 [0.269, 0.583], E = 1.03 (off its bound); isoflop a = 0.668
+[0.223, 1.07]; the envelope (0.077, interval across 0) disagrees and the report says so. (Old policy,
+2026-12-01: nine cells, three sizes per budget, no method trusted.)
 """
 
 from lab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
