@@ -48,11 +48,13 @@ run; the direct law a step (gamma = 23); both back-tests exact (1.00 predicted, 
 a plateau, then a collapse, so the two-step law's per-size curves and its frontier read-out ("half
 accuracy at C ≈ 1.8e10" there) are not to be trusted; the sigmoid of step 2 and the direct law are.
 
-Estimated wall time on an idle 2-core machine (not measured: the VM was never idle): the quick study
-runs 4.2e12 FLOPs in 9 cells in 4 min 39 s on 2 workers (~1.5e10 FLOP/s with its overheads); this grid's
-3.0e12 FLOPs ≈ 3.5 min, plus ~10-15 s of start-up, compile and final evaluation per cell beyond the quick
-study's (35 vs 9 cells, 2 workers ≈ 3 min), plus the task fit and figure (~50 s of CPU each, 200
-bootstrap refits): about 8-10 min, inside 20 min. The lead times it.
+Timed on the merged tree 2026-12-05 23:26 (same VM, normal priority, warm compile cache, persistent
+workers; load average 7-13: another job's A/B study ran beside it): `lab study experiments/emergence_cpu.py
+--out DIR` 441 s wall (7 min 21 s: grid, task fit with 200 bootstrap refits, figure, report), 35/35
+completed, every copy_accuracy above reproduced to two decimals and the same fit (k = 6.98 [6.57, 51.8],
+L0 = 0.873 [0.571, 1.352]). Its cells are short (128-1,024 steps), so 71% of their 764 s of wall time
+is outside the training steps (start-up 222 s, final scores with the copy evaluation 151 s, compile
+105 s; `overhead_s` in results.csv): the grid costs more in set-up than in training.
 
 What was tried (single runs, `lab train --model tiny` = d64, 2 layers, batch 8 x 128, lr 3e-3, same VM
 and load):
