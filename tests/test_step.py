@@ -82,14 +82,14 @@ def test_compiled_step_matches_a_step_jitted_by_hand():
     mesh = sharding.make_mesh("")
     compiled = compile_step(CFG, mesh)
     by_hand = jax.jit(
-        make_step(compiled.graphdef, compiled.tx, compiled.schedule, CFG),
+        make_step(compiled.graphdef, CFG),
         donate_argnums=(0, 1),
-        in_shardings=(*compiled.state_sh, compiled.batch_sh, sharding.replicated(mesh)),
+        in_shardings=(*compiled.state_sh, compiled.batch_sh, sharding.replicated(mesh), sharding.replicated(mesh)),
         out_shardings=(*compiled.state_sh, sharding.replicated(mesh)),
     )
     batches = np.random.default_rng(0).integers(0, 256, (4, 8, 17), np.int32)
     losses = {}
-    for name, fn in (("compiled", compiled.executable), ("by_hand", by_hand)):
+    for name, fn in (("compiled", compiled), ("by_hand", lambda *a: by_hand(*a, compiled.constants))):
         params, opt_state = compiled.init_state()
         losses[name] = []
         with jax.set_mesh(mesh):
@@ -118,7 +118,7 @@ def _losses_and_params(cfg, batches):
     losses = []
     with jax.set_mesh(mesh):
         for i, batch in enumerate(batches):
-            params, opt_state, metrics = compiled.executable(
+            params, opt_state, metrics = compiled(
                 params, opt_state, jax.device_put(batch, compiled.batch_sh), np.int32(i)
             )
             losses.append(float(metrics["loss"]))
@@ -176,7 +176,7 @@ for mesh_spec, K in (("data=1,fsdp=1,tensor=8", 1), ("data=2,fsdp=2,tensor=2", 2
     with jax.set_mesh(mesh):
         for i, b in enumerate(batches):
             b = jax.device_put(b, step.batch_sh)
-            params, opt_state, m = step.executable(params, opt_state, b, np.int32(i))
+            params, opt_state, m = step(params, opt_state, b, np.int32(i))
             losses.append(float(m["loss"]))
     out[K] = losses
 print(json.dumps(out))
