@@ -81,11 +81,11 @@ def measure(cfg: RunConfig, mesh, steps: int) -> dict:
         np.random.default_rng(0).integers(0, 256, (cfg.train.batch_size, cfg.model.seq_len + 1), dtype=np.int32),
         step.batch_sh,
     )
-    params, opt_state, metrics = step.executable(params, opt_state, batch, np.int32(0))  # warm-up
+    params, opt_state, metrics = step(params, opt_state, batch, np.int32(0))  # warm-up
     jax.block_until_ready(metrics)
     t0 = time.perf_counter()
     for i in range(steps):
-        params, opt_state, metrics = step.executable(params, opt_state, batch, np.int32(i + 1))
+        params, opt_state, metrics = step(params, opt_state, batch, np.int32(i + 1))
     jax.block_until_ready(metrics)
     tokens = cfg.tokens_per_step
     costs = model_costs(cfg.model)

@@ -89,7 +89,7 @@ def sequential_runner(cfg: RunConfig, k: int, mesh):
         out = []
         for state in states:
             for s in range(steps):
-                state[0], state[1], m = compiled.executable(state[0], state[1], batch, np.int32(s))
+                state[0], state[1], m = compiled(state[0], state[1], batch, np.int32(s))
             out.append(m["loss"])
         return out
 

@@ -39,3 +39,24 @@ def test_warmup_policy_scales_with_size():
     assert warmup_policy(100_000, 1024, 10_000) == 98  # ceil(N / tokens per step)
     assert warmup_policy(10_000_000, 1024, 1_000) == 250  # capped at a quarter of the run
     assert warmup_policy(10, 1024, 1_000) == 1
+
+
+@pytest.mark.parametrize("kind", ["wsd", "cosine", "constant"])
+def test_schedule_with_its_numbers_as_arguments_is_bitwise_the_constant_one(kind):
+    """Issue 25: the training step takes `schedule_constants` as arguments (one program per shape);
+    its rates are those of the schedule with the numbers as constants, bit for bit, for odd
+    warmups and spans whose reciprocals are inexact (XLA folds a division by a constant into a
+    multiplication by its float32 reciprocal; the runtime formulas multiply by the same one)."""
+    import jax
+    import jax.numpy as jnp
+
+    from lab.schedules import runtime_schedule, schedule_constants
+
+    traced = jax.jit(runtime_schedule(kind))
+    for peak, total, warmup in ((3e-3, 682, 21), (0.0123, 137, 5), (7.7e-4, 20, 0)):
+        kw = dict(peak=peak, total_steps=total, warmup_steps=warmup, min_ratio=0.1, decay_frac=0.2)
+        steps = jnp.arange(total)
+        fixed = np.asarray(jax.jit(make_schedule(kind, **kw))(steps))
+        args = {k: jnp.asarray(v) for k, v in schedule_constants(kind, **kw).items()}
+        assert np.array_equal(np.asarray(traced(steps, args)).view(np.uint32), fixed.view(np.uint32))
+        assert fixed[-1] == pytest.approx(peak * (1.0 if kind == "constant" else 0.1), rel=1e-5)

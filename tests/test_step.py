@@ -82,14 +82,14 @@ def test_compiled_step_matches_a_step_jitted_by_hand():
     mesh = sharding.make_mesh("")
     compiled = compile_step(CFG, mesh)
     by_hand = jax.jit(
-        make_step(compiled.graphdef, compiled.tx, compiled.schedule, CFG),
+        make_step(compiled.graphdef, CFG),
         donate_argnums=(0, 1),
-        in_shardings=(*compiled.state_sh, compiled.batch_sh, sharding.replicated(mesh)),
+        in_shardings=(*compiled.state_sh, compiled.batch_sh, sharding.replicated(mesh), sharding.replicated(mesh)),
         out_shardings=(*compiled.state_sh, sharding.replicated(mesh)),
     )
     batches = np.random.default_rng(0).integers(0, 256, (4, 8, 17), np.int32)
     losses = {}
-    for name, fn in (("compiled", compiled.executable), ("by_hand", by_hand)):
+    for name, fn in (("compiled", compiled), ("by_hand", lambda *a: by_hand(*a, compiled.constants))):
         params, opt_state = compiled.init_state()
         losses[name] = []
         with jax.set_mesh(mesh):
@@ -118,7 +118,7 @@ def _losses_and_params(cfg, batches):
     losses = []
     with jax.set_mesh(mesh):
         for i, batch in enumerate(batches):
-            params, opt_state, metrics = compiled.executable(
+            params, opt_state, metrics = compiled(
                 params, opt_state, jax.device_put(batch, compiled.batch_sh), np.int32(i)
             )
             losses.append(float(metrics["loss"]))
@@ -176,7 +176,7 @@ for mesh_spec, K in (("data=1,fsdp=1,tensor=8", 1), ("data=2,fsdp=2,tensor=2", 2
     with jax.set_mesh(mesh):
         for i, b in enumerate(batches):
             b = jax.device_put(b, step.batch_sh)
-            params, opt_state, m = step.executable(params, opt_state, b, np.int32(i))
+            params, opt_state, m = step(params, opt_state, b, np.int32(i))
             losses.append(float(m["loss"]))
     out[K] = losses
 print(json.dumps(out))
@@ -217,3 +217,46 @@ def test_weight_decay_skips_norms_of_scanned_stacks():
     assert flags["['blocks']['attn_norm']['scale']"] is False and flags["['final_norm']['scale']"] is False
     assert flags["['blocks']['attn']['wq']"] is True and flags["['embed']"] is True
     assert sum(flags.values()) == 1 + 6  # the embedding and the six stacked matmul weights
+
+
+def test_runs_of_one_shape_share_one_compiled_step(monkeypatch):
+    """Issue 25: two configs that differ only in learning rate and length (and so in warmup and
+    decay) trace and compile one step program in a process (the schedule's numbers are its
+    arguments), and each gives the losses of a step with its schedule's numbers as constants,
+    bit for bit, through warmup, the stable phase and the decay."""
+    from lab.training.optimizer import schedule_args
+
+    monkeypatch.setattr(step_module, "_CACHE", {})
+    traces = []
+    real_make_step = step_module.make_step
+
+    def counting(*args, **kw):
+        fn = real_make_step(*args, **kw)
+        return lambda *a: traces.append(1) or fn(*a)
+
+    monkeypatch.setattr(step_module, "make_step", counting)
+    short = dataclasses.replace(CFG, train=dataclasses.replace(CFG.train, lr=3e-3, steps=12))
+    long = dataclasses.replace(CFG, train=dataclasses.replace(CFG.train, lr=1.1e-3, steps=21))
+    mesh = sharding.make_mesh("")
+    a, b = compile_step(short, mesh), compile_step(long, mesh)
+    assert len(traces) == 1 and b.executable is a.executable and b.compile_s == 0.0 < a.compile_s
+    batches = np.random.default_rng(2).integers(0, 8, (21, 8, 17), np.int32)
+    for cfg, compiled in ((short, a), (long, b)):
+        constant = jax.jit(
+            lambda p, o, x, i, cfg=cfg: real_make_step(compiled.graphdef, cfg)(p, o, x, i, schedule_args(cfg)),
+            donate_argnums=(0, 1),
+            in_shardings=(*compiled.state_sh, compiled.batch_sh, sharding.replicated(mesh)),
+            out_shardings=(*compiled.state_sh, sharding.replicated(mesh)),
+        )
+        curves = {}
+        for name, fn in (("shared", compiled), ("constant", constant)):
+            params, opt_state = compiled.init_state()
+            curves[name] = []
+            with jax.set_mesh(mesh):
+                for i, batch in enumerate(batches[: cfg.total_steps]):
+                    batch = jax.device_put(batch, compiled.batch_sh)
+                    params, opt_state, metrics = fn(params, opt_state, batch, np.int32(i))
+                    curves[name].append((float(metrics["loss"]), float(metrics["lr"])))
+        assert curves["shared"] == curves["constant"] and len(curves["shared"]) == cfg.total_steps
+        assert curves["shared"][-1][1] == pytest.approx(cfg.train.lr * 0.1, rel=1e-5)  # decayed to the floor
+    assert len(traces) == 1  # the constant-schedule steps are traced by `real_make_step`, not counted

@@ -200,11 +200,11 @@ def time_step(cfg: RunConfig, steps: int, warmup: int, *, fit: bool = False) -> 
         )
         batch = jax.device_put(tokens_BxT1, step.batch_sh)
         for i in range(warmup):
-            params, opt_state, metrics = step.executable(params, opt_state, batch, np.int32(i))
+            params, opt_state, metrics = step(params, opt_state, batch, np.int32(i))
         jax.block_until_ready((params, opt_state, metrics) if warmup else params)
         t0 = time.perf_counter()
         for i in range(warmup, warmup + steps):
-            params, opt_state, metrics = step.executable(params, opt_state, batch, np.int32(i))
+            params, opt_state, metrics = step(params, opt_state, batch, np.int32(i))
         jax.block_until_ready((params, opt_state, metrics))
         elapsed = time.perf_counter() - t0
     return {

@@ -10,7 +10,7 @@ import optax
 
 from lab.config import RunConfig, TrainConfig
 from lab.costs import model_costs
-from lab.schedules import make_schedule, warmup_policy
+from lab.schedules import make_schedule, schedule_constants, warmup_policy
 
 
 def warmup_steps(cfg: RunConfig) -> int:
@@ -39,6 +39,25 @@ def adamw_chain(t: TrainConfig, learning_rate, weight_decay, decay_mask) -> opta
     )
 
 
+def schedule_args(cfg: RunConfig) -> dict:
+    """The run's learning-rate schedule as `lab.schedules.schedule_constants` (peak, length, warmup:
+    what differs between the runs of one shape), float32 scalars."""
+    t = cfg.train
+    return schedule_constants(
+        t.schedule,
+        peak=t.lr,
+        total_steps=cfg.total_steps,
+        warmup_steps=warmup_steps(cfg),
+        min_ratio=t.min_lr_ratio,
+        decay_frac=t.decay_frac,
+    )
+
+
+def make_tx(cfg: RunConfig, schedule) -> optax.GradientTransformation:
+    """The run's optimizer on `schedule` (step -> rate; traced or not)."""
+    return adamw_chain(cfg.train, schedule, cfg.train.weight_decay, decay_mask)
+
+
 def make_optimizer(cfg: RunConfig):
     """(optimizer, schedule) of a run."""
     t = cfg.train
@@ -50,4 +69,4 @@ def make_optimizer(cfg: RunConfig):
         min_ratio=t.min_lr_ratio,
         decay_frac=t.decay_frac,
     )
-    return adamw_chain(t, schedule, t.weight_decay, decay_mask), schedule
+    return make_tx(cfg, schedule), schedule

@@ -26,8 +26,9 @@ import optax
 from lab import sharding
 from lab.config import RunConfig
 from lab.model.objectives import make_objective
+from lab.schedules import SCHEDULE_CONSTANTS, runtime_schedule
 from lab.training.microbatch import check_batch_split, grads_and_loss, summed_over_micro
-from lab.training.optimizer import make_optimizer
+from lab.training.optimizer import make_optimizer, make_tx, schedule_args
 from lab.training.state import INIT_COMPILER_OPTIONS, abstract_model, placed, state_creator, state_shardings
 from lab.training.xla_memory import xla_memory
 
@@ -36,20 +37,24 @@ def _objective(graphdef, cfg: RunConfig):
     return make_objective(graphdef, cfg.model, z_loss=cfg.train.z_loss, mlm_prob=cfg.train.mlm_prob)
 
 
-def make_step(graphdef, tx, schedule, cfg: RunConfig, param_sh=None):
+def make_step(graphdef, cfg: RunConfig, param_sh=None):
     """The pure training step; `train.microbatches` K > 1 accumulates the update's gradients over
     K sequential micro-batches (activations of B/K sequences live at once; the update is the
-    full batch's). `param_sh`: the parameters' shardings, for the float32 gradient accumulator."""
+    full batch's). `param_sh`: the parameters' shardings, for the float32 gradient accumulator.
+    The learning-rate schedule's numbers (`optimizer.schedule_args`: peak, length, warmup) are the
+    step's last argument, not constants in it: the runs of one shape share one program."""
     objective = _objective(graphdef, cfg)
     base_key, K = jax.random.key(cfg.train.seed), cfg.train.microbatches
+    schedule = runtime_schedule(cfg.train.schedule)
 
-    def step(params, opt_state, batch_BxT1, step_index):
+    def step(params, opt_state, batch_BxT1, step_index, constants):
         key = jax.random.fold_in(base_key, step_index)  # MLM masks: a function of (seed, step)
         example, denom = objective.prepare(batch_BxT1, key)
         grads, loss = grads_and_loss(objective, params, example, denom, K, param_sh)
+        tx = make_tx(cfg, lambda count: schedule(count, constants))
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step_index)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(step_index, constants)}
         return params, opt_state, metrics
 
     return step
@@ -79,16 +84,18 @@ def make_eval(graphdef, cfg: RunConfig):
 
 @dataclasses.dataclass(frozen=True)
 class CompiledStep:
-    """The training step of one config on one mesh, compiled once with the run's shardings.
+    """The training step of one config on one mesh, compiled once per shape with the run's shardings.
 
-    `executable(params, opt_state, batch_BxT1, np.int32(step))` -> (params, opt_state, metrics);
-    params and opt_state are donated. `memory`: XLA's memory analysis, bytes per device."""
+    Called as `step(params, opt_state, batch_BxT1, np.int32(step))` -> (params, opt_state, metrics);
+    params and opt_state are donated. `executable`: the compiled program, which also takes the
+    run's `constants` (its schedule's numbers). `memory`: XLA's memory analysis, bytes per device."""
 
     cfg: RunConfig
     mesh: Any
     graphdef: Any
     tx: optax.GradientTransformation
     schedule: Callable
+    constants: dict  # the schedule's numbers (optimizer.schedule_args), on the mesh
     param_sh: Any
     opt_sh: Any
     batch_sh: Any
@@ -101,6 +108,9 @@ class CompiledStep:
     def state_sh(self) -> tuple:
         return self.param_sh, self.opt_sh
 
+    def __call__(self, params, opt_state, batch_BxT1, step_index):
+        return self.executable(params, opt_state, batch_BxT1, step_index, self.constants)
+
     def init_state(self) -> tuple:
         """(params, opt_state) of `cfg.train.seed`, created directly in their shardings."""
         with jax.set_mesh(self.mesh):
@@ -109,16 +119,31 @@ class CompiledStep:
 
 
 def compile_step(cfg: RunConfig, mesh, *, donate: bool = True) -> CompiledStep:
-    """Trace, lower and compile the training step of `cfg` (vocabulary resolved) on `mesh`."""
+    """The training step of `cfg` (vocabulary resolved) on `mesh`: traced, lowered and compiled once
+    per `step_key` in this process (`cached`), so a persistent study worker compiles a shape once."""
     check_batch_split(cfg, dict(mesh.shape))
-    graphdef, abstract_state = abstract_model(cfg)
     tx, schedule = make_optimizer(cfg)
-    param_sh, opt_sh, abstract = state_shardings(cfg, mesh, tx, abstract_state)
+    built = []
+    program = cached(("step", step_key(cfg), mesh, donate), lambda: built.append(0) or _compile(cfg, mesh, donate))
+    constants = jax.device_put(schedule_args(cfg), sharding.replicated(mesh))
+    return CompiledStep(
+        cfg=cfg,
+        mesh=mesh,
+        tx=tx,
+        schedule=schedule,
+        constants=constants,
+        **{**program, "compile_s": program["compile_s"] if built else 0.0},
+    )
+
+
+def _compile(cfg: RunConfig, mesh, donate: bool) -> dict:
+    graphdef, abstract_state = abstract_model(cfg)
+    param_sh, opt_sh, abstract = state_shardings(cfg, mesh, make_optimizer(cfg)[0], abstract_state)
     batch_sh, scalar = sharding.batch_sharding(mesh), sharding.replicated(mesh)
     step_fn = jax.jit(
-        make_step(graphdef, tx, schedule, cfg, param_sh),
+        make_step(graphdef, cfg, param_sh),
         donate_argnums=(0, 1) if donate else (),
-        in_shardings=(param_sh, opt_sh, batch_sh, scalar),
+        in_shardings=(param_sh, opt_sh, batch_sh, scalar, scalar),
         out_shardings=(param_sh, opt_sh, scalar),
     )
     args = (
@@ -126,17 +151,14 @@ def compile_step(cfg: RunConfig, mesh, *, donate: bool = True) -> CompiledStep:
         placed(abstract[1], opt_sh),
         jax.ShapeDtypeStruct((cfg.train.batch_size, cfg.model.seq_len + 1), jnp.int32, sharding=batch_sh),
         jax.ShapeDtypeStruct((), jnp.int32, sharding=scalar),
+        {k: jax.ShapeDtypeStruct((), jnp.float32, sharding=scalar) for k in SCHEDULE_CONSTANTS},
     )
     t0 = time.perf_counter()
     with jax.set_mesh(mesh):
         executable = step_fn.lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    return CompiledStep(
-        cfg=cfg,
-        mesh=mesh,
+    return dict(
         graphdef=graphdef,
-        tx=tx,
-        schedule=schedule,
         param_sh=param_sh,
         opt_sh=opt_sh,
         batch_sh=batch_sh,
@@ -145,6 +167,16 @@ def compile_step(cfg: RunConfig, mesh, *, donate: bool = True) -> CompiledStep:
         compile_s=compile_s,
         memory=xla_memory(executable),
     )
+
+
+def step_key(cfg: RunConfig) -> RunConfig:
+    """Everything of a config that the training step's program depends on (`make_step`): the config
+    without the schedule's numbers (learning rate, length, warmup: the step's arguments) and the
+    cadences of evaluation, logging and checkpoints."""
+    t = dataclasses.replace(
+        cfg.train, tokens=0, steps=0, lr=1.0, warmup_steps=0, eval_every=0, log_every=0, peak_flops=0.0
+    )
+    return dataclasses.replace(cfg, train=t, checkpoint_every=0, keep_checkpoints=0)
 
 
 def jit_eval(step: CompiledStep):

@@ -194,7 +194,7 @@ class _Loop:
         stopped = lambda signum: Preempted(f"stopped by signal {signum} while compiling, before the first step")
         step = interruptible(compile_step, cfg, mesh, on_signal=stopped)
         check_compiled(step.memory)  # before allocating the state
-        self.step_fn, self.state_sh, self.batch_sh = step.executable, step.state_sh, step.batch_sh
+        self.step_fn, self.state_sh, self.batch_sh = step, step.state_sh, step.batch_sh
         self.params, self.opt_state = interruptible(step.init_state, on_signal=stopped)
         val = val_batches(
             self.corpus.val,
