@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lab.data.recall import replace_rows
+
 SYMBOLS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 MAX_ALPHABET = len(SYMBOLS)
 _COPY_SALT = 0xC0B1ED  # decorrelates "is this row a copy window" from the row's offset and the recall mix
@@ -100,10 +102,9 @@ def apply_copy_mix(windows: np.ndarray, row_hash_fn, mix: float, idx: np.ndarray
     """`windows` (int32 [R, span]) with a fraction `mix` of its rows replaced by copy windows;
     `row_hash_fn(salt, idx)` gives each row's uint64 hash under a salt."""
     chosen = copy_rows(row_hash_fn, mix, idx)
-    if not chosen.any():
-        return windows
-    out = windows.copy()
-    hashes = row_hash_fn(_COPY_SALT ^ 0xFACADE, idx)
-    for r in np.flatnonzero(chosen):
-        out[r] = copy_window(int(hashes[r]), windows.shape[1], task)
-    return out
+    return replace_rows(
+        windows,
+        chosen,
+        lambda: row_hash_fn(_COPY_SALT ^ 0xFACADE, idx),
+        lambda h, span: copy_window(h, span, task),
+    )

@@ -78,10 +78,15 @@ def mixed_rows(row_hash_fn, mix: float, idx: np.ndarray) -> np.ndarray:
 def apply_recall_mix(windows: np.ndarray, row_hash_fn, mix: float, idx: np.ndarray) -> np.ndarray:
     """`windows` (int32 [R, span]) with a fraction `mix` of its rows replaced by recall windows."""
     chosen = mixed_rows(row_hash_fn, mix, idx)
+    return replace_rows(windows, chosen, lambda: row_hash_fn(_RECALL_SALT ^ 0xC0FFEE, idx), recall_window)
+
+
+def replace_rows(windows: np.ndarray, chosen: np.ndarray, hashes, make_window) -> np.ndarray:
+    """`windows` with each `chosen` row replaced by `make_window(its hash, span)`; `hashes()` gives the
+    rows' uint64 hashes (computed only where a row is chosen). Shared by the recall and copy mixes."""
     if not chosen.any():
         return windows
-    out = windows.copy()
-    hashes = row_hash_fn(_RECALL_SALT ^ 0xC0FFEE, idx)
+    out, h = windows.copy(), hashes()
     for r in np.flatnonzero(chosen):
-        out[r] = recall_window(int(hashes[r]), windows.shape[1])
+        out[r] = make_window(int(h[r]), windows.shape[1])
     return out

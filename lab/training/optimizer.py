@@ -39,18 +39,21 @@ def adamw_chain(t: TrainConfig, learning_rate, weight_decay, decay_mask) -> opta
     )
 
 
-def schedule_args(cfg: RunConfig) -> dict:
-    """The run's learning-rate schedule as `lab.schedules.schedule_constants` (peak, length, warmup:
-    what differs between the runs of one shape), float32 scalars."""
+def _schedule_settings(cfg: RunConfig) -> dict:
     t = cfg.train
-    return schedule_constants(
-        t.schedule,
+    return dict(
         peak=t.lr,
         total_steps=cfg.total_steps,
         warmup_steps=warmup_steps(cfg),
         min_ratio=t.min_lr_ratio,
         decay_frac=t.decay_frac,
     )
+
+
+def schedule_args(cfg: RunConfig) -> dict:
+    """The run's learning-rate schedule as `lab.schedules.schedule_constants` (peak, length, warmup:
+    what differs between the runs of one shape), float32 scalars."""
+    return schedule_constants(cfg.train.schedule, **_schedule_settings(cfg))
 
 
 def make_tx(cfg: RunConfig, schedule) -> optax.GradientTransformation:
@@ -60,13 +63,5 @@ def make_tx(cfg: RunConfig, schedule) -> optax.GradientTransformation:
 
 def make_optimizer(cfg: RunConfig):
     """(optimizer, schedule) of a run."""
-    t = cfg.train
-    schedule = make_schedule(
-        t.schedule,
-        peak=t.lr,
-        total_steps=cfg.total_steps,
-        warmup_steps=warmup_steps(cfg),
-        min_ratio=t.min_lr_ratio,
-        decay_frac=t.decay_frac,
-    )
+    schedule = make_schedule(cfg.train.schedule, **_schedule_settings(cfg))
     return make_tx(cfg, schedule), schedule
