@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from lab.data.induction import CopyTask, lines, task_of
 from lab.training.step import cached
@@ -105,6 +106,12 @@ def make_copy_eval(graphdef, length: int):
     return jax.jit(run)
 
 
+def _host(a) -> np.ndarray:
+    """A per-prompt result on this host: in a run over several processes the rows are spread across
+    them (`process_allgather` gathers the whole array on each)."""
+    return np.asarray(a if a.is_fully_addressable else multihost_utils.process_allgather(a, tiled=True))
+
+
 def copy_scores(graphdef, params, cfg, corpus, prompts: int = PROMPTS) -> dict:
     """The module docstring's fields for one set of weights; {} where the run records none."""
     if cfg.model.arch != "decoder" or getattr(corpus, "tokenizer", "") != "byte":
@@ -125,7 +132,7 @@ def copy_scores(graphdef, params, cfg, corpus, prompts: int = PROMPTS) -> dict:
         jnp.asarray(_answer_mask(lengths, T)),
         jnp.asarray(own if own is not None else all_w[:1]),
     )
-    exact, letters, nll = (np.asarray(a).reshape(len(fitting), prompts) for a in (exact, letters, nll))
+    exact, letters, nll = (_host(a).reshape(len(fitting), prompts) for a in (exact, letters, nll))
     d = cfg.data
     out = {
         "copy_mix": d.copy_mix,
@@ -139,7 +146,7 @@ def copy_scores(graphdef, params, cfg, corpus, prompts: int = PROMPTS) -> dict:
         out[f"copy_accuracy{name}"] = float(exact[i].mean())
     if own is not None:
         out.update(
-            copy_accuracy_greedy=float(np.asarray(greedy).mean()),
+            copy_accuracy_greedy=float(_host(greedy).mean()),
             copy_char_accuracy=float(letters[0].mean()),
             copy_loss=float(nll[0].mean()),
         )
