@@ -148,12 +148,18 @@ def _print_fit(args, study, result, options: FitOptions, audited=None, auto=None
             f"rmse(log) {s['rmse_log']:.4g}, mean |rel err| {s['mean_abs_rel_error']:.3%}"
             + (
                 f"; {s['pi_level']:.0%} prediction intervals (law + run noise {s['pi_run_noise']:.3g}, "
-                f"{s['pi_noise_source']}) hold {s['pi_coverage']:.0%} of held-out runs, "
-                f"±{s['pi_mean_rel_halfwidth']:.2%} on average"
+                f"{s['pi_noise_source']}) hold {s['pi_inside']} of {s['n_test']} held-out runs "
+                f"({s['pi_coverage']:.0%}), ±{s['pi_mean_rel_halfwidth']:.2%} on average"
                 if "pi_coverage" in s
                 else ""
             )
         )
+        if "pi_form_k" in s:
+            print(
+                f"  with the law's form error (k = {s['pi_form_k']:.3g} per unit log distance, from the training "
+                f"budgets' own back-tests): {s['pi_form_inside']} of {s['n_test']} inside "
+                f"({s['pi_form_coverage']:.0%}), ±{s['pi_form_mean_rel_halfwidth']:.2%} on average"
+            )
     if audited is not None:
         print("\n".join(audit_lines(audited)))
     return 0
@@ -185,9 +191,10 @@ def _fit_by(args, table: TableOptions, options: FitOptions) -> int:
 
 def _backtest_json(study, method: str, holdout: int, options: FitOptions) -> dict:
     from .result import plain
+    from .uncertainty.form import backtest_form
     from .uncertainty.holdout import backtest
 
-    bt = backtest(
+    bt = (backtest_form if options.bootstrap else backtest)(
         study.data,
         method,
         holdout=holdout,

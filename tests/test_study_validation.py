@@ -155,6 +155,13 @@ def test_validation_json_is_written_before_training_and_scored_after(table):
     assert seen["method"] == "isoflop" and seen["trusted"] == "isoflop" and seen["fit_sha256"] == fit_sha256(iso)
     assert seen["n_opt_predicted"] == pytest.approx(iso.params["n_coef"] * 3.6e10 ** iso.params["a"])
     assert seen["trained_before_prediction"] == [] and len(seen["table_sha256"]) == 64
+    # the law's form error, measured before the runs by back-tests on the grid (the shape law's here:
+    # isoflop's L*(C) has no per-run back-test), grown to the validation budget's distance, log 2
+    noise = seen["noise"]
+    assert noise["form_distance"] == pytest.approx(np.log(2.0))
+    assert noise["form_sigma"] == pytest.approx(noise["form_k"] * np.log(2.0))
+    assert "parametric shape law's" in noise["form_source"] and "σ_form" in seen["pi_note"]
+    assert len(seen["form_backtests"]) == 7 and {r["holdout"] for r in seen["form_backtests"]} == {1}
     assert v == json.loads((d / "validation.json").read_text()) and v["status"] == "measured"
     assert [r["inside_pi"] for r in v["runs"]] == [False, True, True]
     for r in v["runs"]:

@@ -44,6 +44,7 @@ def _with_intervals(pts, f, train: FitData, n_boot: int, level: float, seed: int
     return {
         "pi_level": level,
         "pi_coverage": float(pts["inside_pi"].mean()),
+        "pi_inside": int(pts["inside_pi"].sum()),
         "pi_mean_rel_halfwidth": float(half.mean()),
         "pi_run_noise": pi["noise"]["sigma"],
         "pi_noise_source": "seed scatter" if pi["noise"]["sigma"] == pi["noise"]["seed"] else "law residual",
@@ -63,7 +64,9 @@ def backtest(
     "train_points": DataFrame or None, "fit"}. With `pi_bootstrap` resamples and a method whose fit
     is a law (parametric), every held-out run also gets its `level` prediction interval for a new
     run (`analysis.intervals.run_intervals`: the law's uncertainty plus the run-to-run noise of the
-    training rows), and the summary its coverage: `pi_coverage`, the share of held-out runs inside."""
+    training rows), and the summary its coverage: `pi_coverage`, the share of held-out runs inside
+    (`pi_inside` of `n_test`). `analysis.uncertainty.form.backtest_form` adds the same intervals
+    widened by the law's form error measured on the training budgets alone."""
     from ..fitting import fit as run_fit
 
     m = get(method)

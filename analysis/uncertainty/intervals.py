@@ -99,14 +99,17 @@ def run_intervals(
     seed: int = 0,
     draws: int = 4000,
     run_noise: bool = True,
+    form_sigma=None,
 ) -> dict:
     """Prediction intervals for *one new run* at each (N, D), from a fit with a law and bootstrap
     samples of its parameters (parametric, vpnls): each draw is a resampled law's prediction times
     exp(sigma * N(0, 1)), where sigma is the run-to-run noise measured on `data` — the seed-to-seed
     scatter where the table has replicates, else (or when larger) the law's residual std, degrees-of-
     freedom corrected (`analysis.synthetic.noise_of`); `run_noise=False` leaves it out (the law's
-    confidence interval, for comparison). Returns {"predicted", "pi_lo", "pi_hi"}
-    (arrays) and "noise" (that dict)."""
+    confidence interval, for comparison). `form_sigma` (one per point, in log loss: the law's form
+    error at each point's extrapolation distance, `analysis.uncertainty.form`) multiplies each draw by
+    exp(form_sigma * z) too, one z per draw. Returns {"predicted", "pi_lo", "pi_hi"} (arrays) and
+    "noise" (that dict)."""
     import numpy as np
 
     from ..synthetic import noise_of
@@ -123,6 +126,8 @@ def run_intervals(
     rng = np.random.default_rng(seed)
     sigma = noise["sigma"] if run_noise else 0.0
     sims = L[rng.integers(0, len(L), draws)] * np.exp(sigma * rng.standard_normal((draws, len(N))))
+    if form_sigma is not None:
+        sims = sims * np.exp(np.asarray(form_sigma, float)[None] * rng.standard_normal((draws, 1)))
     q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
     return {
         "predicted": fit.law(N, D),

@@ -21,8 +21,12 @@ writes down before it trains.
 Every draw is then multiplied by exp(sigma z), z ~ N(0, 1): sigma is the run-to-run noise, the
 table's seed-to-seed scatter where it has replicates, else the residual scatter of the runs about
 the method's fit (isoflop: about each budget's local profile, its `loss_noise`; envelope: the
-frontier's scatter about L*(C)). The 95% interval of the draws is the prediction interval of one
-new run; without the noise it is the law's own confidence interval (`ci_lo`, `ci_hi`)."""
+frontier's scatter about L*(C)). With a form-error term (`form`, `analysis.uncertainty.form`: the
+law's log error in nested back-tests on the same table, grown in proportion to the extrapolation
+distance x = log(C / the table's largest budget), sigma_form = k x) every draw is also multiplied by
+exp(sigma_form z'), one z' per draw (a form error moves every run at that budget together). The 95%
+interval of the draws is the prediction interval of one new run; without the noise and the form
+term it is the law's own confidence interval (`ci_lo`, `ci_hi`)."""
 
 from __future__ import annotations
 
@@ -164,12 +168,22 @@ def run_noise(fit, data) -> dict:
 
 
 def predict_runs(
-    fit, N, D, flops: float, data, shape=None, level: float = 0.95, seed: int = 0, draws: int = 4000
+    fit,
+    N,
+    D,
+    flops: float,
+    data,
+    shape=None,
+    level: float = 0.95,
+    seed: int = 0,
+    draws: int = 4000,
+    form: dict | None = None,
 ) -> dict:
     """Predicted loss of one new run at each (N, D) (all at compute `flops`) by `fit`, with its
     `level` prediction interval (module doc). `shape`: a bootstrapped law of (N, D) that places the
-    sizes of an optimum-placing method. Returns {"predicted", "pi_lo", "pi_hi", "ci_lo", "ci_hi"}
-    (lists), "noise" ({"sigma", "source"}), "how" (one line) and "level"."""
+    sizes of an optimum-placing method. `form`: a form-error term (`form.form_term` on `data`).
+    Returns {"predicted", "pi_lo", "pi_hi", "ci_lo", "ci_hi"} (lists), "noise" ({"sigma", "source"}
+    and, with `form`, "form_sigma", "form_k", "form_distance", "form_source"), "how" and "level"."""
     rng = np.random.default_rng(seed)
     N, D = np.atleast_1d(np.asarray(N, float)), np.atleast_1d(np.asarray(D, float))
     if fit.method in OPTIMUM_METHODS:
@@ -179,6 +193,9 @@ def predict_runs(
         how = f"the {fit.method} law L(N, D) with its bootstrap samples"
     noise = run_noise(fit, data)
     sims = L * np.exp(noise["sigma"] * rng.standard_normal(L.shape))
+    if form is not None:
+        noise.update(_form_noise(form, flops, data))
+        sims = sims * np.exp(noise["form_sigma"] * rng.standard_normal((len(sims), 1)))
     q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
     pct = lambda a, p: [float(v) for v in np.percentile(a, p, axis=0)]
     return {
@@ -190,6 +207,20 @@ def predict_runs(
         "noise": noise,
         "how": how,
         "level": level,
+    }
+
+
+def _form_noise(form: dict, flops: float, data) -> dict:
+    """noise's form-error fields for a prediction at `flops` from a table `data` (form.form_term)."""
+    from .form import budgets_of, form_sigma
+
+    x = float(np.log(flops / np.max(budgets_of(data))))
+    return {
+        "form_sigma": float(form_sigma(form, x)),
+        "form_k": float(form.get("k", 0.0)),
+        "form_distance": x,
+        "form_rule": "sigma_form = k * log(C / largest budget of the table)",
+        "form_source": form.get("source", ""),
     }
 
 

@@ -4,7 +4,10 @@ copies; the verdict trusts the audit's choice) and write the report, figures and
 compute-optimal model at K x the largest budget, with a size on each side, and compare.
 
 The rung is pre-registered: DIR/validation.json is written before the validation runs start
-(status "predicted": per run `predicted`, `pi_lo`, `pi_hi`, the method, `fit_sha256`), and after them
+(status "predicted": per run `predicted`, `pi_lo`, `pi_hi`, the method, `fit_sha256`; the interval
+holds the fit's bootstrap, the run-to-run noise and the law's form error measured by the table's own
+nested back-tests and grown with the distance to the validation budget: `noise.form_sigma`,
+`noise.form_k`, `noise.form_source`, and the back-tests' errors in `form_backtests`), and after them
 gains per run `measured`, `rel_error`, `inside_pi` and the top-level `mean_abs_rel_error` (status
 "measured"). Validation runs live in DIR/validation/ (a study directory of their own, so they never
 enter the grid's fits); the report shows them and its verdict opens loudly when one fell outside its
@@ -211,15 +214,16 @@ def _prediction(analysed, method, fit, shape, val_cells, budget, factor, optimum
     import hashlib
 
     from analysis.result import plain
+    from analysis.uncertainty.form import rung_form_term
     from analysis.uncertainty.predict import fit_sha256, predict_runs
 
     n = [float(model_costs(c.config.model).params_total) for c in val_cells]
     d = [float(c.config.total_tokens) for c in val_cells]
     options = analysed["options"]
     n_opt, d_opt = optimum  # predicted too: the law's loss at its own optimum
-    pred = predict_runs(
-        fit, [*n, n_opt], [*d, d_opt], budget, analysed["study"].data, shape, options.level, options.seed
-    )
+    data = analysed["study"].data
+    form = rung_form_term(fit, shape, data, options)  # the law's form error, from the table's own back-tests
+    pred = predict_runs(fit, [*n, n_opt], [*d, d_opt], budget, data, shape, options.level, options.seed, form=form)
     table = Path(analysed["study"].source or ".")
     table = table / "results.csv" if table.is_dir() else table
     runs = [
@@ -242,7 +246,10 @@ def _prediction(analysed, method, fit, shape, val_cells, budget, factor, optimum
         "level": pred["level"],
         "noise": noise,
         "pi_note": f"the {method} fit's bootstrap plus run-to-run noise σ = {noise['sigma']:.3g} in log loss "
-        f"({noise['source']})",
+        f"({noise['source']}) plus the law's form error σ_form = {noise['form_sigma']:.3g} at log distance "
+        f"{noise['form_distance']:.3g} beyond the grid (k = {noise['form_k']:.3g} per unit log distance)",
+        "form_backtests": plain(form.get("backtests", [])),
+        "form_bias_per_log": form.get("bias_per_log"),
         "n_opt_predicted": n_opt,
         "d_opt_predicted": d_opt,
         "loss_at_n_opt": pred["predicted"][-1],

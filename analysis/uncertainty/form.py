@@ -1,0 +1,218 @@
+"""The law's form error when it extrapolates, measured on the table itself before any new run.
+
+A prediction interval built from the fit's bootstrap and the run-to-run noise says how uncertain the
+law's *parameters* are and how much one run scatters; it says nothing about whether the law's *form*
+still holds beyond the grid. This module measures that by nested back-tests on the table: hold out
+the h largest budgets (h = 1, 2, ...), fit the rest, predict every held-out run, and record per run
+
+- its log error e = log predicted - log measured,
+- its extrapolation distance x = log(budget / largest training budget) (natural log),
+- v, the variance in log of the back-test's own prediction interval (the law's bootstrap plus the
+  run noise of the training rows: what the interval already holds), read off its 95% bounds.
+
+The rule: the form error grows in proportion to the distance, sigma_form(x) = k x, with k the
+least-squares fit through the origin of the excess squared error over the excess the interval
+already holds, (e^2 - v) = k^2 x^2, clipped at 0:
+
+    k^2 = max(0, sum x^2 (e^2 - v) / sum x^4).
+
+So k is 0 when the back-tests are as exact as the interval says, and e^2 counts a consistent sign
+(a bias) as spread: the term is bias-free, symmetric about the prediction. `bias_per_log`
+(sum x e / sum x^2) and the sign counts are recorded beside it, so a consistent sign is visible.
+A new run at distance x then gets exp(sigma_form(x) z), z ~ N(0, 1), on top of the bootstrap and
+the noise (`analysis.uncertainty.predict.predict_runs`, `intervals.run_intervals`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AnalysisError
+
+HOLDOUTS = (1, 2)  # the nested back-tests: hold out the largest budget, then the two largest
+N_BOOT = 100  # bootstrap resamples per back-test (each back-test's own interval, v)
+Z95 = 1.959963984540054
+
+
+def budgets_of(data) -> np.ndarray:
+    """The table's budget labels (its budget column, else compute binned into 0.1-dex slices)."""
+    from ..table import bin_budgets
+
+    return np.asarray(data.budget if data.budget is not None else bin_budgets(data.C), float)
+
+
+def backtest_errors(
+    data, method: str = "parametric", holdouts=HOLDOUTS, n_boot: int = N_BOOT, seed: int = 0, **fit_kwargs
+) -> tuple[pd.DataFrame, list[str]]:
+    """Every held-out run of the nested back-tests as rows (holdout, budget, N, D, loss, predicted,
+    log_error, distance, v), and a note per back-test that could not run."""
+    from .holdout import backtest
+
+    rows, notes = [], []
+    for h in holdouts:
+        try:
+            bt = backtest(data, method, holdout=h, pi_bootstrap=n_boot, pi_seed=seed, **fit_kwargs)
+        except AnalysisError as e:
+            notes.append(f"hold out {h}: {e}")
+            continue
+        p = bt["points"]
+        if "pi_lo" not in p:
+            notes.append(f"hold out {h}: no prediction interval ({method} has no law of (N, D))")
+            continue
+        half = (np.log(p["pi_hi"].to_numpy(float)) - np.log(p["pi_lo"].to_numpy(float))) / (2 * Z95)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "holdout": h,
+                    "budget": p["budget"].to_numpy(float),
+                    "N": p["N"].to_numpy(float),
+                    "D": p["D"].to_numpy(float),
+                    "loss": p["loss"].to_numpy(float),
+                    "predicted": p["predicted"].to_numpy(float),
+                    "log_error": p["log_error"].to_numpy(float),
+                    "distance": np.log(p["budget"].to_numpy(float) / bt["train_max_flops"]),
+                    "v": half**2,
+                }
+            )
+        )
+    return (pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()), notes
+
+
+def form_rule(pts: pd.DataFrame) -> dict:
+    """k (form error per unit log distance), the bias slope and the sign counts of back-test rows."""
+    x, e, v = (pts[c].to_numpy(float) for c in ("distance", "log_error", "v"))
+    ok = x > 0
+    x, e, v = x[ok], e[ok], v[ok]
+    if not len(x):
+        return {"k": 0.0, "k_raw2": 0.0, "bias_per_log": 0.0, "n_points": 0, "n_over": 0, "n_under": 0}
+    k2 = float(np.sum(x**2 * (e**2 - v)) / np.sum(x**4))
+    b = float(np.sum(x * e) / np.sum(x**2))
+    k2c = float(np.sum(x**2 * ((e - b * x) ** 2 - v)) / np.sum(x**4))
+    return {
+        "k": float(np.sqrt(max(k2, 0.0))),
+        "k_raw2": k2,  # before clipping: negative when the back-tests are tighter than their intervals
+        "bias_per_log": b,
+        "k_corrected": float(np.sqrt(max(k2c, 0.0))),  # the spread left once b x is taken off (not used)
+        "rms_log_error": float(np.sqrt(np.mean(e**2))),
+        "mean_v": float(np.mean(v)),
+        "n_points": int(len(x)),
+        "n_over": int(np.sum(e > 0)),  # predicted above measured: the runs did better than the law
+        "n_under": int(np.sum(e < 0)),
+    }
+
+
+def form_term(
+    data, method: str = "parametric", holdouts=HOLDOUTS, n_boot: int = N_BOOT, seed: int = 0, **fit_kwargs
+) -> dict:
+    """The form-error term of `method`'s law on `data` (module doc): {"k", "bias_per_log", counts,
+    "holdouts" (those that ran), "source" (one line), "backtests" (per held-out run: holdout, budget,
+    N, distance, log_error, v)}. k = 0 with a source saying why when no back-test can run."""
+    pts, notes = backtest_errors(data, method, holdouts, n_boot, seed, **fit_kwargs)
+    if pts.empty:
+        why = "; ".join(notes) or "no back-test"
+        return {"k": 0.0, "method": method, "holdouts": [], "source": f"not measured ({why})", "backtests": []}
+    rule = form_rule(pts)
+    ran = sorted(int(h) for h in pts["holdout"].unique())
+    x = pts["distance"]
+    source = (
+        f"{method} back-tests holding out the {'/'.join(map(str, ran))} largest budget(s) of this table: "
+        f"{rule['n_points']} held-out runs at log distance {x.min():.3g}-{x.max():.3g}, "
+        f"rms log error {rule['rms_log_error']:.3g} against {np.sqrt(rule['mean_v']):.3g} held by their "
+        f"intervals; sigma_form(x) = k x, k^2 = max(0, sum x^2 (e^2 - v) / sum x^4) = {rule['k']:.3g}^2"
+    )
+    keep = ["holdout", "budget", "N", "distance", "log_error", "v"]
+    return {
+        **rule,
+        "method": method,
+        "holdouts": ran,
+        "notes": notes,
+        "source": source,
+        "backtests": pts[keep].to_dict("records"),
+    }
+
+
+def form_sigma(term: dict | None, distance) -> np.ndarray:
+    """sigma_form at log distance(s) `distance` beyond the largest training budget (0 inside the grid)."""
+    k = 0.0 if not term else float(term.get("k", 0.0))
+    return k * np.maximum(np.asarray(distance, float), 0.0)
+
+
+def backtest_form(
+    data,
+    method: str = "parametric",
+    holdout: int = 1,
+    pi_bootstrap: int = 100,
+    level: float = 0.95,
+    pi_seed: int = 0,
+    **fit_kwargs,
+) -> dict:
+    """`holdout.backtest` with prediction intervals (before), and the same intervals widened by the
+    law's form error measured on the training budgets alone, by their own nested back-tests (after;
+    k = 0 where the training part has too few budgets): the points gain distance, form_sigma,
+    pi_lo_form, pi_hi_form, inside_pi_form; the summary pi_form_k, pi_form_bias_per_log,
+    pi_form_source, pi_form_coverage, pi_form_inside (of n_test), pi_form_mean_rel_halfwidth."""
+    from .holdout import backtest
+    from .intervals import run_intervals
+
+    bt = backtest(data, method, holdout, pi_bootstrap, level, pi_seed, **fit_kwargs)
+    pts, f, train = bt["points"], bt["fit"], bt["train_data"]
+    if "pi_lo" not in pts:
+        return bt
+    term = form_term(train, method, n_boot=pi_bootstrap, seed=pi_seed, **fit_kwargs)
+    distance = np.log(pts["budget"].to_numpy(float) / float(np.max(train.budget)))
+    sig = form_sigma(term, distance)
+    pi = run_intervals(f, pts["N"].to_numpy(), pts["D"].to_numpy(), train, level, pi_seed, form_sigma=sig)
+    pts["distance"], pts["form_sigma"] = distance, sig
+    pts["pi_lo_form"], pts["pi_hi_form"] = pi["pi_lo"], pi["pi_hi"]
+    pts["inside_pi_form"] = (pts["pi_lo_form"] <= pts["loss"]) & (pts["loss"] <= pts["pi_hi_form"])
+    half = (pts["pi_hi_form"] - pts["pi_lo_form"]) / (2 * pts["predicted"])
+    # the alternative measured beside it: the bias b x taken off the prediction, k_corrected x as spread
+    b = float(term.get("bias_per_log", 0.0))
+    pic = run_intervals(
+        f,
+        pts["N"].to_numpy(),
+        pts["D"].to_numpy(),
+        train,
+        level,
+        pi_seed,
+        form_sigma=form_sigma({"k": term.get("k_corrected", 0.0)}, distance),
+    )
+    shift = np.exp(-b * np.maximum(distance, 0.0))
+    lo, hi, pc = pic["pi_lo"] * shift, pic["pi_hi"] * shift, pts["predicted"].to_numpy() * shift
+    inside_c = (lo <= pts["loss"].to_numpy()) & (pts["loss"].to_numpy() <= hi)
+    bt["summary"].update(
+        {
+            "pi_formc_inside": int(inside_c.sum()),
+            "pi_formc_mean_rel_halfwidth": float(np.mean((hi - lo) / (2 * pc))),
+            "formc_rmse_log": float(np.sqrt(np.mean((np.log(pc) - np.log(pts["loss"].to_numpy())) ** 2))),
+        }
+    )
+    bt["summary"].update(
+        {
+            "pi_form_k": term["k"],
+            "pi_form_bias_per_log": term.get("bias_per_log"),
+            "pi_form_source": term["source"],
+            "pi_form_coverage": float(pts["inside_pi_form"].mean()),
+            "pi_form_inside": int(pts["inside_pi_form"].sum()),
+            "pi_form_mean_rel_halfwidth": float(half.mean()),
+        }
+    )
+    return bt
+
+
+def rung_form_term(fit, shape, data, options, n_boot: int = N_BOOT) -> dict:
+    """The form term a validation rung adds to its intervals: the nested back-tests of the law that
+    predicts — `fit`'s own when it is a law of (N, D), else the `shape` law's that places its sizes
+    (an optimum-placing method's L*(C) has no per-run back-test; the shape law's errors stand in).
+    `options`: the study's FitOptions (each method's fit settings, the seed)."""
+    from ..methods import get
+
+    for f in (fit, shape):
+        if f is None or f.law is None:
+            continue
+        term = form_term(data, f.method, n_boot=n_boot, seed=options.seed, **get(f.method).options(options))
+        if term["holdouts"]:
+            if f is shape:
+                term["source"] = f"the {f.method} shape law's, standing in for {fit.method}'s: " + term["source"]
+            return term
+    return {"k": 0.0, "holdouts": [], "source": "not measured (no law of (N, D) to back-test)", "backtests": []}
