@@ -177,6 +177,7 @@ def test_validation_json_is_written_before_training_and_scored_after(table):
     )
     section = text.split("## Validation rung", 1)[1].split("##", 1)[0]
     assert section.count("| **no** |") == 1 and section.count("| yes |") == 2
+    assert "form error in the interval, measured before the runs: the parametric shape law's" in section
     fits = json.loads((d / "fits.json").read_text())
     assert fits["verdict"]["validation"]["outside_pi"] == [v["runs"][0]["cell_id"]]
 

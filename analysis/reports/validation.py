@@ -105,6 +105,9 @@ def validation_section(v: dict | None) -> list[str]:
             if v.get("pi_note")
             else [f"Predicted by {v['how']}.", ""]
         )
+    form = (v.get("noise") or {}).get("form_source")
+    if form:
+        L += [f"The law's form error in the interval, measured before the runs: {form}.", ""]
     L += [
         "| cell | N | D | predicted loss | prediction interval | measured loss | error | inside |",
         "|---|---|---|---|---|---|---|---|",
