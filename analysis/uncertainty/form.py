@@ -150,7 +150,8 @@ def backtest_form(
     law's form error measured on the training budgets alone, by their own nested back-tests (after;
     k = 0 where the training part has too few budgets): the points gain distance, form_sigma,
     pi_lo_form, pi_hi_form, inside_pi_form; the summary pi_form_k, pi_form_bias_per_log,
-    pi_form_source, pi_form_coverage, pi_form_inside (of n_test), pi_form_mean_rel_halfwidth."""
+    pi_form_source, pi_form_coverage, pi_form_inside (of n_test), pi_form_mean_rel_halfwidth; and
+    the bias-corrected alternative's pi_formc_inside, pi_formc_mean_rel_halfwidth, formc_rmse_log."""
     from .holdout import backtest
     from .intervals import run_intervals
 
@@ -166,27 +167,7 @@ def backtest_form(
     pts["pi_lo_form"], pts["pi_hi_form"] = pi["pi_lo"], pi["pi_hi"]
     pts["inside_pi_form"] = (pts["pi_lo_form"] <= pts["loss"]) & (pts["loss"] <= pts["pi_hi_form"])
     half = (pts["pi_hi_form"] - pts["pi_lo_form"]) / (2 * pts["predicted"])
-    # the alternative measured beside it: the bias b x taken off the prediction, k_corrected x as spread
-    b = float(term.get("bias_per_log", 0.0))
-    pic = run_intervals(
-        f,
-        pts["N"].to_numpy(),
-        pts["D"].to_numpy(),
-        train,
-        level,
-        pi_seed,
-        form_sigma=form_sigma({"k": term.get("k_corrected", 0.0)}, distance),
-    )
-    shift = np.exp(-b * np.maximum(distance, 0.0))
-    lo, hi, pc = pic["pi_lo"] * shift, pic["pi_hi"] * shift, pts["predicted"].to_numpy() * shift
-    inside_c = (lo <= pts["loss"].to_numpy()) & (pts["loss"].to_numpy() <= hi)
-    bt["summary"].update(
-        {
-            "pi_formc_inside": int(inside_c.sum()),
-            "pi_formc_mean_rel_halfwidth": float(np.mean((hi - lo) / (2 * pc))),
-            "formc_rmse_log": float(np.sqrt(np.mean((np.log(pc) - np.log(pts["loss"].to_numpy())) ** 2))),
-        }
-    )
+    bt["summary"].update(_bias_corrected(pts, f, train, term, distance, level, pi_seed))
     bt["summary"].update(
         {
             "pi_form_k": term["k"],
@@ -198,6 +179,23 @@ def backtest_form(
         }
     )
     return bt
+
+
+def _bias_corrected(pts, f, train, term: dict, distance, level: float, seed: int) -> dict:
+    """The alternative measured beside the spread (not used by the rung): the bias b x taken off the
+    prediction, k_corrected x as the spread; its coverage, half-width and rms log error."""
+    from .intervals import run_intervals
+
+    sig = form_sigma({"k": term.get("k_corrected", 0.0)}, distance)
+    pi = run_intervals(f, pts["N"].to_numpy(), pts["D"].to_numpy(), train, level, seed, form_sigma=sig)
+    shift = np.exp(-float(term.get("bias_per_log", 0.0)) * np.maximum(distance, 0.0))
+    lo, hi, pc = pi["pi_lo"] * shift, pi["pi_hi"] * shift, pts["predicted"].to_numpy() * shift
+    loss = pts["loss"].to_numpy()
+    return {
+        "pi_formc_inside": int(np.sum((lo <= loss) & (loss <= hi))),
+        "pi_formc_mean_rel_halfwidth": float(np.mean((hi - lo) / (2 * pc))),
+        "formc_rmse_log": float(np.sqrt(np.mean((np.log(pc) - np.log(loss)) ** 2))),
+    }
 
 
 def rung_form_term(fit, shape, data, options, n_boot: int = N_BOOT) -> dict:
