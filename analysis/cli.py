@@ -155,10 +155,12 @@ def _print_fit(args, study, result, options: FitOptions, audited=None, auto=None
             )
         )
         if "pi_form_k" in s:
+            how = "from the training budgets' own back-tests"
+            how = s["pi_form_source"] if s["pi_form_source"].startswith("not measured") else how
             print(
-                f"  with the law's form error (k = {s['pi_form_k']:.3g} per unit log distance, from the training "
-                f"budgets' own back-tests): {s['pi_form_inside']} of {s['n_test']} inside "
-                f"({s['pi_form_coverage']:.0%}), ±{s['pi_form_mean_rel_halfwidth']:.2%} on average"
+                f"  with the law's form error (k = {s['pi_form_k']:.3g} per unit log distance, {how}): "
+                f"{s['pi_form_inside']} of {s['n_test']} inside ({s['pi_form_coverage']:.0%}), "
+                f"±{s['pi_form_mean_rel_halfwidth']:.2%} on average"
             )
     if audited is not None:
         print("\n".join(audit_lines(audited)))

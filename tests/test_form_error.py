@@ -93,3 +93,20 @@ def test_predict_runs_adds_the_term_at_the_validation_distance(exact_table):
         before = np.log(plain["pi_hi"][i] / plain["pi_lo"][i]) / 2
         # independent spreads add in quadrature: the form term's own 95% half-width 1.96 * 0.022
         assert half == pytest.approx(np.hypot(before, 1.96 * 0.02 * np.log(3)), rel=0.1)
+
+
+def test_lab_fit_backtest_reports_coverage_before_and_after(tmp_path, capsys):
+    import json
+
+    from lab.cli import main
+
+    t = isoflop_table(Misspecified(), (1.5e11, *BUDGETS), n_per_budget=5, span=4.0, noise=0.0065, seed=0)
+    t.to_csv(tmp_path / "t.csv", index=False)
+    args = ["fit", str(tmp_path / "t.csv"), "--method", "parametric", "--backtest", "1", "--bootstrap", "30"]
+    assert main([*args, "--json"]) == 0
+    bt = json.loads(capsys.readouterr().out)["backtest"]
+    assert bt["n_test"] == 5 and bt["pi_form_k"] > 0.005 and bt["pi_form_inside"] > bt["pi_inside"]
+    assert len(bt["points"]) == 5 and {"pi_lo_form", "pi_hi_form", "inside_pi_form"} <= set(bt["points"][0])
+    assert main(args) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("  with the law's form error (k = ") and f"{bt['pi_form_inside']} of 5 inside" in line
