@@ -148,7 +148,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=100)
     ap.add_argument("--sim-draws", type=int, default=8)
     ap.add_argument("--holdouts", default="1,2")
-    ap.add_argument("--only", default="", help="substrings, comma-separated: run only tables whose name contains one")
+    ap.add_argument("--only", default="", help="comma-separated substrings: run only tables whose name has one")
     ap.add_argument("--summary", action="store_true", help="print the Markdown table of --out and exit")
     args = ap.parse_args()
     if args.summary:

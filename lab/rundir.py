@@ -226,7 +226,8 @@ class RunDir:
         """The RunConfig saved in config.json (derived keys such as costs are ignored), or None."""
         import dataclasses
 
-        from lab.config import RunConfig, from_dict
+        from lab.config import RunConfig
+        from lab.overrides import from_dict
 
         saved = self.config_dict()
         if saved is None or "config_hash" not in saved:  # absent, damaged, or not the lab's

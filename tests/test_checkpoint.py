@@ -136,7 +136,8 @@ def test_checkpoint_from_8_devices_resumes_on_1(tmp_path, reference_run):
     cfg = dataclasses.replace(TINY, mesh="data=2,fsdp=2,tensor=2", checkpoint_every=8, keep_checkpoints=3)
     code = f"""
 import json
-from lab.config import RunConfig, from_dict
+from lab.config import RunConfig
+from lab.overrides import from_dict
 from lab.training.train import train
 train(from_dict(RunConfig, json.loads({json.dumps(cfg.to_dict())!r})), {str(out)!r}, progress=False)
 """

@@ -1,6 +1,7 @@
 import pytest
 
-from lab.config import ConfigError, RunConfig, apply_overrides, from_dict
+from lab.config import ConfigError, RunConfig
+from lab.overrides import apply_overrides, from_dict
 
 
 def test_overrides_parse_by_declared_type():

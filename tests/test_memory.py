@@ -8,7 +8,7 @@ import jax
 import pytest
 
 from lab import sharding
-from lab.config import ConfigError, ModelConfig, RunConfig, TrainConfig, apply_overrides
+from lab.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from lab.costs import model_costs
 from lab.memory import (
     ACT_PER_D,
@@ -24,6 +24,7 @@ from lab.memory import (
     gib,
     xla_needed,
 )
+from lab.overrides import apply_overrides
 from lab.presets import preset_config
 from lab.training.step import compile_step
 

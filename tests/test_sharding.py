@@ -37,7 +37,8 @@ def test_rules_are_strict():
 SHAPES_WORKER = """
 import json, dataclasses, jax
 from lab import sharding
-from lab.config import RunConfig, from_dict
+from lab.config import RunConfig
+from lab.overrides import from_dict
 from lab.training.optimizer import make_optimizer
 from lab.training.state import state_shardings
 cfg = from_dict(RunConfig, json.loads({cfg!r}))
@@ -62,7 +63,8 @@ print("RESULT" + json.dumps(out))
 
 TRAIN_WORKER = """
 import json, dataclasses
-from lab.config import RunConfig, from_dict
+from lab.config import RunConfig
+from lab.overrides import from_dict
 from lab.training.train import train
 cfg = dataclasses.replace(from_dict(RunConfig, json.loads({cfg!r})), mesh={mesh!r})
 print("RESULT" + json.dumps(train(cfg, {out!r}, progress=False)))
@@ -133,7 +135,8 @@ def test_bad_mesh_fails_before_anything_is_written(tmp_path):
 def test_indivisible_dimension_is_an_error(tmp_path):
     code = """
 import dataclasses, json
-from lab.config import ConfigError, RunConfig, from_dict
+from lab.config import ConfigError, RunConfig
+from lab.overrides import from_dict
 from lab.training.train import train
 cfg = from_dict(RunConfig, json.loads({cfg!r}))
 try:

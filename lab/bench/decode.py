@@ -28,11 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lab.config import apply_overrides
 from lab.evals.final import weight_bytes
 from lab.evals.generate import generate
 from lab.model.quant import dequantize_unstacked, quantize
 from lab.model.transformer import Transformer
+from lab.overrides import apply_overrides
 from lab.presets import preset_config
 
 FORMATS = ("f32", "bf16", "int8", "int4")

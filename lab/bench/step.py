@@ -37,7 +37,8 @@ import platform
 import time
 
 from lab import costs
-from lab.config import ConfigError, RunConfig, apply_overrides
+from lab.config import ConfigError, RunConfig
+from lab.overrides import apply_overrides
 
 CONVENTIONS = ("flops_exact", "flops_6n", "flops_6n_total", "flops_deepseek")
 DTYPES = ("float32", "bfloat16")

@@ -135,8 +135,8 @@ def cmd_study(args) -> int:
 def _plan_cells(args) -> tuple:
     """The study file expanded into cells under the flags' overrides: (study, cells, pack, vocab size).
     Checks the pack size, --out and (local launcher) that the cells fit the machine."""
-    from lab.config import apply_overrides
     from lab.data import load_corpus
+    from lab.overrides import apply_overrides
     from lab.study.load import load_study
     from lab.study.runner import check_cells_fit
     from lab.study.spec import expand

@@ -166,7 +166,7 @@ def _config_file(path):
 def _command_config(args, base):
     """Apply the command's flags to `base` (the saved config), or to the preset's config and its
     defaults when there is no base."""
-    from lab.config import apply_overrides
+    from lab.overrides import apply_overrides
     from lab.presets import preset_config
 
     if base is None or args.model is not None:

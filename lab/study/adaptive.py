@@ -12,7 +12,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from lab.config import ConfigError, apply_overrides
+from lab.config import ConfigError
+from lab.overrides import apply_overrides
 from lab.study.analyze import size_for_params
 from lab.study.spec import Cell, Study, expand
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.config import ConfigError, RunConfig, apply_overrides
+from lab.config import ConfigError, RunConfig
 from lab.costs import model_costs
+from lab.overrides import apply_overrides
 from lab.study.spec import Cell, Study, expand
 
 DEFAULT_LAWS = ("parametric", "isoflop", "envelope", "kaplan")  # Chinchilla's three approaches and Kaplan's

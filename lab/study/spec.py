@@ -29,8 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.config import ConfigError, RunConfig, apply_overrides
+from lab.config import ConfigError, RunConfig
 from lab.costs import model_costs
+from lab.overrides import apply_overrides
 from lab.schedules import warmup_policy, wsd_decay_start
 from lab.study.policy import CellInfo, default_policy
 

@@ -19,7 +19,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.config import RunConfig, from_dict
+from lab.config import RunConfig
+from lab.overrides import from_dict
 
 
 @dataclass(frozen=True)
