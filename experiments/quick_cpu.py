@@ -52,4 +52,5 @@ def study() -> Study:
         seeds=[0],
         workers=2,  # two single-threaded workers: ~1.3x one two-threaded process on 2 cores
         lr_law="lr_law_cpu.json",  # the tuned frontier: eta_opt(N) from experiments/lr_sweep_cpu.py
+        final_scores="off",  # its report uses no quantized, in-context or copy score (issue 25)
     )
