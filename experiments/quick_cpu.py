@@ -21,6 +21,13 @@ copies, figures, report), 12/12 completed, overhead share 32.5% of the cells' 46
 final scores 48 s, compile 15 s). An earlier run on the branch at load 8-11 took 385 s and one at load
 23-27 1193 s, with the same losses to the last digit.
 
+Final scores off (issue 25): the report uses no quantized, in-context or copy score, so the cells skip
+them (`final_scores="off"`: their columns stay empty; "defer" or `lab eval RUN_DIR` computes them), and
+the workers take the longest cells first. Measured 2026-12-06 on a 2-core AMD EPYC VM at load 8-10,
+paired and interleaved with main (2105352): 162 s and 178 s against 183 s and 208 s (-13%), the same
+losses to the last digit; what is left is the training steps (117-122 s of two workers) and the
+analysis after the grid (18-31 s on one core, half of it the audit), benchmarks/README.md.
+
     budget   d16     d24     d32     d48
     2e11     1.934   1.810   1.872   2.027
     4e11     1.840   1.644   1.622   1.746
@@ -52,4 +59,5 @@ def study() -> Study:
         seeds=[0],
         workers=2,  # two single-threaded workers: ~1.3x one two-threaded process on 2 cores
         lr_law="lr_law_cpu.json",  # the tuned frontier: eta_opt(N) from experiments/lr_sweep_cpu.py
+        final_scores="off",  # its report uses no quantized, in-context or copy score (issue 25)
     )

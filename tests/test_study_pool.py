@@ -181,15 +181,45 @@ def test_gpu_sh_measures_a_packed_and_an_unpacked_sweeps_overhead_share_dry_run_
 def test_an_idle_worker_takes_the_next_task_of_the_shape_it_ran_last(tmp_path):
     from lab.study.pool import next_task, shape_of
 
-    def task(name, d_model, seed):
+    def task(name, data, seed):  # two shapes (their data differ) of one cost
         path = tmp_path / f"{name}.json"
-        cfg = {"model": {"d_model": d_model}, "data": {"name": "x"}, "train": {"batch_size": 8, "seed": seed}}
+        cfg = {"model": {"d_model": 16}, "data": {"name": data}, "train": {"batch_size": 8, "seed": seed}}
         path.write_text(json.dumps({"cell_id": name, "config": cfg}))
         return Task(name, path, tmp_path / f"{name}.log")
 
-    a, b, c, d = task("a", 16, 0), task("b", 32, 0), task("c", 16, 1), task("d", 32, 1)
+    a, b, c, d = task("a", "x", 0), task("b", "y", 0), task("c", "x", 1), task("d", "y", 1)
     assert shape_of(a) == shape_of(c) != shape_of(b) == shape_of(d)  # the seed does not change the shape
     queue = [b, c, d]
     assert next_task(queue, shape_of(a)) is c and queue == [b, d]
     assert next_task(queue, None) is b and next_task(queue, shape_of(a)) is d and queue == []
     assert shape_of(Task("gone", tmp_path / "gone.json", tmp_path / "gone.log")) is None
+
+
+def test_the_longest_tasks_go_first_and_a_worker_keeps_its_shape_only_among_them(tmp_path):
+    """Longest-processing-time order (`lab.study.pool.longest_first`): FLOPs of the steps plus a fixed
+    cost per step, so at one budget the smaller model (more steps) goes first; an idle worker takes
+    its shape's task only if it is about as long as the longest queued one."""
+    from lab.study.pool import STEP_FLOPS, cost_of, longest_first, next_task, shape_of
+
+    def task(name, d_model, tokens):
+        path = tmp_path / f"{name}.json"
+        cfg = {
+            "model": {"d_model": d_model, "vocab_size": 256, "seq_len": 32},
+            "train": {"batch_size": 4, "tokens": tokens},
+        }
+        path.write_text(json.dumps({"cell_id": name, "config": cfg}))
+        return Task(name, path, tmp_path / f"{name}.log")
+
+    small, big = task("d16-short", 16, 12800), task("d48-long", 48, 128000)
+    d16_long, d48_short = task("d16-long", 16, 128000), task("d48-short", 48, 12800)
+    queue = longest_first([small, big, d16_long, d48_short])
+    assert [t.task_id for t in queue] == ["d48-long", "d16-long", "d48-short", "d16-short"]
+    from lab.config import ModelConfig
+    from lab.costs import model_costs
+
+    flops = model_costs(ModelConfig(d_model=16, vocab_size=256, seq_len=32)).flops_exact
+    assert cost_of(small) == pytest.approx(100 * (flops * 128 + STEP_FLOPS))  # 100 steps of 128 tokens
+    # a d16 worker does not take the short d16 cell before the long cells
+    assert next_task(queue, shape_of(small)) is big
+    assert next_task(queue, shape_of(small)) is d16_long
+    assert next_task(queue, shape_of(small)) is d48_short and queue == [small]

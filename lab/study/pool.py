@@ -120,10 +120,51 @@ def _shape(path: str) -> str | None:
         return None
 
 
+# A training step's fixed cost (dispatch, small kernels), in FLOPs of model compute: ~2 ms per step
+# besides 23-43 GFLOP/s on the 2-core CPU (the quick study's d16-d48 cells, benchmarks/README.md)
+STEP_FLOPS = 1e8
+SAME_COST = 0.9  # an idle worker keeps to its shape among the queued tasks within this share of the longest
+
+
+def cost_of(task) -> float:
+    """A task's estimated length in FLOPs: its steps still to run (a branch's from its branch step),
+    each the model's flops_exact per step plus `STEP_FLOPS`, summed over a pack's members; 0.0 if
+    its file is unreadable. A scheduling hint: it orders the cells, never changes them."""
+    return _cost(str(task.path))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cost(path: str) -> float:
+    from lab.config import RunConfig, from_dict
+    from lab.costs import model_costs
+
+    try:
+        data = json.loads(Path(path).read_text())
+        total = 0.0
+        for member in data.get("members", [data]):
+            cfg = from_dict(RunConfig, member["config"])
+            steps = cfg.total_steps - member.get("branch_step", 0)
+            total += steps * (model_costs(cfg.model).flops_exact * cfg.tokens_per_step + STEP_FLOPS)
+        return total
+    except Exception:  # a hint only: an unreadable task file sorts last
+        return 0.0
+
+
+def longest_first(tasks: list) -> list:
+    """The tasks, longest first (`cost_of`; ties in their order): the longest-processing-time
+    order, so the grid does not end waiting for one long cell started last."""
+    return sorted(tasks, key=lambda t: -cost_of(t))
+
+
 def next_task(queue: list, shape: str | None):
-    """The first queued task of `shape` (the worker's programs for it are built), else the first:
-    the order of the cells within a wave changes, never what they compute."""
+    """The first queued task of `shape` (the worker's programs for it are built) among those within
+    `SAME_COST` of the first's cost, else the first: the queue is longest first (`longest_first`),
+    so a worker keeps to its shape without taking a short cell before a long one. The order of the
+    cells within a wave changes, never what they compute."""
+    least = SAME_COST * cost_of(queue[0])
     for i, task in enumerate(queue):
+        if cost_of(task) < least:
+            break
         if shape is not None and shape_of(task) == shape:
             return queue.pop(i)
     return queue.pop(0)
@@ -131,14 +172,14 @@ def next_task(queue: list, shape: str | None):
 
 class PoolLauncher:
     """The local launcher with persistent workers: up to `workers` of them, each running the
-    next queued task when its last one ended, one of the shape it ran last if any (`next_task`;
-    same interface as `lab.study.launchers`)."""
+    next queued task when its last one ended — longest first, one of the shape it ran last among
+    the longest if any (`next_task`; same interface as `lab.study.launchers`)."""
 
     def __init__(self, workers: int = 1, grace_s: float = 300):
         self.workers, self.grace_s = max(1, workers), grace_s
 
     def run(self, tasks: list, on_done: Callable, on_poll: Callable = lambda: None) -> None:
-        queue, slots = list(tasks), []
+        queue, slots = longest_first(tasks), []
         try:
             while queue or any(w.task is not None for w in slots):
                 on_poll()

@@ -190,6 +190,10 @@ def run_study(
             runner = make_launcher(launcher, out, workers=workers, **launcher_args)
             with StopSignals() as stop:  # after the launcher: ray.init installs its own SIGTERM handler
                 Scheduler(table, writer, runner, stop, progress=progress).run(todo)
+        if study.final_scores == "defer":  # after the grid, in one process (lab.study.deferred)
+            from lab.study.deferred import run_deferred
+
+            run_deferred(table, cells, workers)
     return dict(table.status)
 
 

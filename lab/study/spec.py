@@ -35,6 +35,8 @@ from lab.overrides import apply_overrides
 from lab.schedules import warmup_policy, wsd_decay_start
 from lab.study.policy import CellInfo, default_policy
 
+FINAL_SCORES = ("on", "off", "defer")  # Study.final_scores
+
 
 @dataclass(frozen=True)
 class Study:
@@ -64,6 +66,10 @@ class Study:
     # multipliers of the rate the policy gives each cell; `lab fit DIR --method lr` fits η_opt(N, D)
     lrs: Sequence[float] = ()
     lr_multipliers: Sequence[float] = ()
+    # the quantized losses, in-context and copy scores of each run (lab.evals.final): "on" (in every
+    # cell), "off" (their columns left empty) or "defer" (after the grid, from each run's final
+    # checkpoint, in one process: lab.study.deferred); the losses are the same in all three
+    final_scores: str = "on"
     pack: int = 0  # cells per packed task (lab.study.packs); 0 = 8 on accelerators, 1 on CPU; --pack wins
     # the tuned frontier (lab.study.lr_law): every cell's peak lr from a fitted η_opt(N, D), the JSON of
     # `lab fit DIR --method lr --json` saved as a file, or such a study directory; relative to the study file
@@ -214,6 +220,11 @@ def check_values(study: Study) -> None:
         if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= least):
             raise ConfigError(f"study {study.name!r}: {field} must be a whole number >= {least}, got {v!r}")
     _analysis_values(study)
+    if study.final_scores not in FINAL_SCORES:
+        raise ConfigError(
+            f"study {study.name!r}: final_scores must be one of {', '.join(FINAL_SCORES)}, "
+            f"got {study.final_scores!r}"
+        )
     if not isinstance(study.lr_law, (str, Path)):
         raise ConfigError(
             f"study {study.name!r}: lr_law must be a path (a file or study directory), got {study.lr_law!r}"

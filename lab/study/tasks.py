@@ -9,7 +9,7 @@ The study's task writer (`lab.study.taskwriter`) builds them, packing transforms
 frozen: a spec is never changed after it is built. The JSON is the one task files have always
 had (the same keys in the same order), so a worker reads task files written before these types;
 `tracker` and `group` (`lab study --tracker`: the cell logs live, grouped by the study) are written
-only when set.
+only when set, `final_scores` only when false (the study's final scores are off or deferred).
 Task files are rewritten by the driver before every launch; nothing else depends on old ones.
 """
 
@@ -40,6 +40,7 @@ class TaskSpec:
     parent_dir: Path | None = None  # the long run's directory, for a branch
     tracker: str | None = None
     group: str | None = None
+    final_scores: bool = True  # False: the run's final scores are left out (lab.study.spec final_scores)
 
     def in_pack(self, pack_id: str) -> TaskSpec:
         """This cell as a member of pack `pack_id` (its result and row carry the pack's id)."""
@@ -47,6 +48,8 @@ class TaskSpec:
 
     def to_dict(self) -> dict:
         optional = {k: v for k, v in (("tracker", self.tracker), ("group", self.group)) if v is not None}
+        if not self.final_scores:
+            optional["final_scores"] = False
         return {
             "cell_id": self.cell_id,
             "run_dir": str(self.run_dir),
@@ -73,6 +76,7 @@ class TaskSpec:
             parent_dir=Path(parent) if parent else None,
             tracker=data.get("tracker"),
             group=data.get("group"),
+            final_scores=data.get("final_scores", True),
         )
 
 

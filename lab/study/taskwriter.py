@@ -49,6 +49,7 @@ class TaskWriter:
             parent,
             tracker=self.tracker,
             group=self.study.name if self.tracker else None,
+            final_scores=self.study.final_scores == "on",
         )
 
     def log(self, task: str) -> Path:

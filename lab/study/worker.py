@@ -86,7 +86,9 @@ def _run_one(spec: TaskSpec, started: float | None = None) -> int:
             extra_result=spec.extra_result,
             keep_steps=spec.keep_steps,
             # lab study --tracker: live
-            options=RunOptions(tracker=spec.tracker, group=spec.group, started=started),
+            options=RunOptions(
+                tracker=spec.tracker, group=spec.group, started=started, final_scores=spec.final_scores
+            ),
         )
     except RunFailed:  # recorded as status `failed` in the run directory
         return 1
@@ -116,6 +118,7 @@ def run_pack_task(spec: PackSpec, started: float | None = None) -> int:
             tracker=members[0].tracker,  # every member's (the task writer gives them the study's)
             group=members[0].group,
             started=started,
+            final_scores=members[0].final_scores,  # the study's, the same for every member
         )
     except RunFailed:
         return 1

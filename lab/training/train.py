@@ -70,13 +70,15 @@ class RunOptions:
     `init`: start from another run's checkpoint (`lab.training.init_from`); `tracker`:
     "tensorboard" | "wandb", a live log in OUT/<tracker>/ (`lab.training.trackers.LiveTracker`),
     grouped by `group` (a study's name); `started`: when the run's cell started (epoch seconds;
-    None: this process's start), what its overhead_s counts from (`lab.training.timing`)."""
+    None: this process's start), what its overhead_s counts from (`lab.training.timing`); `final_scores`:
+    False leaves the final scores (`lab.evals.final`) out of the result (a study's `final_scores`)."""
 
     profile_steps: tuple[int, int] | None = None
     init: InitFrom | None = None
     tracker: str | None = None
     group: str | None = None
     started: float | None = None
+    final_scores: bool = True
 
     def check(self, cfg: RunConfig, mesh) -> None:
         if self.init is not None:
@@ -254,8 +256,12 @@ class _Loop:
                 self.bar.close()
                 if self.state.last_eval is None:  # resumed from the final checkpoint: evaluate it again
                     self.evaluate(self.steps, log=False)
-                with timings.part("final_eval_s"):
-                    final = final_scores(abstract_model(self.cfg)[0], self.params, self.cfg, self.corpus, self.val)
+                final = {}
+                if self.options.final_scores:
+                    with timings.part("final_eval_s"):
+                        final = final_scores(
+                            abstract_model(self.cfg)[0], self.params, self.cfg, self.corpus, self.val
+                        )
             finally:
                 with timings.part("checkpoint_s"):
                     self.ckpt.close()  # waits for an in-flight async save

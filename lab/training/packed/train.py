@@ -80,6 +80,7 @@ def train_pack(
     tracker: str | None = None,
     group: str | None = None,
     started: float | None = None,
+    final_scores: bool = True,
 ) -> list[dict]:
     """Train every member of a pack; returns their results (also in each OUT/result.json).
 
@@ -87,7 +88,7 @@ def train_pack(
     `lab.training.train.train`: ConfigError before anything is written, RunFailed after recording `failed`.
     `tracker` ("tensorboard" | "wandb"): each member trained logs live in its own run directory, as
     `train`'s `RunOptions.tracker` does, grouped by `group` (the study). `started`: as `RunOptions.started`
-    (every member's overhead fields are the pack's)."""
+    (every member's overhead fields are the pack's); `final_scores`: as `RunOptions.final_scores`."""
     check_packable(cfgs)
     if tracker:
         check_available(tracker)
@@ -105,7 +106,7 @@ def train_pack(
             return [m.result for m in members]
         trackers = [(m, attach(tracker, m.rundir, m.cfg, group)) for m in members if not m.done]
         try:
-            return _run(members, corpus, mesh, progress, Timings(started))
+            return _run(members, corpus, mesh, progress, Timings(started), final_scores)
         finally:
             for m, live in trackers:
                 if live is not None:
@@ -127,10 +128,10 @@ def _member(cfg: RunConfig, rundir: RunDir, corpus, resume: bool, extra: dict) -
     return Member(cfg, rundir, header)
 
 
-def _run(members: list[Member], corpus, mesh, progress: bool, timings: Timings) -> list[dict]:
+def _run(members: list[Member], corpus, mesh, progress: bool, timings: Timings, final: bool = True) -> list[dict]:
     t_start = time.perf_counter()
     try:
-        PackLoop(members, corpus, mesh, progress, timings).run()
+        PackLoop(members, corpus, mesh, progress, timings, final).run()
     except (Preempted, KeyboardInterrupt):
         raise
     except Exception as e:
@@ -152,9 +153,18 @@ class PackLoop:
 
     saved = "checkpoints"
 
-    def __init__(self, members: list[Member], corpus, mesh, progress: bool, timings: Timings | None = None):
+    def __init__(
+        self,
+        members: list[Member],
+        corpus,
+        mesh,
+        progress: bool,
+        timings: Timings | None = None,
+        final: bool = True,
+    ):
         self.members, self.corpus, self.mesh, self.progress = members, corpus, mesh, progress
         self.timings = timings or Timings()
+        self.final = final  # compute the members' final scores (lab.evals.final)
         cfg = members[0].cfg
         self.cfg, self.k, self.steps = cfg, len(members), cfg.total_steps
         self.cadence = Cadence.of(cfg)
@@ -297,5 +307,7 @@ class PackLoop:
             )
 
     def _final_scores(self, params, cfg) -> dict:
+        if not self.final:
+            return {}
         with self.timings.part("final_eval_s"):
             return final_scores(self.graphdef, params, cfg, self.corpus, self.val)
