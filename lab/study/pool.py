@@ -135,8 +135,9 @@ def cost_of(task) -> float:
 
 @functools.lru_cache(maxsize=4096)
 def _cost(path: str) -> float:
-    from lab.config import RunConfig, from_dict
+    from lab.config import RunConfig
     from lab.costs import model_costs
+    from lab.overrides import from_dict
 
     try:
         data = json.loads(Path(path).read_text())
