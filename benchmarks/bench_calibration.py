@@ -34,8 +34,9 @@ METHODS = ("vpnls", "isoflop")
 RULES = {"conformal": conformal_k, "lab": scale_factor}
 
 
-def draw(table: str, tables: int, copies: int, seed: int) -> dict:
-    """Every table's fit and its copies' fits (rows of `estimate`), with the laws they came from."""
+def draw(table: str, tables: int, copies: int, seed: int, save: str | None = None) -> dict:
+    """Every table's fit and its copies' fits (rows of `estimate`), with the laws they came from
+    (pickled to `save` after every table)."""
     base = load(table).data
     truth, res = truth_of(base)
     sigma = noise_of(base, res)["sigma"]
@@ -54,6 +55,9 @@ def draw(table: str, tables: int, copies: int, seed: int) -> dict:
                 rows[m].append(estimate(c, m, 100, 0.95, i, FitOptions()))
         out["tables"].append({"law_a": law.a, "sigma": s, "real": real, "copies": rows})
         print(f"  table {t}: a {law.a:.4f}, sigma {s:.4g}; {time.perf_counter() - t0:.0f} s", flush=True)
+        if save:
+            with open(save, "wb") as fh:
+                pickle.dump(out, fh)
     return out
 
 
@@ -95,16 +99,15 @@ def main() -> None:
     p.add_argument("--copies", type=int, default=100)
     p.add_argument("--seed", type=int, default=2000)
     p.add_argument("--save")
-    p.add_argument("--load")
+    p.add_argument("--load", nargs="+", help="saved runs (several: their tables pooled)")
     args = p.parse_args()
     if args.load:
-        runs = pickle.load(open(args.load, "rb"))
+        parts = [pickle.load(open(p, "rb")) for p in args.load]
+        runs = {**parts[0], "tables": [t for p in parts for t in p["tables"]]}
     else:
         t0 = time.perf_counter()
-        runs = draw(args.table, args.tables, args.copies, args.seed)
+        runs = draw(args.table, args.tables, args.copies, args.seed, args.save)
         print(f"drawn in {time.perf_counter() - t0:.0f} s")
-        if args.save:
-            pickle.dump(runs, open(args.save, "wb"))
     print("\n".join(summarise(runs)))
 
 

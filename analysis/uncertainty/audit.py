@@ -228,8 +228,8 @@ def choose(result: dict) -> tuple[str | None, str]:
     which = (
         f"its calibrated interval's coverage {_pct(cov)} on held-out copies, half-widths x "
         f"{s['calibration_k_a']:.3g}; raw {_pct(s['coverage_a'])}"
-        if calibrated
-        else f"its coverage {_pct(cov)}"
+        if calibrated and s["calibration_k_a"] != 1.0
+        else f"its coverage {_pct(cov)}" + (", kept raw: too few copies to narrow it" if calibrated else "")
     )
     return best, (
         f"lowest RMSE of a ({s['rmse_a']:.3g}; bias {s['bias_a']:+.3g}) among the methods whose "
@@ -280,6 +280,8 @@ def _calibrated(s: dict) -> str:
     """', calibrated: x k -> coverage (held-out), width' for a method line; a note when not calibrated."""
     if s.get("calibration_k_a") is None:
         return ", not calibrated (too few copies with a finite interval)" if "calibration_k_a" in s else ""
+    if s["calibration_k_a"] == 1.0:
+        return ", kept raw (k = 1: the copies cannot resolve a narrowing)"
     return (
         f", calibrated x{s['calibration_k_a']:.3g}: coverage {_pct(s['coverage_calibrated_a'])} held out, "
         f"width {_fmt(s['ci_width_calibrated_a'])}"

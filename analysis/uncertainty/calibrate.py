@@ -136,8 +136,17 @@ def calibrate_fit(fit, audited: dict) -> bool:
         "k_a": s["calibration_k_a"],
         "k_b": s.get("calibration_k_b"),
         "copies": n,
-        "note": f"interval of {'/'.join(raw)} calibrated by {n} simulated copies of this table "
-        f"(half-widths x {s['calibration_k_a']:.3g}; held-out coverage of the copies "
-        f"{s['coverage_calibrated_a']:.0%}, raw {s['coverage_a']:.0%}); the raw interval is ci_raw",
+        "note": f"interval of {'/'.join(raw)} calibrated by {n} simulated copies of this table: "
+        + describe(s["calibration_k_a"], s["coverage_a"], s["coverage_calibrated_a"], n),
     }
     return True
+
+
+def describe(k: float, raw: float, held_out: float, copies: int) -> str:
+    """Plain words for a factor: what it did and what the copies measured."""
+    if k == 1.0:
+        return (
+            f"kept as it is (k = 1: the raw interval covered {raw:.0%} of them, and {copies} copies cannot "
+            f"show that it covers more than nominal)"
+        )
+    return f"half-widths x {k:.3g} (held-out coverage of the copies {held_out:.0%}, raw {raw:.0%})"
