@@ -241,14 +241,22 @@ def test_calibration_narrows_an_over_wide_interval_and_widens_an_under_wide_one(
     assert 0.90 <= narrow["coverage_calibrated"] <= 0.99
     # 20 copies cannot show that 20/20 is more than 95% (p = 0.36): the wide interval stands...
     assert score(_copies_rows(20, 2.0, seed=2), 0.5, 0.5, 0.0)["calibration_k_a"] == 1.0
-    # ...but they can widen one that misses (k > 1 always applies); below 19 copies there is no k
-    assert score(_copies_rows(20, 0.5, seed=2), 0.5, 0.5, 0.0)["calibration_k_a"] > 1.5
+    # ...nor that 17/20 (85%) is less; 7/20 is, and that interval is widened; below 19 copies, no k
+    assert score(_copies_rows(20, 0.5, seed=2), 0.5, 0.5, 0.0)["calibration_k_a"] == 1.0
+    assert score(_copies_rows(20, 0.2, seed=2), 0.5, 0.5, 0.0)["calibration_k_a"] > 3
     few = score(_copies_rows(18, 2.0, seed=2), 0.5, 0.5, 0.0)
     assert few["calibration_k_a"] is None and few["coverage_calibrated_a"] is None
 
 
 def test_calibration_factor_is_a_conformal_rank():
-    from analysis.uncertainty.calibrate import conformal_k, crossfit, min_copies, needed_scale, resolved_over
+    from analysis.uncertainty.calibrate import (
+        conformal_k,
+        crossfit,
+        min_copies,
+        needed_scale,
+        resolved_over,
+        resolved_under,
+    )
 
     r = needed_scale([0.50, 0.50, 0.50, 0.50], [0.40, 0.45, 0.50, 0.4], [0.60, 0.55, 0.50, 0.7], 0.52)
     assert r == pytest.approx([0.2, 0.4, np.inf, 0.1])  # the upper half-widths 0.1, 0.05, 0, 0.2
@@ -256,6 +264,7 @@ def test_calibration_factor_is_a_conformal_rank():
     assert conformal_k(np.arange(1, 20) / 10) == pytest.approx(1.9) and conformal_k(np.ones(18)) is None
     assert conformal_k(np.arange(1, 101) / 100) == pytest.approx(0.96)  # ceil(101 * 0.95) = 96th
     assert not resolved_over(20, 20) and resolved_over(99, 100) and not resolved_over(98, 100)
+    assert resolved_under(16, 20) and not resolved_under(17, 20) and not resolved_under(38, 40)
     assert crossfit(np.arange(1, 21) / 10) == pytest.approx(0.95)  # leave-one-out: 19 of 20
 
 

@@ -192,7 +192,7 @@ def _audited_verdict(suite: dict, audited: dict) -> tuple[str, str] | None:
         f" (calibrated by {cal['copies']} simulated copies: half-widths x {cal['k_a']:.3g}; "
         f"raw bootstrap interval [{raw['lo']:.3g}, {raw['hi']:.3g}])"
         if cal and cal["k_a"] != 1.0
-        else f" (checked by {cal['copies']} simulated copies, kept raw: too few to narrow it)"
+        else f" (checked by {cal['copies']} simulated copies, kept raw: not resolved from nominal there)"
         if cal
         else ""
     )
