@@ -10,7 +10,8 @@ from that law (seeds `--seed`, `--seed`+1, ...). Each table is then treated as `
 interval), and audited — `--copies` copies drawn from *its own* fitted law and noise, each fitted
 the same way. The first n copies (n = 20, the study's default audit, and all of them) give the
 factor k (`analysis.uncertainty.calibrate`) by two rules: `conformal` (the conformal rank alone) and
-`lab` (`scale_factor`: narrowing only where the copies resolve the over-coverage). Across tables:
+`lab` (`scale_factor`: k only where the copies resolve the raw interval's departure from nominal,
+else 1). Across tables:
 
     coverage = share of tables whose interval (raw, or k x half-widths) holds the known law's a
     width = mean (hi - lo) over tables;  k = mean, and the share of tables with k < 1 and k > 1
