@@ -150,7 +150,8 @@ def calibrate_fit(fit, audited: dict) -> bool:
         "k_a": s["calibration_k_a"],
         "k_b": s.get("calibration_k_b"),
         "copies": n,
-        "note": f"interval of {'/'.join(raw)} calibrated by {n} simulated copies of this table: "
+        "note": f"interval of {'/'.join(raw)} calibrated by {n} simulated copies of this table "
+        f"({audited.get('bootstrap', '?')}-resample intervals): "
         + describe(s["calibration_k_a"], s["coverage_a"], s["coverage_calibrated_a"], n),
     }
     return True
