@@ -125,6 +125,10 @@ def _print_fit(args, study, result, options: FitOptions, audited=None, auto=None
     from .uncertainty.audit import audit_json, audit_lines
 
     result.warnings[:0] = study.warnings
+    if audited is not None:  # the audit calibrated this method's interval: the fit carries it
+        from .uncertainty.calibrate import calibrate_fit
+
+        calibrate_fit(result, audited)
     problems = fit_problems(result, study.data)  # is this fit identified? (plain words; empty when it is)
     out = {**result.to_json_dict(), "problems": problems}
     if args.backtest:
@@ -139,6 +143,9 @@ def _print_fit(args, study, result, options: FitOptions, audited=None, auto=None
     if auto is not None:
         print(f"auto: {auto['method']} — {auto['why']}")
     print(summary_text(result))
+    if "ci_calibration" in result.extra:
+        raw = result.extra["ci_raw"]["a"]
+        print(f"  {result.extra['ci_calibration']['note']}: raw a [{raw['lo']:.4g}, {raw['hi']:.4g}]")
     for p in problems:
         print(f"  shaky: {p}")
     if args.backtest:

@@ -216,3 +216,110 @@ def test_backtest_reports_prediction_interval_coverage():
 def test_cli_audit_with_by_is_one_line(capsys, csv):
     code, out, err = _run(capsys, "fit", csv, "--by", "seed", "--audit", "2")
     assert code == 2 and out == "" and "--where instead of --by" in err
+
+
+def _copies_rows(n, half_in_sd, seed=0, truth=0.5, sd=0.01):
+    """Per-copy rows (a, b, lo_a, hi_a, lo_b, hi_b) of an unbiased estimate with sd `sd` whose
+    interval is ±half_in_sd * 1.96 sd about it (1: calibrated, 2: twice too wide, 0.5: half)."""
+    est = truth + sd * np.random.default_rng(seed).standard_normal(n)
+    h = half_in_sd * 1.96 * sd
+    return [(a, 1 - a, a - h, a + h, 1 - a - h, 1 - a + h) for a in est]
+
+
+def test_calibration_narrows_an_over_wide_interval_and_widens_an_under_wide_one():
+    from analysis.uncertainty.audit import score
+
+    wide = score(_copies_rows(100, 2.0), 0.5, 0.5, 0.0)
+    assert wide["coverage_a"] == 1.0 and wide["calibration_k_a"] == pytest.approx(0.5, abs=0.06)  # 0.465
+    assert wide["ci_width_calibrated_a"] == pytest.approx(2 * 1.96 * 0.01, rel=0.1)  # the width a 95% CI needs
+    assert 0.90 <= wide["coverage_calibrated_a"] <= 0.99  # every copy scored by a k from the other folds
+    assert wide["ci_width_calibrated_a"] == pytest.approx(wide["calibration_k_a"] * wide["ci_width_a"])
+    assert wide["calibration_k_b"] == pytest.approx(wide["calibration_k_a"]) and wide["calibration_k"] < 1
+    narrow = score(_copies_rows(100, 0.5, seed=1), 0.5, 0.5, 0.0)
+    assert narrow["coverage_a"] < 0.85 and narrow["calibration_k_a"] == pytest.approx(2.0, abs=0.2)  # 78%, 1.93
+    assert narrow["ci_width_calibrated_a"] == pytest.approx(2 * 1.96 * 0.01, rel=0.1)
+    assert 0.90 <= narrow["coverage_calibrated"] <= 0.99
+    # 20 copies cannot show that 20/20 is more than 95% (p = 0.36): the wide interval stands...
+    assert score(_copies_rows(20, 2.0, seed=2), 0.5, 0.5, 0.0)["calibration_k_a"] == 1.0
+    # ...nor that 17/20 (85%) is less; 7/20 is, and that interval is widened; below 19 copies, no k
+    assert score(_copies_rows(20, 0.5, seed=2), 0.5, 0.5, 0.0)["calibration_k_a"] == 1.0
+    assert score(_copies_rows(20, 0.2, seed=2), 0.5, 0.5, 0.0)["calibration_k_a"] > 3
+    few = score(_copies_rows(18, 2.0, seed=2), 0.5, 0.5, 0.0)
+    assert few["calibration_k_a"] is None and few["coverage_calibrated_a"] is None
+
+
+def test_calibration_factor_is_a_conformal_rank():
+    from analysis.uncertainty.calibrate import (
+        conformal_k,
+        crossfit,
+        min_copies,
+        needed_scale,
+        resolved_over,
+        resolved_under,
+    )
+
+    r = needed_scale([0.50, 0.50, 0.50, 0.50], [0.40, 0.45, 0.50, 0.4], [0.60, 0.55, 0.50, 0.7], 0.52)
+    assert r == pytest.approx([0.2, 0.4, np.inf, 0.1])  # the upper half-widths 0.1, 0.05, 0, 0.2
+    assert min_copies(0.95) == 19 and min_copies(0.9) == 9
+    assert conformal_k(np.arange(1, 20) / 10) == pytest.approx(1.9) and conformal_k(np.ones(18)) is None
+    assert conformal_k(np.arange(1, 101) / 100) == pytest.approx(0.96)  # ceil(101 * 0.95) = 96th
+    assert not resolved_over(20, 20) and resolved_over(99, 100) and not resolved_over(98, 100)
+    assert resolved_under(16, 20) and not resolved_under(17, 20) and not resolved_under(38, 40)
+    assert crossfit(np.arange(1, 21) / 10) == pytest.approx(0.95)  # leave-one-out: 19 of 20
+
+
+def test_choose_reads_the_calibrated_coverage():
+    r = _result(vpnls=(1.0, 0.0173), isoflop=(0.99, 0.0889))
+    r["methods"]["vpnls"].update(coverage_calibrated_a=0.95, calibration_k_a=0.6)
+    m, why = choose(r)
+    assert m == "vpnls" and "calibrated interval's coverage 95% on held-out copies" in why
+    assert "x 0.6" in why and "conservative" not in why
+    r["methods"]["vpnls"].update(coverage_calibrated_a=0.70)  # raw 100%, calibrated too narrow: not honest
+    assert choose(r)[0] == "isoflop"
+
+
+def test_calibrated_interval_in_fits_json_and_cli(tmp_path, capsys, csv):
+    """20 copies with 4-resample intervals (too narrow: 15/20 covered, resolved): the trusted fit's
+    ci.a is its raw interval's half-widths times the audit's k, the raw one kept in ci_raw
+    (fits.json and `lab fit --audit --json`)."""
+    from analysis.options import FitOptions
+    from analysis.reports.reporting import write_report
+    from analysis.synthetic import write_study
+
+    table = isoflop_table(budgets=(1e17, 1e18, 1e19, 1e20), n_per_budget=5, noise=0.01, seed=3)
+    study = write_study(tmp_path / "study", table, n_log=10)
+    options = FitOptions(bootstrap=20, audit=20, audit_bootstrap=4, seed=4)
+    path = write_report(study, options=options, methods=("isoflop", "vpnls"))
+    fits = json.loads((path.parent / "fits.json").read_text())
+    trusted = fits["verdict"]["trusted"]
+    v, s = fits[trusted], fits["audit"][trusted]
+    assert trusted == fits["audit_info"]["choice"]["method"] and fits["audit_info"]["copies"] == 20
+    k = s["calibration_k"]
+    assert s["coverage"] == 0.75 and k == pytest.approx(3.04, abs=0.05) and s["coverage_calibrated"] >= 0.9
+    assert v["ci_calibration"]["k_a"] == k and "calibrated by 20 simulated copies" in v["ci_calibration"]["note"]
+    raw, cal = v["ci_raw"]["a"], v["ci"]["a"]
+    assert cal["hi"] - v["a"] == pytest.approx(k * (raw["hi"] - v["a"])) and cal["calibration_k"] == k
+    assert v["a"] - cal["lo"] == pytest.approx(k * (v["a"] - raw["lo"]))
+    assert {"coverage", "coverage_calibrated", "calibration_k", "ci_width_calibrated_a"} <= set(s)
+    assert "half-widths x 3.0" in fits["verdict"]["why"] and "calibration k" in path.read_text()
+    code, out, err = _run(
+        capsys,
+        "fit",
+        csv,
+        "--method",
+        "vpnls",
+        "--bootstrap",
+        "20",
+        "--audit",
+        "20",
+        "--audit-bootstrap",
+        "5",
+        "--seed",
+        "4",
+        "--json",
+    )
+    d = json.loads(out)
+    k = d["audit"]["vpnls"]["calibration_k"]
+    assert code == 0 and d["audit"]["vpnls"]["coverage"] == 0.8 and k == pytest.approx(3.14, abs=0.05)
+    assert d["ci_raw"]["a"]["hi"] - d["a"] == pytest.approx((d["ci"]["a"]["hi"] - d["a"]) / k)
+    assert {"coverage", "coverage_calibrated", "calibration_k"} <= set(d["audit"]["isoflop"])

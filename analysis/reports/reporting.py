@@ -160,15 +160,17 @@ def _audit_section(audited: dict | None) -> list[str]:
         + (f", seed scatter {n['seed']:.3g}" if n["seed"] is not None else ", no seeds to measure scatter")
         + f"), each fitted with a {audited['bootstrap']}-resample interval ({audited['seconds']:.0f} s):",
         "",
-        f"| method | bias a | RMSE a | {audited['level']:.0%} coverage of a | mean CI width | bias b | RMSE b "
-        "| coverage of b | failed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| method | bias a | RMSE a | {audited['level']:.0%} coverage of a | mean CI width | calibration k "
+        "| calibrated coverage (held out) | calibrated width | bias b | RMSE b | coverage of b | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, s in audited["methods"].items():
         L.append(
             f"| {m} | {md(s['bias_a'], '+.4f')} | {md(s['rmse_a'], '.4f')} | {md(s['coverage_a'], '.0%')} | "
-            f"{md(s['ci_width_a'], '.3g')} | {md(s['bias_b'], '+.4f')} | {md(s['rmse_b'], '.4f')} | "
-            f"{md(s['coverage_b'], '.0%')} | {s['failed']} |"
+            f"{md(s['ci_width_a'], '.3g')} | {md(s.get('calibration_k_a'), '.3g')} | "
+            f"{md(s.get('coverage_calibrated_a'), '.0%')} | {md(s.get('ci_width_calibrated_a'), '.3g')} | "
+            f"{md(s['bias_b'], '+.4f')} | {md(s['rmse_b'], '.4f')} | {md(s['coverage_b'], '.0%')} | "
+            f"{s['failed']} |"
         )
     c = audited["choice"]
     return L + ["", f"**Trusted by the audit:** {c['method'] or 'none'} — {c['why']}.", ""]

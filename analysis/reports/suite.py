@@ -173,6 +173,10 @@ def audit_suite(suite: dict, data, options: FitOptions) -> dict | None:
             target_flops=options.target_flops,
             level=options.level,
         )
+    from ..uncertainty.calibrate import calibrate_fit
+
+    for m in methods:  # each audited fit with an interval carries the interval its copies calibrated
+        calibrate_fit(suite[m], result)
     return result
 
 
@@ -182,9 +186,19 @@ def _audited_verdict(suite: dict, audited: dict) -> tuple[str, str] | None:
     if m is None or suite.get(m) is None or not (suite[m].ci or {}).get("a"):
         return None
     c = suite[m].ci["a"]
+    cal = suite[m].extra.get("ci_calibration")
+    raw = suite[m].extra["ci_raw"]["a"] if cal else None
+    calibrated = (
+        f" (calibrated by {cal['copies']} simulated copies: half-widths x {cal['k_a']:.3g}; "
+        f"raw bootstrap interval [{raw['lo']:.3g}, {raw['hi']:.3g}])"
+        if cal and cal["k_a"] != 1.0
+        else f" (checked by {cal['copies']} simulated copies, kept raw: not resolved from nominal there)"
+        if cal
+        else ""
+    )
     return (
         m,
-        f"{m}: a = {suite[m].a:.3g} [{c['lo']:.3g}, {c['hi']:.3g}] — chosen by the audit: "
+        f"{m}: a = {suite[m].a:.3g} [{c['lo']:.3g}, {c['hi']:.3g}]{calibrated} — chosen by the audit: "
         f"{audited['choice']['why']}",
     )
 
