@@ -357,12 +357,3 @@ def _nvidia_gpu() -> bool:
 
     device = jax.devices()[0]
     return device.platform == "gpu" and "rocm" not in str(getattr(device.client, "platform_version", "")).lower()
-
-
-def __getattr__(name: str):
-    """`lab.config.apply_overrides` and its kin still resolve (they live in `lab.overrides` now)."""
-    if name in ("from_dict", "apply_overrides", "set_path", "parse_value"):
-        import lab.overrides
-
-        return getattr(lab.overrides, name)
-    raise AttributeError(f"module 'lab.config' has no attribute {name!r}")
