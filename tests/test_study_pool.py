@@ -74,7 +74,7 @@ def test_one_worker_runs_every_task_and_a_killed_one_fails_only_its_task(tmp_pat
     started = []
     real_start = PoolWorker.start
     monkeypatch.setattr(
-        PoolWorker, "start", classmethod(lambda cls, task: started.append(real_start(task)) or started[-1])
+        PoolWorker, "start", classmethod(lambda cls, task, *a: started.append(real_start(task, *a)) or started[-1])
     )
     held = open(tmp_path / "held.lock", "a")
     fcntl.flock(held, fcntl.LOCK_EX)
@@ -223,3 +223,35 @@ def test_the_longest_tasks_go_first_and_a_worker_keeps_its_shape_only_among_them
     assert next_task(queue, shape_of(small)) is big
     assert next_task(queue, shape_of(small)) is d16_long
     assert next_task(queue, shape_of(small)) is d48_short and queue == [small]
+
+
+def test_pinned_workers_each_run_on_a_cpu_of_their_own(tmp_path, monkeypatch):
+    """Study.pin_workers: each of two pool workers pins itself, before JAX starts, to its slot's CPU
+    (`worker.worker_cpu`), and says so first in the log of the first task it runs."""
+    tasks = []
+    for n in ("a", "b", "c", "d"):
+        (tmp_path / f"{n}.json").write_text("{not json")  # each task fails at once: only the start-up matters
+        tasks.append(Task(n, tmp_path / f"{n}.json", tmp_path / f"{n}.log", workers=2))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    done = {}
+    PoolLauncher(workers=2, grace_s=30, pin=True).run(tasks, lambda t, code: done.update({t.task_id: code}))
+    assert done == {"a": 1, "b": 1, "c": 1, "d": 1}
+    lines = [line for n in "abcd" for line in (tmp_path / f"{n}.log").read_text().splitlines()]
+    pinned = [line for line in lines if line.startswith("worker: pinned")]
+    assert sorted(pinned) == sorted(f"worker: pinned to CPU {worker.worker_cpu(s)}" for s in (0, 1))
+
+
+def test_a_workers_cpu_and_slot():
+    cpus = sorted(os.sched_getaffinity(0))
+    assert [worker.worker_cpu(s) for s in range(3)] == [cpus[s % len(cpus)] for s in range(3)]
+    assert worker.free_slot(2, []) == 0 and worker.free_slot(2, [0]) == 1 and worker.free_slot(3, [2, 0]) == 1
+    env = worker.worker_env(2, cpu=1)
+    assert env[worker.WORKER_CPU] == "1" and worker.WORKER_CPU not in worker.worker_env(2)
+
+
+def test_pin_workers_must_be_a_bool():
+    from lab.config import ConfigError, RunConfig
+    from lab.study.spec import Study, check_values
+
+    with pytest.raises(ConfigError, match="pin_workers must be True or False, got 'yes'"):
+        check_values(Study(name="p", base=RunConfig(), sizes=[{"d_model": 16}], budgets=[1e10], pin_workers="yes"))

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.study.worker import run_task_file, stop_process, worker_env
+from lab.study.worker import free_slot, run_task_file, stop_process, worker_cpu, worker_env
 
 
 @dataclass
@@ -41,14 +41,16 @@ class Task:
 
 
 class LocalLauncher:
-    def __init__(self, workers: int = 1, grace_s: float = 300):
-        self.workers, self.grace_s = max(1, workers), grace_s
+    """One process per cell, up to `workers` at a time; `pin`: each on a CPU of its own (`worker_cpu`)."""
 
-    def start(self, task: Task) -> tuple:
+    def __init__(self, workers: int = 1, grace_s: float = 300, pin: bool = False):
+        self.workers, self.grace_s, self.pin = max(1, workers), grace_s, pin
+
+    def start(self, task: Task, slot: int = 0) -> tuple:
         log = open(task.log, "a")
         proc = subprocess.Popen(
             [sys.executable, "-m", "lab.study.worker", str(task.path)],
-            env=worker_env(task.workers),
+            env=worker_env(task.workers, worker_cpu(slot) if self.pin else None),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -61,8 +63,9 @@ class LocalLauncher:
                 on_poll()
                 while queue and len(active) < self.workers:
                     task = queue.pop(0)
-                    active[task.task_id] = self.start(task)
-                for task_id, (task, proc, log) in list(active.items()):
+                    slot = free_slot(self.workers, [a[3] for a in active.values()])
+                    active[task.task_id] = (*self.start(task, slot), slot)
+                for task_id, (task, proc, log, _) in list(active.items()):
                     if proc.poll() is not None:
                         log.close()
                         del active[task_id]
@@ -73,11 +76,11 @@ class LocalLauncher:
 
     def stop(self, active: list[tuple]) -> None:
         """SIGTERM every running worker, then wait (SIGKILL after grace_s)."""
-        for _, proc, _ in active:
+        for _, proc, _, _ in active:
             if proc.poll() is None:
                 proc.terminate()
         deadline = time.monotonic() + self.grace_s
-        for _, proc, log in active:
+        for _, proc, log, _ in active:
             stop_process(proc, max(0.1, deadline - time.monotonic()))
             log.close()
 
@@ -198,6 +201,7 @@ def make_launcher(
     out: Path,
     *,
     workers: int = 1,
+    pin: bool = False,
     address: str | None = None,
     partition: str | None = None,
     cpus_per_task: int = 1,
@@ -206,7 +210,7 @@ def make_launcher(
     if name == "local":
         from lab.study.pool import PoolLauncher, pool_enabled
 
-        return PoolLauncher(workers) if pool_enabled() else LocalLauncher(workers)
+        return PoolLauncher(workers, pin=pin) if pool_enabled() else LocalLauncher(workers, pin=pin)
     if name == "ray":
         return RayLauncher(address, cpus_per_task, gpus_per_task)
     if name == "slurm":

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.study.worker import CELL_STARTED, STOPPED, stop_process, worker_env
+from lab.study.worker import CELL_STARTED, STOPPED, free_slot, stop_process, worker_cpu, worker_env
 
 
 def pool_enabled() -> bool:
@@ -47,12 +47,14 @@ class PoolWorker:
     task: object = None
     buffer: bytes = field(default=b"")
     shape: str | None = None  # `shape_of` its last task: what its in-process caches hold
+    slot: int = 0  # which of the launcher's worker slots it holds (its CPU when pinned)
 
     @classmethod
-    def start(cls, task) -> PoolWorker:
-        """A new worker whose start-up output goes to `task`'s log (it is about to run it)."""
+    def start(cls, task, slot: int = 0, pin: bool = False) -> PoolWorker:
+        """A new worker in `slot` (on that slot's CPU when `pin`) whose start-up output goes to
+        `task`'s log (it is about to run it)."""
         read, write = os.pipe()
-        env = {**worker_env(task.workers), CELL_STARTED: repr(time.time())}
+        env = {**worker_env(task.workers, worker_cpu(slot) if pin else None), CELL_STARTED: repr(time.time())}
         with open(task.log, "a") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "lab.study.worker", "--serve", str(write)],
@@ -64,7 +66,7 @@ class PoolWorker:
             )
         os.close(write)
         os.set_blocking(read, False)
-        return cls(proc, read)
+        return cls(proc, read, slot=slot)
 
     def send(self, task) -> None:
         self.task, self.shape = task, shape_of(task)
@@ -176,8 +178,8 @@ class PoolLauncher:
     next queued task when its last one ended — longest first, one of the shape it ran last among
     the longest if any (`next_task`; same interface as `lab.study.launchers`)."""
 
-    def __init__(self, workers: int = 1, grace_s: float = 300):
-        self.workers, self.grace_s = max(1, workers), grace_s
+    def __init__(self, workers: int = 1, grace_s: float = 300, pin: bool = False):
+        self.workers, self.grace_s, self.pin = max(1, workers), grace_s, pin
 
     def run(self, tasks: list, on_done: Callable, on_poll: Callable = lambda: None) -> None:
         queue, slots = longest_first(tasks), []
@@ -190,7 +192,8 @@ class PoolLauncher:
                         w.send(next_task(queue, w.shape))
                 while queue and len(slots) < self.workers:
                     task = queue.pop(0)
-                    slots.append(PoolWorker.start(task))
+                    slot = free_slot(self.workers, [w.slot for w in slots])
+                    slots.append(PoolWorker.start(task, slot, self.pin))
                     slots[-1].send(task)
                 for w in slots:
                     code = w.poll() if w.task is not None else None

@@ -187,7 +187,7 @@ def run_study(
         write_plan(out, study, cells)
         if todo:
             writer = TaskWriter(study, cells, out, table.run_dir, pack=pack, workers=workers, tracker=tracker)
-            runner = make_launcher(launcher, out, workers=workers, **launcher_args)
+            runner = make_launcher(launcher, out, workers=workers, pin=study.pin_workers, **launcher_args)
             with StopSignals() as stop:  # after the launcher: ray.init installs its own SIGTERM handler
                 Scheduler(table, writer, runner, stop, progress=progress).run(todo)
         if study.final_scores == "defer":  # after the grid, in one process (lab.study.deferred)
