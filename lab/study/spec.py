@@ -25,8 +25,9 @@ import math
 import numbers
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as default
 from pathlib import Path
 
 from lab.config import ConfigError, RunConfig
@@ -34,6 +35,7 @@ from lab.costs import model_costs
 from lab.overrides import apply_overrides
 from lab.schedules import warmup_policy, wsd_decay_start
 from lab.study.policy import CellInfo, default_policy
+from lab.study.replicates import all_seeds, check_seeds_by_budget, keep_seeded
 
 FINAL_SCORES = ("on", "off", "defer")  # Study.final_scores
 
@@ -48,6 +50,9 @@ class Study:
     window: int = 0  # IsoFLOP: sizes per budget around the guessed optimum (0 = all)
     tokens_per_param_guess: float = 20.0
     seeds: Sequence[int] = (0,)
+    # IsoFLOP: the seeds of the budgets named here (the rest run `seeds`), e.g. {3e11: [0, 1]}: replicates
+    # where the noise is largest (lab.study.replicates)
+    seeds_by_budget: Mapping[float, Sequence[int]] = default(default_factory=dict)
     overrides: Sequence[str] = ()  # `--set`-style strings applied to every cell
     policy: Callable[[RunConfig, CellInfo], RunConfig] = default_policy
     branches: bool = False  # N×D + WSD: one long run and cooldown branches per (size, seed)
@@ -134,7 +139,7 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
     base = apply_overrides(study.base, [*study.overrides, *extra_overrides])
     windowed = bool(study.budgets and study.window)
     cells, ids = [], set()
-    for seed in (int(s) for s in study.seeds):
+    for seed in all_seeds(study):
         seeded = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
         for size in _sizes(study):
             if study.tokens:
@@ -146,6 +151,7 @@ def expand(study: Study, vocab_size: int, extra_overrides: Sequence[str] = ()) -
     if windowed:
         cells = _window(study, cells)
         _check_cells(study, cells, set(), length=True)
+    cells = keep_seeded(study, cells)
     if study.lr_law:
         cells = _tuned(study, cells)
     if study.lrs or study.lr_multipliers:
@@ -216,6 +222,7 @@ def check_values(study: Study) -> None:
         raise ConfigError(f"study {study.name!r}: give lrs=[...] or lr_multipliers=[...], not both")
     if not study.seeds:
         raise ConfigError(f"study {study.name!r}: seeds must hold at least one seed")
+    check_seeds_by_budget(study)
     g = study.tokens_per_param_guess
     if not (_is_number(g) and math.isfinite(g) and g > 0):
         raise ConfigError(f"study {study.name!r}: tokens_per_param_guess must be a finite number > 0, got {g!r}")
