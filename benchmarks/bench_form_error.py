@@ -6,7 +6,8 @@ For every table and every outer hold-out h (the h largest budgets), the parametr
 rest predicts each held-out run with a 95% interval (`analysis.uncertainty.holdout.backtest`,
 `--bootstrap` resamples):
 
-- before: the fit's bootstrap plus the run-to-run noise (`intervals.run_intervals`), what the
+- before: the fit's bootstrap (`--pi-draws`: residuals, the default since issue 24's last change, or
+  rows) plus the run-to-run noise (`intervals.run_intervals`), what the
   validation rung wrote until now;
 - after: the same plus the form-error term sigma_form(x) = k x, k measured on the *training part
   only* by its own nested back-tests (hold out its 1 and 2 largest budgets;
@@ -37,6 +38,7 @@ from analysis.laws import Chinchilla
 from analysis.synthetic import isoflop_table
 from analysis.table import fit_data
 from analysis.uncertainty.form import backtest_form
+from analysis.uncertainty.residual import PI_DRAWS, SCHEMES
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BASE = Chinchilla(E=1.0, A=8.0, B=40.0, alpha=0.35, beta=0.35)  # a small-model law near the CPU study's
@@ -85,9 +87,9 @@ def simulated(draws: int) -> dict:
     return tables
 
 
-def one(data, h: int, n_boot: int) -> dict:
+def one(data, h: int, n_boot: int, pi_draws: str) -> dict:
     t0 = time.perf_counter()
-    bt = backtest_form(data, "parametric", holdout=h, pi_bootstrap=n_boot, pi_seed=0)
+    bt = backtest_form(data, "parametric", holdout=h, pi_bootstrap=n_boot, pi_seed=0, pi_draws=pi_draws)
     s, pts = bt["summary"], bt["points"]
     return {
         "holdout": h,
@@ -148,6 +150,12 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=100)
     ap.add_argument("--sim-draws", type=int, default=8)
     ap.add_argument("--holdouts", default="1,2")
+    ap.add_argument(
+        "--pi-draws",
+        default=PI_DRAWS,
+        choices=SCHEMES,
+        help="the law's draws in every interval (residual.SCHEMES)",
+    )
     ap.add_argument("--only", default="", help="comma-separated substrings: run only tables whose name has one")
     ap.add_argument("--summary", action="store_true", help="print the Markdown table of --out and exit")
     args = ap.parse_args()
@@ -168,7 +176,7 @@ def main() -> None:
             continue
         for h in map(int, args.holdouts.split(",")):
             try:
-                r = one(data, h, args.bootstrap)
+                r = one(data, h, args.bootstrap, args.pi_draws)
             except AnalysisError as e:
                 r = {"holdout": h, "error": str(e)}
             out.setdefault(name, []).append(r)

@@ -261,6 +261,47 @@ def _bootstrap_all_at_once(data, theta, delta, rng, n_boot, n_perturb, screen_it
     return Pp, fp
 
 
+def refit_copies(
+    data, fit, log_losses, seed: int = 0, n_perturb: int = 3, screen_iters: int = 100, polish_iters: int = 200
+) -> pd.DataFrame:
+    """The law refitted to each row of `log_losses` (copies x rows: the table's (N, D) with other
+    losses, e.g. a residual bootstrap's), all copies at once as `_bootstrap_all_at_once` does
+    resamples — each copy one group of lanes with its own y, started at the fit's optimum and
+    `n_perturb` perturbations, the best polished in float64 — in chunks of bounded memory.
+    Returns E, A, B, alpha, beta per copy that converged to a finite objective."""
+    from ..solvers.huber_lse import PARAM_NAMES, minimize_lanes, padded_arrays
+
+    rng = np.random.default_rng(seed)
+    theta = np.array([fit.extra["lse_params"][p] for p in PARAM_NAMES])
+    delta, n = fit.extra["delta"], len(data)
+    X, y0, w = padded_arrays(data.N, data.D, data.L)
+    lanes = n_perturb + 1
+    chunk = int(max(1, min(len(log_losses), BOOT_ELEMENTS // (X.shape[1] * lanes))))
+    out = []
+    for lo in range(0, len(log_losses), chunk):
+        part = np.asarray(log_losses[lo : lo + chunk], float)
+        c = len(part)
+        Y = np.tile(y0, (chunk, 1))
+        Y[:c, :n] = part
+        Y[c:, :n] = part[0]  # the last chunk padded with copies of its first: one compiled shape
+        starts = theta + rng.standard_normal((chunk, lanes, 5)) * PERTURB_SCALE
+        starts[:, 0] = theta
+        Ys = np.repeat(Y, lanes, axis=0)
+        Ps, fs, _, _ = minimize_lanes(starts.reshape(-1, 5), X, Ys, w[None], delta, screen_iters, stable=False)
+        best = np.nanargmin(np.where(np.isfinite(fs), fs, np.inf).reshape(chunk, lanes), axis=1)
+        pick = np.arange(chunk) * lanes + best
+        Pp, fp, _, _ = minimize_lanes(
+            Ps[pick], X, Y, w[None], delta, polish_iters, stable=True, gtol=1e-12, x64=True
+        )
+        out.append(np.column_stack([Pp, fp])[:c])
+    P = np.concatenate(out)
+    a_, b_, e_, al, be, f = P.T
+    keep = np.isfinite(f)
+    return pd.DataFrame({"E": np.exp(e_), "A": np.exp(a_), "B": np.exp(b_), "alpha": al, "beta": be})[
+        keep
+    ].reset_index(drop=True)
+
+
 def _bootstrap_in_chunks(data, theta, delta, rng, n_boot, polish_iters, gtol, progress):
     """Large tables: a resample's optimum lies within a few standard errors of the full fit's, so
     each starts there and takes Newton steps with the full table's Hessian on all its rows (float64),

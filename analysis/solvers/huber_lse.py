@@ -26,12 +26,14 @@ def huber_lse_vg(delta: float, stable: bool):
     matrix products: XLA on CPU then evaluates the elementwise work once instead of once per
     reduction (7x faster than autodiff of the same expression here).
 
-    P: (lanes, 5) params; X: (2, n) log N, log D; y: (n,) log L; W: (1 or lanes, n) weights.
+    P: (lanes, 5) params; X: (2, n) log N, log D; y: (n,) log L, or (lanes, n): one table per lane
+    (a residual bootstrap's copies); W: (1 or lanes, n) weights.
     `stable` subtracts the running max inside the log-sum-exp (float64 polish); the float32
     screen skips it (one exp fewer per point) and relies on the optimiser rejecting overflowing steps.
     """
 
     def vg(P, X, y, W):
+        y = y if y.ndim == 2 else y[None, :]  # decided when traced: the 1-d program is unchanged
         a, b, e, al, be = (P[:, i : i + 1] for i in range(5))
         lnN, lnD = X[0][None, :], X[1][None, :]
         t1, t2 = a - al * lnN, b - be * lnD
@@ -39,11 +41,11 @@ def huber_lse_vg(delta: float, stable: bool):
             m = jnp.maximum(jnp.maximum(t1, t2), e)
             e1, e2, e3 = jnp.exp(t1 - m), jnp.exp(t2 - m), jnp.exp(e - m)
             s = e1 + e2 + e3
-            r = m + jnp.log(s) - y[None, :]
+            r = m + jnp.log(s) - y
         else:
             e1, e2, e3 = jnp.exp(t1), jnp.exp(t2), jnp.exp(e)
             s = e1 + e2 + e3
-            r = jnp.log(s) - y[None, :]
+            r = jnp.log(s) - y
         ar = jnp.abs(r)
         h = jnp.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
         dh = jnp.clip(r, -delta, delta) * W / s

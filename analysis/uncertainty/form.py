@@ -42,7 +42,13 @@ def budgets_of(data) -> np.ndarray:
 
 
 def backtest_errors(
-    data, method: str = "parametric", holdouts=HOLDOUTS, n_boot: int = N_BOOT, seed: int = 0, **fit_kwargs
+    data,
+    method: str = "parametric",
+    holdouts=HOLDOUTS,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    pi_draws: str | None = None,
+    **fit_kwargs,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Every held-out run of the nested back-tests as rows (holdout, budget, N, D, loss, predicted,
     log_error, distance, v), and a note per back-test that could not run."""
@@ -51,7 +57,9 @@ def backtest_errors(
     rows, notes = [], []
     for h in holdouts:
         try:
-            bt = backtest(data, method, holdout=h, pi_bootstrap=n_boot, pi_seed=seed, **fit_kwargs)
+            bt = backtest(
+                data, method, holdout=h, pi_bootstrap=n_boot, pi_seed=seed, pi_draws=pi_draws, **fit_kwargs
+            )
         except AnalysisError as e:
             notes.append(f"hold out {h}: {e}")
             continue
@@ -102,12 +110,18 @@ def form_rule(pts: pd.DataFrame) -> dict:
 
 
 def form_term(
-    data, method: str = "parametric", holdouts=HOLDOUTS, n_boot: int = N_BOOT, seed: int = 0, **fit_kwargs
+    data,
+    method: str = "parametric",
+    holdouts=HOLDOUTS,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    pi_draws: str | None = None,
+    **fit_kwargs,
 ) -> dict:
     """The form-error term of `method`'s law on `data` (module doc): {"k", "bias_per_log", counts,
     "holdouts" (those that ran), "source" (one line), "backtests" (per held-out run: holdout, budget,
     N, distance, log_error, v)}. k = 0 with a source saying why when no back-test can run."""
-    pts, notes = backtest_errors(data, method, holdouts, n_boot, seed, **fit_kwargs)
+    pts, notes = backtest_errors(data, method, holdouts, n_boot, seed, pi_draws, **fit_kwargs)
     if pts.empty:
         why = "; ".join(notes) or "no back-test"
         return {"k": 0.0, "method": method, "holdouts": [], "source": f"not measured ({why})", "backtests": []}
@@ -144,6 +158,7 @@ def backtest_form(
     pi_bootstrap: int = 100,
     level: float = 0.95,
     pi_seed: int = 0,
+    pi_draws: str | None = None,
     **fit_kwargs,
 ) -> dict:
     """`holdout.backtest` with prediction intervals (before), and the same intervals widened by the
@@ -155,11 +170,11 @@ def backtest_form(
     from .holdout import backtest
     from .intervals import run_intervals
 
-    bt = backtest(data, method, holdout, pi_bootstrap, level, pi_seed, **fit_kwargs)
+    bt = backtest(data, method, holdout, pi_bootstrap, level, pi_seed, pi_draws, **fit_kwargs)
     pts, f, train = bt["points"], bt["fit"], bt["train_data"]
     if "pi_lo" not in pts:
         return bt
-    term = form_term(train, method, n_boot=pi_bootstrap, seed=pi_seed, **fit_kwargs)
+    term = form_term(train, method, n_boot=pi_bootstrap, seed=pi_seed, pi_draws=pi_draws, **fit_kwargs)
     distance = np.log(pts["budget"].to_numpy(float) / float(np.max(train.budget)))
     sig = form_sigma(term, distance)
     pi = run_intervals(f, pts["N"].to_numpy(), pts["D"].to_numpy(), train, level, pi_seed, form_sigma=sig)
@@ -198,7 +213,7 @@ def _bias_corrected(pts, f, train, term: dict, distance, level: float, seed: int
     }
 
 
-def rung_form_term(fit, shape, data, options, n_boot: int = N_BOOT) -> dict:
+def rung_form_term(fit, shape, data, options, n_boot: int = N_BOOT, pi_draws: str | None = None) -> dict:
     """The form term a validation rung adds to its intervals: the nested back-tests of the law that
     predicts — `fit`'s own when it is a law of (N, D), else the `shape` law's that places its sizes
     (an optimum-placing method's L*(C) has no per-run back-test; the shape law's errors stand in).
@@ -208,7 +223,8 @@ def rung_form_term(fit, shape, data, options, n_boot: int = N_BOOT) -> dict:
     for f in (fit, shape):
         if f is None or f.law is None:
             continue
-        term = form_term(data, f.method, n_boot=n_boot, seed=options.seed, **get(f.method).options(options))
+        own = {k: v for k, v in get(f.method).options(options).items() if k != "seed"}
+        term = form_term(data, f.method, n_boot=n_boot, seed=options.seed, pi_draws=pi_draws, **own)
         if term["holdouts"]:
             if f is shape:
                 term["source"] = f"the {f.method} shape law's, standing in for {fit.method}'s: " + term["source"]

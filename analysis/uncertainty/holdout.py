@@ -32,11 +32,14 @@ def _summary(pts) -> dict:
     }
 
 
-def _with_intervals(pts, f, train: FitData, n_boot: int, level: float, seed: int) -> dict:
-    """Adds pi_lo, pi_hi, inside_pi to the held-out points; returns their coverage summary."""
-    from .intervals import bootstrap, run_intervals
+def _with_intervals(pts, f, train: FitData, n_boot: int, level: float, seed: int, scheme: str, fit_kwargs) -> dict:
+    """Adds pi_lo, pi_hi, inside_pi to the held-out points (the law's draws by `scheme`,
+    `residual.law_draws`); returns their coverage summary."""
+    from .intervals import run_intervals
+    from .residual import law_draws
 
-    bootstrap(f, train, n_boot=n_boot, seed=seed, level=level)
+    drawn = law_draws(f, train, scheme, n_boot=n_boot, seed=seed, level=level, **fit_kwargs)
+    f.bootstrap_samples = drawn.bootstrap_samples  # the back-test's own fit: what its callers widen
     pi = run_intervals(f, pts["N"].to_numpy(), pts["D"].to_numpy(), train, level, seed)
     pts["pi_lo"], pts["pi_hi"] = pi["pi_lo"], pi["pi_hi"]
     pts["inside_pi"] = (pts["pi_lo"] <= pts["loss"]) & (pts["loss"] <= pts["pi_hi"])
@@ -58,12 +61,14 @@ def backtest(
     pi_bootstrap: int = 0,
     level: float = 0.95,
     pi_seed: int = 0,
+    pi_draws: str | None = None,
     **fit_kwargs,
 ) -> dict:
     """Returns {"method", "train_max_flops", "holdout_budgets", "points": DataFrame, "summary": dict,
     "train_points": DataFrame or None, "fit"}. With `pi_bootstrap` resamples and a method whose fit
     is a law (parametric), every held-out run also gets its `level` prediction interval for a new
-    run (`analysis.intervals.run_intervals`: the law's uncertainty plus the run-to-run noise of the
+    run (`analysis.intervals.run_intervals`: the law's uncertainty, drawn by `pi_draws` — default
+    `residual.PI_DRAWS` — plus the run-to-run noise of the
     training rows), and the summary its coverage: `pi_coverage`, the share of held-out runs inside
     (`pi_inside` of `n_test`). `analysis.uncertainty.form.backtest_form` adds the same intervals
     widened by the law's form error measured on the training budgets alone."""
@@ -90,7 +95,10 @@ def backtest(
         raise AnalysisError("back-test: the held-out budgets have no usable points")
     summary = _summary(pts)
     if pi_bootstrap and f.law is not None and {"N", "D", "loss"} <= set(pts.columns):
-        summary.update(_with_intervals(pts, f, train, pi_bootstrap, level, pi_seed))
+        from .residual import PI_DRAWS
+
+        scheme = pi_draws or PI_DRAWS
+        summary.update(_with_intervals(pts, f, train, pi_bootstrap, level, pi_seed, scheme, fit_kwargs))
     return {
         "method": method,
         "train_max_flops": float(budget[train_mask].max()),

@@ -215,16 +215,15 @@ def _prediction(analysed, method, fit, shape, val_cells, budget, factor, optimum
     import hashlib
 
     from analysis.result import plain
-    from analysis.uncertainty.form import rung_form_term
-    from analysis.uncertainty.predict import fit_sha256, predict_runs
+    from analysis.uncertainty.predict import fit_sha256
+    from analysis.uncertainty.residual import rung_prediction
 
     n = [float(model_costs(c.config.model).params_total) for c in val_cells]
     d = [float(c.config.total_tokens) for c in val_cells]
     options = analysed["options"]
     n_opt, d_opt = optimum  # predicted too: the law's loss at its own optimum
     data = analysed["study"].data
-    form = rung_form_term(fit, shape, data, options)  # the law's form error, from the table's own back-tests
-    pred = predict_runs(fit, [*n, n_opt], [*d, d_opt], budget, data, shape, options.level, options.seed, form=form)
+    pred, form, scheme = rung_prediction(fit, shape, data, options, [*n, n_opt], [*d, d_opt], budget)
     table = Path(analysed["study"].source or ".")
     table = table / "results.csv" if table.is_dir() else table
     runs = [
@@ -246,9 +245,10 @@ def _prediction(analysed, method, fit, shape, val_cells, budget, factor, optimum
         "how": pred["how"],
         "level": pred["level"],
         "noise": noise,
-        "pi_note": f"the {method} fit's bootstrap plus run-to-run noise σ = {noise['sigma']:.3g} in log loss "
-        f"({noise['source']}) plus the law's form error σ_form = {noise['form_sigma']:.3g} at log distance "
-        f"{noise['form_distance']:.3g} beyond the grid (k = {noise['form_k']:.3g} per unit log distance)",
+        "law_draws": scheme,
+        "pi_note": f"the {method} fit's {scheme} bootstrap plus run-to-run noise σ = {noise['sigma']:.3g} in "
+        f"log loss ({noise['source']}) plus the law's form error σ_form = {noise['form_sigma']:.3g} at log "
+        f"distance {noise['form_distance']:.3g} beyond the grid (k = {noise['form_k']:.3g} per unit log distance)",
         "form_backtests": plain(form.get("backtests", [])),
         "form_bias_per_log": form.get("bias_per_log"),
         "n_opt_predicted": n_opt,
