@@ -109,20 +109,3 @@ def prediction_draws(fit, data, options, scheme: str = PI_DRAWS):
     return law_draws(
         fit, data, scheme, n_boot=options.bootstrap or 100, seed=options.seed, level=options.level, **own
     )
-
-
-def rung_prediction(fit, shape, data, options, N, D, flops: float) -> tuple[dict, dict, str]:
-    """The validation rung's predictions for runs (N, D) at compute `flops`: the law's form term from
-    the table's nested back-tests (residual draws), then `predict.predict_runs` with the laws drawn by
-    `rung_draws`. Returns (predictions, form term, scheme)."""
-    from .form import rung_form_term
-    from .predict import predict_runs
-
-    form = rung_form_term(fit, shape, data, options, pi_draws=RUNG_DRAWS)
-    scheme = rung_draws(form)
-    drawn, drawn_shape = (
-        prediction_draws(fit, data, options, scheme),
-        prediction_draws(shape, data, options, scheme),
-    )
-    pred = predict_runs(drawn, N, D, flops, data, drawn_shape, options.level, options.seed, form=form)
-    return pred, form, scheme

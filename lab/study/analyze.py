@@ -216,7 +216,7 @@ def _prediction(analysed, method, fit, shape, val_cells, budget, factor, optimum
 
     from analysis.result import plain
     from analysis.uncertainty.predict import fit_sha256
-    from analysis.uncertainty.residual import rung_prediction
+    from analysis.uncertainty.rung import rung_prediction
 
     n = [float(model_costs(c.config.model).params_total) for c in val_cells]
     d = [float(c.config.total_tokens) for c in val_cells]
