@@ -28,6 +28,15 @@ paired and interleaved with main (2105352): 162 s and 178 s against 183 s and 20
 losses to the last digit; what is left is the training steps (117-122 s of two workers) and the
 analysis after the grid (18-31 s on one core, half of it the audit), benchmarks/README.md.
 
+Pinned workers (issue 25): each worker runs on one core of its own (`pin_workers=True`), so XLA's
+thread pool has one thread instead of one per core and the two workers stop contending: the training
+steps' sum fell 10-20% (147.2/136.2/160.8 s unpinned, 119.2/124.6/169.8 s pinned, same rounds, on the
+issue's 9-cell file). The losses change once, in the 6th-7th digit for d32 and d48 (d16's are equal):
+YNNPACK splits a dot's work by the pool's thread count, so pinned losses are the same whatever the
+machine's core count (same CPU type and jaxlib). Measured 2026-12-06 03:20-03:49 on the 2-core AMD EPYC
+VM, quiet, interleaved: the issue's 9-cell quick study took 108.5 s at 3e1aea2 (median of 5) and 77.7 s
+pinned (median of 5), pair ratios 0.69/0.77/0.92/0.73/0.73 (median 0.73); unpinned 93.5 s (0.86).
+
     budget   d16     d24     d32     d48
     2e11     1.934   1.810   1.872   2.027
     4e11     1.840   1.644   1.622   1.746
@@ -60,4 +69,5 @@ def study() -> Study:
         workers=2,  # two single-threaded workers: ~1.3x one two-threaded process on 2 cores
         lr_law="lr_law_cpu.json",  # the tuned frontier: eta_opt(N) from experiments/lr_sweep_cpu.py
         final_scores="off",  # its report uses no quantized, in-context or copy score (issue 25)
+        pin_workers=True,  # each worker on a core of its own: ~10% faster steps here (issue 25)
     )
