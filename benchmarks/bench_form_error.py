@@ -6,9 +6,9 @@ For every table and every outer hold-out h (the h largest budgets), the parametr
 rest predicts each held-out run with a 95% interval (`analysis.uncertainty.holdout.backtest`,
 `--bootstrap` resamples):
 
-- before: the fit's bootstrap (`--pi-draws`: residuals, the default since issue 24's last change, or
-  rows) plus the run-to-run noise (`intervals.run_intervals`), what the
-  validation rung wrote until now;
+- before: the fit's bootstrap (`--pi-draws`: rows, the default of every back-test, or residuals, what
+  the validation rung draws where its form term is measured) plus the run-to-run noise
+  (`intervals.run_intervals`);
 - after: the same plus the form-error term sigma_form(x) = k x, k measured on the *training part
   only* by its own nested back-tests (hold out its 1 and 2 largest budgets;
   `analysis.uncertainty.form`), x = log(held-out budget / largest training budget).

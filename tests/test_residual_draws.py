@@ -51,7 +51,7 @@ def test_residual_draws_are_centred_and_narrower_than_the_row_bootstrap(small):
 
 def test_the_rung_draws_residuals_only_where_its_form_term_is_measured(small):
     data, f = small
-    assert rung_draws({"holdouts": [1, 2], "k": 0.0}) == "residuals"
-    assert rung_draws({"holdouts": [], "k": 0.0, "source": "not measured"}) == "rows"
+    assert rung_draws({"holdouts": [1, 2], "k": 0.0}, data) == "residuals"
+    assert rung_draws({"holdouts": [], "k": 0.0, "source": "not measured"}, data) == "rows"
     with pytest.raises(AnalysisError, match="scheme must be one of residuals, rows"):
         law_draws(f, data, "jackknife")

@@ -225,6 +225,7 @@ def test_the_longest_tasks_go_first_and_a_worker_keeps_its_shape_only_among_them
     assert next_task(queue, shape_of(small)) is d48_short and queue == [small]
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="pinning needs Linux's sched_getaffinity")
 def test_pinned_workers_each_run_on_a_cpu_of_their_own(tmp_path, monkeypatch):
     """Study.pin_workers: each of two pool workers pins itself, before JAX starts, to its slot's CPU
     (`worker.worker_cpu`), and says so first in the log of the first task it runs."""
@@ -241,6 +242,7 @@ def test_pinned_workers_each_run_on_a_cpu_of_their_own(tmp_path, monkeypatch):
     assert sorted(pinned) == sorted(f"worker: pinned to CPU {worker.worker_cpu(s)}" for s in (0, 1))
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="pinning needs Linux's sched_getaffinity")
 def test_a_workers_cpu_and_slot():
     cpus = sorted(os.sched_getaffinity(0))
     assert [worker.worker_cpu(s) for s in range(3)] == [cpus[s % len(cpus)] for s in range(3)]

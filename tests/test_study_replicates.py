@@ -95,3 +95,17 @@ def test_replicates_at_one_budget_give_the_seed_scatter():
     assert dof == 3
     pairs = np.log(loss[9:]) - np.log(loss[:3])
     assert scatter == pytest.approx(np.sqrt(np.sum(pairs**2 / 2) / 3))
+
+
+def test_a_one_budget_study_derived_from_it_drops_the_replicates(study):
+    """The adaptive rounds' cells (and the validation rung's, the same replace) are at one new budget:
+    the grid's seeds_by_budget names budgets that study does not have, so it is left out."""
+    from lab.study.adaptive import cells_for
+
+    cells = cells_for(study, {"cells": [{"budget": 8e10, "n": 2e4}]}, vocab_size=256)
+    assert len(cells) == 1 and cells[0].budget_flops == 8e10 and cells[0].config.train.seed == 0
+
+
+def test_seeds_by_budget_takes_seeds_as_seeds_does(study):
+    cells = expand(dataclasses.replace(study, seeds_by_budget={np.float64(1e10): [0, np.int64(1), 2.0]}), 256)
+    assert sorted({c.config.train.seed for c in cells if c.budget_flops == 1e10}) == [0, 1, 2]

@@ -162,7 +162,7 @@ def test_validation_json_is_written_before_training_and_scored_after(table):
     assert noise["form_sigma"] == pytest.approx(noise["form_k"] * np.log(2.0))
     assert "parametric shape law's" in noise["form_source"] and "σ_form" in seen["pi_note"]
     # the form term is measured, so the laws are drawn by a residual bootstrap (analysis.uncertainty.residual)
-    assert seen["law_draws"] == "residuals" and "residuals bootstrap" in seen["pi_note"]
+    assert seen["law_draws"] == "residuals" and "bootstrap of residuals" in seen["pi_note"]
     assert len(seen["form_backtests"]) == 7 and {r["holdout"] for r in seen["form_backtests"]} == {1}
     assert v == json.loads((d / "validation.json").read_text()) and v["status"] == "measured"
     assert [r["inside_pi"] for r in v["runs"]] == [False, True, True]

@@ -271,7 +271,7 @@ def refit_copies(
     Returns E, A, B, alpha, beta per copy that converged to a finite objective."""
     from ..solvers.huber_lse import PARAM_NAMES, minimize_lanes, padded_arrays
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))  # not the stream that drew the copies
     theta = np.array([fit.extra["lse_params"][p] for p in PARAM_NAMES])
     delta, n = fit.extra["delta"], len(data)
     X, y0, w = padded_arrays(data.N, data.D, data.L)

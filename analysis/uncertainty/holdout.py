@@ -38,7 +38,8 @@ def _with_intervals(pts, f, train: FitData, n_boot: int, level: float, seed: int
     from .intervals import run_intervals
     from .residual import law_draws
 
-    drawn = law_draws(f, train, scheme, n_boot=n_boot, seed=seed, level=level, **fit_kwargs)
+    own = {k: v for k, v in fit_kwargs.items() if k != "seed"}
+    drawn = law_draws(f, train, scheme, n_boot=n_boot, seed=seed, level=level, **own)
     f.bootstrap_samples = drawn.bootstrap_samples  # the back-test's own fit: what its callers widen
     pi = run_intervals(f, pts["N"].to_numpy(), pts["D"].to_numpy(), train, level, seed)
     pts["pi_lo"], pts["pi_hi"] = pi["pi_lo"], pi["pi_hi"]

@@ -45,10 +45,13 @@ def residual_samples(fit, data, n_boot: int, seed: int = 0, **fit_kwargs) -> pd.
     """The law parameters of `n_boot` residual-bootstrap refits of `fit` on `data` (module doc);
     copies the method cannot fit are left out."""
     from ..fitting import fit as run_fit
+    from ..table import measured_rows
 
     fit_kwargs = {k: v for k, v in fit_kwargs.items() if k != "seed"}
     if fit.law is None:
         raise AnalysisError(f"a residual bootstrap needs a law of (N, D); {fit.method} has none")
+    if not measured_rows(data).all():
+        raise AnalysisError("a residual bootstrap needs one row per run; this table has loss-curve points")
     names = [f.name for f in fields(type(fit.law))]
     central = np.asarray(fit.law(data.N, data.D), float)
     r = np.log(np.asarray(data.L, float)) - np.log(central)
@@ -89,10 +92,12 @@ def law_draws(
     return replace(fit, bootstrap_samples=samples)
 
 
-def rung_draws(form: dict) -> str:
+def rung_draws(form: dict, data) -> str:
     """The scheme of the validation rung's law draws: residuals where its form term was measured
-    (`form["holdouts"]` not empty), else rows (module doc)."""
-    return RUNG_DRAWS if form.get("holdouts") else "rows"
+    (`form["holdouts"]` not empty) on a table of one row per run, else rows (module doc)."""
+    from ..table import measured_rows
+
+    return RUNG_DRAWS if form.get("holdouts") and measured_rows(data).all() else "rows"
 
 
 def prediction_draws(fit, data, options, scheme: str = PI_DRAWS):

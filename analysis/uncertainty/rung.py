@@ -14,7 +14,7 @@ def rung_prediction(fit, shape, data, options, N, D, flops: float) -> tuple[dict
     the table's nested back-tests (residual draws), then `predict.predict_runs` with the laws drawn by
     `rung_draws`. Returns (predictions, form term, scheme)."""
     form = rung_form_term(fit, shape, data, options, pi_draws=RUNG_DRAWS)
-    scheme = rung_draws(form)
+    scheme = rung_draws(form, data)
     drawn, drawn_shape = (
         prediction_draws(fit, data, options, scheme),
         prediction_draws(shape, data, options, scheme),

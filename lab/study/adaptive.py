@@ -27,7 +27,14 @@ def cells_for(study: Study, proposal: dict, vocab_size: int, overrides=(), known
         budget = float(f"{p['budget']:.4g}")  # a round budget: the same cell id and budget column next time
         size = size_for_params(study, base, p["n"], budget, vocab_size)
         one = dataclasses.replace(
-            study, sizes=[size], tokens=(), budgets=[budget], window=0, seeds=[study.seeds[0]], branches=False
+            study,
+            sizes=[size],
+            tokens=(),
+            budgets=[budget],
+            window=0,
+            seeds=[study.seeds[0]],
+            seeds_by_budget={},
+            branches=False,
         )
         try:
             cells = expand(one, vocab_size, overrides)

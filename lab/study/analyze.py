@@ -202,6 +202,7 @@ def validation_plan(
         budgets=[budget],
         window=0,
         seeds=[study.seeds[0]],
+        seeds_by_budget={},  # the grid's replicates name its budgets, not this one
         branches=False,
         validate=0,
     )
@@ -246,9 +247,10 @@ def _prediction(analysed, method, fit, shape, val_cells, budget, factor, optimum
         "level": pred["level"],
         "noise": noise,
         "law_draws": scheme,
-        "pi_note": f"the {method} fit's {scheme} bootstrap plus run-to-run noise σ = {noise['sigma']:.3g} in "
-        f"log loss ({noise['source']}) plus the law's form error σ_form = {noise['form_sigma']:.3g} at log "
-        f"distance {noise['form_distance']:.3g} beyond the grid (k = {noise['form_k']:.3g} per unit log distance)",
+        "pi_note": f"the {method} fit's uncertainty (laws drawn by a bootstrap of {scheme}) plus run-to-run "
+        f"noise σ = {noise['sigma']:.3g} in log loss ({noise['source']}) plus the law's form error σ_form = "
+        f"{noise['form_sigma']:.3g} at log distance {noise['form_distance']:.3g} beyond the grid (k = "
+        f"{noise['form_k']:.3g} per unit log distance)",
         "form_backtests": plain(form.get("backtests", [])),
         "form_bias_per_log": form.get("bias_per_log"),
         "n_opt_predicted": n_opt,

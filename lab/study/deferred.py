@@ -32,10 +32,12 @@ def pending(table, cells) -> list:
     return out
 
 
-def run_deferred(table, cells, workers: int = 1) -> float:
+def run_deferred(table, cells, workers: int = 1, pin: bool = False) -> float:
     """Compute the missing final scores of `cells` (`pending`) in one process and rebuild their
-    rows; returns the seconds it took (0.0 when none was missing)."""
-    from lab.study.worker import worker_env
+    rows; returns the seconds it took (0.0 when none was missing). `pin`: the process pinned to one
+    CPU as the study's workers were (`Study.pin_workers`), so its scores are the ones they would have
+    computed inline."""
+    from lab.study.worker import worker_cpu, worker_env
 
     todo = pending(table, cells)
     if not todo:
@@ -46,7 +48,7 @@ def run_deferred(table, cells, workers: int = 1) -> float:
     with open(log, "a") as out:
         subprocess.run(
             [sys.executable, "-m", "lab.study.deferred", *dirs],
-            env=worker_env(workers),
+            env=worker_env(workers, worker_cpu(0) if pin else None),
             stdout=out,
             stderr=subprocess.STDOUT,
             check=False,
@@ -91,10 +93,11 @@ def score_run(run_dir) -> dict | None:
 
 
 def main(argv=None) -> int:
-    from lab.study.worker import die_with_parent
+    from lab.study.worker import die_with_parent, pin_to_cpu
     from lab.training.runtime import setup
 
     die_with_parent()
+    pin_to_cpu()
     setup()
     failed = 0
     for path in sys.argv[1:] if argv is None else argv:

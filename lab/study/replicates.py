@@ -13,6 +13,7 @@ prediction intervals and of the audit's simulated copies, in place of the residu
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 
 from lab.config import ConfigError
@@ -66,7 +67,7 @@ def keep_seeded(study, cells: list) -> list:
 
 
 def _is_real(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def _budget_of(study, key) -> float | None:
@@ -80,4 +81,5 @@ def _close(a: float, b: float) -> bool:
 
 
 def _whole(s) -> bool:
-    return isinstance(s, int) and not isinstance(s, bool) and s >= 0
+    """A seed as `Study.seeds` takes one: a whole number >= 0 (1 and 1.0 alike)."""
+    return _is_real(s) and math.isfinite(s) and s >= 0 and s == int(s)

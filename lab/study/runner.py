@@ -184,16 +184,17 @@ def run_study(
         except (ConfigError, DamagedFile):
             lock.discard()  # a refused study leaves nothing behind, not even its lock file
             raise
+        pinned = study.pin_workers and workers > 1  # one worker keeps every core (lab.study.worker.pin_to_cpu)
         write_plan(out, study, cells)
         if todo:
             writer = TaskWriter(study, cells, out, table.run_dir, pack=pack, workers=workers, tracker=tracker)
-            runner = make_launcher(launcher, out, workers=workers, pin=study.pin_workers, **launcher_args)
+            runner = make_launcher(launcher, out, workers=workers, pin=pinned, **launcher_args)
             with StopSignals() as stop:  # after the launcher: ray.init installs its own SIGTERM handler
                 Scheduler(table, writer, runner, stop, progress=progress).run(todo)
         if study.final_scores == "defer":  # after the grid, in one process (lab.study.deferred)
             from lab.study.deferred import run_deferred
 
-            run_deferred(table, cells, workers)
+            run_deferred(table, cells, workers, pin=pinned)
     return dict(table.status)
 
 

@@ -27,7 +27,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from dataclasses import field as default
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from lab.config import ConfigError, RunConfig
@@ -52,7 +52,7 @@ class Study:
     seeds: Sequence[int] = (0,)
     # IsoFLOP: the seeds of the budgets named here (the rest run `seeds`), e.g. {3e11: [0, 1]}: replicates
     # where the noise is largest (lab.study.replicates)
-    seeds_by_budget: Mapping[float, Sequence[int]] = default(default_factory=dict)
+    seeds_by_budget: Mapping[float, Sequence[int]] = dataclass_field(default_factory=dict)
     overrides: Sequence[str] = ()  # `--set`-style strings applied to every cell
     policy: Callable[[RunConfig, CellInfo], RunConfig] = default_policy
     branches: bool = False  # N×D + WSD: one long run and cooldown branches per (size, seed)
@@ -64,9 +64,10 @@ class Study:
     audit: int = 20  # simulated copies auditing the methods, whose choice the verdict trusts (0: no audit)
     validate: float = 0  # > 1: after the fit, train the predicted optimum at this many times the largest budget
     workers: int = 1  # local launcher: runs at a time unless --workers says otherwise
-    # local launcher: each worker on one CPU of its own (lab.study.worker.pin_to_cpu) — XLA's thread pool then
-    # has one thread and the two workers of a 2-core machine stop contending: ~10% faster steps there, and losses
-    # that no longer depend on the machine's core count (they differ from unpinned ones in the 6th-7th digit)
+    # local launcher with workers > 1: each worker on one CPU (its slot's, round robin;
+    # lab.study.worker.pin_to_cpu) — XLA's thread pool then has one thread and the two workers of a 2-core
+    # machine stop contending: ~10% faster steps there, and losses that no longer depend on the machine's
+    # core count (they differ from unpinned ones in the 6th-7th digit); a no-op where the OS cannot pin
     pin_workers: bool = False
     variants: Sequence[
         dict
