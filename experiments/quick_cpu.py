@@ -31,7 +31,7 @@ analysis after the grid (18-31 s on one core, half of it the audit), benchmarks/
 Pinned workers (issue 25): each worker runs on one core of its own (`pin_workers=True`), so XLA's
 thread pool has one thread instead of one per core and the two workers stop contending: the training
 steps' sum fell 10-20% (147.2/136.2/160.8 s unpinned, 119.2/124.6/169.8 s pinned, same rounds, on the
-issue's 9-cell file). The losses change once, in the 6th-7th digit for d32 and d48 (d16's are equal):
+issue's 9-cell file). The losses change once, by up to 1.8e-6 for d32 and d48 (d16's are equal):
 YNNPACK splits a dot's work by the pool's thread count, so pinned losses are the same whatever the
 machine's core count (same CPU type and jaxlib). Measured 2026-12-06 03:20-03:49 on the 2-core AMD EPYC
 VM, quiet, interleaved: the issue's 9-cell quick study took 108.5 s at 3e1aea2 (median of 5) and 77.7 s

@@ -67,7 +67,7 @@ class Study:
     # local launcher with workers > 1: each worker on one CPU (its slot's, round robin;
     # lab.study.worker.pin_to_cpu) — XLA's thread pool then has one thread and the two workers of a 2-core
     # machine stop contending: ~10% faster steps there, and losses that no longer depend on the machine's
-    # core count (they differ from unpinned ones in the 6th-7th digit); a no-op where the OS cannot pin
+    # core count (they differ from unpinned ones: 1e-6 to 1.3%, growing with steps); a no-op where it cannot pin
     pin_workers: bool = False
     variants: Sequence[
         dict

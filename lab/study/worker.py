@@ -152,8 +152,9 @@ def pin_to_cpu() -> None:
     CPU client, whose thread pools are sized by the CPUs the process may use: pinned, XLA's pool
     (and the YNNPACK dots it runs) has one thread, so two workers on two cores stop contending for
     them (~10% faster steps, measured in benchmarks/README.md) and a cell's losses no longer depend on
-    how many cores the machine has. Unpinned losses differ from pinned ones in the 6th-7th digit for
-    some widths: the dots split their work by the pool's thread count."""
+    how many cores the machine has. Unpinned losses differ from pinned ones for widths whose dots split
+    their work by the pool's thread count: by 1e-6 after a few thousand steps, up to 1.3% after the
+    default study's longest runs (benchmarks/README.md)."""
     cpu = os.environ.get(WORKER_CPU)
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(cpu)})
