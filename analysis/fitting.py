@@ -14,7 +14,7 @@ Methods (see `analysis.methods`): parametric (approach 3), isoflop (approach 2),
 from __future__ import annotations
 
 from .errors import AnalysisError
-from .methods import flagged, get
+from .methods import fit_options, flagged, get
 from .options import FitOptions
 from .reports.text import fmt
 from .table import FitData, measured_rows
@@ -57,9 +57,7 @@ def fit(
 def fit_with_options(source, method: str, options: FitOptions, bootstrap: bool = True):
     """`fit` with every choice taken from a `FitOptions` (the CLI's and the report's path);
     `bootstrap=False` skips the intervals whatever `options.bootstrap` says."""
-    own = {
-        k: v for k, v in get(method).options(options).items() if k != "seed"
-    }  # `seed` reaches the fitter anyway
+    own = fit_options(method, options)  # `seed` reaches the fitter anyway
     return fit(
         source,
         method,

@@ -132,3 +132,9 @@ def for_figures(wanted: str) -> tuple[str, ...]:
 def own_figures() -> dict[str, tuple[str, Callable]]:
     """Letter -> (method, its `figure` hook) for each law's own figure (letters outside (a)-(e))."""
     return {letter: (n, get(n).figure) for n in METHODS for letter in get(n).figures if letter not in CORE_FIGURES}
+
+
+def fit_options(name: str, options: FitOptions) -> dict:
+    """Method `name`'s own fit settings taken from `options`, without the seed (every caller passes
+    the seed itself)."""
+    return {k: v for k, v in get(name).options(options).items() if k != "seed"}

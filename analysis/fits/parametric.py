@@ -245,7 +245,7 @@ def _fit_extra(data, law, theta, objective, delta, n_inits, n_basin, screen_rows
 
 def _bootstrap_all_at_once(data, theta, delta, rng, n_boot, n_perturb, screen_iters, polish_iters):
     """Small tables: every resample's lanes (optimum + perturbations) screened and polished in one batch."""
-    from ..solvers.huber_lse import minimize_lanes, padded_arrays
+    from ..solvers.huber_lse import padded_arrays
 
     n = len(data)
     X, y, _ = padded_arrays(data.N, data.D, data.L)
@@ -254,10 +254,20 @@ def _bootstrap_all_at_once(data, theta, delta, rng, n_boot, n_perturb, screen_it
     starts = theta + rng.standard_normal((n_boot, n_perturb + 1, 5)) * PERTURB_SCALE
     starts[:, 0] = theta
     W = np.repeat(counts, n_perturb + 1, axis=0)
-    Ps, fs, _, _ = minimize_lanes(starts.reshape(-1, 5), X, y, W, delta, screen_iters, stable=False)
-    best = np.nanargmin(np.where(np.isfinite(fs), fs, np.inf).reshape(n_boot, n_perturb + 1), axis=1)
-    pick = np.arange(n_boot) * (n_perturb + 1) + best
-    Pp, fp, _, _ = minimize_lanes(Ps[pick], X, y, counts, delta, polish_iters, stable=True, gtol=1e-12, x64=True)
+    return _screen_then_polish(starts, X, (y, W), (y, counts), delta, screen_iters, polish_iters)
+
+
+def _screen_then_polish(starts, X, screen, polish, delta, screen_iters, polish_iters):
+    """starts (copies, lanes, 5): every lane screened in float32 against `screen` = (y, W) for all
+    copies' lanes, then each copy's best lane polished in float64 against `polish` = (y, W) per copy;
+    returns (P, f) per copy."""
+    from ..solvers.huber_lse import minimize_lanes
+
+    copies, lanes = starts.shape[:2]
+    Ps, fs, _, _ = minimize_lanes(starts.reshape(-1, 5), X, *screen, delta, screen_iters, stable=False)
+    best = np.nanargmin(np.where(np.isfinite(fs), fs, np.inf).reshape(copies, lanes), axis=1)
+    pick = np.arange(copies) * lanes + best
+    Pp, fp, _, _ = minimize_lanes(Ps[pick], X, *polish, delta, polish_iters, stable=True, gtol=1e-12, x64=True)
     return Pp, fp
 
 
@@ -269,7 +279,7 @@ def refit_copies(
     resamples — each copy one group of lanes with its own y, started at the fit's optimum and
     `n_perturb` perturbations, the best polished in float64 — in chunks of bounded memory.
     Returns E, A, B, alpha, beta per copy that converged to a finite objective."""
-    from ..solvers.huber_lse import PARAM_NAMES, minimize_lanes, padded_arrays
+    from ..solvers.huber_lse import PARAM_NAMES, padded_arrays
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))  # not the stream that drew the copies
     theta = np.array([fit.extra["lse_params"][p] for p in PARAM_NAMES])
@@ -286,13 +296,8 @@ def refit_copies(
         Y[c:, :n] = part[0]  # the last chunk padded with copies of its first: one compiled shape
         starts = theta + rng.standard_normal((chunk, lanes, 5)) * PERTURB_SCALE
         starts[:, 0] = theta
-        Ys = np.repeat(Y, lanes, axis=0)
-        Ps, fs, _, _ = minimize_lanes(starts.reshape(-1, 5), X, Ys, w[None], delta, screen_iters, stable=False)
-        best = np.nanargmin(np.where(np.isfinite(fs), fs, np.inf).reshape(chunk, lanes), axis=1)
-        pick = np.arange(chunk) * lanes + best
-        Pp, fp, _, _ = minimize_lanes(
-            Ps[pick], X, Y, w[None], delta, polish_iters, stable=True, gtol=1e-12, x64=True
-        )
+        screen = (np.repeat(Y, lanes, axis=0), w[None])
+        Pp, fp = _screen_then_polish(starts, X, screen, (Y, w[None]), delta, screen_iters, polish_iters)
         out.append(np.column_stack([Pp, fp])[:c])
     P = np.concatenate(out)
     a_, b_, e_, al, be, f = P.T

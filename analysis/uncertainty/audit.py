@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import AnalysisError
 from ..laws import Chinchilla
-from ..methods import get
+from ..methods import fit_options, get
 from ..options import FitOptions
 from ..synthetic import noise_of, require_simulable, simulate_like
 
@@ -86,7 +86,7 @@ def applicable(data, methods=None) -> tuple[str, ...]:
 
 
 def _own_options(method: str, options: FitOptions) -> dict:
-    return {k: v for k, v in get(method).options(options).items() if k != "seed"}
+    return fit_options(method, options)
 
 
 def estimate(copy, method, bootstrap, level, seed, options) -> tuple | None:

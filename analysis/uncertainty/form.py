@@ -218,12 +218,12 @@ def rung_form_term(fit, shape, data, options, n_boot: int = N_BOOT, pi_draws: st
     predicts — `fit`'s own when it is a law of (N, D), else the `shape` law's that places its sizes
     (an optimum-placing method's L*(C) has no per-run back-test; the shape law's errors stand in).
     `options`: the study's FitOptions (each method's fit settings, the seed)."""
-    from ..methods import get
+    from ..methods import fit_options
 
     for f in (fit, shape):
         if f is None or f.law is None:
             continue
-        own = {k: v for k, v in get(f.method).options(options).items() if k != "seed"}
+        own = fit_options(f.method, options)
         term = form_term(data, f.method, n_boot=n_boot, seed=options.seed, pi_draws=pi_draws, **own)
         if term["holdouts"]:
             if f is shape:

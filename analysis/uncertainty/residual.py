@@ -104,13 +104,13 @@ def prediction_draws(fit, data, options, scheme: str = PI_DRAWS):
     """`fit` as a prediction interval draws its laws: by `scheme` for a law of (N, D) (the study's
     `options`: its bootstrap size, seed and the method's fit settings); a fit without a law (an
     optimum-placing method) as it is."""
-    from ..methods import get
+    from ..methods import fit_options
 
     if fit is None or fit.law is None:
         return fit
     if scheme == "rows" and fit.bootstrap_samples is not None and len(fit.bootstrap_samples):
         return fit
-    own = {k: v for k, v in get(fit.method).options(options).items() if k != "seed"}
+    own = fit_options(fit.method, options)
     return law_draws(
         fit, data, scheme, n_boot=options.bootstrap or 100, seed=options.seed, level=options.level, **own
     )
