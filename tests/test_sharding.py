@@ -5,6 +5,8 @@ import dataclasses
 import json
 import re
 
+import jax
+import numpy as np
 import pytest
 
 from lab import sharding
@@ -151,6 +153,49 @@ except ConfigError as e:
         proc.stdout,
     ), proc.stdout + proc.stderr[-2000:]
     assert not (tmp_path / "r" / "result.json").exists()
+
+
+def test_steps_on_several_cpu_devices_are_awaited_one_by_one(monkeypatch):
+    """jaxlib 0.10's CPU runtime deadlocks when two programs with collectives over several CPU devices
+    are in flight (lab.sharding.serial_steps): the hot loop awaits each step there, and only there."""
+    from lab.sharding import make_mesh, serial_steps
+    from lab.training import loop
+
+    assert not serial_steps(make_mesh())  # this process: one CPU device
+    code = """
+from lab.sharding import make_mesh, serial_steps
+print("SERIAL", serial_steps(make_mesh("data=2")), serial_steps(make_mesh("data=1,fsdp=2")))
+"""
+    proc = run_python(code, devices=2)
+    assert "SERIAL True True" in proc.stdout, proc.stderr[-2000:]
+
+    class Runner:  # counts what the loop awaits
+        mesh, saved, awaited = make_mesh(), "", []
+
+        def dispatch(self, step, batch):
+            return {"step": step}
+
+        def record(self, fetched, done, due, train_time):
+            pass
+
+        def save(self, step):
+            pass
+
+        def running(self):
+            return True
+
+    class Batches:
+        def get(self, step):
+            return None
+
+    waits, real = [], jax.block_until_ready
+    monkeypatch.setattr(jax, "block_until_ready", lambda x: waits.append(x) or real(x))
+    cadence = loop.Cadence(steps=4, log_every=2, eval_every=4, checkpoint_every=None)
+    loop.run_steps(Runner(), cadence, 0, loop.StopFlag(), Batches())
+    assert waits == []  # one device: steps stay asynchronous
+    Runner.mesh = type("CpuPair", (), {"devices": np.array([jax.devices()[0]] * 2)})()
+    loop.run_steps(Runner(), cadence, 0, loop.StopFlag(), Batches())
+    assert waits == [{"step": s} for s in range(4)]  # each step awaited before the next
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from typing import Protocol
 import jax
 import numpy as np
 
+from lab import sharding
 from lab.config import RunConfig
 from lab.costs import model_costs, run_peak
 
@@ -224,6 +225,7 @@ class Runner(Protocol):
     """What `run_steps` drives: one run or a pack."""
 
     saved: str  # what a stop saved, for the Preempted message
+    mesh: jax.sharding.Mesh
 
     def batch(self, step: int): ...  # the (device) batch of `step`; built ahead by `Prefetch`
 
@@ -253,13 +255,17 @@ def run_steps(
     runner: Runner, cadence: Cadence, start: int, stop: StopFlag, batches: Prefetch, profile: Profile | None = None
 ) -> float:
     """The hot loop. Metrics stay on device until a log/eval/checkpoint step (or a stop signal);
-    there the runner records them, saves if due, and a stop raises Preempted after saving."""
+    there the runner records them, saves if due, and a stop raises Preempted after saving. On a mesh
+    of several CPU devices each step is awaited before the next (`sharding.serial_steps`)."""
+    serial = sharding.serial_steps(runner.mesh)
     pending, train_time = [], 0.0
     t_mark = time.perf_counter()
     for step in range(start, cadence.steps):
         if profile is not None:
             profile.before(step, pending)
         pending.append(runner.dispatch(step, batches.get(step)))
+        if serial:
+            jax.block_until_ready(pending[-1])
         done = step + 1
         if profile is not None:
             profile.after(done, pending)
