@@ -37,7 +37,7 @@ from analysis.errors import AnalysisError
 from analysis.laws import Chinchilla
 from analysis.synthetic import isoflop_table
 from analysis.table import fit_data
-from analysis.uncertainty.form import backtest_form
+from analysis.uncertainty.form import MIN_TRAIN, SCALE, SCALES, backtest_form
 from analysis.uncertainty.residual import PI_DRAWS, SCHEMES
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -87,9 +87,18 @@ def simulated(draws: int) -> dict:
     return tables
 
 
-def one(data, h: int, n_boot: int, pi_draws: str) -> dict:
+def one(data, h: int, n_boot: int, pi_draws: str, scale: str = SCALE, min_train: int = MIN_TRAIN) -> dict:
     t0 = time.perf_counter()
-    bt = backtest_form(data, "parametric", holdout=h, pi_bootstrap=n_boot, pi_seed=0, pi_draws=pi_draws)
+    bt = backtest_form(
+        data,
+        "parametric",
+        holdout=h,
+        pi_bootstrap=n_boot,
+        pi_seed=0,
+        pi_draws=pi_draws,
+        scale=scale,
+        min_train=min_train,
+    )
     s, pts = bt["summary"], bt["points"]
     return {
         "holdout": h,
@@ -156,6 +165,10 @@ def main() -> None:
         choices=SCHEMES,
         help="the law's draws in every interval (residual.SCHEMES)",
     )
+    ap.add_argument("--form-scale", default=SCALE, choices=SCALES, help="the form term's distance (form.SCALES)")
+    ap.add_argument(
+        "--form-min-train", type=int, default=MIN_TRAIN, help="the fewest budgets a nested back-test may fit"
+    )
     ap.add_argument("--only", default="", help="comma-separated substrings: run only tables whose name has one")
     ap.add_argument("--summary", action="store_true", help="print the Markdown table of --out and exit")
     args = ap.parse_args()
@@ -176,7 +189,7 @@ def main() -> None:
             continue
         for h in map(int, args.holdouts.split(",")):
             try:
-                r = one(data, h, args.bootstrap, args.pi_draws)
+                r = one(data, h, args.bootstrap, args.pi_draws, args.form_scale, args.form_min_train)
             except AnalysisError as e:
                 r = {"holdout": h, "error": str(e)}
             out.setdefault(name, []).append(r)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.errors import AnalysisError
 from analysis.laws import Chinchilla
 from analysis.synthetic import isoflop_table
 from analysis.table import fit_data
@@ -72,6 +73,26 @@ def test_a_mis_specified_law_gets_a_term_and_the_back_test_coverage_improves():
         n += s["n_test"]
     # measured: 2 of 15 inside before, 9 of 15 after (k = 0.031, 0.025, 0.0087; half-widths +45% to +60%)
     assert n == 15 and inside["before"] <= 3 and inside["after"] >= 8
+
+
+def test_the_rejected_alternatives_stay_measurable(exact_table):
+    """`scale` "span" divides each distance by its back-test's training span; `min_train` skips the
+    back-tests that would fit fewer budgets (benchmarks/README.md: both measured, both rejected)."""
+    rows = _rows([0.69, 1.39], [0.02, 0.04], [0.0, 0.0]).assign(span=[1.39, 0.69])
+    assert form_rule(rows)["k"] == pytest.approx(np.sqrt((0.69**2 * 4e-4 + 1.39**2 * 16e-4) / (0.69**4 + 1.39**4)))
+    x = np.array([0.69 / 1.39, 1.39 / 0.69])
+    assert form_rule(rows, "span")["k"] == pytest.approx(
+        np.sqrt((x[0] ** 2 * 4e-4 + x[1] ** 2 * 16e-4) / np.sum(x**4))
+    )
+    term = {"k": 0.02, "scale": "span"}
+    assert form_sigma(term, 1.1, span=2.2) == pytest.approx(0.01) and form_sigma(
+        {"k": 0.02}, 1.1
+    ) == pytest.approx(0.022)
+    with pytest.raises(AnalysisError, match="needs the log span"):
+        form_sigma(term, 1.1)
+    short = form_term(exact_table, "parametric", n_boot=10, seed=0, min_train=3)
+    assert short["holdouts"] == [1] and short["n_points"] == 5  # holding out 2 of 4 budgets would fit 2
+    assert short["notes"] == ["hold out 2: would fit 2 budget(s), fewer than 3"]
 
 
 def test_predict_runs_adds_the_term_at_the_validation_distance(exact_table):

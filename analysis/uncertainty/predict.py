@@ -212,14 +212,20 @@ def predict_runs(
 
 def _form_noise(form: dict, flops: float, data) -> dict:
     """noise's form-error fields for a prediction at `flops` from a table `data` (form.form_term)."""
-    from .form import budgets_of, form_sigma
+    from .form import budget_span, budgets_of, form_sigma
 
-    x = float(np.log(flops / np.max(budgets_of(data))))
+    x, span = float(np.log(flops / np.max(budgets_of(data)))), budget_span(data)
+    scale = form.get("scale", "absolute")
+    rule = "sigma_form = k * log(C / largest budget of the table)"
+    if scale == "span":
+        rule += " / log(largest / smallest budget)"
     return {
-        "form_sigma": float(form_sigma(form, x)),
+        "form_sigma": float(form_sigma(form, x, span)),
         "form_k": float(form.get("k", 0.0)),
         "form_distance": x,
-        "form_rule": "sigma_form = k * log(C / largest budget of the table)",
+        "form_span": span,
+        "form_scale": scale,
+        "form_rule": rule,
         "form_source": form.get("source", ""),
     }
 
