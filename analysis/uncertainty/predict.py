@@ -148,12 +148,26 @@ def _optimum_draws(fit, shape, N, D, flops: float, k: float, rng, draws: int):
     return np.exp(star0 + off0), np.exp(star[:, None] + off), how
 
 
-def run_noise(fit, data) -> dict:
+NOISE_AT = "trend"  # a new run's seed scatter: its "trend" with compute (noise_trend.py), or "pooled"
+
+
+def run_noise(fit, data, flops: float | None = None) -> dict:
     """The run-to-run noise of one new run's log loss: {"sigma", "source"} — the table's seed-to-seed
-    scatter where it has replicates, else the residual scatter of the runs about `fit`."""
+    scatter where it has replicates (with NOISE_AT "trend" and `flops`, read off its trend with
+    compute, `noise_trend.scatter_at`), else the residual scatter of the runs about `fit`."""
     from ..synthetic import LAW_PARAMS, seed_scatter
+    from .noise_trend import scatter_at
 
     seed, dof = seed_scatter(data)
+    trend = scatter_at(data, flops) if seed is not None and flops and NOISE_AT == "trend" else None
+    if trend is not None:
+        where = "largest budget" if trend["read_at"] < flops else "target compute"
+        return {
+            "sigma": trend["sigma"],
+            "source": f"seed-to-seed scatter's trend with compute (slope {trend['slope']:.3g} in log variance "
+            f"per log C, read at the {where}; {trend['dof']} degrees of freedom; pooled {seed:.3g})",
+            "by_budget": trend["by_budget"],
+        }
     if seed is not None:
         return {"sigma": float(seed), "source": f"seed-to-seed scatter ({dof} degrees of freedom)"}
     if fit.method == "isoflop":
@@ -191,7 +205,7 @@ def predict_runs(
     else:
         central, L = _law_draws(fit, N, D, rng, draws)
         how = f"the {fit.method} law L(N, D) with its bootstrap samples"
-    noise = run_noise(fit, data)
+    noise = run_noise(fit, data, float(flops))
     sims = L * np.exp(noise["sigma"] * rng.standard_normal(L.shape))
     if form is not None:
         noise.update(_form_noise(form, flops, data))
