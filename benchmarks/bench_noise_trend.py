@@ -13,13 +13,14 @@ import time
 import numpy as np
 import pandas as pd
 
-import analysis.uncertainty.predict as P
+import analysis.uncertainty.noise_trend as NT
 from analysis.fitting import fit as run_fit
 from analysis.laws import Chinchilla
 from analysis.options import FitOptions
 from analysis.synthetic import isoflop_table
 from analysis.table import fit_data
 from analysis.uncertainty.form import rung_form_term
+from analysis.uncertainty.predict import predict_runs
 from analysis.uncertainty.residual import RUNG_DRAWS, prediction_draws, rung_draws
 
 BASE = Chinchilla(E=1.0, A=8.0, B=40.0, alpha=0.35, beta=0.35)
@@ -40,18 +41,21 @@ def one(s: int, sig) -> dict:
     n_opt, _ = BASE.optimal(FLOPS, 6.0)
     N = n_opt * np.array([0.7, 1.0, 1.4])
     D = FLOPS / (6 * N)
-    form = rung_form_term(f, None, data, OPTS, pi_draws=RUNG_DRAWS)
-    drawn = prediction_draws(f, data, OPTS, rung_draws(form, data))
     truth = BASE(N, D)[None] * np.exp(sig(FLOPS) * rng.standard_normal((40, 3)))
-    row, default = {"sim": s, "k": form["k"]}, P.NOISE_AT
+    row, default = {"sim": s}, NT.NOISE_AT
     for rule in ("pooled", "trend"):
-        P.NOISE_AT = rule
-        p = P.predict_runs(drawn, N, D, FLOPS, data, None, 0.95, 0, form=form)
-        P.NOISE_AT = default
+        NT.NOISE_AT = rule  # the form term's back-tests and the rung read the noise alike
+        try:
+            form = rung_form_term(f, None, data, OPTS, pi_draws=RUNG_DRAWS)
+            drawn = prediction_draws(f, data, OPTS, rung_draws(form, data))
+            p = predict_runs(drawn, N, D, FLOPS, data, None, 0.95, 0, form=form)
+        finally:
+            NT.NOISE_AT = default
         lo, hi = np.array(p["pi_lo"]), np.array(p["pi_hi"])
         row[f"inside_{rule}"] = int(np.sum((truth >= lo) & (truth <= hi)))
         row[f"half_{rule}"] = float(np.mean((hi - lo) / (2 * np.array(p["predicted"]))))
         row[f"sigma_{rule}"] = p["noise"]["sigma"]
+        row[f"k_{rule}"] = form["k"]
     row["sec"] = round(time.time() - t0, 1)
     return row
 
@@ -64,7 +68,7 @@ def main() -> None:
         print(json.dumps(out[-1]), flush=True)
     df = pd.DataFrame(out)
     summary = {c: int(df[c].sum()) for c in df if c.startswith("inside")}
-    summary.update({c: round(float(df[c].mean()), 4) for c in df if c.startswith(("half", "sigma"))})
+    summary.update({c: round(float(df[c].mean()), 4) for c in df if c.startswith(("half", "sigma", "k_"))})
     print(model, "of", len(df) * 120, json.dumps(summary))
 
 

@@ -104,8 +104,9 @@ def run_intervals(
     """Prediction intervals for *one new run* at each (N, D), from a fit with a law and bootstrap
     samples of its parameters (parametric, vpnls): each draw is a resampled law's prediction times
     exp(sigma * N(0, 1)), where sigma is the run-to-run noise measured on `data` — the seed-to-seed
-    scatter where the table has replicates, else (or when larger) the law's residual std, degrees-of-
-    freedom corrected (`analysis.synthetic.noise_of`); `run_noise=False` leaves it out (the law's
+    scatter where the table has replicates (read at each point's compute off its trend with compute
+    where that trend is measured, `noise_trend.trend_at`), else (or when larger) the law's residual
+    std, degrees-of-freedom corrected (`analysis.synthetic.noise_of`); `run_noise=False` leaves it out (the law's
     confidence interval, for comparison). `form_sigma` (one per point, in log loss: the law's form
     error at each point's extrapolation distance, `analysis.uncertainty.form`) multiplies each draw by
     exp(form_sigma * z) too, one z per draw. Returns {"predicted", "pi_lo", "pi_hi"} (arrays) and
@@ -113,6 +114,7 @@ def run_intervals(
     import numpy as np
 
     from ..synthetic import noise_of
+    from .noise_trend import trend_at
 
     s = fit.bootstrap_samples
     if fit.law is None or s is None or not len(s) or not {"E", "A", "B", "alpha", "beta"} <= set(s.columns):
@@ -125,6 +127,10 @@ def run_intervals(
     noise = noise_of(data, fit.residuals)
     rng = np.random.default_rng(seed)
     sigma = noise["sigma"] if run_noise else 0.0
+    trend = trend_at(data, data.k * N * D) if run_noise and noise["seed"] is not None else None
+    if trend is not None:  # the seed scatter read at each point's compute, as the validation rung reads it
+        sigma = np.maximum(noise["residual"], trend["sigma"])
+        noise = {**noise, "trend_sigma": [float(v) for v in sigma]}
     sims = L[rng.integers(0, len(L), draws)] * np.exp(sigma * rng.standard_normal((draws, len(N))))
     if form_sigma is not None:
         sims = sims * np.exp(np.asarray(form_sigma, float)[None] * rng.standard_normal((draws, 1)))

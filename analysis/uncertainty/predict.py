@@ -148,24 +148,22 @@ def _optimum_draws(fit, shape, N, D, flops: float, k: float, rng, draws: int):
     return np.exp(star0 + off0), np.exp(star[:, None] + off), how
 
 
-NOISE_AT = "trend"  # a new run's seed scatter: its "trend" with compute (noise_trend.py), or "pooled"
-
-
 def run_noise(fit, data, flops: float | None = None) -> dict:
     """The run-to-run noise of one new run's log loss: {"sigma", "source"} — the table's seed-to-seed
-    scatter where it has replicates (with NOISE_AT "trend" and `flops`, read off its trend with
-    compute, `noise_trend.scatter_at`), else the residual scatter of the runs about `fit`."""
+    scatter where it has replicates (read at `flops` off its trend with compute where that trend is
+    measured, `noise_trend.trend_at`), else the residual scatter of the runs about `fit`."""
     from ..synthetic import LAW_PARAMS, seed_scatter
-    from .noise_trend import scatter_at
+    from .noise_trend import trend_at
 
     seed, dof = seed_scatter(data)
-    trend = scatter_at(data, flops) if seed is not None and flops and NOISE_AT == "trend" else None
+    trend = trend_at(data, float(flops)) if seed is not None and flops else None
     if trend is not None:
-        where = "largest budget" if trend["read_at"] < flops else "target compute"
+        where = "the target compute" if trend["read_at"] == float(flops) else f"{trend['read_at']:.3g} FLOPs"
         return {
             "sigma": trend["sigma"],
-            "source": f"seed-to-seed scatter's trend with compute (slope {trend['slope']:.3g} in log variance "
-            f"per log C, read at the {where}; {trend['dof']} degrees of freedom; pooled {seed:.3g})",
+            "source": f"seed-to-seed scatter's trend with compute (slope {trend['slope']:.3g} ± "
+            f"{trend['slope_se']:.2g} in log variance per log C, read at {where}; {trend['dof']} degrees of "
+            f"freedom; pooled {seed:.3g})",
             "by_budget": trend["by_budget"],
         }
     if seed is not None:
@@ -196,8 +194,9 @@ def predict_runs(
     """Predicted loss of one new run at each (N, D) (all at compute `flops`) by `fit`, with its
     `level` prediction interval (module doc). `shape`: a bootstrapped law of (N, D) that places the
     sizes of an optimum-placing method. `form`: a form-error term (`form.form_term` on `data`).
-    Returns {"predicted", "pi_lo", "pi_hi", "ci_lo", "ci_hi"} (lists), "noise" ({"sigma", "source"}
-    and, with `form`, "form_sigma", "form_k", "form_distance", "form_source"), "how" and "level"."""
+    Returns {"predicted", "pi_lo", "pi_hi", "ci_lo", "ci_hi"} (lists), "noise" ({"sigma", "source"},
+    "by_budget" where the seed scatter's trend is used, and, with `form`, "form_sigma", "form_k",
+    "form_distance", "form_span", "form_scale", "form_rule", "form_source"), "how" and "level"."""
     rng = np.random.default_rng(seed)
     N, D = np.atleast_1d(np.asarray(N, float)), np.atleast_1d(np.asarray(D, float))
     if fit.method in OPTIMUM_METHODS:

@@ -30,6 +30,9 @@ from lab.study.spec import Cell, Study, expand
 DEFAULT_LAWS = ("parametric", "isoflop", "envelope", "kaplan")  # Chinchilla's three approaches and Kaplan's
 
 
+_FORM_UNIT = {"absolute": "log distance", "span": "of training span"}  # form.SCALES
+
+
 def laws_for(study: Study) -> tuple[str, ...]:
     """The study's own laws, else the four classic methods for an IsoFLOP grid and all but
     isoflop for N×D (other registered laws, e.g. data-constrained, when the study names them)."""
@@ -250,7 +253,7 @@ def _prediction(analysed, method, fit, shape, val_cells, budget, factor, optimum
         "pi_note": f"the {method} fit's uncertainty (laws drawn by a bootstrap of {scheme}) plus run-to-run "
         f"noise σ = {noise['sigma']:.3g} in log loss ({noise['source']}) plus the law's form error σ_form = "
         f"{noise['form_sigma']:.3g} at log distance {noise['form_distance']:.3g} beyond the grid (k = "
-        f"{noise['form_k']:.3g} per unit log distance)",
+        f"{noise['form_k']:.3g} per unit {_FORM_UNIT[noise.get('form_scale', 'absolute')]})",
         "form_backtests": plain(form.get("backtests", [])),
         "form_bias_per_log": form.get("bias_per_log"),
         "n_opt_predicted": n_opt,
