@@ -129,3 +129,24 @@ def test_one_function_builds_a_workers_environment(monkeypatch):
     assert one[PARENT] == two[PARENT] and int(one[PARENT]) > 0
     monkeypatch.delenv("XLA_FLAGS")
     assert worker_env(2)["XLA_FLAGS"] == SINGLE_THREADED_XLA and "XLA_FLAGS" not in worker_env(1)
+
+
+def test_a_ray_task_takes_sigint_back_where_it_starts_ignored():
+    """Ray cancels a running task by a KeyboardInterrupt that Python drops where SIGINT is ignored (a
+    driver started in the background): run_task_file handles SIGINT again first (the slow test
+    test_sigterm_cancels_ray_tasks_and_slurm_jobs[ray] failed under `nohup ... &` without it)."""
+    import signal
+
+    from lab.study.worker import take_sigint_back
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        take_sigint_back()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        mine = lambda signum, frame: None  # a handler of the caller's stays
+        signal.signal(signal.SIGINT, mine)
+        take_sigint_back()
+        assert signal.getsignal(signal.SIGINT) is mine
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -201,6 +201,7 @@ def run_task_file(path: str, workers: int = 1, log_path: str | None = None, grac
     job), the child gets SIGTERM and `grace_s` seconds to save a checkpoint. `workers`: as in
     `worker_env`, the number of the study's workers sharing a machine."""
     cmd = [sys.executable, "-m", "lab.study.worker", path]
+    take_sigint_back()
     log = open(log_path, "a") if log_path else None
     try:
         proc = subprocess.Popen(
@@ -216,6 +217,17 @@ def run_task_file(path: str, workers: int = 1, log_path: str | None = None, grac
     finally:
         if log:
             log.close()
+
+
+def take_sigint_back() -> None:
+    """Handle SIGINT again in this (main) thread if it is ignored. A cancelled Ray task gets its
+    KeyboardInterrupt as if SIGINT had arrived, and Python drops that where SIGINT is ignored — as in
+    every process a driver started in the background has (`nohup lab study ... --launcher ray &`):
+    measured, the driver's SIGTERM then left the task training to its end instead of checkpointing."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float) -> None:
