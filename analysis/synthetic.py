@@ -142,17 +142,23 @@ def require_simulable(data) -> None:
     require_spread(data, "--audit")
 
 
-def seed_scatter(data) -> tuple[float | None, int]:
-    """Pooled std of log loss among rows of one cell (same N and D to 1%: seeds, replicates) and
-    its degrees of freedom; (None, 0) when no cell has two rows."""
-    key = pd.DataFrame({"n": np.round(np.log(data.N) / 0.01), "d": np.round(np.log(data.D) / 0.01)})
-    y = pd.Series(np.log(data.L))
-    groups = y.groupby([key["n"], key["d"]])
+def within_cells(data, rows=None) -> tuple[float, int]:
+    """The sum of squares of log loss about each cell's mean (a cell: the rows with the same N and D
+    to 1% — seeds, replicates) and its degrees of freedom, over all rows or the boolean mask `rows`."""
+    frame = pd.DataFrame(
+        {"n": np.round(np.log(data.N) / 0.01), "d": np.round(np.log(data.D) / 0.01), "y": np.log(data.L)}
+    )
+    groups = (frame if rows is None else frame[np.asarray(rows)]).groupby(["n", "d"])["y"]
     dof = int((groups.count() - 1).clip(lower=0).sum())
-    if dof == 0:
-        return None, 0
-    ss = float(groups.apply(lambda g: ((g - g.mean()) ** 2).sum()).sum())
-    return float(np.sqrt(ss / dof)), dof
+    ss = float(groups.apply(lambda g: ((g - g.mean()) ** 2).sum()).sum()) if dof else 0.0
+    return ss, dof
+
+
+def seed_scatter(data) -> tuple[float | None, int]:
+    """Pooled std of log loss among rows of one cell (`within_cells`) and its degrees of freedom;
+    (None, 0) when no cell has two rows."""
+    ss, dof = within_cells(data)
+    return (float(np.sqrt(ss / dof)), dof) if dof else (None, 0)
 
 
 def noise_of(data, residuals) -> dict:

@@ -30,26 +30,17 @@ MIN_Z = 2.0  # |slope| / its standard error the trend needs
 
 def scatter_by_budget(data) -> pd.DataFrame:
     """Per budget with replicates: budget, its compute (median), pooled variance of log loss among rows
-    of one cell (same N and D to 1%), and its degrees of freedom."""
+    of one cell (`synthetic.within_cells`), and its degrees of freedom."""
+    from ..synthetic import within_cells
     from ..table import bin_budgets
 
     budget = np.asarray(data.budget if data.budget is not None else bin_budgets(data.C), float)
-    frame = pd.DataFrame(
-        {
-            "budget": budget,
-            "C": np.asarray(data.C, float),
-            "n": np.round(np.log(data.N) / 0.01),
-            "d": np.round(np.log(data.D) / 0.01),
-            "y": np.log(np.asarray(data.L, float)),
-        }
-    )
+    C = np.asarray(data.C, float)
     rows = []
-    for b, g in frame.groupby("budget"):
-        cells = g.groupby(["n", "d"])["y"]
-        dof = int((cells.count() - 1).clip(lower=0).sum())
+    for b in np.unique(budget):
+        ss, dof = within_cells(data, budget == b)
         if dof:
-            ss = float(cells.apply(lambda y: ((y - y.mean()) ** 2).sum()).sum())
-            rows.append({"budget": float(b), "C": float(g["C"].median()), "var": ss / dof, "dof": dof})
+            rows.append({"budget": float(b), "C": float(np.median(C[budget == b])), "var": ss / dof, "dof": dof})
     return pd.DataFrame(rows, columns=["budget", "C", "var", "dof"])
 
 

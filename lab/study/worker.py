@@ -29,6 +29,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -224,8 +225,6 @@ def take_sigint_back() -> None:
     KeyboardInterrupt as if SIGINT had arrived, and Python drops that where SIGINT is ignored — as in
     every process a driver started in the background has (`nohup lab study ... --launcher ray &`):
     measured, the driver's SIGTERM then left the task training to its end instead of checkpointing."""
-    import threading
-
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
