@@ -109,3 +109,32 @@ def test_a_one_budget_study_derived_from_it_drops_the_replicates(study):
 def test_seeds_by_budget_takes_seeds_as_seeds_does(study):
     cells = expand(dataclasses.replace(study, seeds_by_budget={np.float64(1e10): [0, np.int64(1), 2.0]}), 256)
     assert sorted({c.config.train.seed for c in cells if c.budget_flops == 1e10}) == [0, 1, 2]
+
+
+def test_seeds_flag_runs_another_draw_of_the_study(tmp_path, capsys):
+    """`lab study FILE --seeds 3,4`: the budgets that run `seeds` run 3 and 4; those seeds_by_budget names
+    keep theirs."""
+    from lab.cli import main
+
+    p = tmp_path / "study.py"
+    p.write_text(textwrap.dedent(STUDY))
+    assert main(["study", str(p), "--seeds", "3,4", "--dry-run", "--no-timing"]) == 0
+    ids = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "-C" in line.split()[0]]
+    seeds_of = {}
+    for i in ids:
+        budget, seed = i.split("-C")[1].rsplit("-s", 1)
+        seeds_of.setdefault(float(budget), set()).add(int(seed))
+    assert seeds_of == {1e10: {0, 1, 2}, 2e10: {0, 1}, 4e10: {3, 4}}
+
+
+@pytest.mark.parametrize("bad", ["1,1", "-1", "a", "3,,4", ""])
+def test_bad_seeds_flag_is_one_line_and_exit_2(tmp_path, capsys, bad):
+    from lab.cli import main
+
+    p = tmp_path / "study.py"
+    p.write_text(textwrap.dedent(STUDY))
+    with pytest.raises(SystemExit) as e:
+        main(["study", str(p), "--seeds", bad, "--dry-run"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("lab study: error: argument --seeds:")

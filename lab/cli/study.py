@@ -4,11 +4,12 @@ rounds, the fits and the validation rung of `lab.study.analyze`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from lab.cli.tools import add_set_flag, count
+from lab.cli.tools import add_set_flag, count, seed_list
 from lab.config import ConfigError
 
 
@@ -52,6 +53,14 @@ def _add_study_file_flags(p) -> None:
     p.add_argument("--out", help="study directory (required unless --dry-run)")
     p.add_argument("--dry-run", action="store_true", help="print the grid and a wall-time estimate; train nothing")
     p.add_argument("--no-timing", action="store_true", help="with --dry-run: skip the measured step times")
+    p.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=None,
+        metavar="S,S...",
+        help="run the grid at these seeds instead of the study's `seeds` (budgets its seeds_by_budget names "
+        "keep theirs; the validation rung runs at the first): another draw of the same study",
+    )
 
 
 def _add_launcher_flags(p) -> None:
@@ -142,6 +151,8 @@ def _plan_cells(args) -> tuple:
     from lab.study.spec import expand
 
     study = load_study(args.study_file)
+    if args.seeds is not None:
+        study = dataclasses.replace(study, seeds=args.seeds)
     from lab.study.packs import check_pack, default_pack
 
     pack = check_pack(args.pack) if args.pack is not None else default_pack(study.pack)

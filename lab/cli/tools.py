@@ -28,6 +28,17 @@ def count(text: str) -> int:
     return int(value)
 
 
+def seed_list(text: str) -> list[int]:
+    """Seeds as `--seeds 3,4` writes them: distinct whole numbers >= 0, comma-separated."""
+    parts = [t.strip() for t in text.split(",")]
+    if not all(t.isdigit() for t in parts):
+        raise argparse.ArgumentTypeError(f"expected whole seeds >= 0 separated by commas, e.g. 3,4; got {text!r}")
+    seeds = [int(t) for t in parts]
+    if len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is named twice in {text!r}")
+    return seeds
+
+
 def temperature(text: str) -> float:
     """A sampling temperature: a finite number >= 0 (0 = greedy); nan, inf and negatives are refused."""
     try:
