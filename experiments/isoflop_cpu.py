@@ -160,6 +160,33 @@ the guard added after a review; simulations in benchmarks/README.md): re-predict
 −1.9), so their pooled σ and PIs stand (the committed run's ±9.1%: its form term). Over four two-seed
 draws: a within ±0.12 4/4, runs inside 12/12, mean error <= 3% 4/4, PIs within ±5% 3/4 (2/4 before).
 
+**A fifth draw, seeds 7 and 8** (pinned, pre-registered at 08:37 UTC before the run, validation.json
+copied aside when written and identical after; quiet but for a 37 s test): the prediction at 698 s, 974 s
+in all, overhead share 8.3%. Trusted parametric a = 0.560 [0.512, 0.625] (±0.057), E = 1.003; the
+pairs' scatter trend measured (slope −0.95 ± 0.45), read at 2.4e12: σ = 0.0034 (pooled 0.0057); form term
+k = 0.011:
+
+    run         predicted   95% PI             measured   error    inside
+    d48 (L2)    1.2527      [1.2160, 1.2891]   1.2371     +1.3%    yes
+    d80 (L2)    1.2149      [1.1794, 1.2510]   1.1918     +1.9%    yes
+    d96 (L3)    1.2513      [1.2130, 1.2901]   1.2325     +1.5%    yes
+
+mean |error| 1.57%, every PI within ±3.1%. Over five two-seed draws: a within ±0.12 5/5, runs inside
+15/15 (every one below its prediction: the law's form error, below), mean error <= 3% 5/5, PIs within
+±5% 4/5.
+
+**How often a two-seed table meets ±5%, and what would always** (benchmarks/README.md, "How many
+seeds..."; `benchmarks/bench_seed_subsets.py` on the four pinned two-seed tables, each from `lab study
+experiments/isoflop_cpu.py --seeds S,S --out DIR --validate 3`): over every K-seed subset of the eight
+seeds, the rung re-predicting all 12 measured validation runs, PIs within ±5% for 13/28 two-seed tables,
+34/56 three-seed, 47/70 four, 39/56 five, 23/28 six, 7/8 seven and all eight seeds together (±3.7%);
+97.6-100% of runs inside at every K; a within ±0.12 in all 247. The runs come in 1.5% below the law at
+3x at every K and the form term settles at k = 0.012: the limit is the law's form error beyond the grid
+and its estimate from one table's back-tests (k 0-0.036 across two-seed tables; this file's seeds 0+1
+give 0.037), not the seeds' noise (σ 0.010-0.012). The smallest study that reaches ±5% by the rule
+written down beforehand (>= 95% of subsets) is all eight seeds: 160 cells, ~47 min of grid on 2 cores,
+beyond the 15 minutes; this file stays at two seeds (the 15 minutes) and meets ±5% about half the time.
+
 More information per FLOP, measured: loss-curve points (`lab fit DIR --method vpnls --curve-points 8`,
 no extra FLOPs) narrowed the old policy's vpnls interval (±0.157 -> ±0.119) but widened this one's
 (a = 0.457 [0.388, 0.635], ±0.123): on the tuned grid the final losses alone pin the law better, so
