@@ -164,6 +164,8 @@ def test_validation_json_is_written_before_training_and_scored_after(table):
     # the form term is measured, so the laws are drawn by a residual bootstrap (analysis.uncertainty.residual)
     assert seen["law_draws"] == "residuals" and "bootstrap of residuals" in seen["pi_note"]
     assert len(seen["form_backtests"]) == 7 and {r["holdout"] for r in seen["form_backtests"]} == {1}
+    over = sum(r["log_error"] > 0 for r in seen["form_backtests"])  # the back-tests' signs, for the report
+    assert seen["form_signs"] == {"over": over, "under": 7 - over}
     assert v == json.loads((d / "validation.json").read_text()) and v["status"] == "measured"
     assert [r["inside_pi"] for r in v["runs"]] == [False, True, True]
     for r in v["runs"]:
@@ -180,6 +182,8 @@ def test_validation_json_is_written_before_training_and_scored_after(table):
     section = text.split("## Validation rung", 1)[1].split("##", 1)[0]
     assert section.count("| **no** |") == 1 and section.count("| yes |") == 2
     assert "form error in the interval, measured before the runs: the parametric shape law's" in section
+    assert f"predicted above the measured loss for {over} of 7 held-out runs" in section
+    assert "The validation runs: 0 of 3 came in below their prediction." in section  # all three above it
     fits = json.loads((d / "fits.json").read_text())
     assert fits["verdict"]["validation"]["outside_pi"] == [v["runs"][0]["cell_id"]]
 
@@ -207,3 +211,17 @@ def test_a_damaged_validation_json_is_one_line(tmp_path):
     (tmp_path / "validation.json").write_text("[]")
     with pytest.raises(AnalysisError, match=r"is damaged \(AttributeError"):
         read_validation(tmp_path)
+
+
+def test_the_signs_line_reads_old_and_unmeasured_validation_files():
+    """validation.json from before `form_signs` says only how the runs fell; one with no runs measured and
+    no back-tests says nothing."""
+    from analysis.reports.validation import sign_lines
+
+    runs = [{"rel_error": 0.02}, {"rel_error": -0.01}, {"rel_error": 0.015}]
+    assert sign_lines({"runs": runs}) == ["The validation runs: 2 of 3 came in below their prediction.", ""]
+    assert sign_lines({"runs": [{"predicted": 1.2}]}) == []
+    signs = {"form_signs": {"over": 27, "under": 3}, "form_bias_per_log": 0.0367, "noise": {"form_distance": 1.1}}
+    line = sign_lines({**signs, "runs": [{"predicted": 1.2}]})[0]
+    assert line.startswith("In its back-tests the law predicted above the measured loss for 27 of 30 held-out")
+    assert "a drift of +0.0367 in log loss per unit log distance, +4.0% at this rung's" in line

@@ -78,6 +78,26 @@ def verdict_lines(v: dict | None) -> list[str]:
     return []
 
 
+def sign_lines(v: dict) -> list[str]:
+    """Which way the law erred beyond the grid: in its back-tests (before the runs) and on the runs. The
+    interval counts a consistent sign as spread about the prediction, not as a shift; the reader should see
+    it (on the default CPU study every validation run came in below its prediction, as the back-tests did)."""
+    signs, b = v.get("form_signs") or {}, v.get("form_bias_per_log") or 0.0
+    n = signs.get("over", 0) + signs.get("under", 0)
+    done = [r["rel_error"] for r in v["runs"] if r.get("rel_error") is not None]
+    L = []
+    if n:
+        x = (v.get("noise") or {}).get("form_distance") or 0.0
+        L.append(
+            f"In its back-tests the law predicted above the measured loss for {signs['over']} of {n} held-out "
+            f"runs (a drift of {b:+.3g} in log loss per unit log distance, {b * x:+.1%} at this rung's); the "
+            "interval holds that as spread, not as a shift."
+        )
+    if done:
+        L.append(f"The validation runs: {sum(e > 0 for e in done)} of {len(done)} came in below their prediction.")
+    return [" ".join(L), ""] if L else []
+
+
 def validation_section(v: dict | None) -> list[str]:
     """`lab study --validate K`: the prediction at K x the largest budget against runs trained there."""
     if not v:
@@ -108,6 +128,7 @@ def validation_section(v: dict | None) -> list[str]:
     form = (v.get("noise") or {}).get("form_source")
     if form:
         L += [f"The law's form error in the interval, measured before the runs: {form}.", ""]
+    L += sign_lines(v)
     L += [
         "| cell | N | D | predicted loss | prediction interval | measured loss | error | inside |",
         "|---|---|---|---|---|---|---|---|",

@@ -256,6 +256,7 @@ def _prediction(analysed, method, fit, shape, val_cells, budget, factor, optimum
         f"{noise['form_k']:.3g} per unit {_FORM_UNIT[noise.get('form_scale', 'absolute')]})",
         "form_backtests": plain(form.get("backtests", [])),
         "form_bias_per_log": form.get("bias_per_log"),
+        "form_signs": {"over": form.get("n_over", 0), "under": form.get("n_under", 0)},  # predicted > / < measured
         "n_opt_predicted": n_opt,
         "d_opt_predicted": d_opt,
         "loss_at_n_opt": pred["predicted"][-1],
