@@ -135,12 +135,12 @@ def summary(records: list[dict], pi_target: float, a_target: float) -> dict:
 
 def each_subset(rows, subsets, runs, flops, args):
     """The subsets' records in order, `args.workers` processes at a time."""
-    job = (rows, runs, flops, args.bootstrap, args.audit)
+    rest = (runs, flops, args.bootstrap, args.audit)
     if args.workers <= 1:
-        yield from (subset_record(rows, s, *job[1:]) for s in subsets)
+        yield from (subset_record(rows, s, *rest) for s in subsets)
         return
     with ProcessPoolExecutor(args.workers) as pool:
-        yield from pool.map(subset_record, *zip(*[(rows, s, *job[1:]) for s in subsets]))
+        yield from pool.map(subset_record, *zip(*[(rows, s, *rest) for s in subsets]))
 
 
 def main(argv=None) -> None:
